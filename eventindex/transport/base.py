@@ -1,0 +1,97 @@
+"""The transport interface: publish small messages durably, consume them with explicit acks.
+
+Semantics every adapter keeps:
+- `Publisher.send` returns only when the broker has taken responsibility for the message
+  (receipt, confirm or commit); otherwise it raises a TransportError.
+- `Consumer.receive` hands out a message that stays owned by this consumer until `ack`;
+  a message not acked when the consumer dies or closes is delivered again (maybe elsewhere).
+  Delivery is at-least-once: consumers must be idempotent.
+- `group` (the task) keeps one task's messages on one consumer where the broker supports it
+  (JMSXGroupID on ActiveMQ).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Self
+from urllib.parse import urlsplit
+
+from eventindex.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Message:
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+    #: Adapter-specific handle used by ack/release.
+    handle: str = ""
+    redelivered: bool = False
+
+
+class Publisher(ABC):
+    @abstractmethod
+    def send(self, body: bytes, headers: Mapping[str, str] | None = None, group: str | None = None) -> None:
+        """Send one persistent message; return once the broker holds it durably."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+class Consumer(ABC):
+    @abstractmethod
+    def receive(self, timeout: float) -> Message | None:
+        """The next message, or None when none came within `timeout` seconds."""
+
+    @abstractmethod
+    def ack(self, message: Message) -> None:
+        """The message is durably handled: the broker may forget it."""
+
+    @abstractmethod
+    def release(self, message: Message) -> None:
+        """Give the message back for redelivery (it was not handled)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop consuming; unacked messages go back to the broker."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+def _scheme(url: str) -> str:
+    scheme = urlsplit(url).scheme
+    if scheme not in ("sqlite", "stomp", "stomp+ssl"):
+        raise ConfigError(f"broker URL {url!r}: scheme must be sqlite://, stomp:// or stomp+ssl://")
+    return scheme
+
+
+def open_publisher(url: str) -> Publisher:
+    if _scheme(url) == "sqlite":
+        from eventindex.transport.embedded import EmbeddedQueue
+
+        return EmbeddedQueue.from_url(url).publisher()
+    from eventindex.transport.stomp import StompConfig, StompPublisher
+
+    return StompPublisher(StompConfig.from_url(url))
+
+
+def open_consumer(url: str) -> Consumer:
+    if _scheme(url) == "sqlite":
+        from eventindex.transport.embedded import EmbeddedQueue
+
+        return EmbeddedQueue.from_url(url).consumer()
+    from eventindex.transport.stomp import StompConfig, StompConsumer
+
+    return StompConsumer(StompConfig.from_url(url))

@@ -1,0 +1,223 @@
+"""`sqlite:///abs/queue.db[?queue=NAME&visibility=SECONDS]`: a durable queue in one SQLite file.
+
+The embedded default: no server, several processes on one machine (producers and a
+supersink) share the file. A received message is leased to its consumer; `ack` deletes it,
+`release` hands it back. A lease ends, and the message is delivered again, when its
+visibility timeout passes or when the consumer's process is gone (checked by pid on this host),
+so a supersink killed with SIGKILL loses nothing it had not acked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from eventindex.errors import ConfigError, TransportError
+from eventindex.names import validate_name
+from eventindex.transport.base import Consumer, Message, Publisher
+
+DEFAULT_QUEUE = "eventindex"
+DEFAULT_VISIBILITY = 300.0
+BUSY_TIMEOUT_MS = 60_000
+_POLL_MIN = 0.01
+_POLL_MAX = 0.25
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    body BLOB NOT NULL,
+    headers TEXT NOT NULL,
+    enqueued REAL NOT NULL,
+    deliveries INTEGER NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_until REAL
+);
+CREATE INDEX IF NOT EXISTS messages_queue ON messages (queue, id);
+"""
+
+
+@dataclass(frozen=True)
+class EmbeddedQueue:
+    path: Path
+    queue: str = DEFAULT_QUEUE
+    visibility: float = DEFAULT_VISIBILITY
+
+    def __post_init__(self) -> None:
+        validate_name("queue", self.queue)
+        if not self.path.is_absolute():
+            raise ConfigError(f"sqlite queue path {self.path} must be absolute")
+        if self.visibility <= 0:
+            raise ConfigError("visibility must be positive")
+
+    @classmethod
+    def from_url(cls, url: str) -> EmbeddedQueue:
+        parts = urlsplit(url)
+        if parts.scheme != "sqlite" or parts.netloc not in ("", "localhost") or not parts.path:
+            raise ConfigError(f"broker URL {url!r}: expected sqlite:///absolute/path/queue.db")
+        query = parse_qs(parts.query)
+        unknown = set(query) - {"queue", "visibility"}
+        if unknown:
+            raise ConfigError(f"broker URL {url!r}: unknown parameter(s) {', '.join(sorted(unknown))}")
+        try:
+            visibility = float(query.get("visibility", [DEFAULT_VISIBILITY])[-1])
+        except ValueError:
+            raise ConfigError(f"broker URL {url!r}: visibility must be a number of seconds") from None
+        return cls(Path(parts.path), query.get("queue", [DEFAULT_QUEUE])[-1], visibility)
+
+    def connect(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise TransportError(f"cannot open queue {self.path}: {exc}") from exc
+        return db
+
+    def publisher(self) -> EmbeddedPublisher:
+        return EmbeddedPublisher(self)
+
+    def consumer(self) -> EmbeddedConsumer:
+        return EmbeddedConsumer(self)
+
+    def depth(self) -> int:
+        """Messages not yet acked (for status displays and tests)."""
+        db = self.connect()
+        try:
+            (count,) = db.execute("SELECT count(*) FROM messages WHERE queue = ?", (self.queue,)).fetchone()
+            return int(count)
+        finally:
+            db.close()
+
+
+class EmbeddedPublisher(Publisher):
+    def __init__(self, queue: EmbeddedQueue) -> None:
+        self.queue = queue
+        self._db = queue.connect()
+
+    def send(self, body: bytes, headers: Mapping[str, str] | None = None, group: str | None = None) -> None:
+        all_headers = dict(headers or {})
+        if group is not None:
+            all_headers["JMSXGroupID"] = group
+        try:
+            self._db.execute(
+                "INSERT INTO messages (queue, body, headers, enqueued) VALUES (?, ?, ?, ?)",
+                (self.queue.queue, body, json.dumps(all_headers), time.time()),
+            )
+        except sqlite3.Error as exc:
+            raise TransportError(f"cannot enqueue into {self.queue.path}: {exc}") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _owner_alive(owner: str) -> bool:
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True  # cannot tell: trust the lease timeout
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class EmbeddedConsumer(Consumer):
+    def __init__(self, queue: EmbeddedQueue) -> None:
+        self.queue = queue
+        self._db = queue.connect()
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._lock = threading.Lock()
+
+    def _reclaim_dead(self) -> None:
+        owners = [
+            row[0]
+            for row in self._db.execute(
+                "SELECT DISTINCT lease_owner FROM messages WHERE queue = ? AND lease_owner IS NOT NULL",
+                (self.queue.queue,),
+            )
+        ]
+        for owner in owners:
+            if owner != self._owner and not _owner_alive(owner):
+                self._db.execute(
+                    "UPDATE messages SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?", (owner,)
+                )
+
+    def _claim(self) -> Message | None:
+        now = time.time()
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._reclaim_dead()
+                    row = self._db.execute(
+                        "SELECT id, body, headers, deliveries FROM messages WHERE queue = ? "
+                        "AND (lease_until IS NULL OR lease_until < ?) ORDER BY id LIMIT 1",
+                        (self.queue.queue, now),
+                    ).fetchone()
+                    if row is not None:
+                        self._db.execute(
+                            "UPDATE messages SET lease_owner = ?, lease_until = ?, deliveries = deliveries + 1 "
+                            "WHERE id = ?",
+                            (self._owner, now + self.queue.visibility, row[0]),
+                        )
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise TransportError(f"cannot read queue {self.queue.path}: {exc}") from exc
+        if row is None:
+            return None
+        msg_id, body, headers, deliveries = row
+        return Message(bytes(body), json.loads(headers), handle=str(msg_id), redelivered=deliveries > 0)
+
+    def receive(self, timeout: float) -> Message | None:
+        deadline = time.monotonic() + timeout
+        pause = _POLL_MIN
+        while True:
+            message = self._claim()
+            if message is not None:
+                return message
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 2, _POLL_MAX)
+
+    def _finish(self, message: Message, sql: str) -> None:
+        with self._lock:
+            try:
+                self._db.execute(sql, (int(message.handle), self._owner))
+            except sqlite3.Error as exc:
+                raise TransportError(f"cannot update queue {self.queue.path}: {exc}") from exc
+
+    def ack(self, message: Message) -> None:
+        self._finish(message, "DELETE FROM messages WHERE id = ? AND lease_owner = ?")
+
+    def release(self, message: Message) -> None:
+        self._finish(message, "UPDATE messages SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?")
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._db.execute(
+                    "UPDATE messages SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?", (self._owner,)
+                )
+            except sqlite3.Error:
+                pass  # the leases expire by themselves
+            self._db.close()

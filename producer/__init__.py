@@ -1,0 +1,1 @@
+"""The job-side producer: inputs -> events -> chunks -> upload -> pointers."""

@@ -1,0 +1,61 @@
+"""Per-input-file validation: events, unique (run, event) pairs, per-run ranges, declared counts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from eventindex.columns import event_keys
+from eventindex.schema import eventindex_pb2 as pb
+from producer.inputs.base import InputSource
+
+_KEY = np.dtype([("run", "<u4"), ("event", "<u8")])
+
+
+class FileSummaryBuilder:
+    """Accumulates the keys of one input file's events; `finish()` gives its manifest entry."""
+
+    def __init__(self, source: InputSource, start_time_ms: int) -> None:
+        self.source = source
+        self.start_time_ms = start_time_ms
+        self._keys: list[np.ndarray] = []
+        self.events = 0
+
+    def add(self, table: pa.Table) -> None:
+        runs, events = event_keys(table)
+        keys = np.empty(len(runs), dtype=_KEY)
+        keys["run"] = runs
+        keys["event"] = events
+        self._keys.append(keys)
+        self.events += len(runs)
+
+    def finish(self, end_time_ms: int) -> pb.InputFileSummary:
+        keys = np.concatenate(self._keys) if self._keys else np.empty(0, dtype=_KEY)
+        unique = np.unique(keys)
+        declared = self.source.declared_events
+        summary = pb.InputFileSummary(
+            guid=self.source.guid, name=self.source.name, events=self.events, unique_events=len(unique),
+            declared_events=-1 if declared is None else declared, start_time_ms=self.start_time_ms,
+            end_time_ms=end_time_ms,
+        )
+        if len(unique):
+            runs, starts, counts = np.unique(unique["run"], return_index=True, return_counts=True)
+            for run, start, count in zip(runs, starts, counts, strict=True):
+                summary.runs.add(
+                    run_number=int(run), first_event=int(unique["event"][start]),
+                    last_event=int(unique["event"][start + count - 1]),
+                    events=int(np.count_nonzero(keys["run"] == run)),
+                )
+        return summary
+
+
+def problems(summary: pb.InputFileSummary) -> list[str]:
+    """What is inconsistent in a file: declared vs read counts, duplicate (run, event) pairs."""
+    found = []
+    if summary.declared_events >= 0 and summary.declared_events != summary.events:
+        found.append(f"{summary.name}: the file declares {summary.declared_events} events, {summary.events} were read")
+    if summary.unique_events != summary.events:
+        found.append(
+            f"{summary.name}: {summary.events - summary.unique_events} duplicate (run, event) pairs"
+        )
+    return found

@@ -1,0 +1,1 @@
+"""The supersink service: consume pointers -> fetch and verify -> ledger -> completeness -> load -> commit."""

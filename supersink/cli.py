@@ -1,0 +1,164 @@
+"""`ei-supersink`: collect announced chunks into complete, exactly-once Parquet tasks.
+
+Commands:
+  expect   announce how many jobs (and events) a task has
+  run      consume pointers, verify, record, load complete tasks
+  status   show every task: expected/resolved jobs, events, state, what is missing
+  quarantine list   show the messages refused, with their reasons
+
+Exit codes: 0 ok, 1 internal error, 2 bad command line/URL/name, 4 store error, 5 broker error,
+6 ledger or warehouse error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from eventindex import __version__
+from eventindex.errors import ConfigError, EventIndexError, StoreError, TransportError, WarehouseError
+from eventindex.pointers import expectation_pointer, headers_for
+from eventindex.store import open_store
+from eventindex.transport import open_consumer, open_publisher
+from supersink.ledger import Ledger, LedgerError
+from supersink.service import Supersink, counters_json
+from supersink.status import render, status
+from supersink.warehouse import Warehouse
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_STORE = 4
+EXIT_BROKER = 5
+EXIT_STATE = 6
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ei-supersink", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    expect = sub.add_parser("expect", help="send a task expectation")
+    expect.add_argument("--broker", required=True)
+    expect.add_argument("--task", required=True)
+    expect.add_argument("--jobs", required=True, type=int)
+    expect.add_argument("--events", type=int, default=None)
+
+    run = sub.add_parser("run", help="run the service")
+    run.add_argument("--broker", required=True)
+    run.add_argument("--store", required=True, help="the only store pointers may point into")
+    run.add_argument("--warehouse", required=True, help="file:///dir")
+    run.add_argument("--state", required=True, type=Path, help="the SQLite ledger file")
+    run.add_argument("--until-idle", type=float, default=None, metavar="SECONDS",
+                     help="exit 0 after SECONDS with nothing to do")
+    run.add_argument("--quiet", action="store_true")
+
+    st = sub.add_parser("status", help="show tasks")
+    st.add_argument("--state", required=True, type=Path)
+    st.add_argument("--json", action="store_true")
+
+    quarantine = sub.add_parser("quarantine", help="inspect refused messages")
+    qsub = quarantine.add_subparsers(dest="action", required=True)
+    qlist = qsub.add_parser("list")
+    qlist.add_argument("--state", required=True, type=Path)
+    qlist.add_argument("--json", action="store_true")
+    return parser
+
+
+def _open_ledger(path: Path, must_exist: bool = False) -> Ledger:
+    if must_exist and not path.exists():
+        raise LedgerError(f"no ledger at {path}")
+    return Ledger(path.absolute())
+
+
+def cmd_expect(args: argparse.Namespace) -> int:
+    pointer = expectation_pointer(args.task, args.jobs, args.events)
+    with open_publisher(args.broker) as publisher:
+        publisher.send(pointer.SerializeToString(), headers_for(pointer), group=args.task)
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO, format="ei-supersink: %(message)s", stream=sys.stderr
+    )
+    store = open_store(args.store)
+    warehouse = Warehouse.from_url(args.warehouse)
+    ledger = _open_ledger(args.state)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise SystemExit(128 + signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        with open_consumer(args.broker) as consumer:
+            counters = Supersink(ledger, store, warehouse).run(consumer, stop, args.until_idle)
+    finally:
+        ledger.close()
+        store.close()
+    print(counters_json(counters))
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    ledger = _open_ledger(args.state, must_exist=True)
+    try:
+        report = status(ledger)
+    finally:
+        ledger.close()
+    print(json.dumps(report, indent=2) if args.json else render(report))
+    return EXIT_OK
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    ledger = _open_ledger(args.state, must_exist=True)
+    try:
+        rows = ledger.quarantined(None)
+    finally:
+        ledger.close()
+    entries = [
+        {"id": r["id"], "task": r["task"], "reason": r["reason"], "state": r["state"], "bytes": len(r["body"])}
+        for r in rows
+    ]
+    if args.json:
+        print(json.dumps(entries, indent=2))
+    else:
+        for e in entries:
+            print(f"#{e['id']} [{e['state']}] task={e['task'] or '-'}: {e['reason']}")
+    return EXIT_OK
+
+
+COMMANDS = {"expect": cmd_expect, "run": cmd_run, "status": cmd_status, "quarantine": cmd_quarantine}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        code, text = EXIT_USAGE, str(exc)
+    except StoreError as exc:
+        code, text = EXIT_STORE, f"store error: {exc}"
+    except TransportError as exc:
+        code, text = EXIT_BROKER, f"broker error: {exc}"
+    except (LedgerError, WarehouseError) as exc:
+        code, text = EXIT_STATE, str(exc)
+    except EventIndexError as exc:
+        code, text = EXIT_INTERNAL, f"error: {exc}"
+    print(f"ei-supersink: {text}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

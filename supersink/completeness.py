@@ -1,0 +1,145 @@
+"""Completeness: which attempt each job resolves to, whether a task is complete, what is missing.
+
+1. chunk valid: recorded in the ledger after its object was fetched and verified.
+2. attempt complete: its manifest is recorded with status ok, and every chunk it lists is valid
+   with the same size, sha256 and event count.
+3. job resolved: the highest complete attempt is chosen; every other attempt is superseded.
+4. task complete: the expected number of jobs are resolved (no more jobs seen than expected) and,
+   when an event total is expected, the chosen attempts add up to it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from supersink.ledger import ChunkRecord, Ledger
+
+
+@dataclass
+class AttemptView:
+    job: str
+    attempt: int
+    events: int = 0
+    has_manifest: bool = False
+    complete: bool = False
+    chunks_seen: int = 0
+    chunks_listed: int = 0
+    missing: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TaskView:
+    task: str
+    dataset: str | None
+    state: str
+    detail: str
+    expected_jobs: int | None
+    expected_events: int | None
+    attempts: dict[str, list[AttemptView]]
+    chosen: dict[str, AttemptView]
+    superseded: list[AttemptView]
+    missing: list[str]
+    failure: str | None
+
+    @property
+    def jobs_seen(self) -> int:
+        return len(self.attempts)
+
+    @property
+    def events_chosen(self) -> int:
+        return sum(a.events for a in self.chosen.values())
+
+    @property
+    def complete(self) -> bool:
+        return self.failure is None and not self.missing
+
+
+def evaluate(ledger: Ledger, task: str) -> TaskView:
+    row = ledger.task(task)
+    if row is None:
+        raise KeyError(task)
+    views: dict[tuple[str, int], AttemptView] = {}
+    for seen in ledger.query("SELECT job, attempt FROM seen_jobs WHERE task = ?", (task,)):
+        views[(seen["job"], seen["attempt"])] = AttemptView(seen["job"], seen["attempt"])
+    valid = {
+        (c["job"], c["attempt"], c["seq"]): (c["size"], bytes(c["sha256"]), c["events"])
+        for c in ledger.query("SELECT job, attempt, seq, size, sha256, events FROM chunks WHERE task = ?", (task,))
+    }
+    for (job, attempt, _), _unused in valid.items():
+        views[(job, attempt)].chunks_seen += 1
+    listed: dict[tuple[str, int], list[tuple[int, int, bytes, int, str | None]]] = defaultdict(list)
+    for lc in ledger.query(
+        "SELECT job, attempt, seq, size, sha256, events, problem FROM listed_chunks WHERE task = ? ORDER BY seq",
+        (task,),
+    ):
+        listed[(lc["job"], lc["attempt"])].append(
+            (lc["seq"], lc["size"], bytes(lc["sha256"]), lc["events"], lc["problem"])
+        )
+    for att in ledger.query("SELECT job, attempt, events, status FROM attempts WHERE task = ?", (task,)):
+        view = views[(att["job"], att["attempt"])]
+        view.has_manifest = True
+        view.events = att["events"]
+        entries = listed[(att["job"], att["attempt"])]
+        view.chunks_listed = len(entries)
+        if att["status"] != "ok":
+            view.missing.append(f"job {view.job} attempt {view.attempt}: the producer reported status {att['status']}")
+        for seq, size, sha, events, problem in entries:
+            if valid.get((view.job, view.attempt, seq)) != (size, sha, events):
+                why = f" ({problem})" if problem else ""
+                view.missing.append(f"job {view.job} attempt {view.attempt}: chunk-{seq:06d} missing{why}")
+        view.complete = not view.missing
+    for view in views.values():
+        if not view.has_manifest:
+            view.missing.append(
+                f"job {view.job} attempt {view.attempt}: no manifest yet ({view.chunks_seen} chunks seen)"
+            )
+
+    by_job: dict[str, list[AttemptView]] = defaultdict(list)
+    for view in sorted(views.values(), key=lambda v: (v.job, v.attempt)):
+        by_job[view.job].append(view)
+    chosen: dict[str, AttemptView] = {}
+    superseded: list[AttemptView] = []
+    missing: list[str] = []
+    for job, attempts in by_job.items():
+        complete = [a for a in attempts if a.complete]
+        if complete:
+            chosen[job] = complete[-1]
+            superseded += [a for a in attempts if a is not complete[-1]]
+        else:
+            missing += [m for a in attempts for m in a.missing]
+
+    expected_jobs, expected_events = row["expected_jobs"], row["expected_events"]
+    failure = None
+    if expected_jobs is None:
+        missing.append("no task expectation received yet (ei-supersink expect)")
+    else:
+        if len(by_job) > expected_jobs:
+            failure = f"{len(by_job)} jobs seen, only {expected_jobs} expected"
+        elif len(by_job) < expected_jobs:
+            missing.append(f"{expected_jobs - len(by_job)} of {expected_jobs} expected jobs not seen yet")
+        if not missing and failure is None and expected_events is not None:
+            total = sum(a.events for a in chosen.values())
+            if total != expected_events:
+                failure = f"chosen attempts hold {total} events, {expected_events} expected ({total - expected_events:+d})"
+    return TaskView(
+        task=task, dataset=row["dataset"], state=row["state"], detail=row["detail"], expected_jobs=expected_jobs,
+        expected_events=expected_events, attempts=dict(by_job), chosen=chosen, superseded=superseded,
+        missing=missing, failure=failure,
+    )
+
+
+def chosen_chunks(ledger: Ledger, view: TaskView) -> list[ChunkRecord]:
+    """The verified chunks of the chosen attempts, in (job, attempt, seq) order."""
+    records: list[ChunkRecord] = []
+    for job, chosen in sorted(view.chosen.items()):
+        for c in ledger.query(
+            "SELECT c.* FROM chunks c JOIN listed_chunks l USING (task, job, attempt, seq) "
+            "WHERE c.task = ? AND c.job = ? AND c.attempt = ? ORDER BY c.seq",
+            (view.task, job, chosen.attempt),
+        ):
+            records.append(
+                ChunkRecord(job, chosen.attempt, c["seq"], c["key"], c["size"], bytes(c["sha256"]), c["events"],
+                            c["min_key"], c["max_key"])
+            )
+    return records

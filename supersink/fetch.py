@@ -1,0 +1,83 @@
+"""Fetch objects from the store and verify them against what the pointer or manifest promised."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from eventindex.codec import decode_chunk_body, decode_manifest
+from eventindex.columns import decode_body
+from eventindex.errors import CorruptObjectError
+from eventindex.schema import eventindex_pb2 as pb
+from eventindex.store import ObjectStore
+
+#: Largest chunk or manifest object the supersink fetches.
+MAX_OBJECT_BYTES = 256 * 1024 * 1024
+_KEY = struct.Struct(">IQ")
+
+
+def sort_key(run: int, event: int) -> bytes:
+    """(run, event) as bytes whose lexical order is the numeric order."""
+    return _KEY.pack(run, event)
+
+
+def unpack_key(key: bytes) -> tuple[int, int]:
+    run, event = _KEY.unpack(key)
+    return int(run), int(event)
+
+
+@dataclass(frozen=True)
+class VerifiedChunk:
+    size: int
+    sha256: bytes
+    events: int
+    min_key: bytes | None
+    max_key: bytes | None
+
+
+def _check(data: bytes, what: str, size: int | None, sha256: bytes | None) -> bytes:
+    digest = hashlib.sha256(data).digest()
+    if size is not None and len(data) != size:
+        raise CorruptObjectError(f"{what} is {len(data)} bytes, {size} announced")
+    if sha256 is not None and digest != sha256:
+        raise CorruptObjectError(f"{what} sha256 {digest.hex()[:16]}... differs from the announced {sha256.hex()[:16]}...")
+    return digest
+
+
+def verify_chunk(
+    store: ObjectStore, key: str, size: int | None = None, sha256: bytes | None = None, events: int | None = None
+) -> VerifiedChunk:
+    """Fetch a chunk and check size, checksum, decoding and event count; CodecError/StoreError on failure."""
+    data = store.get(key, MAX_OBJECT_BYTES)
+    digest = _check(data, key, size, sha256)
+    body = decode_chunk_body(data)
+    if events is not None and body.rows != events:
+        raise CorruptObjectError(f"{key} holds {body.rows} events, {events} announced")
+    if len(body.run_number) != body.rows or len(body.event_number) != body.rows:
+        raise CorruptObjectError(f"{key}: run/event columns do not have {body.rows} values")
+    min_key = max_key = None
+    if body.rows:
+        keys = np.empty(body.rows, dtype=[("run", "<u4"), ("event", "<u8")])
+        keys["run"] = np.array(body.run_number, dtype=np.uint32)
+        keys["event"] = np.array(body.event_number, dtype=np.uint64)
+        keys.sort()
+        min_key = sort_key(int(keys["run"][0]), int(keys["event"][0]))
+        max_key = sort_key(int(keys["run"][-1]), int(keys["event"][-1]))
+    return VerifiedChunk(len(data), digest, body.rows, min_key, max_key)
+
+
+def load_chunk(store: ObjectStore, key: str, size: int, sha256: bytes) -> pa.Table:
+    """Fetch a chunk verified before and decode it to Arrow, checking it is still the same object."""
+    data = store.get(key, MAX_OBJECT_BYTES)
+    _check(data, key, size, sha256)
+    return decode_body(decode_chunk_body(data))
+
+
+def fetch_manifest(store: ObjectStore, key: str, size: int | None, sha256: bytes | None) -> tuple[pb.Manifest, bytes]:
+    data = store.get(key, MAX_OBJECT_BYTES)
+    digest = _check(data, key, size, sha256)
+    return decode_manifest(data), digest

@@ -1,0 +1,212 @@
+"""Bulk load of one complete task: merge the chosen attempts' events into sorted Parquet, then commit.
+
+Memory stays bounded by streaming: chunks are grouped by overlapping (run, event) ranges (the
+ranges were recorded when each chunk was verified); each group is decoded, sorted and written
+before the next is read. Jobs index disjoint files, so groups are usually single chunks. Equal
+(run, event) pairs always fall into one group, where they are detected, loaded once and reported.
+
+Files get deterministic names and the commit marker is written last, write-once: a crash at any
+point before it leaves nothing readers see, and a rerun rewrites the same files.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from eventindex import __version__
+from eventindex.columns import WAREHOUSE_SCHEMA, event_keys
+from eventindex.store import ObjectStore
+from supersink.fetch import load_chunk, unpack_key
+from supersink.ledger import ChunkRecord
+from supersink.warehouse import PART_TEMPLATE, Warehouse
+
+ROW_GROUP_ROWS = 131_072
+ROWS_PER_FILE = 8 * ROW_GROUP_ROWS
+MAX_DUPLICATE_EXAMPLES = 10
+SORT_KEYS = [("run_number", "ascending"), ("event_number", "ascending")]
+
+
+def overlap_groups(chunks: list[ChunkRecord]) -> Iterator[list[ChunkRecord]]:
+    """Chunks grouped so that groups hold disjoint, increasing (run, event) ranges."""
+    if any(c.min_key is None or c.max_key is None for c in chunks):
+        non_empty = [c for c in chunks if c.events]
+        if non_empty:
+            yield non_empty
+        return
+    ordered = sorted(chunks, key=lambda c: (c.min_key or b"", c.job, c.attempt, c.seq))
+    group: list[ChunkRecord] = []
+    group_max = b""
+    for chunk in ordered:
+        assert chunk.min_key is not None and chunk.max_key is not None
+        if group and chunk.min_key > group_max:
+            yield group
+            group = []
+        group.append(chunk)
+        group_max = max(group_max, chunk.max_key) if len(group) > 1 else chunk.max_key
+    if group:
+        yield group
+
+
+@dataclass
+class Duplicates:
+    count: int = 0
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+
+class PartWriter:
+    """Writes row groups of ROW_GROUP_ROWS into part files of at most ROWS_PER_FILE rows."""
+
+    def __init__(self, warehouse: Warehouse, dataset: str, task: str) -> None:
+        self.warehouse, self.dataset, self.task = warehouse, dataset, task
+        self.files: list[dict[str, Any]] = []
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._rows_in_file = 0
+
+    def _open(self) -> pq.ParquetWriter:
+        if self._writer is None:
+            path = self.warehouse.part_path(self.dataset, self.task, len(self.files))
+            self._writer = pq.ParquetWriter(
+                path, WAREHOUSE_SCHEMA, filesystem=self.warehouse.fs, compression="zstd",
+                use_dictionary=["task", "job", "input_guid"], write_statistics=True,
+            )
+            self.files.append({"name": PART_TEMPLATE.format(len(self.files)), "rows": 0})
+        return self._writer
+
+    def _flush(self, rows: int) -> None:
+        table = pa.concat_tables(self._buffer)
+        head, rest = table.slice(0, rows), table.slice(rows)
+        self._open().write_table(head, row_group_size=ROW_GROUP_ROWS)
+        self.files[-1]["rows"] += rows
+        self._rows_in_file += rows
+        self._buffer, self._buffered = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
+        if self._rows_in_file >= ROWS_PER_FILE:
+            self._close_file()
+
+    def _close_file(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+            self._rows_in_file = 0
+
+    def write(self, table: pa.Table) -> None:
+        self._buffer.append(table)
+        self._buffered += table.num_rows
+        while self._buffered >= min(ROW_GROUP_ROWS, ROWS_PER_FILE - self._rows_in_file):
+            self._flush(min(ROW_GROUP_ROWS, ROWS_PER_FILE - self._rows_in_file))
+
+    def close(self) -> list[dict[str, Any]]:
+        if self._buffered:
+            self._flush(self._buffered)
+        self._close_file()
+        return self.files
+
+
+def _with_identity(table: pa.Table, task: str, chunk: ChunkRecord) -> pa.Table:
+    n = table.num_rows
+    return (
+        table.append_column(WAREHOUSE_SCHEMA.field("task"), pa.repeat(task, n))
+        .append_column(WAREHOUSE_SCHEMA.field("job"), pa.repeat(chunk.job, n))
+        .append_column(WAREHOUSE_SCHEMA.field("attempt"), pa.array(np.full(n, chunk.attempt, dtype=np.uint32)))
+    )
+
+
+def _drop_duplicates(table: pa.Table, dups: Duplicates) -> pa.Table:
+    runs, events = event_keys(table)
+    if len(runs) < 2:
+        return table
+    same = (runs[1:] == runs[:-1]) & (events[1:] == events[:-1])
+    if not same.any():
+        return table
+    where = np.nonzero(same)[0] + 1
+    dups.count += len(where)
+    jobs = table.column("job")
+    for i in where[: MAX_DUPLICATE_EXAMPLES - len(dups.examples)]:
+        dups.examples.append({
+            "run_number": int(runs[i]), "event_number": int(events[i]),
+            "jobs": [str(jobs[int(i) - 1]), str(jobs[int(i)])],
+        })
+    keep = np.ones(len(runs), dtype=bool)
+    keep[where] = False
+    return table.filter(pa.array(keep))
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    task: str
+    dataset: str
+    chunks: list[ChunkRecord]
+    attempts: dict[str, int]
+    superseded: list[dict[str, Any]]
+    partial: bool = False
+    missing: tuple[str, ...] = ()
+
+
+def load_task(
+    plan: LoadPlan, store: ObjectStore, warehouse: Warehouse, on_progress: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """Write the task's Parquet files and commit marker; return the marker.
+
+    Raises AlreadyCommittedError when a marker exists (this or another supersink committed it).
+    """
+    started = time.monotonic()
+    warehouse.prepare(plan.dataset, plan.task)
+    writer = PartWriter(warehouse, plan.dataset, plan.task)
+    dups = Duplicates()
+    rows_in = 0
+    for group in overlap_groups(plan.chunks):
+        tables = [_with_identity(load_chunk(store, c.key, c.size, c.sha256), plan.task, c) for c in group]
+        table = pa.concat_tables(tables)
+        rows_in += table.num_rows
+        if len(group) > 1:
+            table = table.sort_by(SORT_KEYS)
+        elif table.num_rows > 1:
+            runs, events = event_keys(table)
+            if not _is_sorted(runs, events):
+                table = table.sort_by(SORT_KEYS)
+        writer.write(_drop_duplicates(table, dups))
+        if on_progress:
+            on_progress(rows_in)
+    files = writer.close()
+    warehouse.remove_strays(plan.dataset, plan.task, {f["name"] for f in files})
+    rows = sum(f["rows"] for f in files)
+    marker: dict[str, Any] = {
+        "task": plan.task,
+        "dataset": plan.dataset,
+        "files": files,
+        "rows": rows,
+        "events_in_chunks": rows_in,
+        "duplicates": {"count": dups.count, "examples": dups.examples},
+        "attempts": plan.attempts,
+        "superseded": plan.superseded,
+        "partial": plan.partial,
+        "missing": list(plan.missing),
+        "sorted_by": [k for k, _ in SORT_KEYS],
+        "committed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_seconds": round(time.monotonic() - started, 3),
+        "supersink_version": __version__,
+        "format": "eventindex.v1",
+    }
+    warehouse.write_marker_once(plan.dataset, plan.task, marker)
+    return marker
+
+
+def _is_sorted(runs: np.ndarray, events: np.ndarray) -> bool:
+    later_run = runs[1:] > runs[:-1]
+    same_run = runs[1:] == runs[:-1]
+    return bool(np.all(later_run | (same_run & (events[1:] >= events[:-1]))))
+
+
+def describe_key(key: bytes | None) -> str:
+    if key is None:
+        return "?"
+    run, event = unpack_key(key)
+    return f"{run}/{event}"

@@ -1,0 +1,84 @@
+"""`ei-supersink status`: what each task is waiting for, what was chosen, superseded and quarantined."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from supersink.completeness import evaluate
+from supersink.ledger import Ledger
+
+MAX_LISTED = 50
+
+
+def task_status(ledger: Ledger, task: str) -> dict[str, Any]:
+    view = evaluate(ledger, task)
+    row = ledger.task(task)
+    assert row is not None
+    marker = json.loads(row["marker"]) if row["marker"] else None
+    quarantined = ledger.query("SELECT count(*) AS n FROM quarantine WHERE task = ? AND state = 'held'", (task,))
+    late = []
+    if marker is not None:
+        loaded = marker.get("attempts", {})
+        late = [
+            {"job": a.job, "attempt": a.attempt}
+            for attempts in view.attempts.values() for a in attempts
+            if a.complete and loaded.get(a.job) is not None and a.attempt > loaded[a.job]
+        ]
+    return {
+        "task": task,
+        "dataset": view.dataset,
+        "state": view.state,
+        "detail": view.detail,
+        "expected_jobs": view.expected_jobs,
+        "expected_events": view.expected_events,
+        "jobs_seen": view.jobs_seen,
+        "jobs_resolved": len(view.chosen),
+        "events": view.events_chosen,
+        "events_loaded": row["events_loaded"],
+        "location": row["location"],
+        "chosen": {job: a.attempt for job, a in sorted(view.chosen.items())},
+        "superseded": [{"job": a.job, "attempt": a.attempt, "complete": a.complete} for a in view.superseded],
+        "late_attempts": late,
+        "missing": view.missing[:MAX_LISTED],
+        "missing_total": len(view.missing),
+        "failure": view.failure,
+        "duplicates": (marker or {}).get("duplicates", {"count": 0, "examples": []}),
+        "partial": bool((marker or {}).get("partial", False)),
+        "quarantined": int(quarantined[0]["n"]),
+    }
+
+
+def status(ledger: Ledger) -> dict[str, Any]:
+    tasks = [task_status(ledger, row["task"]) for row in ledger.tasks()]
+    held = ledger.query("SELECT count(*) AS n FROM quarantine WHERE state = 'held'")
+    return {"tasks": tasks, "quarantined": int(held[0]["n"])}
+
+
+def render(report: dict[str, Any]) -> str:
+    lines = []
+    for t in report["tasks"]:
+        expected = "?" if t["expected_jobs"] is None else str(t["expected_jobs"])
+        lines.append(
+            f"{t['task']} [{t['dataset'] or '-'}] {t['state'].upper()}: jobs {t['jobs_resolved']}/{expected} resolved"
+            f" ({t['jobs_seen']} seen), {t['events']:,} events"
+            + (f", {t['events_loaded']:,} loaded -> {t['location']}" if t["events_loaded"] is not None else "")
+        )
+        if t["failure"]:
+            lines.append(f"  failed: {t['failure']}")
+        for m in t["missing"]:
+            lines.append(f"  missing: {m}")
+        if t["missing_total"] > len(t["missing"]):
+            lines.append(f"  ... and {t['missing_total'] - len(t['missing'])} more missing")
+        for s in t["superseded"]:
+            lines.append(f"  superseded: job {s['job']} attempt {s['attempt']}{'' if s['complete'] else ' (incomplete)'}")
+        for s in t["late_attempts"]:
+            lines.append(f"  late (after load, ignored): job {s['job']} attempt {s['attempt']}")
+        if t["duplicates"]["count"]:
+            lines.append(f"  duplicates: {t['duplicates']['count']} (run, event) pairs loaded once")
+        if t["quarantined"]:
+            lines.append(f"  quarantined messages: {t['quarantined']}")
+    if not report["tasks"]:
+        lines.append("no tasks")
+    lines.append(f"quarantine: {report['quarantined']} held")
+    return "\n".join(lines)

@@ -1,0 +1,72 @@
+"""Fixtures that run real servers on 127.0.0.1 for integration tests.
+
+When a server is not installed the dependent tests are skipped locally, but fail
+when ``CI=true`` (so a CI machine without the servers cannot go green by skipping).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import NoReturn
+
+import pytest
+
+from eventindex.servers import ActiveMQ, SeaweedFS, ServerUnavailable
+
+
+def server_unavailable(reason: str) -> NoReturn:
+    """Skip (locally) or fail (``CI=true``) because a server cannot be run here."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def activemq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ActiveMQ]:
+    """One ActiveMQ broker (STOMP on a free loopback port) for the whole session."""
+    try:
+        server = ActiveMQ(tmp_path_factory.mktemp("activemq"))
+    except ServerUnavailable as exc:
+        server_unavailable(str(exc))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """One SeaweedFS (``weed mini``, S3 with random real credentials) for the whole session."""
+    try:
+        server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    except ServerUnavailable as exc:
+        server_unavailable(str(exc))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_env(seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Point AWS SDK environment variables at ``seaweedfs``; yield a new, empty bucket's name.
+
+    The endpoint is not in the environment: use ``seaweedfs.endpoint``.
+    """
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in seaweedfs.client_env().items():
+        monkeypatch.setenv(var, value)
+    bucket = f"ei-test-{uuid.uuid4().hex[:16]}"
+    seaweedfs.create_bucket(bucket)
+    yield bucket
+
+
+@pytest.fixture
+def stomp_queue(activemq: ActiveMQ) -> str:
+    """A queue URL (``stomp://127.0.0.1:PORT/queue/<unique>``) no other test uses."""
+    return activemq.stomp_url(f"ei.test.{uuid.uuid4().hex[:16]}")
