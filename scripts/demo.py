@@ -1,0 +1,162 @@
+"""The demo behind `scripts/demo`: the whole pipeline through the real CLIs, on the embedded default.
+
+Runs the supersink as a service, sends the task expectation, runs 8 producer jobs two at a
+time (one job's first attempt is killed half-way and retried), waits for the task to be
+committed, stops the service, then checks the warehouse holds exactly the produced events
+(every column of every event, not just counts). The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def log(text: str) -> None:
+    print(text, flush=True)
+
+
+def run_job(args: argparse.Namespace, store: str, broker: str, job: int, attempt: int, fail_after: int | None) -> dict[str, Any]:
+    cmd = [
+        str(BIN / "ei-producer"), "--task", args.task, "--job", f"job{job:03d}", "--attempt", str(attempt),
+        "--dataset", args.dataset, "--input", f"synthetic:{args.events}:{job}", "--store", store,
+        "--broker", broker, "--chunk-events", str(args.chunk_events), "--quiet",
+    ]
+    if fail_after is not None:
+        cmd += ["--fail-after-chunks", str(fail_after)]
+    started = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    if fail_after is not None:
+        if proc.returncode != 137:
+            raise SystemExit(f"demo: the job meant to die exited {proc.returncode}: {proc.stderr.strip()}")
+        log(f"  job{job:03d} attempt {attempt}: died after {fail_after} chunks, as planned (exit 137, no manifest)")
+        return {"job": job, "attempt": attempt, "events": 0, "died": True}
+    if proc.returncode != 0:
+        raise SystemExit(f"demo: job{job:03d} attempt {attempt} failed ({proc.returncode}): {proc.stderr.strip()}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    log(f"  job{job:03d} attempt {attempt}: {result['events']:,} events in {result['chunks']} chunks, "
+        f"{result['bytes'] / 1e6:.2f} MB, {seconds:.1f}s")
+    return result
+
+
+def wait_loaded(state: Path, task: str, supersink: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if supersink.poll() is not None:
+            raise SystemExit(f"demo: the supersink exited early with {supersink.returncode}")
+        proc = subprocess.run([str(BIN / "ei-supersink"), "status", "--state", str(state), "--json"],
+                              capture_output=True, text=True)
+        if proc.returncode == 0:
+            for t in json.loads(proc.stdout)["tasks"]:
+                if t["task"] == task:
+                    line = f"  supersink: task {task} {t['state']}, jobs {t['jobs_resolved']}/{t['expected_jobs']}"
+                    if line != last:
+                        log(line)
+                        last = line
+                    if t["state"] in ("loaded", "failed"):
+                        return dict(t)
+        time.sleep(0.5)
+    raise SystemExit(f"demo: task {task} was not loaded within {timeout:.0f}s")
+
+
+def expected_events(args: argparse.Namespace) -> pa.Table:
+    sys.path.insert(0, str(ROOT))
+    from producer.inputs.synthetic import SyntheticInput
+
+    tables = [t for job in range(1, args.jobs + 1) for t in SyntheticInput(args.events, job).batches(args.events or 1)]
+    return pa.concat_tables(tables).sort_by([("run_number", "ascending"), ("event_number", "ascending")])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=8)
+    parser.add_argument("--events", type=int, default=25_000)
+    parser.add_argument("--chunk-events", type=int, default=5_000)
+    parser.add_argument("--task", default="demo.task.000001")
+    parser.add_argument("--dataset", default="data24_13p6TeV.00456000.physics_Main.merge.AOD")
+    parser.add_argument("--workdir", type=Path, default=ROOT / "demo-output")
+    parser.add_argument("--parallel", type=int, default=2)
+    args = parser.parse_args()
+
+    started = time.monotonic()
+    work = args.workdir.resolve()
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    store, broker = (work / "store").as_uri(), f"sqlite://{work / 'queue.db'}"
+    warehouse, state = (work / "warehouse").as_uri(), work / "ledger.db"
+    log(f"demo: {args.jobs} jobs x {args.events:,} events, store {store}, queue {broker}")
+
+    log("[1/4] starting the supersink service")
+    sink_log = (work / "supersink.log").open("wb")
+    supersink = subprocess.Popen(
+        [str(BIN / "ei-supersink"), "run", "--broker", broker, "--store", store, "--warehouse", warehouse,
+         "--state", str(state)],
+        stdout=sink_log, stderr=subprocess.STDOUT,
+    )
+    try:
+        log("[2/4] announcing the task")
+        subprocess.run([str(BIN / "ei-supersink"), "expect", "--broker", broker, "--task", args.task,
+                        "--jobs", str(args.jobs)], check=True)
+        log(f"[3/4] running {args.jobs} producer jobs, {args.parallel} at a time")
+        crash_job = max(1, args.jobs // 2)
+        chunks_per_job = -(-args.events // args.chunk_events)
+        plans: list[tuple[int, int, int | None]] = [(j, 1, None) for j in range(1, args.jobs + 1) if j != crash_job]
+        with ThreadPoolExecutor(args.parallel) as pool:
+            futures = [pool.submit(run_job, args, store, broker, crash_job, 1, max(1, chunks_per_job // 2))]
+            futures += [pool.submit(run_job, args, store, broker, j, a, f) for j, a, f in plans]
+            results = [f.result() for f in futures]
+        retry = run_job(args, store, broker, crash_job, 2, None)
+        produced = sum(r["events"] for r in results) + retry["events"]
+        log("[4/4] waiting for the task to be complete and committed")
+        task_status = wait_loaded(state, args.task, supersink, timeout=600)
+    finally:
+        supersink.send_signal(signal.SIGTERM)
+        supersink.wait(timeout=60)
+        sink_log.close()
+    if task_status["state"] != "loaded":
+        raise SystemExit(f"demo: task failed: {task_status['failure']}")
+    location = Path(task_status["location"])
+    marker = json.loads((location / "_SUCCESS.json").read_text())
+    files = [str(location / f["name"]) for f in marker["files"]]
+    loaded = pads.dataset(files, format="parquet").to_table()
+    expected = expected_events(args)
+    same = loaded.select(expected.column_names).equals(expected)
+    for s in task_status["superseded"]:
+        log(f"  superseded (not loaded): {s['job']} attempt {s['attempt']}")
+    log(f"  verified: {loaded.num_rows:,} events in {len(files)} Parquet file(s), identical to the produced events: {same}")
+    summary = {
+        "task": args.task,
+        "dataset": args.dataset,
+        "jobs": args.jobs,
+        "events_produced": produced,
+        "events_loaded": int(marker["rows"]),
+        "events_verified": same,
+        "duplicates": marker["duplicates"]["count"],
+        "superseded": task_status["superseded"],
+        "warehouse": str(location),
+        "seconds": round(time.monotonic() - started, 2),
+    }
+    print(json.dumps(summary), flush=True)
+    ok = same and summary["events_loaded"] == produced == args.jobs * args.events
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
