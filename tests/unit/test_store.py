@@ -1,0 +1,92 @@
+"""Both store adapters against one contract: local files, and S3 through moto in-process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from eventindex.errors import (
+    ConfigError,
+    ForbiddenLocationError,
+    ObjectExistsError,
+    ObjectNotFoundError,
+    OversizedObjectError,
+)
+from eventindex.store import ObjectStore, open_store
+from eventindex.store.s3 import S3Location
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture(params=["file", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path, aws_env: None) -> Iterator[ObjectStore]:
+    if request.param == "file":
+        yield open_store((tmp_path / "store").as_uri())
+        return
+    moto = pytest.importorskip("moto")
+    with moto.mock_aws():
+        boto3.client("s3").create_bucket(Bucket="bucket")
+        s = open_store("s3://bucket/some/prefix")
+        yield s
+        s.close()
+
+
+def test_put_get_list(store: ObjectStore) -> None:
+    store.put("t/j/1/chunk-000001.eic", b"one")
+    store.put("t/j/1/chunk-000000.eic", b"zero")
+    store.put("t/k/1/manifest.eim", b"m")
+    assert store.get("t/j/1/chunk-000000.eic") == b"zero"
+    assert list(store.list("t/j/")) == ["t/j/1/chunk-000000.eic", "t/j/1/chunk-000001.eic"]
+    assert len(list(store.list())) == 3
+
+
+def test_write_once(store: ObjectStore) -> None:
+    store.put("a/b", b"first")
+    with pytest.raises(ObjectExistsError, match="already exists"):
+        store.put("a/b", b"second")
+    assert store.get("a/b") == b"first"
+
+
+def test_missing_and_oversized(store: ObjectStore) -> None:
+    with pytest.raises(ObjectNotFoundError):
+        store.get("no/such")
+    store.put("big", b"x" * 100)
+    with pytest.raises(OversizedObjectError):
+        store.get("big", max_bytes=10)
+
+
+@pytest.mark.parametrize("key", ["../etc/passwd", "/abs", "a//b", "a/./b", "", "a\nb"])
+def test_unclean_keys_are_refused(store: ObjectStore, key: str) -> None:
+    with pytest.raises(ForbiddenLocationError):
+        store.put(key, b"x")
+
+
+def test_urls_round_trip_and_foreign_urls_are_forbidden(store: ObjectStore) -> None:
+    url = store.object_url("t/j/1/manifest.eim")
+    assert store.key_for_url(url) == "t/j/1/manifest.eim"
+    for foreign in ["s3://other-bucket/some/prefix/t/j/1/manifest.eim", "s3://bucket/elsewhere/x",
+                    "file:///etc/passwd", "http://evil/x", url + "/../../../x",
+                    "s3://bucket/some/prefix/x?endpoint=http://evil:1"]:
+        with pytest.raises(ForbiddenLocationError):
+            store.key_for_url(foreign)
+
+
+def test_s3_url_parsing() -> None:
+    loc = S3Location.from_url("s3://b/p/q?endpoint=http://127.0.0.1:8333&region=eu")
+    assert (loc.bucket, loc.prefix, loc.endpoint, loc.region) == ("b", "p/q", "http://127.0.0.1:8333", "eu")
+    for bad in ["s3://key:secret@b/p", "s3:///p", "s3://b/p?endpoint=ftp://x", "s3://b?color=red",
+                "s3://b/p?endpoint=http://u:pw@host"]:
+        with pytest.raises(ConfigError):
+            S3Location.from_url(bad)
+    with pytest.raises(ConfigError):
+        open_store("ftp://x/y")
+    with pytest.raises(ConfigError):
+        open_store("file://host/relative")
