@@ -9,14 +9,22 @@ never loaded. A retried attempt uses a new attempt number, hence new keys.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from eventindex import __version__
-from eventindex.codec import SCHEMA_VERSION, EncodedObject, encode_chunk, encode_manifest
-from eventindex.errors import ConfigError, InputError, ObjectExistsError, StoreError
+from eventindex.codec import SCHEMA_VERSION, EncodedObject, decode_manifest, encode_chunk, encode_manifest
+from eventindex.errors import (
+    CodecError,
+    ConfigError,
+    InputError,
+    ObjectExistsError,
+    OversizedObjectError,
+    StoreError,
+)
 from eventindex.names import chunk_key, manifest_key, validate_attempt, validate_name
 from eventindex.pointers import headers_for, now_ms, object_pointer
 from eventindex.schema import eventindex_pb2 as pb
@@ -76,19 +84,45 @@ class JobResult:
     problems: tuple[str, ...]
 
 
+def _conflict(key: str) -> ObjectExistsError:
+    return ObjectExistsError(f"{key} already holds different data: this job attempt ran before; use a new --attempt")
+
+
 def store_once(store: ObjectStore, key: str, obj: EncodedObject) -> None:
     """Write-once put that is idempotent for identical content (a retried PUT that had succeeded)."""
     try:
         store.put(key, obj.data)
     except ObjectExistsError:
         try:
-            same = store.get(key, max_bytes=obj.size + 1) == obj.data
-        except StoreError:
+            same = store.get(key, max_bytes=obj.size) == obj.data
+        except (StoreError, OversizedObjectError):
             same = False
         if not same:
-            raise ObjectExistsError(
-                f"{key} already holds different data: this job attempt ran before; use a new --attempt"
-            ) from None
+            raise _conflict(key) from None
+
+
+def _same_attempt(a: pb.Manifest, b: pb.Manifest) -> bool:
+    """Two manifests of one attempt that differ only in their times describe the same data."""
+    return (a.task, a.job, a.attempt, a.dataset, a.total_events, list(a.chunks)) == (
+        b.task, b.job, b.attempt, b.dataset, b.total_events, list(b.chunks)
+    )
+
+
+def store_manifest_once(store: ObjectStore, key: str, manifest: pb.Manifest) -> EncodedObject:
+    """Store the manifest; a rerun of the same attempt with the same chunks reuses the stored one."""
+    obj = encode_manifest(manifest)
+    try:
+        store.put(key, obj.data)
+        return obj
+    except ObjectExistsError:
+        data = store.get(key)
+        try:
+            existing = decode_manifest(data)
+        except CodecError:
+            raise _conflict(key) from None
+        if not _same_attempt(existing, manifest):
+            raise _conflict(key) from None
+        return EncodedObject(data, hashlib.sha256(data).digest(), existing.total_events)
 
 
 class JobRunner:
@@ -148,9 +182,8 @@ class JobRunner:
         manifest.end_time_ms = now_ms()
         manifest.status = pb.ATTEMPT_STATUS_OK
         manifest.message = "; ".join(found)
-        obj = encode_manifest(manifest)
         key = manifest_key(spec.task, spec.job, spec.attempt)
-        store_once(self.store, key, obj)
+        obj = store_manifest_once(self.store, key, manifest)
         self._announce(pb.POINTER_KIND_MANIFEST, key, obj)
         return JobResult(
             spec.task, spec.job, spec.attempt, self.progress.events, self.progress.chunks, self.progress.bytes,
