@@ -8,7 +8,9 @@ DEFAULT_BASE = 0.2
 DEFAULT_CAP = 30.0
 
 
-def compute_backoff(attempt: int, base: float = DEFAULT_BASE, cap: float = DEFAULT_CAP, rng: random.Random | None = None) -> float:
+def compute_backoff(
+    attempt: int, base: float = DEFAULT_BASE, cap: float = DEFAULT_CAP, rng: random.Random | None = None
+) -> float:
     """Seconds to wait before retry number `attempt` (1-based): uniform in [0, min(cap, base * 2**(attempt-1))].
 
     Full jitter (AWS architecture blog, "Exponential Backoff And Jitter") spreads reconnecting

@@ -75,7 +75,15 @@ class EncodedObject:
 def _pack(magic: bytes, body: bytes, count: int, level: int) -> EncodedObject:
     compressed = zstandard.ZstdCompressor(level=level, write_content_size=True).compress(body)
     header = _HEADER.pack(
-        magic, FORMAT_VERSION, CODEC_ZSTD, 0, HEADER_SIZE, 0, len(body), count, len(compressed),
+        magic,
+        FORMAT_VERSION,
+        CODEC_ZSTD,
+        0,
+        HEADER_SIZE,
+        0,
+        len(body),
+        count,
+        len(compressed),
         hashlib.sha256(compressed).digest(),
     )
     data = header + compressed

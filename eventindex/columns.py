@@ -150,13 +150,18 @@ def _column(values: Sequence[object], dtype: str, rows: int, name: str) -> np.nd
 def _decode_bytes(column: pb.BytesColumn, rows: int, name: str) -> pa.Array:
     lengths = _column(column.lengths, "int64", rows, name)
     if int(lengths.sum()) != len(column.data):
-        raise CorruptObjectError(f"column {name}: lengths add up to {int(lengths.sum())}, data has {len(column.data)} bytes")
+        raise CorruptObjectError(
+            f"column {name}: lengths add up to {int(lengths.sum())}, data has {len(column.data)} bytes"
+        )
     offsets = np.zeros(rows + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
     valid = lengths > 0
     validity = pa.array(valid).buffers()[1] if not valid.all() else None
     return pa.Array.from_buffers(
-        pa.binary(), rows, [validity, pa.py_buffer(offsets), pa.py_buffer(column.data)], null_count=int(rows - valid.sum())
+        pa.binary(),
+        rows,
+        [validity, pa.py_buffer(offsets), pa.py_buffer(column.data)],
+        null_count=int(rows - valid.sum()),
     )
 
 
@@ -185,7 +190,9 @@ def decode_body(body: pb.ChunkBody) -> pa.Table:
         arrays[name] = _decode_bytes(getattr(body, name), rows, name)
     counts = _column(body.provenance_count, "int64", rows, "provenance_count")
     n_refs = int(counts.sum())
-    children = [_decode_strings(getattr(body, f"provenance_{f}"), n_refs, f"provenance_{f}") for f in PROVENANCE_STRINGS]
+    children = [
+        _decode_strings(getattr(body, f"provenance_{f}"), n_refs, f"provenance_{f}") for f in PROVENANCE_STRINGS
+    ]
     children += [
         pa.array(_column(getattr(body, f"provenance_{f}"), dtype, n_refs, f"provenance_{f}"))
         for f, dtype in PROVENANCE_NUMBERS

@@ -29,12 +29,31 @@ def now_ms() -> int:
 
 
 def object_pointer(
-    kind: int, url: str, size: int, sha256: bytes, events: int, task: str, job: str, attempt: int, dataset: str,
+    kind: pb.PointerKind,
+    url: str,
+    size: int,
+    sha256: bytes,
+    events: int,
+    task: str,
+    job: str,
+    attempt: int,
+    dataset: str,
     seq: int = 0,
 ) -> pb.Pointer:
     return pb.Pointer(
-        schema_version=SCHEMA_VERSION, kind=kind, url=url, size=size, sha256=sha256, events=events, task=task,
-        job=job, attempt=attempt, dataset=dataset, seq=seq, producer_version=__version__, sent_time_ms=now_ms(),
+        schema_version=SCHEMA_VERSION,
+        kind=kind,
+        url=url,
+        size=size,
+        sha256=sha256,
+        events=events,
+        task=task,
+        job=job,
+        attempt=attempt,
+        dataset=dataset,
+        seq=seq,
+        producer_version=__version__,
+        sent_time_ms=now_ms(),
     )
 
 
@@ -43,8 +62,12 @@ def expectation_pointer(task: str, jobs: int, events: int | None = None) -> pb.P
     if jobs < 1:
         raise MessageError("a task expectation needs at least one job")
     pointer = pb.Pointer(
-        schema_version=SCHEMA_VERSION, kind=pb.POINTER_KIND_TASK_EXPECTATION, task=task, expected_jobs=jobs,
-        producer_version=__version__, sent_time_ms=now_ms(),
+        schema_version=SCHEMA_VERSION,
+        kind=pb.POINTER_KIND_TASK_EXPECTATION,
+        task=task,
+        expected_jobs=jobs,
+        producer_version=__version__,
+        sent_time_ms=now_ms(),
     )
     if events is not None:
         if events < 0:

@@ -40,18 +40,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--attempt", required=True, type=int, help="attempt number, 1 for the first try")
     parser.add_argument("--dataset", required=True, help="dataset name ([A-Za-z0-9._-])")
     parser.add_argument(
-        "--input", required=True, action="append", dest="inputs", metavar="SPEC",
+        "--input",
+        required=True,
+        action="append",
+        dest="inputs",
+        metavar="SPEC",
         help="an input file; repeat for several. synthetic:EVENTS[:SEED]",
     )
     parser.add_argument("--store", required=True, help="file:///dir or s3://bucket/prefix?endpoint=URL")
     parser.add_argument("--broker", required=True, help="sqlite:///queue.db or stomp://host:port/queue/NAME")
     parser.add_argument("--chunk-events", type=int, default=DEFAULT_CHUNK_EVENTS, help="events per chunk object")
     parser.add_argument(
-        "--allow-mismatch", action="store_true",
+        "--allow-mismatch",
+        action="store_true",
         help="index files whose declared count differs or that hold duplicate (run, event) pairs",
     )
     parser.add_argument(
-        "--fail-after-chunks", type=int, default=None, metavar="N",
+        "--fail-after-chunks",
+        type=int,
+        default=None,
+        metavar="N",
         help="testing aid: die abruptly (exit 137, no manifest) after N chunks, as a killed job would",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
@@ -71,8 +79,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         spec = JobSpec(
-            task=args.task, job=args.job, attempt=args.attempt, dataset=args.dataset,
-            chunk_events=args.chunk_events, allow_mismatch=args.allow_mismatch,
+            task=args.task,
+            job=args.job,
+            attempt=args.attempt,
+            dataset=args.dataset,
+            chunk_events=args.chunk_events,
+            allow_mismatch=args.allow_mismatch,
             fail_after_chunks=args.fail_after_chunks,
         )
         inputs = [open_input(spec_text) for spec_text in args.inputs]
@@ -105,11 +117,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         if show is not None:
             sys.stderr.write("\n")
-        print(json.dumps({
-            "task": result.task, "job": result.job, "attempt": result.attempt, "events": result.events,
-            "chunks": result.chunks, "bytes": result.bytes, "seconds": round(result.seconds, 3),
-            "manifest": result.manifest_url, "problems": list(result.problems),
-        }))
+        print(
+            json.dumps(
+                {
+                    "task": result.task,
+                    "job": result.job,
+                    "attempt": result.attempt,
+                    "events": result.events,
+                    "chunks": result.chunks,
+                    "bytes": result.bytes,
+                    "seconds": round(result.seconds, 3),
+                    "manifest": result.manifest_url,
+                    "problems": list(result.problems),
+                }
+            )
+        )
         return EXIT_OK
     finally:
         store.close()

@@ -104,7 +104,12 @@ def store_once(store: ObjectStore, key: str, obj: EncodedObject) -> None:
 def _same_attempt(a: pb.Manifest, b: pb.Manifest) -> bool:
     """Two manifests of one attempt that differ only in their times describe the same data."""
     return (a.task, a.job, a.attempt, a.dataset, a.total_events, list(a.chunks)) == (
-        b.task, b.job, b.attempt, b.dataset, b.total_events, list(b.chunks)
+        b.task,
+        b.job,
+        b.attempt,
+        b.dataset,
+        b.total_events,
+        list(b.chunks),
     )
 
 
@@ -127,7 +132,10 @@ def store_manifest_once(store: ObjectStore, key: str, manifest: pb.Manifest) -> 
 
 class JobRunner:
     def __init__(
-        self, spec: JobSpec, store: ObjectStore, publisher: Publisher,
+        self,
+        spec: JobSpec,
+        store: ObjectStore,
+        publisher: Publisher,
         on_progress: Callable[[Progress], None] | None = None,
     ) -> None:
         self.spec = spec
@@ -136,11 +144,19 @@ class JobRunner:
         self.on_progress = on_progress
         self.progress = Progress()
 
-    def _announce(self, kind: int, key: str, obj: EncodedObject, seq: int = 0) -> None:
+    def _announce(self, kind: pb.PointerKind, key: str, obj: EncodedObject, seq: int = 0) -> None:
         spec = self.spec
         pointer = object_pointer(
-            kind, self.store.object_url(key), obj.size, obj.sha256, obj.count, spec.task, spec.job, spec.attempt,
-            spec.dataset, seq,
+            kind,
+            self.store.object_url(key),
+            obj.size,
+            obj.sha256,
+            obj.count,
+            spec.task,
+            spec.job,
+            spec.attempt,
+            spec.dataset,
+            seq,
         )
         self.publisher.send(pointer.SerializeToString(), headers_for(pointer), group=spec.task)
 
@@ -150,8 +166,13 @@ class JobRunner:
             raise InputError("no --input given")
         start_ms = now_ms()
         manifest = pb.Manifest(
-            schema_version=SCHEMA_VERSION, task=spec.task, job=spec.job, attempt=spec.attempt,
-            dataset=spec.dataset, producer_version=__version__, start_time_ms=start_ms,
+            schema_version=SCHEMA_VERSION,
+            task=spec.task,
+            job=spec.job,
+            attempt=spec.attempt,
+            dataset=spec.dataset,
+            producer_version=__version__,
+            start_time_ms=start_ms,
         )
         found: list[str] = []
         seq = 0
@@ -186,6 +207,13 @@ class JobRunner:
         obj = store_manifest_once(self.store, key, manifest)
         self._announce(pb.POINTER_KIND_MANIFEST, key, obj)
         return JobResult(
-            spec.task, spec.job, spec.attempt, self.progress.events, self.progress.chunks, self.progress.bytes,
-            self.progress.seconds, self.store.object_url(key), tuple(found),
+            spec.task,
+            spec.job,
+            spec.attempt,
+            self.progress.events,
+            self.progress.chunks,
+            self.progress.bytes,
+            self.progress.seconds,
+            self.store.object_url(key),
+            tuple(found),
         )

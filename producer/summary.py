@@ -34,15 +34,20 @@ class FileSummaryBuilder:
         unique = np.unique(keys)
         declared = self.source.declared_events
         summary = pb.InputFileSummary(
-            guid=self.source.guid, name=self.source.name, events=self.events, unique_events=len(unique),
-            declared_events=-1 if declared is None else declared, start_time_ms=self.start_time_ms,
+            guid=self.source.guid,
+            name=self.source.name,
+            events=self.events,
+            unique_events=len(unique),
+            declared_events=-1 if declared is None else declared,
+            start_time_ms=self.start_time_ms,
             end_time_ms=end_time_ms,
         )
         if len(unique):
             runs, starts, counts = np.unique(unique["run"], return_index=True, return_counts=True)
             for run, start, count in zip(runs, starts, counts, strict=True):
                 summary.runs.add(
-                    run_number=int(run), first_event=int(unique["event"][start]),
+                    run_number=int(run),
+                    first_event=int(unique["event"][start]),
                     last_event=int(unique["event"][start + count - 1]),
                     events=int(np.count_nonzero(keys["run"] == run)),
                 )
@@ -55,7 +60,5 @@ def problems(summary: pb.InputFileSummary) -> list[str]:
     if summary.declared_events >= 0 and summary.declared_events != summary.events:
         found.append(f"{summary.name}: the file declares {summary.declared_events} events, {summary.events} were read")
     if summary.unique_events != summary.events:
-        found.append(
-            f"{summary.name}: {summary.events - summary.unique_events} duplicate (run, event) pairs"
-        )
+        found.append(f"{summary.name}: {summary.events - summary.unique_events} duplicate (run, event) pairs")
     return found

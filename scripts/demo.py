@@ -30,11 +30,28 @@ def log(text: str) -> None:
     print(text, flush=True)
 
 
-def run_job(args: argparse.Namespace, store: str, broker: str, job: int, attempt: int, fail_after: int | None) -> dict[str, Any]:
+def run_job(
+    args: argparse.Namespace, store: str, broker: str, job: int, attempt: int, fail_after: int | None
+) -> dict[str, Any]:
     cmd = [
-        str(BIN / "ei-producer"), "--task", args.task, "--job", f"job{job:03d}", "--attempt", str(attempt),
-        "--dataset", args.dataset, "--input", f"synthetic:{args.events}:{job}", "--store", store,
-        "--broker", broker, "--chunk-events", str(args.chunk_events), "--quiet",
+        str(BIN / "ei-producer"),
+        "--task",
+        args.task,
+        "--job",
+        f"job{job:03d}",
+        "--attempt",
+        str(attempt),
+        "--dataset",
+        args.dataset,
+        "--input",
+        f"synthetic:{args.events}:{job}",
+        "--store",
+        store,
+        "--broker",
+        broker,
+        "--chunk-events",
+        str(args.chunk_events),
+        "--quiet",
     ]
     if fail_after is not None:
         cmd += ["--fail-after-chunks", str(fail_after)]
@@ -49,8 +66,10 @@ def run_job(args: argparse.Namespace, store: str, broker: str, job: int, attempt
     if proc.returncode != 0:
         raise SystemExit(f"demo: job{job:03d} attempt {attempt} failed ({proc.returncode}): {proc.stderr.strip()}")
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    log(f"  job{job:03d} attempt {attempt}: {result['events']:,} events in {result['chunks']} chunks, "
-        f"{result['bytes'] / 1e6:.2f} MB, {seconds:.1f}s")
+    log(
+        f"  job{job:03d} attempt {attempt}: {result['events']:,} events in {result['chunks']} chunks, "
+        f"{result['bytes'] / 1e6:.2f} MB, {seconds:.1f}s"
+    )
     return result
 
 
@@ -60,8 +79,9 @@ def wait_loaded(state: Path, task: str, supersink: subprocess.Popen[bytes], time
     while time.monotonic() < deadline:
         if supersink.poll() is not None:
             raise SystemExit(f"demo: the supersink exited early with {supersink.returncode}")
-        proc = subprocess.run([str(BIN / "ei-supersink"), "status", "--state", str(state), "--json"],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [str(BIN / "ei-supersink"), "status", "--state", str(state), "--json"], capture_output=True, text=True
+        )
         if proc.returncode == 0:
             for t in json.loads(proc.stdout)["tasks"]:
                 if t["task"] == task:
@@ -106,14 +126,27 @@ def main() -> int:
     log("[1/4] starting the supersink service")
     sink_log = (work / "supersink.log").open("wb")
     supersink = subprocess.Popen(
-        [str(BIN / "ei-supersink"), "run", "--broker", broker, "--store", store, "--warehouse", warehouse,
-         "--state", str(state)],
-        stdout=sink_log, stderr=subprocess.STDOUT,
+        [
+            str(BIN / "ei-supersink"),
+            "run",
+            "--broker",
+            broker,
+            "--store",
+            store,
+            "--warehouse",
+            warehouse,
+            "--state",
+            str(state),
+        ],
+        stdout=sink_log,
+        stderr=subprocess.STDOUT,
     )
     try:
         log("[2/4] announcing the task")
-        subprocess.run([str(BIN / "ei-supersink"), "expect", "--broker", broker, "--task", args.task,
-                        "--jobs", str(args.jobs)], check=True)
+        subprocess.run(
+            [str(BIN / "ei-supersink"), "expect", "--broker", broker, "--task", args.task, "--jobs", str(args.jobs)],
+            check=True,
+        )
         log(f"[3/4] running {args.jobs} producer jobs, {args.parallel} at a time")
         crash_job = max(1, args.jobs // 2)
         chunks_per_job = -(-args.events // args.chunk_events)
@@ -140,7 +173,10 @@ def main() -> int:
     same = loaded.select(expected.column_names).equals(expected)
     for s in task_status["superseded"]:
         log(f"  superseded (not loaded): {s['job']} attempt {s['attempt']}")
-    log(f"  verified: {loaded.num_rows:,} events in {len(files)} Parquet file(s), identical to the produced events: {same}")
+    log(
+        f"  verified: {loaded.num_rows:,} events in {len(files)} Parquet file(s), "
+        f"identical to the produced events: {same}"
+    )
     summary = {
         "task": args.task,
         "dataset": args.dataset,

@@ -56,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--store", required=True, help="the only store pointers may point into")
     run.add_argument("--warehouse", required=True, help="file:///dir")
     run.add_argument("--state", required=True, type=Path, help="the SQLite ledger file")
-    run.add_argument("--until-idle", type=float, default=None, metavar="SECONDS",
-                     help="exit 0 after SECONDS with nothing to do")
+    run.add_argument(
+        "--until-idle", type=float, default=None, metavar="SECONDS", help="exit 0 after SECONDS with nothing to do"
+    )
     run.add_argument("--quiet", action="store_true")
 
     st = sub.add_parser("status", help="show tasks")

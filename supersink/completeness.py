@@ -121,11 +121,21 @@ def evaluate(ledger: Ledger, task: str) -> TaskView:
         if not missing and failure is None and expected_events is not None:
             total = sum(a.events for a in chosen.values())
             if total != expected_events:
-                failure = f"chosen attempts hold {total} events, {expected_events} expected ({total - expected_events:+d})"
+                failure = (
+                    f"chosen attempts hold {total} events, {expected_events} expected ({total - expected_events:+d})"
+                )
     return TaskView(
-        task=task, dataset=row["dataset"], state=row["state"], detail=row["detail"], expected_jobs=expected_jobs,
-        expected_events=expected_events, attempts=dict(by_job), chosen=chosen, superseded=superseded,
-        missing=missing, failure=failure,
+        task=task,
+        dataset=row["dataset"],
+        state=row["state"],
+        detail=row["detail"],
+        expected_jobs=expected_jobs,
+        expected_events=expected_events,
+        attempts=dict(by_job),
+        chosen=chosen,
+        superseded=superseded,
+        missing=missing,
+        failure=failure,
     )
 
 
@@ -139,7 +149,16 @@ def chosen_chunks(ledger: Ledger, view: TaskView) -> list[ChunkRecord]:
             (view.task, job, chosen.attempt),
         ):
             records.append(
-                ChunkRecord(job, chosen.attempt, c["seq"], c["key"], c["size"], bytes(c["sha256"]), c["events"],
-                            c["min_key"], c["max_key"])
+                ChunkRecord(
+                    job,
+                    chosen.attempt,
+                    c["seq"],
+                    c["key"],
+                    c["size"],
+                    bytes(c["sha256"]),
+                    c["events"],
+                    c["min_key"],
+                    c["max_key"],
+                )
             )
     return records

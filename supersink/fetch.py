@@ -44,7 +44,9 @@ def _check(data: bytes, what: str, size: int | None, sha256: bytes | None) -> by
     if size is not None and len(data) != size:
         raise CorruptObjectError(f"{what} is {len(data)} bytes, {size} announced")
     if sha256 is not None and digest != sha256:
-        raise CorruptObjectError(f"{what} sha256 {digest.hex()[:16]}... differs from the announced {sha256.hex()[:16]}...")
+        raise CorruptObjectError(
+            f"{what} sha256 {digest.hex()[:16]}... differs from the announced {sha256.hex()[:16]}..."
+        )
     return digest
 
 

@@ -150,7 +150,8 @@ class Ledger:
         now = time.time()
         self.db.execute(
             "INSERT INTO tasks (task, dataset, first_seen, updated) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (task) DO UPDATE SET updated = excluded.updated, dataset = coalesce(tasks.dataset, excluded.dataset)",
+            "ON CONFLICT (task) DO UPDATE SET updated = excluded.updated, "
+            "dataset = coalesce(tasks.dataset, excluded.dataset)",
             (task, dataset, now, now),
         )
 
@@ -163,9 +164,7 @@ class Ledger:
 
     def set_expectation(self, task: str, jobs: int, events: int | None) -> None:
         self.touch_task(task)
-        self.db.execute(
-            "UPDATE tasks SET expected_jobs = ?, expected_events = ? WHERE task = ?", (jobs, events, task)
-        )
+        self.db.execute("UPDATE tasks SET expected_jobs = ?, expected_events = ? WHERE task = ?", (jobs, events, task))
 
     def set_state(self, task: str, state: str, detail: str = "") -> None:
         self.db.execute(
@@ -194,8 +193,19 @@ class Ledger:
         self.see_job(task, rec.job, rec.attempt)
         self.db.execute(
             "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (task, rec.job, rec.attempt, rec.seq, rec.key, rec.size, rec.sha256, rec.events, rec.min_key,
-             rec.max_key, time.time()),
+            (
+                task,
+                rec.job,
+                rec.attempt,
+                rec.seq,
+                rec.key,
+                rec.size,
+                rec.sha256,
+                rec.events,
+                rec.min_key,
+                rec.max_key,
+                time.time(),
+            ),
         )
 
     def attempt(self, task: str, job: str, attempt: int) -> sqlite3.Row | None:
@@ -203,14 +213,35 @@ class Ledger:
         return rows[0] if rows else None
 
     def record_attempt(
-        self, task: str, job: str, attempt: int, dataset: str, manifest_key: str, manifest_sha256: bytes,
-        events: int, status: str, producer_version: str, end_time_ms: int, listed: list[tuple[int, str, int, bytes, int]],
+        self,
+        task: str,
+        job: str,
+        attempt: int,
+        dataset: str,
+        manifest_key: str,
+        manifest_sha256: bytes,
+        events: int,
+        status: str,
+        producer_version: str,
+        end_time_ms: int,
+        listed: list[tuple[int, str, int, bytes, int]],
     ) -> None:
         self.see_job(task, job, attempt)
         self.db.execute(
             "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (task, job, attempt, dataset, manifest_key, manifest_sha256, events, status, producer_version,
-             end_time_ms, time.time()),
+            (
+                task,
+                job,
+                attempt,
+                dataset,
+                manifest_key,
+                manifest_sha256,
+                events,
+                status,
+                producer_version,
+                end_time_ms,
+                time.time(),
+            ),
         )
         self.db.execute("DELETE FROM listed_chunks WHERE task = ? AND job = ? AND attempt = ?", (task, job, attempt))
         self.db.executemany(

@@ -75,8 +75,12 @@ class PartWriter:
         if self._writer is None:
             path = self.warehouse.part_path(self.dataset, self.task, len(self.files))
             self._writer = pq.ParquetWriter(
-                path, WAREHOUSE_SCHEMA, filesystem=self.warehouse.fs, compression="zstd",
-                use_dictionary=["task", "job", "input_guid"], write_statistics=True,
+                path,
+                WAREHOUSE_SCHEMA,
+                filesystem=self.warehouse.fs,
+                compression="zstd",
+                use_dictionary=["task", "job", "input_guid"],
+                write_statistics=True,
             )
             self.files.append({"name": PART_TEMPLATE.format(len(self.files)), "rows": 0})
         return self._writer
@@ -130,10 +134,13 @@ def _drop_duplicates(table: pa.Table, dups: Duplicates) -> pa.Table:
     dups.count += len(where)
     jobs = table.column("job")
     for i in where[: MAX_DUPLICATE_EXAMPLES - len(dups.examples)]:
-        dups.examples.append({
-            "run_number": int(runs[i]), "event_number": int(events[i]),
-            "jobs": [str(jobs[int(i) - 1]), str(jobs[int(i)])],
-        })
+        dups.examples.append(
+            {
+                "run_number": int(runs[i]),
+                "event_number": int(events[i]),
+                "jobs": [str(jobs[int(i) - 1]), str(jobs[int(i)])],
+            }
+        )
     keep = np.ones(len(runs), dtype=bool)
     keep[where] = False
     return table.filter(pa.array(keep))

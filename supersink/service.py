@@ -63,7 +63,7 @@ class Counters:
     started: float = field(default_factory=time.monotonic)
 
 
-class Rejected(Exception):  # noqa: N818 - a control-flow signal, not an error to report
+class Rejected(Exception):
     """The message is refused for good: quarantine it with this reason."""
 
     def __init__(self, reason: str, task: str | None = None) -> None:
@@ -74,7 +74,10 @@ class Rejected(Exception):  # noqa: N818 - a control-flow signal, not an error t
 
 class Supersink:
     def __init__(
-        self, ledger: Ledger, store: ObjectStore, warehouse: Warehouse,
+        self,
+        ledger: Ledger,
+        store: ObjectStore,
+        warehouse: Warehouse,
         on_event: Callable[[str], None] | None = None,
     ) -> None:
         self.ledger = ledger
@@ -110,7 +113,8 @@ class Supersink:
             raise Rejected(str(exc)) from None
         if pointer.kind == pb.POINTER_KIND_TASK_EXPECTATION:
             self.ledger.set_expectation(
-                pointer.task, pointer.expected_jobs,
+                pointer.task,
+                pointer.expected_jobs,
                 pointer.expected_events if pointer.HasField("expected_events") else None,
             )
             self.counters.expectations += 1
@@ -124,8 +128,16 @@ class Supersink:
             expected = chunk_key(pointer.task, pointer.job, pointer.attempt, pointer.seq)
             if key != expected:
                 raise Rejected(f"chunk pointer URL key {key} is not the key of its identity ({expected})", pointer.task)
-            self._record_chunk(pointer.task, pointer.job, pointer.attempt, pointer.seq, key, pointer.size,
-                               pointer.sha256, pointer.events)
+            self._record_chunk(
+                pointer.task,
+                pointer.job,
+                pointer.attempt,
+                pointer.seq,
+                key,
+                pointer.size,
+                pointer.sha256,
+                pointer.events,
+            )
             self.counters.chunks += 1
         else:
             expected = manifest_key(pointer.task, pointer.job, pointer.attempt)
@@ -142,7 +154,14 @@ class Supersink:
         self.ledger.touch_task(task, dataset)
 
     def _record_chunk(
-        self, task: str, job: str, attempt: int, seq: int, key: str, size: int | None, sha256: bytes | None,
+        self,
+        task: str,
+        job: str,
+        attempt: int,
+        seq: int,
+        key: str,
+        size: int | None,
+        sha256: bytes | None,
         events: int | None,
     ) -> None:
         known = self.ledger.chunk(task, job, attempt, seq)
@@ -155,8 +174,18 @@ class Supersink:
         except CodecError as exc:
             raise Rejected(f"chunk {key}: {exc}", task) from None
         self.ledger.record_chunk(
-            task, ChunkRecord(job, attempt, seq, key, verified.size, verified.sha256, verified.events,
-                              verified.min_key, verified.max_key),
+            task,
+            ChunkRecord(
+                job,
+                attempt,
+                seq,
+                key,
+                verified.size,
+                verified.sha256,
+                verified.events,
+                verified.min_key,
+                verified.max_key,
+            ),
         )
 
     def _record_manifest(self, pointer: pb.Pointer, key: str) -> None:
@@ -194,8 +223,17 @@ class Supersink:
             raise Rejected(f"manifest {key}: chunk events do not add up to total {manifest.total_events}", task)
         self._check_dataset(task, manifest.dataset)
         self.ledger.record_attempt(
-            task, job, attempt, manifest.dataset, key, digest, manifest.total_events,
-            _STATUS_NAMES.get(manifest.status, "unspecified"), manifest.producer_version, manifest.end_time_ms, listed,
+            task,
+            job,
+            attempt,
+            manifest.dataset,
+            key,
+            digest,
+            manifest.total_events,
+            _STATUS_NAMES.get(manifest.status, "unspecified"),
+            manifest.producer_version,
+            manifest.end_time_ms,
+            listed,
         )
         for seq, chunk, size, sha, events in listed:
             try:
@@ -231,13 +269,18 @@ class Supersink:
         with self.ledger.transaction():
             self.ledger.set_state(view.task, "loading", "partial" if partial else "")
         plan = LoadPlan(
-            task=view.task, dataset=view.dataset, chunks=chosen_chunks(self.ledger, view),
+            task=view.task,
+            dataset=view.dataset,
+            chunks=chosen_chunks(self.ledger, view),
             attempts={job: a.attempt for job, a in sorted(view.chosen.items())},
             superseded=[{"job": a.job, "attempt": a.attempt, "complete": a.complete} for a in view.superseded],
-            partial=partial, missing=tuple(view.missing),
+            partial=partial,
+            missing=tuple(view.missing),
         )
-        self.on_event(f"task {view.task}: loading {sum(c.events for c in plan.chunks):,} events "
-                      f"from {len(plan.chunks)} chunks of {len(plan.attempts)} jobs")
+        self.on_event(
+            f"task {view.task}: loading {sum(c.events for c in plan.chunks):,} events "
+            f"from {len(plan.chunks)} chunks of {len(plan.attempts)} jobs"
+        )
         location = self.warehouse.location(view.dataset, view.task)
         try:
             marker = load_task(plan, self.store, self.warehouse)
@@ -249,7 +292,10 @@ class Supersink:
             self.on_event(f"task {view.task}: already committed in {location} ({marker.get('rows')} events)")
         with self.ledger.transaction():
             self.ledger.mark_loaded(
-                view.task, int(marker["rows"]), location, marker,
+                view.task,
+                int(marker["rows"]),
+                location,
+                marker,
                 "loaded-partial" if marker.get("partial") else "loaded",
             )
         self.counters.tasks_loaded += 1
@@ -300,4 +346,3 @@ def counters_json(counters: Counters) -> str:
     data = dict(counters.__dict__)
     data["seconds"] = round(time.monotonic() - data.pop("started"), 3)
     return json.dumps(data)
-

@@ -22,7 +22,8 @@ def task_status(ledger: Ledger, task: str) -> dict[str, Any]:
         loaded = marker.get("attempts", {})
         late = [
             {"job": a.job, "attempt": a.attempt}
-            for attempts in view.attempts.values() for a in attempts
+            for attempts in view.attempts.values()
+            for a in attempts
             if a.complete and loaded.get(a.job) is not None and a.attempt > loaded[a.job]
         ]
     return {
@@ -71,7 +72,9 @@ def render(report: dict[str, Any]) -> str:
         if t["missing_total"] > len(t["missing"]):
             lines.append(f"  ... and {t['missing_total'] - len(t['missing'])} more missing")
         for s in t["superseded"]:
-            lines.append(f"  superseded: job {s['job']} attempt {s['attempt']}{'' if s['complete'] else ' (incomplete)'}")
+            lines.append(
+                f"  superseded: job {s['job']} attempt {s['attempt']}{'' if s['complete'] else ' (incomplete)'}"
+            )
         for s in t["late_attempts"]:
             lines.append(f"  late (after load, ignored): job {s['job']} attempt {s['attempt']}")
         if t["duplicates"]["count"]:

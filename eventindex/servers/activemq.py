@@ -217,4 +217,3 @@ def stomp_connect_ok(host: str, port: int, timeout: float = 2.0) -> bool:
             return ok
     except OSError:
         return False
-

@@ -9,6 +9,7 @@ the same ports with the same data directory.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import signal
@@ -132,6 +133,9 @@ class ServerProcess:
 
     def prepare(self) -> None:
         """Write configuration files etc.; called before every start."""
+
+    def cleanup_after_exit(self) -> None:
+        """Called once the server process has exited and been reaped (stop, kill, failed start)."""
 
     @property
     def ready_port(self) -> int:
@@ -294,10 +298,8 @@ class ServerProcess:
         proc = self._proc
         if proc is None or proc.returncode is not None:
             return  # reaped: the pgid may no longer be ours
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def _reap(self) -> None:
         proc = self._proc
@@ -310,3 +312,4 @@ class ServerProcess:
         log.info("%s (pid %d) exited with status %s", self.name, proc.pid, proc.returncode)
         self._proc = None
         _live.discard(self)
+        self.cleanup_after_exit()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -52,8 +53,9 @@ class SeaweedFS(ServerProcess):
     ) -> None:
         weed = find_weed()
         if weed is None:
-            raise ServerUnavailable(f"SeaweedFS `weed` binary not found on PATH or next to {sys.executable}; "
-                                    f"{_INSTALL_HINT}")
+            raise ServerUnavailable(
+                f"SeaweedFS `weed` binary not found on PATH or next to {sys.executable}; {_INSTALL_HINT}"
+            )
         super().__init__(workdir, ready_timeout=ready_timeout, stop_timeout=stop_timeout)
         self.weed = weed
         self.access_key = access_key if access_key is not None else "EI" + secrets.token_hex(9).upper()
@@ -169,8 +171,11 @@ class SeaweedFS(ServerProcess):
         ]
 
     def is_ready(self) -> bool:
-        """S3 port accepts connections and a signed ListBuckets succeeds."""
-        if not tcp_port_open(self.s3_port, self.host):
+        """Every configured port accepts connections and a signed ListBuckets succeeds.
+
+        (The S3 gateway answers before the admin server is listening, so S3 alone is not enough.)
+        """
+        if not all(tcp_port_open(port, self.host) for port in self.ports.values()):
             return False
         if self._probe_client is None:
             self._probe_client = self.s3_client(
@@ -182,8 +187,16 @@ class SeaweedFS(ServerProcess):
             return False
         return True
 
-    def stop(self, timeout: float | None = None) -> None:
-        super().stop(timeout)
+    def cleanup_after_exit(self) -> None:
         if self._probe_client is not None:
             self._probe_client.close()
             self._probe_client = None
+        self._remove_stale_sockets()
+
+    def _remove_stale_sockets(self) -> None:
+        """Remove the gRPC unix sockets ``weed`` names after our ports (left behind by a kill)."""
+        for role in ("master", "volume", "filer", "s3", "admin"):
+            path = Path(f"/tmp/seaweedfs-{role}-grpc-{self.ports[role + '.grpc']}.sock")
+            with contextlib.suppress(FileNotFoundError):
+                if path.is_socket():
+                    path.unlink()

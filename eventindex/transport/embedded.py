@@ -9,6 +9,7 @@ so a supersink killed with SIGKILL loses nothing it had not acked.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -77,7 +78,9 @@ class EmbeddedQueue:
     def connect(self) -> sqlite3.Connection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+            db = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(_SCHEMA)
@@ -210,14 +213,14 @@ class EmbeddedConsumer(Consumer):
         self._finish(message, "DELETE FROM messages WHERE id = ? AND lease_owner = ?")
 
     def release(self, message: Message) -> None:
-        self._finish(message, "UPDATE messages SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?")
+        self._finish(
+            message, "UPDATE messages SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?"
+        )
 
     def close(self) -> None:
         with self._lock:
-            try:
+            with contextlib.suppress(sqlite3.Error):  # else the leases expire by themselves
                 self._db.execute(
                     "UPDATE messages SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?", (self._owner,)
                 )
-            except sqlite3.Error:
-                pass  # the leases expire by themselves
             self._db.close()

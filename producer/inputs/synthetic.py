@@ -75,7 +75,12 @@ def generate_block(seed: int, block: int, n: int) -> pa.Table:
     rng = np.random.default_rng([seed, block])
     index = np.arange(block * BLOCK, block * BLOCK + n, dtype=np.uint64)
     run = np.full(n, BASE_RUN + seed // 1000, dtype=np.uint32)
-    event = (np.uint64(seed) << np.uint64(32)) + np.uint64(1) + index * np.uint64(3) + rng.integers(0, 3, n).astype(np.uint64)
+    event = (
+        (np.uint64(seed) << np.uint64(32))
+        + np.uint64(1)
+        + index * np.uint64(3)
+        + rng.integers(0, 3, n).astype(np.uint64)
+    )
     lumi = (1 + (seed % 50) * 40 + index // EVENTS_PER_LUMIBLOCK).astype(np.uint32)
     timestamp = (BASE_TIME + (seed % 10_000) * 3600 + index // 100).astype(np.uint32)
     l1id_valid = rng.random(n) >= 0.01

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
-from typing import NoReturn
+from collections.abc import Callable, Iterator
+from typing import NoReturn, TypeVar
 
 import pytest
 
@@ -23,13 +23,22 @@ def server_unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+_S = TypeVar("_S")
+
+
+def construct_server(factory: Callable[[], _S]) -> _S:
+    """Call ``factory``; skip or fail (see :func:`server_unavailable`) on ServerUnavailable."""
+    try:
+        return factory()
+    except ServerUnavailable as exc:
+        reason = str(exc)
+    server_unavailable(reason)
+
+
 @pytest.fixture(scope="session")
 def activemq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ActiveMQ]:
     """One ActiveMQ broker (STOMP on a free loopback port) for the whole session."""
-    try:
-        server = ActiveMQ(tmp_path_factory.mktemp("activemq"))
-    except ServerUnavailable as exc:
-        server_unavailable(str(exc))
+    server = construct_server(lambda: ActiveMQ(tmp_path_factory.mktemp("activemq")))
     server.start()
     try:
         yield server
@@ -40,10 +49,7 @@ def activemq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ActiveMQ]:
 @pytest.fixture(scope="session")
 def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
     """One SeaweedFS (``weed mini``, S3 with random real credentials) for the whole session."""
-    try:
-        server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
-    except ServerUnavailable as exc:
-        server_unavailable(str(exc))
+    server = construct_server(lambda: SeaweedFS(tmp_path_factory.mktemp("seaweedfs")))
     server.start()
     try:
         yield server

@@ -19,14 +19,36 @@ def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
 
 
 def producer(tmp_path: Path, *extra: str, job: str = "j1", attempt: str = "1") -> subprocess.CompletedProcess[str]:
-    return run("producer.cli", "--task", "t1", "--job", job, "--attempt", attempt, "--dataset", "ds",
-               "--store", (tmp_path / "store").as_uri(), "--broker", f"sqlite://{tmp_path / 'q.db'}", *extra)
+    return run(
+        "producer.cli",
+        "--task",
+        "t1",
+        "--job",
+        job,
+        "--attempt",
+        attempt,
+        "--dataset",
+        "ds",
+        "--store",
+        (tmp_path / "store").as_uri(),
+        "--broker",
+        f"sqlite://{tmp_path / 'q.db'}",
+        *extra,
+    )
 
 
 def sink(tmp_path: Path, command: str, *extra: str) -> subprocess.CompletedProcess[str]:
     common = {
-        "run": ["--broker", f"sqlite://{tmp_path / 'q.db'}", "--store", (tmp_path / "store").as_uri(),
-                "--warehouse", (tmp_path / "wh").as_uri(), "--state", str(tmp_path / "state.db")],
+        "run": [
+            "--broker",
+            f"sqlite://{tmp_path / 'q.db'}",
+            "--store",
+            (tmp_path / "store").as_uri(),
+            "--warehouse",
+            (tmp_path / "wh").as_uri(),
+            "--state",
+            str(tmp_path / "state.db"),
+        ],
         "status": ["--state", str(tmp_path / "state.db")],
         "expect": ["--broker", f"sqlite://{tmp_path / 'q.db'}"],
     }[command]
@@ -44,8 +66,9 @@ def test_full_flow_through_the_clis(tmp_path: Path) -> None:
     assert ok.returncode == 0, ok.stderr
     result = json.loads(ok.stdout)
     assert (result["events"], result["chunks"]) == (2500, 3)
-    died = producer(tmp_path, "--input", "synthetic:2500:2", "--chunk-events", "1000", "--fail-after-chunks", "1",
-                    job="j2")
+    died = producer(
+        tmp_path, "--input", "synthetic:2500:2", "--chunk-events", "1000", "--fail-after-chunks", "1", job="j2"
+    )
     assert died.returncode == 137
     retry = producer(tmp_path, "--input", "synthetic:2500:2", "--chunk-events", "1000", job="j2", attempt="2")
     assert retry.returncode == 0, retry.stderr
@@ -76,12 +99,42 @@ def test_producer_errors_are_one_line_with_stable_codes(tmp_path: Path, args: li
 
 
 def test_producer_refuses_unsafe_names_and_credentials_in_urls(tmp_path: Path) -> None:
-    proc = run("producer.cli", "--task", "../up", "--job", "j", "--attempt", "1", "--dataset", "d",
-               "--input", "synthetic:1", "--store", (tmp_path / "s").as_uri(), "--broker", f"sqlite://{tmp_path}/q")
+    proc = run(
+        "producer.cli",
+        "--task",
+        "../up",
+        "--job",
+        "j",
+        "--attempt",
+        "1",
+        "--dataset",
+        "d",
+        "--input",
+        "synthetic:1",
+        "--store",
+        (tmp_path / "s").as_uri(),
+        "--broker",
+        f"sqlite://{tmp_path}/q",
+    )
     assert proc.returncode == 2 and "'../up'" in one_line_error(proc)
     proc = producer(tmp_path, "--input", "synthetic:1")
-    proc = run("producer.cli", "--task", "t", "--job", "j", "--attempt", "1", "--dataset", "d",
-               "--input", "synthetic:1", "--store", "s3://AKIA:secretpw@bucket/p", "--broker", f"sqlite://{tmp_path}/q")
+    proc = run(
+        "producer.cli",
+        "--task",
+        "t",
+        "--job",
+        "j",
+        "--attempt",
+        "1",
+        "--dataset",
+        "d",
+        "--input",
+        "synthetic:1",
+        "--store",
+        "s3://AKIA:secretpw@bucket/p",
+        "--broker",
+        f"sqlite://{tmp_path}/q",
+    )
     assert proc.returncode == 2
     line = one_line_error(proc)
     assert "credentials" in line and "secretpw" not in line

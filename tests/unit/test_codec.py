@@ -73,8 +73,19 @@ def test_bad_objects_raise_typed_one_line_errors(events: pa.Table, mangle, error
 
 def _forge(body: bytes, usize: int, count: int = 0, frame_size: bool = True) -> bytes:
     compressed = zstandard.ZstdCompressor(write_content_size=frame_size).compress(body)
-    header = struct.pack("<4sHBBHHQQQ32s", codec.CHUNK_MAGIC, 1, 1, 0, codec.HEADER_SIZE, 0, usize, count,
-                         len(compressed), hashlib.sha256(compressed).digest())
+    header = struct.pack(
+        "<4sHBBHHQQQ32s",
+        codec.CHUNK_MAGIC,
+        1,
+        1,
+        0,
+        codec.HEADER_SIZE,
+        0,
+        usize,
+        count,
+        len(compressed),
+        hashlib.sha256(compressed).digest(),
+    )
     return header + compressed
 
 

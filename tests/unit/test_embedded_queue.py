@@ -74,8 +74,9 @@ def test_consumer_killed_by_sigkill_loses_nothing(tmp_path: Path) -> None:
         "import sys, time; from eventindex.transport import open_consumer\n"
         f"c = open_consumer({url(tmp_path)!r}); m = c.receive(5); print(m.body.decode(), flush=True); time.sleep(60)"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": os.getcwd()})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()}
+    )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "precious"
     with open_consumer(url(tmp_path)) as con:
         assert con.receive(0.1) is None  # still leased to the living process
@@ -86,8 +87,17 @@ def test_consumer_killed_by_sigkill_loses_nothing(tmp_path: Path) -> None:
         assert m is not None and m.body == b"precious" and m.redelivered
 
 
-@pytest.mark.parametrize("bad", ["sqlite://relative/q.db", "sqlite:///q.db?queue=../x", "sqlite:///q.db?visibility=x",
-                                 "sqlite:///q.db?nope=1", "redis://x", "sqlite://host/q.db"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "sqlite://relative/q.db",
+        "sqlite:///q.db?queue=../x",
+        "sqlite:///q.db?visibility=x",
+        "sqlite:///q.db?nope=1",
+        "redis://x",
+        "sqlite://host/q.db",
+    ],
+)
 def test_bad_urls(bad: str) -> None:
     with pytest.raises(ConfigError):
         open_consumer(bad)

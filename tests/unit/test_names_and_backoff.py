@@ -16,9 +16,18 @@ def test_good_names(name: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "words"),
-    [("", "empty"), ("../x", "outside"), ("a/b", "outside"), ("a..b", ".."), (".", "'.'"),
-     ("x" * 129, "longer"), ("bad\nname", "outside"), ("tab\tname", "outside"), ("é", "outside"),
-     ("a b", "outside")],
+    [
+        ("", "empty"),
+        ("../x", "outside"),
+        ("a/b", "outside"),
+        ("a..b", ".."),
+        (".", "'.'"),
+        ("x" * 129, "longer"),
+        ("bad\nname", "outside"),
+        ("tab\tname", "outside"),
+        ("é", "outside"),
+        ("a b", "outside"),
+    ],
 )
 def test_bad_names(name: str, words: str) -> None:
     with pytest.raises(InvalidNameError, match=words):

@@ -13,7 +13,6 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pytest
 
-from eventindex.codec import encode_chunk
 from eventindex.columns import EVENT_SCHEMA
 from eventindex.names import chunk_key
 from eventindex.pointers import expectation_pointer, headers_for, object_pointer
@@ -59,8 +58,16 @@ class Pipeline:
     def store(self) -> ObjectStore:
         return open_store((self.root / "store").as_uri())
 
-    def produce(self, job: str, seed: int, events: int = 3_000, attempt: int = 1, task: str = "task1",
-                die_after: int | None = None, publisher: Publisher | None = None) -> None:
+    def produce(
+        self,
+        job: str,
+        seed: int,
+        events: int = 3_000,
+        attempt: int = 1,
+        task: str = "task1",
+        die_after: int | None = None,
+        publisher: Publisher | None = None,
+    ) -> None:
         spec = JobSpec(task=task, job=job, attempt=attempt, dataset="ds", chunk_events=1_000)
 
         def maybe_die(progress: Progress) -> None:
@@ -229,9 +236,17 @@ def test_bad_messages_are_quarantined_and_the_service_goes_on(pipe: Pipeline) ->
     import hashlib
 
     def pointer(**kw: Any) -> bytes:
-        fields: dict[str, Any] = dict(kind=pb.POINTER_KIND_CHUNK, url=store.object_url(key), size=len(bad_chunk),
-                                      sha256=hashlib.sha256(bad_chunk).digest(), events=1, task="task1", job="j9",
-                                      attempt=1, dataset="ds")
+        fields: dict[str, Any] = dict(
+            kind=pb.POINTER_KIND_CHUNK,
+            url=store.object_url(key),
+            size=len(bad_chunk),
+            sha256=hashlib.sha256(bad_chunk).digest(),
+            events=1,
+            task="task1",
+            job="j9",
+            attempt=1,
+            dataset="ds",
+        )
         fields.update(kw)
         return object_pointer(**fields).SerializeToString()
 

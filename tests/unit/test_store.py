@@ -21,8 +21,12 @@ from eventindex.store.s3 import S3Location
 
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
         monkeypatch.setenv(name, value)
 
 
@@ -72,9 +76,14 @@ def test_unclean_keys_are_refused(store: ObjectStore, key: str) -> None:
 def test_urls_round_trip_and_foreign_urls_are_forbidden(store: ObjectStore) -> None:
     url = store.object_url("t/j/1/manifest.eim")
     assert store.key_for_url(url) == "t/j/1/manifest.eim"
-    for foreign in ["s3://other-bucket/some/prefix/t/j/1/manifest.eim", "s3://bucket/elsewhere/x",
-                    "file:///etc/passwd", "http://evil/x", url + "/../../../x",
-                    "s3://bucket/some/prefix/x?endpoint=http://evil:1"]:
+    for foreign in [
+        "s3://other-bucket/some/prefix/t/j/1/manifest.eim",
+        "s3://bucket/elsewhere/x",
+        "file:///etc/passwd",
+        "http://evil/x",
+        url + "/../../../x",
+        "s3://bucket/some/prefix/x?endpoint=http://evil:1",
+    ]:
         with pytest.raises(ForbiddenLocationError):
             store.key_for_url(foreign)
 
@@ -82,8 +91,13 @@ def test_urls_round_trip_and_foreign_urls_are_forbidden(store: ObjectStore) -> N
 def test_s3_url_parsing() -> None:
     loc = S3Location.from_url("s3://b/p/q?endpoint=http://127.0.0.1:8333&region=eu")
     assert (loc.bucket, loc.prefix, loc.endpoint, loc.region) == ("b", "p/q", "http://127.0.0.1:8333", "eu")
-    for bad in ["s3://key:secret@b/p", "s3:///p", "s3://b/p?endpoint=ftp://x", "s3://b?color=red",
-                "s3://b/p?endpoint=http://u:pw@host"]:
+    for bad in [
+        "s3://key:secret@b/p",
+        "s3:///p",
+        "s3://b/p?endpoint=ftp://x",
+        "s3://b?color=red",
+        "s3://b/p?endpoint=http://u:pw@host",
+    ]:
         with pytest.raises(ConfigError):
             S3Location.from_url(bad)
     with pytest.raises(ConfigError):

@@ -1,0 +1,781 @@
+"""`stomp://host:port[,host2:port2]/queue/NAME` (ActiveMQ, RabbitMQ-STOMP): STOMP 1.2 through stomp.py.
+
+One STOMP connection per publisher or consumer, opened and re-opened only from the calling thread:
+the stomp.py listener thread just records what happened (CONNECTED, RECEIPT, ERROR, MESSAGE, loss)
+and never reconnects (DIRAC #308, #4422). Every (re)connection is one pass over the failover hosts;
+between passes `compute_backoff` decides the wait, and the number of passes (publisher) or the
+length of the outage (consumer) is bounded by the named constants below. Heartbeats are always on,
+so a dead socket is noticed (DIRAC #7851).
+
+- `StompPublisher.send` asks for a RECEIPT per message and returns only when it came. When the
+  connection drops before the receipt, the message is sent again on a new connection (at most
+  `SEND_ATTEMPTS` times), so a broker restart may duplicate a message but never loses one.
+- `StompConsumer` subscribes with `ack: client-individual`. Each connection has a generation number
+  carried in every message handle; after a reconnection, frames and acks of older generations are
+  dropped (the broker redelivers those messages). `ack` is fire-and-forget (an ack lost with its
+  connection only means a redelivery); `close` sends DISCONNECT with a receipt, so acks sent before
+  it are processed first.
+- `release` re-sends the message to its queue (with a receipt) and then acks the original.
+  A STOMP NACK is not used: ActiveMQ 5.x treats it as a poison ack and moves the message straight
+  to `ActiveMQ.DLQ` instead of redelivering it. The copy carries `ei-release-count`.
+- ActiveMQ does not put `JMSXGroupID` on the MESSAGE frames it delivers, so the group also travels
+  as `ei-group`; consumers see it as `JMSXGroupID` in `Message.headers`, as with the other transports.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import queue
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+import stomp
+import stomp.exception
+
+from eventindex.backoff import compute_backoff
+from eventindex.errors import BrokerConnectionError, ConfigError, TransportError
+from eventindex.transport.base import Consumer, Message, Publisher
+
+log = logging.getLogger(__name__)
+_N = TypeVar("_N", int, float)
+
+USERNAME_ENV = "EI_BROKER_USERNAME"
+PASSWORD_ENV = "EI_BROKER_PASSWORD"
+
+DEFAULT_PORT = 61613
+DEFAULT_TLS_PORT = 61614
+DEFAULT_HEARTBEAT_MS = 10_000
+DEFAULT_PREFETCH = 100
+DEFAULT_TIMEOUT = 30.0
+MIN_HEARTBEAT_MS = 100
+MAX_HEARTBEAT_MS = 3_600_000
+MAX_PREFETCH = 65_535
+MAX_TIMEOUT = 3600.0
+
+#: Passes over the host list before the first connect (in the constructor) gives up: a wrong address
+#: or a broker that is down fails fast, in a few seconds.
+CONNECT_ATTEMPTS = 5
+#: Passes before a publisher's reconnect after a drop gives up (~20 s expected with the backoff below):
+#: long enough to ride out a broker restart.
+RECONNECT_ATTEMPTS = 10
+#: Times `send` puts one message on a (new) connection before giving up.
+SEND_ATTEMPTS = 3
+#: How long a consumer keeps reconnecting through one outage before `receive` raises.
+RECONNECT_DEADLINE = 300.0
+#: Cap and base of the wait between reconnection passes (seconds).
+BACKOFF_BASE = 0.2
+BACKOFF_CAP = 10.0
+#: How long `close` waits for the broker's DISCONNECT receipt.
+CLOSE_TIMEOUT = 5.0
+#: The receive-side heartbeat grace: the broker is declared dead after this many missed intervals.
+HEARTBEAT_GRACE = 2.0
+
+RELEASE_COUNT_HEADER = "ei-release-count"
+GROUP_HEADER = "ei-group"
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+_QUEUE_RE = re.compile(r"/queue/([A-Za-z0-9._-]{1,200})")
+_HOST_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})")
+_PARAMS = ("vhost", "heartbeat", "prefetch", "ca", "cert", "key", "timeout")
+#: Headers the adapter sets itself; a caller may not pass them to `send`.
+_RESERVED_SEND_HEADERS = frozenset(
+    {
+        "destination", "receipt", "content-length", "transaction", "persistent", "message-id", "subscription",
+        "ack", GROUP_HEADER,
+    }
+)  # fmt: skip
+#: Headers of a MESSAGE frame that describe the delivery, not the message: not shown in `Message.headers`.
+_DELIVERY_HEADERS = frozenset(
+    {
+        "ack", "subscription", "destination", "message-id", "content-length", "redelivered",
+        "expires", "priority", "timestamp", "persistent",
+    }
+)  # fmt: skip
+#: What stomp.py raises from a send or connect: its own exceptions, socket errors, and the
+#: AttributeError of a TLS transport whose send queue was torn down by a disconnection.
+_STOMP_ERRORS: tuple[type[BaseException], ...] = (stomp.exception.StompException, OSError, AttributeError)
+
+
+# --------------------------------------------------------------------------------------------- config
+@dataclass(frozen=True)
+class StompConfig:
+    hosts: tuple[tuple[str, int], ...]
+    queue: str
+    tls: bool = False
+    vhost: str | None = None
+    heartbeat_ms: int = DEFAULT_HEARTBEAT_MS
+    prefetch: int = DEFAULT_PREFETCH
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.hosts:
+            raise ConfigError("STOMP broker: at least one host:port is needed")
+        for host, port in self.hosts:
+            if not (_HOST_RE.fullmatch(host) or _is_ipv6(host)):
+                raise ConfigError(f"STOMP broker: invalid host {host!r}")
+            if not 0 < port < 65536:
+                raise ConfigError(f"STOMP broker: port {port} of {host} is out of range 1-65535")
+        if len(set(self.hosts)) != len(self.hosts):
+            raise ConfigError("STOMP broker: a host:port is listed twice")
+        if not _QUEUE_RE.fullmatch(f"/queue/{self.queue}"):
+            raise ConfigError(f"STOMP broker: queue name {self.queue!r} must match [A-Za-z0-9._-]{{1,200}}")
+        if self.vhost is not None and (not self.vhost or any(c in self.vhost for c in "\r\n\0")):
+            raise ConfigError("STOMP broker: vhost must be a non-empty single-line string")
+        if not MIN_HEARTBEAT_MS <= self.heartbeat_ms <= MAX_HEARTBEAT_MS:
+            raise ConfigError(f"STOMP broker: heartbeat must be {MIN_HEARTBEAT_MS}-{MAX_HEARTBEAT_MS} ms")
+        if not 1 <= self.prefetch <= MAX_PREFETCH:
+            raise ConfigError(f"STOMP broker: prefetch must be 1-{MAX_PREFETCH}")
+        if not 0 < self.timeout <= MAX_TIMEOUT:
+            raise ConfigError(f"STOMP broker: timeout must be more than 0 and at most {MAX_TIMEOUT:g} s")
+        if not self.tls and (self.ca or self.cert or self.key):
+            raise ConfigError("STOMP broker: ca=, cert= and key= need a stomp+ssl:// URL")
+        if self.key is not None and self.cert is None:
+            raise ConfigError("STOMP broker: key= needs cert=")
+        if self.password is not None and self.username is None:
+            raise ConfigError(f"STOMP broker: {PASSWORD_ENV} is set but {USERNAME_ENV} is not")
+
+    @property
+    def destination(self) -> str:
+        return f"/queue/{self.queue}"
+
+    @property
+    def address(self) -> str:
+        """The broker URL without options or credentials, for messages and logs."""
+        hosts = ",".join(f"[{h}]:{p}" if _is_ipv6(h) else f"{h}:{p}" for h, p in self.hosts)
+        return f"{'stomp+ssl' if self.tls else 'stomp'}://{hosts}{self.destination}"
+
+    @classmethod
+    def from_url(cls, url: str, env: Mapping[str, str] | None = None) -> StompConfig:
+        """Parse a broker URL; credentials come from `EI_BROKER_USERNAME`/`EI_BROKER_PASSWORD` only."""
+        env = os.environ if env is None else env
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:  # e.g. an unclosed or invalid [IPv6] host
+            raise ConfigError(f"broker URL is malformed: {exc}") from None
+        if "@" in parts.netloc:
+            # never echo the URL: it holds a password
+            raise ConfigError(f"broker URL must not contain credentials; set {USERNAME_ENV} and {PASSWORD_ENV}")
+        # messages show the URL without its query: no option value (a misplaced secret) is echoed
+        url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        if parts.scheme not in ("stomp", "stomp+ssl"):
+            raise ConfigError(f"broker URL {url!r}: scheme must be stomp:// or stomp+ssl://")
+        tls = parts.scheme == "stomp+ssl"
+        if parts.fragment:
+            raise ConfigError(f"broker URL {url!r}: no #fragment allowed")
+        match = _QUEUE_RE.fullmatch(parts.path)
+        if match is None:
+            raise ConfigError(f"broker URL {url!r}: destination must be /queue/NAME with NAME in [A-Za-z0-9._-]")
+        hosts = tuple(
+            _parse_host(url, item, DEFAULT_TLS_PORT if tls else DEFAULT_PORT) for item in parts.netloc.split(",")
+        )
+        params: dict[str, str] = {}
+        for name, value in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
+            if name not in _PARAMS:
+                raise ConfigError(f"broker URL {url!r}: unknown parameter {name!r} (known: {', '.join(_PARAMS)})")
+            if name in params:
+                raise ConfigError(f"broker URL {url!r}: parameter {name!r} given twice")
+            params[name] = value
+        return cls(
+            hosts=hosts,
+            queue=match.group(1),
+            tls=tls,
+            vhost=params.get("vhost"),
+            heartbeat_ms=_number(url, params, "heartbeat", int, DEFAULT_HEARTBEAT_MS),
+            prefetch=_number(url, params, "prefetch", int, DEFAULT_PREFETCH),
+            ca=_path(url, params, "ca"),
+            cert=_path(url, params, "cert"),
+            key=_path(url, params, "key"),
+            timeout=_number(url, params, "timeout", float, DEFAULT_TIMEOUT),
+            username=env.get(USERNAME_ENV) or None,
+            password=env.get(PASSWORD_ENV) or None,
+        )
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _parse_host(url: str, item: str, default_port: int) -> tuple[str, int]:
+    if item.startswith("["):
+        end = item.find("]")
+        rest = item[end + 1 :] if end >= 0 else "?"
+        if rest and not rest.startswith(":"):
+            raise ConfigError(f"broker URL {url!r}: bad host {item!r}")
+        host, port_text = item[1:end], rest[1:] if rest else None
+    elif ":" in item:
+        host, port_text = item.rsplit(":", 1)
+        if ":" in host:
+            raise ConfigError(f"broker URL {url!r}: write an IPv6 address in [brackets]")
+    else:
+        host, port_text = item, None
+    if not host:
+        raise ConfigError(f"broker URL {url!r}: empty host in {item!r}")
+    if port_text is None:
+        return host, default_port
+    if not port_text.isdigit() or len(port_text) > 5:
+        raise ConfigError(f"broker URL {url!r}: port {port_text!r} of {host} is not a port number")
+    return host, int(port_text)
+
+
+def _number(url: str, params: Mapping[str, str], name: str, kind: Callable[[str], _N], default: _N) -> _N:
+    if name not in params:
+        return default
+    try:
+        return kind(params[name])
+    except ValueError:
+        raise ConfigError(f"broker URL {url!r}: {name}= must be a number") from None
+
+
+def _path(url: str, params: Mapping[str, str], name: str) -> Path | None:
+    if name not in params:
+        return None
+    if not params[name]:
+        raise ConfigError(f"broker URL {url!r}: {name}= is empty")
+    return Path(params[name])
+
+
+def _check_files(config: StompConfig) -> None:
+    for name, path in (("ca", config.ca), ("cert", config.cert), ("key", config.key)):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"STOMP broker: {name}= file {path} does not exist")
+
+
+def _send_headers(body: bytes, headers: Mapping[str, str] | None, group: str | None) -> dict[str, str]:
+    out = {"persistent": "true", "content-type": DEFAULT_CONTENT_TYPE}
+    for key, value in (headers or {}).items():
+        key, value = str(key), str(value)
+        if key in _RESERVED_SEND_HEADERS:
+            raise TransportError(f"header {key!r} is set by the STOMP adapter, not by the caller")
+        if not key or any(c in key for c in ":\r\n\0") or "\0" in value:
+            raise TransportError(f"header {key!r} cannot be sent over STOMP (empty, or has ':', CR, LF or NUL)")
+        out[key] = value
+    if group is None:
+        group = out.get("JMSXGroupID")
+    if group is not None:
+        if "\0" in group:
+            raise TransportError("a message group cannot contain NUL")
+        # ActiveMQ keeps JMSXGroupID to itself (its MESSAGE frames do not carry it): GROUP_HEADER does
+        out[GROUP_HEADER] = out["JMSXGroupID"] = group
+    out["content-length"] = str(len(body))
+    return out
+
+
+def _one_line(text: object, limit: int = 300) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    line = " ".join(str(text or "").split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+# ----------------------------------------------------------------------------------------- connection
+class _LinkLost(BrokerConnectionError):
+    """The connection failed, dropped, or gave no receipt in time: the operation may be retried."""
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    generation: int
+    #: a stomp.py Frame; None marks "connection gone" (or "consumer closing") and only wakes `receive`
+    frame: Any
+
+
+class _Link:
+    """One STOMP connection (one generation).
+
+    Its `on_*` methods are stomp.py's listener callbacks: they run in stomp.py's receiver and
+    heartbeat threads, only record what happened and wake waiters, and never send or reconnect.
+    """
+
+    def __init__(self, config: StompConfig, generation: int, deliveries: queue.Queue[_Delivery] | None) -> None:
+        self.config = config
+        self.generation = generation
+        self._deliveries = deliveries
+        self._cond = threading.Condition()
+        self._connected = False
+        self._closing = False
+        self._lost: str | None = None
+        self._refused: str | None = None
+        self._receipts: set[str] = set()
+        self._errors: dict[str, str] = {}
+        heartbeat = config.heartbeat_ms
+        self.conn = stomp.Connection12(
+            host_and_ports=list(config.hosts),
+            prefer_localhost=False,
+            try_loopback_connect=False,
+            # one pass over the hosts per connect(): the waiting between passes is ours (compute_backoff)
+            reconnect_attempts_max=1,
+            reconnect_sleep_initial=0.0,
+            reconnect_sleep_increase=0.0,
+            reconnect_sleep_jitter=0.0,
+            reconnect_sleep_max=0.0,
+            timeout=config.timeout,
+            heartbeats=(heartbeat, heartbeat),
+            heart_beat_receive_scale=HEARTBEAT_GRACE,
+            keepalive=True,
+            vhost=config.vhost,
+            auto_decode=False,
+        )
+        if config.tls:
+            self.conn.set_ssl(
+                for_hosts=list(config.hosts),
+                ca_certs=str(config.ca) if config.ca else None,
+                cert_file=str(config.cert) if config.cert else None,
+                key_file=str(config.key) if config.key else None,
+            )
+        self.conn.set_listener("eventindex", self)
+
+    # -- caller side
+    @property
+    def lost(self) -> str | None:
+        """Why the connection is gone, or None while it is up."""
+        return self._lost
+
+    def open(self) -> None:
+        """Connect (one pass over the hosts) and wait for CONNECTED."""
+        cfg = self.config
+        try:
+            self.conn.connect(username=cfg.username, passcode=cfg.password, wait=False)
+        except _STOMP_ERRORS as exc:
+            self.abort()
+            raise _LinkLost("no host accepted a connection") from exc
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self._connected or self._lost is not None or self._refused is not None, cfg.timeout
+            )
+            connected, lost, refused = self._connected, self._lost, self._refused
+        if refused is not None:
+            self.abort()
+            raise TransportError(f"STOMP broker {cfg.address} refused the connection: {refused}")
+        if not connected or lost is not None:
+            self.abort()
+            raise _LinkLost(lost or f"no CONNECTED frame within {cfg.timeout:g} s")
+        where = self.conn.transport.current_host_and_port
+        log.info(
+            "STOMP connection %d to %s (%s) is up, heartbeats %s ms",
+            self.generation,
+            cfg.address,
+            where,
+            self.conn.heartbeats,
+        )
+
+    def subscribe(self) -> None:
+        cfg = self.config
+        prefetch = str(cfg.prefetch)
+        self.call_with_receipt(
+            "SUBSCRIBE",
+            lambda receipt: self.conn.subscribe(
+                cfg.destination,
+                id=f"eventindex-{self.generation}",
+                ack="client-individual",
+                # ActiveMQ and RabbitMQ each ignore the other's prefetch header
+                headers={"activemq.prefetchSize": prefetch, "prefetch-count": prefetch, "receipt": receipt},
+            ),
+        )
+
+    def send(self, body: bytes, headers: Mapping[str, str]) -> None:
+        self.call_with_receipt(
+            "SEND",
+            lambda receipt: self.conn.send(
+                self.config.destination,
+                body,
+                headers={**headers, "receipt": receipt},
+            ),
+        )
+
+    def ack(self, ack_id: str) -> bool:
+        """Fire-and-forget ACK; False when the connection is gone (the broker redelivers the message)."""
+        try:
+            self.conn.ack(ack_id)  # STOMP 1.2: ack(id, transaction=None, receipt=None); id = the 'ack' header
+        except _STOMP_ERRORS as exc:
+            self._set_lost(f"ACK failed: {_one_line(exc)}")
+            return False
+        return True
+
+    def call_with_receipt(self, what: str, action: Callable[[str], None]) -> None:
+        receipt = f"ei-{uuid.uuid4().hex}"
+        try:
+            action(receipt)
+        except _STOMP_ERRORS as exc:
+            self._set_lost(f"{what} failed: {_one_line(exc) or type(exc).__name__}")
+            raise _LinkLost(self._lost or "connection lost") from exc
+        timeout = self.config.timeout
+        with self._cond:
+            self._cond.wait_for(
+                lambda: receipt in self._receipts or receipt in self._errors or self._lost is not None,
+                timeout,
+            )
+            if receipt in self._receipts:
+                self._receipts.discard(receipt)
+                return
+            if receipt in self._errors:
+                raise TransportError(f"STOMP broker {self.config.address} refused {what}: {self._errors.pop(receipt)}")
+            lost = self._lost
+        if lost is not None:
+            raise _LinkLost(lost)
+        raise _LinkLost(f"no receipt for {what} within {timeout:g} s")
+
+    def close(self) -> None:
+        """DISCONNECT with a receipt (the broker handles earlier ACKs first), then drop the socket."""
+        with self._cond:
+            self._closing = True
+            up = self._lost is None
+        if up:
+            try:
+                self.conn.disconnect()  # stomp.py closes the socket when the receipt arrives
+            except _STOMP_ERRORS as exc:
+                log.debug("DISCONNECT from %s failed: %s", self.config.address, exc)
+            with self._cond:
+                self._cond.wait_for(lambda: self._lost is not None, min(CLOSE_TIMEOUT, self.config.timeout))
+        self.abort()
+
+    def abort(self) -> None:
+        """Drop the socket now (no DISCONNECT); unacked messages go back to the broker."""
+        with self._cond:
+            self._closing = True
+        transport = self.conn.transport
+        try:
+            if transport.socket is not None:
+                transport.disconnect_socket()
+        except _STOMP_ERRORS as exc:
+            log.debug("closing the socket to %s: %s", self.config.address, exc)
+        self._set_lost("closed")
+        thread = transport.io_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(CLOSE_TIMEOUT)
+
+    def _set_lost(self, reason: str) -> None:
+        with self._cond:
+            if self._lost is not None:
+                return
+            self._lost = reason
+            expected = self._closing
+            self._cond.notify_all()
+        if not expected:
+            log.warning("STOMP connection %d to %s lost: %s", self.generation, self.config.address, reason)
+        if self._deliveries is not None:
+            self._deliveries.put(_Delivery(self.generation, None))
+
+    # -- stomp.py's threads
+    def on_connected(self, frame: Any) -> None:
+        with self._cond:
+            self._connected = True
+            self._cond.notify_all()
+
+    def on_receipt(self, frame: Any) -> None:
+        receipt = frame.headers.get("receipt-id")
+        if receipt:
+            with self._cond:
+                self._receipts.add(receipt)
+                self._cond.notify_all()
+
+    def on_error(self, frame: Any) -> None:
+        message = _one_line(frame.headers.get("message") or frame.body) or "ERROR frame"
+        receipt = frame.headers.get("receipt-id")
+        log.warning("STOMP broker %s sent ERROR: %s", self.config.address, message)
+        with self._cond:
+            if not self._connected:
+                self._refused = message
+            elif receipt:
+                self._errors[receipt] = message
+            self._cond.notify_all()
+        if self._connected:
+            self._set_lost(f"broker error: {message}")  # the broker closes the connection after an ERROR
+
+    def on_message(self, frame: Any) -> None:
+        if self._deliveries is not None:
+            self._deliveries.put(_Delivery(self.generation, frame))
+
+    def on_disconnected(self) -> None:
+        self._set_lost("connection closed")
+
+    def on_heartbeat_timeout(self) -> None:
+        self._set_lost("missed heartbeats from the broker")
+
+
+def _open_link(config: StompConfig, generation: int, deliveries: queue.Queue[_Delivery] | None) -> _Link:
+    link = _Link(config, generation, deliveries)
+    link.open()
+    if deliveries is not None:
+        try:
+            link.subscribe()
+        except TransportError:
+            link.abort()
+            raise
+    return link
+
+
+def _connect(
+    config: StompConfig,
+    generation: int,
+    deliveries: queue.Queue[_Delivery] | None = None,
+    attempts: int = CONNECT_ATTEMPTS,
+) -> _Link:
+    """Open a connection: up to `attempts` passes over the hosts, with backoff between them."""
+    reason = ""
+    for attempt in range(1, attempts + 1):
+        if attempt > 1:
+            time.sleep(compute_backoff(attempt - 1, BACKOFF_BASE, BACKOFF_CAP))
+        try:
+            return _open_link(config, generation, deliveries)
+        except _LinkLost as exc:
+            reason = str(exc)
+            log.info("STOMP connect to %s, attempt %d/%d: %s", config.address, attempt, attempts, reason)
+    raise BrokerConnectionError(f"cannot connect to STOMP broker {config.address} ({attempts} attempts): {reason}")
+
+
+# ------------------------------------------------------------------------------------------ publisher
+class StompPublisher(Publisher):
+    """Persistent messages with a RECEIPT each; connects in the constructor."""
+
+    def __init__(self, config: StompConfig) -> None:
+        _check_files(config)
+        self.config = config
+        self._lock = threading.Lock()
+        self._closed = False
+        self._generation = 1
+        self._link: _Link | None = _connect(config, self._generation)
+
+    def _current_link(self) -> _Link:
+        with self._lock:
+            if self._closed:
+                raise TransportError(f"STOMP publisher for {self.config.address} is closed")
+            link = self._link
+            if link is not None and link.lost is None:
+                return link
+            if link is not None:
+                link.abort()
+                self._link = None
+            self._generation += 1
+            self._link = _connect(self.config, self._generation, attempts=RECONNECT_ATTEMPTS)
+            return self._link
+
+    def send(self, body: bytes, headers: Mapping[str, str] | None = None, group: str | None = None) -> None:
+        body = bytes(body)
+        frame_headers = _send_headers(body, headers, group)
+        reason = ""
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            link = self._current_link()
+            try:
+                link.send(body, frame_headers)
+                return
+            except _LinkLost as exc:
+                # the message may or may not have reached the broker: sending again may duplicate it,
+                # which the at-least-once contract allows; not sending could lose it
+                reason = str(exc)
+                link.abort()
+                log.warning(
+                    "STOMP send to %s not confirmed (%s), attempt %d/%d",
+                    self.config.address,
+                    reason,
+                    attempt,
+                    SEND_ATTEMPTS,
+                )
+            if attempt < SEND_ATTEMPTS:
+                time.sleep(compute_backoff(attempt, BACKOFF_BASE, BACKOFF_CAP))
+        raise BrokerConnectionError(
+            f"STOMP broker {self.config.address} did not confirm a message in {SEND_ATTEMPTS} attempts: {reason}"
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            link, self._link = self._link, None
+        if link is not None:
+            link.close()
+
+
+# ------------------------------------------------------------------------------------------- consumer
+class StompConsumer(Consumer):
+    """`ack: client-individual` subscription; reconnects from the thread that calls `receive`."""
+
+    def __init__(self, config: StompConfig, reconnect_deadline: float = RECONNECT_DEADLINE) -> None:
+        _check_files(config)
+        self.config = config
+        self.reconnect_deadline = reconnect_deadline
+        self._deliveries: queue.Queue[_Delivery] = queue.Queue()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._closed = False
+        self._generation = 1
+        self._outage_since: float | None = None
+        self._outage_attempts = 0
+        self._outage_reason = ""
+        self._next_attempt = 0.0
+        self._link: _Link | None = _connect(config, self._generation, self._deliveries)
+
+    def receive(self, timeout: float) -> Message | None:
+        if self._closed:
+            raise TransportError(f"STOMP consumer for {self.config.address} is closed")
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._lock:
+            while not self._stop.is_set():
+                link = self._usable_link(deadline)
+                if link is None:
+                    return None
+                remaining = deadline - time.monotonic()
+                try:
+                    item = self._deliveries.get(timeout=remaining) if remaining > 0 else self._deliveries.get_nowait()
+                except queue.Empty:
+                    return None
+                if item.frame is None:
+                    continue  # connection lost or consumer closing: look again
+                if item.generation != link.generation:
+                    log.debug("dropped a message of STOMP connection %d; the broker redelivers it", item.generation)
+                    continue
+                return _message(item)
+        return None
+
+    def _usable_link(self, deadline: float) -> _Link | None:
+        """The live connection, reconnecting (with backoff, within the caller's deadline) when it is gone."""
+        while not self._stop.is_set():
+            link = self._link
+            if link is not None and link.lost is None:
+                return link
+            now = time.monotonic()
+            if link is not None:
+                self._link = None
+                link.abort()
+                dropped = self._drain()
+                log.warning(
+                    "STOMP connection %d to %s lost (%s); %d unacked prefetched message(s) dropped, "
+                    "the broker redelivers them; reconnecting",
+                    link.generation,
+                    self.config.address,
+                    link.lost,
+                    dropped,
+                )
+                self._outage_since, self._outage_attempts, self._next_attempt = now, 0, now
+                self._outage_reason = link.lost or ""
+            if self._outage_since is None:
+                self._outage_since, self._outage_attempts, self._next_attempt = now, 0, now
+            if now - self._outage_since > self.reconnect_deadline:
+                since, self._outage_since = self._outage_since, None  # the next receive starts a new budget
+                raise BrokerConnectionError(
+                    f"STOMP broker {self.config.address} unreachable for {now - since:.0f} s "
+                    f"({self._outage_attempts} reconnect attempts): {self._outage_reason}"
+                )
+            if now < self._next_attempt:
+                self._stop.wait(min(self._next_attempt, deadline) - now)
+                if time.monotonic() < self._next_attempt:
+                    return None  # the caller's timeout came first
+                continue
+            self._outage_attempts += 1
+            self._generation += 1
+            try:
+                self._link = _open_link(self.config, self._generation, self._deliveries)
+            except _LinkLost as exc:
+                self._outage_reason = str(exc)
+                self._next_attempt = time.monotonic() + compute_backoff(
+                    self._outage_attempts, BACKOFF_BASE, BACKOFF_CAP
+                )
+                log.info("STOMP reconnect to %s, attempt %d: %s", self.config.address, self._outage_attempts, exc)
+                if time.monotonic() >= deadline:
+                    return None
+                continue
+            log.info(
+                "STOMP consumer reconnected to %s after %.1f s",
+                self.config.address,
+                time.monotonic() - self._outage_since,
+            )
+            self._outage_since = None
+        return None
+
+    def _drain(self) -> int:
+        dropped = 0
+        while True:
+            try:
+                item = self._deliveries.get_nowait()
+            except queue.Empty:
+                return dropped
+            dropped += item.frame is not None
+
+    def _link_for(self, message: Message, what: str) -> tuple[_Link, str] | None:
+        generation, sep, ack_id = message.handle.partition("/")
+        if not sep or not generation.isdigit() or not ack_id:
+            raise TransportError(f"{what}: message handle {message.handle!r} is not from a STOMP consumer")
+        link = self._link
+        if link is None or link.generation != int(generation) or link.lost is not None:
+            log.info(
+                "%s of a message from STOMP connection %s skipped: that connection is gone and the broker "
+                "redelivers the message",
+                what,
+                generation,
+            )
+            return None
+        return link, ack_id
+
+    def ack(self, message: Message) -> None:
+        found = self._link_for(message, "ack")
+        if found is not None:
+            link, ack_id = found
+            link.ack(ack_id)
+
+    def release(self, message: Message) -> None:
+        found = self._link_for(message, "release")
+        if found is None:
+            return
+        link, ack_id = found
+        try:
+            count = int(message.headers.get(RELEASE_COUNT_HEADER, "0")) + 1
+        except ValueError:
+            count = 1
+        headers = {**message.headers, RELEASE_COUNT_HEADER: str(count)}
+        group = headers.pop("JMSXGroupID", None)
+        try:
+            link.send(message.body, _send_headers(message.body, headers, group))
+        except TransportError as exc:
+            # the original stays unacked on a connection that is going away: the broker redelivers it
+            log.warning(
+                "release: re-sending to %s failed (%s); the broker redelivers the original",
+                self.config.address,
+                exc,
+            )
+            return
+        link.ack(ack_id)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._deliveries.put(_Delivery(-1, None))  # wakes a receive() blocked on the queue
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            link, self._link = self._link, None
+            if link is not None:
+                link.close()
+            self._drain()
+
+
+def _message(item: _Delivery) -> Message:
+    frame = item.frame
+    raw: dict[str, str] = frame.headers
+    headers = {key: value for key, value in raw.items() if key not in _DELIVERY_HEADERS}
+    group = headers.pop(GROUP_HEADER, None)
+    if group is not None:
+        headers.setdefault("JMSXGroupID", group)
+    ack_id = raw.get("ack") or raw.get("message-id", "")
+    body = frame.body
+    return Message(
+        body=body if isinstance(body, bytes) else bytes(body or b""),
+        headers=headers,
+        handle=f"{item.generation}/{ack_id}",
+        redelivered=raw.get("redelivered") == "true" or RELEASE_COUNT_HEADER in headers,
+    )
