@@ -1,10 +1,12 @@
 """`ei-supersink`: collect announced chunks into complete, exactly-once Parquet tasks.
 
 Commands:
-  expect   announce how many jobs (and events) a task has
-  run      consume pointers, verify, record, load complete tasks
-  status   show every task: expected/resolved jobs, events, state, what is missing
-  quarantine list   show the messages refused, with their reasons
+  expect      announce how many jobs (and events) a task has
+  run         consume pointers, verify, record, load complete tasks
+  status      show every task: expected/resolved jobs, events, state, what is missing
+  load        load one task now (--force: what is there, marked partial)
+  reconcile   bring the ledger up to date from the manifests in the store
+  quarantine  list the refused messages, or retry them through the broker
 
 Exit codes: 0 ok, 1 internal error, 2 bad command line/URL/name, 4 store error, 5 broker error,
 6 ledger or warehouse error.
@@ -27,8 +29,10 @@ from eventindex.errors import ConfigError, EventIndexError, StoreError, Transpor
 from eventindex.pointers import expectation_pointer, headers_for
 from eventindex.store import open_store
 from eventindex.transport import open_consumer, open_publisher
+from supersink.intake import Intake
 from supersink.ledger import Ledger, LedgerError
-from supersink.service import Supersink, counters_json
+from supersink.reconcile import reconcile
+from supersink.service import Supersink, TaskNotLoadableError, counters_json
 from supersink.status import render, status
 from supersink.warehouse import Warehouse
 
@@ -59,7 +63,28 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--until-idle", type=float, default=None, metavar="SECONDS", help="exit 0 after SECONDS with nothing to do"
     )
+    run.add_argument(
+        "--task-deadline",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="mark a task failed, naming what is missing, when it is not complete this long "
+        "after it was first seen (it still loads if it completes later)",
+    )
     run.add_argument("--quiet", action="store_true")
+
+    load = sub.add_parser("load", help="load one task now")
+    load.add_argument("--task", required=True)
+    load.add_argument("--store", required=True)
+    load.add_argument("--warehouse", required=True)
+    load.add_argument("--state", required=True, type=Path)
+    load.add_argument("--force", action="store_true", help="load the resolved jobs even if the task is incomplete")
+
+    rec = sub.add_parser("reconcile", help="rebuild the ledger from the manifests in the store")
+    rec.add_argument("--store", required=True)
+    rec.add_argument("--state", required=True, type=Path)
+    rec.add_argument("--warehouse", default=None, help="also load the tasks that are now complete")
+    rec.add_argument("--prefix", default="", help="only manifests under this key prefix (e.g. a task name + '/')")
 
     st = sub.add_parser("status", help="show tasks")
     st.add_argument("--state", required=True, type=Path)
@@ -70,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     qlist = qsub.add_parser("list")
     qlist.add_argument("--state", required=True, type=Path)
     qlist.add_argument("--json", action="store_true")
+    qretry = qsub.add_parser("retry", help="send held messages to the broker again")
+    qretry.add_argument("--state", required=True, type=Path)
+    qretry.add_argument("--broker", required=True)
+    which = qretry.add_mutually_exclusive_group(required=True)
+    which.add_argument("--id", type=int, action="append", dest="ids", help="an entry id (repeatable)")
+    which.add_argument("--all", action="store_true", help="every held entry")
     return parser
 
 
@@ -104,10 +135,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         with open_consumer(args.broker) as consumer:
-            counters = Supersink(ledger, store, warehouse).run(consumer, stop, args.until_idle)
+            sink = Supersink(ledger, store, warehouse, task_deadline=args.task_deadline)
+            counters = sink.run(consumer, stop, args.until_idle)
     finally:
         ledger.close()
         store.close()
+        warehouse.close()
     print(counters_json(counters))
     return EXIT_OK
 
@@ -122,7 +155,71 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _sink(args: argparse.Namespace, warehouse_url: str) -> Supersink:
+    logging.basicConfig(level=logging.INFO, format="ei-supersink: %(message)s", stream=sys.stderr)
+    return Supersink(_open_ledger(args.state), open_store(args.store), Warehouse.from_url(warehouse_url))
+
+
+def _close(sink: Supersink) -> None:
+    sink.ledger.close()
+    sink.store.close()
+    sink.warehouse.close()
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    sink = _sink(args, args.warehouse)
+    try:
+        if args.force:
+            marker = sink.force_load(args.task)
+        else:
+            view = sink.settle(args.task)
+            if view.state not in ("loaded", "loaded-partial"):
+                raise TaskNotLoadableError(
+                    f"task {args.task} is {view.state}: {view.failure or '; '.join(view.missing[:3])}"
+                    " (use --force to load what is there)"
+                )
+            row = sink.ledger.task(args.task)
+            marker = json.loads(row["marker"]) if row is not None else None
+    finally:
+        _close(sink)
+    if marker is None:
+        raise TaskNotLoadableError(f"task {args.task} is claimed by another supersink")
+    print(json.dumps({k: marker[k] for k in ("task", "dataset", "rows", "partial", "missing")}))
+    return EXIT_OK
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="ei-supersink: %(message)s", stream=sys.stderr)
+    ledger, store = _open_ledger(args.state), open_store(args.store)
+    try:
+        report = reconcile(Intake(ledger, store), args.prefix)
+        if args.warehouse:
+            sink = Supersink(ledger, store, Warehouse.from_url(args.warehouse))
+            for task in sorted(report.tasks):
+                sink.settle(task)
+            sink.warehouse.close()
+    finally:
+        ledger.close()
+        store.close()
+    for problem in report.problems:
+        print(f"ei-supersink: reconcile: {problem}", file=sys.stderr)
+    print(
+        json.dumps(
+            {
+                "manifests_seen": report.manifests_seen,
+                "manifests_recorded": report.manifests_recorded,
+                "already_known": report.already_known,
+                "problems": len(report.problems),
+                "tasks": sorted(report.tasks),
+            }
+        )
+    )
+    return EXIT_OK
+
+
 def cmd_quarantine(args: argparse.Namespace) -> int:
+    if args.action == "retry":
+        return cmd_quarantine_retry(args)
     ledger = _open_ledger(args.state, must_exist=True)
     try:
         rows = ledger.quarantined(None)
@@ -140,7 +237,35 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"expect": cmd_expect, "run": cmd_run, "status": cmd_status, "quarantine": cmd_quarantine}
+def cmd_quarantine_retry(args: argparse.Namespace) -> int:
+    ledger = _open_ledger(args.state, must_exist=True)
+    try:
+        held = {row["id"]: row for row in ledger.quarantined("held")}
+        ids = sorted(held) if args.all else args.ids
+        unknown = [i for i in ids if i not in held]
+        if unknown:
+            raise ConfigError(f"no held quarantine entry with id {', '.join(map(str, unknown))}")
+        with open_publisher(args.broker) as publisher:
+            for entry_id in ids:
+                row = held[entry_id]
+                headers = json.loads(row["headers"])
+                publisher.send(bytes(row["body"]), headers, group=headers.get("JMSXGroupID") or row["task"])
+                with ledger.transaction():
+                    ledger.set_quarantine_state(entry_id, "retried")
+    finally:
+        ledger.close()
+    print(json.dumps({"retried": ids}))
+    return EXIT_OK
+
+
+COMMANDS = {
+    "expect": cmd_expect,
+    "run": cmd_run,
+    "status": cmd_status,
+    "load": cmd_load,
+    "reconcile": cmd_reconcile,
+    "quarantine": cmd_quarantine,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -115,6 +116,12 @@ class Ledger:
 
     def close(self) -> None:
         self.db.close()
+
+    def instance_id(self) -> str:
+        """This ledger's supersink identity: it survives restarts, so a restarted supersink resumes its claims."""
+        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('instance_id', ?)", (uuid.uuid4().hex,))
+        (value,) = self.db.execute("SELECT value FROM meta WHERE key = 'instance_id'").fetchone()
+        return str(value)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from eventindex import __version__
 from eventindex.columns import WAREHOUSE_SCHEMA, event_keys
+from eventindex.errors import AlreadyCommittedError
 from eventindex.store import ObjectStore
 from supersink.fetch import load_chunk, unpack_key
 from supersink.ledger import ChunkRecord
@@ -158,14 +159,22 @@ class LoadPlan:
 
 
 def load_task(
-    plan: LoadPlan, store: ObjectStore, warehouse: Warehouse, on_progress: Callable[[int], None] | None = None
+    plan: LoadPlan,
+    store: ObjectStore,
+    warehouse: Warehouse,
+    owner: str,
+    on_progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Write the task's Parquet files and commit marker; return the marker.
 
-    Raises AlreadyCommittedError when a marker exists (this or another supersink committed it).
+    Raises AlreadyCommittedError when a marker exists (this or another supersink committed it),
+    ClaimedElsewhereError when another supersink holds the task's load claim.
     """
     started = time.monotonic()
+    if warehouse.read_marker(plan.dataset, plan.task) is not None:
+        raise AlreadyCommittedError(f"{warehouse.location(plan.dataset, plan.task)} was committed already")
     warehouse.prepare(plan.dataset, plan.task)
+    warehouse.claim(plan.dataset, plan.task, owner)
     writer = PartWriter(warehouse, plan.dataset, plan.task)
     dups = Duplicates()
     rows_in = 0
@@ -200,6 +209,7 @@ def load_task(
         "committed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "load_seconds": round(time.monotonic() - started, 3),
         "supersink_version": __version__,
+        "loaded_by": owner,
         "format": "eventindex.v1",
     }
     warehouse.write_marker_once(plan.dataset, plan.task, marker)

@@ -1,14 +1,8 @@
-"""The supersink loop: every message is recorded in the ledger before it is acked.
+"""The supersink: intake of every message, then completeness, load and commit of each task.
 
-handle(message):
-  parse + validate the pointer        -> bad: quarantine (raw body + reason), ack
-  expectation                         -> ledger
-  chunk pointer                       -> fetch, verify, ledger (bad object: quarantine)
-  manifest pointer                    -> fetch, verify, ledger; verify listed chunks not yet seen
-then, for the task it touched, evaluate completeness and load it when complete.
-
-Transient store failures leave the message unacked (released for redelivery), so work stays
-pending, never dropped.
+Every message is recorded in the ledger (supersink.intake) before it is acked; then the task it
+touched is settled: evaluated, and loaded when complete. Transient store failures leave the
+message unacked (released for redelivery, after a backoff), so work stays pending, never dropped.
 """
 
 from __future__ import annotations
@@ -18,58 +12,27 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from eventindex.backoff import compute_backoff
-from eventindex.errors import (
-    AlreadyCommittedError,
-    CodecError,
-    ForbiddenLocationError,
-    InvalidNameError,
-    MessageError,
-    ObjectNotFoundError,
-    StoreUnavailableError,
-)
-from eventindex.names import chunk_key, manifest_key, validate_attempt, validate_name
-from eventindex.pointers import parse_pointer
-from eventindex.schema import eventindex_pb2 as pb
+from eventindex.errors import AlreadyCommittedError, EventIndexError, StoreUnavailableError
 from eventindex.store import ObjectStore
-from eventindex.transport import Consumer, Message
+from eventindex.transport import Consumer
 from supersink.completeness import TaskView, chosen_chunks, evaluate
-from supersink.fetch import fetch_manifest, verify_chunk
-from supersink.ledger import ChunkRecord, Ledger
+from supersink.intake import Counters, Intake
+from supersink.ledger import Ledger
 from supersink.loader import LoadPlan, load_task
-from supersink.warehouse import Warehouse
+from supersink.warehouse import ClaimedElsewhereError, Warehouse
 
 log = logging.getLogger(__name__)
 
 RECEIVE_TIMEOUT = 0.5
+SWEEP_SECONDS = 5.0
 MAX_TRANSIENT_BACKOFF = 30.0
-_STATUS_NAMES = {pb.ATTEMPT_STATUS_OK: "ok", pb.ATTEMPT_STATUS_FAILED: "failed"}
 
 
-@dataclass
-class Counters:
-    messages: int = 0
-    chunks: int = 0
-    manifests: int = 0
-    expectations: int = 0
-    quarantined: int = 0
-    redelivered: int = 0
-    transient_failures: int = 0
-    tasks_loaded: int = 0
-    events_loaded: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-
-class Rejected(Exception):
-    """The message is refused for good: quarantine it with this reason."""
-
-    def __init__(self, reason: str, task: str | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.task = task
+class TaskNotLoadableError(EventIndexError):
+    """A forced load of a task with nothing to load."""
 
 
 class Supersink:
@@ -79,168 +42,16 @@ class Supersink:
         store: ObjectStore,
         warehouse: Warehouse,
         on_event: Callable[[str], None] | None = None,
+        task_deadline: float | None = None,
     ) -> None:
+        self.task_deadline = task_deadline
         self.ledger = ledger
+        self.owner = ledger.instance_id()
         self.store = store
         self.warehouse = warehouse
-        self.counters = Counters()
         self.on_event = on_event or (lambda text: log.info("%s", text))
-
-    # ------------------------------------------------------------ message handling
-
-    def handle(self, message: Message) -> str | None:
-        """Record one message durably; return the task it touched (None if quarantined)."""
-        self.counters.messages += 1
-        if message.redelivered:
-            self.counters.redelivered += 1
-        try:
-            with self.ledger.transaction():
-                return self._handle(message.body)
-        except Rejected as rejected:
-            self._quarantine(message, rejected.reason, rejected.task)
-            return None
-
-    def _quarantine(self, message: Message, reason: str, task: str | None) -> None:
-        with self.ledger.transaction():
-            self.ledger.quarantine(reason, dict(message.headers), message.body, task)
-        self.counters.quarantined += 1
-        self.on_event(f"quarantined: {reason}")
-
-    def _handle(self, body: bytes) -> str:
-        try:
-            pointer = parse_pointer(body)
-        except (MessageError, InvalidNameError, CodecError) as exc:
-            raise Rejected(str(exc)) from None
-        if pointer.kind == pb.POINTER_KIND_TASK_EXPECTATION:
-            self.ledger.set_expectation(
-                pointer.task,
-                pointer.expected_jobs,
-                pointer.expected_events if pointer.HasField("expected_events") else None,
-            )
-            self.counters.expectations += 1
-            return pointer.task
-        try:
-            key = self.store.key_for_url(pointer.url)
-        except ForbiddenLocationError as exc:
-            raise Rejected(str(exc), pointer.task) from None
-        self._check_dataset(pointer.task, pointer.dataset)
-        if pointer.kind == pb.POINTER_KIND_CHUNK:
-            expected = chunk_key(pointer.task, pointer.job, pointer.attempt, pointer.seq)
-            if key != expected:
-                raise Rejected(f"chunk pointer URL key {key} is not the key of its identity ({expected})", pointer.task)
-            self._record_chunk(
-                pointer.task,
-                pointer.job,
-                pointer.attempt,
-                pointer.seq,
-                key,
-                pointer.size,
-                pointer.sha256,
-                pointer.events,
-            )
-            self.counters.chunks += 1
-        else:
-            expected = manifest_key(pointer.task, pointer.job, pointer.attempt)
-            if key != expected:
-                raise Rejected(f"manifest pointer URL key {key} is not {expected}", pointer.task)
-            self._record_manifest(pointer, key)
-            self.counters.manifests += 1
-        return pointer.task
-
-    def _check_dataset(self, task: str, dataset: str) -> None:
-        row = self.ledger.task(task)
-        if row is not None and row["dataset"] not in (None, dataset):
-            raise Rejected(f"task {task} belongs to dataset {row['dataset']}, pointer says {dataset}", task)
-        self.ledger.touch_task(task, dataset)
-
-    def _record_chunk(
-        self,
-        task: str,
-        job: str,
-        attempt: int,
-        seq: int,
-        key: str,
-        size: int | None,
-        sha256: bytes | None,
-        events: int | None,
-    ) -> None:
-        known = self.ledger.chunk(task, job, attempt, seq)
-        if known is not None and (sha256 is None or bytes(known["sha256"]) == sha256):
-            return  # a redelivered or repeated pointer: already verified
-        try:
-            verified = verify_chunk(self.store, key, size, sha256, events)
-        except ObjectNotFoundError as exc:
-            raise Rejected(f"pointer to a missing object: {exc}", task) from None
-        except CodecError as exc:
-            raise Rejected(f"chunk {key}: {exc}", task) from None
-        self.ledger.record_chunk(
-            task,
-            ChunkRecord(
-                job,
-                attempt,
-                seq,
-                key,
-                verified.size,
-                verified.sha256,
-                verified.events,
-                verified.min_key,
-                verified.max_key,
-            ),
-        )
-
-    def _record_manifest(self, pointer: pb.Pointer, key: str) -> None:
-        task, job, attempt = pointer.task, pointer.job, pointer.attempt
-        known = self.ledger.attempt(task, job, attempt)
-        if known is not None and bytes(known["manifest_sha256"]) == pointer.sha256:
-            return
-        try:
-            manifest, digest = fetch_manifest(self.store, key, pointer.size, pointer.sha256)
-        except ObjectNotFoundError as exc:
-            raise Rejected(f"pointer to a missing object: {exc}", task) from None
-        except CodecError as exc:
-            raise Rejected(f"manifest {key}: {exc}", task) from None
-        self.record_manifest(manifest, key, digest)
-
-    def record_manifest(self, manifest: pb.Manifest, key: str, digest: bytes) -> None:
-        """Record a verified manifest and verify the chunks it lists that the ledger lacks."""
-        task, job, attempt = manifest.task, manifest.job, manifest.attempt
-        try:
-            validate_name("task", task)
-            validate_name("job", job)
-            validate_name("dataset", manifest.dataset)
-            validate_attempt(attempt)
-        except InvalidNameError as exc:
-            raise Rejected(f"manifest {key}: {exc}", task or None) from None
-        if key != manifest_key(task, job, attempt):
-            raise Rejected(f"manifest {key} names task {task} job {job} attempt {attempt}", task)
-        listed = []
-        for entry in manifest.chunks:
-            expected = chunk_key(task, job, attempt, entry.seq)
-            if entry.key != expected:
-                raise Rejected(f"manifest {key} lists chunk key {entry.key}, expected {expected}", task)
-            listed.append((entry.seq, entry.key, entry.size, bytes(entry.sha256), entry.events))
-        if sum(e[4] for e in listed) != manifest.total_events:
-            raise Rejected(f"manifest {key}: chunk events do not add up to total {manifest.total_events}", task)
-        self._check_dataset(task, manifest.dataset)
-        self.ledger.record_attempt(
-            task,
-            job,
-            attempt,
-            manifest.dataset,
-            key,
-            digest,
-            manifest.total_events,
-            _STATUS_NAMES.get(manifest.status, "unspecified"),
-            manifest.producer_version,
-            manifest.end_time_ms,
-            listed,
-        )
-        for seq, chunk, size, sha, events in listed:
-            try:
-                self._record_chunk(task, job, attempt, seq, chunk, size, sha, events)
-                self.ledger.set_listed_problem(task, job, attempt, seq, None)
-            except Rejected as rejected:
-                self.ledger.set_listed_problem(task, job, attempt, seq, rejected.reason)
+        self.intake = Intake(ledger, store, self.on_event)
+        self.counters: Counters = self.intake.counters
 
     # ------------------------------------------------------------ completeness and load
 
@@ -256,15 +67,43 @@ class Supersink:
                 self.on_event(f"task {task} failed: {view.failure}")
             return evaluate(self.ledger, task)
         if not view.complete:
-            detail = "; ".join(view.missing[:3])
-            if view.state != "waiting" or view.detail != detail:
+            state, detail = "waiting", "; ".join(view.missing[:3])
+            if self.past_deadline(task):
+                state = "failed"
+                detail = f"not complete {self.task_deadline:g}s after it was first seen: " + "; ".join(view.missing)
+            if view.state != state or view.detail != detail:
                 with self.ledger.transaction():
-                    self.ledger.set_state(task, "waiting", detail)
-            return view
+                    self.ledger.set_state(task, state, detail)
+                if state == "failed":
+                    self.on_event(f"task {task} failed: {detail}")
+            return evaluate(self.ledger, task)
         self.load(view)
         return evaluate(self.ledger, task)
 
-    def load(self, view: TaskView, partial: bool = False) -> dict[str, Any]:
+    def past_deadline(self, task: str) -> bool:
+        if self.task_deadline is None:
+            return False
+        row = self.ledger.task(task)
+        return row is not None and time.time() - row["first_seen"] > self.task_deadline
+
+    def sweep(self) -> None:
+        """Periodic look at idle tasks: fail those past their deadline (they still load if they
+        complete later), and look again at those another supersink claimed (it may have committed)."""
+        for row in self.ledger.query("SELECT task, state FROM tasks WHERE state IN ('waiting', 'claimed-elsewhere')"):
+            if row["state"] == "claimed-elsewhere" or self.past_deadline(row["task"]):
+                self.settle(row["task"])
+
+    def force_load(self, task: str) -> dict[str, Any] | None:
+        """Load what is there now: the resolved jobs' chosen attempts, marked partial if incomplete."""
+        view = evaluate(self.ledger, task)
+        if view.state in ("loaded", "loaded-partial"):
+            raise AlreadyCommittedError(f"task {task} is already {view.state}")
+        if view.dataset is None or not view.chosen:
+            raise TaskNotLoadableError(f"task {task} has no resolved job to load")
+        return self.load(view, partial=not view.complete)
+
+    def load(self, view: TaskView, partial: bool = False) -> dict[str, Any] | None:
+        """Load a task; None when another supersink holds its claim."""
         assert view.dataset is not None
         with self.ledger.transaction():
             self.ledger.set_state(view.task, "loading", "partial" if partial else "")
@@ -283,11 +122,17 @@ class Supersink:
         )
         location = self.warehouse.location(view.dataset, view.task)
         try:
-            marker = load_task(plan, self.store, self.warehouse)
+            marker = load_task(plan, self.store, self.warehouse, self.owner)
             self.on_event(f"task {view.task}: committed {marker['rows']:,} events to {location}")
+        except ClaimedElsewhereError as exc:
+            with self.ledger.transaction():
+                self.ledger.set_state(view.task, "claimed-elsewhere", str(exc))
+            self.on_event(f"task {view.task}: standing down: {exc}")
+            return None
         except AlreadyCommittedError:
             existing = self.warehouse.read_marker(view.dataset, view.task)
-            assert existing is not None
+            if existing is None:
+                raise
             marker = existing
             self.on_event(f"task {view.task}: already committed in {location} ({marker.get('rows')} events)")
         with self.ledger.transaction():
@@ -313,15 +158,19 @@ class Supersink:
     def run(self, consumer: Consumer, stop: threading.Event, until_idle: float | None = None) -> Counters:
         self.settle_all()
         idle_since = time.monotonic()
+        next_sweep = idle_since
         transient = 0
         while not stop.is_set():
+            if time.monotonic() >= next_sweep:
+                self.sweep()
+                next_sweep = time.monotonic() + SWEEP_SECONDS
             message = consumer.receive(RECEIVE_TIMEOUT)
             if message is None:
                 if until_idle is not None and time.monotonic() - idle_since >= until_idle:
                     break
                 continue
             try:
-                task = self.handle(message)
+                task = self.intake.handle(message)
             except StoreUnavailableError as exc:
                 consumer.release(message)
                 transient += 1

@@ -312,6 +312,8 @@ class _Link:
         self._connected = False
         self._closing = False
         self._lost: str | None = None
+        #: time.monotonic() when the connection was found gone
+        self.lost_at: float | None = None
         self._refused: str | None = None
         self._receipts: set[str] = set()
         self._errors: dict[str, str] = {}
@@ -388,6 +390,7 @@ class _Link:
                 # ActiveMQ and RabbitMQ each ignore the other's prefetch header
                 headers={"activemq.prefetchSize": prefetch, "prefetch-count": prefetch, "receipt": receipt},
             ),
+            refusal_is_final=True,
         )
 
     def send(self, body: bytes, headers: Mapping[str, str]) -> None:
@@ -409,7 +412,13 @@ class _Link:
             return False
         return True
 
-    def call_with_receipt(self, what: str, action: Callable[[str], None]) -> None:
+    def call_with_receipt(self, what: str, action: Callable[[str], None], refusal_is_final: bool = False) -> None:
+        """Send one frame with a receipt header and wait for the RECEIPT.
+
+        _LinkLost (retry on a new connection) on a drop or timeout, and on an ERROR answer unless
+        `refusal_is_final`: the broker closes the connection after an ERROR, and the cause may be
+        passing (a broker shutting down, a full store).
+        """
         receipt = f"ei-{uuid.uuid4().hex}"
         try:
             action(receipt)
@@ -425,9 +434,12 @@ class _Link:
             if receipt in self._receipts:
                 self._receipts.discard(receipt)
                 return
-            if receipt in self._errors:
-                raise TransportError(f"STOMP broker {self.config.address} refused {what}: {self._errors.pop(receipt)}")
+            refusal = self._errors.pop(receipt, None)
             lost = self._lost
+        if refusal is not None:
+            if refusal_is_final:
+                raise TransportError(f"STOMP broker {self.config.address} refused {what}: {refusal}")
+            raise _LinkLost(f"broker refused {what}: {refusal}")
         if lost is not None:
             raise _LinkLost(lost)
         raise _LinkLost(f"no receipt for {what} within {timeout:g} s")
@@ -466,6 +478,7 @@ class _Link:
             if self._lost is not None:
                 return
             self._lost = reason
+            self.lost_at = time.monotonic()
             expected = self._closing
             self._cond.notify_all()
         if not expected:
@@ -662,7 +675,7 @@ class StompConsumer(Consumer):
                     link.lost,
                     dropped,
                 )
-                self._outage_since, self._outage_attempts, self._next_attempt = now, 0, now
+                self._outage_since, self._outage_attempts, self._next_attempt = link.lost_at or now, 0, now
                 self._outage_reason = link.lost or ""
             if self._outage_since is None:
                 self._outage_since, self._outage_attempts, self._next_attempt = now, 0, now

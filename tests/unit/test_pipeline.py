@@ -290,7 +290,7 @@ def test_restart_after_partial_consumption_loads_exactly_once(pipe: Pipeline) ->
     for _ in range(4):
         m = consumer.receive(1)
         assert m is not None
-        sink.handle(m)  # recorded but never acked: redelivered after the restart
+        sink.intake.handle(m)  # recorded but never acked: redelivered after the restart
     consumer.close()
     ledger.close()
     first = pipe.run_supersink()

@@ -1,0 +1,57 @@
+"""`ei-supersink reconcile`: bring the ledger up to date from the manifests in the object store.
+
+The store is the source of truth. A manifest the ledger lacks (its pointer was lost by the
+broker, or the ledger was rebuilt) is fetched, verified and recorded, with the chunks it lists,
+exactly as if its pointer had arrived.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from eventindex.errors import CodecError, ObjectNotFoundError
+from supersink.fetch import fetch_manifest
+from supersink.intake import Intake, Rejected
+
+MANIFEST_NAME = "manifest.eim"
+
+
+@dataclass
+class ReconcileReport:
+    manifests_seen: int = 0
+    manifests_recorded: int = 0
+    already_known: int = 0
+    problems: list[str] = field(default_factory=list)
+    tasks: set[str] = field(default_factory=set)
+
+
+def reconcile(sink: Intake, prefix: str = "") -> ReconcileReport:
+    report = ReconcileReport()
+    for key in sink.store.list(prefix):
+        if not key.endswith("/" + MANIFEST_NAME):
+            continue
+        report.manifests_seen += 1
+        parts = key.split("/")
+        if len(parts) != 4 or not parts[2].isdigit():
+            report.problems.append(f"{key}: not a task/job/attempt/manifest.eim key")
+            continue
+        task, job, attempt = parts[0], parts[1], int(parts[2])
+        try:
+            manifest, digest = fetch_manifest(sink.store, key, None, None)
+        except (CodecError, ObjectNotFoundError) as exc:
+            report.problems.append(f"{key}: {exc}")
+            continue
+        known = sink.ledger.attempt(task, job, attempt)
+        if known is not None and bytes(known["manifest_sha256"]) == digest:
+            report.already_known += 1
+            continue
+        try:
+            with sink.ledger.transaction():
+                sink.record_manifest(manifest, key, digest)
+        except Rejected as rejected:
+            report.problems.append(rejected.reason)
+            continue
+        report.manifests_recorded += 1
+        report.tasks.add(manifest.task)
+        sink.on_event(f"reconcile: recorded {key} ({manifest.total_events:,} events)")
+    return report
