@@ -2,124 +2,22 @@
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Mapping
-from dataclasses import dataclass
+import hashlib
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.dataset as pads
+import pyarrow.compute as pc
 import pytest
 
-from eventindex.columns import EVENT_SCHEMA
 from eventindex.names import chunk_key
-from eventindex.pointers import expectation_pointer, headers_for, object_pointer
+from eventindex.pointers import object_pointer
 from eventindex.schema import eventindex_pb2 as pb
-from eventindex.store import ObjectStore, open_store
-from eventindex.transport import Publisher, open_consumer, open_publisher
-from producer.inputs.synthetic import SyntheticInput
-from producer.job import JobRunner, JobSpec, Progress
+from eventindex.transport import open_consumer, open_publisher
 from supersink.ledger import Ledger
 from supersink.service import Supersink
-from supersink.status import status, task_status
+from supersink.status import status
 from supersink.warehouse import Warehouse
-
-SORT = [("run_number", "ascending"), ("event_number", "ascending")]
-
-
-class Recorder(Publisher):
-    """Keeps what a producer sends, to replay it in another order or twice."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[bytes, dict[str, str], str | None]] = []
-
-    def send(self, body: bytes, headers: Mapping[str, str] | None = None, group: str | None = None) -> None:
-        self.sent.append((body, dict(headers or {}), group))
-
-    def close(self) -> None:
-        pass
-
-
-class Died(Exception):
-    pass
-
-
-@dataclass
-class Pipeline:
-    root: Path
-
-    @property
-    def broker(self) -> str:
-        return f"sqlite://{self.root / 'queue.db'}"
-
-    @property
-    def store(self) -> ObjectStore:
-        return open_store((self.root / "store").as_uri())
-
-    def produce(
-        self,
-        job: str,
-        seed: int,
-        events: int = 3_000,
-        attempt: int = 1,
-        task: str = "task1",
-        die_after: int | None = None,
-        publisher: Publisher | None = None,
-    ) -> None:
-        spec = JobSpec(task=task, job=job, attempt=attempt, dataset="ds", chunk_events=1_000)
-
-        def maybe_die(progress: Progress) -> None:
-            if die_after is not None and progress.chunks >= die_after:
-                raise Died
-
-        pub = publisher or open_publisher(self.broker)
-        try:
-            JobRunner(spec, self.store, pub, maybe_die).run([SyntheticInput(events, seed)])
-        except Died:
-            pass
-        finally:
-            if publisher is None:
-                pub.close()
-
-    def expect(self, jobs: int, events: int | None = None, task: str = "task1") -> None:
-        pointer = expectation_pointer(task, jobs, events)
-        with open_publisher(self.broker) as pub:
-            pub.send(pointer.SerializeToString(), headers_for(pointer), group=task)
-
-    def send_raw(self, body: bytes) -> None:
-        with open_publisher(self.broker) as pub:
-            pub.send(body)
-
-    def run_supersink(self) -> Supersink:
-        ledger = Ledger(self.root / "ledger.db")
-        sink = Supersink(ledger, self.store, Warehouse.from_url((self.root / "wh").as_uri()))
-        with open_consumer(self.broker) as consumer:
-            sink.run(consumer, threading.Event(), until_idle=0.3)
-        return sink
-
-    def status(self, task: str = "task1") -> dict[str, Any]:
-        ledger = Ledger(self.root / "ledger.db")
-        try:
-            return task_status(ledger, task)
-        finally:
-            ledger.close()
-
-    def loaded(self, task: str = "task1") -> pa.Table:
-        marker = json.loads((self.root / "wh" / "ds" / task / "_SUCCESS.json").read_text())
-        files = [str(self.root / "wh" / "ds" / task / f["name"]) for f in marker["files"]]
-        return pads.dataset(files, format="parquet").to_table()
-
-
-def synthetic(*seeds: int, events: int = 3_000) -> pa.Table:
-    tables = [t for s in seeds for t in SyntheticInput(events, s).batches(events)]
-    return pa.concat_tables(tables).sort_by(SORT)
-
-
-def assert_same_events(loaded: pa.Table, expected: pa.Table) -> None:
-    assert loaded.num_rows == expected.num_rows
-    assert loaded.select(EVENT_SCHEMA.names).equals(expected), "loaded events differ from the produced ones"
+from tests.helpers import Pipeline, Recorder, assert_same_events, synthetic
 
 
 @pytest.fixture
@@ -141,7 +39,7 @@ def test_dead_attempt_is_superseded_and_all_events_load_once(pipe: Pipeline) -> 
     loaded = pipe.loaded()
     assert_same_events(loaded, synthetic(1, 2, 3))
     assert set(loaded.column("attempt").to_pylist()) == {1, 2}
-    assert loaded.filter(pa.compute.equal(loaded.column("job"), "j2")).column("attempt").to_pylist() == [2] * 3000
+    assert loaded.filter(pc.equal(loaded.column("job"), "j2")).column("attempt").to_pylist() == [2] * 3000
     assert sink.counters.tasks_loaded == 1 and sink.counters.quarantined == 0
 
 
@@ -233,8 +131,6 @@ def test_bad_messages_are_quarantined_and_the_service_goes_on(pipe: Pipeline) ->
     bad_chunk = b"EIC1" + b"\0" * 100
     key = chunk_key("task1", "j9", 1, 0)
     store.put(key, bad_chunk)
-    import hashlib
-
     def pointer(**kw: Any) -> bytes:
         fields: dict[str, Any] = dict(
             kind=pb.POINTER_KIND_CHUNK,
