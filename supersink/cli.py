@@ -31,6 +31,7 @@ from eventindex.store import open_store
 from eventindex.transport import open_consumer, open_publisher
 from supersink.intake import Intake
 from supersink.ledger import Ledger, LedgerError
+from supersink.loader import ROW_GROUP_ROWS, ROWS_PER_FILE, FileLayout
 from supersink.reconcile import reconcile
 from supersink.service import Supersink, TaskNotLoadableError, counters_json
 from supersink.status import render, status
@@ -79,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--warehouse", required=True)
     load.add_argument("--state", required=True, type=Path)
     load.add_argument("--force", action="store_true", help="load the resolved jobs even if the task is incomplete")
+    for command in (run, load):
+        command.add_argument("--rows-per-file", type=int, default=ROWS_PER_FILE, help="rows per Parquet part file")
+        command.add_argument("--row-group-rows", type=int, default=ROW_GROUP_ROWS, help="rows per Parquet row group")
 
     rec = sub.add_parser("reconcile", help="rebuild the ledger from the manifests in the store")
     rec.add_argument("--store", required=True)
@@ -135,7 +139,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         with open_consumer(args.broker) as consumer:
-            sink = Supersink(ledger, store, warehouse, task_deadline=args.task_deadline)
+            sink = Supersink(ledger, store, warehouse, task_deadline=args.task_deadline, layout=_layout(args))
             counters = sink.run(consumer, stop, args.until_idle)
     finally:
         ledger.close()
@@ -155,9 +159,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _layout(args: argparse.Namespace) -> FileLayout:
+    return FileLayout(row_group_rows=args.row_group_rows, rows_per_file=args.rows_per_file)
+
+
 def _sink(args: argparse.Namespace, warehouse_url: str) -> Supersink:
     logging.basicConfig(level=logging.INFO, format="ei-supersink: %(message)s", stream=sys.stderr)
-    return Supersink(_open_ledger(args.state), open_store(args.store), Warehouse.from_url(warehouse_url))
+    return Supersink(
+        _open_ledger(args.state), open_store(args.store), Warehouse.from_url(warehouse_url), layout=_layout(args)
+    )
 
 
 def _close(sink: Supersink) -> None:

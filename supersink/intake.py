@@ -30,6 +30,7 @@ from eventindex.pointers import parse_pointer
 from eventindex.schema import eventindex_pb2 as pb
 from eventindex.store import ObjectStore
 from eventindex.transport import Message
+from supersink.crashpoints import crashpoint
 from supersink.fetch import fetch_manifest, verify_chunk
 from supersink.ledger import ChunkRecord, Ledger
 
@@ -75,7 +76,9 @@ class Intake:
             self.counters.redelivered += 1
         try:
             with self.ledger.transaction():
-                return self._handle(message.body)
+                task = self._handle(message.body)
+            crashpoint("intake.recorded")
+            return task
         except Rejected as rejected:
             self._quarantine(message, rejected.reason, rejected.task)
             return None
@@ -153,6 +156,7 @@ class Intake:
             raise Rejected(f"pointer to a missing object: {exc}", task) from None
         except CodecError as exc:
             raise Rejected(f"chunk {key}: {exc}", task) from None
+        crashpoint("intake.fetched")
         self.ledger.record_chunk(
             task,
             ChunkRecord(

@@ -22,14 +22,32 @@ import pyarrow.parquet as pq
 
 from eventindex import __version__
 from eventindex.columns import WAREHOUSE_SCHEMA, event_keys
-from eventindex.errors import AlreadyCommittedError
+from eventindex.errors import AlreadyCommittedError, ConfigError
 from eventindex.store import ObjectStore
+from supersink.crashpoints import crashpoint
 from supersink.fetch import load_chunk, unpack_key
 from supersink.ledger import ChunkRecord
 from supersink.warehouse import PART_TEMPLATE, Warehouse
 
 ROW_GROUP_ROWS = 131_072
 ROWS_PER_FILE = 8 * ROW_GROUP_ROWS
+
+
+@dataclass(frozen=True)
+class FileLayout:
+    """How a task's events are cut into Parquet files and row groups."""
+
+    row_group_rows: int = ROW_GROUP_ROWS
+    rows_per_file: int = ROWS_PER_FILE
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.row_group_rows <= self.rows_per_file:
+            raise ConfigError("row groups need at least 1 row and at most --rows-per-file rows")
+
+
+DEFAULT_LAYOUT = FileLayout()
+
+
 MAX_DUPLICATE_EXAMPLES = 10
 SORT_KEYS = [("run_number", "ascending"), ("event_number", "ascending")]
 
@@ -62,10 +80,11 @@ class Duplicates:
 
 
 class PartWriter:
-    """Writes row groups of ROW_GROUP_ROWS into part files of at most ROWS_PER_FILE rows."""
+    """Writes row groups of `layout.row_group_rows` into part files of at most `layout.rows_per_file` rows."""
 
-    def __init__(self, warehouse: Warehouse, dataset: str, task: str) -> None:
+    def __init__(self, warehouse: Warehouse, dataset: str, task: str, layout: FileLayout) -> None:
         self.warehouse, self.dataset, self.task = warehouse, dataset, task
+        self.group_rows, self.file_rows = layout.row_group_rows, layout.rows_per_file
         self.files: list[dict[str, Any]] = []
         self._buffer: list[pa.Table] = []
         self._buffered = 0
@@ -89,24 +108,26 @@ class PartWriter:
     def _flush(self, rows: int) -> None:
         table = pa.concat_tables(self._buffer)
         head, rest = table.slice(0, rows), table.slice(rows)
-        self._open().write_table(head, row_group_size=ROW_GROUP_ROWS)
+        self._open().write_table(head, row_group_size=self.group_rows)
+        crashpoint("load.row_group")
         self.files[-1]["rows"] += rows
         self._rows_in_file += rows
         self._buffer, self._buffered = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
-        if self._rows_in_file >= ROWS_PER_FILE:
+        if self._rows_in_file >= self.file_rows:
             self._close_file()
 
     def _close_file(self) -> None:
         if self._writer is not None:
             self._writer.close()
+            crashpoint("load.part_closed")
             self._writer = None
             self._rows_in_file = 0
 
     def write(self, table: pa.Table) -> None:
         self._buffer.append(table)
         self._buffered += table.num_rows
-        while self._buffered >= min(ROW_GROUP_ROWS, ROWS_PER_FILE - self._rows_in_file):
-            self._flush(min(ROW_GROUP_ROWS, ROWS_PER_FILE - self._rows_in_file))
+        while self._buffered >= min(self.group_rows, self.file_rows - self._rows_in_file):
+            self._flush(min(self.group_rows, self.file_rows - self._rows_in_file))
 
     def close(self) -> list[dict[str, Any]]:
         if self._buffered:
@@ -163,6 +184,7 @@ def load_task(
     store: ObjectStore,
     warehouse: Warehouse,
     owner: str,
+    layout: FileLayout = DEFAULT_LAYOUT,
     on_progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Write the task's Parquet files and commit marker; return the marker.
@@ -175,7 +197,8 @@ def load_task(
         raise AlreadyCommittedError(f"{warehouse.location(plan.dataset, plan.task)} was committed already")
     warehouse.prepare(plan.dataset, plan.task)
     warehouse.claim(plan.dataset, plan.task, owner)
-    writer = PartWriter(warehouse, plan.dataset, plan.task)
+    crashpoint("load.claimed")
+    writer = PartWriter(warehouse, plan.dataset, plan.task, layout)
     dups = Duplicates()
     rows_in = 0
     for group in overlap_groups(plan.chunks):
@@ -194,6 +217,7 @@ def load_task(
     files = writer.close()
     warehouse.remove_strays(plan.dataset, plan.task, {f["name"] for f in files})
     rows = sum(f["rows"] for f in files)
+    crashpoint("load.parts_done")
     marker: dict[str, Any] = {
         "task": plan.task,
         "dataset": plan.dataset,
@@ -213,6 +237,7 @@ def load_task(
         "format": "eventindex.v1",
     }
     warehouse.write_marker_once(plan.dataset, plan.task, marker)
+    crashpoint("load.committed")
     return marker
 
 

@@ -21,7 +21,7 @@ from eventindex.transport import Consumer
 from supersink.completeness import TaskView, chosen_chunks, evaluate
 from supersink.intake import Counters, Intake
 from supersink.ledger import Ledger
-from supersink.loader import LoadPlan, load_task
+from supersink.loader import DEFAULT_LAYOUT, FileLayout, LoadPlan, load_task
 from supersink.warehouse import ClaimedElsewhereError, Warehouse
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,9 @@ class Supersink:
         warehouse: Warehouse,
         on_event: Callable[[str], None] | None = None,
         task_deadline: float | None = None,
+        layout: FileLayout = DEFAULT_LAYOUT,
     ) -> None:
+        self.layout = layout
         self.task_deadline = task_deadline
         self.ledger = ledger
         self.owner = ledger.instance_id()
@@ -122,7 +124,7 @@ class Supersink:
         )
         location = self.warehouse.location(view.dataset, view.task)
         try:
-            marker = load_task(plan, self.store, self.warehouse, self.owner)
+            marker = load_task(plan, self.store, self.warehouse, self.owner, self.layout)
             self.on_event(f"task {view.task}: committed {marker['rows']:,} events to {location}")
         except ClaimedElsewhereError as exc:
             with self.ledger.transaction():
