@@ -33,7 +33,7 @@ from supersink.intake import Intake
 from supersink.ledger import Ledger, LedgerError
 from supersink.loader import ROW_GROUP_ROWS, ROWS_PER_FILE, FileLayout
 from supersink.reconcile import reconcile
-from supersink.service import Supersink, TaskNotLoadableError, counters_json
+from supersink.service import DEFAULT_RESCAN_SECONDS, Supersink, TaskNotLoadableError, counters_json
 from supersink.status import render, status
 from supersink.warehouse import Warehouse
 
@@ -71,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="mark a task failed, naming what is missing, when it is not complete this long "
         "after it was first seen (it still loads if it completes later)",
+    )
+    run.add_argument(
+        "--rescan-seconds",
+        type=float,
+        default=DEFAULT_RESCAN_SECONDS,
+        metavar="SECONDS",
+        help="how often an incomplete task is looked for in the store, for manifests whose pointers "
+        "were lost or went to another supersink (0: never)",
     )
     run.add_argument("--quiet", action="store_true")
 
@@ -139,7 +147,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         with open_consumer(args.broker) as consumer:
-            sink = Supersink(ledger, store, warehouse, task_deadline=args.task_deadline, layout=_layout(args))
+            sink = Supersink(
+                ledger,
+                store,
+                warehouse,
+                task_deadline=args.task_deadline,
+                layout=_layout(args),
+                rescan_seconds=args.rescan_seconds or None,
+            )
             counters = sink.run(consumer, stop, args.until_idle)
     finally:
         ledger.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -22,12 +23,14 @@ from supersink.completeness import TaskView, chosen_chunks, evaluate
 from supersink.intake import Counters, Intake
 from supersink.ledger import Ledger
 from supersink.loader import DEFAULT_LAYOUT, FileLayout, LoadPlan, load_task
+from supersink.reconcile import reconcile
 from supersink.warehouse import ClaimedElsewhereError, Warehouse
 
 log = logging.getLogger(__name__)
 
 RECEIVE_TIMEOUT = 0.5
 SWEEP_SECONDS = 5.0
+DEFAULT_RESCAN_SECONDS = 60.0
 MAX_TRANSIENT_BACKOFF = 30.0
 
 
@@ -44,8 +47,11 @@ class Supersink:
         on_event: Callable[[str], None] | None = None,
         task_deadline: float | None = None,
         layout: FileLayout = DEFAULT_LAYOUT,
+        rescan_seconds: float | None = DEFAULT_RESCAN_SECONDS,
     ) -> None:
         self.layout = layout
+        self.rescan_seconds = rescan_seconds
+        self._scanned: dict[str, float] = {}
         self.task_deadline = task_deadline
         self.ledger = ledger
         self.owner = ledger.instance_id()
@@ -89,11 +95,29 @@ class Supersink:
         return row is not None and time.time() - row["first_seen"] > self.task_deadline
 
     def sweep(self) -> None:
-        """Periodic look at idle tasks: fail those past their deadline (they still load if they
-        complete later), and look again at those another supersink claimed (it may have committed)."""
-        for row in self.ledger.query("SELECT task, state FROM tasks WHERE state IN ('waiting', 'claimed-elsewhere')"):
-            if row["state"] == "claimed-elsewhere" or self.past_deadline(row["task"]):
-                self.settle(row["task"])
+        """Periodic look at the tasks not loaded yet.
+
+        - An incomplete task is rescanned in the store (every `rescan_seconds`): manifests whose
+          pointers were lost, or went to another supersink, are recorded as if they had arrived.
+        - A task past its deadline is failed, naming what is missing (it still loads if it
+          completes later).
+        - A task another supersink claimed is looked at again: it may have been committed.
+        """
+        now = time.monotonic()
+        for row in self.ledger.query(
+            "SELECT task, state FROM tasks WHERE state IN ('waiting', 'failed', 'claimed-elsewhere')"
+        ):
+            task = row["task"]
+            if (
+                row["state"] != "claimed-elsewhere"
+                and self.rescan_seconds is not None
+                and now - self._scanned.get(task, -math.inf) >= self.rescan_seconds
+            ):
+                self._scanned[task] = now
+                found = reconcile(self.intake, prefix=f"{task}/")
+                if found.manifests_recorded:
+                    self.on_event(f"task {task}: rescan found {found.manifests_recorded} unannounced manifest(s)")
+            self.settle(task)
 
     def force_load(self, task: str) -> dict[str, Any] | None:
         """Load what is there now: the resolved jobs' chosen attempts, marked partial if incomplete."""
