@@ -141,8 +141,10 @@ def produce(store_url: str, broker_url: str, events: int, jobs: int, chunk_event
     progress = ProgressLine()
     stored_bytes = 0
     finished = 0
-    log(f"setup: producing {events:,} events in {jobs} jobs of ~{events // jobs:,} ({chunk_events:,} per chunk) "
-        f"with {workers} worker processes")
+    log(
+        f"setup: producing {events:,} events in {jobs} jobs of ~{events // jobs:,} ({chunk_events:,} per chunk) "
+        f"with {workers} worker processes"
+    )
     with ctx.Pool(workers, initializer=_init_worker, initargs=(counter,)) as pool:
         pending = pool.imap_unordered(_run_job, work)
         while True:
@@ -169,8 +171,10 @@ def produce(store_url: str, broker_url: str, events: int, jobs: int, chunk_event
     with open_publisher(broker_url) as publisher:
         publisher.send(pointer.SerializeToString(), headers_for(pointer), group=TASK)
     seconds = time.monotonic() - started
-    log(f"setup: done in {seconds:.0f} s ({events / seconds:,.0f} events/s), {stored_bytes / MIB:,.0f} MiB of chunks; "
-        "task expectation sent")
+    log(
+        f"setup: done in {seconds:.0f} s ({events / seconds:,.0f} events/s), {stored_bytes / MIB:,.0f} MiB of chunks; "
+        "task expectation sent"
+    )
     return {"seconds": round(seconds, 1), "chunk_bytes": stored_bytes, "workers": workers}
 
 
@@ -432,7 +436,7 @@ def summarise(run: SupersinkRun, events: int) -> dict[str, Any]:
             "cpu_seconds": round(run.ru_cpu, 2),
             "events_per_second": rate(events, wall),
             "events_per_cpu_second": rate(events, run.ru_cpu),
-            "note": f"process lifetime: start-up, intake (verify every chunk), load, and the {UNTIL_IDLE:g} s idle exit",
+            "note": f"process lifetime: start-up, intake (verify every chunk), load, then {UNTIL_IDLE:g} s idle",
         },
     }
     loading, committed = run.marks.get("loading"), run.marks.get("committed")
@@ -474,11 +478,14 @@ def table(result: dict[str, Any]) -> str:
         "| wall s | CPU s | events/s (wall) | events/CPU-s |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
-    for key, label in (("whole", "whole run (process lifetime)"), ("intake", "intake (verify chunks)"),
-                       ("load", "load step (loading → committed)")):
+    for key, label in (
+        ("whole", "whole run (process lifetime)"),
+        ("intake", "intake (verify chunks)"),
+        ("load", "load step (loading → committed)"),
+    ):
         step = m.get(key)
         if step is None:
-            lines.append(f"| {label} | – | – | – | – |")
+            lines.append(f"| {label} | - | - | - | - |")
             continue
         lines.append(
             f"| {label} | {step['wall_seconds']:,.1f} | {step['cpu_seconds']:,.1f} | "
@@ -539,11 +546,19 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=None, help="jobs in the task (default: events / 100,000, >= 1)")
     parser.add_argument("--chunk-events", type=int, default=10_000, help="events per chunk object (default 10,000)")
     parser.add_argument("--workers", type=int, default=2, help="producer processes for the setup (default 2)")
-    parser.add_argument("--workdir", type=Path, default=None, help="where store, queue, ledger and warehouse go "
-                        "(default: a new directory under $TMPDIR)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="where store, queue, ledger and warehouse go (default: a new directory under $TMPDIR)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory afterwards")
-    parser.add_argument("--skip-setup", action="store_true", help="reuse the store and queue snapshot of an earlier "
-                        "--keep run in --workdir (same --events/--jobs/--chunk-events); phase 2 only")
+    parser.add_argument(
+        "--skip-setup",
+        action="store_true",
+        help="reuse the store and queue snapshot of an earlier "
+        "--keep run in --workdir (same --events/--jobs/--chunk-events); phase 2 only",
+    )
     args = parser.parse_args()
     if args.events < 1 or args.chunk_events < 1:
         parser.error("--events and --chunk-events must be positive")
@@ -582,8 +597,9 @@ def main() -> int:
             if any(p.exists() for p in ours):
                 log(f"load_memory: {work} already holds a store/queue/ledger/warehouse; use an empty directory")
                 return 2
-            setup = produce(store.as_uri(), f"sqlite://{queue}", args.events, args.jobs, args.chunk_events,
-                            args.workers)
+            setup = produce(
+                store.as_uri(), f"sqlite://{queue}", args.events, args.jobs, args.chunk_events, args.workers
+            )
             snapshot_queue(queue, snapshot)
         total_messages = queue_depth(queue) or 0
         task_dir = warehouse / DATASET / TASK
@@ -616,7 +632,8 @@ def main() -> int:
             "verification": verification,
             "log": {name: {"t": round(m.t - run.started, 3), "line": m.line} for name, m in run.marks.items()},
             "rss_timeline_mib": [
-                [round(s.t - run.started, 1), round(s.rss / MIB, 1)] for s in run.samples[:: max(1, len(run.samples) // 400)]
+                [round(s.t - run.started, 1), round(s.rss / MIB, 1)]
+                for s in run.samples[:: max(1, len(run.samples) // 400)]
             ],
         }
         if verification.get("rows"):

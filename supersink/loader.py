@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from eventindex import __version__
 from eventindex.columns import WAREHOUSE_SCHEMA, event_keys
-from eventindex.errors import AlreadyCommittedError, ConfigError
+from eventindex.errors import AlreadyCommittedError, ConfigError, WarehouseError
 from eventindex.store import ObjectStore
 from supersink.crashpoints import crashpoint
 from supersink.fetch import load_chunk, unpack_key
@@ -192,6 +192,20 @@ def load_task(
     Raises AlreadyCommittedError when a marker exists (this or another supersink committed it),
     ClaimedElsewhereError when another supersink holds the task's load claim.
     """
+    try:
+        return _load(plan, store, warehouse, owner, layout, on_progress)
+    except OSError as exc:  # pyarrow filesystems report I/O failures as OSError
+        raise WarehouseError(f"writing task {plan.task} to {warehouse.url} failed: {exc}") from exc
+
+
+def _load(
+    plan: LoadPlan,
+    store: ObjectStore,
+    warehouse: Warehouse,
+    owner: str,
+    layout: FileLayout,
+    on_progress: Callable[[int], None] | None,
+) -> dict[str, Any]:
     started = time.monotonic()
     if warehouse.read_marker(plan.dataset, plan.task) is not None:
         raise AlreadyCommittedError(f"{warehouse.location(plan.dataset, plan.task)} was committed already")

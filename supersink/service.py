@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from eventindex.backoff import compute_backoff
-from eventindex.errors import AlreadyCommittedError, EventIndexError, StoreUnavailableError
+from eventindex.errors import AlreadyCommittedError, EventIndexError, StoreError, WarehouseError
 from eventindex.store import ObjectStore
 from eventindex.transport import Consumer
 from supersink.completeness import TaskView, chosen_chunks, evaluate
@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 RECEIVE_TIMEOUT = 0.5
 SWEEP_SECONDS = 5.0
 DEFAULT_RESCAN_SECONDS = 60.0
+LOAD_RETRY_BASE = 5.0
+LOAD_RETRY_CAP = 300.0
+LOADED_STATES = ("loaded", "loaded-partial")
 MAX_TRANSIENT_BACKOFF = 30.0
 
 
@@ -52,6 +55,8 @@ class Supersink:
         self.layout = layout
         self.rescan_seconds = rescan_seconds
         self._scanned: dict[str, float] = {}
+        self._failures: dict[str, int] = {}
+        self._retry_at: dict[str, float] = {}
         self.task_deadline = task_deadline
         self.ledger = ledger
         self.owner = ledger.instance_id()
@@ -66,7 +71,7 @@ class Supersink:
     def settle(self, task: str) -> TaskView:
         """Re-evaluate a task; load it when complete. Returns the view after any load."""
         view = evaluate(self.ledger, task)
-        if view.state in ("loaded", "loaded-partial"):
+        if view.state in LOADED_STATES:
             return view
         if view.failure is not None:
             if view.state != "failed" or view.detail != view.failure:
@@ -105,7 +110,7 @@ class Supersink:
         """
         now = time.monotonic()
         for row in self.ledger.query(
-            "SELECT task, state FROM tasks WHERE state IN ('waiting', 'failed', 'claimed-elsewhere')"
+            f"SELECT task, state FROM tasks WHERE state NOT IN ({', '.join(repr(s) for s in LOADED_STATES)})"
         ):
             task = row["task"]
             if (
@@ -114,15 +119,19 @@ class Supersink:
                 and now - self._scanned.get(task, -math.inf) >= self.rescan_seconds
             ):
                 self._scanned[task] = now
-                found = reconcile(self.intake, prefix=f"{task}/")
+                try:
+                    found = reconcile(self.intake, prefix=f"{task}/")
+                except StoreError as exc:
+                    self.on_event(f"task {task}: rescan failed, will try again: {exc}")
+                    continue
                 if found.manifests_recorded:
                     self.on_event(f"task {task}: rescan found {found.manifests_recorded} unannounced manifest(s)")
-            self.settle(task)
+            self.try_settle(task)
 
     def force_load(self, task: str) -> dict[str, Any] | None:
         """Load what is there now: the resolved jobs' chosen attempts, marked partial if incomplete."""
         view = evaluate(self.ledger, task)
-        if view.state in ("loaded", "loaded-partial"):
+        if view.state in LOADED_STATES:
             raise AlreadyCommittedError(f"task {task} is already {view.state}")
         if view.dataset is None or not view.chosen:
             raise TaskNotLoadableError(f"task {task} has no resolved job to load")
@@ -176,16 +185,35 @@ class Supersink:
     def settle_all(self) -> None:
         """At start-up: finish loads a crash interrupted, and anything complete but not loaded."""
         for row in self.ledger.tasks():
-            if row["state"] not in ("loaded", "loaded-partial"):
-                self.settle(row["task"])
+            if row["state"] not in LOADED_STATES:
+                self.try_settle(row["task"])
+
+    def try_settle(self, task: str) -> None:
+        """settle(), but a store or warehouse failure postpones the task (retried with backoff) instead
+        of stopping the service."""
+        if time.monotonic() < self._retry_at.get(task, 0.0):
+            return
+        try:
+            self.settle(task)
+            self._failures.pop(task, None)
+            self._retry_at.pop(task, None)
+        except (StoreError, WarehouseError) as exc:
+            failures = self._failures[task] = self._failures.get(task, 0) + 1
+            delay = compute_backoff(failures, base=LOAD_RETRY_BASE, cap=LOAD_RETRY_CAP)
+            self._retry_at[task] = time.monotonic() + delay
+            self.counters.transient_failures += 1
+            with self.ledger.transaction():
+                self.ledger.set_state(task, "waiting", f"load postponed (failure {failures}): {exc}")
+            self.on_event(f"task {task}: load postponed {delay:.0f}s after failure {failures}: {exc}")
 
     # ------------------------------------------------------------ the loop
 
     def run(self, consumer: Consumer, stop: threading.Event, until_idle: float | None = None) -> Counters:
+        """Consume until `stop` is set, or until `until_idle` seconds pass with nothing to do."""
         self.settle_all()
         idle_since = time.monotonic()
         next_sweep = idle_since
-        transient = 0
+        failures = 0
         while not stop.is_set():
             if time.monotonic() >= next_sweep:
                 self.sweep()
@@ -195,25 +223,24 @@ class Supersink:
                 if until_idle is not None and time.monotonic() - idle_since >= until_idle:
                     break
                 continue
+            idle_since = time.monotonic()
             try:
                 task = self.intake.handle(message)
-            except StoreUnavailableError as exc:
+            except StoreError as exc:
+                # Not the message's fault: give it back and wait; the work stays pending.
                 consumer.release(message)
-                transient += 1
+                failures += 1
                 self.counters.transient_failures += 1
-                delay = compute_backoff(transient, cap=MAX_TRANSIENT_BACKOFF)
-                self.on_event(f"store unavailable, retrying in {delay:.1f}s: {exc}")
+                delay = compute_backoff(failures, cap=MAX_TRANSIENT_BACKOFF)
+                self.on_event(f"store failure, message put back, retrying in {delay:.1f}s: {exc}")
                 stop.wait(delay)
-                continue
-            transient = 0
-            consumer.ack(message)
-            idle_since = time.monotonic()
-            if task is not None:
-                try:
-                    self.settle(task)
-                except StoreUnavailableError as exc:
-                    self.on_event(f"task {task}: load postponed, store unavailable: {exc}")
                 idle_since = time.monotonic()
+                continue
+            failures = 0
+            consumer.ack(message)
+            if task is not None:
+                self.try_settle(task)
+            idle_since = time.monotonic()
         return self.counters
 
 
