@@ -76,3 +76,25 @@ def s3_env(seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
 def stomp_queue(activemq: ActiveMQ) -> str:
     """A queue URL (``stomp://127.0.0.1:PORT/queue/<unique>``) no other test uses."""
     return activemq.stomp_url(f"ei.test.{uuid.uuid4().hex[:16]}")
+
+
+# ---------------------------------------------------------------- the fault-injection report
+
+FAULT_REPORT: list[str] = []
+
+
+@pytest.fixture
+def fault_report(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Record one line per scenario; printed in the terminal summary."""
+
+    def record(line: str) -> None:
+        FAULT_REPORT.append(f"{request.node.name}: {line}")
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if FAULT_REPORT:
+        terminalreporter.section("fault injection: events per scenario")
+        for line in FAULT_REPORT:
+            terminalreporter.line(line)
