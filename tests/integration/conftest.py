@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import NoReturn, TypeVar
 
 import pytest
 
 from eventindex.servers import ActiveMQ, SeaweedFS, ServerUnavailable
+from tests.integration.faultkit import Backend
 
 
 def server_unavailable(reason: str) -> NoReturn:
@@ -98,3 +100,20 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("fault injection: events per scenario")
         for line in FAULT_REPORT:
             terminalreporter.line(line)
+
+
+@pytest.fixture(params=["embedded", "servers"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """The embedded default, or the real servers: SeaweedFS S3 (chunks and warehouse) + ActiveMQ STOMP."""
+    if request.param == "embedded":
+        return Backend(
+            "embedded", (tmp_path / "store").as_uri(), f"sqlite://{tmp_path / 'queue.db'}", (tmp_path / "wh").as_uri()
+        )
+    seaweedfs: SeaweedFS = request.getfixturevalue("seaweedfs")
+    bucket: str = request.getfixturevalue("s3_env")
+    queue: str = request.getfixturevalue("stomp_queue")
+    endpoint = f"endpoint={seaweedfs.endpoint}"
+    return Backend(
+        "servers", f"s3://{bucket}/chunks?{endpoint}", queue, f"s3://{bucket}/warehouse?{endpoint}",
+        seaweedfs.client_env(),
+    )  # fmt: skip
