@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import struct
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,7 +13,9 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as pads
+import zstandard
 
+from eventindex import codec
 from eventindex.columns import EVENT_SCHEMA
 from eventindex.pointers import expectation_pointer, headers_for
 from eventindex.store import ObjectStore, open_store
@@ -117,3 +121,22 @@ def synthetic(*seeds: int, events: int = 3_000) -> pa.Table:
 def assert_same_events(loaded: pa.Table, expected: pa.Table) -> None:
     assert loaded.num_rows == expected.num_rows
     assert loaded.select(EVENT_SCHEMA.names).equals(expected), "loaded events differ from the produced ones"
+
+
+def forge_chunk(body: bytes, usize: int, count: int = 0, frame_size: bool = True) -> bytes:
+    """A chunk object with a header of our choosing over a zstd body: for bombs and lies."""
+    compressed = zstandard.ZstdCompressor(write_content_size=frame_size).compress(body)
+    header = struct.pack(
+        "<4sHBBHHQQQ32s",
+        codec.CHUNK_MAGIC,
+        1,
+        1,
+        0,
+        codec.HEADER_SIZE,
+        0,
+        usize,
+        count,
+        len(compressed),
+        hashlib.sha256(compressed).digest(),
+    )
+    return header + compressed

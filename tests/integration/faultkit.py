@@ -15,16 +15,19 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import boto3
 import pyarrow as pa
 import pyarrow.dataset as pads
 
 from eventindex.columns import EVENT_SCHEMA
 from eventindex.pointers import expectation_pointer, headers_for
 from eventindex.store import open_store
+from eventindex.store.s3 import S3Location
 from eventindex.transport import Publisher, open_publisher
 from producer.inputs.synthetic import SyntheticInput
 from producer.job import JobRunner, JobSpec, Progress
@@ -268,3 +271,75 @@ def assert_exactly_once(outcome: Outcome) -> None:
 
 def tail(text: str, lines: int = 15) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
+
+
+@contextlib.contextmanager
+def backend_env(backend: Backend) -> Iterator[None]:
+    """The backend's credentials in this process's environment, for in-process clients."""
+    old = {k: os.environ.get(k) for k in backend.env}
+    os.environ.update(backend.env)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def produce_job(
+    backend: Backend,
+    task: str,
+    job: str,
+    attempt: int,
+    seed: int,
+    events: int = 3_000,
+    publisher: Publisher | None = None,
+) -> None:
+    """One complete job attempt, through the real producer code."""
+    with backend_env(backend):
+        store = open_store(backend.store)
+        pub = publisher or open_publisher(backend.broker)
+        try:
+            spec = JobSpec(task=task, job=job, attempt=attempt, dataset=DATASET, chunk_events=1_000)
+            JobRunner(spec, store, pub).run([SyntheticInput(events, seed)])
+        finally:
+            if publisher is None:
+                pub.close()
+            store.close()
+
+
+def send_raw(backend: Backend, *bodies: bytes) -> None:
+    with backend_env(backend), open_publisher(backend.broker) as pub:
+        for body in bodies:
+            pub.send(body)
+
+
+def expect(backend: Backend, task: str, jobs: int, events: int | None = None) -> None:
+    with backend_env(backend), open_publisher(backend.broker) as pub:
+        pointer = expectation_pointer(task, jobs, events)
+        pub.send(pointer.SerializeToString(), headers_for(pointer), group=task)
+
+
+def delete_object(backend: Backend, key: str) -> None:
+    """Remove an object behind the system's back (the stores themselves never delete)."""
+    parts = urlsplit(backend.store)
+    if parts.scheme == "file":
+        Path(parts.path, key).unlink()
+        return
+    location = S3Location.from_url(backend.store)
+    with backend_env(backend):
+        client = boto3.client("s3", endpoint_url=location.endpoint)
+        client.delete_object(Bucket=location.bucket, Key=f"{location.prefix}/{key}")
+
+
+def synthetic(*seeds: int, events: int = 3_000) -> pa.Table:
+    return pa.concat_tables([b for s in seeds for b in SyntheticInput(events, s).batches(events)]).sort_by(SORT)
+
+
+def cli(*args: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "supersink.cli", *args], capture_output=True, text=True,
+        env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, timeout=300, cwd=ROOT,
+    )  # fmt: skip

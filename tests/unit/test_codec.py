@@ -5,7 +5,6 @@ import struct
 
 import pyarrow as pa
 import pytest
-import zstandard
 
 from eventindex import codec
 from eventindex.errors import (
@@ -16,6 +15,7 @@ from eventindex.errors import (
     UnsupportedVersionError,
 )
 from eventindex.schema import eventindex_pb2 as pb
+from tests.helpers import forge_chunk
 
 
 def test_chunk_round_trip_keeps_every_column(events: pa.Table) -> None:
@@ -71,26 +71,8 @@ def test_bad_objects_raise_typed_one_line_errors(events: pa.Table, mangle, error
     assert "\n" not in str(info.value)
 
 
-def _forge(body: bytes, usize: int, count: int = 0, frame_size: bool = True) -> bytes:
-    compressed = zstandard.ZstdCompressor(write_content_size=frame_size).compress(body)
-    header = struct.pack(
-        "<4sHBBHHQQQ32s",
-        codec.CHUNK_MAGIC,
-        1,
-        1,
-        0,
-        codec.HEADER_SIZE,
-        0,
-        usize,
-        count,
-        len(compressed),
-        hashlib.sha256(compressed).digest(),
-    )
-    return header + compressed
-
-
 def test_zstd_bomb_is_refused_before_inflating() -> None:
-    bomb = _forge(b"\0" * (64 * 1024 * 1024), usize=64 * 1024 * 1024)
+    bomb = forge_chunk(b"\0" * (64 * 1024 * 1024), usize=64 * 1024 * 1024)
     assert len(bomb) < 100_000
     with pytest.raises(OversizedObjectError):
         codec.decode_chunk(bomb, max_uncompressed=1024 * 1024)
@@ -98,21 +80,21 @@ def test_zstd_bomb_is_refused_before_inflating() -> None:
 
 def test_zstd_bomb_lying_about_its_size_is_refused() -> None:
     # The header claims 1 kB; the frame (without a declared size) inflates to 64 MB.
-    bomb = _forge(b"\0" * (64 * 1024 * 1024), usize=1024, frame_size=False)
+    bomb = forge_chunk(b"\0" * (64 * 1024 * 1024), usize=1024, frame_size=False)
     with pytest.raises(CodecError):
         codec.decode_chunk(bomb)
 
 
 def test_undecodable_body_is_corrupt() -> None:
     with pytest.raises(CorruptObjectError, match="protobuf"):
-        codec.decode_chunk(_forge(b"\xff\xff\xff\xff garbage", usize=12))
+        codec.decode_chunk(forge_chunk(b"\xff\xff\xff\xff garbage", usize=12))
 
 
 def test_inconsistent_columns_are_corrupt(events: pa.Table) -> None:
     body = pb.ChunkBody(rows=2)
     body.run_number.extend([1])
     with pytest.raises(CorruptObjectError, match="run_number"):
-        codec.decode_chunk(_forge(body.SerializeToString(), usize=body.ByteSize(), count=2))
+        codec.decode_chunk(forge_chunk(body.SerializeToString(), usize=body.ByteSize(), count=2))
 
 
 def test_manifest_round_trip() -> None:
