@@ -28,6 +28,7 @@ from eventindex import __version__
 from eventindex.errors import ConfigError, EventIndexError, StoreError, TransportError, WarehouseError
 from eventindex.pointers import expectation_pointer, headers_for
 from eventindex.store import open_store
+from eventindex.store.counting import CountingStore
 from eventindex.transport import open_consumer, open_publisher
 from supersink.intake import Intake
 from supersink.ledger import Ledger, LedgerError
@@ -133,7 +134,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, format="ei-supersink: %(message)s", stream=sys.stderr
     )
-    store = open_store(args.store)
+    store = CountingStore(open_store(args.store))
     warehouse = Warehouse.from_url(args.warehouse)
     ledger = _open_ledger(args.state)
     stop = threading.Event()
@@ -160,7 +161,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         ledger.close()
         store.close()
         warehouse.close()
-    print(counters_json(counters))
+    print(counters_json(counters, store_requests=store.stats.requests, store_bytes=store.stats.bytes))
     return EXIT_OK
 
 

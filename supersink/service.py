@@ -244,7 +244,8 @@ class Supersink:
         return self.counters
 
 
-def counters_json(counters: Counters) -> str:
-    data = dict(counters.__dict__)
+def counters_json(counters: Counters, **extra: int) -> str:
+    data: dict[str, Any] = dict(counters.__dict__)
     data["seconds"] = round(time.monotonic() - data.pop("started"), 3)
+    data.update(extra)
     return json.dumps(data)

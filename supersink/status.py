@@ -16,6 +16,8 @@ def task_status(ledger: Ledger, task: str) -> dict[str, Any]:
     row = ledger.task(task)
     assert row is not None
     marker = json.loads(row["marker"]) if row["marker"] else None
+    ends = ledger.query("SELECT max(end_time_ms) AS t FROM attempts WHERE task = ?", (task,))
+    last_end = ends[0]["t"] if ends else None
     quarantined = ledger.query("SELECT count(*) AS n FROM quarantine WHERE task = ? AND state = 'held'", (task,))
     late = []
     if marker is not None:
@@ -37,6 +39,9 @@ def task_status(ledger: Ledger, task: str) -> dict[str, Any]:
         "jobs_resolved": len(view.chosen),
         "events": view.events_chosen,
         "events_loaded": row["events_loaded"],
+        "loaded_at": row["loaded_at"],
+        "first_seen": row["first_seen"],
+        "last_job_end_ms": last_end,
         "location": row["location"],
         "chosen": {job: a.attempt for job, a in sorted(view.chosen.items())},
         "superseded": [{"job": a.job, "attempt": a.attempt, "complete": a.complete} for a in view.superseded],
