@@ -13,14 +13,16 @@ from eventindex.errors import MessageError, UnsupportedVersionError
 from eventindex.names import validate_attempt, validate_name
 from eventindex.schema import eventindex_pb2 as pb
 
-#: A pointer is a few hundred bytes; anything far bigger is not one.
-MAX_POINTER_BYTES = 64 * 1024
+#: A pointer is a few hundred bytes; an EVENTS message or an inline manifest (broker-only
+#: transport) is larger; anything beyond this is refused unread.
+MAX_POINTER_BYTES = 4 * 1024 * 1024
 CONTENT_TYPE = "application/x-eventindex-pointer+protobuf"
 
 KIND_NAMES = {
     pb.POINTER_KIND_CHUNK: "chunk",
     pb.POINTER_KIND_MANIFEST: "manifest",
     pb.POINTER_KIND_TASK_EXPECTATION: "task-expectation",
+    pb.POINTER_KIND_EVENTS: "events",
 }
 
 
@@ -101,8 +103,18 @@ def parse_pointer(body: bytes) -> pb.Pointer:
     validate_name("job", pointer.job)
     validate_name("dataset", pointer.dataset)
     validate_attempt(pointer.attempt)
-    if not pointer.url:
-        raise MessageError("pointer without an object URL")
     if len(pointer.sha256) != 32:
         raise MessageError("pointer sha256 is not 32 bytes")
+    inline = pointer.kind == pb.POINTER_KIND_EVENTS or (pointer.kind == pb.POINTER_KIND_MANIFEST and not pointer.url)
+    if inline:
+        if pointer.url:
+            raise MessageError("an events message carries its payload, not a URL")
+        if len(pointer.payload) != pointer.size:
+            raise MessageError(f"payload is {len(pointer.payload)} bytes, the message says {pointer.size}")
+        if pointer.kind == pb.POINTER_KIND_EVENTS:
+            validate_name("input guid", pointer.input_guid)
+    elif not pointer.url:
+        raise MessageError("pointer without an object URL")
+    elif pointer.payload:
+        raise MessageError("a pointer with a URL carries no payload")
     return pointer

@@ -10,11 +10,13 @@ import numpy as np
 import pyarrow as pa
 
 from eventindex.codec import decode_chunk_body, decode_manifest
-from eventindex.columns import decode_body
+from eventindex.columns import decode_body, event_keys
 from eventindex.errors import CorruptObjectError
 from eventindex.schema import eventindex_pb2 as pb
 from eventindex.store import ObjectStore
 
+#: Ledger keys of chunks assembled from broker-only messages start with this; they live in the spool.
+SPOOL_PREFIX = "spool:"
 #: Largest chunk or manifest object the supersink fetches.
 MAX_OBJECT_BYTES = 256 * 1024 * 1024
 _KEY = struct.Struct(">IQ")
@@ -61,19 +63,33 @@ def verify_chunk(
         raise CorruptObjectError(f"{key} holds {body.rows} events, {events} announced")
     if len(body.run_number) != body.rows or len(body.event_number) != body.rows:
         raise CorruptObjectError(f"{key}: run/event columns do not have {body.rows} values")
-    min_key = max_key = None
-    if body.rows:
-        keys = np.empty(body.rows, dtype=[("run", "<u4"), ("event", "<u8")])
-        keys["run"] = np.array(body.run_number, dtype=np.uint32)
-        keys["event"] = np.array(body.event_number, dtype=np.uint64)
-        keys.sort()
-        min_key = sort_key(int(keys["run"][0]), int(keys["event"][0]))
-        max_key = sort_key(int(keys["run"][-1]), int(keys["event"][-1]))
+    min_key, max_key = _range(np.array(body.run_number, dtype=np.uint32), np.array(body.event_number, dtype=np.uint64))
     return VerifiedChunk(len(data), digest, body.rows, min_key, max_key)
 
 
-def load_chunk(store: ObjectStore, key: str, size: int, sha256: bytes) -> pa.Table:
-    """Fetch a chunk verified before and decode it to Arrow, checking it is still the same object."""
+def _range(runs: np.ndarray, events: np.ndarray) -> tuple[bytes | None, bytes | None]:
+    if not len(runs):
+        return None, None
+    keys = np.empty(len(runs), dtype=[("run", "<u4"), ("event", "<u8")])
+    keys["run"] = runs
+    keys["event"] = events
+    keys.sort()
+    return sort_key(int(keys["run"][0]), int(keys["event"][0])), sort_key(int(keys["run"][-1]), int(keys["event"][-1]))
+
+
+def key_range(table: pa.Table) -> tuple[bytes | None, bytes | None]:
+    """The smallest and largest (run, event) of some events, as sort keys."""
+    return _range(*event_keys(table))
+
+
+def load_chunk(store: ObjectStore, spool: ObjectStore, key: str, size: int, sha256: bytes) -> pa.Table:
+    """Fetch a chunk verified before and decode it to Arrow, checking it is still the same object.
+
+    A spooled chunk (broker-only transport) was assembled by this supersink; its size and sha256
+    in the ledger are those of its messages, and the codec's own checksum guards the spooled bytes.
+    """
+    if key.startswith(SPOOL_PREFIX):
+        return decode_body(decode_chunk_body(spool.get(key[len(SPOOL_PREFIX) :], MAX_OBJECT_BYTES)))
     data = store.get(key, MAX_OBJECT_BYTES)
     _check(data, key, size, sha256)
     return decode_body(decode_chunk_body(data))

@@ -13,25 +13,34 @@ Transient store failures propagate (StoreUnavailableError): the caller leaves th
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from google.protobuf.message import DecodeError
+
+from eventindex.codec import decode_manifest, encode_chunk
 from eventindex.errors import (
     CodecError,
     ForbiddenLocationError,
     InvalidNameError,
     MessageError,
+    ObjectExistsError,
     ObjectNotFoundError,
 )
+from eventindex.events import events_to_table
 from eventindex.names import chunk_key, manifest_key, validate_attempt, validate_name
 from eventindex.pointers import parse_pointer
 from eventindex.schema import eventindex_pb2 as pb
 from eventindex.store import ObjectStore
+from eventindex.store.local import LocalStore
 from eventindex.transport import Message
 from supersink.crashpoints import crashpoint
-from supersink.fetch import fetch_manifest, verify_chunk
+from supersink.fetch import SPOOL_PREFIX, fetch_manifest, key_range, verify_chunk
 from supersink.ledger import ChunkRecord, Ledger
 
 log = logging.getLogger(__name__)
@@ -44,6 +53,7 @@ class Counters:
     messages: int = 0
     chunks: int = 0
     manifests: int = 0
+    event_messages: int = 0
     expectations: int = 0
     quarantined: int = 0
     redelivered: int = 0
@@ -62,10 +72,17 @@ class Rejected(Exception):
         self.task = task
 
 
+def spool_for(ledger: Ledger) -> ObjectStore:
+    """Where the broker-only transport's assembled chunks live: next to the ledger."""
+    return LocalStore(Path(f"{ledger.path}.spool"))
+
+
 class Intake:
     def __init__(self, ledger: Ledger, store: ObjectStore, on_event: Callable[[str], None] | None = None) -> None:
         self.ledger = ledger
         self.store = store
+        #: Chunks assembled from broker-only messages (a local store next to the ledger).
+        self.spool = spool_for(ledger)
         self.counters = Counters()
         self.on_event = on_event or (lambda text: log.info("%s", text))
 
@@ -102,6 +119,16 @@ class Intake:
             )
             self.counters.expectations += 1
             return pointer.task
+        if pointer.kind == pb.POINTER_KIND_EVENTS:
+            self._check_dataset(pointer.task, pointer.dataset)
+            self._record_part(pointer)
+            self.counters.event_messages += 1
+            return pointer.task
+        if pointer.kind == pb.POINTER_KIND_MANIFEST and not pointer.url:
+            self._check_dataset(pointer.task, pointer.dataset)
+            self._record_inline_manifest(pointer)
+            self.counters.manifests += 1
+            return pointer.task
         try:
             key = self.store.key_for_url(pointer.url)
         except ForbiddenLocationError as exc:
@@ -129,6 +156,55 @@ class Intake:
             self._record_manifest(pointer, key)
             self.counters.manifests += 1
         return pointer.task
+
+    # ------------------------------------------------------------ broker-only transport
+
+    def _record_part(self, pointer: pb.Pointer) -> None:
+        """One message of an input file; when the file's messages are all in, it becomes a spooled chunk."""
+        if hashlib.sha256(pointer.payload).digest() != pointer.sha256:
+            raise Rejected(f"events message {pointer.seq}/{pointer.part}: payload sha256 mismatch", pointer.task)
+        task, job, attempt, seq = pointer.task, pointer.job, pointer.attempt, pointer.seq
+        if self.ledger.chunk(task, job, attempt, seq) is not None:
+            return  # the file was assembled already: a redelivered message
+        self.ledger.record_part(task, job, attempt, seq, pointer.part, pointer.last, pointer.events, pointer.payload)
+        parts = self.ledger.parts(task, job, attempt, seq)
+        if not parts or not parts[-1]["last"] or len(parts) != parts[-1]["part"] + 1:
+            return  # more messages of this file to come
+        payloads = [bytes(p["payload"]) for p in parts]
+        batches = []
+        for index, payload in enumerate(payloads):
+            batch = pb.EventBatch()
+            try:
+                batch.ParseFromString(payload)
+            except DecodeError as exc:
+                raise Rejected(f"events message {seq}/{index} is not an EventBatch: {exc}", task) from None
+            if len(batch.events) != parts[index]["events"]:
+                raise Rejected(f"events message {seq}/{index} holds {len(batch.events)} events", task)
+            batches.append(batch)
+        table = events_to_table(event for batch in batches for event in batch.events)
+        obj = encode_chunk(table)
+        key = chunk_key(task, job, attempt, seq)
+        with contextlib.suppress(ObjectExistsError):  # spooled before a crash: the same, deterministic bytes
+            self.spool.put(key, obj.data)
+        min_key, max_key = key_range(table)
+        self.ledger.record_chunk(
+            task,
+            ChunkRecord(job, attempt, seq, SPOOL_PREFIX + key, sum(map(len, payloads)),
+                        hashlib.sha256(b"".join(payloads)).digest(), table.num_rows, min_key, max_key),
+        )  # fmt: skip
+        self.ledger.drop_parts(task, job, attempt, seq)
+
+    def _record_inline_manifest(self, pointer: pb.Pointer) -> None:
+        if hashlib.sha256(pointer.payload).digest() != pointer.sha256:
+            raise Rejected("inline manifest: payload sha256 mismatch", pointer.task)
+        try:
+            manifest = decode_manifest(pointer.payload)
+        except CodecError as exc:
+            raise Rejected(f"inline manifest: {exc}", pointer.task) from None
+        if (manifest.task, manifest.job, manifest.attempt) != (pointer.task, pointer.job, pointer.attempt):
+            raise Rejected("inline manifest: its identity differs from its message's", pointer.task)
+        self.record_manifest(manifest, manifest_key(manifest.task, manifest.job, manifest.attempt), pointer.sha256,
+                             inline=True)  # fmt: skip
 
     def _check_dataset(self, task: str, dataset: str) -> None:
         row = self.ledger.task(task)
@@ -185,8 +261,9 @@ class Intake:
             raise Rejected(f"manifest {key}: {exc}", task) from None
         self.record_manifest(manifest, key, digest)
 
-    def record_manifest(self, manifest: pb.Manifest, key: str, digest: bytes) -> None:
-        """Record a verified manifest and verify the chunks it lists that the ledger lacks."""
+    def record_manifest(self, manifest: pb.Manifest, key: str, digest: bytes, inline: bool = False) -> None:
+        """Record a verified manifest and verify the chunks it lists that the ledger lacks
+        (from the store; an inline manifest's chunks come through the broker instead)."""
         task, job, attempt = manifest.task, manifest.job, manifest.attempt
         try:
             validate_name("task", task)
@@ -219,11 +296,11 @@ class Intake:
             manifest.end_time_ms,
             listed,
         )
+        if inline:
+            return
         for seq, chunk, size, sha, events in listed:
             try:
                 self._record_chunk(task, job, attempt, seq, chunk, size, sha, events)
                 self.ledger.set_listed_problem(task, job, attempt, seq, None)
             except Rejected as rejected:
                 self.ledger.set_listed_problem(task, job, attempt, seq, rejected.reason)
-
-    # ------------------------------------------------------------ completeness and load

@@ -70,6 +70,13 @@ CREATE TABLE IF NOT EXISTS seen_jobs (
     task TEXT NOT NULL, job TEXT NOT NULL, attempt INTEGER NOT NULL,
     PRIMARY KEY (task, job, attempt)
 );
+CREATE TABLE IF NOT EXISTS mq_parts (
+    task TEXT NOT NULL, job TEXT NOT NULL, attempt INTEGER NOT NULL, seq INTEGER NOT NULL, part INTEGER NOT NULL,
+    last INTEGER NOT NULL,
+    events INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    PRIMARY KEY (task, job, attempt, seq, part)
+);
 CREATE TABLE IF NOT EXISTS quarantine (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     received REAL NOT NULL,
@@ -260,6 +267,29 @@ class Ledger:
         self.db.execute(
             "UPDATE listed_chunks SET problem = ? WHERE task = ? AND job = ? AND attempt = ? AND seq = ?",
             (problem, task, job, attempt, seq),
+        )
+
+    # ------------------------------------------------------------ broker-only transport
+
+    def record_part(
+        self, task: str, job: str, attempt: int, seq: int, part: int, last: bool, events: int, payload: bytes
+    ) -> None:
+        self.see_job(task, job, attempt)
+        self.db.execute(
+            "INSERT OR IGNORE INTO mq_parts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (task, job, attempt, seq, part, int(last), events, payload),
+        )
+
+    def parts(self, task: str, job: str, attempt: int, seq: int) -> list[sqlite3.Row]:
+        return self.query(
+            "SELECT part, last, events, payload FROM mq_parts WHERE task = ? AND job = ? AND attempt = ? AND seq = ? "
+            "ORDER BY part",
+            (task, job, attempt, seq),
+        )
+
+    def drop_parts(self, task: str, job: str, attempt: int, seq: int) -> None:
+        self.db.execute(
+            "DELETE FROM mq_parts WHERE task = ? AND job = ? AND attempt = ? AND seq = ?", (task, job, attempt, seq)
         )
 
     # ------------------------------------------------------------ quarantine

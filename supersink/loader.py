@@ -182,6 +182,7 @@ class LoadPlan:
 def load_task(
     plan: LoadPlan,
     store: ObjectStore,
+    spool: ObjectStore,
     warehouse: Warehouse,
     owner: str,
     layout: FileLayout = DEFAULT_LAYOUT,
@@ -193,7 +194,7 @@ def load_task(
     ClaimedElsewhereError when another supersink holds the task's load claim.
     """
     try:
-        return _load(plan, store, warehouse, owner, layout, on_progress)
+        return _load(plan, store, spool, warehouse, owner, layout, on_progress)
     except OSError as exc:  # pyarrow filesystems report I/O failures as OSError
         raise WarehouseError(f"writing task {plan.task} to {warehouse.url} failed: {exc}") from exc
 
@@ -201,6 +202,7 @@ def load_task(
 def _load(
     plan: LoadPlan,
     store: ObjectStore,
+    spool: ObjectStore,
     warehouse: Warehouse,
     owner: str,
     layout: FileLayout,
@@ -216,7 +218,7 @@ def _load(
     dups = Duplicates()
     rows_in = 0
     for group in overlap_groups(plan.chunks):
-        tables = [_with_identity(load_chunk(store, c.key, c.size, c.sha256), plan.task, c) for c in group]
+        tables = [_with_identity(load_chunk(store, spool, c.key, c.size, c.sha256), plan.task, c) for c in group]
         table = pa.concat_tables(tables)
         rows_in += table.num_rows
         if len(group) > 1:

@@ -19,6 +19,7 @@ class PointerKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     POINTER_KIND_CHUNK: _ClassVar[PointerKind]
     POINTER_KIND_MANIFEST: _ClassVar[PointerKind]
     POINTER_KIND_TASK_EXPECTATION: _ClassVar[PointerKind]
+    POINTER_KIND_EVENTS: _ClassVar[PointerKind]
 ATTEMPT_STATUS_UNSPECIFIED: AttemptStatus
 ATTEMPT_STATUS_OK: AttemptStatus
 ATTEMPT_STATUS_FAILED: AttemptStatus
@@ -26,6 +27,7 @@ POINTER_KIND_UNSPECIFIED: PointerKind
 POINTER_KIND_CHUNK: PointerKind
 POINTER_KIND_MANIFEST: PointerKind
 POINTER_KIND_TASK_EXPECTATION: PointerKind
+POINTER_KIND_EVENTS: PointerKind
 
 class Provenance(_message.Message):
     __slots__ = ("stream", "guid", "container", "clid", "tech", "oid1", "oid2")
@@ -266,8 +268,14 @@ class Manifest(_message.Message):
     message: str
     def __init__(self, schema_version: _Optional[int] = ..., task: _Optional[str] = ..., job: _Optional[str] = ..., attempt: _Optional[int] = ..., dataset: _Optional[str] = ..., chunks: _Optional[_Iterable[_Union[ChunkEntry, _Mapping]]] = ..., inputs: _Optional[_Iterable[_Union[InputFileSummary, _Mapping]]] = ..., total_events: _Optional[int] = ..., producer_version: _Optional[str] = ..., start_time_ms: _Optional[int] = ..., end_time_ms: _Optional[int] = ..., status: _Optional[_Union[AttemptStatus, str]] = ..., message: _Optional[str] = ...) -> None: ...
 
+class EventBatch(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[Event]
+    def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...
+
 class Pointer(_message.Message):
-    __slots__ = ("schema_version", "kind", "url", "size", "sha256", "events", "task", "job", "attempt", "dataset", "seq", "expected_jobs", "expected_events", "producer_version", "sent_time_ms")
+    __slots__ = ("schema_version", "kind", "url", "size", "sha256", "events", "task", "job", "attempt", "dataset", "seq", "expected_jobs", "expected_events", "producer_version", "sent_time_ms", "payload", "input_guid", "last", "part")
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
@@ -283,6 +291,10 @@ class Pointer(_message.Message):
     EXPECTED_EVENTS_FIELD_NUMBER: _ClassVar[int]
     PRODUCER_VERSION_FIELD_NUMBER: _ClassVar[int]
     SENT_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    INPUT_GUID_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    PART_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     kind: PointerKind
     url: str
@@ -298,4 +310,8 @@ class Pointer(_message.Message):
     expected_events: int
     producer_version: str
     sent_time_ms: int
-    def __init__(self, schema_version: _Optional[int] = ..., kind: _Optional[_Union[PointerKind, str]] = ..., url: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[bytes] = ..., events: _Optional[int] = ..., task: _Optional[str] = ..., job: _Optional[str] = ..., attempt: _Optional[int] = ..., dataset: _Optional[str] = ..., seq: _Optional[int] = ..., expected_jobs: _Optional[int] = ..., expected_events: _Optional[int] = ..., producer_version: _Optional[str] = ..., sent_time_ms: _Optional[int] = ...) -> None: ...
+    payload: bytes
+    input_guid: str
+    last: bool
+    part: int
+    def __init__(self, schema_version: _Optional[int] = ..., kind: _Optional[_Union[PointerKind, str]] = ..., url: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[bytes] = ..., events: _Optional[int] = ..., task: _Optional[str] = ..., job: _Optional[str] = ..., attempt: _Optional[int] = ..., dataset: _Optional[str] = ..., seq: _Optional[int] = ..., expected_jobs: _Optional[int] = ..., expected_events: _Optional[int] = ..., producer_version: _Optional[str] = ..., sent_time_ms: _Optional[int] = ..., payload: _Optional[bytes] = ..., input_guid: _Optional[str] = ..., last: _Optional[bool] = ..., part: _Optional[int] = ...) -> None: ...

@@ -13,7 +13,7 @@ Semantics every adapter keeps:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -35,6 +35,12 @@ class Publisher(ABC):
     @abstractmethod
     def send(self, body: bytes, headers: Mapping[str, str] | None = None, group: str | None = None) -> None:
         """Send one persistent message; return once the broker holds it durably."""
+
+    def send_batch(self, messages: Sequence[tuple[bytes, Mapping[str, str]]], group: str | None = None) -> None:
+        """Send several messages as one unit where the broker supports it (a STOMP transaction, one
+        SQL transaction); return once the broker holds all of them. This default sends one by one."""
+        for body, headers in messages:
+            self.send(body, headers, group)
 
     @abstractmethod
     def close(self) -> None: ...
@@ -73,12 +79,13 @@ class Consumer(ABC):
 def _scheme(url: str) -> str:
     scheme = urlsplit(url).scheme
     if scheme not in ("sqlite", "stomp", "stomp+ssl"):
-        raise ConfigError(f"broker URL {url!r}: scheme must be sqlite://, stomp:// or stomp+ssl://")
+        raise ConfigError(f"broker URL {url.split('?')[0]!r}: scheme must be sqlite://, stomp:// or stomp+ssl://")
     return scheme
 
 
 def open_publisher(url: str) -> Publisher:
-    if _scheme(url) == "sqlite":
+    scheme = _scheme(url)
+    if scheme == "sqlite":
         from eventindex.transport.embedded import EmbeddedQueue
 
         return EmbeddedQueue.from_url(url).publisher()
@@ -88,7 +95,8 @@ def open_publisher(url: str) -> Publisher:
 
 
 def open_consumer(url: str) -> Consumer:
-    if _scheme(url) == "sqlite":
+    scheme = _scheme(url)
+    if scheme == "sqlite":
         from eventindex.transport.embedded import EmbeddedQueue
 
         return EmbeddedQueue.from_url(url).consumer()

@@ -17,7 +17,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -118,6 +118,20 @@ class EmbeddedPublisher(Publisher):
                 "INSERT INTO messages (queue, body, headers, enqueued) VALUES (?, ?, ?, ?)",
                 (self.queue.queue, body, json.dumps(all_headers), time.time()),
             )
+        except sqlite3.Error as exc:
+            raise TransportError(f"cannot enqueue into {self.queue.path}: {exc}") from exc
+
+    def send_batch(self, messages: Sequence[tuple[bytes, Mapping[str, str]]], group: str | None = None) -> None:
+        rows = []
+        for body, headers in messages:
+            all_headers = dict(headers)
+            if group is not None:
+                all_headers["JMSXGroupID"] = group
+            rows.append((self.queue.queue, body, json.dumps(all_headers), time.time()))
+        try:
+            with self._db:  # one transaction: all or none
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany("INSERT INTO messages (queue, body, headers, enqueued) VALUES (?, ?, ?, ?)", rows)
         except sqlite3.Error as exc:
             raise TransportError(f"cannot enqueue into {self.queue.path}: {exc}") from exc
 

@@ -32,7 +32,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -403,6 +403,18 @@ class _Link:
             ),
         )
 
+    def send_transaction(self, frames: Sequence[tuple[bytes, Mapping[str, str]]]) -> None:
+        """BEGIN, SEND each frame in the transaction, COMMIT with a receipt: all or none."""
+        tx = f"ei-tx-{uuid.uuid4().hex}"
+        try:
+            self.conn.begin(transaction=tx)
+            for body, headers in frames:
+                self.conn.send(self.config.destination, body, headers={**headers, "transaction": tx})
+        except _STOMP_ERRORS as exc:
+            self._set_lost(f"transaction failed: {_one_line(exc) or type(exc).__name__}")
+            raise _LinkLost(self._lost or "connection lost") from exc
+        self.call_with_receipt("COMMIT", lambda receipt: self.conn.commit(tx, headers={"receipt": receipt}))
+
     def ack(self, ack_id: str) -> bool:
         """Fire-and-forget ACK; False when the connection is gone (the broker redelivers the message)."""
         try:
@@ -583,11 +595,21 @@ class StompPublisher(Publisher):
     def send(self, body: bytes, headers: Mapping[str, str] | None = None, group: str | None = None) -> None:
         body = bytes(body)
         frame_headers = _send_headers(body, headers, group)
+        self._confirmed(lambda link: link.send(body, frame_headers))
+
+    def send_batch(self, messages: Sequence[tuple[bytes, Mapping[str, str]]], group: str | None = None) -> None:
+        """One STOMP transaction: the broker delivers none of the messages unless it committed all."""
+        frames = [(bytes(body), _send_headers(bytes(body), headers, group)) for body, headers in messages]
+        if frames:
+            self._confirmed(lambda link: link.send_transaction(frames))
+
+    def _confirmed(self, action: Callable[[_Link], None]) -> None:
+        """Run `action` on the current connection until the broker confirms it, reconnecting between tries."""
         reason = ""
         for attempt in range(1, SEND_ATTEMPTS + 1):
             link = self._current_link()
             try:
-                link.send(body, frame_headers)
+                action(link)
                 return
             except _LinkLost as exc:
                 # the message may or may not have reached the broker: sending again may duplicate it,
