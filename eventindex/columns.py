@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from eventindex.errors import CorruptObjectError
 from eventindex.schema import eventindex_pb2 as pb
@@ -95,16 +94,48 @@ def _np(array: pa.ChunkedArray | pa.Array, dtype: str) -> np.ndarray:
     return np.asarray(array.to_numpy(zero_copy_only=False), dtype=dtype)
 
 
-def _encode_bytes(array: pa.Array, out: pb.BytesColumn) -> None:
+# For each byte value: how many bits are set, and where its list of set bits starts in _BIT_LIST.
+_POPCOUNT = np.array([bin(v).count("1") for v in range(256)], dtype=np.int64)
+_BIT_START = np.concatenate([[0], np.cumsum(_POPCOUNT)[:-1]])
+_BIT_LIST = np.array([b for v in range(256) for b in range(8) if v >> b & 1], dtype=np.int64)
+
+
+def _encode_mask(array: pa.Array, width_bytes: int, out: pb.MaskColumn, name: str) -> None:
+    """Bitmaps (binary, `width_bytes` each, or null) -> set-bit positions per row."""
     array = array.cast(pa.binary())
-    lengths = pc.binary_length(array).fill_null(0)
-    out.lengths.extend(_np(lengths, "uint32").tolist())
-    if len(array) and array.null_count < len(array):
-        # Null values span no bytes, so the data between the first and last offset is the column.
-        offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset : array.offset + len(array) + 1]
+    rows = len(array)
+    out.width_bits = width_bytes * 8
+    valid = _np(array.is_valid(), "bool")
+    n_valid = int(valid.sum())
+    counts = np.zeros(rows, dtype=np.int64)
+    if n_valid:
+        offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset : array.offset + rows + 1]
+        lengths = np.diff(offsets)[valid]
+        if np.any(lengths != width_bytes):
+            bad = int(lengths[lengths != width_bytes][0])
+            raise ValueError(f"column {name}: a mask of {bad} bytes, expected {width_bytes}")
         data = array.buffers()[2]
-        if data is not None:
-            out.data = data.to_pybytes()[int(offsets[0]) : int(offsets[-1])]
+        assert data is not None
+        start = int(offsets[0])
+        # Masks are sparse: scan 64-bit words, then the bytes of the non-zero words, then expand
+        # each non-zero byte into its set bits through a 256-entry table.
+        words = np.frombuffer(data, dtype=np.uint8, count=n_valid * width_bytes, offset=start).view("<u8")
+        hit_words = np.flatnonzero(words)
+        word_bytes = words[hit_words].view(np.uint8)
+        nz = np.flatnonzero(word_bytes)
+        values = word_bytes[nz]
+        byte_index = hit_words[nz // 8] * 8 + nz % 8  # in the whole column
+        per_byte = _POPCOUNT[values]
+        total = int(per_byte.sum())
+        first = np.repeat(np.cumsum(per_byte) - per_byte, per_byte)
+        bit = _BIT_LIST[np.repeat(_BIT_START[values], per_byte) + np.arange(total) - first]
+        row = np.repeat(byte_index // width_bytes, per_byte)
+        valid_rows = np.nonzero(valid)[0]
+        counts[valid_rows] = np.bincount(row, minlength=n_valid)
+        out.positions.extend((np.repeat(byte_index % width_bytes, per_byte) * 8 + bit).tolist())
+    out.counts.extend(counts.tolist())
+    if n_valid < rows:
+        out.absent.extend((~valid).tolist())
 
 
 def _encode_strings(array: pa.Array, out: pb.StringColumn) -> None:
@@ -120,12 +151,12 @@ def encode_body(table: pa.Table) -> pb.ChunkBody:
     for name, _, dtype in NUMERIC_COLUMNS + TAIL_NUMERIC_COLUMNS:
         getattr(body, name).extend(_np(table.column(name), dtype).tolist())
     for name in FLAG_COLUMNS:
-        getattr(body, name).extend(table.column(name).to_pylist())
+        getattr(body, name).extend(_np(table.column(name), "bool").tolist())
     l1id = table.column("extended_level1_id").combine_chunks()
     body.extended_level1_id.extend(_np(l1id.fill_null(0), "uint32").tolist())
     body.extended_level1_id_present.extend(_np(l1id.is_valid(), "bool").tolist())
-    for name, _ in MASK_COLUMNS:
-        _encode_bytes(table.column(name).combine_chunks(), getattr(body, name))
+    for name, width in MASK_COLUMNS:
+        _encode_mask(table.column(name).combine_chunks(), width, getattr(body, name), name)
     prov = table.column("provenance").combine_chunks()
     body.provenance_count.extend(_np(prov.value_lengths().fill_null(0), "uint32").tolist())
     structs = prov.flatten()
@@ -147,21 +178,30 @@ def _column(values: Sequence[object], dtype: str, rows: int, name: str) -> np.nd
     return array
 
 
-def _decode_bytes(column: pb.BytesColumn, rows: int, name: str) -> pa.Array:
-    lengths = _column(column.lengths, "int64", rows, name)
-    if int(lengths.sum()) != len(column.data):
-        raise CorruptObjectError(
-            f"column {name}: lengths add up to {int(lengths.sum())}, data has {len(column.data)} bytes"
-        )
+def _decode_mask(column: pb.MaskColumn, rows: int, name: str, width_bytes: int) -> pa.Array:
+    if column.width_bits != width_bytes * 8:
+        raise CorruptObjectError(f"column {name} holds {column.width_bits}-bit masks, expected {width_bytes * 8}")
+    counts = _column(column.counts, "int64", rows, name)
+    positions = np.array(column.positions, dtype=np.int64)
+    if int(counts.sum()) != len(positions):
+        raise CorruptObjectError(f"column {name}: counts add up to {int(counts.sum())}, {len(positions)} positions")
+    if len(positions) and (positions.min() < 0 or positions.max() >= column.width_bits):
+        raise CorruptObjectError(f"column {name}: a bit position outside 0..{column.width_bits - 1}")
+    absent = _column(column.absent, "bool", rows, name) if len(column.absent) else np.zeros(rows, dtype=bool)
+    valid = ~absent
+    if np.any(counts[absent]):
+        raise CorruptObjectError(f"column {name}: an absent mask with bits set")
+    n_valid = int(valid.sum())
+    matrix = np.zeros(n_valid * width_bytes, dtype=np.uint8)
+    if len(positions):
+        valid_index = np.cumsum(valid) - 1
+        row_of = valid_index[np.repeat(np.arange(rows), counts)]
+        np.bitwise_or.at(matrix, row_of * width_bytes + positions // 8, (1 << (positions % 8)).astype(np.uint8))
     offsets = np.zeros(rows + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    valid = lengths > 0
-    validity = pa.array(valid).buffers()[1] if not valid.all() else None
+    np.cumsum(np.where(valid, width_bytes, 0), out=offsets[1:])
+    validity = None if n_valid == rows else pa.array(valid).buffers()[1]
     return pa.Array.from_buffers(
-        pa.binary(),
-        rows,
-        [validity, pa.py_buffer(offsets), pa.py_buffer(column.data)],
-        null_count=int(rows - valid.sum()),
+        pa.binary(), rows, [validity, pa.py_buffer(offsets), pa.py_buffer(matrix)], null_count=rows - n_valid
     )
 
 
@@ -186,8 +226,8 @@ def decode_body(body: pb.ChunkBody) -> pa.Table:
         arrays[name] = pa.array(_column(getattr(body, name), "bool", rows, name), pa.bool_())
     for name, typ, dtype in TAIL_NUMERIC_COLUMNS:
         arrays[name] = pa.array(_column(getattr(body, name), dtype, rows, name), typ)
-    for name, _ in MASK_COLUMNS:
-        arrays[name] = _decode_bytes(getattr(body, name), rows, name)
+    for name, width in MASK_COLUMNS:
+        arrays[name] = _decode_mask(getattr(body, name), rows, name, width)
     counts = _column(body.provenance_count, "int64", rows, "provenance_count")
     n_refs = int(counts.sum())
     children = [

@@ -111,13 +111,17 @@ class StringColumn(_message.Message):
     index: _containers.RepeatedScalarFieldContainer[int]
     def __init__(self, values: _Optional[_Iterable[str]] = ..., index: _Optional[_Iterable[int]] = ...) -> None: ...
 
-class BytesColumn(_message.Message):
-    __slots__ = ("data", "lengths")
-    DATA_FIELD_NUMBER: _ClassVar[int]
-    LENGTHS_FIELD_NUMBER: _ClassVar[int]
-    data: bytes
-    lengths: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, data: _Optional[bytes] = ..., lengths: _Optional[_Iterable[int]] = ...) -> None: ...
+class MaskColumn(_message.Message):
+    __slots__ = ("width_bits", "counts", "positions", "absent")
+    WIDTH_BITS_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    ABSENT_FIELD_NUMBER: _ClassVar[int]
+    width_bits: int
+    counts: _containers.RepeatedScalarFieldContainer[int]
+    positions: _containers.RepeatedScalarFieldContainer[int]
+    absent: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, width_bits: _Optional[int] = ..., counts: _Optional[_Iterable[int]] = ..., positions: _Optional[_Iterable[int]] = ..., absent: _Optional[_Iterable[bool]] = ...) -> None: ...
 
 class ChunkBody(_message.Message):
     __slots__ = ("rows", "run_number", "event_number", "lumi_block", "timestamp", "timestamp_ns_offset", "bcid", "extended_level1_id", "extended_level1_id_present", "is_simulation", "is_calibration", "is_testbeam", "mc_channel_number", "mc_event_weight", "smk", "hlt_psk", "l1_psk", "l1_tbp", "l1_tap", "l1_tav", "l2_passed_physics", "l2_passed_through", "l2_resurrected", "hlt_passed_physics", "hlt_passed_through", "hlt_resurrected", "provenance_count", "provenance_stream", "provenance_guid", "provenance_container", "provenance_clid", "provenance_tech", "provenance_oid1", "provenance_oid2", "input_guid")
@@ -173,15 +177,15 @@ class ChunkBody(_message.Message):
     smk: _containers.RepeatedScalarFieldContainer[int]
     hlt_psk: _containers.RepeatedScalarFieldContainer[int]
     l1_psk: _containers.RepeatedScalarFieldContainer[int]
-    l1_tbp: BytesColumn
-    l1_tap: BytesColumn
-    l1_tav: BytesColumn
-    l2_passed_physics: BytesColumn
-    l2_passed_through: BytesColumn
-    l2_resurrected: BytesColumn
-    hlt_passed_physics: BytesColumn
-    hlt_passed_through: BytesColumn
-    hlt_resurrected: BytesColumn
+    l1_tbp: MaskColumn
+    l1_tap: MaskColumn
+    l1_tav: MaskColumn
+    l2_passed_physics: MaskColumn
+    l2_passed_through: MaskColumn
+    l2_resurrected: MaskColumn
+    hlt_passed_physics: MaskColumn
+    hlt_passed_through: MaskColumn
+    hlt_resurrected: MaskColumn
     provenance_count: _containers.RepeatedScalarFieldContainer[int]
     provenance_stream: StringColumn
     provenance_guid: StringColumn
@@ -191,7 +195,7 @@ class ChunkBody(_message.Message):
     provenance_oid1: _containers.RepeatedScalarFieldContainer[int]
     provenance_oid2: _containers.RepeatedScalarFieldContainer[int]
     input_guid: StringColumn
-    def __init__(self, rows: _Optional[int] = ..., run_number: _Optional[_Iterable[int]] = ..., event_number: _Optional[_Iterable[int]] = ..., lumi_block: _Optional[_Iterable[int]] = ..., timestamp: _Optional[_Iterable[int]] = ..., timestamp_ns_offset: _Optional[_Iterable[int]] = ..., bcid: _Optional[_Iterable[int]] = ..., extended_level1_id: _Optional[_Iterable[int]] = ..., extended_level1_id_present: _Optional[_Iterable[bool]] = ..., is_simulation: _Optional[_Iterable[bool]] = ..., is_calibration: _Optional[_Iterable[bool]] = ..., is_testbeam: _Optional[_Iterable[bool]] = ..., mc_channel_number: _Optional[_Iterable[int]] = ..., mc_event_weight: _Optional[_Iterable[float]] = ..., smk: _Optional[_Iterable[int]] = ..., hlt_psk: _Optional[_Iterable[int]] = ..., l1_psk: _Optional[_Iterable[int]] = ..., l1_tbp: _Optional[_Union[BytesColumn, _Mapping]] = ..., l1_tap: _Optional[_Union[BytesColumn, _Mapping]] = ..., l1_tav: _Optional[_Union[BytesColumn, _Mapping]] = ..., l2_passed_physics: _Optional[_Union[BytesColumn, _Mapping]] = ..., l2_passed_through: _Optional[_Union[BytesColumn, _Mapping]] = ..., l2_resurrected: _Optional[_Union[BytesColumn, _Mapping]] = ..., hlt_passed_physics: _Optional[_Union[BytesColumn, _Mapping]] = ..., hlt_passed_through: _Optional[_Union[BytesColumn, _Mapping]] = ..., hlt_resurrected: _Optional[_Union[BytesColumn, _Mapping]] = ..., provenance_count: _Optional[_Iterable[int]] = ..., provenance_stream: _Optional[_Union[StringColumn, _Mapping]] = ..., provenance_guid: _Optional[_Union[StringColumn, _Mapping]] = ..., provenance_container: _Optional[_Union[StringColumn, _Mapping]] = ..., provenance_clid: _Optional[_Union[StringColumn, _Mapping]] = ..., provenance_tech: _Optional[_Iterable[int]] = ..., provenance_oid1: _Optional[_Iterable[int]] = ..., provenance_oid2: _Optional[_Iterable[int]] = ..., input_guid: _Optional[_Union[StringColumn, _Mapping]] = ...) -> None: ...
+    def __init__(self, rows: _Optional[int] = ..., run_number: _Optional[_Iterable[int]] = ..., event_number: _Optional[_Iterable[int]] = ..., lumi_block: _Optional[_Iterable[int]] = ..., timestamp: _Optional[_Iterable[int]] = ..., timestamp_ns_offset: _Optional[_Iterable[int]] = ..., bcid: _Optional[_Iterable[int]] = ..., extended_level1_id: _Optional[_Iterable[int]] = ..., extended_level1_id_present: _Optional[_Iterable[bool]] = ..., is_simulation: _Optional[_Iterable[bool]] = ..., is_calibration: _Optional[_Iterable[bool]] = ..., is_testbeam: _Optional[_Iterable[bool]] = ..., mc_channel_number: _Optional[_Iterable[int]] = ..., mc_event_weight: _Optional[_Iterable[float]] = ..., smk: _Optional[_Iterable[int]] = ..., hlt_psk: _Optional[_Iterable[int]] = ..., l1_psk: _Optional[_Iterable[int]] = ..., l1_tbp: _Optional[_Union[MaskColumn, _Mapping]] = ..., l1_tap: _Optional[_Union[MaskColumn, _Mapping]] = ..., l1_tav: _Optional[_Union[MaskColumn, _Mapping]] = ..., l2_passed_physics: _Optional[_Union[MaskColumn, _Mapping]] = ..., l2_passed_through: _Optional[_Union[MaskColumn, _Mapping]] = ..., l2_resurrected: _Optional[_Union[MaskColumn, _Mapping]] = ..., hlt_passed_physics: _Optional[_Union[MaskColumn, _Mapping]] = ..., hlt_passed_through: _Optional[_Union[MaskColumn, _Mapping]] = ..., hlt_resurrected: _Optional[_Union[MaskColumn, _Mapping]] = ..., provenance_count: _Optional[_Iterable[int]] = ..., provenance_stream: _Optional[_Union[StringColumn, _Mapping]] = ..., provenance_guid: _Optional[_Union[StringColumn, _Mapping]] = ..., provenance_container: _Optional[_Union[StringColumn, _Mapping]] = ..., provenance_clid: _Optional[_Union[StringColumn, _Mapping]] = ..., provenance_tech: _Optional[_Iterable[int]] = ..., provenance_oid1: _Optional[_Iterable[int]] = ..., provenance_oid2: _Optional[_Iterable[int]] = ..., input_guid: _Optional[_Union[StringColumn, _Mapping]] = ...) -> None: ...
 
 class InputFileSummary(_message.Message):
     __slots__ = ("guid", "name", "events", "unique_events", "declared_events", "runs", "start_time_ms", "end_time_ms")
