@@ -196,7 +196,17 @@ def _decode_mask(column: pb.MaskColumn, rows: int, name: str, width_bytes: int) 
     if len(positions):
         valid_index = np.cumsum(valid) - 1
         row_of = valid_index[np.repeat(np.arange(rows), counts)]
-        np.bitwise_or.at(matrix, row_of * width_bytes + positions // 8, (1 << (positions % 8)).astype(np.uint8))
+        byte_index = row_of * width_bytes + positions // 8
+        bits = (1 << (positions % 8)).astype(np.uint8)
+        step = byte_index[1:] - byte_index[:-1]
+        if np.all(step > 0):  # one set bit per byte: a plain scatter
+            matrix[byte_index] = bits
+        else:  # several bits in one byte: they are distinct, so their sum is their OR
+            if np.any(step < 0):  # positions out of order (the writer sorts them): sort first
+                order = np.argsort(byte_index, kind="stable")
+                byte_index, bits = byte_index[order], bits[order]
+            starts = np.flatnonzero(np.r_[True, byte_index[1:] != byte_index[:-1]])
+            matrix[byte_index[starts]] = np.add.reduceat(bits, starts).astype(np.uint8)
     offsets = np.zeros(rows + 1, dtype=np.int32)
     np.cumsum(np.where(valid, width_bytes, 0), out=offsets[1:])
     validity = None if n_valid == rows else pa.array(valid).buffers()[1]

@@ -68,13 +68,14 @@ def verify_chunk(
 
 
 def _range(runs: np.ndarray, events: np.ndarray) -> tuple[bytes | None, bytes | None]:
+    """Smallest and largest (run, event), in linear time (no sort)."""
     if not len(runs):
         return None, None
-    keys = np.empty(len(runs), dtype=[("run", "<u4"), ("event", "<u8")])
-    keys["run"] = runs
-    keys["event"] = events
-    keys.sort()
-    return sort_key(int(keys["run"][0]), int(keys["event"][0])), sort_key(int(keys["run"][-1]), int(keys["event"][-1]))
+    low, high = runs.min(), runs.max()
+    return (
+        sort_key(int(low), int(events[runs == low].min())),
+        sort_key(int(high), int(events[runs == high].max())),
+    )
 
 
 def key_range(table: pa.Table) -> tuple[bytes | None, bytes | None]:
