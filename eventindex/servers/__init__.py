@@ -2,10 +2,14 @@
 
 from .activemq import ActiveMQ
 from .base import ServerProcess, ServerStartError, ServerUnavailable, free_port, free_ports
+from .ceph import CephRGW
+from .rabbitmq import RabbitMQ
 from .seaweedfs import SeaweedFS
 
 __all__ = [
     "ActiveMQ",
+    "CephRGW",
+    "RabbitMQ",
     "SeaweedFS",
     "ServerProcess",
     "ServerStartError",

@@ -78,8 +78,10 @@ class Consumer(ABC):
 
 def _scheme(url: str) -> str:
     scheme = urlsplit(url).scheme
-    if scheme not in ("sqlite", "stomp", "stomp+ssl"):
-        raise ConfigError(f"broker URL {url.split('?')[0]!r}: scheme must be sqlite://, stomp:// or stomp+ssl://")
+    if scheme not in ("sqlite", "stomp", "stomp+ssl", "amqp", "amqps"):
+        raise ConfigError(
+            f"broker URL {url.split('?')[0]!r}: scheme must be sqlite://, stomp://, stomp+ssl://, amqp:// or amqps://"
+        )
     return scheme
 
 
@@ -89,6 +91,10 @@ def open_publisher(url: str) -> Publisher:
         from eventindex.transport.embedded import EmbeddedQueue
 
         return EmbeddedQueue.from_url(url).publisher()
+    if scheme in ("amqp", "amqps"):
+        from eventindex.transport.amqp import AmqpConfig, AmqpPublisher
+
+        return AmqpPublisher(AmqpConfig.from_url(url))
     from eventindex.transport.stomp import StompConfig, StompPublisher
 
     return StompPublisher(StompConfig.from_url(url))
@@ -100,6 +106,10 @@ def open_consumer(url: str) -> Consumer:
         from eventindex.transport.embedded import EmbeddedQueue
 
         return EmbeddedQueue.from_url(url).consumer()
+    if scheme in ("amqp", "amqps"):
+        from eventindex.transport.amqp import AmqpConfig, AmqpConsumer
+
+        return AmqpConsumer(AmqpConfig.from_url(url))
     from eventindex.transport.stomp import StompConfig, StompConsumer
 
     return StompConsumer(StompConfig.from_url(url))

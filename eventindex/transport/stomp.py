@@ -94,10 +94,11 @@ _RESERVED_SEND_HEADERS = frozenset(
     }
 )  # fmt: skip
 #: Headers of a MESSAGE frame that describe the delivery, not the message: not shown in `Message.headers`.
+#: (RabbitMQ copies a SEND's `receipt` and `transaction` headers into the MESSAGE frames it delivers.)
 _DELIVERY_HEADERS = frozenset(
     {
         "ack", "subscription", "destination", "message-id", "content-length", "redelivered",
-        "expires", "priority", "timestamp", "persistent",
+        "expires", "priority", "timestamp", "persistent", "receipt", "transaction",
     }
 )  # fmt: skip
 #: What stomp.py raises from a send or connect: its own exceptions, socket errors, and the

@@ -14,7 +14,7 @@ from typing import NoReturn, TypeVar
 
 import pytest
 
-from eventindex.servers import ActiveMQ, SeaweedFS, ServerUnavailable
+from eventindex.servers import ActiveMQ, RabbitMQ, SeaweedFS, ServerUnavailable
 from tests.integration.faultkit import Backend
 
 
@@ -117,3 +117,38 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
         "servers", f"s3://{bucket}/chunks?{endpoint}", queue, f"s3://{bucket}/warehouse?{endpoint}",
         seaweedfs.client_env(),
     )  # fmt: skip
+
+
+# ---------------------------------------------------------------- RabbitMQ (AMQP and STOMP)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQ]:
+    """One RabbitMQ node (AMQP + STOMP on free loopback ports, a generated user) for the whole session."""
+    server = construct_server(lambda: RabbitMQ(tmp_path_factory.mktemp("rabbitmq")))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def rabbit_env(rabbitmq: RabbitMQ, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Put ``rabbitmq``'s credentials (EI_BROKER_USERNAME/PASSWORD) in this process's environment."""
+    env = rabbitmq.client_env()
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    return env
+
+
+@pytest.fixture
+def amqp_queue(rabbitmq: RabbitMQ, rabbit_env: dict[str, str]) -> str:
+    """An ``amqp://127.0.0.1:PORT/<unique>`` queue URL no other test uses (credentials in the environment)."""
+    return rabbitmq.amqp_url(f"ei.test.{uuid.uuid4().hex[:16]}")
+
+
+@pytest.fixture
+def rabbit_stomp_queue(rabbitmq: RabbitMQ, rabbit_env: dict[str, str]) -> str:
+    """A ``stomp://127.0.0.1:PORT/queue/<unique>?vhost=/`` URL on RabbitMQ (credentials in the environment)."""
+    return rabbitmq.stomp_url(f"ei.test.{uuid.uuid4().hex[:16]}")

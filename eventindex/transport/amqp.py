@@ -1,0 +1,726 @@
+"""`amqp://host:port[/QUEUE]` / `amqps://` (RabbitMQ): AMQP 0-9-1 through pika's BlockingConnection.
+
+One connection and one channel per publisher or consumer. pika's blocking adapter runs no thread
+of its own: every callback (a delivery, a consumer cancel) runs inside a pika call made by the
+thread that calls `send`/`receive`, so connecting and re-connecting happen only there (DIRAC #308,
+#4422). Every (re)connection is one attempt; between attempts `compute_backoff` decides the wait,
+and the number of attempts (publisher) or the length of the outage (consumer) is bounded by the
+named constants below. Heartbeats, the socket/connect timeouts and the blocked-connection timeout
+are always set, so neither a dead socket nor a broker that blocks publishers hangs a caller
+(DIRAC #7851).
+
+- The queue is declared durable (on every connection) and published to through the default
+  exchange, `mandatory` and `delivery_mode=2` (persistent).
+- `AmqpPublisher.send` uses publisher confirms: it returns only after the broker's Basic.Ack. A
+  Nack, a returned (unroutable) message or a lost connection sends the message again on a new
+  connection (at most `SEND_ATTEMPTS` times): a broker restart may duplicate a message but never
+  loses one. `send_batch` is one AMQP transaction (tx.select/tx.commit on a second channel), retried
+  the same way as a whole.
+- `AmqpConsumer` consumes with manual acks and `basic_qos(prefetch)`. Each connection has a
+  generation number carried in every message handle; after a reconnection the deliveries of the
+  old channel are dropped and acks/releases of old handles are skipped (the broker redelivers those
+  messages). `release` is `basic_nack(requeue=True)`: the broker puts the message back, marked
+  redelivered (AMQP cannot change a message's headers on a requeue, so there is no release count).
+- The group (the task) travels as the `JMSXGroupID` header; RabbitMQ has no message groups, so it
+  only labels the message.
+- Heartbeats are sent while the caller is inside a pika call. A consumer that works longer than
+  about two heartbeat intervals between `receive` calls finds its connection closed by the broker,
+  reconnects, and gets its unacked messages again; hence the default of 60 s (RabbitMQ's own).
+"""
+
+from __future__ import annotations
+
+import collections
+import ipaddress
+import logging
+import os
+import re
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+import pika
+import pika.exceptions
+from pika.adapters.utils.connection_workflow import AMQPConnectorException
+
+from eventindex.backoff import compute_backoff
+from eventindex.errors import BrokerConnectionError, ConfigError, TransportError
+from eventindex.transport.base import Consumer, Message, Publisher
+
+log = logging.getLogger(__name__)
+_N = TypeVar("_N", int, float)
+
+USERNAME_ENV = "EI_BROKER_USERNAME"
+PASSWORD_ENV = "EI_BROKER_PASSWORD"
+
+DEFAULT_PORT = 5672
+DEFAULT_TLS_PORT = 5671
+DEFAULT_QUEUE = "eventindex"
+DEFAULT_VHOST = "/"
+DEFAULT_HEARTBEAT = 60
+DEFAULT_PREFETCH = 100
+DEFAULT_TIMEOUT = 30.0
+MIN_HEARTBEAT = 1
+MAX_HEARTBEAT = 3600
+MAX_PREFETCH = 65_535
+MAX_TIMEOUT = 3600.0
+
+#: Attempts before the first connect (in the constructor) gives up: a wrong address or a broker
+#: that is down fails fast, in a few seconds.
+CONNECT_ATTEMPTS = 5
+#: Attempts before a publisher's reconnect after a drop gives up (~20 s expected with the backoff
+#: below): long enough to ride out a broker restart.
+RECONNECT_ATTEMPTS = 10
+#: Times `send` puts one message on a (new) connection before giving up.
+SEND_ATTEMPTS = 3
+#: How long a consumer keeps reconnecting through one outage before `receive` raises.
+RECONNECT_DEADLINE = 300.0
+#: Cap and base of the wait between reconnection attempts (seconds).
+BACKOFF_BASE = 0.2
+BACKOFF_CAP = 10.0
+#: `receive` waits on the socket in slices of at most this long, so `close` from another thread
+#: gets the connection within that time.
+POLL_SLICE = 0.5
+
+GROUP_HEADER = "JMSXGroupID"
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+_QUEUE_RE = re.compile(r"[A-Za-z0-9._-]{1,200}")
+_HOST_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})")
+_PARAMS = ("vhost", "heartbeat", "prefetch", "ca", "cert", "key", "timeout")
+#: AMQP reply codes that no retry fixes: access refused, not found, precondition failed, not allowed.
+_FINAL_REPLY_CODES = frozenset({403, 404, 406, 530})
+#: What pika raises from a connect, publish or wait: its own exceptions (connection and channel),
+#: its connection workflow's (e.g. a handshake timeout, raised unwrapped) and socket errors.
+_PIKA_ERRORS: tuple[type[BaseException], ...] = (pika.exceptions.AMQPError, AMQPConnectorException, OSError)
+_REFUSALS: tuple[type[BaseException], ...] = (
+    pika.exceptions.AuthenticationError,
+    pika.exceptions.ProbableAuthenticationError,
+    pika.exceptions.ProbableAccessDeniedError,
+)
+
+
+# --------------------------------------------------------------------------------------------- config
+@dataclass(frozen=True)
+class AmqpConfig:
+    host: str
+    port: int
+    queue: str = DEFAULT_QUEUE
+    tls: bool = False
+    vhost: str = DEFAULT_VHOST
+    heartbeat: int = DEFAULT_HEARTBEAT
+    prefetch: int = DEFAULT_PREFETCH
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not (_HOST_RE.fullmatch(self.host) or _is_ipv6(self.host)):
+            raise ConfigError(f"AMQP broker: invalid host {self.host!r}")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"AMQP broker: port {self.port} is out of range 1-65535")
+        if not _QUEUE_RE.fullmatch(self.queue):
+            raise ConfigError(f"AMQP broker: queue name {self.queue!r} must match [A-Za-z0-9._-]{{1,200}}")
+        if self.queue.startswith("amq."):
+            raise ConfigError(f"AMQP broker: queue name {self.queue!r}: names starting with 'amq.' are reserved")
+        if not self.vhost or len(self.vhost.encode()) > 255 or any(c in self.vhost for c in "\r\n\0"):
+            raise ConfigError("AMQP broker: vhost must be a non-empty single-line string of at most 255 bytes")
+        if not MIN_HEARTBEAT <= self.heartbeat <= MAX_HEARTBEAT:
+            raise ConfigError(f"AMQP broker: heartbeat must be {MIN_HEARTBEAT}-{MAX_HEARTBEAT} s")
+        if not 1 <= self.prefetch <= MAX_PREFETCH:
+            raise ConfigError(f"AMQP broker: prefetch must be 1-{MAX_PREFETCH}")
+        if not 0 < self.timeout <= MAX_TIMEOUT:
+            raise ConfigError(f"AMQP broker: timeout must be more than 0 and at most {MAX_TIMEOUT:g} s")
+        if not self.tls and (self.ca or self.cert or self.key):
+            raise ConfigError("AMQP broker: ca=, cert= and key= need an amqps:// URL")
+        if self.key is not None and self.cert is None:
+            raise ConfigError("AMQP broker: key= needs cert=")
+        if self.password is not None and self.username is None:
+            raise ConfigError(f"AMQP broker: {PASSWORD_ENV} is set but {USERNAME_ENV} is not")
+
+    @property
+    def address(self) -> str:
+        """The broker URL without options or credentials, for messages and logs."""
+        host = f"[{self.host}]" if _is_ipv6(self.host) else self.host
+        return f"{'amqps' if self.tls else 'amqp'}://{host}:{self.port}/{self.queue}"
+
+    @classmethod
+    def from_url(cls, url: str, env: Mapping[str, str] | None = None) -> AmqpConfig:
+        """Parse a broker URL; credentials come from `EI_BROKER_USERNAME`/`EI_BROKER_PASSWORD` only."""
+        env = os.environ if env is None else env
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:  # e.g. an unclosed or invalid [IPv6] host
+            raise ConfigError(f"broker URL is malformed: {exc}") from None
+        if "@" in parts.netloc:
+            # never echo the URL: it holds a password
+            raise ConfigError(f"broker URL must not contain credentials; set {USERNAME_ENV} and {PASSWORD_ENV}")
+        # messages show the URL without its query: no option value (a misplaced secret) is echoed
+        url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        if parts.scheme not in ("amqp", "amqps"):
+            raise ConfigError(f"broker URL {url!r}: scheme must be amqp:// or amqps://")
+        tls = parts.scheme == "amqps"
+        if parts.fragment:
+            raise ConfigError(f"broker URL {url!r}: no #fragment allowed")
+        if "," in parts.netloc:
+            raise ConfigError(f"broker URL {url!r}: one host only (AMQP failover lists are not supported)")
+        try:
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            raise ConfigError(f"broker URL {url!r}: the port must be a number 1-65535") from None
+        if not host:
+            raise ConfigError(f"broker URL {url!r}: no host")
+        if parts.netloc.endswith(":"):
+            raise ConfigError(f"broker URL {url!r}: empty port")
+        name = parts.path[1:] if parts.path.startswith("/") else parts.path
+        if not name:
+            name = DEFAULT_QUEUE
+        elif not _QUEUE_RE.fullmatch(name):
+            raise ConfigError(f"broker URL {url!r}: the path must be /QUEUE with QUEUE in [A-Za-z0-9._-]")
+        params: dict[str, str] = {}
+        for key, value in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
+            if key not in _PARAMS:
+                raise ConfigError(f"broker URL {url!r}: unknown parameter {key!r} (known: {', '.join(_PARAMS)})")
+            if key in params:
+                raise ConfigError(f"broker URL {url!r}: parameter {key!r} given twice")
+            params[key] = value
+        if "vhost" in params and not params["vhost"]:
+            raise ConfigError(f"broker URL {url!r}: vhost= is empty")
+        return cls(
+            host=host,
+            port=port if port is not None else (DEFAULT_TLS_PORT if tls else DEFAULT_PORT),
+            queue=name,
+            tls=tls,
+            vhost=params.get("vhost", DEFAULT_VHOST),
+            heartbeat=_number(url, params, "heartbeat", int, DEFAULT_HEARTBEAT),
+            prefetch=_number(url, params, "prefetch", int, DEFAULT_PREFETCH),
+            ca=_path(url, params, "ca"),
+            cert=_path(url, params, "cert"),
+            key=_path(url, params, "key"),
+            timeout=_number(url, params, "timeout", float, DEFAULT_TIMEOUT),
+            username=env.get(USERNAME_ENV) or None,
+            password=env.get(PASSWORD_ENV) or None,
+        )
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _number(url: str, params: Mapping[str, str], name: str, kind: type[_N], default: _N) -> _N:
+    if name not in params:
+        return default
+    try:
+        return kind(params[name])
+    except ValueError:
+        raise ConfigError(f"broker URL {url!r}: {name}= must be a number") from None
+
+
+def _path(url: str, params: Mapping[str, str], name: str) -> Path | None:
+    if name not in params:
+        return None
+    if not params[name]:
+        raise ConfigError(f"broker URL {url!r}: {name}= is empty")
+    return Path(params[name])
+
+
+def _check_files(config: AmqpConfig) -> None:
+    for name, path in (("ca", config.ca), ("cert", config.cert), ("key", config.key)):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"AMQP broker: {name}= file {path} does not exist")
+
+
+def _connection_parameters(config: AmqpConfig, role: str) -> Any:
+    ssl_options = None
+    if config.tls:
+        try:
+            context = ssl.create_default_context(cafile=str(config.ca) if config.ca else None)
+            if config.cert is not None:
+                context.load_cert_chain(str(config.cert), str(config.key) if config.key else None)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(f"AMQP broker: cannot load the TLS files: {_one_line(exc)}") from None
+        ssl_options = pika.SSLOptions(context, server_hostname=config.host)
+    credentials = (
+        pika.PlainCredentials(config.username, config.password or "")
+        if config.username is not None
+        else pika.ConnectionParameters.DEFAULT_CREDENTIALS
+    )
+    return pika.ConnectionParameters(
+        host=config.host,
+        port=config.port,
+        virtual_host=config.vhost,
+        credentials=credentials,
+        heartbeat=config.heartbeat,
+        blocked_connection_timeout=config.timeout,
+        socket_timeout=config.timeout,
+        stack_timeout=config.timeout,
+        connection_attempts=1,  # the retries and the waits between them are ours
+        retry_delay=0,
+        ssl_options=ssl_options,
+        client_properties={"connection_name": f"eventindex {role} pid {os.getpid()}"},
+    )
+
+
+def properties_for(headers: Mapping[str, str] | None, group: str | None) -> Any:
+    """The persistent message's properties; the caller's headers and the group in its header table."""
+    table: dict[str, str] = {}
+    for key, value in (headers or {}).items():
+        key, value = str(key), str(value)
+        if not key or len(key.encode()) > 255:
+            raise TransportError(f"header {key[:40]!r} cannot be sent over AMQP (empty, or longer than 255 bytes)")
+        table[key] = value
+    if group is None:
+        group = table.get(GROUP_HEADER)
+    if group is not None:
+        table[GROUP_HEADER] = group
+    return pika.BasicProperties(
+        content_type=table.get("content-type", DEFAULT_CONTENT_TYPE),
+        delivery_mode=pika.DeliveryMode.Persistent,
+        message_id=uuid.uuid4().hex,
+        timestamp=int(time.time()),
+        headers=table,
+    )
+
+
+def _one_line(text: object, limit: int = 300) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    line = " ".join(str(text or "").split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for a pika or socket error (several pika errors have an empty str())."""
+    if isinstance(exc, pika.exceptions.ConnectionClosed | pika.exceptions.ChannelClosed):
+        return f"{type(exc).__name__} ({exc.reply_code} {_one_line(exc.reply_text)})"
+    if isinstance(exc, pika.exceptions.AMQPConnectionError) and exc.args:
+        inner = exc.args[0]
+        if isinstance(inner, BaseException):
+            return f"{type(exc).__name__}: {_describe(inner)}"
+    return f"{type(exc).__name__}: {_one_line(exc)}" if _one_line(exc) else type(exc).__name__
+
+
+def _is_final(exc: BaseException) -> bool:
+    """A refusal that a retry does not fix (credentials, vhost, permissions, a conflicting queue)."""
+    if isinstance(exc, _REFUSALS):
+        return True
+    if isinstance(exc, pika.exceptions.ConnectionClosed | pika.exceptions.ChannelClosed):
+        return int(exc.reply_code) in _FINAL_REPLY_CODES
+    return False
+
+
+# ----------------------------------------------------------------------------------------- connection
+class _LinkLost(BrokerConnectionError):
+    """The connection failed, dropped, or the broker did not take a message: the operation may be retried."""
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    generation: int
+    delivery_tag: int
+    redelivered: bool
+    properties: Any
+    body: bytes
+
+
+class _Link:
+    """One AMQP connection and its channel (one generation). Used only under its owner's lock."""
+
+    def __init__(
+        self, config: AmqpConfig, generation: int, deliveries: collections.deque[_Delivery] | None = None
+    ) -> None:
+        self.config = config
+        self.generation = generation
+        self._deliveries = deliveries
+        self.connection: Any = None
+        self.channel: Any = None
+        #: the publisher's transactional channel (`send_batch`), opened on first use
+        self.tx_channel: Any = None
+        #: messages of the current transaction the broker returned as unroutable
+        self.tx_returned = 0
+        #: why the connection is gone, or None while it is up
+        self.lost: str | None = None
+        #: time.monotonic() when the connection was found gone
+        self.lost_at: float | None = None
+
+    def open(self) -> None:
+        """Connect, open the channel, declare the queue; a consumer also sets its prefetch and subscribes."""
+        cfg = self.config
+        role = "consumer" if self._deliveries is not None else "publisher"
+        parameters = _connection_parameters(cfg, role)
+        try:
+            self.connection = pika.BlockingConnection(parameters)
+            self.channel = self.connection.channel()
+            self.channel.queue_declare(queue=cfg.queue, durable=True)
+            if self._deliveries is None:
+                self.channel.confirm_delivery()
+            else:
+                self.channel.basic_qos(prefetch_count=cfg.prefetch)
+                self.channel.add_on_cancel_callback(self._on_cancel)
+                self.channel.basic_consume(
+                    queue=cfg.queue,
+                    on_message_callback=self._on_message,
+                    auto_ack=False,
+                    consumer_tag=f"eventindex-{self.generation}-{uuid.uuid4().hex[:12]}",
+                )
+        except _PIKA_ERRORS as exc:
+            self.abort()
+            if _is_final(exc):
+                raise TransportError(f"AMQP broker {cfg.address} refused the connection: {_describe(exc)}") from None
+            raise _LinkLost(_describe(exc)) from None
+        log.info(
+            "AMQP connection %d to %s (vhost %s) is up, heartbeat %d s", self.generation, cfg.address, cfg.vhost,
+            cfg.heartbeat,
+        )  # fmt: skip
+
+    def publish(self, body: bytes, properties: Any) -> None:
+        """Publish and wait for the broker's confirm; _LinkLost when it did not take the message."""
+        try:
+            self.channel.basic_publish(
+                exchange="", routing_key=self.config.queue, body=body, properties=properties, mandatory=True
+            )
+        except pika.exceptions.UnroutableError:
+            self.set_lost("the broker returned the message as unroutable (queue deleted?)")
+        except pika.exceptions.NackError:
+            self.set_lost("the broker nacked the message")
+        except _PIKA_ERRORS as exc:
+            self.set_lost(_describe(exc))
+        else:
+            return
+        raise _LinkLost(self.lost or "connection lost")
+
+    def publish_transaction(self, items: Sequence[tuple[bytes, Any]]) -> None:
+        """Publish on a second, transactional channel and commit: the broker answers Tx.CommitOk once the
+        persistent messages are on disk (confirms and transactions cannot share a channel). _LinkLost
+        when the commit failed or a message came back unroutable (then the queue is gone and so none of
+        them was routed)."""
+        self.tx_returned = 0
+        try:
+            if self.tx_channel is None:
+                channel = self.connection.channel()
+                channel.tx_select()
+                channel.add_on_return_callback(self._on_tx_return)
+                self.tx_channel = channel
+            for body, properties in items:
+                self.tx_channel.basic_publish(
+                    exchange="", routing_key=self.config.queue, body=body, properties=properties, mandatory=True
+                )
+            self.tx_channel.tx_commit()
+            self.connection.process_data_events(0)  # dispatches the Basic.Return of an unroutable message
+        except _PIKA_ERRORS as exc:
+            self.set_lost(f"transaction failed: {_describe(exc)}")
+            raise _LinkLost(self.lost or "connection lost") from None
+        if self.tx_returned:
+            self.set_lost("the broker returned the messages as unroutable (queue deleted?)")
+            raise _LinkLost(self.lost or "connection lost")
+
+    def wait(self, seconds: float) -> None:
+        """Process socket events (deliveries, heartbeats) for at most `seconds`; marks the link lost on failure."""
+        try:
+            self.connection.process_data_events(time_limit=max(0.0, seconds))
+        except _PIKA_ERRORS as exc:
+            self.set_lost(_describe(exc))
+
+    def settle(self, delivery_tag: int, ack: bool) -> None:
+        """basic_ack, or basic_nack with requeue; fire-and-forget (a lost one means a redelivery)."""
+        try:
+            if ack:
+                self.channel.basic_ack(delivery_tag=delivery_tag)
+            else:
+                self.channel.basic_nack(delivery_tag=delivery_tag, requeue=True)
+        except _PIKA_ERRORS as exc:
+            self.set_lost(f"{'ack' if ack else 'nack'} failed: {_describe(exc)}")
+
+    def set_lost(self, reason: str) -> None:
+        if self.lost is None:
+            self.lost, self.lost_at = reason, time.monotonic()
+
+    def close(self) -> None:
+        """Close the connection (the broker requeues unacked deliveries)."""
+        if self.connection is not None and self.lost is None:
+            try:
+                self.connection.close()
+            except _PIKA_ERRORS as exc:
+                log.debug("closing the AMQP connection to %s: %s", self.config.address, _describe(exc))
+        self.set_lost("closed")
+        self.abort()
+
+    def abort(self) -> None:
+        """Forget the connection; close its socket if it is still open."""
+        connection, self.connection, self.channel, self.tx_channel = self.connection, None, None, None
+        self.set_lost("closed")
+        if connection is not None and connection.is_open:
+            try:
+                connection.close()
+            except _PIKA_ERRORS as exc:
+                log.debug("closing the AMQP connection to %s: %s", self.config.address, _describe(exc))
+
+    # -- pika callbacks: they run inside this link's pika calls, in the caller's thread
+    def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        if self._deliveries is not None:
+            self._deliveries.append(
+                _Delivery(self.generation, int(method.delivery_tag), bool(method.redelivered), properties, body)
+            )
+
+    def _on_tx_return(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        self.tx_returned += 1
+
+    def _on_cancel(self, method: Any) -> None:
+        self.set_lost("the broker cancelled the consumer (queue deleted?)")
+
+
+def _connect(
+    config: AmqpConfig,
+    generation: int,
+    deliveries: collections.deque[_Delivery] | None = None,
+    attempts: int = CONNECT_ATTEMPTS,
+) -> _Link:
+    """Open a connection: up to `attempts` tries, with backoff between them."""
+    reason = ""
+    for attempt in range(1, attempts + 1):
+        if attempt > 1:
+            time.sleep(compute_backoff(attempt - 1, BACKOFF_BASE, BACKOFF_CAP))
+        link = _Link(config, generation, deliveries)
+        try:
+            link.open()
+            return link
+        except _LinkLost as exc:
+            reason = str(exc)
+            log.info("AMQP connect to %s, attempt %d/%d: %s", config.address, attempt, attempts, reason)
+    raise BrokerConnectionError(f"cannot connect to AMQP broker {config.address} ({attempts} attempts): {reason}")
+
+
+# ------------------------------------------------------------------------------------------ publisher
+class AmqpPublisher(Publisher):
+    """Persistent messages on a confirm-mode channel; connects in the constructor."""
+
+    def __init__(self, config: AmqpConfig) -> None:
+        _check_files(config)
+        self.config = config
+        self._lock = threading.Lock()  # pika connections are not thread-safe: one send at a time
+        self._closed = False
+        self._generation = 1
+        self._link: _Link | None = _connect(config, self._generation)
+
+    def _current_link(self) -> _Link:
+        if self._closed:
+            raise TransportError(f"AMQP publisher for {self.config.address} is closed")
+        link = self._link
+        if link is not None and link.lost is None:
+            return link
+        if link is not None:
+            link.abort()
+            self._link = None
+        self._generation += 1
+        self._link = _connect(self.config, self._generation, attempts=RECONNECT_ATTEMPTS)
+        return self._link
+
+    def send(self, body: bytes, headers: Mapping[str, str] | None = None, group: str | None = None) -> None:
+        body = bytes(body)
+        properties = properties_for(headers, group)
+        self._confirmed(lambda link: link.publish(body, properties), "a message")
+
+    def send_batch(self, messages: Sequence[tuple[bytes, Mapping[str, str]]], group: str | None = None) -> None:
+        """One AMQP transaction: the broker routes none of the messages unless it committed all."""
+        items = [(bytes(body), properties_for(headers, group)) for body, headers in messages]
+        if items:
+            self._confirmed(lambda link: link.publish_transaction(items), f"a transaction of {len(items)} messages")
+
+    def _confirmed(self, action: Callable[[_Link], None], what: str) -> None:
+        """Run `action` on the current connection until the broker took it, reconnecting between tries."""
+        reason = ""
+        with self._lock:
+            for attempt in range(1, SEND_ATTEMPTS + 1):
+                link = self._current_link()
+                try:
+                    action(link)
+                    return
+                except _LinkLost as exc:
+                    # the messages may or may not have reached the broker: sending again may duplicate them,
+                    # which the at-least-once contract allows; not sending could lose them
+                    reason = str(exc)
+                    link.abort()
+                    log.warning(
+                        "AMQP send of %s to %s not confirmed (%s), attempt %d/%d", what, self.config.address, reason,
+                        attempt, SEND_ATTEMPTS,
+                    )  # fmt: skip
+                if attempt < SEND_ATTEMPTS:
+                    time.sleep(compute_backoff(attempt, BACKOFF_BASE, BACKOFF_CAP))
+        raise BrokerConnectionError(
+            f"AMQP broker {self.config.address} did not confirm {what} in {SEND_ATTEMPTS} attempts: {reason}"
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            link, self._link = self._link, None
+            if link is not None:
+                link.close()
+
+
+# ------------------------------------------------------------------------------------------- consumer
+class AmqpConsumer(Consumer):
+    """Manual-ack consumer with a prefetch window; reconnects from the thread that calls `receive`."""
+
+    def __init__(self, config: AmqpConfig, reconnect_deadline: float = RECONNECT_DEADLINE) -> None:
+        _check_files(config)
+        self.config = config
+        self.reconnect_deadline = reconnect_deadline
+        self._deliveries: collections.deque[_Delivery] = collections.deque()
+        self._lock = threading.Lock()  # pika connections are not thread-safe
+        self._stop = threading.Event()
+        self._closed = False
+        self._generation = 1
+        self._outage_since: float | None = None
+        self._outage_attempts = 0
+        self._outage_reason = ""
+        self._next_attempt = 0.0
+        self._link: _Link | None = _connect(config, self._generation, self._deliveries)
+
+    def receive(self, timeout: float) -> Message | None:
+        if self._closed:
+            raise TransportError(f"AMQP consumer for {self.config.address} is closed")
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._lock:
+            while not self._stop.is_set():
+                link = self._usable_link(deadline)
+                if link is None:
+                    return None
+                while self._deliveries:
+                    item = self._deliveries.popleft()
+                    if item.generation == link.generation:
+                        return _message(item)
+                    log.debug("dropped a message of AMQP connection %d; the broker redelivers it", item.generation)
+                remaining = deadline - time.monotonic()
+                link.wait(min(remaining, POLL_SLICE))
+                if not self._deliveries and link.lost is None and time.monotonic() >= deadline:
+                    return None
+        return None
+
+    def _usable_link(self, deadline: float) -> _Link | None:
+        """The live connection, reconnecting (with backoff, within the caller's deadline) when it is gone."""
+        while not self._stop.is_set():
+            link = self._link
+            if link is not None and link.lost is None:
+                return link
+            now = time.monotonic()
+            if link is not None:
+                self._link = None
+                link.abort()
+                dropped = len(self._deliveries)
+                self._deliveries.clear()
+                log.warning(
+                    "AMQP connection %d to %s lost (%s); %d unacked prefetched message(s) dropped, "
+                    "the broker redelivers them; reconnecting",
+                    link.generation,
+                    self.config.address,
+                    link.lost,
+                    dropped,
+                )
+                self._outage_since, self._outage_attempts, self._next_attempt = link.lost_at or now, 0, now
+                self._outage_reason = link.lost or ""
+            if self._outage_since is None:
+                self._outage_since, self._outage_attempts, self._next_attempt = now, 0, now
+            if now - self._outage_since > self.reconnect_deadline:
+                since, self._outage_since = self._outage_since, None  # the next receive starts a new budget
+                raise BrokerConnectionError(
+                    f"AMQP broker {self.config.address} unreachable for {now - since:.0f} s "
+                    f"({self._outage_attempts} reconnect attempts): {self._outage_reason}"
+                )
+            if now < self._next_attempt:
+                self._stop.wait(min(self._next_attempt, deadline) - now)
+                if time.monotonic() < self._next_attempt:
+                    return None  # the caller's timeout came first
+                continue
+            self._outage_attempts += 1
+            self._generation += 1
+            candidate = _Link(self.config, self._generation, self._deliveries)
+            try:
+                candidate.open()
+            except _LinkLost as exc:
+                self._outage_reason = str(exc)
+                self._next_attempt = time.monotonic() + compute_backoff(
+                    self._outage_attempts, BACKOFF_BASE, BACKOFF_CAP
+                )
+                log.info("AMQP reconnect to %s, attempt %d: %s", self.config.address, self._outage_attempts, exc)
+                if time.monotonic() >= deadline:
+                    return None
+                continue
+            self._link = candidate
+            log.info(
+                "AMQP consumer reconnected to %s after %.1f s",
+                self.config.address,
+                time.monotonic() - self._outage_since,
+            )
+            self._outage_since = None
+        return None
+
+    def _link_for(self, message: Message, what: str) -> tuple[_Link, int] | None:
+        generation, sep, tag = message.handle.partition("/")
+        if not sep or not generation.isdigit() or not tag.isdigit():
+            raise TransportError(f"{what}: message handle {message.handle!r} is not from an AMQP consumer")
+        link = self._link
+        if link is None or link.generation != int(generation) or link.lost is not None:
+            log.info(
+                "%s of a message from AMQP connection %s skipped: that connection is gone and the broker "
+                "redelivers the message",
+                what,
+                generation,
+            )
+            return None
+        return link, int(tag)
+
+    def ack(self, message: Message) -> None:
+        with self._lock:
+            found = self._link_for(message, "ack")
+            if found is not None:
+                link, tag = found
+                link.settle(tag, ack=True)
+
+    def release(self, message: Message) -> None:
+        with self._lock:
+            found = self._link_for(message, "release")
+            if found is not None:
+                link, tag = found
+                link.settle(tag, ack=False)
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            link, self._link = self._link, None
+            self._deliveries.clear()
+            if link is not None:
+                link.close()
+
+
+def _message(item: _Delivery) -> Message:
+    properties = item.properties
+    headers: dict[str, str] = {}
+    for key, value in (properties.headers or {}).items():
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", errors="replace")
+        headers[str(key)] = str(value)
+    if properties.content_type:
+        headers.setdefault("content-type", str(properties.content_type))
+    return Message(
+        body=bytes(item.body),
+        headers=headers,
+        handle=f"{item.generation}/{item.delivery_tag}",
+        redelivered=item.redelivered,
+    )
