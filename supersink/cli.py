@@ -134,6 +134,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, format="ei-supersink: %(message)s", stream=sys.stderr
     )
+    _quiet_libraries()
     store = CountingStore(open_store(args.store))
     warehouse = Warehouse.from_url(args.warehouse)
     ledger = _open_ledger(args.state)
@@ -173,6 +174,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         ledger.close()
     print(json.dumps(report, indent=2) if args.json else render(report))
     return EXIT_OK
+
+
+def _quiet_libraries() -> None:
+    """Client libraries log their own retries loudly; our adapters report what matters, once."""
+    for name in ("pika", "stomp.py", "botocore", "urllib3"):
+        logging.getLogger(name).setLevel(logging.CRITICAL if name == "pika" else logging.WARNING)
 
 
 def _layout(args: argparse.Namespace) -> FileLayout:
