@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -25,14 +26,60 @@ class InputSource(ABC):
 
     @abstractmethod
     def batches(self, max_rows: int) -> Iterator[pa.Table]:
-        """Yield the file's events in order, at most `max_rows` per table."""
+        """Yield the file's events in order, at most `max_rows` per table (EVENT_SCHEMA).
+
+        Raises InputError naming the file and the record when the file is unreadable,
+        truncated or inconsistent.
+        """
 
 
-def open_input(spec: str) -> InputSource:
-    """Parse one `--input` value: `synthetic:EVENTS[:SEED]`."""
+#: File name endings and the reader that takes them.
+SUFFIXES = {
+    ".ei.spb": "spb",
+    ".spb": "spb",
+    ".root": "root",
+    ".parquet": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+
+
+def input_kind(spec: str) -> tuple[str, str]:
+    """(kind, rest) of an `--input` value: `KIND:REST`, or a path whose ending names the kind."""
     kind, sep, rest = spec.partition(":")
-    if sep and kind == "synthetic":
+    if sep and kind in ("synthetic", "spb", "root", "parquet", "jsonl"):
+        return kind, rest
+    for suffix, suffix_kind in SUFFIXES.items():
+        if spec.lower().endswith(suffix):
+            return suffix_kind, spec
+    raise InputError(
+        f"input {spec!r}: unknown input kind (expected synthetic:EVENTS[:SEED], or a file ending in "
+        f"{', '.join(SUFFIXES)}, or KIND:PATH with KIND one of spb, root, parquet, jsonl)"
+    )
+
+
+def open_input(spec: str, branch_map: Path | None = None) -> InputSource:
+    """Open one `--input` value."""
+    kind, rest = input_kind(spec)
+    if kind == "synthetic":
         from producer.inputs.synthetic import SyntheticInput
 
         return SyntheticInput.from_spec(rest)
-    raise InputError(f"input {spec!r}: unknown input kind (expected synthetic:EVENTS[:SEED])")
+    path = Path(rest)
+    if not path.is_file():
+        raise InputError(f"input {rest}: no such file")
+    if kind == "spb":
+        from producer.inputs.spb import SpbInput
+
+        return SpbInput(path)
+    if kind == "root":
+        from producer.inputs.root import RootInput
+
+        return RootInput(path, branch_map)
+    if kind == "parquet":
+        from producer.inputs.parquet import ParquetInput
+
+        return ParquetInput(path)
+    from producer.inputs.jsonl import JsonLinesInput
+
+    return JsonLinesInput(path)

@@ -1,0 +1,573 @@
+"""`*.ei.spb`: the files the ATLAS EventIndex producer writes (REFERENCE.md §1).
+
+A gzip stream: little-endian uint32 magic 0x6e56c8c7 and version 1, then records
+`[uint32 (type << 8 | msgversion 1)][uint32 length][EventIndex_p1 protobuf]`, in the order
+
+    Header, then per input file (BeginGUID, [TriggerMenu], EIEvent x N, EndGUID), then Trailer.
+
+One `SpbInput` is one SPB file. Its events are those of all its input files, in file order; the
+`input_guid` of each event is the GUID of the BeginGUID..EndGUID block that holds it, `guid` is
+the first block's GUID and `declared_events` is the Trailer's `nentries`. `files()` gives one
+`SpbFileInput` per block (guid = the block's GUID, declared_events = its EndGUID's `nentries`),
+for callers that want one summary per input file: it scans the whole file once (no event
+decoding), and each SpbFileInput then decompresses the file up to the end of its block.
+
+Fields: EIEvent_p1 numbers map to the columns of the same meaning (an absent extendedLevel1ID
+is null, absent optional numbers are 0); L1PassedTrigMask -> l1_tbp/tap/tav, L2PassedTrigMask ->
+l2_*, EFPassedTrigMask -> hlt_* (the EF field holds the HLT in Run 2/3), each null when absent
+or empty (see trigger.py); eitoken -> provenance in order (stream = the token's name; the first
+is the event's own file).
+
+The file is read lazily, one bounded buffer at a time; the whole file is never in memory.
+Everything is checked: magic, version, record words and message versions, record lengths
+(at most MAX_RECORD_BYTES), truncation (of the gzip stream, a record header or a record),
+protobuf decoding and required fields, the record order, GUIDs, trigger masks and tokens,
+and the counts (EndGUID.nentries against the events of its block, Trailer.nfiles against the
+BeginGUIDs, Trailer.nentries against all events). Any failure is an InputError with one line
+naming the file and the record: records are numbered from 1 in file order (the Header is
+record 1; "record 0" is the magic/version word pair), with their uncompressed byte offset.
+`check_counts=False` turns the count checks off (the counts are still reported).
+"""
+
+from __future__ import annotations
+
+import gzip
+import operator
+import re
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import pyarrow as pa
+from google.protobuf.message import DecodeError, Message
+
+from eventindex.columns import EVENT_SCHEMA, PROVENANCE_TYPE
+from eventindex.errors import InputError
+from producer.inputs import EventIndex_p1_pb2 as ei
+from producer.inputs.base import InputSource
+from producer.inputs.trigger import TokenFormatError, TriggerFormatError, decode_hlt, decode_l1, parse_tokens
+
+MAGIC = 0x6E56C8C7
+VERSION = 1
+MSG_VERSION = 1
+HEADER, TRAILER, BEGIN_GUID, END_GUID, TRIGGER_MENU, EI_EVENT = 1, 2, 3, 4, 5, 6
+RECORD_NAMES = {
+    HEADER: "Header",
+    TRAILER: "Trailer",
+    BEGIN_GUID: "BeginGUID",
+    END_GUID: "EndGUID",
+    TRIGGER_MENU: "TriggerMenu",
+    EI_EVENT: "EIEvent",
+}
+#: The largest record accepted: events are ~0.1-2 kB, trigger menus up to a few hundred kB.
+MAX_RECORD_BYTES = 16 << 20
+#: How much decompressed data is read at a time.
+READ_BLOCK = 1 << 20
+
+_WORDS = struct.Struct("<II")
+_GUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+_NUMBERS = (
+    ("run_number", "runNumber", "uint32"),
+    ("event_number", "eventNumber", "uint64"),
+    ("lumi_block", "lumiBlock", "uint32"),
+    ("bcid", "bcid", "uint32"),
+    ("timestamp", "timeStamp", "uint32"),
+    ("timestamp_ns_offset", "timeStampNSOffset", "uint32"),
+    ("is_simulation", "isSimulation", "bool"),
+    ("is_calibration", "isCalibration", "bool"),
+    ("is_testbeam", "isTestBeam", "bool"),
+    ("mc_channel_number", "mcChannelNumber", "uint32"),
+    ("mc_event_weight", "mcEventWeight", "float32"),
+    ("smk", "SMK", "uint32"),
+    ("hlt_psk", "HLTPSK", "uint32"),
+    ("l1_psk", "L1PSK", "uint32"),
+)
+# One call per event: the numbers, then extendedLevel1ID, then the three mask strings.
+_EVENT_FIELDS = operator.attrgetter(
+    *[field for _, field, _ in _NUMBERS], "extendedLevel1ID", "L1PassedTrigMask", "L2PassedTrigMask", "EFPassedTrigMask"
+)
+_L1ID = len(_NUMBERS)
+_MASKS = _L1ID + 1
+_L1_COLUMNS = ("l1_tbp", "l1_tap", "l1_tav")
+_L2_COLUMNS = ("l2_passed_physics", "l2_passed_through", "l2_resurrected")
+_HLT_COLUMNS = ("hlt_passed_physics", "hlt_passed_through", "hlt_resurrected")
+
+M = TypeVar("M", bound=Message)
+
+# What is wrong with a record that comes right after the Header, where a BeginGUID must be.
+_BEFORE_BEGIN = {
+    HEADER: "a second Header",
+    TRAILER: "Trailer before any BeginGUID: the file holds no input file",
+    END_GUID: "EndGUID without a BeginGUID",
+    TRIGGER_MENU: "a TriggerMenu must follow its BeginGUID directly",
+    EI_EVENT: "EIEvent before any BeginGUID",
+}
+
+
+@dataclass(frozen=True)
+class SpbBlock:
+    """One input file of an SPB file: its BeginGUID..EndGUID block."""
+
+    index: int
+    guid: str  # uppercase
+    begin: ei.BeginGUID_p1
+    trigger_menu: ei.TriggerMenu_p1 | None
+    end: ei.EndGUID_p1
+    events: int  # EIEvent records read in the block
+    first_record: int  # the BeginGUID's record number
+
+    @property
+    def declared_events(self) -> int:
+        return int(self.end.nentries)
+
+
+@dataclass(frozen=True)
+class SpbLayout:
+    """What a complete pass over an SPB file found."""
+
+    header: ei.Header_p1
+    blocks: tuple[SpbBlock, ...]
+    trailer: ei.Trailer_p1
+    events: int
+
+
+class _Records:
+    """The framed records of one SPB file, in order: (number, offset, type, payload).
+
+    Checks the magic and version on construction, then each record word and length; gzip and
+    I/O failures become InputError naming the record being read.
+    """
+
+    def __init__(self, name: str, path: Path) -> None:
+        self.name = name
+        self.number = 0
+        self._buf = b""
+        self._pos = 0
+        self._base = 0  # uncompressed offset of _buf[0]
+        try:
+            self._stream = gzip.open(path, "rb")  # noqa: SIM115 (closed by close(), the reader spans calls)
+        except OSError as exc:
+            raise InputError(f"input {name}: cannot open: {_one_line(exc)}") from None
+        try:
+            if not self._fill(8, 0, "file header"):
+                raise self.error(0, 0, "file header", f"truncated: {len(self._buf)} of 8 bytes (magic, version)")
+            magic, version = _WORDS.unpack_from(self._buf, 0)
+            if magic != MAGIC:
+                raise self.error(
+                    0, 0, "file header", f"bad magic 0x{magic:08X}, expected 0x{MAGIC:08X}: not an SPB file"
+                )
+            if version != VERSION:
+                raise self.error(
+                    0, 0, "file header", f"unsupported SPB version {version} (this reader knows {VERSION})"
+                )
+            self._pos = 8
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self._stream.close()
+
+    @property
+    def position(self) -> int:
+        """The uncompressed offset of the next record."""
+        return self._base + self._pos
+
+    def error(self, number: int, offset: int, kind: str, reason: str) -> InputError:
+        return InputError(f"input {self.name}: record {number} ({kind}) at byte {offset}: {reason}")
+
+    def _fill(self, need: int, number: int, kind: str) -> bool:
+        """Make at least `need` bytes available from _pos; False at the end of the stream.
+
+        `number` and `kind` name the record being read, for errors.
+        """
+        self._buf = self._buf[self._pos :]
+        self._base += self._pos
+        self._pos = 0
+        parts = [self._buf]
+        have = len(self._buf)
+        while have < need:
+            try:
+                # read1: whatever one step of decompression gives, so that data before a
+                # truncation is still read and the error names the record where it happens.
+                block = self._stream.read1(max(READ_BLOCK, need - have))
+            except EOFError:
+                raise self.error(
+                    number, self._base + have, kind, "truncated gzip stream (no end-of-stream marker)"
+                ) from None
+            except (OSError, zlib.error) as exc:
+                raise self.error(number, self._base + have, kind, f"unreadable gzip stream: {_one_line(exc)}") from None
+            if not block:
+                break
+            parts.append(block)
+            have += len(block)
+        self._buf = b"".join(parts) if len(parts) > 1 else parts[0]
+        return have >= need
+
+    def __iter__(self) -> Iterator[tuple[int, int, int, bytes]]:
+        unpack = _WORDS.unpack_from
+        while True:
+            if len(self._buf) - self._pos < 8 and not self._fill(8, self.number + 1, "record header"):
+                left = len(self._buf) - self._pos
+                if left:
+                    raise self.error(
+                        self.number + 1, self._base, "record header", f"truncated record header: {left} of 8 bytes"
+                    )
+                return
+            pos = self._pos
+            offset = self._base + pos
+            word, length = unpack(self._buf, pos)
+            self.number += 1
+            rtype = (word & 0x000FFF00) >> 8
+            kind = RECORD_NAMES.get(rtype, "unknown type")
+            if word & 0xFFF00000 or rtype not in RECORD_NAMES:
+                raise self.error(self.number, offset, kind, f"unknown record word 0x{word:08X}")
+            if word & 0xFF != MSG_VERSION:
+                raise self.error(
+                    self.number, offset, kind, f"unsupported message version {word & 0xFF} (expected {MSG_VERSION})"
+                )
+            if length > MAX_RECORD_BYTES:
+                raise self.error(self.number, offset, kind, f"length {length} exceeds the limit {MAX_RECORD_BYTES}")
+            end = pos + 8 + length
+            if end > len(self._buf):
+                if not self._fill(8 + length, self.number, kind):
+                    raise self.error(
+                        self.number,
+                        offset,
+                        kind,
+                        f"truncated record: {length} bytes declared, {len(self._buf) - 8} present",
+                    )
+                pos = 0
+                end = 8 + length
+            self._pos = end
+            yield self.number, offset, rtype, self._buf[pos + 8 : end]
+
+
+def _missing_fields(message: Message, prefix: str = "") -> list[str]:
+    """The required fields a message lacks, nested ones as `eitoken[0].token`."""
+    missing = []
+    for field in message.DESCRIPTOR.fields:
+        if field.is_required and not message.HasField(field.name):
+            missing.append(prefix + field.name)
+        elif field.type == field.TYPE_MESSAGE and field.is_repeated:
+            for index, item in enumerate(getattr(message, field.name)):
+                missing += _missing_fields(item, f"{prefix}{field.name}[{index}].")
+    return missing
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+class SpbInput(InputSource):
+    """One SPB file: the events of all its input files (see the module docstring)."""
+
+    def __init__(self, path: Path, *, check_counts: bool = True) -> None:
+        self.path = Path(path)
+        self.name = str(path)
+        self.check_counts = check_counts
+        self._layout: SpbLayout | None = None
+        # Read the Header and the first BeginGUID now: the file's identity is needed up front.
+        records = _Records(self.name, self.path)
+        try:
+            self.header = ei.Header_p1()
+            self.guid = ""
+            for number, offset, rtype, payload in records:
+                if number == 1:
+                    if rtype != HEADER:
+                        raise records.error(number, offset, RECORD_NAMES[rtype], "the first record must be the Header")
+                    self.header = self._parse(ei.Header_p1, payload, records, number, offset, rtype)
+                    continue
+                if rtype != BEGIN_GUID:
+                    raise records.error(number, offset, RECORD_NAMES[rtype], _BEFORE_BEGIN[rtype])
+                begin = self._parse(ei.BeginGUID_p1, payload, records, number, offset, rtype)
+                self.guid = self._guid(begin, records, number, offset)
+                break
+            if not self.guid:
+                raise records.error(
+                    records.number + 1, records.position, "end of file", "the file ends before its first BeginGUID"
+                )
+        finally:
+            records.close()
+
+    # ------------------------------------------------------------ InputSource
+
+    @property
+    def declared_events(self) -> int:
+        """The Trailer's `nentries` (the file is scanned once if it was not read yet)."""
+        return int(self.layout().trailer.nentries)
+
+    def batches(self, max_rows: int) -> Iterator[pa.Table]:
+        yield from self._batches(max_rows, None)
+
+    # ------------------------------------------------------------ SPB specifics
+
+    def layout(self) -> SpbLayout:
+        """The blocks, counts, Header and Trailer; scans the file (without decoding events) if needed."""
+        if self._layout is None:
+            for _ in self._walk(-1):
+                pass
+        assert self._layout is not None
+        return self._layout
+
+    def files(self) -> list[SpbFileInput]:
+        """One InputSource per input file (BeginGUID..EndGUID block), in file order."""
+        return [SpbFileInput(self, block) for block in self.layout().blocks]
+
+    def _batches(self, max_rows: int, block: int | None) -> Iterator[pa.Table]:
+        if max_rows < 1:
+            raise ValueError("max_rows must be positive")
+        events = self._walk(block)
+        while True:
+            batch = _EventBatch(self.name)
+            more = batch.fill(events, max_rows)
+            if batch.rows:
+                yield batch.table()
+            if not more:
+                return
+
+    def _walk(self, select: int | None) -> Iterator[tuple[str, int, int, bytes]]:
+        """Check the whole file; yield (guid, number, offset, payload) of the EIEvent records of
+        block `select` (all blocks when None, none when -1), and remember the layout.
+
+        When one block is selected and the file was checked before (`files()` scans it), the
+        walk ends with that block's EndGUID."""
+        records = _Records(self.name, self.path)
+        error = records.error
+        header: ei.Header_p1 | None = None
+        trailer: ei.Trailer_p1 | None = None
+        blocks: list[SpbBlock] = []
+        begin: ei.BeginGUID_p1 | None = None
+        begin_record = 0
+        menu: ei.TriggerMenu_p1 | None = None
+        guid = ""
+        in_block = 0  # events of the open block
+        total = 0
+        previous = 0  # type of the previous record
+        try:
+            for number, offset, rtype, payload in records:
+                if rtype == EI_EVENT:
+                    if begin is None:
+                        raise error(number, offset, "EIEvent", self._misplaced(previous, trailer is not None))
+                    in_block += 1
+                    if select is None or select == len(blocks):
+                        yield guid, number, offset, payload
+                    previous = rtype
+                    continue
+                kind = RECORD_NAMES[rtype]
+                if trailer is not None:
+                    raise error(number, offset, kind, "record after the Trailer")
+                if rtype == HEADER:
+                    if header is not None:
+                        raise error(number, offset, kind, "a second Header")
+                elif header is None:
+                    raise error(number, offset, kind, "the first record must be the Header")
+                if rtype == HEADER:
+                    header = self._parse(ei.Header_p1, payload, records, number, offset, rtype)
+                elif rtype == BEGIN_GUID:
+                    if begin is not None:
+                        raise error(number, offset, kind, f"BeginGUID inside the block opened by record {begin_record}")
+                    begin = self._parse(ei.BeginGUID_p1, payload, records, number, offset, rtype)
+                    guid = self._guid(begin, records, number, offset)
+                    begin_record, menu, in_block = number, None, 0
+                elif rtype == TRIGGER_MENU:
+                    if previous != BEGIN_GUID:
+                        raise error(number, offset, kind, "a TriggerMenu must follow its BeginGUID directly")
+                    menu = self._parse(ei.TriggerMenu_p1, payload, records, number, offset, rtype)
+                elif rtype == END_GUID:
+                    if begin is None:
+                        raise error(number, offset, kind, "EndGUID without a BeginGUID")
+                    end = self._parse(ei.EndGUID_p1, payload, records, number, offset, rtype)
+                    if self.check_counts and end.nentries != in_block:
+                        raise error(
+                            number,
+                            offset,
+                            kind,
+                            f"declares {end.nentries} events, the block of GUID {guid} "
+                            f"(record {begin_record}) holds {in_block}",
+                        )
+                    blocks.append(SpbBlock(len(blocks), guid, begin, menu, end, in_block, begin_record))
+                    total += in_block
+                    begin = None
+                    if select == len(blocks) - 1 and self._layout is not None:
+                        return  # one input file of a file whose whole structure was checked before
+                else:  # TRAILER
+                    if begin is not None:
+                        raise error(number, offset, kind, f"Trailer inside the block opened by record {begin_record}")
+                    trailer = self._parse(ei.Trailer_p1, payload, records, number, offset, rtype)
+                    if self.check_counts and trailer.nfiles != len(blocks):
+                        raise error(
+                            number, offset, kind, f"declares {trailer.nfiles} input files, the file holds {len(blocks)}"
+                        )
+                    if self.check_counts and trailer.nentries != total:
+                        raise error(number, offset, kind, f"declares {trailer.nentries} events, the file holds {total}")
+                previous = rtype
+            if trailer is None or header is None:
+                where = (
+                    f"inside the block opened by record {begin_record}" if begin is not None else "without a Trailer"
+                )
+                raise error(
+                    records.number + 1,
+                    records.position,
+                    "end of file",
+                    f"truncated: the file ends after record {records.number} {where}",
+                )
+        finally:
+            records.close()
+        self._layout = SpbLayout(header, tuple(blocks), trailer, total)
+
+    @staticmethod
+    def _misplaced(previous: int, after_trailer: bool) -> str:
+        if after_trailer:
+            return "record after the Trailer"
+        if previous in (0, HEADER):
+            return "EIEvent before any BeginGUID"
+        return "EIEvent outside a BeginGUID..EndGUID block"
+
+    @staticmethod
+    def _parse(cls: type[M], payload: bytes, records: _Records, number: int, offset: int, rtype: int) -> M:
+        kind = RECORD_NAMES[rtype]
+        try:
+            message = cls.FromString(payload)
+        except DecodeError as exc:
+            raise records.error(number, offset, kind, f"undecodable protobuf: {_one_line(exc)}") from None
+        if not message.IsInitialized():
+            missing = ", ".join(_missing_fields(message))
+            raise records.error(number, offset, kind, f"missing required fields: {missing}")
+        return message
+
+    @staticmethod
+    def _guid(begin: ei.BeginGUID_p1, records: _Records, number: int, offset: int) -> str:
+        if not _GUID.fullmatch(begin.guid):
+            raise records.error(number, offset, "BeginGUID", f"guid {begin.guid[:60]!r} is not 8-4-4-4-12 hex digits")
+        return begin.guid.upper()
+
+
+class SpbFileInput(InputSource):
+    """One input file of an SPB file: the events of one BeginGUID..EndGUID block.
+
+    Made by `SpbInput.files()`, after a scan that checked the whole file's structure and counts;
+    reading it decodes and checks that block's events, and stops at its EndGUID.
+    """
+
+    def __init__(self, parent: SpbInput, block: SpbBlock) -> None:
+        self.parent = parent
+        self.block = block
+        self.name = f"{parent.name}#{block.index + 1}"
+        self.guid = block.guid
+
+    @property
+    def declared_events(self) -> int:
+        """The block's EndGUID `nentries`."""
+        return self.block.declared_events
+
+    def batches(self, max_rows: int) -> Iterator[pa.Table]:
+        return self.parent._batches(max_rows, self.block.index)
+
+
+class _EventBatch:
+    """EIEvent records of one batch, decoded column by column when the batch is full."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.rows = 0
+        self.fields: list[tuple[object, ...]] = []
+        self.has_l1id: list[bool] = []
+        self.token_counts: list[int] = []
+        self.streams: list[str] = []
+        self.tokens: list[str] = []
+        self.guids: list[str] = []
+        self.guid_index: list[int] = []
+        self.where: list[tuple[int, int]] = []  # (record number, offset)
+
+    def fill(self, events: Iterator[tuple[str, int, int, bytes]], max_rows: int) -> bool:
+        """Take EIEvent records until the batch holds `max_rows`; False when `events` ran out."""
+        parse = ei.EIEvent_p1.FromString
+        fields, has_l1id, token_counts = self.fields.append, self.has_l1id.append, self.token_counts.append
+        streams, tokens, guid_index, where = (
+            self.streams.append,
+            self.tokens.append,
+            self.guid_index.append,
+            self.where.append,
+        )
+        current = ""
+        for guid, number, offset, payload in events:
+            try:
+                event = parse(payload)
+            except DecodeError as exc:
+                raise self._error(number, offset, f"undecodable protobuf: {_one_line(exc)}") from None
+            if not event.IsInitialized():
+                raise self._error(number, offset, f"missing required fields: {', '.join(_missing_fields(event))}")
+            fields(_EVENT_FIELDS(event))
+            has_l1id(event.HasField("extendedLevel1ID"))
+            refs = event.eitoken
+            token_counts(len(refs))
+            for ref in refs:
+                streams(ref.name)
+                tokens(ref.token)
+            if guid != current:
+                self.guids.append(guid)
+                current = guid
+            guid_index(len(self.guids) - 1)
+            where((number, offset))
+            self.rows += 1
+            if self.rows >= max_rows:
+                return True
+        return False
+
+    def _error(self, number: int, offset: int, reason: str) -> InputError:
+        return InputError(f"input {self.name}: record {number} (EIEvent) at byte {offset}: {reason}")
+
+    def table(self) -> pa.Table:
+        n = self.rows
+        columns: dict[str, pa.Array] = {}
+        values = list(zip(*self.fields, strict=True))
+        for i, (column, _, dtype) in enumerate(_NUMBERS):
+            columns[column] = pa.array(np.array(values[i], dtype=dtype))
+        l1id_mask = ~np.array(self.has_l1id, dtype=bool)
+        columns["extended_level1_id"] = pa.array(np.array(values[_L1ID], dtype="uint32"), mask=l1id_mask)
+        try:
+            for names, masks in (
+                (_L1_COLUMNS, decode_l1(values[_MASKS])),
+                (_L2_COLUMNS, decode_hlt(values[_MASKS + 1])),
+                (_HLT_COLUMNS, decode_hlt(values[_MASKS + 2])),
+            ):
+                for column, mask in zip(names, masks, strict=True):
+                    columns[column] = mask.column()
+        except TriggerFormatError as exc:
+            number, offset = self.where[exc.index]
+            raise self._error(number, offset, exc.reason) from None
+        columns["provenance"] = self._provenance()
+        columns["input_guid"] = pa.DictionaryArray.from_arrays(
+            pa.array(np.array(self.guid_index, dtype=np.int32)), pa.array(self.guids, pa.string())
+        ).cast(pa.string())
+        assert all(len(array) == n for array in columns.values())
+        return pa.Table.from_arrays([columns[name] for name in EVENT_SCHEMA.names], schema=EVENT_SCHEMA)
+
+    def _provenance(self) -> pa.Array:
+        counts = np.array(self.token_counts, dtype=np.int32)
+        offsets = np.zeros(len(counts) + 1, dtype=np.int32)
+        np.cumsum(counts, out=offsets[1:])
+        try:
+            tokens = parse_tokens(self.tokens)
+        except TokenFormatError as exc:
+            event = int(np.searchsorted(offsets, exc.index, side="right")) - 1
+            number, offset = self.where[event]
+            raise self._error(number, offset, f"eitoken {exc.index - int(offsets[event])}: {exc.reason}") from None
+        structs = pa.StructArray.from_arrays(
+            [
+                pa.array(self.streams, pa.string()),
+                tokens.guid,
+                tokens.container,
+                tokens.clid,
+                tokens.tech,
+                tokens.oid1,
+                tokens.oid2,
+            ],
+            fields=list(PROVENANCE_TYPE.value_type),
+        )
+        return pa.ListArray.from_arrays(pa.array(offsets), structs, type=PROVENANCE_TYPE)

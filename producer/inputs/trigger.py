@@ -1,0 +1,523 @@
+"""ATLAS EventIndex trigger masks and POOL tokens, as the SPB producer writes them (REFERENCE.md §1).
+
+Pure functions, vectorised over a batch of events (the SPB reader calls them once per batch).
+
+Trigger masks. The producer turns a vector of 32-bit words into a bit string word by word,
+bit 0 of each word first, and run-length codes it: every run of 0s becomes its length in base
+64 (alphabet `A-Z a-z 0-9 + /`, A = 0, most significant digit first, no padding, the trailing
+run included) and every 1 becomes `!`; decoders also accept ` ` as a literal 0. Bit i of that
+string is bit i of our bitmaps (bit i is bit i % 8 of byte i // 8), i.e. the bitmap is simply
+the words' little-endian bytes. `L1PassedTrigMask` is one string of TBP + TAP + TAV (512 bits
+each); `L2PassedTrigMask` and `EFPassedTrigMask` are `RLE(physics);RLE(through);RLE(resurrected)`
+(8192 bits each). An empty string is an absent (null) mask; a string that decodes to fewer bits
+than the vector's width is padded with 0s (older files, shorter vectors); more bits is an error.
+An L2/EF value with no `;` (older files) is the physics mask only. An L1 value that is not
+3 x 512 bits but splits into three equal parts of whole 32-bit words (Run 1: 3 x 256) is split
+into those parts.
+
+Tokens: `[DB=<file GUID>][CNT=<container>][CLID=<class GUID>][TECH=%08X][OID=%016X-%016X]`,
+fields in any order (unknown `[KEY=value]` fields are ignored), DB an 8-4-4-4-12 GUID (returned
+uppercase), TECH 1-8 and each OID part 1-16 hex digits and nothing else.
+
+Errors are `MaskFormatError` / `TokenFormatError` carrying the index of the offending value in
+the batch, so the caller can name the file and the record.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+from numpy.lib.stride_tricks import sliding_window_view
+
+from eventindex.errors import InputError
+
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+L1_BITS = 512
+HLT_BITS = 8192
+L1_LEVELS = 3
+#: Longest base-64 run length accepted (64**10 > any width; more is garbage, not a big number).
+MAX_RUN_DIGITS = 10
+
+_ONE = 64
+_ZERO = 65
+_BAD = 255
+_LUT = np.full(256, _BAD, dtype=np.uint8)
+_LUT[np.frombuffer(ALPHABET.encode(), dtype=np.uint8)] = np.arange(64, dtype=np.uint8)
+_LUT[ord("!")] = _ONE
+_LUT[ord(" ")] = _ZERO
+
+
+class TriggerFormatError(InputError):
+    """A mask or token of the batch is malformed; `index` is its position in the batch."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(reason)
+        self.index = index
+        self.reason = reason
+
+
+class MaskFormatError(TriggerFormatError):
+    """A run-length coded mask string is malformed."""
+
+
+class TokenFormatError(TriggerFormatError):
+    """A POOL token string is malformed."""
+
+
+# ---------------------------------------------------------------- run-length code
+
+
+def _b64(n: int) -> str:
+    digits = ""
+    while True:
+        digits = ALPHABET[n % 64] + digits
+        n //= 64
+        if not n:
+            return digits
+
+
+def rle_encode_bits(bits: str) -> str:
+    """A string of `0`/`1` -> its run-length code (`0001100001001101010000` -> `D!!E!C!!B!B!E`)."""
+    if bits.strip("01"):
+        raise ValueError("a bit string holds only 0 and 1")
+    return "".join((_b64(len(run)) if run else "") + "!" for run in bits.split("1"))[:-1]
+
+
+def rle_decode_bits(text: str) -> str:
+    """A run-length code -> its string of `0`/`1` (scalar and slow: for tests and debugging)."""
+    bitmaps, nbits = decode_rle([text], max(1, rle_length(text)))
+    out = np.unpackbits(bitmaps[0], bitorder="little")[: int(nbits[0])]
+    return "".join("1" if b else "0" for b in out)
+
+
+def rle_length(text: str) -> int:
+    """How many bits a run-length code stands for (raises MaskFormatError at index 0)."""
+    total = 0
+    digits = ""
+    for ch in text + "!":
+        if ch in "! ":
+            if digits:
+                if len(digits) > MAX_RUN_DIGITS:
+                    raise MaskFormatError(0, f"run length {digits!r} has more than {MAX_RUN_DIGITS} digits")
+                total += sum(ALPHABET.index(d) * 64**i for i, d in enumerate(reversed(digits)))
+                digits = ""
+            total += 1
+        elif ch in ALPHABET:
+            digits += ch
+        else:
+            raise MaskFormatError(0, f"invalid character {ch!r} in a trigger mask")
+    return total - 1
+
+
+def decode_rle(texts: Sequence[str], max_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a batch of run-length codes at once.
+
+    Returns `(bitmaps, nbits)`: an `(n, ceil(max_bits / 8))` uint8 array (bit i of row r is bit
+    i % 8 of byte i // 8) and how many bits each code stands for (0 for an empty string).
+    Raises MaskFormatError (with the index of the bad string) for a character outside the
+    alphabet, a run length of more than MAX_RUN_DIGITS digits, or more than `max_bits` bits.
+    """
+    bitmaps, nbits, inverse = decode_rle_distinct(texts, max_bits)
+    return bitmaps[inverse], nbits[inverse]
+
+
+def decode_rle_distinct(texts: Sequence[str], max_bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`decode_rle` of the distinct values only: (bitmaps, nbits) of each distinct value, and
+    `inverse` (row i is distinct value inverse[i]). Masks repeat a lot within a batch (all-zero
+    vectors, common trigger patterns), so this decodes much less."""
+    codes: dict[str, int] = {}
+    inverse = np.fromiter((codes.setdefault(t, len(codes)) for t in texts), dtype=np.int64, count=len(texts))
+    distinct = list(codes)
+    try:
+        bitmaps, nbits = _decode_distinct(distinct, max_bits)
+    except MaskFormatError as exc:
+        raise MaskFormatError(list(texts).index(distinct[exc.index]), exc.reason) from None
+    return bitmaps, nbits, inverse
+
+
+def _decode_distinct(texts: Sequence[str], max_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    n = len(texts)
+    width = (max_bits + 7) // 8
+    out = np.zeros((n, width), dtype=np.uint8)
+    nbits = np.zeros(n, dtype=np.int64)
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=n)
+    if not n or not lengths.any():
+        return out, nbits
+    joined = "".join(texts)
+    try:
+        raw = joined.encode("ascii")
+    except UnicodeEncodeError:
+        index = next(i for i, t in enumerate(texts) if not t.isascii())
+        raise MaskFormatError(index, f"non-ASCII character in trigger mask {texts[index][:40]!r}") from None
+    vals = _LUT[np.frombuffer(raw, dtype=np.uint8)]
+    ends_at = np.cumsum(lengths)  # string k is vals[ends_at[k] - lengths[k] : ends_at[k]]
+    bad = np.flatnonzero(vals == _BAD)
+    if len(bad):
+        index = int(np.searchsorted(ends_at, bad[0], side="right"))
+        raise MaskFormatError(index, f"invalid character {joined[bad[0]]!r} in trigger mask {texts[index][:40]!r}")
+    is_digit = vals < 64
+    # A token is one `!`/` ` character, or a maximal run of digits inside one string.
+    tok_start = np.ones(len(vals), dtype=bool)
+    tok_start[1:] = ~(is_digit[1:] & is_digit[:-1])
+    tok_start[(ends_at - lengths)[lengths > 0]] = True
+    tok_first = np.flatnonzero(tok_start)
+    seg_end_tok = np.searchsorted(tok_first, ends_at, side="left")  # tokens of string k: [.. - count, ..)
+    seg_count = np.diff(seg_end_tok, prepend=0)
+    seg_first_tok = seg_end_tok - seg_count
+    tok_seg = np.repeat(np.arange(n), seg_count)
+    tok_size = np.diff(np.append(tok_first, len(vals)))
+    tok_digit = is_digit[tok_first]
+    long_runs = np.flatnonzero(tok_digit & (tok_size > MAX_RUN_DIGITS))
+    if len(long_runs):
+        index = int(tok_seg[long_runs[0]])
+        raise MaskFormatError(index, f"run length with more than {MAX_RUN_DIGITS} digits in trigger mask")
+    # Run lengths, most significant digit first (Horner over the few digits of a token).
+    tok_len = np.ones(len(tok_first), dtype=np.int64)
+    runs = np.flatnonzero(tok_digit)
+    if len(runs):
+        run_first, run_size = tok_first[runs], tok_size[runs]
+        value = vals[run_first].astype(np.int64)
+        for digit in range(1, int(run_size.max())):
+            more = np.flatnonzero(run_size > digit)
+            value[more] = value[more] * 64 + vals[run_first[more] + digit]
+        tok_len[runs] = value
+    too_long = np.flatnonzero(tok_len > max_bits)
+    if len(too_long):
+        index = int(tok_seg[too_long[0]])
+        raise MaskFormatError(index, f"trigger mask decodes to more than {max_bits} bits")
+    # Position of each token in its string: exclusive running sum, restarted at each string.
+    ends = np.cumsum(tok_len)
+    has = seg_count > 0
+    base = np.zeros(n, dtype=np.int64)
+    base[has] = ends[seg_first_tok[has]] - tok_len[seg_first_tok[has]]
+    nbits[has] = ends[seg_end_tok[has] - 1] - base[has]
+    over = np.flatnonzero(nbits > max_bits)
+    if len(over):
+        index = int(over[0])
+        raise MaskFormatError(index, f"trigger mask decodes to {int(nbits[index])} bits, more than {max_bits}")
+    ones = np.flatnonzero(vals[tok_first] == _ONE)
+    if len(ones):
+        pos = ends[ones] - 1 - base[tok_seg[ones]]
+        flat = tok_seg[ones] * width + (pos >> 3)
+        bit = (np.int64(1) << (pos & 7)).astype(np.uint8)
+        first = np.flatnonzero(np.diff(flat, prepend=-1))
+        out.reshape(-1)[flat[first]] = np.add.reduceat(bit, first)
+    return out, nbits
+
+
+def encode_rle(bitmap: bytes | np.ndarray, nbits: int) -> str:
+    """The run-length code of the first `nbits` bits of a bitmap (bit i is bit i % 8 of byte i // 8)."""
+    bits = np.unpackbits(np.frombuffer(bytes(bitmap), dtype=np.uint8), bitorder="little")
+    if len(bits) < nbits:
+        raise ValueError(f"bitmap has {len(bits)} bits, {nbits} asked for")
+    if bits[nbits:].any():
+        raise ValueError(f"bitmap has bits set beyond bit {nbits}")
+    ones = np.flatnonzero(bits[:nbits])
+    gaps = np.diff(ones, prepend=-1) - 1
+    parts = [(_b64(int(gap)) if gap else "") + "!" for gap in gaps]
+    tail = nbits - (int(ones[-1]) + 1 if len(ones) else 0)
+    if tail:
+        parts.append(_b64(tail))
+    return "".join(parts)
+
+
+# ---------------------------------------------------------------- word order
+
+
+def words_to_bitmap(words: Sequence[int] | np.ndarray) -> bytes:
+    """A vector of 32-bit words -> bitmap bytes (bit j of word w is bit 32 w + j): little-endian words."""
+    array = np.asarray(words, dtype=np.uint64)
+    if (array >> np.uint64(32)).any():
+        raise ValueError("a trigger word does not fit in 32 bits")
+    return array.astype("<u4").tobytes()
+
+
+def bitmap_to_words(bitmap: bytes) -> list[int]:
+    """Bitmap bytes (a multiple of 4) -> the vector of 32-bit words."""
+    return [int(w) for w in np.frombuffer(bitmap, dtype="<u4")]
+
+
+def words_to_bits(words: Sequence[int]) -> str:
+    """The producer's bit string of a word vector: each word's 32-bit binary reversed, in vector order."""
+    return "".join(f"{w:032b}"[::-1] for w in words)
+
+
+# ---------------------------------------------------------------- the three mask fields
+
+
+@dataclass(frozen=True)
+class Mask:
+    """One mask vector of a batch, as distinct values: row i is `bitmaps[inverse[i]]`, null
+    where `valid[inverse[i]]` is false."""
+
+    bitmaps: np.ndarray  # (distinct, width bytes) uint8
+    valid: np.ndarray  # (distinct,) bool
+    inverse: np.ndarray  # (rows,) int
+
+    def rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """(n, width) bitmaps and (n,) validity, one per row."""
+        return self.bitmaps[self.inverse], self.valid[self.inverse]
+
+    def column(self) -> pa.Array:
+        """An Arrow binary array; null rows span no bytes."""
+        n, width = len(self.inverse), self.bitmaps.shape[1]
+        valid = self.valid[self.inverse]
+        offsets = np.zeros(n + 1, dtype=np.int32)
+        np.cumsum(valid.astype(np.int32) * width, out=offsets[1:])
+        data = pa.py_buffer(np.ascontiguousarray(self.bitmaps[self.inverse[valid]]))
+        if valid.all():
+            return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), data])
+        validity = pa.array(valid).buffers()[1]
+        return pa.Array.from_buffers(
+            pa.binary(), n, [validity, pa.py_buffer(offsets), data], null_count=int(n - valid.sum())
+        )
+
+
+def decode_l1(texts: Sequence[str]) -> tuple[Mask, Mask, Mask]:
+    """`L1PassedTrigMask` values -> (TBP, TAP, TAV), 512 bits each; an empty value is null."""
+    total = L1_LEVELS * L1_BITS
+    bitmaps, nbits, inverse = decode_rle_distinct(texts, total)
+    width = L1_BITS // 8
+    parts = [bitmaps[:, k * width : (k + 1) * width].copy() for k in range(L1_LEVELS)]
+    for row in np.flatnonzero((nbits != 0) & (nbits != total)):
+        size = int(nbits[row])
+        if size % (L1_LEVELS * 32):
+            raise MaskFormatError(
+                int(np.flatnonzero(inverse == row)[0]),
+                f"L1 trigger mask decodes to {size} bits, not {L1_LEVELS} equal parts of whole 32-bit words",
+            )
+        part_bytes = size // L1_LEVELS // 8
+        for k in range(L1_LEVELS):
+            parts[k][row] = 0
+            parts[k][row, :part_bytes] = bitmaps[row, k * part_bytes : (k + 1) * part_bytes]
+    valid = nbits > 0
+    tbp, tap, tav = (Mask(part, valid, inverse) for part in parts)
+    return tbp, tap, tav
+
+
+def split_levels(texts: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
+    """`physics;through;resurrected` values -> three lists; a value with no `;` is physics only."""
+    parts = [text.split(";") for text in texts]
+    if all(len(levels) == 3 for levels in parts):
+        if not parts:
+            return [], [], []
+        physics, through, resurrected = (list(level) for level in zip(*parts, strict=True))
+        return physics, through, resurrected
+    physics, through, resurrected = [], [], []
+    for index, levels in enumerate(parts):
+        if len(levels) == 1:
+            levels = [levels[0], "", ""]
+        elif len(levels) != 3:
+            raise MaskFormatError(index, f"trigger mask has {len(levels)} ';'-separated parts, expected 3 (or 1)")
+        physics.append(levels[0])
+        through.append(levels[1])
+        resurrected.append(levels[2])
+    return physics, through, resurrected
+
+
+def decode_hlt(texts: Sequence[str]) -> tuple[Mask, Mask, Mask]:
+    """`L2PassedTrigMask`/`EFPassedTrigMask` values -> (physics, through, resurrected), 8192 bits each."""
+    masks = []
+    for level in split_levels(texts):
+        bitmaps, nbits, inverse = decode_rle_distinct(level, HLT_BITS)
+        masks.append(Mask(bitmaps, nbits > 0, inverse))
+    return masks[0], masks[1], masks[2]
+
+
+def encode_l1(tbp: bytes | None, tap: bytes | None, tav: bytes | None) -> str:
+    """(TBP, TAP, TAV) bitmaps, 64 bytes each -> `L1PassedTrigMask` ("" when all three are null)."""
+    given = [m for m in (tbp, tap, tav) if m is not None]
+    if not given:
+        return ""
+    if len(given) != L1_LEVELS:
+        raise ValueError("the L1 masks are one string: TBP, TAP and TAV are all present or all null")
+    return encode_rle(b"".join(_exact(m, L1_BITS) for m in given), L1_LEVELS * L1_BITS)
+
+
+def encode_hlt(physics: bytes | None, through: bytes | None, resurrected: bytes | None) -> str:
+    """(physics, through, resurrected) bitmaps, 1024 bytes each -> `a;b;c` (null is "")."""
+    return ";".join(
+        "" if m is None else encode_rle(_exact(m, HLT_BITS), HLT_BITS) for m in (physics, through, resurrected)
+    )
+
+
+def _exact(bitmap: bytes, bits: int) -> bytes:
+    if len(bitmap) != bits // 8:
+        raise ValueError(f"a mask of {bits} bits is {bits // 8} bytes, got {len(bitmap)}")
+    return bitmap
+
+
+# ---------------------------------------------------------------- tokens
+
+_HEX8 = r"[0-9A-Fa-f]{1,8}"
+_HEX16 = r"[0-9A-Fa-f]{1,16}"
+_GUID = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+_FIELDS = re.compile(r"\[([A-Za-z]+)=([^\[\]]*)\]")
+_WHOLE = re.compile(r"(?:\[[A-Za-z]+=[^\[\]]*\])+")
+_GUID_RE = re.compile(_GUID)
+_HEX8_RE = re.compile(_HEX8)
+_OID_RE = re.compile(rf"({_HEX16})-({_HEX16})")
+_NIBBLE = np.full(256, 255, dtype=np.uint8)
+for _i, _c in enumerate("0123456789abcdef"):
+    _NIBBLE[ord(_c)] = _i
+    _NIBBLE[ord(_c.upper())] = _i
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Parsed tokens of a batch, one Arrow array per field (guid uppercase, tech uint32, oids uint64)."""
+
+    guid: pa.Array
+    container: pa.Array
+    clid: pa.Array
+    tech: pa.Array
+    oid1: pa.Array
+    oid2: pa.Array
+
+
+def parse_token(token: str, index: int = 0) -> tuple[str, str, str, int, int, int]:
+    """One token -> (guid, container, clid, tech, oid1, oid2), any field order; TokenFormatError."""
+    if not _WHOLE.fullmatch(token):
+        raise TokenFormatError(index, f"token {token[:120]!r} is not a sequence of [KEY=value] fields")
+    fields: dict[str, str] = {}
+    for key, value in _FIELDS.findall(token):
+        if key in fields:
+            raise TokenFormatError(index, f"token {token[:120]!r} has field {key} twice")
+        fields[key] = value
+    missing = [key for key in ("DB", "CNT", "CLID", "TECH", "OID") if key not in fields]
+    if missing:
+        raise TokenFormatError(index, f"token {token[:120]!r} lacks field {missing[0]}")
+    if not _GUID_RE.fullmatch(fields["DB"]):
+        raise TokenFormatError(index, f"token DB={fields['DB']!r} is not a GUID (8-4-4-4-12 hex digits)")
+    if not _HEX8_RE.fullmatch(fields["TECH"]):
+        raise TokenFormatError(index, f"token TECH={fields['TECH']!r} is not 1-8 hex digits")
+    oid = _OID_RE.fullmatch(fields["OID"])
+    if not oid:
+        raise TokenFormatError(index, f"token OID={fields['OID']!r} is not HEX-HEX (1-16 hex digits each)")
+    return (
+        fields["DB"].upper(),
+        fields["CNT"],
+        fields["CLID"],
+        int(fields["TECH"], 16),
+        int(oid.group(1), 16),
+        int(oid.group(2), 16),
+    )
+
+
+def format_token(guid: str, container: str, clid: str, tech: int, oid1: int, oid2: int) -> str:
+    """The producer's token string."""
+    return f"[DB={guid}][CNT={container}][CLID={clid}][TECH={tech:08X}][OID={oid1:016X}-{oid2:016X}]"
+
+
+# The producer's layout: a fixed head and a fixed tail ("x" = a hex digit) around the container.
+_HEAD = "[DB=xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx][CNT="
+_TAIL = "][CLID=xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx][TECH=xxxxxxxx][OID=xxxxxxxxxxxxxxxx-xxxxxxxxxxxxxxxx]"
+_TEMPLATE = np.frombuffer((_HEAD + _TAIL).encode(), dtype=np.uint8)
+
+
+def _frame_table() -> np.ndarray:
+    """table[256 * column + byte]: may `byte` stand at `column` of the head + tail?"""
+    table = np.zeros((len(_TEMPLATE), 256), dtype=bool)
+    for column, expected in enumerate(_TEMPLATE):
+        if expected == ord("x"):
+            table[column] = _NIBBLE != 255
+        else:
+            table[column, expected] = True
+    return table.reshape(-1)
+
+
+_FRAME_OK = _frame_table()
+_FRAME_ROW = np.arange(len(_TEMPLATE), dtype=np.int32) * 256
+_GUID_AT = slice(4, 40)
+_CLID_AT = slice(len(_HEAD) + 7, len(_HEAD) + 43)
+_TECH_AT = slice(len(_HEAD) + 50, len(_HEAD) + 58)
+_OID1_AT = slice(len(_HEAD) + 64, len(_HEAD) + 80)
+_OID2_AT = slice(len(_HEAD) + 81, len(_HEAD) + 97)
+_UPPER = np.arange(256, dtype=np.uint8)
+_UPPER[ord("a") : ord("z") + 1] -= 32
+
+
+def _fixed_strings(matrix: np.ndarray) -> pa.Array:
+    """(n, width) ASCII bytes -> an Arrow string array of n values of `width` characters."""
+    n, width = matrix.shape
+    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(matrix.tobytes())])
+
+
+def _cut(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The byte ranges [start, start + length) of `data`, concatenated, and their offsets."""
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets, data[np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])]
+
+
+def _hex(nibbles: np.ndarray) -> np.ndarray:
+    """(n, digits) nibble values -> uint64 values (garbage, not an error, where a nibble is 255)."""
+    digits = nibbles.shape[1]
+    shifts = np.arange(4 * (digits - 1), -1, -4, dtype=np.uint64)
+    values: np.ndarray = np.bitwise_or.reduce(nibbles.astype(np.uint64) << shifts, axis=1)
+    return values
+
+
+def parse_tokens(tokens: Sequence[str]) -> Tokens:
+    """Parse a batch of tokens; raises TokenFormatError with the index of the first bad one.
+
+    Tokens in the producer's exact layout (field order, %08X and %016X widths, GUID CLID) are
+    checked and cut with numpy on the concatenated bytes; the rest go through `parse_token`,
+    which accepts any field order and 1-8/1-16 hex digits, or fails.
+    """
+    n = len(tokens)
+    array = pa.array(tokens, pa.string())
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[: n + 1].astype(np.int64)
+    fixed = len(_TEMPLATE)
+    data = np.zeros(int(offsets[-1]) + fixed, dtype=np.uint8)  # zero padding: every window is in range
+    if array.buffers()[2] is not None:
+        data[: offsets[-1]] = np.frombuffer(array.buffers()[2], dtype=np.uint8)[: offsets[-1]]
+    starts = offsets[:-1]
+    lengths = np.diff(offsets)
+    ok = lengths >= fixed
+    # The head and tail bytes of every token (short tokens read garbage, and are not ok).
+    tail_start = np.maximum(starts + lengths - len(_TAIL), starts)
+    frame = np.concatenate(
+        [sliding_window_view(data, len(_HEAD))[starts], sliding_window_view(data, len(_TAIL))[tail_start]], axis=1
+    )
+    ok &= _FRAME_OK[frame + _FRAME_ROW].all(axis=1)
+    # The container: between the head and the tail, with no bracket in it.
+    c_len = np.where(ok, lengths - fixed, 0)
+    c_offsets, c_bytes = _cut(data, starts + len(_HEAD), c_len)
+    bad = np.flatnonzero((c_bytes == ord("[")) | (c_bytes == ord("]")))
+    if len(bad):
+        rows = np.searchsorted(c_offsets, bad, side="right") - 1
+        ok[rows] = False
+        c_len[rows] = 0
+        c_offsets, c_bytes = _cut(data, starts + len(_HEAD), c_len)
+    container: pa.Array = pa.Array.from_buffers(
+        pa.string(), n, [None, pa.py_buffer(c_offsets.astype(np.int32)), pa.py_buffer(c_bytes.tobytes())]
+    )
+    guid = _fixed_strings(_UPPER[frame[:, _GUID_AT]])
+    clid = _fixed_strings(frame[:, _CLID_AT])
+    tech = _hex(_NIBBLE[frame[:, _TECH_AT]])
+    oid1 = _hex(_NIBBLE[frame[:, _OID1_AT]])
+    oid2 = _hex(_NIBBLE[frame[:, _OID2_AT]])
+    odd = np.flatnonzero(~ok)
+    if len(odd):
+        # Rare: another field order or hex width, or a bad token (parse_token raises for the first bad one).
+        slow = [parse_token(tokens[int(i)], int(i)) for i in odd]
+        lists = [guid.to_pylist(), container.to_pylist(), clid.to_pylist()]
+        for i, parsed in zip(odd, slow, strict=True):
+            for column, value in zip(lists, parsed[:3], strict=True):
+                column[i] = value
+            tech[i], oid1[i], oid2[i] = parsed[3:]
+        guid, container, clid = (pa.array(column, pa.string()) for column in lists)
+    return Tokens(
+        guid=guid,
+        container=container,
+        clid=clid,
+        tech=pa.array(tech.astype(np.uint32), pa.uint32()),
+        oid1=pa.array(oid1, pa.uint64()),
+        oid2=pa.array(oid2, pa.uint64()),
+    )

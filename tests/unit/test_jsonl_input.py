@@ -1,0 +1,249 @@
+"""JSON-lines inputs: files written with json from synthetic events, read back column by column."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from eventindex.columns import MASK_COLUMNS
+from eventindex.errors import InputError
+from producer.inputs import open_input
+from producer.inputs.common import GUID_PATTERN
+from producer.inputs.jsonl import JsonLinesInput
+from tests.unit.test_root_input import assert_same_columns, cli, index_into_warehouse, sorted_events
+
+GUID = "0F1E2D3C-4B5A-4968-8776-655443322110"
+MASKS = dict(MASK_COLUMNS)
+
+
+def records(events: pa.Table, *, trim: bool = False) -> list[dict[str, Any]]:
+    """Events as JSON objects: masks as hex (optionally without trailing zero bytes; "00" when all zero)."""
+    out = []
+    for row in events.to_pylist():
+        for name in MASKS:
+            if row[name] is not None:
+                row[name] = ((row[name].rstrip(b"\0") or b"\0") if trim else row[name]).hex()
+        out.append(row)
+    return out
+
+
+def write(path: Path, rows: list[dict[str, Any]], header: dict[str, Any] | None = None) -> Path:
+    with path.open("w") as stream:
+        if header is not None:
+            stream.write(json.dumps({"eventindex": header}) + "\n")
+        for row in rows:
+            stream.write(json.dumps(row) + "\n")
+    return path
+
+
+def read_all(source: JsonLinesInput, max_rows: int = 10_000) -> pa.Table:
+    return pa.concat_tables(source.batches(max_rows)).combine_chunks()
+
+
+def one_line(exc: pytest.ExceptionInfo[BaseException]) -> str:
+    text = str(exc.value)
+    assert "\n" not in text
+    return text
+
+
+def test_full_schema_round_trips(tmp_path: Path, events: pa.Table) -> None:
+    path = write(tmp_path / "ev.jsonl", records(events), {"guid": GUID.lower(), "events": len(events)})
+    source = open_input(str(path))
+    assert isinstance(source, JsonLinesInput)
+    assert source.guid == GUID and source.declared_events == len(events)
+    assert_same_columns(read_all(source), events)
+
+
+def test_trimmed_masks_blank_lines_and_ndjson(tmp_path: Path, events: pa.Table) -> None:
+    path = tmp_path / "ev.ndjson"
+    rows = records(events, trim=True)
+    path.write_text("\n".join(json.dumps(row) for row in rows[:10]) + "\n\n   \n" + json.dumps(rows[10]))  # no final \n
+    source = open_input(str(path))
+    assert source.declared_events is None
+    assert_same_columns(read_all(source), events.slice(0, 11))
+
+
+def test_batches_are_bounded_and_in_order(tmp_path: Path, events: pa.Table) -> None:
+    source = JsonLinesInput(write(tmp_path / "ev.jsonl", records(events)))
+    tables = list(source.batches(300))
+    assert [t.num_rows for t in tables] == [300] * 6 + [200]
+    assert_same_columns(pa.concat_tables(tables).combine_chunks(), events)
+
+
+def test_minimal_records_get_the_documented_defaults(tmp_path: Path) -> None:
+    path = write(tmp_path / "min.jsonl", [{"run_number": 1, "event_number": 2}, {"run_number": 1, "event_number": 3}])
+    source = JsonLinesInput(path)
+    assert GUID_PATTERN.fullmatch(source.guid) and source.guid == source.guid.upper()
+    table = read_all(source)
+    assert table.column("event_number").to_pylist() == [2, 3]
+    for name in ("lumi_block", "bcid", "smk", "mc_channel_number"):
+        assert pc.all(pc.equal(table.column(name), 0)).as_py(), name
+    assert table.column("mc_event_weight").to_pylist() == [0.0, 0.0]
+    assert table.column("is_testbeam").to_pylist() == [False, False]
+    assert table.column("extended_level1_id").null_count == 2
+    assert all(table.column(name).null_count == 2 for name in MASKS)
+    assert table.column("provenance").to_pylist() == [[], []]
+    assert table.column("input_guid").to_pylist() == [source.guid] * 2
+
+
+GOOD = {"run_number": 1, "event_number": 2}
+
+
+def test_provenance_defaults_and_explicit_nulls(tmp_path: Path) -> None:
+    row = {
+        "run_number": 1,
+        "event_number": 2,
+        "extended_level1_id": None,
+        "l1_tbp": "",
+        "l1_tap": None,
+        "mc_event_weight": 1,
+        "provenance": [{"stream": "StreamAOD", "guid": GUID, "oid2": 7}],
+        "task": "ignored",
+    }
+    table = read_all(JsonLinesInput(write(tmp_path / "p.jsonl", [row, {**GOOD, "provenance": None}])))
+    assert table.column("provenance").to_pylist() == [
+        [{"stream": "StreamAOD", "guid": GUID, "container": "", "clid": "", "tech": 0, "oid1": 0, "oid2": 7}],
+        [],
+    ]
+    assert table.column("l1_tbp").null_count == table.column("l1_tap").null_count == 2
+    assert table.column("mc_event_weight").to_pylist() == [1.0, 0.0]
+
+
+def test_content_guid_is_deterministic(tmp_path: Path, events: pa.Table) -> None:
+    a = write(tmp_path / "a.jsonl", records(events.slice(0, 50)))
+    b = tmp_path / "b.jsonl"
+    b.write_bytes(a.read_bytes())
+    c = write(tmp_path / "c.jsonl", records(events.slice(0, 49)))
+    assert JsonLinesInput(a).guid == JsonLinesInput(b).guid != JsonLinesInput(c).guid
+
+
+# ---------------------------------------------------------------- failures
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file"):
+        open_input(str(tmp_path / "nope.jsonl"))
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    path = tmp_path / "dir.jsonl"
+    path.mkdir()
+    with pytest.raises(InputError) as exc:
+        JsonLinesInput(path)
+    assert str(path) in one_line(exc)
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ('{"run_number": 1, "event_', "not valid JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        ("\xff\xfe", "not valid JSON"),
+        ('{"run_number": 1}', "no event_number"),
+        ('{"run_number": 1, "event_number": 2, "bcidd": 3}', "'bcidd' is not an event column"),
+        ('{"run_number": -1, "event_number": 2}', "run_number: -1 is out of range 0..4294967295"),
+        ('{"run_number": 1, "event_number": 18446744073709551616}', "event_number: 18446744073709551616 is out"),
+        ('{"run_number": 1.5, "event_number": 2}', "run_number: expected an integer, got 1.5"),
+        ('{"run_number": true, "event_number": 2}', "run_number: expected an integer, got true"),
+        ('{"run_number": 1, "event_number": 2, "lumi_block": null}', "lumi_block: null is not allowed"),
+        ('{"run_number": 1, "event_number": 2, "is_simulation": 1}', "is_simulation: expected true or false"),
+        ('{"run_number": 1, "event_number": 2, "mc_event_weight": "1"}', "mc_event_weight: expected a number"),
+        ('{"run_number": 1, "event_number": 2, "l1_tbp": "xyz0"}', "l1_tbp: not a hex string"),
+        ('{"run_number": 1, "event_number": 2, "l1_tbp": "00 11"}', "l1_tbp: not a hex string"),
+        ('{"run_number": 1, "event_number": 2, "l1_tav": "' + "00" * 65 + '"}', "l1_tav: 130 hex digits"),
+        ('{"run_number": 1, "event_number": 2, "l1_tap": 5}', "l1_tap: expected a hex string"),
+        ('{"run_number": 1, "event_number": 2, "provenance": {}}', "provenance: expected a list"),
+        ('{"run_number": 1, "event_number": 2, "provenance": [{"stream": "S"}]}', "reference 0 has no guid"),
+        ('{"run_number": 1, "event_number": 2, "provenance": [{"stream": "S", "guid": "G", "oid1": -1}]}', "oid1"),
+        (
+            '{"run_number": 1, "event_number": 2, "provenance": [{"stream": "S", "guid": "G", "container": "", '
+            '"clid": "", "tech": 0, "oid1": 0, "oid2": 2.5}]}',
+            "reference 0: oid2 must be an integer",
+        ),
+        ('{"run_number": 1, "event_number": 2, "input_guid": 7}', "input_guid: expected a string"),
+    ],
+)
+def test_bad_line_names_its_number(tmp_path: Path, line: str, words: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    good = json.dumps(GOOD)
+    path.write_bytes(("\n".join([json.dumps({"eventindex": {}}), good, "", good, line, good]) + "\n").encode("latin-1"))
+    with pytest.raises(InputError) as exc:
+        list(JsonLinesInput(path).batches(2))
+    text = one_line(exc)
+    assert text.startswith(f"{path}: line 5: ") and words in text, text
+
+
+def test_truncated_file_names_the_last_line(tmp_path: Path, events: pa.Table) -> None:
+    whole = write(tmp_path / "ev.jsonl", records(events.slice(0, 20))).read_bytes()
+    path = tmp_path / "cut.jsonl"
+    path.write_bytes(whole[: len(whole) // 2])
+    lines = path.read_bytes().count(b"\n") + 1
+    with pytest.raises(InputError) as exc:
+        list(JsonLinesInput(path).batches(1000))
+    assert f"line {lines}: not valid JSON" in one_line(exc)
+
+
+@pytest.mark.parametrize(
+    ("header", "words"),
+    [
+        ({"guid": "nope"}, "header guid: 'nope' is not a GUID"),
+        ({"events": -1}, "events must be a non-negative integer"),
+        ({"guids": GUID}, "header: expected"),
+    ],
+)
+def test_bad_header(tmp_path: Path, header: dict[str, Any], words: str) -> None:
+    path = write(tmp_path / "h.jsonl", [GOOD], header)
+    with pytest.raises(InputError) as exc:
+        JsonLinesInput(path)
+    assert "line 1" in one_line(exc) and words in str(exc.value)
+
+
+# ---------------------------------------------------------------- through the CLIs into the warehouse
+
+
+def test_jsonl_file_round_trips_into_the_warehouse(tmp_path: Path, events: pa.Table) -> None:
+    path = write(tmp_path / "ev.jsonl", records(events, trim=True), {"guid": GUID, "events": len(events)})
+    loaded = index_into_warehouse(tmp_path, str(path), len(events))
+    assert_same_columns(loaded, sorted_events(events))
+
+
+def test_cli_refuses_a_short_file_against_its_header(tmp_path: Path, events: pa.Table) -> None:
+    path = write(tmp_path / "ev.jsonl", records(events.slice(0, 10)), {"events": 11})
+    proc = cli(
+        "producer.cli", "--task", "T", "--job", "J", "--attempt", "1", "--dataset", "D", "--input", str(path),
+        "--store", (tmp_path / "s").as_uri(), "--broker", f"sqlite://{tmp_path / 'q.db'}",
+    )  # fmt: skip
+    assert proc.returncode == 3
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "declares 11 events, 10 were read" in lines[0], proc.stderr
+
+
+def test_cli_reports_a_bad_line_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n{oops\n")
+    proc = cli(
+        "producer.cli", "--task", "T", "--job", "J", "--attempt", "1", "--dataset", "D", "--input", str(path),
+        "--store", (tmp_path / "s").as_uri(), "--broker", f"sqlite://{tmp_path / 'q.db'}",
+    )  # fmt: skip
+    assert proc.returncode == 3
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{path}: line 2: not valid JSON" in lines[0], proc.stderr
+
+
+def test_bulk_and_line_by_line_conversions_agree(tmp_path: Path, events: pa.Table) -> None:
+    from producer.inputs.jsonl import CHECKS, COLUMNS, _fast
+
+    source = JsonLinesInput(write(tmp_path / "ev.jsonl", records(events.slice(0, 300), trim=True)))
+    rows = records(events.slice(0, 300), trim=True)
+    lines = list(range(1, len(rows) + 1))
+    for name in COLUMNS:
+        field = events.schema.field(name)
+        values = [row[name] for row in rows]
+        bulk = _fast(name, field.type, values)
+        assert bulk is not None, name
+        assert bulk.equals(pa.array(source._checked(name, CHECKS[name], values, lines), field.type)), name

@@ -1,0 +1,223 @@
+"""Parquet inputs: files written with pyarrow from synthetic events, read back column by column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from eventindex.columns import PROVENANCE_TYPE
+from eventindex.errors import InputError
+from producer.inputs import open_input
+from producer.inputs.common import GUID_PATTERN
+from producer.inputs.parquet import ParquetInput
+from tests.unit.test_root_input import assert_same_columns, cli, index_into_warehouse, sorted_events
+
+GUID = "5F0C1A2B-3C4D-4E5F-8A9B-0C1D2E3F4A5B"
+
+
+def write(path: Path, table: pa.Table, *, guid: str | None = None, row_group_size: int = 700) -> Path:
+    if guid is not None:
+        table = table.replace_schema_metadata({"eventindex.guid": guid})
+    pq.write_table(table, path, row_group_size=row_group_size)
+    return path
+
+
+def read_all(source: ParquetInput, max_rows: int = 10_000) -> pa.Table:
+    return pa.concat_tables(source.batches(max_rows)).combine_chunks()
+
+
+def one_line(exc: pytest.ExceptionInfo[BaseException]) -> str:
+    text = str(exc.value)
+    assert "\n" not in text
+    return text
+
+
+def test_full_schema_round_trips(tmp_path: Path, events: pa.Table) -> None:
+    source = open_input(str(write(tmp_path / "ev.parquet", events, guid=GUID.lower())))
+    assert isinstance(source, ParquetInput)
+    assert source.guid == GUID and source.declared_events == len(events)
+    # input_guid is a column of the file: taken as it is.
+    assert_same_columns(read_all(source), events)
+
+
+def test_batches_are_bounded_across_row_groups(tmp_path: Path, events: pa.Table) -> None:
+    source = ParquetInput(write(tmp_path / "ev.parquet", events))
+    tables = list(source.batches(300))
+    assert max(t.num_rows for t in tables) <= 300 and sum(t.num_rows for t in tables) == len(events)
+    assert_same_columns(pa.concat_tables(tables).combine_chunks(), events)
+
+
+def test_subset_gets_the_documented_defaults(tmp_path: Path, events: pa.Table) -> None:
+    subset = events.select(["event_number", "run_number", "lumi_block", "l1_tbp"])
+    source = ParquetInput(write(tmp_path / "few.parquet", subset))
+    assert GUID_PATTERN.fullmatch(source.guid) and source.guid == source.guid.upper()
+    table = read_all(source)
+    n = len(events)
+    for name in ("run_number", "event_number", "lumi_block", "l1_tbp"):
+        assert table.column(name).equals(events.column(name)), name
+    for name in ("bcid", "timestamp", "mc_channel_number", "smk"):
+        assert pc.all(pc.equal(table.column(name), 0)).as_py(), name
+    assert not pc.any(table.column("is_simulation")).as_py()
+    assert table.column("extended_level1_id").null_count == n and table.column("hlt_passed_physics").null_count == n
+    assert table.column("provenance").to_pylist() == [[]] * n
+    assert set(table.column("input_guid").to_pylist()) == {source.guid}
+
+
+def test_compatible_types_are_cast(tmp_path: Path, events: pa.Table) -> None:
+    n = 20
+    part = events.slice(0, n)
+    loose = pa.table(
+        {
+            "run_number": part.column("run_number").cast(pa.int64()),
+            "event_number": part.column("event_number").cast(pa.int64()),
+            "bcid": part.column("bcid").cast(pa.int16()),
+            "mc_event_weight": pa.array(np.linspace(0, 1, n), pa.float64()),
+            "l1_tbp": part.column("l1_tbp").cast(pa.large_binary()),
+            "l1_tap": part.column("l1_tap").cast(pa.binary(64)),
+            "hlt_passed_physics": pa.array([b"\x01", b"", None] + [b"\xff" * 1024] * (n - 3)),
+            "input_guid": part.column("input_guid").cast(pa.large_string()).dictionary_encode(),
+            "provenance": pa.array(
+                [*part.column("provenance").to_pylist()[:-1], None],
+                pa.large_list(pa.struct([("stream", pa.string()), ("guid", pa.string()), ("oid2", pa.int64())])),
+            ),
+            "task": pa.array(["t"] * n),  # a warehouse identity column: ignored
+        }
+    )
+    table = read_all(ParquetInput(write(tmp_path / "loose.parquet", loose)))
+    for name in ("run_number", "event_number", "bcid", "l1_tbp", "l1_tap", "input_guid"):
+        assert table.column(name).equals(part.column(name)), name
+    assert np.allclose(table.column("mc_event_weight").to_numpy(), np.linspace(0, 1, n), atol=1e-7)
+    hlt = table.column("hlt_passed_physics").to_pylist()
+    assert hlt[:3] == [b"\x01" + bytes(1023), None, None]
+    refs = table.column("provenance").to_pylist()[0]
+    assert table.column("provenance").null_count == 0
+    wanted = part.column("provenance").to_pylist()[0]
+    assert [(r["stream"], r["guid"], r["oid2"]) for r in refs] == [(r["stream"], r["guid"], r["oid2"]) for r in wanted]
+    assert {(r["container"], r["clid"], r["tech"], r["oid1"]) for r in refs} == {("", "", 0, 0)}
+    assert table.column("provenance")[n - 1].as_py() == []  # a null list reads as an empty one
+
+
+def test_content_guid_is_deterministic(tmp_path: Path, events: pa.Table) -> None:
+    a = write(tmp_path / "a.parquet", events)
+    b = tmp_path / "b.parquet"
+    b.write_bytes(a.read_bytes())
+    c = write(tmp_path / "c.parquet", events.slice(1))
+    assert ParquetInput(a).guid == ParquetInput(b).guid != ParquetInput(c).guid
+
+
+# ---------------------------------------------------------------- failures
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file"):
+        open_input(str(tmp_path / "nope.parquet"))
+
+
+def test_not_a_parquet_file(tmp_path: Path) -> None:
+    path = tmp_path / "text.parquet"
+    path.write_text("not parquet at all\n" * 10)
+    with pytest.raises(InputError) as exc:
+        ParquetInput(path)
+    assert str(path) in one_line(exc) and "not a readable Parquet file" in str(exc.value)
+
+
+@pytest.mark.parametrize("keep", [0.1, 0.6, 0.999])
+def test_truncated_file(tmp_path: Path, events: pa.Table, keep: float) -> None:
+    whole = write(tmp_path / "whole.parquet", events).read_bytes()
+    path = tmp_path / "cut.parquet"
+    path.write_bytes(whole[: int(len(whole) * keep)])
+    with pytest.raises(InputError) as exc:
+        list(ParquetInput(path).batches(500))
+    assert str(path) in one_line(exc)
+
+
+def test_corrupt_row_group_names_it(tmp_path: Path, events: pa.Table) -> None:
+    path = write(tmp_path / "ev.parquet", events)
+    meta = pq.ParquetFile(path).metadata
+    column = meta.row_group(1).column(0)
+    data = bytearray(path.read_bytes())
+    start = column.data_page_offset
+    data[start : start + column.total_compressed_size] = b"\xa5" * column.total_compressed_size
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError) as exc:
+        list(ParquetInput(path).batches(700))
+    assert "row group 1 (rows 700..1399)" in one_line(exc)
+
+
+@pytest.mark.parametrize(
+    ("column", "array", "words"),
+    [
+        ("run_number", pa.array([1.0] * 3), "'run_number' has type double"),
+        ("lumi_block", pa.array(["1"] * 3), "'lumi_block' has type string"),
+        ("is_simulation", pa.array([1] * 3, pa.int8()), "'is_simulation' has type int8"),
+        ("l1_tbp", pa.array(["ff"] * 3), "'l1_tbp' has type string"),
+        ("provenance", pa.array([1] * 3), "'provenance' has type int64"),
+        ("bcidd", pa.array([1] * 3), "'bcidd' is not an event column"),
+    ],
+)
+def test_incompatible_column_is_refused(tmp_path: Path, column: str, array: pa.Array, words: str) -> None:
+    table = pa.table({"run_number": pa.array([1, 1, 1], pa.uint32()), "event_number": pa.array([1, 2, 3], pa.uint64())})
+    table = table.drop_columns([column]) if column in table.column_names else table
+    path = write(tmp_path / "bad.parquet", table.append_column(column, array))
+    with pytest.raises(InputError) as exc:
+        ParquetInput(path)
+    assert str(path) in one_line(exc) and words in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        ({"bcid": pa.array([0, -1, 0], pa.int32())}, "row 1: column 'bcid' value -1 does not fit uint32"),
+        ({"run_number": pa.array([1, None, 1], pa.uint32())}, "row 1: column 'run_number' is null"),
+        ({"l1_tav": pa.array([b"", b"", b"\0" * 65])}, "row 2: l1_tav has 65 bytes"),
+        (
+            {"provenance": pa.array([[], [], [{"stream": "S", "guid": None}]], PROVENANCE_TYPE)},
+            "row 2: a provenance reference has no guid",
+        ),
+    ],
+)
+def test_bad_value_names_the_row(tmp_path: Path, extra: dict[str, pa.Array], words: str) -> None:
+    columns = {"run_number": pa.array([1, 1, 1], pa.uint32()), "event_number": pa.array([1, 2, 3], pa.uint64())}
+    columns.update(extra)
+    path = write(tmp_path / "bad.parquet", pa.table(columns))
+    with pytest.raises(InputError) as exc:
+        list(ParquetInput(path).batches(10))
+    assert str(path) in one_line(exc) and words in str(exc.value)
+
+
+def test_missing_required_column(tmp_path: Path) -> None:
+    path = write(tmp_path / "bad.parquet", pa.table({"run_number": pa.array([1], pa.uint32())}))
+    with pytest.raises(InputError, match="no event_number column"):
+        ParquetInput(path)
+
+
+def test_bad_guid_metadata(tmp_path: Path, events: pa.Table) -> None:
+    path = write(tmp_path / "ev.parquet", events.slice(0, 3), guid="nope")
+    with pytest.raises(InputError, match=r"eventindex\.guid.*not a GUID"):
+        ParquetInput(path)
+
+
+# ---------------------------------------------------------------- through the CLIs into the warehouse
+
+
+def test_parquet_file_round_trips_into_the_warehouse(tmp_path: Path, events: pa.Table) -> None:
+    path = write(tmp_path / "ev.parquet", events, guid=GUID)
+    loaded = index_into_warehouse(tmp_path, str(path), len(events))
+    assert_same_columns(loaded, sorted_events(events))
+
+
+def test_cli_reports_an_incompatible_column_in_one_line(tmp_path: Path, events: pa.Table) -> None:
+    bad = events.set_column(0, "run_number", events.column("run_number").cast(pa.float64()))
+    path = write(tmp_path / "bad.parquet", bad)
+    proc = cli(
+        "producer.cli", "--task", "T", "--job", "J", "--attempt", "1", "--dataset", "D", "--input", str(path),
+        "--store", (tmp_path / "s").as_uri(), "--broker", f"sqlite://{tmp_path / 'q.db'}",
+    )  # fmt: skip
+    assert proc.returncode == 3
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and "run_number" in lines[0], proc.stderr

@@ -1,0 +1,287 @@
+"""Trigger masks and tokens of ATLAS SPB files (REFERENCE.md §1): run-length code, bit order, tokens."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from producer.inputs.trigger import (
+    ALPHABET,
+    HLT_BITS,
+    L1_BITS,
+    MaskFormatError,
+    TokenFormatError,
+    bitmap_to_words,
+    decode_hlt,
+    decode_l1,
+    decode_rle,
+    encode_hlt,
+    encode_l1,
+    encode_rle,
+    format_token,
+    parse_token,
+    parse_tokens,
+    rle_decode_bits,
+    rle_encode_bits,
+    split_levels,
+    words_to_bitmap,
+    words_to_bits,
+)
+
+GUID = "4DDBD295-EFCE-472A-9EC8-15CD35A9EB8D"
+
+
+def reference_encode(bits: str) -> str:
+    """The code as REFERENCE.md describes it, written independently: runs of 0s in base 64, 1 -> '!'."""
+
+    def b64(n: int) -> str:
+        return (b64(n // 64) if n >= 64 else "") + ALPHABET[n % 64]
+
+    out, zeros = [], 0
+    for bit in bits:
+        if bit == "0":
+            zeros += 1
+            continue
+        out.append((b64(zeros) if zeros else "") + "!")
+        zeros = 0
+    return "".join(out) + (b64(zeros) if zeros else "")
+
+
+def bits_of(row: np.ndarray, n: int) -> str:
+    return "".join(map(str, np.unpackbits(row, bitorder="little")[:n]))
+
+
+# ---------------------------------------------------------------- run-length code
+
+
+def test_reference_examples() -> None:
+    assert rle_encode_bits("0001100001001101010000") == "D!!E!C!!B!B!E"
+    assert rle_decode_bits("D!!E!C!!B!B!E") == "0001100001001101010000"
+    assert rle_encode_bits("0" * 1536) == "YA"
+    assert rle_decode_bits("YA") == "0" * 1536
+    assert rle_encode_bits("0" * 8192) == "CAA"
+    assert rle_encode_bits("") == ""
+    assert rle_encode_bits("1") == "!"
+    assert rle_encode_bits("01") == "B!"
+
+
+def test_space_is_a_literal_zero() -> None:
+    assert rle_decode_bits("B! !") == "01" + "0" + "1"
+    assert rle_decode_bits(" ") == "0"
+
+
+def test_random_bit_strings_round_trip_and_match_the_reference() -> None:
+    rng = np.random.default_rng(5)
+    texts, strings = [], []
+    for _ in range(400):
+        n = int(rng.integers(0, 3000))
+        bits = "".join("1" if x else "0" for x in rng.random(n) < rng.choice([0.001, 0.05, 0.5]))
+        strings.append(bits)
+        texts.append(reference_encode(bits))
+        assert rle_encode_bits(bits) == texts[-1]
+    bitmaps, nbits = decode_rle(texts, 3000)
+    for bits, text, row, size in zip(strings, texts, bitmaps, nbits, strict=True):
+        assert int(size) == len(bits)
+        assert bits_of(row, len(bits)) == bits
+        assert not np.unpackbits(row, bitorder="little")[len(bits) :].any()
+        assert encode_rle(row.tobytes(), len(bits)) == text
+
+
+def test_repeated_values_decode_like_distinct_ones() -> None:
+    texts = ["B!", "", "CAA", "B!", "", "!", "CAA"] * 3
+    bitmaps, nbits = decode_rle(texts, HLT_BITS)
+    assert list(nbits[:7]) == [2, 0, 8192, 2, 0, 1, 8192]
+    assert bitmaps[0][0] == 0b10 and bitmaps[5][0] == 1 and not bitmaps[2].any()
+
+
+def test_leading_zero_digits_are_accepted() -> None:
+    assert rle_decode_bits("AB!") == "01"
+
+
+@pytest.mark.parametrize(
+    ("texts", "index", "reason"),
+    [
+        (["B!", "B?!"], 1, "invalid character '?'"),
+        (["", "B!é"], 1, "non-ASCII"),
+        (["B", "", "AAAAAAAAAAAB"], 2, "more than 10 digits"),
+        (["B", "Q!"], 1, "17 bits, more than 16"),  # Q = 16 zeros, then a 1: 17 bits
+        (["B", "BA"], 1, "more than 16 bits"),  # one run of 64
+        (["!", "!!!!!!!!!!!!!!!!!"], 1, "17 bits, more than 16"),
+        (["!", "!!!!!!!!!!!!!!!!!", "B", "!!!!!!!!!!!!!!!!!"], 1, "17 bits"),
+    ],
+)
+def test_bad_codes_name_the_value(texts: list[str], index: int, reason: str) -> None:
+    with pytest.raises(MaskFormatError) as info:
+        decode_rle(texts, 16)
+    assert info.value.index == index
+    assert reason in str(info.value)
+
+
+def test_encode_rejects_bits_beyond_the_width() -> None:
+    with pytest.raises(ValueError, match="beyond"):
+        encode_rle(b"\x00\x01", 8)
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        rle_encode_bits("0102")
+
+
+# ---------------------------------------------------------------- word order
+
+
+def test_bit_zero_of_each_word_comes_first() -> None:
+    words = [0x00000001, 0x80000000, 0x00000005]
+    bits = words_to_bits(words)
+    assert bits[0] == "1" and bits[1:63] == "0" * 62 and bits[63] == "1"
+    assert bits[64:67] == "101"
+    bitmap = words_to_bitmap(words)
+    assert bitmap == bytes([1, 0, 0, 0, 0, 0, 0, 0x80, 5, 0, 0, 0])
+    # The producer's bit string, run-length coded and decoded, is our bitmap.
+    decoded, nbits = decode_rle([rle_encode_bits(bits)], 96)
+    assert decoded[0].tobytes() == bitmap and nbits[0] == 96
+    assert bitmap_to_words(bitmap) == words
+    with pytest.raises(ValueError):
+        words_to_bitmap([1 << 32])
+
+
+def l1_words(seed: int) -> tuple[list[int], list[int], list[int]]:
+    rng = np.random.default_rng(seed)
+    tbp = [int(w) for w in rng.integers(0, 2**32, 16, dtype=np.uint64) & rng.integers(0, 2**32, 16, dtype=np.uint64)]
+    tap = [w & int(m) for w, m in zip(tbp, rng.integers(0, 2**32, 16, dtype=np.uint64), strict=True)]
+    tav = [w & int(m) for w, m in zip(tap, rng.integers(0, 2**32, 16, dtype=np.uint64), strict=True)]
+    return tbp, tap, tav
+
+
+def test_l1_is_one_string_of_tbp_tap_tav() -> None:
+    tbp, tap, tav = l1_words(1)
+    text = reference_encode(words_to_bits(tbp) + words_to_bits(tap) + words_to_bits(tav))
+    masks = decode_l1([text, "", text])
+    for mask, words in zip(masks, (tbp, tap, tav), strict=True):
+        rows, valid = mask.rows()
+        assert rows[0].tobytes() == words_to_bitmap(words) and rows[2].tobytes() == rows[0].tobytes()
+        assert list(valid) == [True, False, True]
+        assert mask.column().to_pylist() == [words_to_bitmap(words), None, words_to_bitmap(words)]
+    assert encode_l1(words_to_bitmap(tbp), words_to_bitmap(tap), words_to_bitmap(tav)) == text
+    assert encode_l1(None, None, None) == ""
+
+
+def test_run1_l1_of_three_times_256_bits_is_split_in_thirds() -> None:
+    tbp, tap, tav = (words[:8] for words in l1_words(2))
+    text = rle_encode_bits(words_to_bits(tbp) + words_to_bits(tap) + words_to_bits(tav))
+    masks = decode_l1([text])
+    for mask, words in zip(masks, (tbp, tap, tav), strict=True):
+        assert mask.column().to_pylist() == [words_to_bitmap(words) + bytes(32)]
+
+
+def test_l1_of_another_length_is_an_error() -> None:
+    with pytest.raises(MaskFormatError, match="1000 bits") as info:
+        decode_l1(["YA", rle_encode_bits("0" * 1000)])
+    assert info.value.index == 1
+    with pytest.raises(MaskFormatError, match="more than 1536"):
+        decode_l1(["YB"])
+
+
+def test_hlt_levels() -> None:
+    physics = [0] * 255 + [0x80000000]
+    through = [3] + [0] * 255
+    a, b = (reference_encode(words_to_bits(w)) for w in (physics, through))
+    texts = [f"{a};{b};CAA", ";;", a, "", f";{b};", "B!"]
+    masks = decode_hlt(texts)
+    columns = [mask.column().to_pylist() for mask in masks]
+    zero = bytes(HLT_BITS // 8)
+    assert columns[0] == [words_to_bitmap(physics), None, words_to_bitmap(physics), None, None, b"\x02" + zero[1:]]
+    assert columns[1] == [words_to_bitmap(through), None, None, None, words_to_bitmap(through), None]
+    assert columns[2] == [zero, None, None, None, None, None]
+    assert encode_hlt(words_to_bitmap(physics), words_to_bitmap(through), zero) == texts[0]
+    assert encode_hlt(None, None, None) == ";;"
+
+
+def test_hlt_errors_name_the_event() -> None:
+    with pytest.raises(MaskFormatError, match="2 ';'-separated parts") as info:
+        split_levels(["CAA;CAA;CAA", "CAA;CAA"])
+    assert info.value.index == 1
+    with pytest.raises(MaskFormatError, match="more than 8192") as info:
+        decode_hlt([";;", ";CAB;"])
+    assert info.value.index == 1
+
+
+def test_mask_column_nulls_span_no_bytes() -> None:
+    masks = decode_hlt([";;", "B!;;", ";;", "!;;"])
+    column = masks[0].column()
+    column.validate(full=True)
+    offsets = np.frombuffer(column.buffers()[1], dtype=np.int32)[: len(column) + 1]
+    assert list(offsets) == [0, 0, 1024, 1024, 2048]
+    assert column.null_count == 2
+
+
+def test_encode_checks_widths_and_all_or_nothing_l1() -> None:
+    with pytest.raises(ValueError, match="all present or all null"):
+        encode_l1(bytes(64), None, bytes(64))
+    with pytest.raises(ValueError, match="64 bytes"):
+        encode_l1(bytes(64), bytes(64), bytes(63))
+    with pytest.raises(ValueError, match="1024 bytes"):
+        encode_hlt(bytes(64), None, None)
+    assert L1_BITS == 512
+
+
+# ---------------------------------------------------------------- tokens
+
+
+def test_token_in_the_producers_layout() -> None:
+    token = format_token(GUID.lower(), "POOLContainer(DataHeader)", GUID, 0x202, 4, 2**64 - 1)
+    assert token == (
+        f"[DB={GUID.lower()}][CNT=POOLContainer(DataHeader)][CLID={GUID}][TECH=00000202]"
+        "[OID=0000000000000004-FFFFFFFFFFFFFFFF]"
+    )
+    parsed = parse_tokens([token])
+    assert parsed.guid.to_pylist() == [GUID]
+    assert parsed.container.to_pylist() == ["POOLContainer(DataHeader)"]
+    assert parsed.clid.to_pylist() == [GUID]
+    assert parsed.tech.type == pa.uint32() and parsed.tech.to_pylist() == [0x202]
+    assert parsed.oid1.to_pylist() == [4] and parsed.oid2.to_pylist() == [2**64 - 1]
+    assert parse_token(token) == (GUID, "POOLContainer(DataHeader)", GUID, 0x202, 4, 2**64 - 1)
+
+
+def test_tokens_in_other_orders_and_widths() -> None:
+    tokens = [
+        f"[OID=1-a][TECH=ff][CLID=][CNT=c][DB={GUID}]",
+        f"[DB={GUID}][CNT=][CLID={GUID}][TECH=0][OID=0-0][PNAME=ignored]",
+        format_token(GUID, "", GUID, 1, 2, 3),
+        format_token(GUID, "CollectionTree(EventInfo_p4/McEventInfo)", "x", 0xFFFFFFFF, 0, 1),
+        format_token(GUID, "é", GUID, 7, 8, 9),
+    ]
+    parsed = parse_tokens(tokens)
+    assert parsed.container.to_pylist() == ["c", "", "", "CollectionTree(EventInfo_p4/McEventInfo)", "é"]
+    assert parsed.clid.to_pylist() == ["", GUID, GUID, "x", GUID]
+    assert parsed.tech.to_pylist() == [0xFF, 0, 1, 0xFFFFFFFF, 7]
+    assert parsed.oid1.to_pylist() == [1, 0, 2, 0, 8]
+    assert parsed.oid2.to_pylist() == [10, 0, 3, 1, 9]
+    assert parsed.guid.to_pylist() == [GUID] * 5
+    assert len(parse_tokens([]).guid) == 0
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("", "not a sequence of [KEY=value] fields"),
+        ("garbage", "not a sequence"),
+        (format_token(GUID, "c", GUID, 1, 2, 3) + " ", "not a sequence"),
+        (format_token(GUID, "a]b", GUID, 1, 2, 3), "not a sequence"),
+        (format_token(GUID, "a[b", GUID, 1, 2, 3), "not a sequence"),
+        (f"[DB={GUID}][CNT=][CLID=][TECH=1]", "lacks field OID"),
+        (f"[DB={GUID}][CNT=][CNT=][CLID=][TECH=1][OID=1-2]", "field CNT twice"),
+        ("[DB=4DDBD295-EFCE-472A-9EC8][CNT=][CLID=][TECH=1][OID=1-2]", "not a GUID"),
+        (f"[DB={GUID}][CNT=][CLID=][TECH=0x12][OID=1-2]", "TECH='0x12'"),
+        (f"[DB={GUID}][CNT=][CLID=][TECH=123456789][OID=1-2]", "TECH="),
+        (f"[DB={GUID}][CNT=][CLID=][TECH=-1][OID=1-2]", "TECH="),
+        (f"[DB={GUID}][CNT=][CLID=][TECH=1][OID=1-12345678901234567]", "OID="),
+        (f"[DB={GUID}][CNT=][CLID=][TECH=1][OID=12]", "OID="),
+        (f"[DB={GUID}][CNT=][CLID=][TECH=1][OID=1-G]", "OID="),
+        (format_token(GUID, "c", GUID, 1, 2, 3).replace("[TECH=00000001]", "[TECH=0000000G]"), "TECH="),
+    ],
+)
+def test_bad_tokens_name_the_token(token: str, reason: str) -> None:
+    good = format_token(GUID, "c", GUID, 1, 2, 3)
+    with pytest.raises(TokenFormatError) as info:
+        parse_tokens([good, good, token, good])
+    assert info.value.index == 2
+    assert reason in str(info.value)
