@@ -580,21 +580,28 @@ def main() -> int:
     work = (Path(tempfile.mkdtemp(prefix="ei-load-memory-")) if args.workdir is None else args.workdir).absolute()
     store, queue, snapshot = work / "store", work / "queue.db", work / SNAPSHOT
     ledger, warehouse = work / "ledger.db", work / "warehouse"
-    ours = [store, warehouse, snapshot] + [Path(f"{p}{s}") for p in (queue, ledger) for s in ("", "-wal", "-shm")]
+
+    def ours() -> list[Path]:
+        """What this benchmark and its supersink create: the ledger's -wal/-shm and any sidecar (spool) too."""
+        return [store, warehouse, snapshot, *work.glob("queue.db*"), *work.glob(f"{ledger.name}*")]
+
     try:
         if args.skip_setup:
             if not (store.is_dir() and snapshot.exists()):
                 log(f"load_memory: {work} holds no store and queue snapshot of an earlier --keep run")
                 return 2
-            for path in (ledger, Path(f"{ledger}-wal"), Path(f"{ledger}-shm")):
-                path.unlink(missing_ok=True)
+            for path in work.glob(f"{ledger.name}*"):
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
             shutil.rmtree(warehouse, ignore_errors=True)
             restore_queue(snapshot, queue)
             setup: dict[str, Any] = {"skipped": True}
             log(f"setup: skipped, replaying the queue snapshot in {work}")
         else:
             work.mkdir(parents=True, exist_ok=True)
-            if any(p.exists() for p in ours):
+            if any(p.exists() for p in ours()):
                 log(f"load_memory: {work} already holds a store/queue/ledger/warehouse; use an empty directory")
                 return 2
             setup = produce(
@@ -649,7 +656,7 @@ def main() -> int:
         if args.keep:
             log(f"kept {work}")
         else:
-            for path in ours:
+            for path in ours():
                 if path.is_dir():
                     shutil.rmtree(path, ignore_errors=True)
                 else:

@@ -85,12 +85,18 @@ class Intake:
         self.spool = spool_for(ledger)
         self.counters = Counters()
         self.on_event = on_event or (lambda text: log.info("%s", text))
+        self.may_complete = False
 
     def handle(self, message: Message) -> str | None:
-        """Record one message durably; return the task it touched (None if quarantined)."""
+        """Record one message durably; return the task it touched (None if quarantined).
+
+        `may_complete` tells afterwards whether the message may have completed its task (a new
+        expectation or manifest, or a new chunk of an attempt whose manifest is in): re-evaluating
+        a task after every chunk would cost time quadratic in its chunks."""
         self.counters.messages += 1
         if message.redelivered:
             self.counters.redelivered += 1
+        self.may_complete = False
         try:
             with self.ledger.transaction():
                 task = self._handle(message.body)
@@ -118,6 +124,7 @@ class Intake:
                 pointer.expected_events if pointer.HasField("expected_events") else None,
             )
             self.counters.expectations += 1
+            self.may_complete = True
             return pointer.task
         if pointer.kind == pb.POINTER_KIND_EVENTS:
             self._check_dataset(pointer.task, pointer.dataset)
@@ -187,6 +194,7 @@ class Intake:
         with contextlib.suppress(ObjectExistsError):  # spooled before a crash: the same, deterministic bytes
             self.spool.put(key, obj.data)
         min_key, max_key = key_range(table)
+        self._note_chunk(task, job, attempt)
         self.ledger.record_chunk(
             task,
             ChunkRecord(job, attempt, seq, SPOOL_PREFIX + key, sum(map(len, payloads)),
@@ -205,6 +213,11 @@ class Intake:
             raise Rejected("inline manifest: its identity differs from its message's", pointer.task)
         self.record_manifest(manifest, manifest_key(manifest.task, manifest.job, manifest.attempt), pointer.sha256,
                              inline=True)  # fmt: skip
+
+    def _note_chunk(self, task: str, job: str, attempt: int) -> None:
+        """A new chunk can complete its attempt only once the attempt's manifest is in."""
+        if self.ledger.attempt(task, job, attempt) is not None:
+            self.may_complete = True
 
     def _check_dataset(self, task: str, dataset: str) -> None:
         row = self.ledger.task(task)
@@ -233,6 +246,7 @@ class Intake:
         except CodecError as exc:
             raise Rejected(f"chunk {key}: {exc}", task) from None
         crashpoint("intake.fetched")
+        self._note_chunk(task, job, attempt)
         self.ledger.record_chunk(
             task,
             ChunkRecord(
@@ -283,6 +297,7 @@ class Intake:
         if sum(e[4] for e in listed) != manifest.total_events:
             raise Rejected(f"manifest {key}: chunk events do not add up to total {manifest.total_events}", task)
         self._check_dataset(task, manifest.dataset)
+        self.may_complete = True
         self.ledger.record_attempt(
             task,
             job,

@@ -31,6 +31,7 @@ from supersink.warehouse import PART_TEMPLATE, Warehouse
 
 ROW_GROUP_ROWS = 131_072
 ROWS_PER_FILE = 8 * ROW_GROUP_ROWS
+ROW_GROUP_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,16 @@ class FileLayout:
 
     row_group_rows: int = ROW_GROUP_ROWS
     rows_per_file: int = ROWS_PER_FILE
+    #: A row group is also cut when the decoded rows waiting for it reach this many bytes, which
+    #: bounds the supersink's memory whatever the events' width (pyarrow cannot append to an open
+    #: row group, so its rows wait in memory).
+    row_group_bytes: int = ROW_GROUP_BYTES
 
     def __post_init__(self) -> None:
         if not 1 <= self.row_group_rows <= self.rows_per_file:
             raise ConfigError("row groups need at least 1 row and at most --rows-per-file rows")
+        if self.row_group_bytes < 1:
+            raise ConfigError("the row group byte budget must be positive")
 
 
 DEFAULT_LAYOUT = FileLayout()
@@ -85,9 +92,11 @@ class PartWriter:
     def __init__(self, warehouse: Warehouse, dataset: str, task: str, layout: FileLayout) -> None:
         self.warehouse, self.dataset, self.task = warehouse, dataset, task
         self.group_rows, self.file_rows = layout.row_group_rows, layout.rows_per_file
+        self.group_bytes = layout.row_group_bytes
         self.files: list[dict[str, Any]] = []
         self._buffer: list[pa.Table] = []
         self._buffered = 0
+        self._buffered_bytes = 0
         self._writer: pq.ParquetWriter | None = None
         self._rows_in_file = 0
 
@@ -113,6 +122,7 @@ class PartWriter:
         self.files[-1]["rows"] += rows
         self._rows_in_file += rows
         self._buffer, self._buffered = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
+        self._buffered_bytes = rest.nbytes if rest.num_rows else 0
         if self._rows_in_file >= self.file_rows:
             self._close_file()
 
@@ -126,8 +136,11 @@ class PartWriter:
     def write(self, table: pa.Table) -> None:
         self._buffer.append(table)
         self._buffered += table.num_rows
+        self._buffered_bytes += table.nbytes
         while self._buffered >= min(self.group_rows, self.file_rows - self._rows_in_file):
             self._flush(min(self.group_rows, self.file_rows - self._rows_in_file))
+        if self._buffered and self._buffered_bytes >= self.group_bytes:
+            self._flush(self._buffered)
 
     def close(self) -> list[dict[str, Any]]:
         if self._buffered:

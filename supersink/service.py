@@ -78,7 +78,8 @@ class Supersink:
                 with self.ledger.transaction():
                     self.ledger.set_state(task, "failed", view.failure)
                 self.on_event(f"task {task} failed: {view.failure}")
-            return evaluate(self.ledger, task)
+                view.state, view.detail = "failed", view.failure
+            return view
         if not view.complete:
             state, detail = "waiting", "; ".join(view.missing[:3])
             if self.past_deadline(task):
@@ -89,7 +90,8 @@ class Supersink:
                     self.ledger.set_state(task, state, detail)
                 if state == "failed":
                     self.on_event(f"task {task} failed: {detail}")
-            return evaluate(self.ledger, task)
+                view.state, view.detail = state, detail
+            return view
         self.load(view)
         return evaluate(self.ledger, task)
 
@@ -214,12 +216,15 @@ class Supersink:
         idle_since = time.monotonic()
         next_sweep = idle_since
         failures = 0
+        dirty: set[str] = set()
         while not stop.is_set():
             if time.monotonic() >= next_sweep:
                 self.sweep()
                 next_sweep = time.monotonic() + SWEEP_SECONDS
             message = consumer.receive(RECEIVE_TIMEOUT)
             if message is None:
+                while dirty:
+                    self.try_settle(dirty.pop())
                 if until_idle is not None and time.monotonic() - idle_since >= until_idle:
                     break
                 continue
@@ -239,7 +244,11 @@ class Supersink:
             failures = 0
             consumer.ack(message)
             if task is not None:
-                self.try_settle(task)
+                if self.intake.may_complete:
+                    dirty.discard(task)
+                    self.try_settle(task)
+                else:
+                    dirty.add(task)  # re-evaluated when the queue pauses: keeps `status` current
             idle_since = time.monotonic()
         return self.counters
 
