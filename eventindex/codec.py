@@ -29,7 +29,7 @@ import pyarrow as pa
 import zstandard
 from google.protobuf.message import DecodeError
 
-from eventindex.columns import decode_body, encode_body
+from eventindex.columns import Body, decode_body, encode_body
 from eventindex.errors import (
     CorruptObjectError,
     OversizedObjectError,
@@ -45,7 +45,7 @@ SCHEMA_VERSION: Final = 1
 CODEC_ZSTD: Final = 1
 _HEADER = struct.Struct("<4sHBBHHQQQ32s")
 HEADER_SIZE: Final = _HEADER.size
-DEFAULT_ZSTD_LEVEL: Final = 3
+DEFAULT_ZSTD_LEVEL: Final = 1
 #: Largest body a decoder will inflate; a header claiming more is refused unread.
 DEFAULT_MAX_UNCOMPRESSED: Final = 512 * 1024 * 1024
 
@@ -133,17 +133,13 @@ def _unpack(data: bytes, magic: bytes, max_uncompressed: int) -> tuple[Header, b
 
 
 def encode_chunk(table: pa.Table, level: int = DEFAULT_ZSTD_LEVEL) -> EncodedObject:
-    body = encode_body(table)
-    return _pack(CHUNK_MAGIC, body.SerializeToString(), table.num_rows, level)
+    return _pack(CHUNK_MAGIC, encode_body(table), table.num_rows, level)
 
 
-def decode_chunk_body(data: bytes, max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED) -> pb.ChunkBody:
+def decode_chunk_body(data: bytes, max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED) -> Body:
+    """Object bytes -> the parsed body (row count and raw columns), checked against the header."""
     header, raw = _unpack(data, CHUNK_MAGIC, max_uncompressed)
-    body = pb.ChunkBody()
-    try:
-        body.ParseFromString(raw)
-    except DecodeError as exc:
-        raise CorruptObjectError(f"chunk body is not a valid protobuf ChunkBody: {exc}") from exc
+    body = Body(raw, "chunk body (not a valid protobuf ChunkBody)")
     if body.rows != header.count:
         raise CorruptObjectError(f"chunk body has {body.rows} events, the header says {header.count}")
     return body

@@ -7,13 +7,12 @@ column by column on buffers, never event by event, which is what makes the super
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import pyarrow as pa
 
 from eventindex.errors import CorruptObjectError
 from eventindex.schema import eventindex_pb2 as pb
+from eventindex.wire import Fields, Writer
 
 L1_MASK_BYTES = 512 // 8
 HLT_MASK_BYTES = 8192 // 8
@@ -99,15 +98,23 @@ _POPCOUNT = np.array([bin(v).count("1") for v in range(256)], dtype=np.int64)
 _BIT_START = np.concatenate([[0], np.cumsum(_POPCOUNT)[:-1]])
 _BIT_LIST = np.array([b for v in range(256) for b in range(8) if v >> b & 1], dtype=np.int64)
 
+# Field numbers come from the generated schema, the single source of the wire contract.
+_BODY = {f.name: f.number for f in pb.ChunkBody.DESCRIPTOR.fields}
+_MASK = {f.name: f.number for f in pb.MaskColumn.DESCRIPTOR.fields}
+_STRINGS = {f.name: f.number for f in pb.StringColumn.DESCRIPTOR.fields}
+_WIRE_DTYPES = {"uint32": "<u4", "uint64": "<u8", "float32": "<f4", "bool": "|b1"}
 
-def _encode_mask(array: pa.Array, width_bytes: int, out: pb.MaskColumn, name: str) -> None:
+
+def _encode_mask(array: pa.Array, width_bytes: int, name: str) -> Writer:
     """Bitmaps (binary, `width_bytes` each, or null) -> set-bit positions per row."""
     array = array.cast(pa.binary())
     rows = len(array)
-    out.width_bits = width_bytes * 8
+    out = Writer()
+    out.uint(_MASK["width_bits"], width_bytes * 8)
     valid = _np(array.is_valid(), "bool")
     n_valid = int(valid.sum())
-    counts = np.zeros(rows, dtype=np.int64)
+    counts = np.zeros(rows, dtype=np.uint32)
+    positions = np.empty(0, dtype=np.uint32)
     if n_valid:
         offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset : array.offset + rows + 1]
         lengths = np.diff(offsets)[valid]
@@ -130,64 +137,92 @@ def _encode_mask(array: pa.Array, width_bytes: int, out: pb.MaskColumn, name: st
         first = np.repeat(np.cumsum(per_byte) - per_byte, per_byte)
         bit = _BIT_LIST[np.repeat(_BIT_START[values], per_byte) + np.arange(total) - first]
         row = np.repeat(byte_index // width_bytes, per_byte)
-        valid_rows = np.nonzero(valid)[0]
-        counts[valid_rows] = np.bincount(row, minlength=n_valid)
-        out.positions.extend((np.repeat(byte_index % width_bytes, per_byte) * 8 + bit).tolist())
-    out.counts.extend(counts.tolist())
+        counts[np.nonzero(valid)[0]] = np.bincount(row, minlength=n_valid)
+        positions = (np.repeat(byte_index % width_bytes, per_byte) * 8 + bit).astype(np.uint32)
+    out.packed(_MASK["counts"], counts, "<u4")
+    out.packed(_MASK["positions"], positions, "<u4")
     if n_valid < rows:
-        out.absent.extend((~valid).tolist())
+        out.packed(_MASK["absent"], ~valid, "|b1")
+    return out
 
 
-def _encode_strings(array: pa.Array, out: pb.StringColumn) -> None:
+def _encode_strings(array: pa.Array) -> Writer:
     encoded = array.dictionary_encode()
-    out.values.extend(encoded.dictionary.to_pylist())
-    out.index.extend(_np(encoded.indices, "uint32").tolist())
+    out = Writer()
+    for value in encoded.dictionary.to_pylist():
+        out.bytes_field(_STRINGS["values"], value.encode())
+    out.packed(_STRINGS["index"], _np(encoded.indices, "uint32"), "<u4")
+    return out
 
 
-def encode_body(table: pa.Table) -> pb.ChunkBody:
-    """Arrow events (EVENT_SCHEMA) -> columnar protobuf body."""
-    table = table.select(EVENT_SCHEMA.names).combine_chunks()
-    body = pb.ChunkBody(rows=table.num_rows)
+def encode_body(table: pa.Table) -> bytes:
+    """Arrow events (EVENT_SCHEMA) -> the serialised columnar protobuf body (a ChunkBody)."""
+    table = table.select(EVENT_SCHEMA.names)  # columns are combined one by one, as they are needed
+    out = Writer()
+    out.uint(_BODY["rows"], table.num_rows)
     for name, _, dtype in NUMERIC_COLUMNS + TAIL_NUMERIC_COLUMNS:
-        getattr(body, name).extend(_np(table.column(name), dtype).tolist())
+        out.packed(_BODY[name], _np(table.column(name), dtype), _WIRE_DTYPES[dtype])
     for name in FLAG_COLUMNS:
-        getattr(body, name).extend(_np(table.column(name), "bool").tolist())
+        out.packed(_BODY[name], _np(table.column(name), "bool"), "|b1")
     l1id = table.column("extended_level1_id").combine_chunks()
-    body.extended_level1_id.extend(_np(l1id.fill_null(0), "uint32").tolist())
-    body.extended_level1_id_present.extend(_np(l1id.is_valid(), "bool").tolist())
+    out.packed(_BODY["extended_level1_id"], _np(l1id.fill_null(0), "uint32"), "<u4")
+    out.packed(_BODY["extended_level1_id_present"], _np(l1id.is_valid(), "bool"), "|b1")
     for name, width in MASK_COLUMNS:
-        _encode_mask(table.column(name).combine_chunks(), width, getattr(body, name), name)
+        out.message(_BODY[name], _encode_mask(table.column(name).combine_chunks(), width, name))
     prov = table.column("provenance").combine_chunks()
-    body.provenance_count.extend(_np(prov.value_lengths().fill_null(0), "uint32").tolist())
+    out.packed(_BODY["provenance_count"], _np(prov.value_lengths().fill_null(0), "uint32"), "<u4")
     structs = prov.flatten()
     for field in PROVENANCE_STRINGS:
-        _encode_strings(structs.field(field), getattr(body, f"provenance_{field}"))
+        out.message(_BODY[f"provenance_{field}"], _encode_strings(structs.field(field)))
     for field, dtype in PROVENANCE_NUMBERS:
-        getattr(body, f"provenance_{field}").extend(_np(structs.field(field), dtype).tolist())
-    _encode_strings(table.column("input_guid").combine_chunks(), body.input_guid)
-    return body
+        out.packed(_BODY[f"provenance_{field}"], _np(structs.field(field), dtype), _WIRE_DTYPES[dtype])
+    out.message(_BODY["input_guid"], _encode_strings(table.column("input_guid").combine_chunks()))
+    return out.getvalue()
 
 
 # ---------------------------------------------------------------- ChunkBody -> Arrow
 
 
-def _column(values: Sequence[object], dtype: str, rows: int, name: str) -> np.ndarray:
-    array = np.array(values, dtype=dtype)
-    if len(array) != rows:
-        raise CorruptObjectError(f"column {name} has {len(array)} values, the chunk has {rows} rows")
-    return array
+class Body:
+    """A parsed chunk body: its row count and raw columns, not yet turned into Arrow."""
+
+    def __init__(self, raw: bytes, what: str = "chunk body") -> None:
+        self.fields = Fields(raw, what)
+        self.rows = self.fields.uint(_BODY["rows"])
+
+    def column(self, name: str, dtype: str, rows: int | None = None) -> np.ndarray:
+        """A numeric column, checked to hold `rows` values (the body's rows by default)."""
+        values = self.fields.packed(_BODY[name], _WIRE_DTYPES[dtype])
+        expected = self.rows if rows is None else rows
+        if len(values) != expected:
+            raise CorruptObjectError(f"column {name} has {len(values)} values, the chunk has {expected} rows")
+        return values
+
+    def keys(self) -> tuple[np.ndarray, np.ndarray]:
+        """The (run, event) columns."""
+        return self.column("run_number", "uint32"), self.column("event_number", "uint64")
 
 
-def _decode_mask(column: pb.MaskColumn, rows: int, name: str, width_bytes: int) -> pa.Array:
-    if column.width_bits != width_bytes * 8:
-        raise CorruptObjectError(f"column {name} holds {column.width_bits}-bit masks, expected {width_bytes * 8}")
-    counts = _column(column.counts, "int64", rows, name)
-    positions = np.array(column.positions, dtype=np.int64)
+def _checked(values: np.ndarray, rows: int, name: str) -> np.ndarray:
+    if len(values) != rows:
+        raise CorruptObjectError(f"column {name} has {len(values)} values, the chunk has {rows} rows")
+    return values
+
+
+def _decode_mask(column: Fields | None, rows: int, name: str, width_bytes: int) -> pa.Array:
+    if column is None:
+        raise CorruptObjectError(f"column {name} is missing")
+    width_bits = column.uint(_MASK["width_bits"])
+    if width_bits != width_bytes * 8:
+        raise CorruptObjectError(f"column {name} holds {width_bits}-bit masks, expected {width_bytes * 8}")
+    counts = _checked(column.packed(_MASK["counts"], "<u4"), rows, name).astype(np.int64)
+    positions = column.packed(_MASK["positions"], "<u4").astype(np.int64)
     if int(counts.sum()) != len(positions):
         raise CorruptObjectError(f"column {name}: counts add up to {int(counts.sum())}, {len(positions)} positions")
-    if len(positions) and (positions.min() < 0 or positions.max() >= column.width_bits):
-        raise CorruptObjectError(f"column {name}: a bit position outside 0..{column.width_bits - 1}")
-    absent = _column(column.absent, "bool", rows, name) if len(column.absent) else np.zeros(rows, dtype=bool)
+    if len(positions) and positions.max() >= width_bits:
+        raise CorruptObjectError(f"column {name}: a bit position outside 0..{width_bits - 1}")
+    absent_raw = column.packed(_MASK["absent"], "|b1")
+    absent = _checked(absent_raw, rows, name) if len(absent_raw) else np.zeros(rows, dtype=bool)
     valid = ~absent
     if np.any(counts[absent]):
         raise CorruptObjectError(f"column {name}: an absent mask with bits set")
@@ -215,44 +250,47 @@ def _decode_mask(column: pb.MaskColumn, rows: int, name: str, width_bytes: int) 
     )
 
 
-def _decode_strings(column: pb.StringColumn, rows: int, name: str) -> pa.Array:
-    index = _column(column.index, "int32", rows, name)
-    if rows and (index.min() < 0 or index.max() >= len(column.values)):
+def _decode_strings(column: Fields | None, rows: int, name: str) -> pa.Array:
+    if column is None:
+        if rows:
+            raise CorruptObjectError(f"column {name} is missing")
+        return pa.array([], pa.string())
+    index = _checked(column.packed(_STRINGS["index"], "<u4"), rows, name)
+    values = column.strings(_STRINGS["values"])
+    if rows and int(index.max()) >= len(values):
         raise CorruptObjectError(f"column {name}: dictionary index out of range")
-    dictionary = pa.array(list(column.values), type=pa.string())
-    return pa.DictionaryArray.from_arrays(pa.array(index, pa.int32()), dictionary).cast(pa.string())
+    dictionary = pa.array(values, type=pa.string())
+    return pa.DictionaryArray.from_arrays(pa.array(index.astype(np.int32)), dictionary).cast(pa.string())
 
 
-def decode_body(body: pb.ChunkBody) -> pa.Table:
-    """Columnar protobuf body -> Arrow events (EVENT_SCHEMA); raises CorruptObjectError."""
+def decode_body(body: Body) -> pa.Table:
+    """A parsed columnar protobuf body -> Arrow events (EVENT_SCHEMA); raises CorruptObjectError."""
     rows = body.rows
+    fields = body.fields
     arrays: dict[str, pa.Array] = {}
-    for name, typ, dtype in NUMERIC_COLUMNS:
-        arrays[name] = pa.array(_column(getattr(body, name), dtype, rows, name), typ)
-    present = _column(body.extended_level1_id_present, "bool", rows, "extended_level1_id_present")
-    l1id = _column(body.extended_level1_id, "uint32", rows, "extended_level1_id")
-    arrays["extended_level1_id"] = pa.array(l1id, pa.uint32(), mask=~present)
+    for name, typ, dtype in NUMERIC_COLUMNS + TAIL_NUMERIC_COLUMNS:
+        arrays[name] = pa.array(body.column(name, dtype), typ)
+    present = body.column("extended_level1_id_present", "bool")
+    arrays["extended_level1_id"] = pa.array(body.column("extended_level1_id", "uint32"), pa.uint32(), mask=~present)
     for name in FLAG_COLUMNS:
-        arrays[name] = pa.array(_column(getattr(body, name), "bool", rows, name), pa.bool_())
-    for name, typ, dtype in TAIL_NUMERIC_COLUMNS:
-        arrays[name] = pa.array(_column(getattr(body, name), dtype, rows, name), typ)
+        arrays[name] = pa.array(body.column(name, "bool"), pa.bool_())
     for name, width in MASK_COLUMNS:
-        arrays[name] = _decode_mask(getattr(body, name), rows, name, width)
-    counts = _column(body.provenance_count, "int64", rows, "provenance_count")
+        arrays[name] = _decode_mask(fields.message(_BODY[name], name), rows, name, width)
+    counts = body.column("provenance_count", "uint32").astype(np.int64)
     n_refs = int(counts.sum())
     children = [
-        _decode_strings(getattr(body, f"provenance_{f}"), n_refs, f"provenance_{f}") for f in PROVENANCE_STRINGS
+        _decode_strings(fields.message(_BODY[f"provenance_{f}"], f"provenance_{f}"), n_refs, f"provenance_{f}")
+        for f in PROVENANCE_STRINGS
     ]
     children += [
-        pa.array(_column(getattr(body, f"provenance_{f}"), dtype, n_refs, f"provenance_{f}"))
+        pa.array(body.column(f"provenance_{f}", dtype, n_refs), pa.from_numpy_dtype(np.dtype(dtype)))
         for f, dtype in PROVENANCE_NUMBERS
     ]
     offsets = np.zeros(rows + 1, dtype=np.int32)
     np.cumsum(counts, out=offsets[1:])
-    struct_type = PROVENANCE_TYPE.value_type
-    structs = pa.StructArray.from_arrays(children, fields=list(struct_type))
+    structs = pa.StructArray.from_arrays(children, fields=list(PROVENANCE_TYPE.value_type))
     arrays["provenance"] = pa.ListArray.from_arrays(pa.array(offsets), structs, type=PROVENANCE_TYPE)
-    arrays["input_guid"] = _decode_strings(body.input_guid, rows, "input_guid")
+    arrays["input_guid"] = _decode_strings(fields.message(_BODY["input_guid"], "input_guid"), rows, "input_guid")
     return pa.Table.from_arrays([arrays[name] for name in EVENT_SCHEMA.names], schema=EVENT_SCHEMA)
 
 

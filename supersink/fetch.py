@@ -61,9 +61,8 @@ def verify_chunk(
     body = decode_chunk_body(data)
     if events is not None and body.rows != events:
         raise CorruptObjectError(f"{key} holds {body.rows} events, {events} announced")
-    if len(body.run_number) != body.rows or len(body.event_number) != body.rows:
-        raise CorruptObjectError(f"{key}: run/event columns do not have {body.rows} values")
-    min_key, max_key = _range(np.array(body.run_number, dtype=np.uint32), np.array(body.event_number, dtype=np.uint64))
+    table = decode_body(body)  # "decodes" means every column, so a load cannot fail on it later
+    min_key, max_key = key_range(table)
     return VerifiedChunk(len(data), digest, body.rows, min_key, max_key)
 
 

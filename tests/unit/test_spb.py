@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from eventindex.columns import EVENT_SCHEMA, HLT_MASK_BYTES, L1_MASK_BYTES, decode_body, encode_body
+from eventindex.columns import EVENT_SCHEMA, HLT_MASK_BYTES, L1_MASK_BYTES, Body, decode_body, encode_body
 from eventindex.errors import InputError
 from producer.inputs import EventIndex_p1_pb2 as ei
 from producer.inputs import open_input, spb
@@ -253,7 +253,7 @@ def test_synthetic_events_round_trip(tmp_path: Path, events: pa.Table) -> None:
         if max_rows > 1:
             assert read_all(source, max_rows).equals(events)
     # and through the chunk codec, as the producer ships them
-    assert decode_body(encode_body(read_all(source))).equals(events)
+    assert decode_body(Body(encode_body(read_all(source)))).equals(events)
 
 
 def varied_events() -> pa.Table:
