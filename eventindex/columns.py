@@ -209,7 +209,7 @@ def _checked(values: np.ndarray, rows: int, name: str) -> np.ndarray:
     return values
 
 
-def _decode_mask(column: Fields | None, rows: int, name: str, width_bytes: int) -> pa.Array:
+def _decode_mask(column: Fields | None, rows: int, name: str, width_bytes: int, check_only: bool = False) -> pa.Array:
     if column is None:
         raise CorruptObjectError(f"column {name} is missing")
     width_bits = column.uint(_MASK["width_bits"])
@@ -226,6 +226,8 @@ def _decode_mask(column: Fields | None, rows: int, name: str, width_bytes: int) 
     valid = ~absent
     if np.any(counts[absent]):
         raise CorruptObjectError(f"column {name}: an absent mask with bits set")
+    if check_only:
+        return pa.nulls(0, pa.binary())
     n_valid = int(valid.sum())
     matrix = np.zeros(n_valid * width_bytes, dtype=np.uint8)
     if len(positions):
@@ -250,7 +252,7 @@ def _decode_mask(column: Fields | None, rows: int, name: str, width_bytes: int) 
     )
 
 
-def _decode_strings(column: Fields | None, rows: int, name: str) -> pa.Array:
+def _decode_strings(column: Fields | None, rows: int, name: str, check_only: bool = False) -> pa.Array:
     if column is None:
         if rows:
             raise CorruptObjectError(f"column {name} is missing")
@@ -259,6 +261,8 @@ def _decode_strings(column: Fields | None, rows: int, name: str) -> pa.Array:
     values = column.strings(_STRINGS["values"])
     if rows and int(index.max()) >= len(values):
         raise CorruptObjectError(f"column {name}: dictionary index out of range")
+    if check_only:
+        return pa.nulls(0, pa.string())
     dictionary = pa.array(values, type=pa.string())
     return pa.DictionaryArray.from_arrays(pa.array(index.astype(np.int32)), dictionary).cast(pa.string())
 
@@ -292,6 +296,25 @@ def decode_body(body: Body) -> pa.Table:
     arrays["provenance"] = pa.ListArray.from_arrays(pa.array(offsets), structs, type=PROVENANCE_TYPE)
     arrays["input_guid"] = _decode_strings(fields.message(_BODY["input_guid"], "input_guid"), rows, "input_guid")
     return pa.Table.from_arrays([arrays[name] for name in EVENT_SCHEMA.names], schema=EVENT_SCHEMA)
+
+
+def validate_body(body: Body) -> None:
+    """Every check decode_body makes, without building the columns: CorruptObjectError if any fails."""
+    for name, _, dtype in NUMERIC_COLUMNS + TAIL_NUMERIC_COLUMNS:
+        body.column(name, dtype)
+    for name in ("extended_level1_id_present", *FLAG_COLUMNS):
+        body.column(name, "bool")
+    body.column("extended_level1_id", "uint32")
+    for name, width in MASK_COLUMNS:
+        _decode_mask(body.fields.message(_BODY[name], name), body.rows, name, width, check_only=True)
+    n_refs = int(body.column("provenance_count", "uint32").astype(np.int64).sum())
+    for f in PROVENANCE_STRINGS:
+        _decode_strings(
+            body.fields.message(_BODY[f"provenance_{f}"], f"provenance_{f}"), n_refs, f"provenance_{f}", True
+        )
+    for f, dtype in PROVENANCE_NUMBERS:
+        body.column(f"provenance_{f}", dtype, n_refs)
+    _decode_strings(body.fields.message(_BODY["input_guid"], "input_guid"), body.rows, "input_guid", True)
 
 
 def event_keys(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:

@@ -135,3 +135,24 @@ def test_unpacked_and_split_repeated_fields_are_accepted(events: pa.Table) -> No
     body = Body(raw + extra.SerializeToString())
     with pytest.raises(CorruptObjectError, match="run_number has 6 values"):
         body.keys()
+
+
+@pytest.mark.parametrize(
+    ("mangle", "words"),
+    [
+        (lambda m: m.l1_tbp.positions.append(600), "counts add up"),
+        (lambda m: (m.l1_tbp.counts.__setitem__(0, m.l1_tbp.counts[0] + 1), m.l1_tbp.positions.append(999)), "outside"),
+        (lambda m: m.provenance_guid.index.__setitem__(0, 99), "dictionary index out of range"),
+        (lambda m: m.hlt_passed_physics.ClearField("width_bits"), "0-bit masks"),
+        (lambda m: m.provenance_oid2.append(1), "provenance_oid2 has"),
+    ],
+)
+def test_validation_at_intake_catches_what_decoding_would(events: pa.Table, mangle, words: str) -> None:  # type: ignore[no-untyped-def]
+    from eventindex.columns import Body, decode_body, encode_body, validate_body
+
+    message = pb.ChunkBody.FromString(encode_body(events.slice(0, 50)))
+    mangle(message)
+    raw = message.SerializeToString()
+    for check in (validate_body, decode_body):
+        with pytest.raises(CorruptObjectError, match=words):
+            check(Body(raw))
