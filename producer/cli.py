@@ -1,12 +1,19 @@
 """`ei-producer`: index one job attempt's inputs into the object store and announce them.
 
-Exit codes (stable, documented in the README):
-  0  everything stored and announced
+    ei-producer --task T --job J --attempt N --dataset D --input SPEC [--input SPEC ...]
+                --store URL --broker URL [--broker URL ...] [options]
+    ei-producer --mode mq ... --broker URL [...]     (the broker-only transport: no --store)
+    ei-producer flush-spool --broker URL [--broker URL ...] [--spool FILE]
+
+Exit codes (stable, documented in docs/producer.md and the README):
+  0  everything stored and announced (flush-spool: every spooled pointer sent, or none to send)
   1  unexpected internal error (a bug: please report it)
   2  bad command line, URL or name
   3  an input is unreadable, truncated or inconsistent
   4  the object store failed or refused a write
-  5  the broker failed
+  5  the broker failed (flush-spool: the pointers not sent stay in the spool)
+  6  everything stored, but no broker was reachable: pointers were spooled for `flush-spool`
+  130 interrupted (SIGINT)
   137 (only with --fail-after-chunks) the simulated crash
 """
 
@@ -14,15 +21,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from eventindex import __version__
 from eventindex.errors import ConfigError, EventIndexError, InputError, StoreError, TransportError
-from eventindex.store import open_store
-from eventindex.transport import open_publisher
-from producer.inputs import open_input
-from producer.job import DEFAULT_CHUNK_EVENTS, JobRunner, JobSpec, Progress
+from eventindex.store.base import (
+    DEFAULT_CONNECTIONS,
+    MIB,
+    MIN_PART_BYTES,
+    ObjectStore,
+    StoreOptions,
+    check_store_url,
+    open_store,
+)
+from eventindex.transport.base import Publisher
+from eventindex.transport.counting import CountingPublisher
+from eventindex.transport.failover import FailoverPublisher
+from producer.inputs import InputSource, open_input
+from producer.job import DEFAULT_CHUNK_EVENTS, JobResult, JobRunner, JobSpec, Progress, check_inputs
+from producer.spool import DEFAULT_SPOOL, Spool, SpoolingPublisher
+from producer.upload import DEFAULT_THREADS, UploadConfig
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -30,10 +52,23 @@ EXIT_USAGE = 2
 EXIT_INPUT = 3
 EXIT_STORE = 4
 EXIT_BROKER = 5
+EXIT_SPOOLED = 6
+EXIT_INTERRUPTED = 130
+
+FLUSH_COMMAND = "flush-spool"
+#: A job's store requests get more attempts than the library default: failing a job that has
+#: read its whole input costs far more than waiting out a store restart.
+STORE_ATTEMPTS = 10
+#: The progress line is redrawn at most this often (seconds).
+PROGRESS_INTERVAL = 0.2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ei-producer", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="ei-producer",
+        description=__doc__.splitlines()[0],
+        epilog=f"`ei-producer {FLUSH_COMMAND} --help`: send the pointers a run spooled (exit 6).",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--task", required=True, help="task name ([A-Za-z0-9._-])")
     parser.add_argument("--job", required=True, help="job name ([A-Za-z0-9._-])")
@@ -47,9 +82,50 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SPEC",
         help="an input file; repeat for several. synthetic:EVENTS[:SEED]",
     )
-    parser.add_argument("--store", required=True, help="file:///dir or s3://bucket/prefix?endpoint=URL")
-    parser.add_argument("--broker", required=True, help="sqlite:///queue.db or stomp://host:port/queue/NAME")
+    parser.add_argument(
+        "--store", help="file:///dir or s3://bucket/prefix?endpoint=URL[&ca=CA.pem] (required unless --mode mq)"
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("objects", "mq"),
+        default="objects",
+        help="objects: chunks to the store, pointers to the broker (default); "
+        "mq: the events themselves through the broker (the first ATLAS EventIndex transport)",
+    )
+    parser.add_argument(
+        "--branch-map", type=Path, metavar="FILE", help="ROOT inputs: a JSON branch map (see docs/inputs.md)"
+    )
+    _broker_arguments(parser)
     parser.add_argument("--chunk-events", type=int, default=DEFAULT_CHUNK_EVENTS, help="events per chunk object")
+    parser.add_argument(
+        "--threads", type=int, default=DEFAULT_THREADS, help=f"parallel chunk uploads (default {DEFAULT_THREADS})"
+    )
+    parser.add_argument(
+        "--multipart-mb",
+        type=int,
+        default=StoreOptions().multipart_threshold // MIB,
+        metavar="MIB",
+        help="S3: objects above this many MiB are uploaded in parts of this size, at least 5 MiB "
+        "(default %(default)s, min 1)",
+    )
+    parser.add_argument(
+        "--store-attempts",
+        type=int,
+        default=STORE_ATTEMPTS,
+        metavar="N",
+        help="S3: attempts per request before the job fails, with capped exponential backoff and jitter "
+        "(default %(default)s: rides out about 25 s of outage)",
+    )
+    parser.add_argument(
+        "--no-spool",
+        action="store_true",
+        help="when no broker is reachable, fail (exit 5) instead of spooling the pointers (exit 6)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read, validate and encode the inputs and print the summary; store and send nothing",
+    )
     parser.add_argument(
         "--allow-mismatch",
         action="store_true",
@@ -66,8 +142,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _broker_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--broker",
+        required=True,
+        action="append",
+        dest="brokers",
+        metavar="URL",
+        help="sqlite:///queue.db, stomp[+ssl]://host:port[,host2:port2]/queue/NAME or amqp://...; "
+        "repeat for failover, in order of preference",
+    )
+    parser.add_argument(
+        "--spool",
+        type=Path,
+        default=Path(DEFAULT_SPOOL),
+        metavar="FILE",
+        help="where pointers wait when no broker is reachable (default ./%(default)s)",
+    )
+
+
+def build_flush_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"ei-producer {FLUSH_COMMAND}",
+        description="Send the pointers spooled by runs that found no broker (exit 6), then empty the spool. "
+        "Safe to re-run: a pointer sent twice is harmless.",
+    )
+    _broker_arguments(parser)
+    return parser
+
+
 def _progress_printer(enabled: bool) -> Callable[[Progress], None] | None:
+    last = 0.0
+
     def show(progress: Progress) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last < PROGRESS_INTERVAL:
+            return
+        last = now
         mb_s = progress.bytes / 1e6 / max(progress.seconds, 1e-9)
         sys.stderr.write(f"\r  {progress.events:,} events  {progress.chunks} chunks  {mb_s:.1f} MB/s ")
         sys.stderr.flush()
@@ -75,8 +187,59 @@ def _progress_printer(enabled: bool) -> Callable[[Progress], None] | None:
     return show if enabled else None
 
 
+def _fail(code: int, text: str) -> int:
+    print(f"ei-producer: {text}", file=sys.stderr)
+    return code
+
+
+def _error_code(exc: BaseException) -> tuple[int, str]:
+    if isinstance(exc, ConfigError):
+        return EXIT_USAGE, str(exc)
+    if isinstance(exc, InputError):
+        return EXIT_INPUT, f"input error: {exc}"
+    if isinstance(exc, StoreError):
+        return EXIT_STORE, f"store error: {exc}"
+    if isinstance(exc, TransportError):
+        return EXIT_BROKER, f"broker error: {exc}"
+    return EXIT_INTERNAL, f"error: {exc}"
+
+
+def expand(source: InputSource) -> list[InputSource]:
+    """An SPB file may hold several input files: each gets its own summary in the manifest."""
+    files = getattr(source, "files", None)
+    return list(files()) if callable(files) else [source]
+
+
+def _summary(result: JobResult, **extra: object) -> str:
+    return json.dumps(
+        {
+            "task": result.task,
+            "job": result.job,
+            "attempt": result.attempt,
+            "events": result.events,
+            "chunks": result.chunks,
+            "bytes": result.bytes,
+            "seconds": round(result.seconds, 3),
+            "manifest": result.manifest_url or None,
+            "problems": list(result.problems),
+            **extra,
+        }
+    )
+
+
+def _setup_logging() -> None:
+    """Warnings on stderr, one line each; stomp.py's own per-host connection chatter is left out
+    (the failover and spool warnings say what happened)."""
+    logging.basicConfig(level=logging.WARNING, format="ei-producer: %(message)s")
+    logging.getLogger("stomp.py").setLevel(logging.ERROR)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    _setup_logging()
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == [FLUSH_COMMAND]:
+        return flush_main(args_list[1:])
+    args = build_parser().parse_args(args_list)
     try:
         spec = JobSpec(
             task=args.task,
@@ -87,56 +250,100 @@ def main(argv: Sequence[str] | None = None) -> int:
             allow_mismatch=args.allow_mismatch,
             fail_after_chunks=args.fail_after_chunks,
         )
-        inputs = [open_input(spec_text) for spec_text in args.inputs]
-        store = open_store(args.store)
-        publisher = open_publisher(args.broker)
-    except ConfigError as exc:
-        print(f"ei-producer: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except InputError as exc:
-        print(f"ei-producer: input error: {exc}", file=sys.stderr)
-        return EXIT_INPUT
-    except StoreError as exc:
-        print(f"ei-producer: store error: {exc}", file=sys.stderr)
-        return EXIT_STORE
-    except TransportError as exc:
-        print(f"ei-producer: broker error: {exc}", file=sys.stderr)
-        return EXIT_BROKER
-    show = _progress_printer(sys.stderr.isatty() and not args.quiet)
-    try:
-        with publisher:
-            result = JobRunner(spec, store, publisher, show).run(inputs)
-    except InputError as exc:
-        code, text = EXIT_INPUT, f"input error: {exc}"
-    except StoreError as exc:
-        code, text = EXIT_STORE, f"store error: {exc}"
-    except TransportError as exc:
-        code, text = EXIT_BROKER, f"broker error: {exc}"
+        upload = UploadConfig(threads=args.threads)
+        options = StoreOptions(
+            multipart_threshold=args.multipart_mb * MIB,
+            part_size=max(args.multipart_mb * MIB, MIN_PART_BYTES),
+            connections=max(DEFAULT_CONNECTIONS, args.threads + 2),
+            max_attempts=args.store_attempts,
+        )
+        if args.mode == "objects" and not args.store:
+            raise ConfigError("--store is required (unless --mode mq)")
+        if args.mode == "mq" and args.store:
+            raise ConfigError("--mode mq sends the events through the broker: no --store")
+        inputs = [
+            source
+            for spec_text in args.inputs
+            for source in expand(open_input(spec_text, args.branch_map, check_counts=not args.allow_mismatch))
+        ]
+        if args.dry_run:
+            if args.store:
+                check_store_url(args.store)
+            FailoverPublisher(args.brokers).close()  # validates every URL; connects to none
     except EventIndexError as exc:
-        code, text = EXIT_INTERNAL, f"error: {exc}"
-    else:
+        return _fail(*_error_code(exc))
+    show = _progress_printer(sys.stderr.isatty() and not args.quiet)
+    if args.dry_run:
+        try:
+            result = check_inputs(spec, inputs, show)
+        except EventIndexError as exc:
+            return _fail(*_error_code(exc))
+        except KeyboardInterrupt:
+            return _fail(EXIT_INTERRUPTED, "interrupted")
         if show is not None:
             sys.stderr.write("\n")
-        print(
-            json.dumps(
-                {
-                    "task": result.task,
-                    "job": result.job,
-                    "attempt": result.attempt,
-                    "events": result.events,
-                    "chunks": result.chunks,
-                    "bytes": result.bytes,
-                    "seconds": round(result.seconds, 3),
-                    "manifest": result.manifest_url,
-                    "problems": list(result.problems),
-                }
-            )
-        )
+        print(_summary(result, dry_run=True))
         return EXIT_OK
+    return _run(spec, inputs, args, upload, options, show)
+
+
+def _run(
+    spec: JobSpec,
+    inputs: list[InputSource],
+    args: argparse.Namespace,
+    upload: UploadConfig,
+    options: StoreOptions,
+    show: Callable[[Progress], None] | None,
+) -> int:
+    store: ObjectStore | None = None
+    spooling: SpoolingPublisher | None = None
+    try:
+        brokers = FailoverPublisher(args.brokers)
+        if not args.no_spool:
+            spooling = SpoolingPublisher(brokers, Spool(args.spool))
+        counted = CountingPublisher(spooling or brokers)
+        publisher: Publisher = counted
+        if args.mode == "mq":
+            from producer.mq import MqJobRunner
+
+            with publisher:
+                result = MqJobRunner(spec, publisher, show).run(inputs)
+        else:
+            store = open_store(args.store, options)
+            with publisher:
+                result = JobRunner(spec, store, publisher, show, upload).run(inputs)
+    except EventIndexError as exc:
+        return _fail(*_error_code(exc))
+    except KeyboardInterrupt:
+        return _fail(EXIT_INTERRUPTED, "interrupted")
     finally:
-        store.close()
-    print(f"ei-producer: {text}", file=sys.stderr)
-    return code
+        if store is not None:
+            store.close()
+    if show is not None:
+        sys.stderr.write("\n")
+    spooled = spooling.spooled if spooling is not None else 0
+    print(_summary(result, spooled=spooled, broker_messages=counted.messages, broker_bytes=counted.bytes))
+    if spooling is not None and spooled:
+        return _fail(
+            EXIT_SPOOLED,
+            f"stored everything, but {spooled} pointer(s) were spooled to {args.spool} "
+            f"(run `ei-producer {FLUSH_COMMAND}`): {spooling.reason}",
+        )
+    return EXIT_OK
+
+
+def flush_main(argv: Sequence[str]) -> int:
+    args = build_flush_parser().parse_args(argv)
+    spool = Spool(args.spool)
+    try:
+        with FailoverPublisher(args.brokers) as publisher:
+            result = spool.flush(publisher)
+    except EventIndexError as exc:
+        return _fail(*_error_code(exc))
+    except KeyboardInterrupt:
+        return _fail(EXIT_INTERRUPTED, "interrupted (the pointers not sent stay in the spool)")
+    print(json.dumps({"spool": str(args.spool), "sent": result.sent, "skipped": result.skipped}))
+    return EXIT_OK
 
 
 if __name__ == "__main__":

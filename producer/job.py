@@ -5,6 +5,10 @@ Order of effects, which the supersink's completeness model relies on:
 2. the manifest is stored after every chunk it lists, and its pointer is sent last.
 A job that dies part-way leaves chunks without a manifest: the attempt is incomplete and
 never loaded. A retried attempt uses a new attempt number, hence new keys.
+
+Chunks are encoded in the calling thread and stored by a bounded pool (`producer.upload`):
+pointers leave in seq order, each after its own chunk is stored; the manifest waits for all.
+`check_inputs` (`--dry-run`) runs the same reading, validation and encoding, and stores nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from eventindex.store import ObjectStore
 from eventindex.transport import Publisher
 from producer.inputs import InputSource
 from producer.summary import FileSummaryBuilder, problems
+from producer.upload import Chunk, UploadConfig, Uploader
 
 DEFAULT_CHUNK_EVENTS = 10_000
 MAX_CHUNK_EVENTS = 1_000_000
@@ -95,8 +100,11 @@ def store_once(store: ObjectStore, key: str, obj: EncodedObject) -> None:
     except ObjectExistsError:
         try:
             same = store.get(key, max_bytes=obj.size) == obj.data
-        except (StoreError, OversizedObjectError):
+        except OversizedObjectError:
             same = False
+        except StoreError as exc:
+            # the store failed while we checked: say so, rather than claim a conflict we did not see
+            raise type(exc)(f"{key} exists, but reading it back to compare failed: {exc}") from exc
         if not same:
             raise _conflict(key) from None
 
@@ -130,6 +138,86 @@ def store_manifest_once(store: ObjectStore, key: str, manifest: pb.Manifest) -> 
         return EncodedObject(data, hashlib.sha256(data).digest(), existing.total_events)
 
 
+def _new_manifest(spec: JobSpec) -> pb.Manifest:
+    return pb.Manifest(
+        schema_version=SCHEMA_VERSION,
+        task=spec.task,
+        job=spec.job,
+        attempt=spec.attempt,
+        dataset=spec.dataset,
+        producer_version=__version__,
+        start_time_ms=now_ms(),
+    )
+
+
+def _encode_inputs(
+    spec: JobSpec, inputs: list[InputSource], manifest: pb.Manifest, submit: Callable[[Chunk], None]
+) -> list[str]:
+    """Read and encode every input into chunks handed to `submit`, listing them in `manifest`.
+
+    Adds each file's summary to the manifest; raises InputError on the first inconsistent file
+    unless `allow_mismatch`; returns the problems found (all tolerated).
+    """
+    if not inputs:
+        raise InputError("no --input given")
+    found: list[str] = []
+    seq = 0
+    for source in inputs:
+        builder = FileSummaryBuilder(source, now_ms())
+        for table in source.batches(spec.chunk_events):
+            builder.add(table)
+            obj = encode_chunk(table)
+            del table
+            key = chunk_key(spec.task, spec.job, spec.attempt, seq)
+            manifest.chunks.add(seq=seq, key=key, size=obj.size, sha256=obj.sha256, events=obj.count)
+            submit(Chunk(seq, key, obj))
+            seq += 1
+        summary = builder.finish(now_ms())
+        manifest.inputs.append(summary)
+        file_problems = problems(summary)
+        if file_problems and not spec.allow_mismatch:
+            raise InputError(file_problems[0] + " (use --allow-mismatch to index it anyway)")
+        found += file_problems
+    return found
+
+
+def _finish_manifest(manifest: pb.Manifest, events: int, found: list[str]) -> None:
+    manifest.total_events = events
+    manifest.end_time_ms = now_ms()
+    manifest.status = pb.ATTEMPT_STATUS_OK
+    manifest.message = "; ".join(found)
+
+
+def check_inputs(
+    spec: JobSpec, inputs: list[InputSource], on_progress: Callable[[Progress], None] | None = None
+) -> JobResult:
+    """`--dry-run`: read, validate and encode every input as a real run would; store and send nothing."""
+    progress = Progress()
+
+    def count(chunk: Chunk) -> None:
+        progress.events += chunk.obj.count
+        progress.chunks += 1
+        progress.bytes += chunk.obj.size
+        if on_progress:
+            on_progress(progress)
+
+    manifest = _new_manifest(spec)
+    found = _encode_inputs(spec, inputs, manifest, count)
+    _finish_manifest(manifest, progress.events, found)
+    encode_manifest(manifest)  # the manifest too must encode
+    return JobResult(
+        spec.task,
+        spec.job,
+        spec.attempt,
+        progress.events,
+        progress.chunks,
+        progress.bytes,
+        progress.seconds,
+        "",
+        tuple(found),
+    )
+
+
 class JobRunner:
     def __init__(
         self,
@@ -137,11 +225,13 @@ class JobRunner:
         store: ObjectStore,
         publisher: Publisher,
         on_progress: Callable[[Progress], None] | None = None,
+        upload: UploadConfig | None = None,
     ) -> None:
         self.spec = spec
         self.store = store
         self.publisher = publisher
         self.on_progress = on_progress
+        self.upload = upload or UploadConfig()
         self.progress = Progress()
 
     def _announce(self, kind: pb.PointerKind, key: str, obj: EncodedObject, seq: int = 0) -> None:
@@ -160,49 +250,28 @@ class JobRunner:
         )
         self.publisher.send(pointer.SerializeToString(), headers_for(pointer), group=spec.task)
 
+    def _store_chunk(self, chunk: Chunk) -> None:
+        """In an upload thread."""
+        store_once(self.store, chunk.key, chunk.obj)
+
+    def _stored(self, chunk: Chunk) -> None:
+        """In the calling thread, in seq order, once the chunk is stored."""
+        self._announce(pb.POINTER_KIND_CHUNK, chunk.key, chunk.obj, chunk.seq)
+        self.progress.events += chunk.obj.count
+        self.progress.chunks += 1
+        self.progress.bytes += chunk.obj.size
+        if self.on_progress:
+            self.on_progress(self.progress)
+        if self.spec.fail_after_chunks is not None and self.progress.chunks >= self.spec.fail_after_chunks:
+            os._exit(SIMULATED_CRASH_STATUS)
+
     def run(self, inputs: list[InputSource]) -> JobResult:
         spec = self.spec
-        if not inputs:
-            raise InputError("no --input given")
-        start_ms = now_ms()
-        manifest = pb.Manifest(
-            schema_version=SCHEMA_VERSION,
-            task=spec.task,
-            job=spec.job,
-            attempt=spec.attempt,
-            dataset=spec.dataset,
-            producer_version=__version__,
-            start_time_ms=start_ms,
-        )
-        found: list[str] = []
-        seq = 0
-        for source in inputs:
-            builder = FileSummaryBuilder(source, now_ms())
-            for table in source.batches(spec.chunk_events):
-                builder.add(table)
-                obj = encode_chunk(table)
-                key = chunk_key(spec.task, spec.job, spec.attempt, seq)
-                store_once(self.store, key, obj)
-                self._announce(pb.POINTER_KIND_CHUNK, key, obj, seq)
-                manifest.chunks.add(seq=seq, key=key, size=obj.size, sha256=obj.sha256, events=obj.count)
-                seq += 1
-                self.progress.events += obj.count
-                self.progress.chunks += 1
-                self.progress.bytes += obj.size
-                if self.on_progress:
-                    self.on_progress(self.progress)
-                if spec.fail_after_chunks is not None and seq >= spec.fail_after_chunks:
-                    os._exit(SIMULATED_CRASH_STATUS)
-            summary = builder.finish(now_ms())
-            manifest.inputs.append(summary)
-            file_problems = problems(summary)
-            if file_problems and not spec.allow_mismatch:
-                raise InputError(file_problems[0] + " (use --allow-mismatch to index it anyway)")
-            found += file_problems
-        manifest.total_events = self.progress.events
-        manifest.end_time_ms = now_ms()
-        manifest.status = pb.ATTEMPT_STATUS_OK
-        manifest.message = "; ".join(found)
+        manifest = _new_manifest(spec)
+        with Uploader(self._store_chunk, self._stored, self.upload) as uploader:
+            found = _encode_inputs(spec, inputs, manifest, uploader.submit)
+            uploader.finish()
+        _finish_manifest(manifest, self.progress.events, found)
         key = manifest_key(spec.task, spec.job, spec.attempt)
         obj = store_manifest_once(self.store, key, manifest)
         self._announce(pb.POINTER_KIND_MANIFEST, key, obj)

@@ -58,8 +58,9 @@ def input_kind(spec: str) -> tuple[str, str]:
     )
 
 
-def open_input(spec: str, branch_map: Path | None = None) -> InputSource:
-    """Open one `--input` value."""
+def open_input(spec: str, branch_map: Path | None = None, check_counts: bool = True) -> InputSource:
+    """Open one `--input` value. `check_counts=False` (--allow-mismatch) lets a file whose declared
+    counts disagree with its records be read (the manifest records the mismatch)."""
     kind, rest = input_kind(spec)
     if kind == "synthetic":
         from producer.inputs.synthetic import SyntheticInput
@@ -71,7 +72,7 @@ def open_input(spec: str, branch_map: Path | None = None) -> InputSource:
     if kind == "spb":
         from producer.inputs.spb import SpbInput
 
-        return SpbInput(path)
+        return SpbInput(path, check_counts=check_counts)
     if kind == "root":
         from producer.inputs.root import RootInput
 

@@ -544,3 +544,25 @@ def test_one_input_file_reads_only_its_block(tmp_path: Path) -> None:
         read_all(second)
     with pytest.raises(InputError, match=r"record 6 \(EIEvent\)"):
         read_all(SpbInput(path))
+
+
+def test_each_input_file_of_an_spb_file_gets_its_own_manifest_summary(tmp_path: Path) -> None:
+    from eventindex.codec import decode_manifest
+    from producer.inputs.synthetic import SyntheticInput
+
+    first, second = SyntheticInput(300, 1), SyntheticInput(200, 2)
+    path = tmp_path / "job.ei.spb"
+    write_tables(path, [(first.guid, first.batches(300)), (second.guid, second.batches(200))])
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-m", "producer.cli", "--task", "t", "--job", "j", "--attempt", "1", "--dataset", "d",
+         "--input", str(path), "--store", (tmp_path / "store").as_uri(), "--broker", f"sqlite://{tmp_path}/q.db"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)}, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    manifest = decode_manifest((tmp_path / "store" / "t" / "j" / "1" / "manifest.eim").read_bytes())
+    assert [(s.guid, s.events, s.declared_events) for s in manifest.inputs] == [
+        (first.guid, 300, 300),
+        (second.guid, 200, 200),
+    ]
+    assert manifest.total_events == 500

@@ -1,0 +1,235 @@
+"""The pointer spool: durable appends, torn lines, safe and idempotent flushes, exit code 6 end to end."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from eventindex.errors import BrokerConnectionError, TransportError
+from eventindex.pointers import parse_pointer
+from eventindex.transport import Publisher, open_consumer, open_publisher
+from eventindex.transport.embedded import EmbeddedQueue
+from eventindex.transport.failover import FailoverPublisher
+from producer.spool import Spool, SpoolingPublisher
+from tests.helpers import Pipeline, assert_same_events, synthetic
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class FailAfter(Publisher):
+    """A fault injector around a real publisher: the connection is lost after `n` messages."""
+
+    def __init__(self, inner: Publisher, n: int) -> None:
+        self.inner, self.left = inner, n
+
+    def send(self, body: bytes, headers: Mapping[str, str] | None = None, group: str | None = None) -> None:
+        if self.left == 0:
+            raise BrokerConnectionError("connection lost (injected)")
+        self.left -= 1
+        self.inner.send(body, headers, group)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def drain(url: str) -> list[tuple[bytes, dict[str, str]]]:
+    out = []
+    with open_consumer(url) as consumer:
+        while (message := consumer.receive(0.2)) is not None:
+            out.append((message.body, dict(message.headers)))
+            consumer.ack(message)
+    return out
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_append_then_flush_sends_in_order_and_empties(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "p.spool")
+    for i in range(5):
+        spool.append(bytes([i, 0, 255]) * 10, {"ei-kind": "chunk", "n": str(i)}, group="task1")
+    assert spool.pending() == 5
+    broker = f"sqlite://{tmp_path / 'q.db'}"
+    with open_publisher(broker) as pub:
+        result = spool.flush(pub)
+    assert (result.sent, result.skipped) == (5, 0)
+    got = drain(broker)
+    assert [body for body, _ in got] == [bytes([i, 0, 255]) * 10 for i in range(5)]
+    assert got[0][1]["JMSXGroupID"] == "task1" and got[3][1]["n"] == "3"
+    assert spool.pending() == 0 and (tmp_path / "p.spool").stat().st_size == 0
+    with open_publisher(broker) as pub:
+        assert spool.flush(pub).sent == 0, "re-running a flush is harmless"
+
+
+def test_flushing_a_missing_spool_sends_nothing(tmp_path: Path) -> None:
+    with open_publisher(f"sqlite://{tmp_path / 'q.db'}") as pub:
+        assert Spool(tmp_path / "none.spool").flush(pub).sent == 0
+
+
+def test_a_torn_or_damaged_line_is_skipped_and_the_next_record_starts_clean(tmp_path: Path) -> None:
+    path = tmp_path / "p.spool"
+    spool = Spool(path)
+    spool.append(b"first", group="t")
+    with path.open("ab") as handle:
+        handle.write(b'{"v": 1, "body": "dG9ybg')  # a crash in the middle of an append
+    spool.append(b"second", group="t")
+    lines = path.read_bytes().splitlines()
+    assert len(lines) == 3 and lines[1].startswith(b'{"v": 1')
+    damaged = json.loads(lines[2])
+    damaged["crc32"] += 1
+    with path.open("ab") as handle:
+        handle.write(json.dumps(damaged).encode() + b"\n")
+    broker = f"sqlite://{tmp_path / 'q.db'}"
+    with open_publisher(broker) as pub:
+        result = spool.flush(pub)
+    assert (result.sent, result.skipped) == (2, 2)
+    assert [body for body, _ in drain(broker)] == [b"first", b"second"]
+
+
+def test_a_flush_that_fails_part_way_keeps_exactly_what_was_not_sent(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "p.spool")
+    for i in range(6):
+        spool.append(f"m{i}".encode(), group="t")
+    broker = f"sqlite://{tmp_path / 'q.db'}"
+    with FailAfter(open_publisher(broker), 2) as pub, pytest.raises(BrokerConnectionError, match="2 sent, 4 kept"):
+        spool.flush(pub)
+    assert spool.pending() == 4
+    with open_publisher(broker) as pub:
+        assert spool.flush(pub).sent == 4
+    assert [body for body, _ in drain(broker)] == [f"m{i}".encode() for i in range(6)]
+
+
+def test_concurrent_appenders_never_interleave(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "p.spool")
+
+    def writer(n: int) -> None:
+        for i in range(50):
+            spool.append(f"{n}:{i}".encode() * 50, {"w": str(n)}, group="t")
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    broker = f"sqlite://{tmp_path / 'q.db'}"
+    with open_publisher(broker) as pub:
+        result = spool.flush(pub)
+    assert (result.sent, result.skipped) == (200, 0)
+    assert EmbeddedQueue.from_url(broker).depth() == 200
+
+
+def test_spooling_publisher_switches_once_and_stays_spooling(tmp_path: Path) -> None:
+    broker = f"sqlite://{tmp_path / 'q.db'}"
+    spool = Spool(tmp_path / "p.spool")
+    pub = SpoolingPublisher(FailAfter(open_publisher(broker), 2), spool)
+    for i in range(5):
+        pub.send(f"p{i}".encode(), {"k": "v"}, group="t")
+    pub.close()
+    assert pub.spooled == 3 and pub.reason is not None and "injected" in pub.reason
+    assert spool.pending() == 3
+    assert [body for body, _ in drain(broker)] == [b"p0", b"p1"]
+
+
+def test_a_refusing_broker_is_an_error_not_a_spool(tmp_path: Path) -> None:
+    class Refuses(Publisher):
+        def send(self, body: bytes, headers: Mapping[str, str] | None = None, group: str | None = None) -> None:
+            raise TransportError("broker refused SEND: not authorized")
+
+        def close(self) -> None:
+            pass
+
+    pub = SpoolingPublisher(Refuses(), Spool(tmp_path / "p.spool"))
+    with pytest.raises(TransportError, match="not authorized"):
+        pub.send(b"x")
+    assert pub.spooled == 0
+
+
+def test_spooling_through_an_unreachable_stomp_broker(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "p.spool")
+    pub = SpoolingPublisher(FailoverPublisher([f"stomp://127.0.0.1:{closed_port()}/queue/q"]), spool)
+    with pub:
+        pub.send(b"a", group="t")
+        pub.send(b"b", group="t")  # sticky: no second round of connection attempts
+    assert pub.spooled == 2 and pub.reason is not None and "cannot connect" in pub.reason
+
+
+# ------------------------------------------------------------------------------ the CLI, end to end
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "producer.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120
+    )
+
+
+def test_no_broker_exit_6_then_flush_spool_then_the_task_loads_once(tmp_path: Path) -> None:
+    pipe = Pipeline(tmp_path)
+    dead = f"stomp://127.0.0.1:{closed_port()}/queue/q"
+    produced = cli(
+        "--task", "task1", "--job", "j1", "--attempt", "1", "--dataset", "ds", "--input", "synthetic:3000:7",
+        "--chunk-events", "1000", "--store", (tmp_path / "store").as_uri(), "--broker", dead, "--threads", "3",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert produced.returncode == 6, produced.stderr
+    assert json.loads(produced.stdout)["spooled"] == 4
+    last = produced.stderr.strip().splitlines()[-1]
+    assert "4 pointer(s) were spooled" in last and "flush-spool" in last
+    assert len(list(pipe.store.list())) == 4, "three chunks and the manifest are stored"
+    spool = tmp_path / "ei-producer.spool"
+    kinds = [parse_pointer(base64.b64decode(json.loads(line)["body"])).kind for line in spool.read_text().splitlines()]
+    assert kinds == [1, 1, 1, 2], "three chunk pointers, then the manifest's"
+    flush = cli("flush-spool", "--broker", dead, cwd=tmp_path)
+    assert flush.returncode == 5 and Spool(spool).pending() == 4, "still no broker: the spool is kept"
+    flush = cli("flush-spool", "--broker", dead, "--broker", pipe.broker, cwd=tmp_path)
+    assert flush.returncode == 0, flush.stderr
+    assert json.loads(flush.stdout)["sent"] == 4
+    again = cli("flush-spool", "--broker", pipe.broker, cwd=tmp_path)
+    assert again.returncode == 0 and json.loads(again.stdout)["sent"] == 0
+    pipe.expect(1)
+    pipe.run_supersink()
+    assert pipe.status()["state"] == "loaded"
+    assert_same_events(pipe.loaded(), synthetic(7))
+
+
+def test_no_spool_flag_fails_with_exit_5(tmp_path: Path) -> None:
+    proc = cli(
+        "--task", "t", "--job", "j", "--attempt", "1", "--dataset", "ds", "--input", "synthetic:100",
+        "--store", (tmp_path / "store").as_uri(), "--broker", f"stomp://127.0.0.1:{closed_port()}/queue/q",
+        "--no-spool", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 5
+    assert proc.stderr.strip().splitlines()[-1].startswith("ei-producer: broker error: no broker reachable")
+    assert not (tmp_path / "ei-producer.spool").exists()
+
+
+def test_broker_only_mode_spools_whole_batches_and_flushes_them(tmp_path: Path) -> None:
+    """`--mode mq` sends each input file as one transaction; with no broker the batch is spooled whole."""
+    pipe = Pipeline(tmp_path)
+    dead = f"stomp://127.0.0.1:{closed_port()}/queue/q"
+    produced = cli(
+        "--task", "task1", "--job", "j1", "--attempt", "1", "--dataset", "ds", "--input", "synthetic:1000:8",
+        "--mode", "mq", "--broker", dead, cwd=tmp_path,
+    )  # fmt: skip
+    assert produced.returncode == 6, produced.stderr
+    summary = json.loads(produced.stdout)
+    assert summary["spooled"] == summary["chunks"] + 1, "every events message, then the manifest"
+    assert not (tmp_path / "store").exists()
+    flush = cli("flush-spool", "--broker", pipe.broker, cwd=tmp_path)
+    assert flush.returncode == 0, flush.stderr
+    pipe.expect(1)
+    pipe.run_supersink()
+    assert pipe.status()["state"] == "loaded"
+    assert_same_events(pipe.loaded(), synthetic(8, events=1000))
