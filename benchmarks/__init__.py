@@ -1,0 +1,1 @@
+"""Benchmarks: `ei-bench compare` (broker-only vs object-store transport) and `load_memory.py`."""

@@ -1,0 +1,899 @@
+"""`ei-bench compare`: the runs. Real servers, real `ei-producer` and `ei-supersink` processes.
+
+One *run* is one transport (``store`` or ``mq``) at one number of concurrent producers:
+
+1. a fresh broker (when the harness manages it: a new server and data directory per run, so its
+   peak RSS and CPU belong to this run alone), a fresh queue, bucket prefix, ledger and warehouse;
+2. ``ei-supersink run`` is started, ``ei-supersink expect`` announces each task (T jobs, JxE
+   events), and the harness waits until ``ei-supersink status`` lists them: the sink is consuming;
+3. TxJ ``ei-producer --quiet`` processes (one per job, ``synthetic:E:SEED``, a distinct seed per
+   job) run at most N at a time; the clock starts when the first one is spawned;
+4. the run ends when every task whose jobs all succeeded has its commit marker
+   (``_SUCCESS.json``) in the warehouse, or on failure or timeout; then the sink gets SIGTERM and
+   prints its counters, and ``ei-supersink status --json`` gives each task's ``loaded_at``.
+
+The broker, supersink and store processes are sampled from /proc throughout (benchmarks.metrics).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import quote, urlsplit
+
+from benchmarks.ceiling import job_seed
+from benchmarks.metrics import Probe, Sampler, Watch, group_probe, percentiles, process_probe
+
+TRANSPORTS = ("store", "mq")
+BROKERS = ("activemq", "rabbitmq")
+STORES = ("seaweedfs", "ceph")
+DATASET = "bench.synthetic"
+MIB = 1 << 20
+POLL_SECONDS = 0.25
+SINK_READY_TIMEOUT = 120.0
+SINK_STOP_TIMEOUT = 60.0
+STDERR_TAIL = 2000
+
+
+class BenchError(Exception):
+    """The benchmark cannot run at all (a server does not start, a bad address)."""
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    tasks: int
+    jobs: int
+    events: int
+    producers: tuple[int, ...]
+    transports: tuple[str, ...]
+    out: Path
+    work: Path
+    broker: str = "activemq"
+    store: str = "seaweedfs"
+    broker_url: str | None = None
+    store_url: str | None = None
+    protocol: str = "stomp"
+    run_timeout: float = 900.0
+    quick: bool = False
+    keep: bool = False
+
+    def __post_init__(self) -> None:
+        if min(self.tasks, self.jobs, self.events) < 1:
+            raise ValueError("--tasks, --jobs and --events must be at least 1")
+        if not self.producers or min(self.producers) < 1:
+            raise ValueError("--producers must be a list of positive integers")
+        if not self.transports or set(self.transports) - set(TRANSPORTS):
+            raise ValueError(f"--transports must be some of {', '.join(TRANSPORTS)}")
+        if self.broker not in BROKERS:
+            raise ValueError(f"--broker must be one of {', '.join(BROKERS)}")
+        if self.store not in STORES:
+            raise ValueError(f"--store must be one of {', '.join(STORES)}")
+        if self.protocol not in ("stomp", "amqp"):
+            raise ValueError("--protocol must be stomp or amqp")
+        if self.run_timeout <= 0:
+            raise ValueError("--run-timeout must be positive")
+
+    @property
+    def events_per_run(self) -> int:
+        return self.tasks * self.jobs * self.events
+
+
+# ---------------------------------------------------------------- progress on stderr
+
+
+class Progress:
+    """One line per event, plus a live line: rewritten in place on a terminal, every 15 s otherwise."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._live = False
+        self._last = 0.0
+
+    def line(self, text: str) -> None:
+        if self._live:
+            self.stream.write("\r\033[K")
+            self._live = False
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def live(self, text: str) -> None:
+        now = time.monotonic()
+        if self.tty:
+            self.stream.write("\r\033[K" + text)
+            self._live = True
+        elif now - self._last >= 15:
+            self.stream.write(text + "\n")
+            self._last = now
+        self.stream.flush()
+
+
+# ---------------------------------------------------------------- servers
+
+
+class _Server(Protocol):
+    pid: int | None
+
+    def start(self) -> Any: ...
+
+    def stop(self, timeout: float | None = None) -> None: ...
+
+
+def _tool(name: str) -> str:
+    """A console script of this project: next to the running interpreter, else on PATH."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise BenchError(f"{name} not found next to {sys.executable} or on PATH (install the project)")
+    return found
+
+
+class Broker:
+    """The broker: a server started per run (managed), or an address to connect to."""
+
+    def __init__(self, kind: str, url: str | None, protocol: str = "stomp") -> None:
+        self.kind = kind
+        self.url = url
+        self.protocol = protocol
+        self.server: Any = None
+        if url is not None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("stomp", "stomp+ssl", "amqp", "amqps") or not parts.netloc:
+                raise BenchError(f"--broker-url {url!r}: expected stomp://HOST:PORT or amqp://HOST:PORT")
+            self.protocol = "amqp" if parts.scheme.startswith("amqp") else "stomp"
+        elif protocol == "amqp" and kind != "rabbitmq":
+            raise BenchError("--protocol amqp needs --broker rabbitmq (ActiveMQ is run with STOMP only)")
+
+    @property
+    def managed(self) -> bool:
+        return self.url is None
+
+    def start(self, workdir: Path) -> None:
+        if not self.managed:
+            return
+        if self.kind == "activemq":
+            from eventindex.servers import ActiveMQ
+
+            self.server = ActiveMQ(workdir)
+        else:
+            from eventindex.servers.rabbitmq import RabbitMQ  # only needed here
+
+            self.server = RabbitMQ(workdir)
+        self.server.start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def probe(self) -> Probe | None:
+        """The broker's process group (None when the harness did not start it)."""
+        pid = self.server.pid if self.server is not None else None
+        return group_probe(pid) if pid is not None else None
+
+    def queue_url(self, queue: str) -> str:
+        if self.server is not None:
+            if self.protocol == "amqp":
+                return str(self.server.amqp_url(queue))
+            return str(self.server.stomp_url(queue))
+        assert self.url is not None
+        parts = urlsplit(self.url)
+        path = f"/queue/{queue}" if parts.scheme.startswith("stomp") else f"/{quote(queue)}"
+        return f"{parts.scheme}://{parts.netloc}{path}" + (f"?{parts.query}" if parts.query else "")
+
+    def env(self) -> dict[str, str]:
+        client_env = getattr(self.server, "client_env", None)
+        return dict(client_env()) if callable(client_env) else {}
+
+
+class Store:
+    """The object store: one server for the whole comparison (managed), or an endpoint to connect to."""
+
+    def __init__(self, kind: str, url: str | None) -> None:
+        self.kind = kind
+        self.url = url
+        self.server: Any = None
+        if url is not None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise BenchError(f"--store-url {url!r}: expected the S3 endpoint, http://HOST:PORT")
+
+    def start(self, workdir: Path) -> None:
+        if self.url is not None:
+            return
+        if self.kind == "seaweedfs":
+            from eventindex.servers import SeaweedFS
+
+            self.server = SeaweedFS(workdir)
+        else:
+            from eventindex.servers.ceph import CephRGW  # only needed here
+
+            self.server = CephRGW(workdir)
+        self.server.start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def probe(self) -> Probe | None:
+        """The store's process group(s): one for SeaweedFS, Ceph's mon, OSD and RGW daemons."""
+        if self.server is None:
+            return None
+        pids = getattr(self.server, "pids", None)  # CephRGW: {daemon: pid}
+        groups = [int(p) for p in pids.values()] if isinstance(pids, dict) else [self.server.pid]
+        return group_probe(*[g for g in groups if g is not None])
+
+    @property
+    def endpoint(self) -> str:
+        if self.server is not None:
+            return str(self.server.endpoint)
+        assert self.url is not None
+        return self.url.rstrip("/")
+
+    def env(self) -> dict[str, str]:
+        env = {"AWS_EC2_METADATA_DISABLED": "true"}
+        if self.kind == "ceph":
+            env["AWS_REQUEST_CHECKSUM_CALCULATION"] = "when_required"
+        if self.server is not None:
+            env.update(self.server.client_env())
+        return env
+
+    def create_bucket(self, name: str) -> None:
+        if self.server is not None:
+            self.server.create_bucket(name)
+            return
+        import boto3
+        from botocore.config import Config
+
+        client = boto3.session.Session().client(
+            "s3", endpoint_url=self.endpoint, config=Config(s3={"addressing_style": "path"})
+        )
+        try:
+            client.create_bucket(Bucket=name)
+        except client.exceptions.BucketAlreadyOwnedByYou:
+            pass
+        finally:
+            client.close()
+
+    def s3_url(self, bucket: str, prefix: str) -> str:
+        return f"s3://{bucket}/{prefix}?endpoint={self.endpoint}"
+
+
+def mq_mode_available(env: Mapping[str, str]) -> tuple[bool, str]:
+    """Does this `ei-producer` know ``--mode`` (the broker-only transport)?"""
+    done = subprocess.run(
+        [_tool("ei-producer"), "--help"], capture_output=True, text=True, env=dict(env), timeout=60, check=False
+    )
+    if re.search(r"--mode \{[^}]*\bmq\b", done.stdout):
+        return True, ""
+    return False, "ei-producer has no --mode option: the broker-only transport (--mode mq) is not implemented yet"
+
+
+# ---------------------------------------------------------------- one job
+
+
+@dataclass
+class JobOutcome:
+    task: str
+    job: str
+    seed: int
+    started: float = 0.0  # epoch seconds
+    ended: float = 0.0
+    returncode: int | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    stderr: str = ""
+    skipped: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    @property
+    def wall(self) -> float:
+        return self.ended - self.started
+
+
+class ProducerPool:
+    """TxJ `ei-producer` processes, at most N at a time; each outcome is kept. :meth:`cancel` stops it."""
+
+    def __init__(
+        self,
+        argv_for: Callable[[JobOutcome], list[str]],
+        jobs: list[JobOutcome],
+        concurrency: int,
+        env: dict[str, str],
+        timeout: float,
+        cwd: Path,
+    ) -> None:
+        self.argv_for = argv_for
+        self.cwd = cwd
+        self.jobs = jobs
+        self.concurrency = concurrency
+        self.env = env
+        self.timeout = timeout
+        self.cancelled = threading.Event()
+        self.first_start: float | None = None
+        self._running: dict[str, subprocess.Popen[str]] = {}
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="producer")
+        self._futures: list[Any] = []
+
+    def start(self) -> None:
+        self._futures = [self._executor.submit(self._run, job) for job in self.jobs]
+
+    def finished(self) -> int:
+        return sum(1 for f in self._futures if f.done())
+
+    @property
+    def done(self) -> bool:
+        return all(f.done() for f in self._futures)
+
+    def _run(self, job: JobOutcome) -> None:
+        if self.cancelled.is_set():
+            job.skipped = True
+            return
+        job.started = time.time()
+        with self._lock:
+            if self.first_start is None:
+                self.first_start = job.started
+        proc = subprocess.Popen(
+            self.argv_for(job), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env, cwd=self.cwd
+        )
+        with self._lock:
+            self._running[job.job + job.task] = proc
+        try:
+            out, err = proc.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            err += f"\n(killed by the harness after {self.timeout:.0f} s)"
+        job.ended = time.time()
+        with self._lock:
+            self._running.pop(job.job + job.task, None)
+        job.returncode = proc.returncode
+        job.stderr = err[-STDERR_TAIL:]
+        lines = out.strip().splitlines()
+        if lines:
+            with contextlib.suppress(ValueError):
+                job.summary = json.loads(lines[-1])
+
+    def cancel(self) -> None:
+        """No new producers; kill the running ones (our own children, by their Popen handles)."""
+        self.cancelled.set()
+        with self._lock:
+            running = list(self._running.values())
+        for proc in running:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+# ---------------------------------------------------------------- one run
+
+
+@dataclass
+class SinkProcess:
+    proc: subprocess.Popen[bytes]
+    stdout_path: Path
+    stderr_path: Path
+    cpu_total: float | None = None
+    returncode: int | None = None
+
+    def stop(self, timeout: float = SINK_STOP_TIMEOUT) -> None:
+        """SIGTERM (a graceful stop: it prints its counters), wait4 for its CPU, SIGKILL after timeout."""
+        pid = self.proc.pid
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while True:
+            waited, status, usage = os.wait4(pid, os.WNOHANG)
+            if waited == pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+                self.proc.returncode = self.returncode  # reaped here; Popen must not wait again
+                self.cpu_total = usage.ru_utime + usage.ru_stime
+                return
+            if time.monotonic() >= deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
+                deadline = time.monotonic() + 10
+            time.sleep(0.05)
+
+    def counters(self) -> dict[str, Any]:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            return dict(json.loads(self.stdout_path.read_text().strip().splitlines()[-1]))
+        return {}
+
+    def stderr_tail(self, lines: int = 5) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.stderr_path.read_text(errors="replace").strip().splitlines()[-lines:])
+        return ""
+
+
+class Run:
+    def __init__(
+        self,
+        cfg: BenchConfig,
+        transport: str,
+        producers: int,
+        index: int,
+        total: int,
+        stamp: str,
+        broker: Broker,
+        store: Store,
+        bucket: str,
+        progress: Progress,
+        mq_unavailable: str,
+    ) -> None:
+        self.cfg, self.transport, self.producers = cfg, transport, producers
+        self.index, self.total = index, total
+        self.broker, self.store, self.bucket, self.progress = broker, store, bucket, progress
+        self.name = f"{transport}-p{producers}"
+        self.dir = cfg.work / self.name
+        self.queue = f"ei.bench.{stamp}.{self.name}"
+        self.task_names = [f"bench.{stamp}.{self.name}.t{t:03d}" for t in range(cfg.tasks)]
+        self.mq_unavailable = mq_unavailable
+        self.env: dict[str, str] = {}
+        self.label = f"[{index}/{total}] {transport} transport, {producers} producer{'s' * (producers != 1)}"
+
+    # --------------------------------------------------------------- helpers
+
+    def _cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [_tool("ei-supersink"), *args], capture_output=True, text=True, env=self.env, timeout=timeout, check=False
+        )
+
+    def _producer_argv(self, job: JobOutcome) -> list[str]:
+        argv = [
+            _tool("ei-producer"),
+            "--task", job.task, "--job", job.job, "--attempt", "1", "--dataset", DATASET,
+            "--input", f"synthetic:{self.cfg.events}:{job.seed}",
+            "--broker", self.broker_url, "--quiet",
+        ]  # fmt: skip
+        if self.transport == "mq":
+            argv += ["--mode", "mq"]
+        else:
+            argv += ["--store", self.store_url]
+        return argv
+
+    def _marker(self, task: str) -> Path:
+        return self.dir / "warehouse" / DATASET / task / "_SUCCESS.json"
+
+    # --------------------------------------------------------------- the run
+
+    def execute(self) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "run": self.name,
+            "transport": self.transport,
+            "producers": self.producers,
+            "tasks": self.cfg.tasks,
+            "jobs": self.cfg.tasks * self.cfg.jobs,
+            "events_expected": self.cfg.events_per_run,
+            "status": "failed",
+            "reason": "",
+        }
+        self.progress.line(
+            f"{self.label}: starting ({self.cfg.tasks}x{self.cfg.jobs} jobs x {self.cfg.events:,} events)"
+        )
+        if self.transport == "mq" and self.mq_unavailable:
+            row["reason"] = self.mq_unavailable
+            self.progress.line(f"{self.label}: FAILED: {row['reason']}")
+            return row
+        started = time.monotonic()
+        row["loadavg_1min"] = {"start": round(os.getloadavg()[0], 2)}
+        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.broker.start(self.dir / self.broker.kind)
+        except Exception as exc:
+            row["reason"] = f"the broker did not start: {str(exc).splitlines()[0]}"
+            self.progress.line(f"{self.label}: FAILED: {row['reason']}")
+            return row
+        try:
+            self._execute(row)
+        finally:
+            self.broker.stop()
+            if not self.cfg.keep:
+                shutil.rmtree(self.dir, ignore_errors=True)
+        row["harness_seconds"] = round(time.monotonic() - started, 1)
+        row["loadavg_1min"]["end"] = round(os.getloadavg()[0], 2)
+        verdict = "ok" if row["status"] == "ok" else f"{row['status'].upper()}: {row['reason']}"
+        rate = f"{row['events_per_second']:,.0f} events/s" if row.get("events_per_second") else "no rate"
+        self.progress.line(f"{self.label}: finished in {row['harness_seconds']:.0f} s, {rate}; {verdict}")
+        return row
+
+    def _execute(self, row: dict[str, Any]) -> None:
+        cfg = self.cfg
+        self.broker_url = self.broker.queue_url(self.queue)
+        prefix = self.name
+        self.store_url = self.store.s3_url(self.bucket, prefix)
+        self.env = {**os.environ, **self.store.env(), **self.broker.env()}
+        if self.store.server is not None:  # our own server's credentials: nothing else may interfere
+            for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+                self.env.pop(var, None)
+        ledger = self.dir / "ledger.db"
+        sampler = Sampler().start()
+        sampler.watch("broker", self.broker.probe())
+        sampler.watch("store", self.store.probe())
+        sink = self._start_sink(ledger)
+        sampler.watch("supersink", process_probe(sink.proc.pid))
+        pool: ProducerPool | None = None
+        jobs: list[JobOutcome] = []
+        base: dict[str, float | None] = {}
+        try:
+            reason = self._announce_tasks(ledger, sink)
+            if reason:
+                row["reason"] = reason
+                return
+            sampler.sample_now()
+            base = {name: (w.last_cpu if w else None) for name, w in self._watches(sampler).items()}
+            jobs = [
+                JobOutcome(task, f"job-{j:06d}", job_seed(t, j, cfg.jobs))
+                for t, task in enumerate(self.task_names)
+                for j in range(cfg.jobs)
+            ]
+            pool = ProducerPool(self._producer_argv, jobs, self.producers, self.env, cfg.run_timeout, self.dir)
+            pool.start()
+            status, reason = self._wait(pool, jobs, sink, sampler)
+            row["status"], row["reason"] = status, reason
+        finally:
+            if pool is not None:
+                pool.cancel()
+                pool.close()
+            sampler.sample_now()
+            end_cpu = {name: (w.last_cpu if w else None) for name, w in self._watches(sampler).items()}
+            sink.stop()
+            sampler.stop()
+        self._figures(row, jobs, pool, sink, ledger, sampler, base, end_cpu)
+
+    @staticmethod
+    def _watches(sampler: Sampler) -> dict[str, Watch | None]:
+        return {name: sampler.get(name) for name in ("broker", "store", "supersink")}
+
+    def _start_sink(self, ledger: Path) -> SinkProcess:
+        stdout_path, stderr_path = self.dir / "supersink.out", self.dir / "supersink.log"
+        argv = [
+            _tool("ei-supersink"), "run", "--broker", self.broker_url, "--store", self.store_url,
+            "--warehouse", (self.dir / "warehouse").as_uri(), "--state", str(ledger),
+        ]  # fmt: skip
+        with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+            proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=self.env)
+        return SinkProcess(proc, stdout_path, stderr_path)
+
+    def _status(self, ledger: Path) -> dict[str, Any] | None:
+        if not ledger.exists():
+            return None
+        done = self._cli("status", "--state", str(ledger), "--json")
+        if done.returncode != 0:
+            return None
+        with contextlib.suppress(ValueError):
+            return dict(json.loads(done.stdout))
+        return None
+
+    def _announce_tasks(self, ledger: Path, sink: SinkProcess) -> str:
+        """Send every task's expectation; wait until the sink has recorded them all. '' or a failure reason."""
+        cfg = self.cfg
+        for task in self.task_names:
+            done = self._cli(
+                "expect", "--broker", self.broker_url, "--task", task,
+                "--jobs", str(cfg.jobs), "--events", str(cfg.jobs * cfg.events),
+            )  # fmt: skip
+            if done.returncode != 0:
+                return f"ei-supersink expect failed ({done.returncode}): {done.stderr.strip()[-300:]}"
+        deadline = time.monotonic() + SINK_READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if sink.proc.poll() is not None:
+                return f"ei-supersink run exited with {sink.proc.returncode}: {sink.stderr_tail(3)}"
+            report = self._status(ledger)
+            if report is not None and {t["task"] for t in report.get("tasks", [])} >= set(self.task_names):
+                return ""
+            time.sleep(0.5)
+        return f"the supersink did not record the task expectations within {SINK_READY_TIMEOUT:.0f} s"
+
+    def _wait(self, pool: ProducerPool, jobs: list[JobOutcome], sink: SinkProcess, sampler: Sampler) -> tuple[str, str]:
+        """Until every loadable task is committed; ('ok'|'failed'|'timeout', reason)."""
+        deadline = time.monotonic() + self.cfg.run_timeout
+        while True:
+            finished = [j for j in jobs if j.returncode is not None]
+            failed = [j for j in finished if not j.ok]
+            usage = [j for j in failed if j.returncode == 2]
+            if usage:
+                pool.cancel()
+                return "failed", f"ei-producer usage error: {_first_line(usage[0].stderr)}"
+            committed = [t for t in self.task_names if self._marker(t).exists()]
+            broken = {j.task for j in failed}
+            loadable = [t for t in self.task_names if t not in broken]
+            self._show(len(finished), len(failed), len(jobs), len(committed), sampler)
+            if pool.done and set(loadable) <= set(committed):
+                if failed:
+                    return "failed", f"{len(failed)} producer(s) failed, e.g. exit {failed[0].returncode}: " + (
+                        _first_line(failed[0].stderr)
+                    )
+                return "ok", ""
+            if sink.proc.poll() is not None:
+                pool.cancel()
+                return "failed", f"ei-supersink run exited with {sink.proc.returncode}: {sink.stderr_tail(3)}"
+            if time.monotonic() >= deadline:
+                pool.cancel()
+                return "timeout", (
+                    f"not done after {self.cfg.run_timeout:.0f} s: {len(finished)}/{len(jobs)} jobs finished, "
+                    f"{len(committed)}/{len(self.task_names)} tasks committed"
+                )
+            time.sleep(POLL_SECONDS)
+
+    def _show(self, finished: int, failed: int, jobs: int, committed: int, sampler: Sampler) -> None:
+        broker, sink = sampler.get("broker"), sampler.get("supersink")
+        parts = [
+            f"  {self.name}: jobs {finished}/{jobs}" + (f" ({failed} failed)" if failed else ""),
+            f"tasks {committed}/{len(self.task_names)} committed",
+        ]
+        if broker is not None:
+            parts.append(f"broker RSS {broker.last_rss / MIB:,.0f} MiB")
+        if sink is not None and sink.cpu_seconds is not None:
+            parts.append(f"sink CPU {sink.cpu_seconds:,.1f} s")
+        self.progress.live(", ".join(parts))
+
+    # --------------------------------------------------------------- figures
+
+    def _figures(
+        self,
+        row: dict[str, Any],
+        jobs: list[JobOutcome],
+        pool: ProducerPool | None,
+        sink: SinkProcess,
+        ledger: Path,
+        sampler: Sampler,
+        base: dict[str, float | None],
+        end_cpu: dict[str, float | None],
+    ) -> None:
+        ran = [j for j in jobs if j.returncode is not None]
+        ok = [j for j in ran if j.ok]
+        report = self._status(ledger) or {"tasks": [], "quarantined": None}
+        tasks = {t["task"]: t for t in report.get("tasks", [])}
+        loaded_at = {name: t["loaded_at"] for name, t in tasks.items() if t.get("loaded_at") is not None}
+        events_loaded = sum(int(t.get("events_loaded") or 0) for t in tasks.values())
+        start = pool.first_start if pool is not None else None
+        row["events_loaded"] = events_loaded
+        row["tasks_committed"] = len(loaded_at)
+        if start is not None and loaded_at and len(loaded_at) == len(self.task_names):
+            row["e2e_seconds"] = round(max(loaded_at.values()) - start, 3)
+            row["events_per_second"] = round(events_loaded / row["e2e_seconds"]) if row["e2e_seconds"] > 0 else None
+        else:
+            row["e2e_seconds"] = row["events_per_second"] = None
+        if row["status"] == "ok" and events_loaded != self.cfg.events_per_run:
+            row["status"], row["reason"] = (
+                "failed",
+                f"{events_loaded:,} events loaded, {self.cfg.events_per_run:,} sent",
+            )
+        # producers
+        row["producer_wall_seconds"] = percentiles([j.wall for j in ok])
+        row["producer_reported_seconds"] = percentiles(
+            [float(j.summary["seconds"]) for j in ok if "seconds" in j.summary]
+        )
+        row.update(_broker_counts(self.transport, ok))
+        row.update(_producer_store_counts(self.transport, ok))
+        # the supersink
+        counters = sink.counters()
+        row["supersink_counters"] = counters
+        row["supersink_store_requests"] = counters.get("store_requests")
+        row["supersink_store_bytes"] = counters.get("store_bytes")
+        sink_cpu = _delta(base.get("supersink"), end_cpu.get("supersink"))
+        row["supersink_cpu_seconds"] = None if sink_cpu is None else round(sink_cpu, 2)
+        row["supersink_cpu_seconds_process"] = None if sink.cpu_total is None else round(sink.cpu_total, 2)
+        row["supersink_events_per_cpu_second"] = round(events_loaded / sink_cpu) if sink_cpu and events_loaded else None
+        sink_watch = sampler.get("supersink")
+        row["supersink_peak_rss_bytes"] = sink_watch.peak_rss if sink_watch else None
+        # latency: a job's end -> its task committed (loaded_at, the supersink's clock = this host's)
+        # per job: its producer process exited (what the grid job sees);
+        # per task: its last job's manifest end time (last_job_end_ms, written before the manifest is announced)
+        row["latency_seconds"] = percentiles([loaded_at[j.task] - j.ended for j in ok if j.task in loaded_at])
+        row["latency_last_job_seconds"] = percentiles(
+            [
+                loaded_at[name] - tasks[name]["last_job_end_ms"] / 1000
+                for name in loaded_at
+                if tasks[name].get("last_job_end_ms") is not None
+            ]
+        )
+        # servers
+        broker_watch, store_watch = sampler.get("broker"), sampler.get("store")
+        row["broker_peak_rss_bytes"] = broker_watch.peak_rss if broker_watch else None
+        broker_cpu = _delta(base.get("broker"), end_cpu.get("broker"))
+        row["broker_cpu_seconds"] = None if broker_cpu is None else round(broker_cpu, 2)
+        store_cpu = _delta(base.get("store"), end_cpu.get("store"))
+        row["store_server_cpu_seconds"] = None if store_cpu is None else round(store_cpu, 2)
+        row["store_server_rss_bytes"] = store_watch.last_rss if store_watch else None
+        # errors
+        failed = [j for j in ran if not j.ok]
+        row["errors"] = {
+            "producer_failures": len(failed),
+            "producers_not_run": len(jobs) - len(ran),
+            "supersink_exit": sink.returncode,
+            "quarantined": report.get("quarantined"),
+            "supersink_quarantined_counter": counters.get("quarantined"),
+            "examples": sorted({f"exit {j.returncode}: {_first_line(j.stderr)}" for j in failed})[:5],
+        }
+        if sink.returncode not in (0, None) and row["status"] == "ok":
+            row["status"], row["reason"] = "failed", f"ei-supersink run exited with {sink.returncode}"
+
+
+def _first_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "(no message)"
+
+
+def _delta(first: float | None, last: float | None) -> float | None:
+    return None if first is None or last is None else last - first
+
+
+def _broker_counts(transport: str, ok: list[JobOutcome]) -> dict[str, Any]:
+    """Messages and bytes the producers sent to the broker: their own counts, else an estimate."""
+    if ok and all("broker_messages" in j.summary and "broker_bytes" in j.summary for j in ok):
+        return {
+            "broker_messages": sum(int(j.summary["broker_messages"]) for j in ok),
+            "broker_bytes": sum(int(j.summary["broker_bytes"]) for j in ok),
+            "broker_counts_source": "producer",
+        }
+    # Fallback: one message per chunk (a pointer, or a batch of events) + one for the manifest.
+    messages = sum(int(j.summary.get("chunks", 0)) + 1 for j in ok)
+    bytes_ = sum(int(j.summary.get("bytes", 0)) for j in ok) if transport == "mq" else None
+    return {
+        "broker_messages": messages if ok else None,
+        "broker_bytes": bytes_,
+        "broker_counts_source": "estimated: the producer reports no broker_messages/broker_bytes; messages = "
+        "chunks + 1 per job" + ("; bytes = the event messages' bytes (manifest excluded)" if transport == "mq" else ""),
+    }
+
+
+def _producer_store_counts(transport: str, ok: list[JobOutcome]) -> dict[str, Any]:
+    """Object-store PUTs by the producers: every chunk and the manifest (none in the broker-only transport)."""
+    if transport == "mq":
+        return {"producer_store_requests": 0, "producer_store_bytes": 0}
+    if ok and all("store_requests" in j.summary and "store_bytes" in j.summary for j in ok):
+        return {
+            "producer_store_requests": sum(int(j.summary["store_requests"]) for j in ok),
+            "producer_store_bytes": sum(int(j.summary["store_bytes"]) for j in ok),
+        }
+    return {
+        "producer_store_requests": sum(int(j.summary.get("chunks", 0)) + 1 for j in ok),
+        "producer_store_bytes": sum(int(j.summary.get("bytes", 0)) for j in ok),
+        "producer_store_note": "chunks + manifest PUTs; bytes are the chunks' (the manifests' few kB are not reported)",
+    }
+
+
+# ---------------------------------------------------------------- the comparison
+
+
+def run_ceiling(cfg: BenchConfig, progress: Progress) -> dict[str, Any]:
+    progress.line(f"ceiling: Parquet write of the same {cfg.events_per_run:,} events from memory")
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.ceiling", "--tasks", str(cfg.tasks), "--jobs", str(cfg.jobs),
+         "--events", str(cfg.events), "--dir", str(cfg.work)],
+        capture_output=True, text=True, timeout=3600, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        progress.line(f"ceiling: FAILED: {_first_line(done.stderr)}")
+        return {"error": _first_line(done.stderr)}
+    result = dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    progress.line(f"ceiling: {result['events_per_cpu_second']:,} events per CPU-second")
+    return result
+
+
+@contextlib.contextmanager
+def _store_running(store: Store, workdir: Path) -> Iterator[Store]:
+    try:
+        store.start(workdir)
+    except Exception as exc:
+        raise BenchError(f"the {store.kind} object store did not start: {str(exc).splitlines()[0]}") from exc
+    try:
+        yield store
+    finally:
+        store.stop()
+
+
+def compare(cfg: BenchConfig, progress: Progress | None = None) -> dict[str, Any]:
+    """Every run of the sweep and the ceiling; returns the results document (see benchmarks.report)."""
+    progress = progress or Progress()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    started = time.monotonic()
+    cfg.work.mkdir(parents=True, exist_ok=True)
+    broker, store = Broker(cfg.broker, cfg.broker_url, cfg.protocol), Store(cfg.store, cfg.store_url)
+    runs: list[dict[str, Any]] = []
+    plan = [(t, n) for t in cfg.transports for n in cfg.producers]
+    with _store_running(store, cfg.work / cfg.store):
+        bucket = f"ei-bench-{stamp}"
+        store.create_bucket(bucket)
+        env = {**os.environ, **store.env()}
+        mq_ok, mq_reason = mq_mode_available(env) if "mq" in cfg.transports else (True, "")
+        if not mq_ok:
+            progress.line(f"note: {mq_reason}; the mq runs are reported as failed")
+        ceiling = run_ceiling(cfg, progress)
+        for index, (transport, producers) in enumerate(plan, start=1):
+            run = Run(cfg, transport, producers, index, len(plan), stamp, broker, store, bucket, progress, mq_reason)
+            row = run.execute()
+            runs.append(row)
+    ceiling_rate = ceiling.get("events_per_cpu_second")
+    for row in runs:
+        rate = row.get("supersink_events_per_cpu_second")
+        row["ceiling_ratio"] = round(rate / ceiling_rate, 3) if rate and ceiling_rate else None
+    return {
+        "benchmark": "ei-bench compare",
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "config": {
+            "tasks": cfg.tasks,
+            "jobs_per_task": cfg.jobs,
+            "events_per_job": cfg.events,
+            "events_per_run": cfg.events_per_run,
+            "producers": list(cfg.producers),
+            "transports": list(cfg.transports),
+            "broker": cfg.broker,
+            "protocol": broker.protocol,
+            "store": cfg.store,
+            "broker_url": cfg.broker_url,
+            "store_url": cfg.store_url,
+            "quick": cfg.quick,
+            "run_timeout": cfg.run_timeout,
+            "input": "synthetic:E:SEED, seed = task_index * J + job_index + 1",
+        },
+        "mq_mode_available": mq_ok,
+        "code": code_version(),
+        "machine": machine(),
+        "ceiling": ceiling,
+        "runs": runs,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def code_version() -> dict[str, Any]:
+    """The commit the benchmarked code comes from, and whether the working tree differed from it."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30, check=False)
+        except OSError:
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": git("rev-parse", "HEAD"), "modified_files": None if status is None else len(status.splitlines())}
+
+
+def machine() -> dict[str, Any]:
+    import platform
+
+    import pyarrow
+
+    cpu = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        memory = int(Path("/proc/meminfo").read_text().splitlines()[0].split()[1]) * 1024
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu,
+        "memory_bytes": memory,
+        "python": platform.python_version(),
+        "pyarrow": pyarrow.__version__,
+        "loadavg_at_end": list(os.getloadavg()),
+    }

@@ -1,0 +1,273 @@
+"""The results of `ei-bench compare`: results.json, results.md (tables) and PNG plots (matplotlib)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+MB = 1e6
+MIB = 1 << 20
+PLOTS = ("events_per_second.png", "broker.png", "latency.png")
+COLOURS = {"store": "tab:blue", "mq": "tab:red"}
+LABELS = {"store": "object store (pointers through the broker)", "mq": "broker only (events through the broker)"}
+
+
+def write(results: dict[str, Any], out: Path) -> list[Path]:
+    """Write results.json, results.md and the plots into ``out``; return the paths written."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "results.json", out / "results.md"]
+    paths[0].write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    paths[1].write_text(markdown(results), encoding="utf-8")
+    paths += plots(results, out)
+    return paths
+
+
+# ---------------------------------------------------------------- markdown
+
+
+def _num(value: Any, digits: int = 0, scale: float = 1.0) -> str:
+    if value is None:
+        return "-"
+    return f"{value / scale:,.{digits}f}"
+
+
+def _pair(d: dict[str, Any] | None, digits: int = 1) -> str:
+    if not d or d.get("p50") is None:
+        return "-"
+    return f"{d['p50']:,.{digits}f} / {d['p95']:,.{digits}f}"
+
+
+def _ratio(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:.0f} %" if value >= 0.1 else f"{100 * value:.2g} %"
+
+
+def _status(row: dict[str, Any]) -> str:
+    return "ok" if row.get("status") == "ok" else f"**{row.get('status', '?')}**"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    cfg, ceiling, runs = results["config"], results.get("ceiling", {}), results["runs"]
+    mach = results.get("machine", {})
+    lines = [
+        "# ei-bench compare: broker-only transport vs object-store transport",
+        "",
+        f"{results['timestamp']} · {mach.get('cpus', '?')} CPUs ({mach.get('cpu_model', '?')}), "
+        f"Python {mach.get('python', '?')}, pyarrow {mach.get('pyarrow', '?')} · broker **{cfg['broker']}**"
+        f"{' at ' + cfg['broker_url'] if cfg.get('broker_url') else ' (a fresh server per run)'}, "
+        f"store **{cfg['store']}**{' at ' + cfg['store_url'] if cfg.get('store_url') else ''} · "
+        f"total {results.get('seconds', 0):,.0f} s",
+        "",
+        f"Workload per run: {cfg['tasks']} task(s) x {cfg['jobs_per_task']} jobs x {cfg['events_per_job']:,} events "
+        f"= {cfg['events_per_run']:,} events ({cfg['input']}); concurrent producers "
+        f"{', '.join(map(str, cfg['producers']))}.",
+        "",
+    ]
+    if ceiling.get("events_per_cpu_second"):
+        lines += [
+            f"Ceiling: {ceiling['what']}: **{ceiling['events_per_cpu_second']:,} events per CPU-second** "
+            f"({ceiling['events']:,} events in {ceiling['cpu_seconds']:.2f} CPU-s, "
+            f"{ceiling['parquet_bytes_per_event']} B/event on disk).",
+            "",
+        ]
+    elif ceiling:
+        lines += [f"Ceiling: not measured ({ceiling.get('error')}).", ""]
+    lines += [
+        "## Throughput, broker and store load",
+        "",
+        "| transport | producers | status | events/s (e2e) | e2e s | producer wall s p50 / p95 | broker msgs "
+        "| broker MB | broker peak RSS MiB | broker CPU s | store req producers / sink | store MB producers / sink |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in runs:
+        estimated = "" if r.get("broker_counts_source", "producer") == "producer" else "≈"
+        lines.append(
+            f"| {r['transport']} | {r['producers']} | {_status(r)} | {_num(r.get('events_per_second'))} "
+            f"| {_num(r.get('e2e_seconds'), 1)} | {_pair(r.get('producer_wall_seconds'))} "
+            f"| {estimated}{_num(r.get('broker_messages'))} | {estimated if r.get('broker_bytes') else ''}"
+            f"{_num(r.get('broker_bytes'), 1, MB)} | {_num(r.get('broker_peak_rss_bytes'), 0, MIB)} "
+            f"| {_num(r.get('broker_cpu_seconds'), 1)} "
+            f"| {_num(r.get('producer_store_requests'))} / {_num(r.get('supersink_store_requests'))} "
+            f"| {_num(r.get('producer_store_bytes'), 1, MB)} / {_num(r.get('supersink_store_bytes'), 1, MB)} |"
+        )
+    lines += [
+        "",
+        "## Latency and supersink efficiency",
+        "",
+        "| transport | producers | job end → task committed s p50 / p95 | last job → committed s p50 / p95 "
+        "| supersink CPU s | supersink events/CPU-s | of the ceiling | supersink peak RSS MiB | errors "
+        "| load avg start / end |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+    ]
+    for r in runs:
+        lines.append(
+            f"| {r['transport']} | {r['producers']} | {_pair(r.get('latency_seconds'))} "
+            f"| {_pair(r.get('latency_last_job_seconds'))} | {_num(r.get('supersink_cpu_seconds'), 1)} "
+            f"| {_num(r.get('supersink_events_per_cpu_second'))} | {_ratio(r.get('ceiling_ratio'))} "
+            f"| {_num(r.get('supersink_peak_rss_bytes'), 0, MIB)} | {_errors(r)} | {_load(r)} |"
+        )
+    failed = [r for r in runs if r.get("status") != "ok"]
+    if failed:
+        lines += ["", "## Runs that did not succeed", ""]
+        lines += [f"- {r['transport']}, {r['producers']} producers ({r['status']}): {r.get('reason')}" for r in failed]
+    notes = sorted({r["broker_counts_source"] for r in runs if r.get("broker_counts_source", "producer") != "producer"})
+    notes += sorted({r["producer_store_note"] for r in runs if r.get("producer_store_note")})
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+    lines += ["", "Plots: " + ", ".join(f"[{p}]({p})" for p in PLOTS), ""]
+    return "\n".join(lines)
+
+
+def _load(row: dict[str, Any]) -> str:
+    load = row.get("loadavg_1min") or {}
+    return f"{_num(load.get('start'), 1)} / {_num(load.get('end'), 1)}"
+
+
+def _errors(row: dict[str, Any]) -> str:
+    errors = row.get("errors")
+    if not errors:
+        return "-" if row.get("status") == "ok" else "not run"
+    parts = []
+    if errors.get("producer_failures"):
+        parts.append(f"{errors['producer_failures']} producer(s) failed")
+    if errors.get("producers_not_run"):
+        parts.append(f"{errors['producers_not_run']} not run")
+    if errors.get("quarantined"):
+        parts.append(f"{errors['quarantined']} quarantined")
+    if errors.get("supersink_exit") not in (0, None):
+        parts.append(f"supersink exit {errors['supersink_exit']}")
+    return ", ".join(parts) or "0"
+
+
+# ---------------------------------------------------------------- plots
+
+
+def _series(runs: Sequence[dict[str, Any]], get: Callable[[dict[str, Any]], float | None]) -> dict[str, Any]:
+    """Per transport: (producers, values) of the runs where ``get`` gives a value."""
+    out: dict[str, tuple[list[int], list[float]]] = {}
+    for r in runs:
+        value = get(r)
+        xs, ys = out.setdefault(r["transport"], ([], []))
+        if value is not None:
+            xs.append(r["producers"])
+            ys.append(value)
+    return out
+
+
+def _axis(ax: Any, runs: Sequence[dict[str, Any]], title: str, ylabel: str) -> None:
+    producers = sorted({r["producers"] for r in runs})
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(producers, [str(p) for p in producers])
+    ax.minorticks_off()
+    ax.set_xlabel("concurrent producers")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+
+
+def _lines(ax: Any, series: dict[str, Any], style: str = "-", suffix: str = "", marker: str = "o") -> None:
+    for transport, (xs, ys) in series.items():
+        if xs:
+            ax.plot(xs, ys, style, marker=marker, color=COLOURS.get(transport), label=LABELS.get(transport, transport)
+                    + suffix)  # fmt: skip
+
+
+def _scaled(key: str, scale: float) -> Callable[[dict[str, Any]], float | None]:
+    def get(row: dict[str, Any]) -> float | None:
+        value = row.get(key)
+        return None if value is None else float(value) / scale
+
+    return get
+
+
+def _failed_marks(ax: Any, runs: Sequence[dict[str, Any]]) -> None:
+    """An x on the axis for each run that did not succeed."""
+    labelled = False
+    for r in runs:
+        if r.get("status") != "ok":
+            label = None if labelled else "run failed or timed out"
+            ax.plot([r["producers"]], [0], "x", color=COLOURS.get(r["transport"], "k"), markersize=9, clip_on=False,
+                    label=label)  # fmt: skip
+            labelled = True
+
+
+def plots(results: dict[str, Any], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = results["runs"]
+    ceiling = results.get("ceiling", {}).get("events_per_cpu_second")
+    title = (
+        f"{results['config']['events_per_run']:,} events per run · {results['config']['broker']} + "
+        f"{results['config']['store']} · {results['timestamp']}"
+    )
+    written = []
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    _lines(ax1, _series(runs, lambda r: r.get("events_per_second")))
+    _failed_marks(ax1, runs)
+    _axis(ax1, runs, "end to end: first producer start → last task committed", "events / s")
+    ax1.set_ylim(bottom=0)
+    _lines(ax2, _series(runs, lambda r: r.get("supersink_events_per_cpu_second")))
+    if ceiling:
+        ax2.axhline(ceiling, color="grey", linestyle="--", label="ceiling: Parquet write from memory")
+    _axis(ax2, runs, "supersink efficiency", "events per supersink CPU-second")
+    ax2.set_yscale("log")
+    for ax in (ax1, ax2):
+        _legend(ax)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    written.append(_save(fig, out / PLOTS[0], plt))
+
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.5))
+    for ax, key, scale, label in (
+        (axes[0], "broker_messages", 1.0, "messages sent to the broker"),
+        (axes[1], "broker_bytes", MB, "MB sent to the broker"),
+        (axes[2], "broker_peak_rss_bytes", MIB, "broker peak RSS, MiB"),
+        (axes[3], "broker_cpu_seconds", 1.0, "broker CPU seconds"),
+    ):
+        series = _series(runs, _scaled(key, scale))
+        _lines(ax, series)
+        _axis(ax, runs, label, label)
+        _yscale(ax, [y for _, ys in series.values() for y in ys])
+        _legend(ax)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    written.append(_save(fig, out / PLOTS[1], plt))
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    _lines(ax, _series(runs, lambda r: (r.get("latency_seconds") or {}).get("p50")), "-", ", p50")
+    _lines(ax, _series(runs, lambda r: (r.get("latency_seconds") or {}).get("p95")), "--", ", p95", "^")
+    _axis(ax, runs, "a job's end → its task committed (queryable)", "seconds")
+    ax.set_ylim(bottom=0)
+    _legend(ax)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    written.append(_save(fig, out / PLOTS[2], plt))
+    return written
+
+
+def _yscale(ax: Any, values: list[float]) -> None:
+    """Logarithmic when the values span more than a factor of 20 (the transports differ by orders of
+    magnitude), else linear from 0."""
+    positive = [v for v in values if v > 0]
+    if positive and max(positive) / min(positive) > 20:
+        ax.set_yscale("log")
+    else:
+        ax.set_ylim(0, 1.15 * max(values) if values and max(values) > 0 else 1)
+
+
+def _legend(ax: Any) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+
+
+def _save(fig: Any, path: Path, plt: Any) -> Path:
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,126 @@
+"""`ei-bench compare --quick` as a smoke test: real ActiveMQ + SeaweedFS started by the harness itself.
+
+Checks that results.json holds a row per transport and producer count with every required
+metric, and that the plots are real PNG files. While `ei-producer --mode mq` does not exist yet,
+the mq rows must say so, and that part of the test is an expected failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventindex.servers import ActiveMQ, SeaweedFS
+from tests.integration.conftest import construct_server
+
+ROOT = Path(__file__).resolve().parents[2]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PLOTS = ("events_per_second.png", "broker.png", "latency.png")
+QUICK_PRODUCERS = [1, 4]
+#: Numbers every successful run reports (None is not allowed).
+REQUIRED = (
+    "events_per_second",
+    "e2e_seconds",
+    "broker_messages",
+    "broker_peak_rss_bytes",
+    "broker_cpu_seconds",
+    "producer_store_requests",
+    "producer_store_bytes",
+    "supersink_store_requests",
+    "supersink_store_bytes",
+    "supersink_cpu_seconds",
+    "supersink_events_per_cpu_second",
+    "ceiling_ratio",
+)
+PERCENTILES = ("producer_wall_seconds", "latency_seconds", "latency_last_job_seconds")
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE, f"{path.name} is not a PNG"
+    length, kind = struct.unpack(">I4s", data[8:16])
+    assert (length, kind) == (13, b"IHDR"), f"{path.name}: no IHDR chunk first"
+    width, height = struct.unpack(">II", data[16:24])
+    assert data.rstrip(b"\x00")[-8:-4] == b"IEND", f"{path.name} is truncated"
+    return width, height
+
+
+def check_run(row: dict[str, Any], events: int) -> None:
+    where = f"{row['transport']} x{row['producers']}"
+    assert row["status"] == "ok", f"{where}: {row['reason']}"
+    assert row["events_loaded"] == events, where
+    for key in REQUIRED:
+        assert isinstance(row.get(key), int | float), f"{where}: {key} = {row.get(key)!r}"
+    for key in PERCENTILES:
+        p = row[key]
+        assert p["p50"] is not None and p["p95"] is not None and p["p50"] <= p["p95"], f"{where}: {key} = {p}"
+    if row["broker_counts_source"] == "producer":
+        assert isinstance(row["broker_bytes"], int) and row["broker_bytes"] > 0, where
+    else:
+        assert row["broker_counts_source"].startswith("estimated"), where
+    assert row["events_per_second"] > 0 and row["supersink_cpu_seconds"] > 0, where
+    assert row["broker_peak_rss_bytes"] > 10 * 1024 * 1024, where  # a JVM
+    assert row["errors"]["producer_failures"] == 0 and row["errors"]["supersink_exit"] == 0, where
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(900)
+def test_quick_compare_writes_results_and_plots(tmp_path: Path) -> None:
+    construct_server(lambda: ActiveMQ(tmp_path / "probe-activemq"))  # skips (or fails with CI=true) if missing
+    construct_server(lambda: SeaweedFS(tmp_path / "probe-seaweedfs"))
+    out = tmp_path / "results"
+    started = time.monotonic()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.cli",
+            "compare",
+            "--quick",
+            "--out",
+            str(out),
+            "--work",
+            str(tmp_path / "w"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=880,
+        check=False,
+    )
+    seconds = time.monotonic() - started
+    assert done.returncode in (0, 3), f"exit {done.returncode}:\n{done.stderr[-3000:]}"
+    print(f"ei-bench compare --quick took {seconds:.0f} s")
+    results = json.loads((out / "results.json").read_text())
+    assert "finished in" in done.stderr  # the progress display: one line per run start and finish
+    assert results["ceiling"]["events_per_cpu_second"] > 0
+    events = results["config"]["events_per_run"]
+    rows = {(r["transport"], r["producers"]): r for r in results["runs"]}
+    assert set(rows) == {(t, p) for t in ("store", "mq") for p in QUICK_PRODUCERS}
+    for name in PLOTS:
+        width, height = png_size(out / name)
+        assert width > 300 and height > 200, name
+    table = (out / "results.md").read_text()
+    assert "| store | 1 |" in table and "| mq | 4 |" in table
+
+    for producers in QUICK_PRODUCERS:
+        check_run(rows[("store", producers)], events)
+    assert done.returncode == (0 if all(r["status"] == "ok" for r in rows.values()) else 3)
+
+    if not results["mq_mode_available"]:
+        for producers in QUICK_PRODUCERS:
+            row = rows[("mq", producers)]
+            assert row["status"] == "failed" and "--mode" in row["reason"], row
+        pytest.xfail("ei-producer has no --mode mq yet: the broker-only transport was reported as failed")
+    for producers in QUICK_PRODUCERS:
+        check_run(rows[("mq", producers)], events)
+        assert rows[("mq", producers)]["producer_store_requests"] == 0
