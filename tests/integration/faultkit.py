@@ -103,9 +103,19 @@ def produce_task(
     ended, then delivered in reverse order (manifests before their chunks, the expectation last).
     """
     task = task or f"task.{uuid.uuid4().hex[:10]}"
+    with backend_env(backend):
+        _produce(backend, task, jobs, events, chunk_events, twice, reverse, seed_base, expectation_last)
+    expected = pa.concat_tables(
+        [b for job in range(1, jobs + 1) for b in SyntheticInput(events, seed_base + job).batches(events)]
+    ).sort_by(SORT)
+    return ProducedTask(task, expected)
+
+
+def _produce(
+    backend: Backend, task: str, jobs: int, events: int, chunk_events: int, twice: bool, reverse: bool,
+    seed_base: int, expectation_last: bool,
+) -> None:  # fmt: skip
     store = open_store(backend.store)
-    old_env = {k: os.environ.get(k) for k in backend.env}
-    os.environ.update(backend.env)
     try:
         broker: Publisher = open_publisher(backend.broker)
         if twice:
@@ -134,16 +144,7 @@ def produce_task(
             for body, headers, group in reversed(recorder.sent):
                 broker.send(body, headers, group)
     finally:
-        for k, v in old_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         store.close()
-    expected = pa.concat_tables(
-        [b for job in range(1, jobs + 1) for b in SyntheticInput(events, seed_base + job).batches(events)]
-    ).sort_by(SORT)
-    return ProducedTask(task, expected)
 
 
 def send_expectation(publisher: Publisher, task: str, jobs: int, events: int) -> None:
@@ -206,9 +207,7 @@ class Outcome:
 
 def check_warehouse(backend: Backend, produced: ProducedTask) -> Outcome:
     """Compare the committed task with the produced events: sets of (run, event), then every column."""
-    old_env = {k: os.environ.get(k) for k in backend.env}
-    os.environ.update(backend.env)
-    try:
+    with backend_env(backend):
         warehouse = Warehouse.from_url(backend.warehouse)
         marker = warehouse.read_marker(DATASET, produced.task)
         expected_keys = _keys(produced.expected)
@@ -219,12 +218,6 @@ def check_warehouse(backend: Backend, produced: ProducedTask) -> Outcome:
         loaded = pads.dataset(files, format="parquet", filesystem=warehouse.fs).to_table()
         listed_parts = sorted(warehouse.parts(DATASET, produced.task))
         warehouse.close()
-    finally:
-        for k, v in old_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     assert listed_parts == sorted(f["name"] for f in marker["files"]), "stray part files next to the commit"
     assert marker["rows"] == loaded.num_rows
     keys = list(zip(loaded["run_number"].to_pylist(), loaded["event_number"].to_pylist(), strict=True))
