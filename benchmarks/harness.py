@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from benchmarks.ceiling import job_seed
@@ -122,14 +122,6 @@ class Progress:
 
 
 # ---------------------------------------------------------------- servers
-
-
-class _Server(Protocol):
-    pid: int | None
-
-    def start(self) -> Any: ...
-
-    def stop(self, timeout: float | None = None) -> None: ...
 
 
 def _tool(name: str) -> str:
@@ -336,9 +328,6 @@ class ProducerPool:
 
     def start(self) -> None:
         self._futures = [self._executor.submit(self._run, job) for job in self.jobs]
-
-    def finished(self) -> int:
-        return sum(1 for f in self._futures if f.done())
 
     @property
     def done(self) -> bool:

@@ -33,6 +33,16 @@ def _num(value: Any, digits: int = 0, scale: float = 1.0) -> str:
     return f"{value / scale:,.{digits}f}"
 
 
+def _mb(value: Any) -> str:
+    """Bytes as MB, with the precision small figures (a few hundred pointers) need."""
+    if value is None:
+        return "-"
+    if value == 0:
+        return "0"
+    mb = value / MB
+    return f"{mb:.3f}" if mb < 1 else f"{mb:.1f}" if mb < 100 else f"{mb:,.0f}"
+
+
 def _pair(d: dict[str, Any] | None, digits: int = 1) -> str:
     if not d or d.get("p50") is None:
         return "-"
@@ -88,10 +98,10 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {r['transport']} | {r['producers']} | {_status(r)} | {_num(r.get('events_per_second'))} "
             f"| {_num(r.get('e2e_seconds'), 1)} | {_pair(r.get('producer_wall_seconds'))} "
             f"| {estimated}{_num(r.get('broker_messages'))} | {estimated if r.get('broker_bytes') else ''}"
-            f"{_num(r.get('broker_bytes'), 1, MB)} | {_num(r.get('broker_peak_rss_bytes'), 0, MIB)} "
+            f"{_mb(r.get('broker_bytes'))} | {_num(r.get('broker_peak_rss_bytes'), 0, MIB)} "
             f"| {_num(r.get('broker_cpu_seconds'), 1)} "
             f"| {_num(r.get('producer_store_requests'))} / {_num(r.get('supersink_store_requests'))} "
-            f"| {_num(r.get('producer_store_bytes'), 1, MB)} / {_num(r.get('supersink_store_bytes'), 1, MB)} |"
+            f"| {_mb(r.get('producer_store_bytes'))} / {_mb(r.get('supersink_store_bytes'))} |"
         )
     lines += [
         "",

@@ -174,9 +174,9 @@ class Intake:
         if self.ledger.chunk(task, job, attempt, seq) is not None:
             return  # the file was assembled already: a redelivered message
         self.ledger.record_part(task, job, attempt, seq, pointer.part, pointer.last, pointer.events, pointer.payload)
+        if not self.ledger.parts_complete(task, job, attempt, seq):
+            return  # more messages of this file to come (checked without reading their payloads)
         parts = self.ledger.parts(task, job, attempt, seq)
-        if not parts or not parts[-1]["last"] or len(parts) != parts[-1]["part"] + 1:
-            return  # more messages of this file to come
         payloads = [bytes(p["payload"]) for p in parts]
         batches = []
         for index, payload in enumerate(payloads):

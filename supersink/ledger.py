@@ -280,6 +280,26 @@ class Ledger:
             (task, job, attempt, seq, part, int(last), events, payload),
         )
 
+    def parts_complete(self, task: str, job: str, attempt: int, seq: int) -> bool:
+        """Whether every message of an input file is in: its last one, and all parts before it."""
+        row = self.db.execute(
+            "SELECT count(*), max(part), max(last) FROM mq_parts "
+            "WHERE task = ? AND job = ? AND attempt = ? AND seq = ?",
+            (task, job, attempt, seq),
+        ).fetchone()
+        count, highest, last = row
+        return (
+            bool(count)
+            and bool(last)
+            and count == highest + 1
+            and self.db.execute(
+                "SELECT 1 FROM mq_parts "
+                "WHERE task = ? AND job = ? AND attempt = ? AND seq = ? AND part = ? AND last = 1",
+                (task, job, attempt, seq, highest),
+            ).fetchone()
+            is not None
+        )
+
     def parts(self, task: str, job: str, attempt: int, seq: int) -> list[sqlite3.Row]:
         return self.query(
             "SELECT part, last, events, payload FROM mq_parts WHERE task = ? AND job = ? AND attempt = ? AND seq = ? "
