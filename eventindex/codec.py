@@ -172,7 +172,3 @@ def decode_manifest(data: bytes) -> pb.Manifest:
     if manifest.total_events != header.count:
         raise CorruptObjectError(f"manifest total {manifest.total_events} differs from its header count {header.count}")
     return manifest
-
-
-def sha256_hex(digest: bytes) -> str:
-    return digest.hex()

@@ -80,10 +80,6 @@ IDENTITY_FIELDS = [
 WAREHOUSE_SCHEMA = pa.schema(list(EVENT_SCHEMA) + IDENTITY_FIELDS)
 
 
-def empty_events() -> pa.Table:
-    return EVENT_SCHEMA.empty_table()
-
-
 # ---------------------------------------------------------------- Arrow -> ChunkBody
 
 

@@ -25,7 +25,7 @@ from eventindex.columns import WAREHOUSE_SCHEMA, event_keys
 from eventindex.errors import AlreadyCommittedError, ConfigError, WarehouseError
 from eventindex.store import ObjectStore
 from supersink.crashpoints import crashpoint
-from supersink.fetch import load_chunk, unpack_key
+from supersink.fetch import load_chunk
 from supersink.ledger import ChunkRecord
 from supersink.warehouse import PART_TEMPLATE, Warehouse
 
@@ -274,10 +274,3 @@ def _is_sorted(runs: np.ndarray, events: np.ndarray) -> bool:
     later_run = runs[1:] > runs[:-1]
     same_run = runs[1:] == runs[:-1]
     return bool(np.all(later_run | (same_run & (events[1:] >= events[:-1]))))
-
-
-def describe_key(key: bytes | None) -> str:
-    if key is None:
-        return "?"
-    run, event = unpack_key(key)
-    return f"{run}/{event}"

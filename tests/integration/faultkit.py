@@ -32,6 +32,7 @@ from eventindex.transport import Publisher, open_publisher
 from producer.inputs.synthetic import SyntheticInput
 from producer.job import JobRunner, JobSpec, Progress
 from supersink.warehouse import Warehouse
+from tests.helpers import Recorder
 
 ROOT = Path(__file__).resolve().parents[2]
 SORT = [("run_number", "ascending"), ("event_number", "ascending")]
@@ -61,19 +62,6 @@ class Twice(Publisher):
 
     def close(self) -> None:
         self.inner.close()
-
-
-class Recorder(Publisher):
-    """Keeps what producers send, to deliver it later in another order."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[bytes, dict[str, str], str | None]] = []
-
-    def send(self, body: bytes, headers: Mapping[str, str] | None = None, group: str | None = None) -> None:
-        self.sent.append((body, dict(headers or {}), group))
-
-    def close(self) -> None:
-        pass
 
 
 class _Died(Exception):

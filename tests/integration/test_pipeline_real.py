@@ -20,9 +20,10 @@ import pytest
 from eventindex.columns import EVENT_SCHEMA
 from eventindex.servers import ActiveMQ, SeaweedFS
 from eventindex.store import open_store
-from eventindex.transport import Publisher, open_publisher
+from eventindex.transport import open_publisher
 from producer.inputs.synthetic import SyntheticInput
 from producer.job import JobRunner, JobSpec
+from tests.integration.faultkit import Twice
 
 ROOT = Path(__file__).resolve().parents[2]
 JOBS = 8
@@ -30,20 +31,6 @@ EVENTS = 25_000
 CHUNK_EVENTS = 5_000
 CRASHED_JOB = 4
 SORT = [("run_number", "ascending"), ("event_number", "ascending")]
-
-
-class Twice(Publisher):
-    """Sends every message twice, as a broker redelivering everything would."""
-
-    def __init__(self, inner: Publisher) -> None:
-        self.inner = inner
-
-    def send(self, body: bytes, headers: Mapping[str, str] | None = None, group: str | None = None) -> None:
-        self.inner.send(body, headers, group)
-        self.inner.send(body, headers, group)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def cli(module: str, *args: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
