@@ -43,6 +43,7 @@ from eventindex.transport.counting import CountingPublisher
 from eventindex.transport.failover import FailoverPublisher
 from producer.inputs import InputSource, open_input
 from producer.job import DEFAULT_CHUNK_EVENTS, JobResult, JobRunner, JobSpec, Progress, check_inputs
+from producer.patience import DEFAULT_OUTAGE_SECONDS, Patience
 from producer.spool import DEFAULT_SPOOL, Spool, SpoolingPublisher
 from producer.upload import DEFAULT_THREADS, UploadConfig
 
@@ -56,9 +57,8 @@ EXIT_SPOOLED = 6
 EXIT_INTERRUPTED = 130
 
 FLUSH_COMMAND = "flush-spool"
-#: A job's store requests get more attempts than the library default: failing a job that has
-#: read its whole input costs far more than waiting out a store restart.
-STORE_ATTEMPTS = 10
+#: botocore's attempts per S3 request: enough for blips; `--store-outage` covers longer outages.
+STORE_ATTEMPTS = 5
 #: The progress line is redrawn at most this often (seconds).
 PROGRESS_INTERVAL = 0.2
 
@@ -113,8 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=STORE_ATTEMPTS,
         metavar="N",
-        help="S3: attempts per request before the job fails, with capped exponential backoff and jitter "
-        "(default %(default)s: rides out about 25 s of outage)",
+        help="S3: attempts per request inside botocore (capped exponential backoff with jitter, about "
+        "1.5 s for the default %(default)s); covers blips, --store-outage covers outages",
+    )
+    parser.add_argument(
+        "--store-outage",
+        type=float,
+        default=DEFAULT_OUTAGE_SECONDS,
+        metavar="SECONDS",
+        help="how long the store may stay unreachable (connection refused or reset, timeouts, 5xx) "
+        "before the job fails with exit 4; each failed write is retried with backoff until then "
+        "(default %(default)g)",
     )
     parser.add_argument(
         "--no-spool",
@@ -251,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             fail_after_chunks=args.fail_after_chunks,
         )
         upload = UploadConfig(threads=args.threads)
+        patience = Patience(args.store_outage)
         options = StoreOptions(
             multipart_threshold=args.multipart_mb * MIB,
             part_size=max(args.multipart_mb * MIB, MIN_PART_BYTES),
@@ -284,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write("\n")
         print(_summary(result, dry_run=True))
         return EXIT_OK
-    return _run(spec, inputs, args, upload, options, show)
+    return _run(spec, inputs, args, upload, options, patience, show)
 
 
 def _run(
@@ -293,10 +303,12 @@ def _run(
     args: argparse.Namespace,
     upload: UploadConfig,
     options: StoreOptions,
+    patience: Patience,
     show: Callable[[Progress], None] | None,
 ) -> int:
     store: ObjectStore | None = None
     spooling: SpoolingPublisher | None = None
+    retries = 0
     try:
         brokers = FailoverPublisher(args.brokers)
         if not args.no_spool:
@@ -311,7 +323,9 @@ def _run(
         else:
             store = open_store(args.store, options)
             with publisher:
-                result = JobRunner(spec, store, publisher, show, upload).run(inputs)
+                runner = JobRunner(spec, store, publisher, show, upload, patience)
+                result = runner.run(inputs)
+                retries = runner.retry.retries
     except EventIndexError as exc:
         return _fail(*_error_code(exc))
     except KeyboardInterrupt:
@@ -322,7 +336,15 @@ def _run(
     if show is not None:
         sys.stderr.write("\n")
     spooled = spooling.spooled if spooling is not None else 0
-    print(_summary(result, spooled=spooled, broker_messages=counted.messages, broker_bytes=counted.bytes))
+    print(
+        _summary(
+            result,
+            spooled=spooled,
+            broker_messages=counted.messages,
+            broker_bytes=counted.bytes,
+            store_retries=retries,
+        )
+    )
     if spooling is not None and spooled:
         return _fail(
             EXIT_SPOOLED,

@@ -35,6 +35,7 @@ from eventindex.schema import eventindex_pb2 as pb
 from eventindex.store import ObjectStore
 from eventindex.transport import Publisher
 from producer.inputs import InputSource
+from producer.patience import Patience, Retrier
 from producer.summary import FileSummaryBuilder, problems
 from producer.upload import Chunk, UploadConfig, Uploader
 
@@ -226,6 +227,7 @@ class JobRunner:
         publisher: Publisher,
         on_progress: Callable[[Progress], None] | None = None,
         upload: UploadConfig | None = None,
+        patience: Patience | None = None,
     ) -> None:
         self.spec = spec
         self.store = store
@@ -233,6 +235,7 @@ class JobRunner:
         self.on_progress = on_progress
         self.upload = upload or UploadConfig()
         self.progress = Progress()
+        self.retry = Retrier(patience or Patience())
 
     def _announce(self, kind: pb.PointerKind, key: str, obj: EncodedObject, seq: int = 0) -> None:
         spec = self.spec
@@ -252,7 +255,7 @@ class JobRunner:
 
     def _store_chunk(self, chunk: Chunk) -> None:
         """In an upload thread."""
-        store_once(self.store, chunk.key, chunk.obj)
+        self.retry(chunk.key, lambda: store_once(self.store, chunk.key, chunk.obj))
 
     def _stored(self, chunk: Chunk) -> None:
         """In the calling thread, in seq order, once the chunk is stored."""
@@ -273,7 +276,7 @@ class JobRunner:
             uploader.finish()
         _finish_manifest(manifest, self.progress.events, found)
         key = manifest_key(spec.task, spec.job, spec.attempt)
-        obj = store_manifest_once(self.store, key, manifest)
+        obj = self.retry(key, lambda: store_manifest_once(self.store, key, manifest))
         self._announce(pb.POINTER_KIND_MANIFEST, key, obj)
         return JobResult(
             spec.task,

@@ -124,8 +124,7 @@ class ActiveMQ(ServerProcess):
         java = _find_java()
         if java is None:
             raise ServerUnavailable(
-                "no `java` on PATH (or $JAVA_HOME/bin/java); "
-                "install a JRE: apt-get install default-jre-headless"
+                "no `java` on PATH (or $JAVA_HOME/bin/java); install a JRE: apt-get install default-jre-headless"
             )
         super().__init__(workdir, ready_timeout=ready_timeout, stop_timeout=stop_timeout)
         self.java = java

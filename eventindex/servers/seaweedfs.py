@@ -178,9 +178,7 @@ class SeaweedFS(ServerProcess):
         if not all(tcp_port_open(port, self.host) for port in self.ports.values()):
             return False
         if self._probe_client is None:
-            self._probe_client = self.s3_client(
-                connect_timeout=1, read_timeout=3, retries={"max_attempts": 1}
-            )
+            self._probe_client = self.s3_client(connect_timeout=1, read_timeout=3, retries={"max_attempts": 1})
         try:
             self._probe_client.list_buckets()
         except Exception:

@@ -32,7 +32,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, SSLError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from eventindex.errors import (
     ConfigError,
@@ -168,9 +169,11 @@ class S3Store(ObjectStore):
                     f"{what} {key} in {self.url}: {code} (HTTP {status}), {self.options.max_attempts} attempts"
                 )
             return StoreError(f"{what} {key} in {self.url}: {code} (HTTP {status})")
-        return StoreUnavailableError(
-            f"{what} {key} in {self.url}: {type(exc).__name__}: {exc}, {self.options.max_attempts} attempts"
-        )
+        detail = f"{what} {key} in {self.url}: {type(exc).__name__}: {exc}"
+        if isinstance(exc, SSLError) or not isinstance(exc, (BotoConnectionError, HTTPClientError)):
+            # a refused certificate or missing credentials: waiting will not fix it
+            return StoreError(detail)
+        return StoreUnavailableError(f"{detail}, {self.options.max_attempts} attempts")
 
     def put(self, key: str, data: bytes) -> None:
         if len(data) > self.options.multipart_threshold:

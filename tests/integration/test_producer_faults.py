@@ -248,14 +248,14 @@ def test_concurrent_multipart_writers_of_one_key(
 
 
 @servers
-def test_store_stopped_mid_job_retries_then_exits_4_with_one_line(
+def test_store_stopped_mid_job_waits_out_store_outage_then_exits_4(
     backend: Backend, tmp_path: Path, seaweedfs: SeaweedFS, fault_report: Callable[[str], None]
 ) -> None:
     task = f"task.{uuid.uuid4().hex[:10]}"
     argv = producer_argv(backend, task, "job1", 300_000, 21, "--broker", backend.broker, "--chunk-events", "2000")
     proc = subprocess.Popen(
-        [*argv, "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-        env=producer_env(backend),
+        [*argv, "--quiet", "--store-outage", "6"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path, env=producer_env(backend),
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
@@ -272,9 +272,11 @@ def test_store_stopped_mid_job_retries_then_exits_4_with_one_line(
             proc.communicate()
         seaweedfs.start()
     assert proc.returncode == 4, err
-    line = one_line(err)
+    warning, line = err.strip().splitlines()
+    assert warning.startswith("ei-producer: store unavailable (writing ") and "for up to 6 s" in warning, warning
     assert line.startswith("ei-producer: store error: cannot ") and task in line, line
-    assert line.endswith("10 attempts"), "retried by botocore before giving up"
+    assert ", 5 attempts; store unavailable for 6 s (--store-outage 6)" in line, "botocore's tries, then ours"
+    assert 6 <= gave_up < 60
     assert out == ""
     fault_report(f"store stopped mid-job: exit 4 after {gave_up:.1f} s of retries: {line}")
 
@@ -286,9 +288,8 @@ def test_store_restarted_mid_job_is_ridden_out(
     task = f"task.{uuid.uuid4().hex[:10]}"
     expect(backend, task, 1, 200_000)
     argv = producer_argv(backend, task, "job1", 200_000, 22, "--broker", backend.broker, "--chunk-events", "2000")
-    # 12 attempts: the jittered backoff then waits at least a few seconds in all but ~1e-4 of runs
     proc = subprocess.Popen(
-        [*argv, "--quiet", "--store-attempts", "12"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [*argv, "--quiet", "--store-outage", "240"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         cwd=tmp_path, env=producer_env(backend),
     )  # fmt: skip
     try:
@@ -307,8 +308,12 @@ def test_store_restarted_mid_job_is_ridden_out(
         if not seaweedfs.running:
             seaweedfs.start()
     assert proc.returncode == 0, err
-    assert json.loads(out)["chunks"] == 100
-    fault_report(f"store restarted mid-job ({outage:.1f} s down): the job rode it out (exit 0)")
+    summary = json.loads(out)
+    assert summary["chunks"] == 100
+    fault_report(
+        f"store restarted mid-job ({outage:.1f} s down): the job rode it out (exit 0, "
+        f"{summary['store_retries']} whole-write retries after botocore's)"
+    )
     load_and_check(backend, tmp_path, ProducedTask(task, expected((200_000, 22))), fault_report)
 
 

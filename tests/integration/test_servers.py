@@ -280,9 +280,7 @@ def test_stop_and_kill_leave_no_process(kind: str, tmp_path: Path) -> None:
 
 def test_start_error_reports_log_tail(tmp_path: Path) -> None:
     server = SeaweedFS(tmp_path, extra_args=["-no.such.flag=1"])
-    with pytest.raises(
-        ServerStartError, match=r"exited with status 2 before it was ready; log .* ends with"
-    ) as err:
+    with pytest.raises(ServerStartError, match=r"exited with status 2 before it was ready; log .* ends with") as err:
         server.start()
     assert "-volume.port" in str(err.value)  # weed printed its usage into the log
     assert server.pid is None

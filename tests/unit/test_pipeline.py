@@ -131,6 +131,7 @@ def test_bad_messages_are_quarantined_and_the_service_goes_on(pipe: Pipeline) ->
     bad_chunk = b"EIC1" + b"\0" * 100
     key = chunk_key("task1", "j9", 1, 0)
     store.put(key, bad_chunk)
+
     def pointer(**kw: Any) -> bytes:
         fields: dict[str, Any] = dict(
             kind=pb.POINTER_KIND_CHUNK,

@@ -1,0 +1,180 @@
+"""Riding out a store outage: whole-write retries until --store-outage, and which S3 errors are outages."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import (
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+    SSLError,
+)
+
+from eventindex.codec import decode_manifest
+from eventindex.errors import ConfigError, ObjectExistsError, StoreError, StoreUnavailableError
+from eventindex.store.base import open_store
+from eventindex.store.local import LocalStore
+from eventindex.store.s3 import S3Location, S3Store
+from eventindex.transport import open_publisher
+from producer.cli import main
+from producer.inputs.synthetic import SyntheticInput
+from producer.job import JobRunner, JobSpec
+from producer.patience import Patience, Retrier
+
+
+class Clock:
+    """A clock that only moves when the retrier sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def failing(times: int, error: type[StoreError] = StoreUnavailableError) -> tuple[list[int], object]:
+    calls: list[int] = []
+
+    def action() -> str:
+        calls.append(1)
+        if len(calls) <= times:
+            raise error(f"cannot write k: failure {len(calls)}")
+        return "done"
+
+    return calls, action
+
+
+def test_a_write_is_retried_until_the_store_is_back() -> None:
+    clock = Clock()
+    retry = Retrier(Patience(60), clock=clock, sleep=clock.sleep)
+    calls, action = failing(5)
+    assert retry("k", action) == "done"  # type: ignore[arg-type]
+    assert len(calls) == 6 and retry.retries == 5
+    assert all(0 <= s <= 10 for s in clock.sleeps)
+    assert sum(clock.sleeps) < 60
+
+
+def test_the_store_down_longer_than_the_patience_fails_with_how_long(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    retry = Retrier(Patience(30), clock=clock, sleep=clock.sleep)
+    calls, action = failing(10**6)
+    with pytest.raises(StoreUnavailableError) as info:
+        retry("k", action)  # type: ignore[arg-type]
+    message = str(info.value)
+    assert message.startswith("cannot write k: failure") and message.endswith("(--store-outage 30)")
+    assert "store unavailable for 30 s" in message
+    assert clock.now - 1000.0 == pytest.approx(30), "waited exactly the patience, not more"
+    assert len(calls) > 5, "backoff capped at 10 s: several tries in 30 s"
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "retrying each write for up to 30 s" in warnings[0]
+
+
+def test_a_zero_patience_fails_at_the_first_error() -> None:
+    clock = Clock()
+    calls, action = failing(1)
+    with pytest.raises(StoreUnavailableError, match="unavailable for 0 s"):
+        Retrier(Patience(0), clock=clock, sleep=clock.sleep)("k", action)  # type: ignore[arg-type]
+    assert len(calls) == 1 and clock.sleeps == []
+
+
+@pytest.mark.parametrize("error", [StoreError, ObjectExistsError])
+def test_errors_that_waiting_cannot_fix_fail_at_once(error: type[StoreError]) -> None:
+    clock = Clock()
+    calls, action = failing(1, error)
+    with pytest.raises(error):
+        Retrier(Patience(60), clock=clock, sleep=clock.sleep)("k", action)  # type: ignore[arg-type]
+    assert len(calls) == 1 and clock.sleeps == []
+
+
+@pytest.mark.parametrize("seconds", [-1, 10**6])
+def test_patience_is_validated(seconds: float) -> None:
+    with pytest.raises(ConfigError, match="--store-outage"):
+        Patience(seconds)
+
+
+def test_the_cli_rejects_a_negative_outage(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    broker = f"sqlite://{tmp_path / 'q.db'}"
+    argv = ["--task", "t", "--job", "j", "--attempt", "1", "--dataset", "d", "--input", "synthetic:10",
+            "--store", tmp_path.as_uri(), "--broker", broker, "--store-outage", "-5"]  # fmt: skip
+    assert main(argv) == 2
+    assert "--store-outage must be in" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ classification of S3 failures
+
+
+def s3_error(exc: Exception) -> StoreError:
+    store = S3Store(S3Location("b", "", "http://127.0.0.1:9", None), client=object())
+    return store._fail("cannot write", "k", exc)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        EndpointConnectionError(endpoint_url="http://127.0.0.1:9"),
+        ConnectTimeoutError(endpoint_url="http://127.0.0.1:9"),
+        ReadTimeoutError(endpoint_url="http://127.0.0.1:9"),
+    ],
+)
+def test_connection_failures_and_timeouts_are_outages(exc: Exception) -> None:
+    assert isinstance(s3_error(exc), StoreUnavailableError)
+
+
+@pytest.mark.parametrize(
+    "exc", [SSLError(endpoint_url="https://127.0.0.1:9", error="CERTIFICATE_VERIFY_FAILED"), NoCredentialsError()]
+)
+def test_a_refused_certificate_or_missing_credentials_is_not_an_outage(exc: Exception) -> None:
+    error = s3_error(exc)
+    assert type(error) is StoreError
+    assert str(error).startswith("cannot write k in s3://b: ")
+
+
+# ------------------------------------------------------------------------- a job through an outage
+
+
+class FlakyStore(LocalStore):
+    """A local store whose puts fail with StoreUnavailableError while `down` is set."""
+
+    def __init__(self, root: Path, failures: int) -> None:
+        super().__init__(root)
+        self.failures = failures
+        self.lock = threading.Lock()
+
+    def put(self, key: str, data: bytes) -> None:
+        with self.lock:
+            if self.failures > 0:
+                self.failures -= 1
+                raise StoreUnavailableError(f"cannot write {key}: connection refused")
+        super().put(key, data)
+
+
+def test_a_job_rides_out_failed_writes_and_stores_everything(tmp_path: Path) -> None:
+    store = FlakyStore(tmp_path / "store", failures=40)
+    spec = JobSpec(task="t", job="j", attempt=1, dataset="ds", chunk_events=1_000)
+    with open_publisher(f"sqlite://{tmp_path / 'q.db'}") as pub:
+        runner = JobRunner(spec, store, pub, patience=Patience(30, base=0.001, cap=0.01))
+        result = runner.run([SyntheticInput(10_000, 5)])
+    assert (result.events, result.chunks) == (10_000, 10)
+    assert runner.retry.retries == 40
+    manifest = decode_manifest(open_store((tmp_path / "store").as_uri()).get("t/j/1/manifest.eim"))
+    assert [c.seq for c in manifest.chunks] == list(range(10))
+
+
+def test_a_job_whose_store_stays_down_fails_without_a_manifest(tmp_path: Path) -> None:
+    store = FlakyStore(tmp_path / "store", failures=10**6)
+    spec = JobSpec(task="t", job="j", attempt=1, dataset="ds", chunk_events=1_000)
+    with (
+        open_publisher(f"sqlite://{tmp_path / 'q.db'}") as pub,
+        pytest.raises(StoreUnavailableError, match=r"--store-outage 0\.2"),
+    ):
+        JobRunner(spec, store, pub, patience=Patience(0.2, base=0.01, cap=0.05)).run([SyntheticInput(3_000, 5)])
+    assert not list(store.list())
