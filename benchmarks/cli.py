@@ -88,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
         "instead of starting one",
     )
     cmp.add_argument("--run-timeout", type=float, help="give up on a run after this many seconds")
+    cmp.add_argument(
+        "--drain-producers",
+        type=int,
+        default=4,
+        metavar="N",
+        help="after the sweep, one drain run per transport: N producers queue the whole workload, then the "
+        "supersink is started on the backlog and its CPU from first message to last commit is measured "
+        "(default %(default)s; 0: no drain runs)",
+    )
     cmp.add_argument("--out", type=Path, help="results directory (default benchmarks/results/<timestamp>)")
     cmp.add_argument(
         "--work", type=Path, help="scratch directory for servers, ledgers, warehouses (default: a temp dir)"
@@ -114,6 +123,7 @@ def config_from(args: argparse.Namespace, work: Path, out: Path) -> BenchConfig:
         run_timeout=args.run_timeout or sweep.run_timeout,
         quick=args.quick,
         keep=args.keep,
+        drain_producers=args.drain_producers,
     )
 
 

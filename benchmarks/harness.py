@@ -69,6 +69,8 @@ class BenchConfig:
     run_timeout: float = 900.0
     quick: bool = False
     keep: bool = False
+    #: producers of each transport's drain run (the supersink started on the queued workload); 0: no drain runs
+    drain_producers: int = 4
 
     def __post_init__(self) -> None:
         if min(self.tasks, self.jobs, self.events) < 1:
@@ -85,6 +87,8 @@ class BenchConfig:
             raise ValueError("--protocol must be stomp or amqp")
         if self.run_timeout <= 0:
             raise ValueError("--run-timeout must be positive")
+        if self.drain_producers < 0:
+            raise ValueError("--drain-producers cannot be negative")
 
     @property
     def events_per_run(self) -> int:
@@ -431,17 +435,22 @@ class Run:
         bucket: str,
         progress: Progress,
         mq_unavailable: str,
+        drain: bool = False,
     ) -> None:
         self.cfg, self.transport, self.producers = cfg, transport, producers
         self.index, self.total = index, total
         self.broker, self.store, self.bucket, self.progress = broker, store, bucket, progress
-        self.name = f"{transport}-p{producers}"
+        #: a drain run queues the whole workload first, then starts the supersink on the backlog
+        self.drain = drain
+        self.name = f"{transport}-drain" if drain else f"{transport}-p{producers}"
         self.dir = cfg.work / self.name
         self.queue = f"ei.bench.{stamp}.{self.name}"
         self.task_names = [f"bench.{stamp}.{self.name}.t{t:03d}" for t in range(cfg.tasks)]
         self.mq_unavailable = mq_unavailable
         self.env: dict[str, str] = {}
         self.label = f"[{index}/{total}] {transport} transport, {producers} producer{'s' * (producers != 1)}"
+        if drain:
+            self.label = f"[{index}/{total}] {transport} transport, supersink draining a backlog"
 
     # --------------------------------------------------------------- helpers
 
@@ -473,6 +482,7 @@ class Run:
             "run": self.name,
             "transport": self.transport,
             "producers": self.producers,
+            "mode": "drain" if self.drain else "online",
             "tasks": self.cfg.tasks,
             "jobs": self.cfg.tasks * self.cfg.jobs,
             "events_expected": self.cfg.events_per_run,
@@ -504,7 +514,11 @@ class Run:
         row["harness_seconds"] = round(time.monotonic() - started, 1)
         row["loadavg_1min"]["end"] = round(os.getloadavg()[0], 2)
         verdict = "ok" if row["status"] == "ok" else f"{row['status'].upper()}: {row['reason']}"
-        rate = f"{row['events_per_second']:,.0f} events/s" if row.get("events_per_second") else "no rate"
+        if self.drain:
+            busy = row.get("supersink_events_per_cpu_second")
+            rate = f"supersink {busy:,.0f} events per CPU-second" if busy else "no rate"
+        else:
+            rate = f"{row['events_per_second']:,.0f} events/s" if row.get("events_per_second") else "no rate"
         self.progress.line(f"{self.label}: finished in {row['harness_seconds']:.0f} s, {rate}; {verdict}")
         return row
 
@@ -521,6 +535,9 @@ class Run:
         sampler = Sampler().start()
         sampler.watch("broker", self.broker.probe())
         sampler.watch("store", self.store.probe())
+        if self.drain:
+            self._execute_drain(row, ledger, sampler)
+            return
         sink = self._start_sink(ledger)
         sampler.watch("supersink", process_probe(sink.proc.pid))
         pool: ProducerPool | None = None
@@ -533,11 +550,7 @@ class Run:
                 return
             sampler.sample_now()
             base = {name: (w.last_cpu if w else None) for name, w in self._watches(sampler).items()}
-            jobs = [
-                JobOutcome(task, f"job-{j:06d}", job_seed(t, j, cfg.jobs))
-                for t, task in enumerate(self.task_names)
-                for j in range(cfg.jobs)
-            ]
+            jobs = self._jobs()
             pool = ProducerPool(self._producer_argv, jobs, self.producers, self.env, cfg.run_timeout, self.dir)
             pool.start()
             status, reason = self._wait(pool, jobs, sink, sampler)
@@ -551,6 +564,83 @@ class Run:
             sink.stop()
             sampler.stop()
         self._figures(row, jobs, pool, sink, ledger, sampler, base, end_cpu)
+
+    def _execute_drain(self, row: dict[str, Any], ledger: Path, sampler: Sampler) -> None:
+        """Queue everything (expectations, then every job), then run the supersink on the backlog."""
+        cfg = self.cfg
+        jobs = self._jobs()
+        pool: ProducerPool | None = None
+        sink: SinkProcess | None = None
+        base: dict[str, float | None] = {}
+        end_cpu: dict[str, float | None] = {}
+        try:
+            reason = self._send_expectations()
+            if reason:
+                row["reason"] = reason
+                return
+            sampler.sample_now()
+            base = {name: (w.last_cpu if w else None) for name, w in self._watches(sampler).items()}
+            pool = ProducerPool(self._producer_argv, jobs, self.producers, self.env, cfg.run_timeout, self.dir)
+            pool.start()
+            deadline = time.monotonic() + cfg.run_timeout
+            while not pool.done:
+                finished = [j for j in jobs if j.returncode is not None]
+                failed = [j for j in finished if not j.ok]
+                if failed:
+                    pool.cancel()
+                    row["reason"] = f"{len(failed)} producer(s) failed, e.g. exit {failed[0].returncode}: " + (
+                        _first_line(failed[0].stderr)
+                    )
+                    return
+                if time.monotonic() >= deadline:
+                    pool.cancel()
+                    row["status"], row["reason"] = "timeout", f"producers not done after {cfg.run_timeout:.0f} s"
+                    return
+                self._show(len(finished), 0, len(jobs), 0, sampler)
+                time.sleep(POLL_SECONDS)
+            failed = [j for j in jobs if not j.ok]
+            if failed:
+                row["reason"] = f"{len(failed)} producer(s) failed: {_first_line(failed[0].stderr)}"
+                return
+            row["backlog_seconds"] = round(max(j.ended for j in jobs) - (pool.first_start or 0.0), 3)
+            sink_started = time.time()
+            sink = self._start_sink(ledger)
+            sampler.watch("supersink", process_probe(sink.proc.pid))
+            row["status"], row["reason"] = self._wait_committed(sink, sampler, len(jobs))
+            row["drain_seconds"] = round(time.time() - sink_started, 3)
+        finally:
+            if pool is not None:
+                pool.cancel()
+                pool.close()
+            sampler.sample_now()
+            end_cpu = {name: (w.last_cpu if w else None) for name, w in self._watches(sampler).items()}
+            if sink is not None:
+                sink.stop()
+            sampler.stop()
+        self._figures(row, jobs, pool, sink, ledger, sampler, base, end_cpu)
+
+    def _wait_committed(self, sink: SinkProcess, sampler: Sampler, jobs: int) -> tuple[str, str]:
+        deadline = time.monotonic() + self.cfg.run_timeout
+        while True:
+            committed = [t for t in self.task_names if self._marker(t).exists()]
+            self._show(jobs, 0, jobs, len(committed), sampler)
+            if len(committed) == len(self.task_names):
+                return "ok", ""
+            if sink.proc.poll() is not None:
+                return "failed", f"ei-supersink run exited with {sink.proc.returncode}: {sink.stderr_tail(3)}"
+            if time.monotonic() >= deadline:
+                return "timeout", (
+                    f"the supersink did not drain the backlog in {self.cfg.run_timeout:.0f} s: "
+                    f"{len(committed)}/{len(self.task_names)} tasks committed"
+                )
+            time.sleep(POLL_SECONDS)
+
+    def _jobs(self) -> list[JobOutcome]:
+        return [
+            JobOutcome(task, f"job-{j:06d}", job_seed(t, j, self.cfg.jobs))
+            for t, task in enumerate(self.task_names)
+            for j in range(self.cfg.jobs)
+        ]
 
     @staticmethod
     def _watches(sampler: Sampler) -> dict[str, Watch | None]:
@@ -576,8 +666,8 @@ class Run:
             return dict(json.loads(done.stdout))
         return None
 
-    def _announce_tasks(self, ledger: Path, sink: SinkProcess) -> str:
-        """Send every task's expectation; wait until the sink has recorded them all. '' or a failure reason."""
+    def _send_expectations(self) -> str:
+        """Send every task's expectation; '' or a failure reason."""
         cfg = self.cfg
         for task in self.task_names:
             done = self._cli(
@@ -586,6 +676,13 @@ class Run:
             )  # fmt: skip
             if done.returncode != 0:
                 return f"ei-supersink expect failed ({done.returncode}): {done.stderr.strip()[-300:]}"
+        return ""
+
+    def _announce_tasks(self, ledger: Path, sink: SinkProcess) -> str:
+        """Send every task's expectation; wait until the sink has recorded them all. '' or a failure reason."""
+        reason = self._send_expectations()
+        if reason:
+            return reason
         deadline = time.monotonic() + SINK_READY_TIMEOUT
         while time.monotonic() < deadline:
             if sink.proc.poll() is not None:
@@ -646,7 +743,7 @@ class Run:
         row: dict[str, Any],
         jobs: list[JobOutcome],
         pool: ProducerPool | None,
-        sink: SinkProcess,
+        sink: SinkProcess | None,
         ledger: Path,
         sampler: Sampler,
         base: dict[str, float | None],
@@ -661,7 +758,7 @@ class Run:
         start = pool.first_start if pool is not None else None
         row["events_loaded"] = events_loaded
         row["tasks_committed"] = len(loaded_at)
-        if start is not None and loaded_at and len(loaded_at) == len(self.task_names):
+        if start is not None and loaded_at and len(loaded_at) == len(self.task_names) and not self.drain:
             row["e2e_seconds"] = round(max(loaded_at.values()) - start, 3)
             row["events_per_second"] = round(events_loaded / row["e2e_seconds"]) if row["e2e_seconds"] > 0 else None
         else:
@@ -679,24 +776,31 @@ class Run:
         row.update(_broker_counts(self.transport, ok))
         row.update(_producer_store_counts(self.transport, ok))
         # the supersink
-        counters = sink.counters()
+        counters = sink.counters() if sink is not None else {}
         row["supersink_counters"] = counters
         row["supersink_store_requests"] = counters.get("store_requests")
         row["supersink_store_bytes"] = counters.get("store_bytes")
-        sink_cpu = _delta(base.get("supersink"), end_cpu.get("supersink"))
-        row["supersink_cpu_seconds"] = None if sink_cpu is None else round(sink_cpu, 2)
-        row["supersink_cpu_seconds_process"] = None if sink.cpu_total is None else round(sink.cpu_total, 2)
+        if self.drain:  # the sink's own count: CPU from its first message to its last commit
+            busy = counters.get("busy_cpu_seconds")
+            sink_cpu = float(busy) if busy is not None else None
+        else:
+            sink_cpu = _delta(base.get("supersink"), end_cpu.get("supersink"))
+        row["supersink_cpu_seconds"] = None if sink_cpu is None else round(sink_cpu, 3)
+        cpu_total = sink.cpu_total if sink is not None else None
+        row["supersink_cpu_seconds_process"] = None if cpu_total is None else round(cpu_total, 2)
         row["supersink_events_per_cpu_second"] = round(events_loaded / sink_cpu) if sink_cpu and events_loaded else None
         sink_watch = sampler.get("supersink")
         row["supersink_peak_rss_bytes"] = sink_watch.peak_rss if sink_watch else None
         # latency: a job's end -> its task committed (loaded_at, the supersink's clock = this host's)
         # per job: its producer process exited (what the grid job sees);
         # per task: its last job's manifest end time (last_job_end_ms, written before the manifest is announced)
-        row["latency_seconds"] = percentiles([loaded_at[j.task] - j.ended for j in ok if j.task in loaded_at])
+        # (not for a drain run, where the supersink starts only once every job has ended)
+        online = loaded_at if not self.drain else {}
+        row["latency_seconds"] = percentiles([online[j.task] - j.ended for j in ok if j.task in online])
         row["latency_last_job_seconds"] = percentiles(
             [
-                loaded_at[name] - tasks[name]["last_job_end_ms"] / 1000
-                for name in loaded_at
+                online[name] - tasks[name]["last_job_end_ms"] / 1000
+                for name in online
                 if tasks[name].get("last_job_end_ms") is not None
             ]
         )
@@ -713,12 +817,12 @@ class Run:
         row["errors"] = {
             "producer_failures": len(failed),
             "producers_not_run": len(jobs) - len(ran),
-            "supersink_exit": sink.returncode,
+            "supersink_exit": sink.returncode if sink is not None else None,
             "quarantined": report.get("quarantined"),
             "supersink_quarantined_counter": counters.get("quarantined"),
             "examples": sorted({f"exit {j.returncode}: {_first_line(j.stderr)}" for j in failed})[:5],
         }
-        if sink.returncode not in (0, None) and row["status"] == "ok":
+        if sink is not None and sink.returncode not in (0, None) and row["status"] == "ok":
             row["status"], row["reason"] = "failed", f"ei-supersink run exited with {sink.returncode}"
 
 
@@ -804,7 +908,9 @@ def compare(cfg: BenchConfig, progress: Progress | None = None) -> dict[str, Any
     cfg.work.mkdir(parents=True, exist_ok=True)
     broker, store = Broker(cfg.broker, cfg.broker_url, cfg.protocol), Store(cfg.store, cfg.store_url)
     runs: list[dict[str, Any]] = []
-    plan = [(t, n) for t in cfg.transports for n in cfg.producers]
+    plan = [(t, n, False) for t in cfg.transports for n in cfg.producers]
+    if cfg.drain_producers:
+        plan += [(t, cfg.drain_producers, True) for t in cfg.transports]
     with _store_running(store, cfg.work / cfg.store):
         bucket = f"ei-bench-{stamp}"
         store.create_bucket(bucket)
@@ -813,8 +919,10 @@ def compare(cfg: BenchConfig, progress: Progress | None = None) -> dict[str, Any
         if not mq_ok:
             progress.line(f"note: {mq_reason}; the mq runs are reported as failed")
         ceiling = run_ceiling(cfg, progress)
-        for index, (transport, producers) in enumerate(plan, start=1):
-            run = Run(cfg, transport, producers, index, len(plan), stamp, broker, store, bucket, progress, mq_reason)
+        for index, (transport, producers, drain) in enumerate(plan, start=1):
+            run = Run(
+                cfg, transport, producers, index, len(plan), stamp, broker, store, bucket, progress, mq_reason, drain
+            )
             row = run.execute()
             runs.append(row)
     ceiling_rate = ceiling.get("events_per_cpu_second")
@@ -838,6 +946,7 @@ def compare(cfg: BenchConfig, progress: Progress | None = None) -> dict[str, Any
             "store_url": cfg.store_url,
             "quick": cfg.quick,
             "run_timeout": cfg.run_timeout,
+            "drain_producers": cfg.drain_producers,
             "input": "synthetic:E:SEED, seed = task_index * J + job_index + 1",
         },
         "mq_mode_available": mq_ok,

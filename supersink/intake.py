@@ -61,6 +61,16 @@ class Counters:
     tasks_loaded: int = 0
     events_loaded: int = 0
     started: float = field(default_factory=time.monotonic)
+    #: process CPU seconds (all threads) when the first message arrived and when the last task committed:
+    #: their difference is what the work cost, without start-up, idle waiting or shutdown
+    cpu_at_first_message: float | None = None
+    cpu_at_last_commit: float | None = None
+
+    @property
+    def busy_cpu_seconds(self) -> float | None:
+        if self.cpu_at_first_message is None or self.cpu_at_last_commit is None:
+            return None
+        return max(0.0, self.cpu_at_last_commit - self.cpu_at_first_message)
 
 
 class Rejected(Exception):

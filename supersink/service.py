@@ -182,6 +182,7 @@ class Supersink:
             )
         self.counters.tasks_loaded += 1
         self.counters.events_loaded += int(marker["rows"])
+        self.counters.cpu_at_last_commit = time.process_time()
         return marker
 
     def settle_all(self) -> None:
@@ -229,6 +230,8 @@ class Supersink:
                     break
                 continue
             idle_since = time.monotonic()
+            if self.counters.cpu_at_first_message is None:
+                self.counters.cpu_at_first_message = time.process_time()
             try:
                 task = self.intake.handle(message)
             except StoreError as exc:
@@ -256,5 +259,9 @@ class Supersink:
 def counters_json(counters: Counters, **extra: int) -> str:
     data: dict[str, Any] = dict(counters.__dict__)
     data["seconds"] = round(time.monotonic() - data.pop("started"), 3)
+    del data["cpu_at_first_message"], data["cpu_at_last_commit"]
+    busy = counters.busy_cpu_seconds
+    data["busy_cpu_seconds"] = None if busy is None else round(busy, 3)
+    data["cpu_seconds"] = round(time.process_time(), 3)
     data.update(extra)
     return json.dumps(data)

@@ -71,6 +71,19 @@ def check_run(row: dict[str, Any], events: int) -> None:
     assert row["errors"]["producer_failures"] == 0 and row["errors"]["supersink_exit"] == 0, where
 
 
+def check_drain(row: dict[str, Any], events: int) -> None:
+    """A drain run: the backlog queued first, then the supersink's own CPU count from first message to last commit."""
+    where = f"{row['transport']} drain"
+    assert row["status"] == "ok", f"{where}: {row['reason']}"
+    assert row["events_loaded"] == events, where
+    assert row["backlog_seconds"] > 0 and row["drain_seconds"] > 0, where
+    busy, whole = row["supersink_cpu_seconds"], row["supersink_cpu_seconds_process"]
+    assert 0 < busy < whole, f"{where}: the work's CPU is part of the process's ({busy} of {whole})"
+    assert row["supersink_events_per_cpu_second"] == round(events / busy), where
+    assert isinstance(row["ceiling_ratio"], float), where
+    assert row["events_per_second"] is None and row["latency_seconds"]["p50"] is None, "no online figures"
+
+
 @pytest.mark.integration
 @pytest.mark.timeout(900)
 def test_quick_compare_writes_results_and_plots(tmp_path: Path) -> None:
@@ -104,16 +117,20 @@ def test_quick_compare_writes_results_and_plots(tmp_path: Path) -> None:
     assert "finished in" in done.stderr  # the progress display: one line per run start and finish
     assert results["ceiling"]["events_per_cpu_second"] > 0
     events = results["config"]["events_per_run"]
-    rows = {(r["transport"], r["producers"]): r for r in results["runs"]}
+    rows = {(r["transport"], r["producers"]): r for r in results["runs"] if r["mode"] == "online"}
     assert set(rows) == {(t, p) for t in ("store", "mq") for p in QUICK_PRODUCERS}
+    drained = {r["transport"]: r for r in results["runs"] if r["mode"] == "drain"}
+    assert set(drained) == {"store", "mq"}
     for name in PLOTS:
         width, height = png_size(out / name)
         assert width > 300 and height > 200, name
     table = (out / "results.md").read_text()
     assert "| store | 1 |" in table and "| mq | 4 |" in table
+    assert "## The supersink on a backlog (drain runs)" in table and "## Against the targets" in table
 
     for producers in QUICK_PRODUCERS:
         check_run(rows[("store", producers)], events)
+    check_drain(drained["store"], events)
     assert done.returncode == (0 if all(r["status"] == "ok" for r in rows.values()) else 3)
 
     if not results["mq_mode_available"]:
@@ -124,3 +141,4 @@ def test_quick_compare_writes_results_and_plots(tmp_path: Path) -> None:
     for producers in QUICK_PRODUCERS:
         check_run(rows[("mq", producers)], events)
         assert rows[("mq", producers)]["producer_store_requests"] == 0
+    check_drain(drained["mq"], events)
