@@ -27,7 +27,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -789,6 +789,7 @@ class Run:
         cpu_total = sink.cpu_total if sink is not None else None
         row["supersink_cpu_seconds_process"] = None if cpu_total is None else round(cpu_total, 2)
         row["supersink_events_per_cpu_second"] = round(events_loaded / sink_cpu) if sink_cpu and events_loaded else None
+        row["supersink_steady_events_per_cpu_second"] = steady_rate(counters.get("commits") or [])
         sink_watch = sampler.get("supersink")
         row["supersink_peak_rss_bytes"] = sink_watch.peak_rss if sink_watch else None
         # latency: a job's end -> its task committed (loaded_at, the supersink's clock = this host's)
@@ -824,6 +825,17 @@ class Run:
         }
         if sink is not None and sink.returncode not in (0, None) and row["status"] == "ok":
             row["status"], row["reason"] = "failed", f"ei-supersink run exited with {sink.returncode}"
+
+
+def steady_rate(commits: Sequence[Sequence[float]]) -> int | None:
+    """Events per CPU-second of the second half of a run's commits ([events, process CPU at the commit]):
+    the cost of a task to a supersink that is warmed up (its memory pools grown, its connections open)."""
+    if len(commits) < 2:
+        return None
+    half = len(commits) // 2
+    events = sum(int(c[0]) for c in commits[half:])
+    cpu = float(commits[-1][1]) - float(commits[half - 1][1])
+    return round(events / cpu) if cpu > 0 and events else None
 
 
 def _first_line(text: str) -> str:
@@ -929,6 +941,8 @@ def compare(cfg: BenchConfig, progress: Progress | None = None) -> dict[str, Any
     for row in runs:
         rate = row.get("supersink_events_per_cpu_second")
         row["ceiling_ratio"] = round(rate / ceiling_rate, 3) if rate and ceiling_rate else None
+        steady = row.get("supersink_steady_events_per_cpu_second")
+        row["steady_ceiling_ratio"] = round(steady / ceiling_rate, 3) if steady and ceiling_rate else None
     return {
         "benchmark": "ei-bench compare",
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -199,53 +199,115 @@ class Body:
         return self.column("run_number", "uint32"), self.column("event_number", "uint64")
 
 
+def _sum(counts: np.ndarray) -> int:
+    """The sum of uint32 counts (cheap when they are all zero)."""
+    return int(np.add.reduce(counts, dtype=np.uint64)) if np.count_nonzero(counts) else 0
+
+
 def _checked(values: np.ndarray, rows: int, name: str) -> np.ndarray:
     if len(values) != rows:
         raise CorruptObjectError(f"column {name} has {len(values)} values, the chunk has {rows} rows")
     return values
 
 
+# Arrow's binary type has 32-bit offsets: one column holds at most this many bytes.
+_MAX_BINARY_BYTES = 2**31 - 1
+# Columns with no set bit share one read-only buffer of zeros, up to this size (grown on demand).
+_SHARED_ZEROS_MAX = 64 * 1024 * 1024
+_shared_zeros = pa.py_buffer(b"")
+
+
+def _zeros(size: int) -> pa.Buffer:
+    """`size` zero bytes, read-only: a slice of one shared buffer unless that would be too big."""
+    global _shared_zeros
+    if size > _SHARED_ZEROS_MAX:
+        return pa.py_buffer(np.zeros(size, dtype=np.uint8))
+    block = _shared_zeros
+    if block.size < size:
+        block = _shared_zeros = pa.py_buffer(bytes(min(max(size, 2 * block.size), _SHARED_ZEROS_MAX)))
+    return block.slice(0, size)
+
+
+def _set_bits(matrix: np.ndarray, byte_index: np.ndarray, bits: np.ndarray) -> None:
+    """matrix[byte_index] |= bits, on a matrix of zeros, whatever the order and repeats of byte_index."""
+    if len(byte_index) < 2:
+        matrix[byte_index] = bits
+        return
+    step = byte_index[1:] - byte_index[:-1]
+    smallest = int(step.min())
+    if smallest < 0:  # out of order (the writer sorts each row's positions)
+        np.bitwise_or.at(matrix, byte_index, bits)
+        return
+    matrix[byte_index] = bits  # one set bit per byte: done; several: each such byte got one of them
+    if smallest == 0:  # element i shares its byte with element i + 1: write those bytes again, whole
+        shared = np.flatnonzero(step == 0)
+        where = byte_index[shared]
+        pairs = bits[shared] | bits[shared + 1]
+        first = np.ones(len(where), dtype=bool)  # the first pair of each byte (3+ bits make 2+ pairs)
+        np.not_equal(where[1:], where[:-1], out=first[1:])
+        starts = np.flatnonzero(first)
+        matrix[where[starts]] = np.bitwise_or.reduceat(pairs, starts)
+
+
 def _decode_mask(column: Fields | None, rows: int, name: str, width_bytes: int, check_only: bool = False) -> pa.Array:
+    """A MaskColumn -> `width_bytes` bitmaps per row, null where absent (only the checks if check_only).
+
+    Each set bit becomes one (byte index, bit value) pair, and the pairs are scattered into a
+    matrix of zeros; a column without set bits takes shared zeros instead.
+    """
     if column is None:
         raise CorruptObjectError(f"column {name} is missing")
     width_bits = column.uint(_MASK["width_bits"])
     if width_bits != width_bytes * 8:
         raise CorruptObjectError(f"column {name} holds {width_bits}-bit masks, expected {width_bytes * 8}")
-    counts = _checked(column.packed(_MASK["counts"], "<u4"), rows, name).astype(np.int64)
-    positions = column.packed(_MASK["positions"], "<u4").astype(np.int64)
-    if int(counts.sum()) != len(positions):
-        raise CorruptObjectError(f"column {name}: counts add up to {int(counts.sum())}, {len(positions)} positions")
-    if len(positions) and positions.max() >= width_bits:
+    counts = _checked(column.packed(_MASK["counts"], "<u4"), rows, name)
+    positions = column.packed(_MASK["positions"], "<u4")
+    total = _sum(counts)
+    if total != len(positions):
+        raise CorruptObjectError(f"column {name}: counts add up to {total}, {len(positions)} positions")
+    if total and int(np.maximum.reduce(positions)) >= width_bits:
         raise CorruptObjectError(f"column {name}: a bit position outside 0..{width_bits - 1}")
     absent_raw = column.packed(_MASK["absent"], "|b1")
-    absent = _checked(absent_raw, rows, name) if len(absent_raw) else np.zeros(rows, dtype=bool)
-    valid = ~absent
-    if np.any(counts[absent]):
-        raise CorruptObjectError(f"column {name}: an absent mask with bits set")
+    valid: np.ndarray | None = None  # None: every row holds a mask
+    n_valid = rows
+    if len(absent_raw):
+        absent = _checked(absent_raw, rows, name)
+        if total and np.count_nonzero(counts[absent]):
+            raise CorruptObjectError(f"column {name}: an absent mask with bits set")
+        valid = ~absent
+        n_valid = int(np.count_nonzero(valid))
+        if n_valid == rows:
+            valid = None
+    size = n_valid * width_bytes
+    if size > _MAX_BINARY_BYTES:
+        raise CorruptObjectError(f"column {name}: {n_valid} masks of {width_bytes} bytes do not fit one column")
     if check_only:
         return pa.nulls(0, pa.binary())
-    n_valid = int(valid.sum())
-    matrix = np.zeros(n_valid * width_bytes, dtype=np.uint8)
-    if len(positions):
-        valid_index = np.cumsum(valid) - 1
-        row_of = valid_index[np.repeat(np.arange(rows), counts)]
-        byte_index = row_of * width_bytes + positions // 8
-        bits = (1 << (positions % 8)).astype(np.uint8)
-        step = byte_index[1:] - byte_index[:-1]
-        if np.all(step > 0):  # one set bit per byte: a plain scatter
-            matrix[byte_index] = bits
-        else:  # several bits in one byte: they are distinct, so their sum is their OR
-            if np.any(step < 0):  # positions out of order (the writer sorts them): sort first
-                order = np.argsort(byte_index, kind="stable")
-                byte_index, bits = byte_index[order], bits[order]
-            starts = np.flatnonzero(np.r_[True, byte_index[1:] != byte_index[:-1]])
-            matrix[byte_index[starts]] = np.add.reduceat(bits, starts).astype(np.uint8)
-    offsets = np.zeros(rows + 1, dtype=np.int32)
-    np.cumsum(np.where(valid, width_bytes, 0), out=offsets[1:])
-    validity = None if n_valid == rows else pa.array(valid).buffers()[1]
-    return pa.Array.from_buffers(
-        pa.binary(), rows, [validity, pa.py_buffer(offsets), pa.py_buffer(matrix)], null_count=rows - n_valid
-    )
+    if valid is None:
+        validity = None
+        offsets = np.arange(0, size + 1, width_bytes, dtype=np.int32)
+    else:
+        validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
+        offsets = np.zeros(rows + 1, dtype=np.int32)
+        if n_valid:
+            np.cumsum(valid, dtype=np.int32, out=offsets[1:])
+            offsets *= width_bytes
+    if total:
+        # From Arrow's memory pool, which reuses freed pages: a fresh np.zeros of this size is an mmap
+        # whose every page faults on first touch (2-5x the cost of clearing a reused block).
+        data = pa.allocate_buffer(size)
+        matrix = np.frombuffer(data, dtype=np.uint8)
+        matrix.fill(0)
+        row_start = np.arange(0, size, width_bytes, dtype=np.intp)  # intp: no conversion when indexing
+        byte_index = np.repeat(row_start, counts if valid is None else counts[valid])
+        byte_index += positions >> 3
+        bits = positions.astype(np.uint8)  # the low byte; bit i % 8 of byte i // 8
+        bits &= 7
+        np.left_shift(np.uint8(1), bits, out=bits)
+        _set_bits(matrix, byte_index, bits)
+    else:
+        data = _zeros(size)
+    return pa.Array.from_buffers(pa.binary(), rows, [validity, pa.py_buffer(offsets), data], null_count=rows - n_valid)
 
 
 def _decode_strings(column: Fields | None, rows: int, name: str, check_only: bool = False) -> pa.Array:
@@ -259,8 +321,32 @@ def _decode_strings(column: Fields | None, rows: int, name: str, check_only: boo
         raise CorruptObjectError(f"column {name}: dictionary index out of range")
     if check_only:
         return pa.nulls(0, pa.string())
+    encoded = [value.encode() for value in values]
+    width = len(encoded[0]) if encoded else 0
+    if rows and width and rows * width <= _MAX_BINARY_BYTES and all(len(value) == width for value in encoded):
+        # All values of one length (file GUIDs, stream names): gather fixed-size records.
+        if len(encoded) == 1:
+            data: bytes | np.ndarray = encoded[0] * rows
+        else:
+            table = np.frombuffer(b"".join(encoded), dtype=np.dtype((np.void, width)))
+            data = table.take(index.astype(np.intp)).view(np.uint8)
+        offsets = np.arange(0, (rows + 1) * width, width, dtype=np.int32)
+        # An all-valid bitmap, as the cast below makes (the loader sizes row groups by table.nbytes);
+        # null_count=0 would drop it.
+        validity = pa.py_buffer(np.full((rows + 7) // 8, 0xFF, dtype=np.uint8))
+        return pa.Array.from_buffers(pa.string(), rows, [validity, pa.py_buffer(offsets), pa.py_buffer(data)])
     dictionary = pa.array(values, type=pa.string())
     return pa.DictionaryArray.from_arrays(pa.array(index.astype(np.int32)), dictionary).cast(pa.string())
+
+
+def _numbers(values: np.ndarray, typ: pa.DataType) -> pa.Array:
+    """A fixed-width numeric column without nulls, sharing the values' memory."""
+    return pa.Array.from_buffers(typ, len(values), [None, pa.py_buffer(values)], null_count=0)
+
+
+def _bitmap(flags: np.ndarray) -> pa.Buffer:
+    """Booleans -> an Arrow bitmap (bit i of the buffer is flags[i]; any non-zero byte is true)."""
+    return pa.py_buffer(np.packbits(flags, bitorder="little"))
 
 
 def decode_body(body: Body) -> pa.Table:
@@ -269,21 +355,26 @@ def decode_body(body: Body) -> pa.Table:
     fields = body.fields
     arrays: dict[str, pa.Array] = {}
     for name, typ, dtype in NUMERIC_COLUMNS + TAIL_NUMERIC_COLUMNS:
-        arrays[name] = pa.array(body.column(name, dtype), typ)
+        arrays[name] = _numbers(body.column(name, dtype), typ)
     present = body.column("extended_level1_id_present", "bool")
-    arrays["extended_level1_id"] = pa.array(body.column("extended_level1_id", "uint32"), pa.uint32(), mask=~present)
+    l1id = body.column("extended_level1_id", "uint32")
+    n_present = int(np.count_nonzero(present))
+    validity = None if n_present == rows else _bitmap(present)
+    arrays["extended_level1_id"] = pa.Array.from_buffers(
+        pa.uint32(), rows, [validity, pa.py_buffer(l1id)], null_count=rows - n_present
+    )
     for name in FLAG_COLUMNS:
-        arrays[name] = pa.array(body.column(name, "bool"), pa.bool_())
+        arrays[name] = pa.Array.from_buffers(pa.bool_(), rows, [None, _bitmap(body.column(name, "bool"))], null_count=0)
     for name, width in MASK_COLUMNS:
         arrays[name] = _decode_mask(fields.message(_BODY[name], name), rows, name, width)
-    counts = body.column("provenance_count", "uint32").astype(np.int64)
-    n_refs = int(counts.sum())
+    counts = body.column("provenance_count", "uint32")
+    n_refs = _sum(counts)
     children = [
         _decode_strings(fields.message(_BODY[f"provenance_{f}"], f"provenance_{f}"), n_refs, f"provenance_{f}")
         for f in PROVENANCE_STRINGS
     ]
     children += [
-        pa.array(body.column(f"provenance_{f}", dtype, n_refs), pa.from_numpy_dtype(np.dtype(dtype)))
+        _numbers(body.column(f"provenance_{f}", dtype, n_refs), pa.from_numpy_dtype(np.dtype(dtype)))
         for f, dtype in PROVENANCE_NUMBERS
     ]
     offsets = np.zeros(rows + 1, dtype=np.int32)

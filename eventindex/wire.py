@@ -12,7 +12,6 @@ records, unpacked repeated values, fields in any order, unknown fields (skipped)
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Final
 
 import numpy as np
@@ -25,6 +24,7 @@ LEN: Final = 2
 I32: Final = 5
 
 _FIXED_WIRE = {4: I32, 8: I64, 1: VARINT}  # element size -> the wire type of one unpacked element
+_ITEMSIZE = {"<u4": 4, "<u8": 8, "<f4": 4, "|b1": 1}
 
 
 def _varint(value: int) -> bytes:
@@ -69,31 +69,45 @@ class Fields:
 
     def __init__(self, data: bytes | memoryview, what: str) -> None:
         self.what = what
-        self._fields: dict[int, list[tuple[int, memoryview | int]]] = defaultdict(list)
+        self._fields: dict[int, list[tuple[int, memoryview | int]]] = {}
+        fields = self._fields
+        read_varint = self._read_varint
         view = memoryview(data)
         pos, end = 0, len(view)
         while pos < end:
-            key, pos = self._read_varint(view, pos)
+            key = view[pos]  # a one-byte varint, or the first byte of a longer one
+            if key < 0x80:
+                pos += 1
+            else:
+                key, pos = read_varint(view, pos)
             number, wire = key >> 3, key & 7
             if number == 0:
                 raise CorruptObjectError(f"{what}: field number 0 in the protobuf body")
-            if wire == VARINT:
-                value, pos = self._read_varint(view, pos)
-                self._fields[number].append((wire, value))
-            elif wire == LEN:
-                length, pos = self._read_varint(view, pos)
+            if wire == LEN:
+                if pos < end and view[pos] < 0x80:
+                    length = view[pos]
+                    pos += 1
+                else:
+                    length, pos = read_varint(view, pos)
                 if pos + length > end:
                     raise CorruptObjectError(f"{what}: a field runs past the end of the protobuf body")
-                self._fields[number].append((wire, view[pos : pos + length]))
+                value: memoryview | int = view[pos : pos + length]
                 pos += length
+            elif wire == VARINT:
+                value, pos = read_varint(view, pos)
             elif wire in (I32, I64):
                 size = 4 if wire == I32 else 8
                 if pos + size > end:
                     raise CorruptObjectError(f"{what}: a field runs past the end of the protobuf body")
-                self._fields[number].append((wire, view[pos : pos + size]))
+                value = view[pos : pos + size]
                 pos += size
             else:
                 raise CorruptObjectError(f"{what}: wire type {wire} in the protobuf body is not valid here")
+            records = fields.get(number)
+            if records is None:
+                fields[number] = [(wire, value)]
+            else:
+                records.append((wire, value))
 
     def _read_varint(self, view: memoryview, pos: int) -> tuple[int, int]:
         result = shift = 0
@@ -107,29 +121,36 @@ class Fields:
         raise CorruptObjectError(f"{self.what}: a truncated or overlong varint in the protobuf body")
 
     def uint(self, number: int) -> int:
-        values = [v for wire, v in self._fields.get(number, []) if wire == VARINT]
+        values = [v for wire, v in self._fields.get(number, ()) if wire == VARINT]
         return int(values[-1]) if values else 0  # proto3: the last one wins
 
     def message(self, number: int, what: str) -> Fields | None:
-        records = [v for wire, v in self._fields.get(number, []) if wire == LEN]
+        records = [v for wire, v in self._fields.get(number, ()) if wire == LEN and isinstance(v, memoryview)]
         if not records:
             return None
-        assert isinstance(records[0], memoryview)
+        if len(records) == 1:  # the usual case: parse it in place
+            return Fields(records[0], what)
         # Several records of one embedded message merge: concatenating them does that.
-        data = b"".join(bytes(r) for r in records if isinstance(r, memoryview))
-        return Fields(data, what)
+        return Fields(b"".join(records), what)
 
     def strings(self, number: int) -> list[str]:
         try:
-            return [bytes(v).decode() for wire, v in self._fields.get(number, []) if isinstance(v, memoryview)]
+            return [bytes(v).decode() for wire, v in self._fields.get(number, ()) if isinstance(v, memoryview)]
         except UnicodeDecodeError as exc:
             raise CorruptObjectError(f"{self.what}: a string field is not UTF-8: {exc}") from None
 
     def packed(self, number: int, dtype: str) -> np.ndarray:
         """A repeated fixed-width field as one array, however it was split or packed."""
-        size = np.dtype(dtype).itemsize
+        records = self._fields.get(number)
+        if records is None:
+            return np.empty(0, dtype=dtype)
+        size = _ITEMSIZE.get(dtype) or np.dtype(dtype).itemsize
+        if len(records) == 1:  # the usual case: one packed record
+            wire, value = records[0]
+            if wire == LEN and isinstance(value, memoryview) and not len(value) % size:
+                return np.frombuffer(value, dtype=dtype)
         pieces: list[np.ndarray] = []
-        for wire, value in self._fields.get(number, []):
+        for wire, value in records:
             if wire == LEN and isinstance(value, memoryview):
                 if len(value) % size:
                     raise CorruptObjectError(f"{self.what}: packed field {number} is not a whole number of values")

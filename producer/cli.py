@@ -348,8 +348,12 @@ def _run(
     if spooling is not None and spooled:
         return _fail(
             EXIT_SPOOLED,
-            f"stored everything, but {spooled} pointer(s) were spooled to {args.spool} "
-            f"(run `ei-producer {FLUSH_COMMAND}`): {spooling.reason}",
+            (
+                f"read every event, but {spooled} message(s) were spooled to {args.spool} "
+                if args.mode == "mq"
+                else f"stored everything, but {spooled} pointer(s) were spooled to {args.spool} "
+            )
+            + f"(run `ei-producer {FLUSH_COMMAND}`): {spooling.reason}",
         )
     return EXIT_OK
 

@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,10 @@ log = logging.getLogger(__name__)
 _STATUS_NAMES = {pb.ATTEMPT_STATUS_OK: "ok", pb.ATTEMPT_STATUS_FAILED: "failed"}
 
 
+#: Commits whose CPU time the counters keep (for benchmarks: the cost of each task in a long run).
+COMMITS_KEPT = 1000
+
+
 @dataclass
 class Counters:
     messages: int = 0
@@ -65,6 +70,8 @@ class Counters:
     #: their difference is what the work cost, without start-up, idle waiting or shutdown
     cpu_at_first_message: float | None = None
     cpu_at_last_commit: float | None = None
+    #: (events, process CPU seconds) at each commit, in order: the last COMMITS_KEPT of them
+    commits: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=COMMITS_KEPT))
 
     @property
     def busy_cpu_seconds(self) -> float | None:

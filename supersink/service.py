@@ -183,6 +183,7 @@ class Supersink:
         self.counters.tasks_loaded += 1
         self.counters.events_loaded += int(marker["rows"])
         self.counters.cpu_at_last_commit = time.process_time()
+        self.counters.commits.append((int(marker["rows"]), round(self.counters.cpu_at_last_commit, 3)))
         return marker
 
     def settle_all(self) -> None:
@@ -259,7 +260,8 @@ class Supersink:
 def counters_json(counters: Counters, **extra: int) -> str:
     data: dict[str, Any] = dict(counters.__dict__)
     data["seconds"] = round(time.monotonic() - data.pop("started"), 3)
-    del data["cpu_at_first_message"], data["cpu_at_last_commit"]
+    del data["cpu_at_first_message"], data["cpu_at_last_commit"], data["commits"]
+    data["commits"] = [list(commit) for commit in counters.commits]
     busy = counters.busy_cpu_seconds
     data["busy_cpu_seconds"] = None if busy is None else round(busy, 3)
     data["cpu_seconds"] = round(time.process_time(), 3)

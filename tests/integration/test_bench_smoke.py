@@ -81,6 +81,8 @@ def check_drain(row: dict[str, Any], events: int) -> None:
     assert 0 < busy < whole, f"{where}: the work's CPU is part of the process's ({busy} of {whole})"
     assert row["supersink_events_per_cpu_second"] == round(events / busy), where
     assert isinstance(row["ceiling_ratio"], float), where
+    assert row["supersink_steady_events_per_cpu_second"] is None, "one task: no second half to measure"
+    assert len(row["supersink_counters"]["commits"]) == 1, where
     assert row["events_per_second"] is None and row["latency_seconds"]["p50"] is None, "no online figures"
 
 

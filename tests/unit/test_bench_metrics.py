@@ -136,3 +136,13 @@ def test_a_process_group_is_read_as_the_sum_of_its_members() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_steady_rate_is_the_second_half_of_the_commits() -> None:
+    from benchmarks.harness import steady_rate
+
+    # four tasks of 1,000 events committed at 2.0, 2.5, 3.0 and 3.5 CPU-s: the last two cost 1.0 CPU-s
+    assert steady_rate([[1000, 2.0], [1000, 2.5], [1000, 3.0], [1000, 3.5]]) == 2000
+    assert steady_rate([[1000, 2.0], [3000, 3.5]]) == 2000
+    assert steady_rate([[1000, 2.0]]) is None and steady_rate([]) is None
+    assert steady_rate([[1000, 2.0], [1000, 2.0]]) is None, "no CPU between them: no rate"

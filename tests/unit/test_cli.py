@@ -79,6 +79,8 @@ def test_full_flow_through_the_clis(tmp_path: Path) -> None:
     assert counters["events_loaded"] == 5000
     # the work's CPU (first message to last commit) is part of the process's, which includes start-up
     assert 0 < counters["busy_cpu_seconds"] < counters["cpu_seconds"]
+    [(events, cpu)] = counters["commits"]
+    assert events == 5000 and 0 < cpu <= counters["cpu_seconds"]
     st = sink(tmp_path, "status", "--json")
     task = json.loads(st.stdout)["tasks"][0]
     assert (task["state"], task["jobs_resolved"], task["events_loaded"]) == ("loaded", 2, 5000)

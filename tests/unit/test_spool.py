@@ -226,6 +226,7 @@ def test_broker_only_mode_spools_whole_batches_and_flushes_them(tmp_path: Path) 
     assert produced.returncode == 6, produced.stderr
     summary = json.loads(produced.stdout)
     assert summary["spooled"] == summary["chunks"] + 1, "every events message, then the manifest"
+    assert f"read every event, but {summary['spooled']} message(s) were spooled" in produced.stderr
     assert not (tmp_path / "store").exists()
     flush = cli("flush-spool", "--broker", pipe.broker, cwd=tmp_path)
     assert flush.returncode == 0, flush.stderr
