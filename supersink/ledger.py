@@ -77,6 +77,13 @@ CREATE TABLE IF NOT EXISTS mq_parts (
     payload BLOB NOT NULL,
     PRIMARY KEY (task, job, attempt, seq, part)
 );
+-- per input file of the broker-only transport: how many of its messages are in, and which is its last
+-- (so that checking a file is complete costs one row, not a scan of its messages and their payloads)
+CREATE TABLE IF NOT EXISTS mq_files (
+    task TEXT NOT NULL, job TEXT NOT NULL, attempt INTEGER NOT NULL, seq INTEGER NOT NULL,
+    received INTEGER NOT NULL, max_part INTEGER NOT NULL, last_part INTEGER,
+    PRIMARY KEY (task, job, attempt, seq)
+);
 CREATE TABLE IF NOT EXISTS quarantine (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     received REAL NOT NULL,
@@ -106,6 +113,13 @@ class ChunkRecord:
     max_key: bytes | None
 
 
+_COUNT_FILES = """
+INSERT OR REPLACE INTO mq_files
+SELECT task, job, attempt, seq, count(*), max(part), max(CASE WHEN last THEN part END)
+FROM mq_parts GROUP BY task, job, attempt, seq
+"""
+
+
 class Ledger:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -115,11 +129,18 @@ class Ledger:
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
+            had_files = self._has_table("mq_files")
             self.db.executescript(_SCHEMA)
+            if not had_files:  # a ledger from before mq_files: count the messages already in
+                self.db.execute(_COUNT_FILES)
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         except (sqlite3.Error, OSError) as exc:
             raise LedgerError(f"cannot open the ledger {path}: {exc}") from exc
         self._depth = 0
+
+    def _has_table(self, name: str) -> bool:
+        row = self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+        return row is not None
 
     def close(self) -> None:
         self.db.close()
@@ -275,30 +296,29 @@ class Ledger:
         self, task: str, job: str, attempt: int, seq: int, part: int, last: bool, events: int, payload: bytes
     ) -> None:
         self.see_job(task, job, attempt)
-        self.db.execute(
+        cursor = self.db.execute(
             "INSERT OR IGNORE INTO mq_parts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (task, job, attempt, seq, part, int(last), events, payload),
+        )
+        if cursor.rowcount != 1:
+            return  # this message was in already
+        self.db.execute(
+            "INSERT INTO mq_files VALUES (?, ?, ?, ?, 1, ?, ?) "
+            "ON CONFLICT (task, job, attempt, seq) DO UPDATE SET received = received + 1, "
+            "max_part = max(max_part, excluded.max_part), last_part = coalesce(excluded.last_part, last_part)",
+            (task, job, attempt, seq, part, part if last else None),
         )
 
     def parts_complete(self, task: str, job: str, attempt: int, seq: int) -> bool:
         """Whether every message of an input file is in: its last one, and all parts before it."""
         row = self.db.execute(
-            "SELECT count(*), max(part), max(last) FROM mq_parts "
-            "WHERE task = ? AND job = ? AND attempt = ? AND seq = ?",
+            "SELECT received, max_part, last_part FROM mq_files WHERE task = ? AND job = ? AND attempt = ? AND seq = ?",
             (task, job, attempt, seq),
         ).fetchone()
-        count, highest, last = row
-        return (
-            bool(count)
-            and bool(last)
-            and count == highest + 1
-            and self.db.execute(
-                "SELECT 1 FROM mq_parts "
-                "WHERE task = ? AND job = ? AND attempt = ? AND seq = ? AND part = ? AND last = 1",
-                (task, job, attempt, seq, highest),
-            ).fetchone()
-            is not None
-        )
+        if row is None or row["last_part"] is None:
+            return False
+        # parts are distinct non-negative numbers: last_part + 1 of them, none above it, are 0..last_part
+        return bool(row["max_part"] == row["last_part"] and row["received"] == row["last_part"] + 1)
 
     def parts(self, task: str, job: str, attempt: int, seq: int) -> list[sqlite3.Row]:
         return self.query(
@@ -308,9 +328,10 @@ class Ledger:
         )
 
     def drop_parts(self, task: str, job: str, attempt: int, seq: int) -> None:
-        self.db.execute(
-            "DELETE FROM mq_parts WHERE task = ? AND job = ? AND attempt = ? AND seq = ?", (task, job, attempt, seq)
-        )
+        for table in ("mq_parts", "mq_files"):
+            self.db.execute(
+                f"DELETE FROM {table} WHERE task = ? AND job = ? AND attempt = ? AND seq = ?", (task, job, attempt, seq)
+            )
 
     # ------------------------------------------------------------ quarantine
 
