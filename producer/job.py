@@ -272,8 +272,12 @@ class JobRunner:
         spec = self.spec
         manifest = _new_manifest(spec)
         with Uploader(self._store_chunk, self._stored, self.upload) as uploader:
-            found = _encode_inputs(spec, inputs, manifest, uploader.submit)
-            uploader.finish()
+            try:
+                found = _encode_inputs(spec, inputs, manifest, uploader.submit)
+                uploader.finish()
+            except BaseException:
+                self.retry.cancel()  # uploads waiting out an outage stop now: the job fails anyway
+                raise
         _finish_manifest(manifest, self.progress.events, found)
         key = manifest_key(spec.task, spec.job, spec.attempt)
         obj = self.retry(key, lambda: store_manifest_once(self.store, key, manifest))

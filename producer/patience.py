@@ -54,15 +54,20 @@ class Retrier:
         patience: Patience,
         *,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] | None = None,
     ) -> None:
         self.patience = patience
         self._clock = clock
-        self._sleep = sleep
+        self._cancelled = threading.Event()
+        self._sleep = sleep or self._cancelled.wait
         self._warned = threading.Event()
         #: whole-object retries made (all threads), for the job summary
         self.retries = 0
         self._lock = threading.Lock()
+
+    def cancel(self) -> None:
+        """The job is stopping (an error elsewhere, an interrupt): no more waiting; writes that fail give up."""
+        self._cancelled.set()
 
     def __call__(self, what: str, action: Callable[[], T]) -> T:
         """Run `action`; while it raises StoreUnavailableError, wait and run it again, for at most
@@ -80,6 +85,8 @@ class Retrier:
                     first_failure = now
                 down = now - first_failure
                 left = patience.outage_seconds - down
+                if self._cancelled.is_set():
+                    raise StoreUnavailableError(f"{exc}; not retried: the job is stopping") from exc
                 if left <= 0:
                     raise StoreUnavailableError(
                         f"{exc}; store unavailable for {down:.0f} s (--store-outage {patience.outage_seconds:g})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from botocore.exceptions import (
 )
 
 from eventindex.codec import decode_manifest
-from eventindex.errors import ConfigError, ObjectExistsError, StoreError, StoreUnavailableError
+from eventindex.errors import ConfigError, InputError, ObjectExistsError, StoreError, StoreUnavailableError
 from eventindex.store.base import open_store
 from eventindex.store.local import LocalStore
 from eventindex.store.s3 import S3Location, S3Store
@@ -177,4 +178,31 @@ def test_a_job_whose_store_stays_down_fails_without_a_manifest(tmp_path: Path) -
         pytest.raises(StoreUnavailableError, match=r"--store-outage 0\.2"),
     ):
         JobRunner(spec, store, pub, patience=Patience(0.2, base=0.01, cap=0.05)).run([SyntheticInput(3_000, 5)])
+    assert not list(store.list())
+
+
+def test_a_cancelled_retrier_gives_up_at_the_next_failure() -> None:
+    clock = Clock()
+    retry = Retrier(Patience(60), clock=clock, sleep=clock.sleep)
+    retry.cancel()
+    calls, action = failing(3)
+    with pytest.raises(StoreUnavailableError, match="not retried: the job is stopping"):
+        retry("k", action)  # type: ignore[arg-type]
+    assert len(calls) == 1 and clock.sleeps == []
+
+
+def test_a_job_that_fails_stops_waiting_for_the_store_at_once(tmp_path: Path) -> None:
+    """An input error while uploads wait out an outage: the job fails now, not when the outage budget ends."""
+    store = FlakyStore(tmp_path / "store", failures=10**6)
+    spec = JobSpec(task="t", job="j", attempt=1, dataset="ds", chunk_events=1_000)
+
+    class Declared(SyntheticInput):
+        @property
+        def declared_events(self) -> int:
+            return 2_999
+
+    started = time.monotonic()
+    with open_publisher(f"sqlite://{tmp_path / 'q.db'}") as pub, pytest.raises(InputError, match="declares 2999"):
+        JobRunner(spec, store, pub, patience=Patience(600)).run([Declared(3_000, 5)])
+    assert time.monotonic() - started < 10, "the uploads gave up when the job failed"
     assert not list(store.list())
