@@ -548,21 +548,14 @@ class Run:
             if reason:
                 row["reason"] = reason
                 return
-            sampler.sample_now()
-            base = {name: (w.last_cpu if w else None) for name, w in self._watches(sampler).items()}
+            base = self._cpu_now(sampler)
             jobs = self._jobs()
             pool = ProducerPool(self._producer_argv, jobs, self.producers, self.env, cfg.run_timeout, self.dir)
             pool.start()
             status, reason = self._wait(pool, jobs, sink, sampler)
             row["status"], row["reason"] = status, reason
         finally:
-            if pool is not None:
-                pool.cancel()
-                pool.close()
-            sampler.sample_now()
-            end_cpu = {name: (w.last_cpu if w else None) for name, w in self._watches(sampler).items()}
-            sink.stop()
-            sampler.stop()
+            end_cpu = self._wind_down(pool, sink, sampler)
         self._figures(row, jobs, pool, sink, ledger, sampler, base, end_cpu)
 
     def _execute_drain(self, row: dict[str, Any], ledger: Path, sampler: Sampler) -> None:
@@ -572,14 +565,12 @@ class Run:
         pool: ProducerPool | None = None
         sink: SinkProcess | None = None
         base: dict[str, float | None] = {}
-        end_cpu: dict[str, float | None] = {}
         try:
             reason = self._send_expectations()
             if reason:
                 row["reason"] = reason
                 return
-            sampler.sample_now()
-            base = {name: (w.last_cpu if w else None) for name, w in self._watches(sampler).items()}
+            base = self._cpu_now(sampler)
             pool = ProducerPool(self._producer_argv, jobs, self.producers, self.env, cfg.run_timeout, self.dir)
             pool.start()
             deadline = time.monotonic() + cfg.run_timeout
@@ -609,15 +600,26 @@ class Run:
             row["status"], row["reason"] = self._wait_committed(sink, sampler, len(jobs))
             row["drain_seconds"] = round(time.time() - sink_started, 3)
         finally:
-            if pool is not None:
-                pool.cancel()
-                pool.close()
-            sampler.sample_now()
-            end_cpu = {name: (w.last_cpu if w else None) for name, w in self._watches(sampler).items()}
-            if sink is not None:
-                sink.stop()
-            sampler.stop()
+            end_cpu = self._wind_down(pool, sink, sampler)
         self._figures(row, jobs, pool, sink, ledger, sampler, base, end_cpu)
+
+    def _cpu_now(self, sampler: Sampler) -> dict[str, float | None]:
+        """The broker's, the store's and the supersink's CPU seconds, sampled now."""
+        sampler.sample_now()
+        return {name: (w.last_cpu if w else None) for name, w in self._watches(sampler).items()}
+
+    def _wind_down(
+        self, pool: ProducerPool | None, sink: SinkProcess | None, sampler: Sampler
+    ) -> dict[str, float | None]:
+        """Stop the producers, take the CPU figures, stop the supersink and the sampler."""
+        if pool is not None:
+            pool.cancel()
+            pool.close()
+        end_cpu = self._cpu_now(sampler)
+        if sink is not None:
+            sink.stop()
+        sampler.stop()
+        return end_cpu
 
     def _wait_committed(self, sink: SinkProcess, sampler: Sampler, jobs: int) -> tuple[str, str]:
         deadline = time.monotonic() + self.cfg.run_timeout
