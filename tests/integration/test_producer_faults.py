@@ -247,21 +247,32 @@ def test_concurrent_multipart_writers_of_one_key(
 # ------------------------------------------------------------------------------------ store outage
 
 
+def uploading_job(
+    backend: Backend, tmp_path: Path, seaweedfs: SeaweedFS, task: str, argv: list[str]
+) -> subprocess.Popen[str]:
+    """Start a producer and return once it has stored three chunks (killed if it does not get there)."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            env=producer_env(backend))  # fmt: skip
+    deadline = time.monotonic() + 120
+    try:
+        while len(keys(seaweedfs, bucket_of(backend), f"chunks/{task}/")) < 3:
+            assert proc.poll() is None and time.monotonic() < deadline, "the job should be uploading"
+            time.sleep(0.2)
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    return proc
+
+
 @servers
 def test_store_stopped_mid_job_waits_out_store_outage_then_exits_4(
     backend: Backend, tmp_path: Path, seaweedfs: SeaweedFS, fault_report: Callable[[str], None]
 ) -> None:
     task = f"task.{uuid.uuid4().hex[:10]}"
     argv = producer_argv(backend, task, "job1", 300_000, 21, "--broker", backend.broker, "--chunk-events", "2000")
-    proc = subprocess.Popen(
-        [*argv, "--quiet", "--store-outage", "6"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        cwd=tmp_path, env=producer_env(backend),
-    )  # fmt: skip
+    proc = uploading_job(backend, tmp_path, seaweedfs, task, [*argv, "--quiet", "--store-outage", "6"])
     try:
-        deadline = time.monotonic() + 120
-        while len(keys(seaweedfs, bucket_of(backend), f"chunks/{task}/")) < 3:
-            assert proc.poll() is None and time.monotonic() < deadline, "the job should be uploading"
-            time.sleep(0.2)
         stopped = time.monotonic()
         seaweedfs.stop()
         out, err = proc.communicate(timeout=300)
@@ -288,15 +299,8 @@ def test_store_restarted_mid_job_is_ridden_out(
     task = f"task.{uuid.uuid4().hex[:10]}"
     expect(backend, task, 1, 200_000)
     argv = producer_argv(backend, task, "job1", 200_000, 22, "--broker", backend.broker, "--chunk-events", "2000")
-    proc = subprocess.Popen(
-        [*argv, "--quiet", "--store-outage", "240"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        cwd=tmp_path, env=producer_env(backend),
-    )  # fmt: skip
+    proc = uploading_job(backend, tmp_path, seaweedfs, task, [*argv, "--quiet", "--store-outage", "240"])
     try:
-        deadline = time.monotonic() + 120
-        while len(keys(seaweedfs, bucket_of(backend), f"chunks/{task}/")) < 3:
-            assert proc.poll() is None and time.monotonic() < deadline, "the job should be uploading"
-            time.sleep(0.2)
         down = time.monotonic()
         seaweedfs.restart()
         outage = time.monotonic() - down
