@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from benchmarks.ceiling import job_seed
-from benchmarks.metrics import Probe, Sampler, Watch, group_probe, percentiles, process_probe
+from benchmarks.metrics import Probe, Sampler, Watch, group_probe, machine, percentiles, process_probe
 
 TRANSPORTS = ("store", "mq")
 BROKERS = ("activemq", "rabbitmq")
@@ -987,27 +987,3 @@ def code_version() -> dict[str, Any]:
 
     status = git("status", "--porcelain", "--untracked-files=no")
     return {"commit": git("rev-parse", "HEAD"), "modified_files": None if status is None else len(status.splitlines())}
-
-
-def machine() -> dict[str, Any]:
-    import platform
-
-    import pyarrow
-
-    cpu = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    memory = None
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        memory = int(Path("/proc/meminfo").read_text().splitlines()[0].split()[1]) * 1024
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": cpu,
-        "memory_bytes": memory,
-        "python": platform.python_version(),
-        "pyarrow": pyarrow.__version__,
-        "loadavg_at_end": list(os.getloadavg()),
-    }

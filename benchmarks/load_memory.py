@@ -29,7 +29,6 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
-import platform
 import re
 import shutil
 import sqlite3
@@ -41,6 +40,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from benchmarks.metrics import machine
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -517,27 +518,6 @@ def table(result: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------- main
-
-
-def machine() -> dict[str, Any]:
-    import numpy
-    import pyarrow
-
-    cpu = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": cpu,
-        "python": platform.python_version(),
-        "pyarrow": pyarrow.__version__,
-        "numpy": numpy.__version__,
-        "memory_pool": pyarrow.default_memory_pool().backend_name,
-        "ARROW_DEFAULT_MEMORY_POOL": os.environ.get("ARROW_DEFAULT_MEMORY_POOL"),
-    }
 
 
 def parse_args() -> argparse.Namespace:

@@ -10,12 +10,14 @@ a figure survives the process exiting between samples.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "CLK_TCK",
@@ -224,3 +226,32 @@ class Sampler:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             self.sample_now()
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on: CPUs, memory, library versions, Arrow's memory pool, load."""
+    import platform
+
+    import numpy
+    import pyarrow
+
+    cpu = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        memory = int(Path("/proc/meminfo").read_text().splitlines()[0].split()[1]) * 1024
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu,
+        "memory_bytes": memory,
+        "python": platform.python_version(),
+        "pyarrow": pyarrow.__version__,
+        "numpy": numpy.__version__,
+        "memory_pool": pyarrow.default_memory_pool().backend_name,
+        "ARROW_DEFAULT_MEMORY_POOL": os.environ.get("ARROW_DEFAULT_MEMORY_POOL"),
+        "loadavg_at_end": list(os.getloadavg()),
+    }
