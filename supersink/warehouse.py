@@ -50,6 +50,8 @@ def _s3_filesystem(location: S3Location) -> pafs.S3FileSystem:
         endpoint = urlsplit(location.endpoint)
         options["endpoint_override"] = endpoint.netloc
         options["scheme"] = endpoint.scheme
+    if location.ca:
+        options["tls_ca_file_path"] = location.ca  # as boto3's verify= for the control objects
     return pafs.S3FileSystem(**options)
 
 

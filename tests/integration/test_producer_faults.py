@@ -29,7 +29,7 @@ from eventindex.servers import ActiveMQ, SeaweedFS
 from eventindex.servers.base import free_port
 from eventindex.store.base import MIB, StoreOptions
 from eventindex.store.s3 import S3Store
-from eventindex.transport import open_consumer, open_publisher
+from eventindex.transport import open_consumer
 from producer.inputs.synthetic import SyntheticInput
 from tests.integration.conftest import construct_server, server_unavailable
 from tests.integration.faultkit import (
@@ -38,10 +38,9 @@ from tests.integration.faultkit import (
     Backend,
     ProducedTask,
     assert_exactly_once,
-    backend_env,
     check_warehouse,
+    expect,
     run_sink,
-    send_expectation,
     tail,
 )
 
@@ -113,11 +112,6 @@ def load_and_check(backend: Backend, tmp_path: Path, produced: ProducedTask, rec
     outcome = check_warehouse(backend, produced)
     record(outcome.line(produced.task))
     assert_exactly_once(outcome)
-
-
-def expect(backend: Backend, task: str, jobs: int, events: int) -> None:
-    with backend_env(backend), open_publisher(backend.broker) as pub:
-        send_expectation(pub, task, jobs, events)
 
 
 @pytest.fixture
@@ -431,19 +425,26 @@ def tls_seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Se
 
 
 def test_https_store_with_a_ca_bundle(
-    tls_seaweedfs: tuple[SeaweedFS, str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tls_seaweedfs: tuple[SeaweedFS, str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fault_report: Callable[[str], None],
 ) -> None:
+    """Producer, supersink and an S3 warehouse over https, verified against ca= alone."""
     server, endpoint, ca = tls_seaweedfs
     for var in ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE"):  # the system bundle, which does not know our CA
         monkeypatch.delenv(var, raising=False)
     server.create_bucket("ei-tls")
     backend = Backend("tls", f"s3://ei-tls/chunks?endpoint={endpoint}&ca={ca}", f"sqlite://{tmp_path / 'q.db'}",
-                      (tmp_path / "wh").as_uri(), server.client_env())  # fmt: skip
+                      f"s3://ei-tls/warehouse?endpoint={endpoint}&ca={ca}", server.client_env())  # fmt: skip
     task = f"task.{uuid.uuid4().hex[:10]}"
     argv = producer_argv(backend, task, "job1", 2_000, 71, "--broker", backend.broker, "--chunk-events", "1000")
     proc = run_producer(backend, tmp_path, *argv)
     assert proc.returncode == 0, proc.stderr
     assert len(keys(server, "ei-tls", f"chunks/{task}/")) == 3
+    expect(backend, task, 1, 2_000)
+    load_and_check(backend, tmp_path, ProducedTask(task, expected((2_000, 71))), fault_report)
+    assert any(key.endswith("part-00000.parquet") for key in keys(server, "ei-tls", f"warehouse/{DATASET}/{task}/"))
     unverified = Backend("tls", f"s3://ei-tls/other?endpoint={endpoint}", backend.broker, backend.warehouse,
                          server.client_env())  # fmt: skip
     argv = producer_argv(unverified, task, "job1", 2_000, 71, "--broker", backend.broker, "--store-attempts", "1")
