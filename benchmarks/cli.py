@@ -17,7 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.harness import BROKERS, STORES, TRANSPORTS, BenchConfig, BenchError, Progress, compare
+from benchmarks.config import BROKERS, STORES, TRANSPORTS, BenchConfig, BenchError
+from benchmarks.harness import compare
+from benchmarks.progress import Progress
 
 EXIT_OK = 0
 EXIT_USAGE = 2

@@ -20,405 +20,25 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
 
 from benchmarks.ceiling import job_seed
-from benchmarks.metrics import Probe, Sampler, Watch, group_probe, machine, percentiles, process_probe
+from benchmarks.config import BenchConfig, BenchError
+from benchmarks.metrics import Sampler, Watch, machine, percentiles, process_probe, steady_rate
+from benchmarks.processes import JobOutcome, ProducerPool, SinkProcess, mq_mode_available, tool
+from benchmarks.progress import Progress
+from benchmarks.servers import Broker, Store
 
-TRANSPORTS = ("store", "mq")
-BROKERS = ("activemq", "rabbitmq")
-STORES = ("seaweedfs", "ceph")
 DATASET = "bench.synthetic"
 MIB = 1 << 20
 POLL_SECONDS = 0.25
 SINK_READY_TIMEOUT = 120.0
-SINK_STOP_TIMEOUT = 60.0
-STDERR_TAIL = 2000
-
-
-class BenchError(Exception):
-    """The benchmark cannot run at all (a server does not start, a bad address)."""
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    tasks: int
-    jobs: int
-    events: int
-    producers: tuple[int, ...]
-    transports: tuple[str, ...]
-    out: Path
-    work: Path
-    broker: str = "activemq"
-    store: str = "seaweedfs"
-    broker_url: str | None = None
-    store_url: str | None = None
-    protocol: str = "stomp"
-    run_timeout: float = 900.0
-    quick: bool = False
-    keep: bool = False
-    #: producers of each transport's drain run (the supersink started on the queued workload); 0: no drain runs
-    drain_producers: int = 4
-
-    def __post_init__(self) -> None:
-        if min(self.tasks, self.jobs, self.events) < 1:
-            raise ValueError("--tasks, --jobs and --events must be at least 1")
-        if not self.producers or min(self.producers) < 1:
-            raise ValueError("--producers must be a list of positive integers")
-        if not self.transports or set(self.transports) - set(TRANSPORTS):
-            raise ValueError(f"--transports must be some of {', '.join(TRANSPORTS)}")
-        if self.broker not in BROKERS:
-            raise ValueError(f"--broker must be one of {', '.join(BROKERS)}")
-        if self.store not in STORES:
-            raise ValueError(f"--store must be one of {', '.join(STORES)}")
-        if self.protocol not in ("stomp", "amqp"):
-            raise ValueError("--protocol must be stomp or amqp")
-        if self.run_timeout <= 0:
-            raise ValueError("--run-timeout must be positive")
-        if self.drain_producers < 0:
-            raise ValueError("--drain-producers cannot be negative")
-
-    @property
-    def events_per_run(self) -> int:
-        return self.tasks * self.jobs * self.events
-
-
-# ---------------------------------------------------------------- progress on stderr
-
-
-class Progress:
-    """One line per event, plus a live line: rewritten in place on a terminal, every 15 s otherwise."""
-
-    def __init__(self, stream: Any = None) -> None:
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._live = False
-        self._last = 0.0
-
-    def line(self, text: str) -> None:
-        if self._live:
-            self.stream.write("\r\033[K")
-            self._live = False
-        self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def live(self, text: str) -> None:
-        now = time.monotonic()
-        if self.tty:
-            self.stream.write("\r\033[K" + text)
-            self._live = True
-        elif now - self._last >= 15:
-            self.stream.write(text + "\n")
-            self._last = now
-        self.stream.flush()
-
-
-# ---------------------------------------------------------------- servers
-
-
-def _tool(name: str) -> str:
-    """A console script of this project: next to the running interpreter, else on PATH."""
-    candidate = Path(sys.executable).parent / name
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which(name)
-    if found is None:
-        raise BenchError(f"{name} not found next to {sys.executable} or on PATH (install the project)")
-    return found
-
-
-class Broker:
-    """The broker: a server started per run (managed), or an address to connect to."""
-
-    def __init__(self, kind: str, url: str | None, protocol: str = "stomp") -> None:
-        self.kind = kind
-        self.url = url
-        self.protocol = protocol
-        self.server: Any = None
-        if url is not None:
-            parts = urlsplit(url)
-            if parts.scheme not in ("stomp", "stomp+ssl", "amqp", "amqps") or not parts.netloc:
-                raise BenchError(f"--broker-url {url!r}: expected stomp://HOST:PORT or amqp://HOST:PORT")
-            self.protocol = "amqp" if parts.scheme.startswith("amqp") else "stomp"
-        elif protocol == "amqp" and kind != "rabbitmq":
-            raise BenchError("--protocol amqp needs --broker rabbitmq (ActiveMQ is run with STOMP only)")
-
-    @property
-    def managed(self) -> bool:
-        return self.url is None
-
-    def start(self, workdir: Path) -> None:
-        if not self.managed:
-            return
-        if self.kind == "activemq":
-            from eventindex.servers import ActiveMQ
-
-            self.server = ActiveMQ(workdir)
-        else:
-            from eventindex.servers.rabbitmq import RabbitMQ  # only needed here
-
-            self.server = RabbitMQ(workdir)
-        self.server.start()
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-
-    def probe(self) -> Probe | None:
-        """The broker's process group (None when the harness did not start it)."""
-        pid = self.server.pid if self.server is not None else None
-        return group_probe(pid) if pid is not None else None
-
-    def queue_url(self, queue: str) -> str:
-        if self.server is not None:
-            if self.protocol == "amqp":
-                return str(self.server.amqp_url(queue))
-            return str(self.server.stomp_url(queue))
-        assert self.url is not None
-        parts = urlsplit(self.url)
-        path = f"/queue/{queue}" if parts.scheme.startswith("stomp") else f"/{quote(queue)}"
-        return f"{parts.scheme}://{parts.netloc}{path}" + (f"?{parts.query}" if parts.query else "")
-
-    def env(self) -> dict[str, str]:
-        client_env = getattr(self.server, "client_env", None)
-        return dict(client_env()) if callable(client_env) else {}
-
-
-class Store:
-    """The object store: one server for the whole comparison (managed), or an endpoint to connect to."""
-
-    def __init__(self, kind: str, url: str | None) -> None:
-        self.kind = kind
-        self.url = url
-        self.server: Any = None
-        if url is not None:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise BenchError(f"--store-url {url!r}: expected the S3 endpoint, http://HOST:PORT")
-
-    def start(self, workdir: Path) -> None:
-        if self.url is not None:
-            return
-        if self.kind == "seaweedfs":
-            from eventindex.servers import SeaweedFS
-
-            self.server = SeaweedFS(workdir)
-        else:
-            from eventindex.servers.ceph import CephRGW  # only needed here
-
-            self.server = CephRGW(workdir)
-        self.server.start()
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-
-    def probe(self) -> Probe | None:
-        """The store's process group(s): one for SeaweedFS, Ceph's mon, OSD and RGW daemons."""
-        if self.server is None:
-            return None
-        pids = getattr(self.server, "pids", None)  # CephRGW: {daemon: pid}
-        groups = [int(p) for p in pids.values()] if isinstance(pids, dict) else [self.server.pid]
-        return group_probe(*[g for g in groups if g is not None])
-
-    @property
-    def endpoint(self) -> str:
-        if self.server is not None:
-            return str(self.server.endpoint)
-        assert self.url is not None
-        return self.url.rstrip("/")
-
-    def env(self) -> dict[str, str]:
-        env = {"AWS_EC2_METADATA_DISABLED": "true"}
-        if self.kind == "ceph":
-            env["AWS_REQUEST_CHECKSUM_CALCULATION"] = "when_required"
-        if self.server is not None:
-            env.update(self.server.client_env())
-        return env
-
-    def create_bucket(self, name: str) -> None:
-        if self.server is not None:
-            self.server.create_bucket(name)
-            return
-        import boto3
-        from botocore.config import Config
-
-        client = boto3.session.Session().client(
-            "s3", endpoint_url=self.endpoint, config=Config(s3={"addressing_style": "path"})
-        )
-        try:
-            client.create_bucket(Bucket=name)
-        except client.exceptions.BucketAlreadyOwnedByYou:
-            pass
-        finally:
-            client.close()
-
-    def s3_url(self, bucket: str, prefix: str) -> str:
-        return f"s3://{bucket}/{prefix}?endpoint={self.endpoint}"
-
-
-def mq_mode_available(env: Mapping[str, str]) -> tuple[bool, str]:
-    """Does this `ei-producer` know ``--mode`` (the broker-only transport)?"""
-    done = subprocess.run(
-        [_tool("ei-producer"), "--help"], capture_output=True, text=True, env=dict(env), timeout=60, check=False
-    )
-    if re.search(r"--mode \{[^}]*\bmq\b", done.stdout):
-        return True, ""
-    return False, "ei-producer has no --mode option: the broker-only transport (--mode mq) is not implemented yet"
-
-
-# ---------------------------------------------------------------- one job
-
-
-@dataclass
-class JobOutcome:
-    task: str
-    job: str
-    seed: int
-    started: float = 0.0  # epoch seconds
-    ended: float = 0.0
-    returncode: int | None = None
-    summary: dict[str, Any] = field(default_factory=dict)
-    stderr: str = ""
-    skipped: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0
-
-    @property
-    def wall(self) -> float:
-        return self.ended - self.started
-
-
-class ProducerPool:
-    """TxJ `ei-producer` processes, at most N at a time; each outcome is kept. :meth:`cancel` stops it."""
-
-    def __init__(
-        self,
-        argv_for: Callable[[JobOutcome], list[str]],
-        jobs: list[JobOutcome],
-        concurrency: int,
-        env: dict[str, str],
-        timeout: float,
-        cwd: Path,
-    ) -> None:
-        self.argv_for = argv_for
-        self.cwd = cwd
-        self.jobs = jobs
-        self.concurrency = concurrency
-        self.env = env
-        self.timeout = timeout
-        self.cancelled = threading.Event()
-        self.first_start: float | None = None
-        self._running: dict[str, subprocess.Popen[str]] = {}
-        self._lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="producer")
-        self._futures: list[Any] = []
-
-    def start(self) -> None:
-        self._futures = [self._executor.submit(self._run, job) for job in self.jobs]
-
-    @property
-    def done(self) -> bool:
-        return all(f.done() for f in self._futures)
-
-    def _run(self, job: JobOutcome) -> None:
-        if self.cancelled.is_set():
-            job.skipped = True
-            return
-        job.started = time.time()
-        with self._lock:
-            if self.first_start is None:
-                self.first_start = job.started
-        proc = subprocess.Popen(
-            self.argv_for(job), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env, cwd=self.cwd
-        )
-        with self._lock:
-            self._running[job.job + job.task] = proc
-        try:
-            out, err = proc.communicate(timeout=self.timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-            err += f"\n(killed by the harness after {self.timeout:.0f} s)"
-        job.ended = time.time()
-        with self._lock:
-            self._running.pop(job.job + job.task, None)
-        job.returncode = proc.returncode
-        job.stderr = err[-STDERR_TAIL:]
-        lines = out.strip().splitlines()
-        if lines:
-            with contextlib.suppress(ValueError):
-                job.summary = json.loads(lines[-1])
-
-    def cancel(self) -> None:
-        """No new producers; kill the running ones (our own children, by their Popen handles)."""
-        self.cancelled.set()
-        with self._lock:
-            running = list(self._running.values())
-        for proc in running:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True)
-
-
-# ---------------------------------------------------------------- one run
-
-
-@dataclass
-class SinkProcess:
-    proc: subprocess.Popen[bytes]
-    stdout_path: Path
-    stderr_path: Path
-    cpu_total: float | None = None
-    returncode: int | None = None
-
-    def stop(self, timeout: float = SINK_STOP_TIMEOUT) -> None:
-        """SIGTERM (a graceful stop: it prints its counters), wait4 for its CPU, SIGKILL after timeout."""
-        pid = self.proc.pid
-        if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while True:
-            waited, status, usage = os.wait4(pid, os.WNOHANG)
-            if waited == pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-                self.proc.returncode = self.returncode  # reaped here; Popen must not wait again
-                self.cpu_total = usage.ru_utime + usage.ru_stime
-                return
-            if time.monotonic() >= deadline:
-                with contextlib.suppress(ProcessLookupError):
-                    self.proc.kill()
-                deadline = time.monotonic() + 10
-            time.sleep(0.05)
-
-    def counters(self) -> dict[str, Any]:
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            return dict(json.loads(self.stdout_path.read_text().strip().splitlines()[-1]))
-        return {}
-
-    def stderr_tail(self, lines: int = 5) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.stderr_path.read_text(errors="replace").strip().splitlines()[-lines:])
-        return ""
 
 
 class Run:
@@ -456,12 +76,12 @@ class Run:
 
     def _cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [_tool("ei-supersink"), *args], capture_output=True, text=True, env=self.env, timeout=timeout, check=False
+            [tool("ei-supersink"), *args], capture_output=True, text=True, env=self.env, timeout=timeout, check=False
         )
 
     def _producer_argv(self, job: JobOutcome) -> list[str]:
         argv = [
-            _tool("ei-producer"),
+            tool("ei-producer"),
             "--task", job.task, "--job", job.job, "--attempt", "1", "--dataset", DATASET,
             "--input", f"synthetic:{self.cfg.events}:{job.seed}",
             "--broker", self.broker_url, "--quiet",
@@ -651,7 +271,7 @@ class Run:
     def _start_sink(self, ledger: Path) -> SinkProcess:
         stdout_path, stderr_path = self.dir / "supersink.out", self.dir / "supersink.log"
         argv = [
-            _tool("ei-supersink"), "run", "--broker", self.broker_url, "--store", self.store_url,
+            tool("ei-supersink"), "run", "--broker", self.broker_url, "--store", self.store_url,
             "--warehouse", (self.dir / "warehouse").as_uri(), "--state", str(ledger),
         ]  # fmt: skip
         with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
@@ -827,17 +447,6 @@ class Run:
         }
         if sink is not None and sink.returncode not in (0, None) and row["status"] == "ok":
             row["status"], row["reason"] = "failed", f"ei-supersink run exited with {sink.returncode}"
-
-
-def steady_rate(commits: Sequence[Sequence[float]]) -> int | None:
-    """Events per CPU-second of the second half of a run's commits ([events, process CPU at the commit]):
-    the cost of a task to a supersink that is warmed up (its memory pools grown, its connections open)."""
-    if len(commits) < 2:
-        return None
-    half = len(commits) // 2
-    events = sum(int(c[0]) for c in commits[half:])
-    cpu = float(commits[-1][1]) - float(commits[half - 1][1])
-    return round(events / cpu) if cpu > 0 and events else None
 
 
 def _first_line(text: str) -> str:

@@ -255,3 +255,14 @@ def machine() -> dict[str, Any]:
         "ARROW_DEFAULT_MEMORY_POOL": os.environ.get("ARROW_DEFAULT_MEMORY_POOL"),
         "loadavg_at_end": list(os.getloadavg()),
     }
+
+
+def steady_rate(commits: Sequence[Sequence[float]]) -> int | None:
+    """Events per CPU-second of the second half of a run's commits ([events, process CPU at the commit]):
+    the cost of a task to a supersink that is warmed up (its memory pools grown, its connections open)."""
+    if len(commits) < 2:
+        return None
+    half = len(commits) // 2
+    events = sum(int(c[0]) for c in commits[half:])
+    cpu = float(commits[-1][1]) - float(commits[half - 1][1])
+    return round(events / cpu) if cpu > 0 and events else None

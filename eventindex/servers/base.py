@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 from weakref import WeakSet
 
 __all__ = [
@@ -74,6 +74,32 @@ def tcp_port_open(port: int, host: str = LOOPBACK, timeout: float = 0.5) -> bool
             return True
     except OSError:
         return False
+
+
+def s3_client(endpoint: str, access_key: str, secret_key: str, region: str, **config: Any) -> Any:
+    """A boto3 S3 client for a server of ours (path-style addressing; `config`: botocore Config options)."""
+    import boto3  # only the S3 servers need it
+    from botocore.config import Config
+
+    options: dict[str, Any] = {"s3": {"addressing_style": "path"}, **config}
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        region_name=region,
+        config=Config(**options),
+    )
+
+
+def ensure_bucket(client: Any, name: str) -> None:
+    """Create bucket `name` with a boto3 S3 client (no error if this identity owns it already); closes the client."""
+    try:
+        client.create_bucket(Bucket=name)
+    except client.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    finally:
+        client.close()
 
 
 _live: WeakSet[ServerProcess] = WeakSet()

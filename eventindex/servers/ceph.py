@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from .base import ServerProcess, ServerStartError, ServerUnavailable, free_ports
+from .base import ServerProcess, ServerStartError, ServerUnavailable, ensure_bucket, free_ports, s3_client
 
 __all__ = ["CEPH_BINARIES", "CephRGW", "admin_socket_command", "find_ceph_binaries"]
 
@@ -300,33 +300,16 @@ class CephRGW(ServerProcess):
 
     def s3_client(self, **config: Any) -> Any:
         """A boto3 S3 client for this cluster (path-style addressing, checksums only when required)."""
-        import boto3
-        from botocore.config import Config
-
         options: dict[str, Any] = {
-            "s3": {"addressing_style": "path"},
             "request_checksum_calculation": "when_required",
             "response_checksum_validation": "when_required",
+            **config,
         }
-        options.update(config)
-        return boto3.session.Session().client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key,
-            region_name=_REGION,
-            config=Config(**options),
-        )
+        return s3_client(self.endpoint, self.access_key, self.secret_key, _REGION, **options)
 
     def create_bucket(self, name: str) -> None:
         """Create bucket ``name`` (no error if this user already owns it). The first makes two pools: ~0.4 s."""
-        client = self.s3_client()
-        try:
-            client.create_bucket(Bucket=name)
-        except client.exceptions.BucketAlreadyOwnedByYou:
-            pass
-        finally:
-            client.close()
+        ensure_bucket(self.s3_client(), name)
 
     # ----------------------------------------------------------- processes
     def pids(self) -> dict[str, int]:

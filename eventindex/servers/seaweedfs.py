@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .base import ServerProcess, ServerUnavailable, free_ports, tcp_port_open
+from .base import ServerProcess, ServerUnavailable, ensure_bucket, free_ports, s3_client, tcp_port_open
 
 __all__ = ["SeaweedFS", "find_weed"]
 
@@ -101,28 +101,11 @@ class SeaweedFS(ServerProcess):
 
     def s3_client(self, **config: Any) -> Any:
         """A boto3 S3 client for this server (path-style addressing)."""
-        import boto3
-        from botocore.config import Config
-
-        cfg = Config(s3={"addressing_style": "path"}, **config)
-        return boto3.session.Session().client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key,
-            region_name=_REGION,
-            config=cfg,
-        )
+        return s3_client(self.endpoint, self.access_key, self.secret_key, _REGION, **config)
 
     def create_bucket(self, name: str) -> None:
         """Create bucket ``name`` (no error if this identity already owns it)."""
-        client = self.s3_client()
-        try:
-            client.create_bucket(Bucket=name)
-        except client.exceptions.BucketAlreadyOwnedByYou:
-            pass
-        finally:
-            client.close()
+        ensure_bucket(self.s3_client(), name)
 
     # --------------------------------------------------------------- process
     def prepare(self) -> None:

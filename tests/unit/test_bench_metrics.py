@@ -26,6 +26,7 @@ from benchmarks.metrics import (
     process_probe,
     read_pids,
     read_proc,
+    steady_rate,
 )
 
 
@@ -139,8 +140,6 @@ def test_a_process_group_is_read_as_the_sum_of_its_members() -> None:
 
 
 def test_steady_rate_is_the_second_half_of_the_commits() -> None:
-    from benchmarks.harness import steady_rate
-
     # four tasks of 1,000 events committed at 2.0, 2.5, 3.0 and 3.5 CPU-s: the last two cost 1.0 CPU-s
     assert steady_rate([[1000, 2.0], [1000, 2.5], [1000, 3.0], [1000, 3.5]]) == 2000
     assert steady_rate([[1000, 2.0], [3000, 3.5]]) == 2000
