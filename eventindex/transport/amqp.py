@@ -52,6 +52,7 @@ from pika.adapters.utils.connection_workflow import AMQPConnectorException
 from eventindex.backoff import compute_backoff
 from eventindex.errors import BrokerConnectionError, ConfigError, TransportError
 from eventindex.transport.base import Consumer, Message, Publisher
+from eventindex.transport.reconnect import BACKOFF_BASE, BACKOFF_CAP, RECONNECT_DEADLINE, Reconnector
 
 log = logging.getLogger(__name__)
 _N = TypeVar("_N", int, float)
@@ -79,11 +80,6 @@ CONNECT_ATTEMPTS = 5
 RECONNECT_ATTEMPTS = 10
 #: Times `send` puts one message on a (new) connection before giving up.
 SEND_ATTEMPTS = 3
-#: How long a consumer keeps reconnecting through one outage before `receive` raises.
-RECONNECT_DEADLINE = 300.0
-#: Cap and base of the wait between reconnection attempts (seconds).
-BACKOFF_BASE = 0.2
-BACKOFF_CAP = 10.0
 #: `receive` waits on the socket in slices of at most this long, so `close` from another thread
 #: gets the connection within that time.
 POLL_SLICE = 0.5
@@ -578,17 +574,21 @@ class AmqpConsumer(Consumer):
     def __init__(self, config: AmqpConfig, reconnect_deadline: float = RECONNECT_DEADLINE) -> None:
         _check_files(config)
         self.config = config
-        self.reconnect_deadline = reconnect_deadline
         self._deliveries: collections.deque[_Delivery] = collections.deque()
         self._lock = threading.Lock()  # pika connections are not thread-safe
         self._stop = threading.Event()
         self._closed = False
-        self._generation = 1
-        self._outage_since: float | None = None
-        self._outage_attempts = 0
-        self._outage_reason = ""
-        self._next_attempt = 0.0
-        self._link: _Link | None = _connect(config, self._generation, self._deliveries)
+        self._conn = Reconnector(
+            "AMQP",
+            config.address,
+            _connect(config, 1, self._deliveries),
+            self._open_link,
+            self._drain,
+            self._stop,
+            reconnect_deadline,
+            retry_on=_LinkLost,
+            logger=log,
+        )
 
     def receive(self, timeout: float) -> Message | None:
         if self._closed:
@@ -596,7 +596,7 @@ class AmqpConsumer(Consumer):
         deadline = time.monotonic() + max(0.0, timeout)
         with self._lock:
             while not self._stop.is_set():
-                link = self._usable_link(deadline)
+                link = self._conn.usable(deadline)
                 if link is None:
                     return None
                 while self._deliveries:
@@ -610,69 +610,21 @@ class AmqpConsumer(Consumer):
                     return None
         return None
 
-    def _usable_link(self, deadline: float) -> _Link | None:
-        """The live connection, reconnecting (with backoff, within the caller's deadline) when it is gone."""
-        while not self._stop.is_set():
-            link = self._link
-            if link is not None and link.lost is None:
-                return link
-            now = time.monotonic()
-            if link is not None:
-                self._link = None
-                link.abort()
-                dropped = len(self._deliveries)
-                self._deliveries.clear()
-                log.warning(
-                    "AMQP connection %d to %s lost (%s); %d unacked prefetched message(s) dropped, "
-                    "the broker redelivers them; reconnecting",
-                    link.generation,
-                    self.config.address,
-                    link.lost,
-                    dropped,
-                )
-                self._outage_since, self._outage_attempts, self._next_attempt = link.lost_at or now, 0, now
-                self._outage_reason = link.lost or ""
-            if self._outage_since is None:
-                self._outage_since, self._outage_attempts, self._next_attempt = now, 0, now
-            if now - self._outage_since > self.reconnect_deadline:
-                since, self._outage_since = self._outage_since, None  # the next receive starts a new budget
-                raise BrokerConnectionError(
-                    f"AMQP broker {self.config.address} unreachable for {now - since:.0f} s "
-                    f"({self._outage_attempts} reconnect attempts): {self._outage_reason}"
-                )
-            if now < self._next_attempt:
-                self._stop.wait(min(self._next_attempt, deadline) - now)
-                if time.monotonic() < self._next_attempt:
-                    return None  # the caller's timeout came first
-                continue
-            self._outage_attempts += 1
-            self._generation += 1
-            candidate = _Link(self.config, self._generation, self._deliveries)
-            try:
-                candidate.open()
-            except _LinkLost as exc:
-                self._outage_reason = str(exc)
-                self._next_attempt = time.monotonic() + compute_backoff(
-                    self._outage_attempts, BACKOFF_BASE, BACKOFF_CAP
-                )
-                log.info("AMQP reconnect to %s, attempt %d: %s", self.config.address, self._outage_attempts, exc)
-                if time.monotonic() >= deadline:
-                    return None
-                continue
-            self._link = candidate
-            log.info(
-                "AMQP consumer reconnected to %s after %.1f s",
-                self.config.address,
-                time.monotonic() - self._outage_since,
-            )
-            self._outage_since = None
-        return None
+    def _open_link(self, generation: int) -> _Link:
+        link = _Link(self.config, generation, self._deliveries)
+        link.open()
+        return link
+
+    def _drain(self) -> int:
+        dropped = len(self._deliveries)
+        self._deliveries.clear()
+        return dropped
 
     def _link_for(self, message: Message, what: str) -> tuple[_Link, int] | None:
         generation, sep, tag = message.handle.partition("/")
         if not sep or not generation.isdigit() or not tag.isdigit():
             raise TransportError(f"{what}: message handle {message.handle!r} is not from an AMQP consumer")
-        link = self._link
+        link = self._conn.link
         if link is None or link.generation != int(generation) or link.lost is not None:
             log.info(
                 "%s of a message from AMQP connection %s skipped: that connection is gone and the broker "
@@ -703,7 +655,7 @@ class AmqpConsumer(Consumer):
             if self._closed:
                 return
             self._closed = True
-            link, self._link = self._link, None
+            link = self._conn.take()
             self._deliveries.clear()
             if link is not None:
                 link.close()

@@ -44,6 +44,7 @@ import stomp.exception
 from eventindex.backoff import compute_backoff
 from eventindex.errors import BrokerConnectionError, ConfigError, TransportError
 from eventindex.transport.base import Consumer, Message, Publisher
+from eventindex.transport.reconnect import BACKOFF_BASE, BACKOFF_CAP, RECONNECT_DEADLINE, Reconnector
 
 log = logging.getLogger(__name__)
 _N = TypeVar("_N", int, float)
@@ -69,11 +70,6 @@ CONNECT_ATTEMPTS = 5
 RECONNECT_ATTEMPTS = 10
 #: Times `send` puts one message on a (new) connection before giving up.
 SEND_ATTEMPTS = 3
-#: How long a consumer keeps reconnecting through one outage before `receive` raises.
-RECONNECT_DEADLINE = 300.0
-#: Cap and base of the wait between reconnection passes (seconds).
-BACKOFF_BASE = 0.2
-BACKOFF_CAP = 10.0
 #: How long `close` waits for the broker's DISCONNECT receipt.
 CLOSE_TIMEOUT = 5.0
 #: The receive-side heartbeat grace: the broker is declared dead after this many missed intervals.
@@ -645,17 +641,21 @@ class StompConsumer(Consumer):
     def __init__(self, config: StompConfig, reconnect_deadline: float = RECONNECT_DEADLINE) -> None:
         _check_files(config)
         self.config = config
-        self.reconnect_deadline = reconnect_deadline
         self._deliveries: queue.Queue[_Delivery] = queue.Queue()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._closed = False
-        self._generation = 1
-        self._outage_since: float | None = None
-        self._outage_attempts = 0
-        self._outage_reason = ""
-        self._next_attempt = 0.0
-        self._link: _Link | None = _connect(config, self._generation, self._deliveries)
+        self._conn = Reconnector(
+            "STOMP",
+            config.address,
+            _connect(config, 1, self._deliveries),
+            lambda generation: _open_link(config, generation, self._deliveries),
+            self._drain,
+            self._stop,
+            reconnect_deadline,
+            retry_on=_LinkLost,
+            logger=log,
+        )
 
     def receive(self, timeout: float) -> Message | None:
         if self._closed:
@@ -663,7 +663,7 @@ class StompConsumer(Consumer):
         deadline = time.monotonic() + max(0.0, timeout)
         with self._lock:
             while not self._stop.is_set():
-                link = self._usable_link(deadline)
+                link = self._conn.usable(deadline)
                 if link is None:
                     return None
                 remaining = deadline - time.monotonic()
@@ -679,61 +679,6 @@ class StompConsumer(Consumer):
                 return _message(item)
         return None
 
-    def _usable_link(self, deadline: float) -> _Link | None:
-        """The live connection, reconnecting (with backoff, within the caller's deadline) when it is gone."""
-        while not self._stop.is_set():
-            link = self._link
-            if link is not None and link.lost is None:
-                return link
-            now = time.monotonic()
-            if link is not None:
-                self._link = None
-                link.abort()
-                dropped = self._drain()
-                log.warning(
-                    "STOMP connection %d to %s lost (%s); %d unacked prefetched message(s) dropped, "
-                    "the broker redelivers them; reconnecting",
-                    link.generation,
-                    self.config.address,
-                    link.lost,
-                    dropped,
-                )
-                self._outage_since, self._outage_attempts, self._next_attempt = link.lost_at or now, 0, now
-                self._outage_reason = link.lost or ""
-            if self._outage_since is None:
-                self._outage_since, self._outage_attempts, self._next_attempt = now, 0, now
-            if now - self._outage_since > self.reconnect_deadline:
-                since, self._outage_since = self._outage_since, None  # the next receive starts a new budget
-                raise BrokerConnectionError(
-                    f"STOMP broker {self.config.address} unreachable for {now - since:.0f} s "
-                    f"({self._outage_attempts} reconnect attempts): {self._outage_reason}"
-                )
-            if now < self._next_attempt:
-                self._stop.wait(min(self._next_attempt, deadline) - now)
-                if time.monotonic() < self._next_attempt:
-                    return None  # the caller's timeout came first
-                continue
-            self._outage_attempts += 1
-            self._generation += 1
-            try:
-                self._link = _open_link(self.config, self._generation, self._deliveries)
-            except _LinkLost as exc:
-                self._outage_reason = str(exc)
-                self._next_attempt = time.monotonic() + compute_backoff(
-                    self._outage_attempts, BACKOFF_BASE, BACKOFF_CAP
-                )
-                log.info("STOMP reconnect to %s, attempt %d: %s", self.config.address, self._outage_attempts, exc)
-                if time.monotonic() >= deadline:
-                    return None
-                continue
-            log.info(
-                "STOMP consumer reconnected to %s after %.1f s",
-                self.config.address,
-                time.monotonic() - self._outage_since,
-            )
-            self._outage_since = None
-        return None
-
     def _drain(self) -> int:
         dropped = 0
         while True:
@@ -747,7 +692,7 @@ class StompConsumer(Consumer):
         generation, sep, ack_id = message.handle.partition("/")
         if not sep or not generation.isdigit() or not ack_id:
             raise TransportError(f"{what}: message handle {message.handle!r} is not from a STOMP consumer")
-        link = self._link
+        link = self._conn.link
         if link is None or link.generation != int(generation) or link.lost is not None:
             log.info(
                 "%s of a message from STOMP connection %s skipped: that connection is gone and the broker "
@@ -794,7 +739,7 @@ class StompConsumer(Consumer):
             if self._closed:
                 return
             self._closed = True
-            link, self._link = self._link, None
+            link = self._conn.take()
             if link is not None:
                 link.close()
             self._drain()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -224,7 +225,7 @@ def test_open_dispatches_amqp_urls_and_translates_errors(monkeypatch: pytest.Mon
 def test_a_foreign_handle_is_refused() -> None:
     consumer = AmqpConsumer.__new__(AmqpConsumer)  # no connection needed to check the handle
     consumer.config = parse("amqp://h:1/q")
-    consumer._link = None
+    consumer._conn = SimpleNamespace(link=None)  # no connection: every handle's connection is gone
     with pytest.raises(TransportError, match="not from an AMQP consumer"):
         consumer._link_for(Message(b"", handle="1/ack-id"), "ack")
     assert consumer._link_for(Message(b"", handle="1/5"), "ack") is None
