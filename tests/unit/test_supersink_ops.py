@@ -179,3 +179,23 @@ def test_a_restarted_supersink_resumes_its_own_claim(pipe: Pipeline) -> None:
     assert pipe.status()["state"] == "loaded"
     assert sorted(warehouse.parts("ds", "task1")) == ["part-00000.parquet"]
     assert_same_events(pipe.loaded(), synthetic(1))
+
+
+def test_the_claim_of_a_supersink_lost_for_good_is_released_by_deleting_it(pipe: Pipeline) -> None:
+    """The operator's procedure in the README: a supersink died with its ledger while it held a claim."""
+    pipe.produce("j1", 1)
+    pipe.expect(1)
+    warehouse = Warehouse.from_url((pipe.root / "wh").as_uri())
+    warehouse.prepare("ds", "task1")
+    warehouse.claim("ds", "task1", "a-supersink-lost-with-its-disk")
+    task_dir = pipe.root / "wh" / "ds" / "task1"
+    (task_dir / "part-00000.parquet").write_bytes(b"half a part from the lost load")
+    (task_dir / "part-00003.parquet").write_bytes(b"another")
+    pipe.run_supersink()
+    st = pipe.status()
+    assert st["state"] == "claimed-elsewhere" and "a-supersink-lost-with-its-disk" in st["detail"]
+    (task_dir / "_CLAIM.json").unlink()
+    pipe.run_supersink()
+    assert pipe.status()["state"] == "loaded"
+    assert sorted(warehouse.parts("ds", "task1")) == ["part-00000.parquet"], "the lost load's parts replaced"
+    assert_same_events(pipe.loaded(), synthetic(1))
