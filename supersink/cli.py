@@ -162,7 +162,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         ledger.close()
         store.close()
         warehouse.close()
-    print(counters_json(counters, store_requests=store.stats.requests, store_bytes=store.stats.bytes))
+    cache = sink.intake.cache
+    print(
+        counters_json(
+            counters,
+            store_requests=store.stats.requests,
+            store_bytes=store.stats.bytes,
+            chunk_cache_hits=cache.hits,
+            chunk_cache_misses=cache.misses,
+        )
+    )
     return EXIT_OK
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,8 @@ from eventindex.store import ObjectStore
 SPOOL_PREFIX = "spool:"
 #: Largest chunk or manifest object the supersink fetches.
 MAX_OBJECT_BYTES = 256 * 1024 * 1024
+#: Bytes of verified chunk objects kept between intake and load (see ChunkCache).
+CACHE_BYTES = 64 * 1024 * 1024
 _KEY = struct.Struct(">IQ")
 
 
@@ -41,6 +44,52 @@ class VerifiedChunk:
     max_key: bytes | None
 
 
+class ChunkCache:
+    """Chunk objects verified at intake, kept until their task is loaded (least recently added first out).
+
+    A task is usually loaded seconds after its last chunk arrived, so its load finds most chunks
+    here and skips a second GET and checksum of each. A chunk is taken out when it is used; what
+    does not fit, or was evicted, or was never seen by this process (after a restart) is simply
+    fetched again. Bytes are matched by key and sha256, so a hit is the object the ledger names.
+    Not thread-safe: the supersink's loop is single-threaded.
+    """
+
+    def __init__(self, max_bytes: int = CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+        self._items: OrderedDict[str, tuple[bytes, bytes]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, key: str, sha256: bytes, data: bytes) -> None:
+        self._discard(key)
+        if len(data) > self.max_bytes // 4:
+            return  # a big chunk would push out many small ones
+        self._items[key] = (sha256, data)
+        self.bytes += len(data)
+        while self.bytes > self.max_bytes:
+            _, (_, evicted) = self._items.popitem(last=False)
+            self.bytes -= len(evicted)
+
+    def take(self, key: str, sha256: bytes) -> bytes | None:
+        item = self._items.pop(key, None)
+        if item is not None:
+            self.bytes -= len(item[1])
+            if item[0] == sha256:
+                self.hits += 1
+                return item[1]
+        self.misses += 1
+        return None
+
+    def _discard(self, key: str) -> None:
+        item = self._items.pop(key, None)
+        if item is not None:
+            self.bytes -= len(item[1])
+
+
 def _check(data: bytes, what: str, size: int | None, sha256: bytes | None) -> bytes:
     digest = hashlib.sha256(data).digest()
     if size is not None and len(data) != size:
@@ -53,9 +102,15 @@ def _check(data: bytes, what: str, size: int | None, sha256: bytes | None) -> by
 
 
 def verify_chunk(
-    store: ObjectStore, key: str, size: int | None = None, sha256: bytes | None = None, events: int | None = None
+    store: ObjectStore,
+    key: str,
+    size: int | None = None,
+    sha256: bytes | None = None,
+    events: int | None = None,
+    cache: ChunkCache | None = None,
 ) -> VerifiedChunk:
-    """Fetch a chunk and check size, checksum, decoding and event count; CodecError/StoreError on failure."""
+    """Fetch a chunk and check size, checksum, decoding and event count; CodecError/StoreError on failure.
+    A chunk that passes is kept in `cache` for its load."""
     data = store.get(key, MAX_OBJECT_BYTES)
     digest = _check(data, key, size, sha256)
     body = decode_chunk_body(data)
@@ -63,6 +118,8 @@ def verify_chunk(
         raise CorruptObjectError(f"{key} holds {body.rows} events, {events} announced")
     validate_body(body)  # every column checked as decode_body would, so a load cannot fail on it later
     min_key, max_key = _range(*body.keys())
+    if cache is not None:
+        cache.put(key, digest, data)
     return VerifiedChunk(len(data), digest, body.rows, min_key, max_key)
 
 
@@ -82,16 +139,21 @@ def key_range(table: pa.Table) -> tuple[bytes | None, bytes | None]:
     return _range(*event_keys(table))
 
 
-def load_chunk(store: ObjectStore, spool: ObjectStore, key: str, size: int, sha256: bytes) -> pa.Table:
+def load_chunk(
+    store: ObjectStore, spool: ObjectStore, key: str, size: int, sha256: bytes, cache: ChunkCache | None = None
+) -> pa.Table:
     """Fetch a chunk verified before and decode it to Arrow, checking it is still the same object.
 
+    The bytes verified at intake are taken from `cache` when they are still there.
     A spooled chunk (broker-only transport) was assembled by this supersink; its size and sha256
     in the ledger are those of its messages, and the codec's own checksum guards the spooled bytes.
     """
     if key.startswith(SPOOL_PREFIX):
         return decode_body(decode_chunk_body(spool.get(key[len(SPOOL_PREFIX) :], MAX_OBJECT_BYTES)))
-    data = store.get(key, MAX_OBJECT_BYTES)
-    _check(data, key, size, sha256)
+    data = cache.take(key, sha256) if cache is not None else None
+    if data is None:
+        data = store.get(key, MAX_OBJECT_BYTES)
+        _check(data, key, size, sha256)
     return decode_body(decode_chunk_body(data))
 
 

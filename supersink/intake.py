@@ -41,7 +41,7 @@ from eventindex.store import ObjectStore
 from eventindex.store.local import LocalStore
 from eventindex.transport import Message
 from supersink.crashpoints import crashpoint
-from supersink.fetch import SPOOL_PREFIX, fetch_manifest, key_range, verify_chunk
+from supersink.fetch import SPOOL_PREFIX, ChunkCache, fetch_manifest, key_range, verify_chunk
 from supersink.ledger import ChunkRecord, Ledger
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,8 @@ class Intake:
         self.store = store
         #: Chunks assembled from broker-only messages (a local store next to the ledger).
         self.spool = spool_for(ledger)
+        #: Chunks verified here, kept for their load.
+        self.cache = ChunkCache()
         self.counters = Counters()
         self.on_event = on_event or (lambda text: log.info("%s", text))
         self.may_complete = False
@@ -257,7 +259,7 @@ class Intake:
         if known is not None and (sha256 is None or bytes(known["sha256"]) == sha256):
             return  # a redelivered or repeated pointer: already verified
         try:
-            verified = verify_chunk(self.store, key, size, sha256, events)
+            verified = verify_chunk(self.store, key, size, sha256, events, self.cache)
         except ObjectNotFoundError as exc:
             raise Rejected(f"pointer to a missing object: {exc}", task) from None
         except CodecError as exc:

@@ -25,7 +25,7 @@ from eventindex.columns import WAREHOUSE_SCHEMA, event_keys
 from eventindex.errors import AlreadyCommittedError, ConfigError, WarehouseError
 from eventindex.store import ObjectStore
 from supersink.crashpoints import crashpoint
-from supersink.fetch import load_chunk
+from supersink.fetch import ChunkCache, load_chunk
 from supersink.ledger import ChunkRecord
 from supersink.warehouse import PART_TEMPLATE, Warehouse
 
@@ -200,14 +200,16 @@ def load_task(
     owner: str,
     layout: FileLayout = DEFAULT_LAYOUT,
     on_progress: Callable[[int], None] | None = None,
+    cache: ChunkCache | None = None,
 ) -> dict[str, Any]:
-    """Write the task's Parquet files and commit marker; return the marker.
+    """Write the task's Parquet files and commit marker; return the marker. Chunks still in `cache`
+    (verified at intake) are not fetched again.
 
     Raises AlreadyCommittedError when a marker exists (this or another supersink committed it),
     ClaimedElsewhereError when another supersink holds the task's load claim.
     """
     try:
-        return _load(plan, store, spool, warehouse, owner, layout, on_progress)
+        return _load(plan, store, spool, warehouse, owner, layout, on_progress, cache)
     except OSError as exc:  # pyarrow filesystems report I/O failures as OSError
         raise WarehouseError(f"writing task {plan.task} to {warehouse.url} failed: {exc}") from exc
 
@@ -220,6 +222,7 @@ def _load(
     owner: str,
     layout: FileLayout,
     on_progress: Callable[[int], None] | None,
+    cache: ChunkCache | None,
 ) -> dict[str, Any]:
     started = time.monotonic()
     if warehouse.read_marker(plan.dataset, plan.task) is not None:
@@ -231,7 +234,7 @@ def _load(
     dups = Duplicates()
     rows_in = 0
     for group in overlap_groups(plan.chunks):
-        tables = [_with_identity(load_chunk(store, spool, c.key, c.size, c.sha256), plan.task, c) for c in group]
+        tables = [_with_identity(load_chunk(store, spool, c.key, c.size, c.sha256, cache), plan.task, c) for c in group]
         table = pa.concat_tables(tables)
         rows_in += table.num_rows
         if len(group) > 1:

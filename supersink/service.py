@@ -159,7 +159,9 @@ class Supersink:
         )
         location = self.warehouse.location(view.dataset, view.task)
         try:
-            marker = load_task(plan, self.store, self.intake.spool, self.warehouse, self.owner, self.layout)
+            marker = load_task(
+                plan, self.store, self.intake.spool, self.warehouse, self.owner, self.layout, cache=self.intake.cache
+            )
             self.on_event(f"task {view.task}: committed {marker['rows']:,} events to {location}")
         except ClaimedElsewhereError as exc:
             with self.ledger.transaction():

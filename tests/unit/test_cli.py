@@ -81,6 +81,8 @@ def test_full_flow_through_the_clis(tmp_path: Path) -> None:
     assert 0 < counters["busy_cpu_seconds"] < counters["cpu_seconds"]
     [(events, cpu)] = counters["commits"]
     assert events == 5000 and 0 < cpu <= counters["cpu_seconds"]
+    # the six chunks loaded were all verified at intake moments before: none fetched twice
+    assert (counters["chunk_cache_hits"], counters["chunk_cache_misses"]) == (6, 0)
     st = sink(tmp_path, "status", "--json")
     task = json.loads(st.stdout)["tasks"][0]
     assert (task["state"], task["jobs_resolved"], task["events_loaded"]) == ("loaded", 2, 5000)
