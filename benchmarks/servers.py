@@ -98,13 +98,18 @@ class Store:
             self.server.stop()
             self.server = None
 
-    def probe(self) -> Probe | None:
-        """The store's process group(s): one for SeaweedFS, Ceph's mon, OSD and RGW daemons."""
+    def process_groups(self) -> list[int]:
+        """The store's process groups: SeaweedFS's one; Ceph's mon, OSD and RGW daemons (each its own)."""
         if self.server is None:
-            return None
-        pids = getattr(self.server, "pids", None)  # CephRGW: {daemon: pid}
-        groups = [int(p) for p in pids.values()] if isinstance(pids, dict) else [self.server.pid]
-        return group_probe(*[g for g in groups if g is not None])
+            return []
+        pids = getattr(self.server, "pids", None)  # CephRGW.pids(): {daemon: pid}
+        groups = list(pids().values()) if callable(pids) else [self.server.pid]
+        return [int(g) for g in groups if g is not None]
+
+    def probe(self) -> Probe | None:
+        """All of the store's processes (None when the harness did not start it)."""
+        groups = self.process_groups()
+        return group_probe(*groups) if groups else None
 
     @property
     def endpoint(self) -> str:

@@ -145,3 +145,23 @@ def test_steady_rate_is_the_second_half_of_the_commits() -> None:
     assert steady_rate([[1000, 2.0], [3000, 3.5]]) == 2000
     assert steady_rate([[1000, 2.0]]) is None and steady_rate([]) is None
     assert steady_rate([[1000, 2.0], [1000, 2.0]]) is None, "no CPU between them: no rate"
+
+
+def test_a_ceph_store_is_watched_as_all_three_daemons() -> None:
+    from benchmarks.servers import Store
+
+    class FakeCeph:
+        pid = 30  # the RGW's
+        running = True
+
+        def pids(self) -> dict[str, int]:
+            return {"mon": 10, "osd": 20, "rgw": 30}
+
+    class FakeSeaweed:
+        pid = 40
+
+    ceph, seaweed, external = Store("ceph", None), Store("seaweedfs", None), Store("seaweedfs", "http://127.0.0.1:1")
+    ceph.server, seaweed.server = FakeCeph(), FakeSeaweed()
+    assert ceph.process_groups() == [10, 20, 30], "mon and OSD too, not the RGW alone"
+    assert seaweed.process_groups() == [40]
+    assert external.process_groups() == [] and external.probe() is None
