@@ -10,14 +10,38 @@ from benchmarks.config import BenchError
 from benchmarks.metrics import Probe, group_probe
 
 
-class Broker:
+class _Server:
+    """A server of `kind` the harness starts and stops, unless it was given an address (`url`)."""
+
+    def __init__(self, kind: str, url: str | None) -> None:
+        self.kind = kind
+        self.url = url
+        self.server: Any = None
+
+    @property
+    def managed(self) -> bool:
+        return self.url is None
+
+    def _create(self, workdir: Path) -> Any:
+        raise NotImplementedError
+
+    def start(self, workdir: Path) -> None:
+        if self.managed:
+            self.server = self._create(workdir)
+            self.server.start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
+class Broker(_Server):
     """The broker: a server started per run (managed), or an address to connect to."""
 
     def __init__(self, kind: str, url: str | None, protocol: str = "stomp") -> None:
-        self.kind = kind
-        self.url = url
+        super().__init__(kind, url)
         self.protocol = protocol
-        self.server: Any = None
         if url is not None:
             parts = urlsplit(url)
             if parts.scheme not in ("stomp", "stomp+ssl", "amqp", "amqps") or not parts.netloc:
@@ -26,27 +50,14 @@ class Broker:
         elif protocol == "amqp" and kind != "rabbitmq":
             raise BenchError("--protocol amqp needs --broker rabbitmq (ActiveMQ is run with STOMP only)")
 
-    @property
-    def managed(self) -> bool:
-        return self.url is None
-
-    def start(self, workdir: Path) -> None:
-        if not self.managed:
-            return
+    def _create(self, workdir: Path) -> Any:
         if self.kind == "activemq":
             from eventindex.servers import ActiveMQ
 
-            self.server = ActiveMQ(workdir)
-        else:
-            from eventindex.servers.rabbitmq import RabbitMQ  # only needed here
+            return ActiveMQ(workdir)
+        from eventindex.servers.rabbitmq import RabbitMQ  # only needed here
 
-            self.server = RabbitMQ(workdir)
-        self.server.start()
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
+        return RabbitMQ(workdir)
 
     def probe(self) -> Probe | None:
         """The broker's process group (None when the harness did not start it)."""
@@ -68,35 +79,24 @@ class Broker:
         return dict(client_env()) if callable(client_env) else {}
 
 
-class Store:
+class Store(_Server):
     """The object store: one server for the whole comparison (managed), or an endpoint to connect to."""
 
     def __init__(self, kind: str, url: str | None) -> None:
-        self.kind = kind
-        self.url = url
-        self.server: Any = None
+        super().__init__(kind, url)
         if url is not None:
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 raise BenchError(f"--store-url {url!r}: expected the S3 endpoint, http://HOST:PORT")
 
-    def start(self, workdir: Path) -> None:
-        if self.url is not None:
-            return
+    def _create(self, workdir: Path) -> Any:
         if self.kind == "seaweedfs":
             from eventindex.servers import SeaweedFS
 
-            self.server = SeaweedFS(workdir)
-        else:
-            from eventindex.servers.ceph import CephRGW  # only needed here
+            return SeaweedFS(workdir)
+        from eventindex.servers.ceph import CephRGW  # only needed here
 
-            self.server = CephRGW(workdir)
-        self.server.start()
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
+        return CephRGW(workdir)
 
     def process_groups(self) -> list[int]:
         """The store's process groups: SeaweedFS's one; Ceph's mon, OSD and RGW daemons (each its own)."""
