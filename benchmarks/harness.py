@@ -93,7 +93,7 @@ class Run:
         return argv
 
     def _marker(self, task: str) -> Path:
-        return self.dir / "warehouse" / DATASET / task / "_SUCCESS.json"
+        return self.dir / "warehouse" / f"dataset={DATASET}" / f"task={task}" / "_SUCCESS.json"
 
     # --------------------------------------------------------------- the run
 

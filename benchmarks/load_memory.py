@@ -589,7 +589,7 @@ def main() -> int:
             )
             snapshot_queue(queue, snapshot)
         total_messages = queue_depth(queue) or 0
-        task_dir = warehouse / DATASET / TASK
+        task_dir = warehouse / f"dataset={DATASET}" / f"task={TASK}"
         run = run_supersink(work, task_dir, total_messages)
         measured = summarise(run, args.events)
         if run.returncode != 0:

@@ -27,7 +27,7 @@ from eventindex.store import ObjectStore
 from supersink.crashpoints import crashpoint
 from supersink.fetch import ChunkCache, load_chunk
 from supersink.ledger import ChunkRecord
-from supersink.warehouse import PART_TEMPLATE, Warehouse
+from supersink.warehouse import DUPLICATES, Warehouse, part_name
 
 ROW_GROUP_ROWS = 131_072
 ROWS_PER_FILE = 8 * ROW_GROUP_ROWS
@@ -82,15 +82,26 @@ def overlap_groups(chunks: list[ChunkRecord]) -> Iterator[list[ChunkRecord]]:
 
 @dataclass
 class Duplicates:
+    """(run, event) pairs met more than once: the first copy is loaded, the others counted and listed
+    with every copy (job, attempt, input file GUID; `loaded` marks the one kept)."""
+
     count: int = 0
-    examples: list[dict[str, Any]] = field(default_factory=list)
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        examples = self.entries[:MAX_DUPLICATE_EXAMPLES]
+        return {"count": self.count, "events": len(self.entries), "examples": examples, "listed_in": DUPLICATES}
 
 
 class PartWriter:
     """Writes row groups of `layout.row_group_rows` into part files of at most `layout.rows_per_file` rows."""
 
-    def __init__(self, warehouse: Warehouse, dataset: str, task: str, layout: FileLayout) -> None:
+    def __init__(
+        self, warehouse: Warehouse, dataset: str, task: str, layout: FileLayout, *, amendment: int = 0
+    ) -> None:
         self.warehouse, self.dataset, self.task = warehouse, dataset, task
+        self.amendment = amendment
+        self._path = ""
         self.group_rows, self.file_rows = layout.row_group_rows, layout.rows_per_file
         self.group_bytes = layout.row_group_bytes
         self.files: list[dict[str, Any]] = []
@@ -102,16 +113,17 @@ class PartWriter:
 
     def _open(self) -> pq.ParquetWriter:
         if self._writer is None:
-            path = self.warehouse.part_path(self.dataset, self.task, len(self.files))
+            name = part_name(len(self.files), self.amendment)
+            self._path = self.warehouse.write_path(self.dataset, self.task, name)
             self._writer = pq.ParquetWriter(
-                path,
+                self._path,
                 WAREHOUSE_SCHEMA,
                 filesystem=self.warehouse.fs,
                 compression="zstd",
                 use_dictionary=["task", "job", "input_guid"],
                 write_statistics=True,
             )
-            self.files.append({"name": PART_TEMPLATE.format(len(self.files)), "rows": 0})
+            self.files.append({"name": name, "rows": 0})
         return self._writer
 
     def _flush(self, rows: int) -> None:
@@ -129,6 +141,7 @@ class PartWriter:
     def _close_file(self) -> None:
         if self._writer is not None:
             self._writer.close()
+            self.warehouse.sync(self._path)
             crashpoint("load.part_closed")
             self._writer = None
             self._rows_in_file = 0
@@ -151,34 +164,60 @@ class PartWriter:
 
 def _with_identity(table: pa.Table, task: str, chunk: ChunkRecord) -> pa.Table:
     n = table.num_rows
+    attempt = WAREHOUSE_SCHEMA.field("attempt")
     return (
         table.append_column(WAREHOUSE_SCHEMA.field("task"), pa.repeat(task, n))
         .append_column(WAREHOUSE_SCHEMA.field("job"), pa.repeat(chunk.job, n))
-        .append_column(WAREHOUSE_SCHEMA.field("attempt"), pa.array(np.full(n, chunk.attempt, dtype=np.uint32)))
+        .append_column(attempt, pa.array(np.full(n, chunk.attempt, dtype=attempt.type.to_pandas_dtype())))
     )
 
 
-def _drop_duplicates(table: pa.Table, dups: Duplicates) -> pa.Table:
+def _packed_keys(runs: np.ndarray, events: np.ndarray) -> np.ndarray:
+    """(run, event) pairs as 12-byte strings whose order and equality are those of the pairs."""
+    packed = np.empty(len(runs), dtype=[("run", ">u4"), ("event", ">u8")])
+    packed["run"] = runs
+    packed["event"] = events
+    return packed.view("S12")
+
+
+def _drop_duplicates(table: pa.Table, dups: Duplicates, committed: np.ndarray | None = None) -> pa.Table:
+    """Keep the first row of each (run, event) of a sorted table; rows whose pair is in `committed`
+    (sorted packed keys of rows loaded earlier) are dropped as well. Every dropped copy is listed."""
     runs, events = event_keys(table)
-    if len(runs) < 2:
+    n = len(runs)
+    if n == 0:
         return table
-    same = (runs[1:] == runs[:-1]) & (events[1:] == events[:-1])
-    if not same.any():
+    same = np.zeros(n, dtype=bool)
+    same[1:] = (runs[1:] == runs[:-1]) & (events[1:] == events[:-1])
+    earlier = np.zeros(n, dtype=bool)
+    if committed is not None and len(committed):
+        earlier = np.isin(_packed_keys(runs, events), committed)
+    drop = same | earlier
+    if not drop.any():
         return table
-    where = np.nonzero(same)[0] + 1
-    dups.count += len(where)
-    jobs = table.column("job")
-    for i in where[: MAX_DUPLICATE_EXAMPLES - len(dups.examples)]:
-        dups.examples.append(
-            {
-                "run_number": int(runs[i]),
-                "event_number": int(events[i]),
-                "jobs": [str(jobs[int(i) - 1]), str(jobs[int(i)])],
-            }
-        )
-    keep = np.ones(len(runs), dtype=bool)
-    keep[where] = False
-    return table.filter(pa.array(keep))
+    jobs, attempts, guids = table.column("job"), table.column("attempt"), table.column("input_guid")
+    starts = np.flatnonzero(~same)  # each group of equal pairs starts here
+    sizes = np.diff(np.append(starts, n))
+    for start, size in zip(starts.tolist(), sizes.tolist(), strict=True):
+        if size == 1 and not earlier[start]:
+            continue
+        copies = [
+            {"job": str(jobs[i]), "attempt": int(attempts[i].as_py()), "input_guid": str(guids[i]), "loaded": False}
+            for i in range(start, start + size)
+        ]
+        entry: dict[str, Any] = {
+            "run_number": int(runs[start]),
+            "event_number": int(events[start]),
+            "jobs": [copy["job"] for copy in copies],
+            "copies": copies,
+        }
+        if earlier[start]:
+            entry["loaded_earlier"] = True
+        else:
+            copies[0]["loaded"] = True
+        dups.entries.append(entry)
+    dups.count += int(drop.sum())
+    return table.filter(pa.array(~drop))
 
 
 @dataclass(frozen=True)
@@ -214,6 +253,44 @@ def load_task(
         raise WarehouseError(f"writing task {plan.task} to {warehouse.url} failed: {exc}") from exc
 
 
+def _write_generation(
+    plan: LoadPlan,
+    store: ObjectStore,
+    spool: ObjectStore,
+    warehouse: Warehouse,
+    layout: FileLayout,
+    on_progress: Callable[[int], None] | None,
+    cache: ChunkCache | None,
+    *,
+    amendment: int,
+    committed: np.ndarray | None,
+) -> tuple[list[dict[str, Any]], int, Duplicates]:
+    """Write the plan's events as part files of one generation and put them in place (not committed
+    yet): returns the files, the events read from chunks and the duplicates dropped."""
+    writer = PartWriter(warehouse, plan.dataset, plan.task, layout, amendment=amendment)
+    dups = Duplicates()
+    rows_in = 0
+    for group in overlap_groups(plan.chunks):
+        tables = [_with_identity(load_chunk(store, spool, c.key, c.size, c.sha256, cache), plan.task, c) for c in group]
+        table = pa.concat_tables(tables)
+        rows_in += table.num_rows
+        if len(group) > 1:
+            table = table.sort_by(SORT_KEYS)
+        elif table.num_rows > 1:
+            runs, events = event_keys(table)
+            if not _is_sorted(runs, events):
+                table = table.sort_by(SORT_KEYS)
+        writer.write(_drop_duplicates(table, dups, committed))
+        if on_progress:
+            on_progress(rows_in)
+    files = writer.close()
+    warehouse.publish(plan.dataset, plan.task, [f["name"] for f in files], amendment)
+    if dups.entries:
+        name = DUPLICATES if amendment == 0 else f"_DUPLICATES-a{amendment:04d}.json"
+        warehouse.write_side_file(plan.dataset, plan.task, name, {"task": plan.task, "duplicates": dups.entries})
+    return files, rows_in, dups
+
+
 def _load(
     plan: LoadPlan,
     store: ObjectStore,
@@ -227,36 +304,33 @@ def _load(
     started = time.monotonic()
     if warehouse.read_marker(plan.dataset, plan.task) is not None:
         raise AlreadyCommittedError(f"{warehouse.location(plan.dataset, plan.task)} was committed already")
-    warehouse.prepare(plan.dataset, plan.task)
     warehouse.claim(plan.dataset, plan.task, owner)
+    warehouse.begin(plan.dataset, plan.task)
     crashpoint("load.claimed")
-    writer = PartWriter(warehouse, plan.dataset, plan.task, layout)
-    dups = Duplicates()
-    rows_in = 0
-    for group in overlap_groups(plan.chunks):
-        tables = [_with_identity(load_chunk(store, spool, c.key, c.size, c.sha256, cache), plan.task, c) for c in group]
-        table = pa.concat_tables(tables)
-        rows_in += table.num_rows
-        if len(group) > 1:
-            table = table.sort_by(SORT_KEYS)
-        elif table.num_rows > 1:
-            runs, events = event_keys(table)
-            if not _is_sorted(runs, events):
-                table = table.sort_by(SORT_KEYS)
-        writer.write(_drop_duplicates(table, dups))
-        if on_progress:
-            on_progress(rows_in)
-    files = writer.close()
-    warehouse.remove_strays(plan.dataset, plan.task, {f["name"] for f in files})
-    rows = sum(f["rows"] for f in files)
+    files, rows_in, dups = _write_generation(
+        plan, store, spool, warehouse, layout, on_progress, cache, amendment=0, committed=None
+    )
     crashpoint("load.parts_done")
-    marker: dict[str, Any] = {
+    marker = _marker(plan, files, rows_in, dups, owner, started)
+    warehouse.write_marker_once(plan.dataset, plan.task, marker)
+    crashpoint("load.committed")
+    warehouse.finish(plan.dataset, plan.task)
+    return marker
+
+
+def _marker(
+    plan: LoadPlan, files: list[dict[str, Any]], rows_in: int, dups: Duplicates, owner: str, started: float
+) -> dict[str, Any]:
+    summary = dups.summary()
+    if not dups.entries:
+        summary.pop("listed_in")
+    return {
         "task": plan.task,
         "dataset": plan.dataset,
         "files": files,
-        "rows": rows,
+        "rows": sum(f["rows"] for f in files),
         "events_in_chunks": rows_in,
-        "duplicates": {"count": dups.count, "examples": dups.examples},
+        "duplicates": summary,
         "attempts": plan.attempts,
         "superseded": plan.superseded,
         "partial": plan.partial,
@@ -268,9 +342,69 @@ def _load(
         "loaded_by": owner,
         "format": "eventindex.v1",
     }
-    warehouse.write_marker_once(plan.dataset, plan.task, marker)
-    crashpoint("load.committed")
-    return marker
+
+
+def committed_keys(warehouse: Warehouse, dataset: str, task: str) -> np.ndarray:
+    """Sorted packed (run, event) keys of every committed row of a task (for an amendment)."""
+    found = warehouse.committed(dataset, task)
+    if found is None:
+        return np.empty(0, dtype="S12")
+    keys = []
+    for name in found.files:
+        table = pq.read_table(
+            f"{found.directory}/{name}", columns=["run_number", "event_number"], filesystem=warehouse.fs
+        )
+        runs, events = event_keys(table)
+        keys.append(_packed_keys(runs, events))
+    return np.sort(np.concatenate(keys)) if keys else np.empty(0, dtype="S12")
+
+
+def amend_task(
+    plan: LoadPlan,
+    store: ObjectStore,
+    spool: ObjectStore,
+    warehouse: Warehouse,
+    owner: str,
+    layout: FileLayout = DEFAULT_LAYOUT,
+    cache: ChunkCache | None = None,
+) -> dict[str, Any]:
+    """Add the late jobs of a committed partial task (`plan` holds only their chunks) as the next
+    amendment: parts `part-aNNNN-*.parquet`, then `_AMEND-NNNN.json`, write-once. Events already
+    committed are not loaded again (listed as duplicates). Returns the amendment."""
+    started = time.monotonic()
+    try:
+        existing = warehouse.committed(plan.dataset, plan.task)
+        if existing is None:
+            raise WarehouseError(f"task {plan.task} has no commit marker to amend")
+        warehouse.claim(plan.dataset, plan.task, owner)
+        loaded = {**existing.marker.get("attempts", {})}
+        for earlier in existing.amendments:
+            loaded.update(earlier.get("attempts", {}))
+        if any(job in loaded for job in plan.attempts):
+            already = sorted(job for job in plan.attempts if job in loaded)
+            raise AlreadyCommittedError(f"task {plan.task}: jobs {', '.join(already)} are loaded already")
+        number = len(existing.amendments) + 1
+        warehouse.begin(plan.dataset, plan.task, number)
+        files, rows_in, dups = _write_generation(
+            plan,
+            store,
+            spool,
+            warehouse,
+            layout,
+            None,
+            cache,
+            amendment=number,
+            committed=committed_keys(warehouse, plan.dataset, plan.task),
+        )
+        amendment = _marker(plan, files, rows_in, dups, owner, started)
+        amendment["amendment"] = number
+        if dups.entries:
+            amendment["duplicates"]["listed_in"] = f"_DUPLICATES-a{number:04d}.json"
+        warehouse.write_amendment_once(plan.dataset, plan.task, number, amendment)
+        warehouse.finish(plan.dataset, plan.task)
+        return amendment
+    except OSError as exc:
+        raise WarehouseError(f"amending task {plan.task} in {warehouse.url} failed: {exc}") from exc
 
 
 def _is_sorted(runs: np.ndarray, events: np.ndarray) -> bool:

@@ -108,9 +108,14 @@ class Pipeline:
             ledger.close()
 
     def loaded(self, task: str = "task1") -> pa.Table:
-        marker = json.loads((self.root / "wh" / "ds" / task / "_SUCCESS.json").read_text())
-        files = [str(self.root / "wh" / "ds" / task / f["name"]) for f in marker["files"]]
+        task_dir = self.task_dir(task)
+        marker = json.loads((task_dir / "_SUCCESS.json").read_text())
+        files = [str(task_dir / f["name"]) for f in marker["files"]]
         return pads.dataset(files, format="parquet").to_table()
+
+    def task_dir(self, task: str = "task1", dataset: str = "ds") -> Path:
+        """A task's partition directory in the test warehouse."""
+        return self.root / "wh" / f"dataset={dataset}" / f"task={task}"
 
 
 def synthetic(*seeds: int, events: int = 3_000) -> pa.Table:

@@ -123,7 +123,7 @@ def test_two_supersinks_on_one_queue_and_warehouse(
         fault_report(outcome.line(f"{backend.name} two supersinks, {produced.task}"))
         assert_exactly_once(outcome)
         if warehouse is not None:
-            claim = json.loads(Path(warehouse.task_dir(DATASET, produced.task), "_CLAIM.json").read_text())
+            claim = json.loads(Path(warehouse.claim_path(DATASET, produced.task)).read_text())
             marker = warehouse.read_marker(DATASET, produced.task)
             assert marker is not None and marker["loaded_by"] == claim["owner"]
 

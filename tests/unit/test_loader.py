@@ -49,7 +49,7 @@ def _events(n: int) -> pa.Table:
     return (
         table.append_column(WAREHOUSE_SCHEMA.field("task"), pa.repeat("t", n))
         .append_column(WAREHOUSE_SCHEMA.field("job"), pa.repeat("j", n))
-        .append_column(WAREHOUSE_SCHEMA.field("attempt"), pa.repeat(pa.scalar(1, pa.uint32()), n))
+        .append_column(WAREHOUSE_SCHEMA.field("attempt"), pa.repeat(pa.scalar(1, WAREHOUSE_SCHEMA.field("attempt").type), n))
     )
 
 
@@ -57,11 +57,14 @@ def _write(
     tmp_path: Path, layout: FileLayout, table: pa.Table, piece: int = 700
 ) -> tuple[list[dict[str, object]], Path]:
     warehouse = Warehouse.from_url(tmp_path.as_uri())
-    warehouse.prepare("d", "t")
+    warehouse.begin("d", "t")
     writer = PartWriter(warehouse, "d", "t", layout)
     for start in range(0, table.num_rows, piece):
         writer.write(table.slice(start, piece))
-    return writer.close(), tmp_path / "d" / "t"
+    files = writer.close()
+    assert not (tmp_path / "dataset=d").exists(), "parts are staged until they are published"
+    warehouse.publish("d", "t", [str(f["name"]) for f in files])
+    return files, tmp_path / "dataset=d" / "task=t"
 
 
 def test_files_and_row_groups_are_cut_by_rows(tmp_path: Path) -> None:

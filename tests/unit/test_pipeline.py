@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,7 @@ def test_missing_chunk_keeps_the_job_unresolved_and_is_named(pipe: Pipeline) -> 
     assert st["state"] == "waiting"
     assert st["jobs_resolved"] == 0
     assert any("job j1 attempt 1: chunk-000001 missing" in m and "not found" in m for m in st["missing"])
-    assert not (pipe.root / "wh" / "ds" / "task1" / "_SUCCESS.json").exists()
+    assert not (pipe.task_dir() / "_SUCCESS.json").exists()
 
 
 def test_task_stays_waiting_until_expected_jobs_are_resolved(pipe: Pipeline) -> None:
@@ -121,6 +122,19 @@ def test_duplicate_events_are_loaded_once_and_reported(pipe: Pipeline) -> None:
     assert st["duplicates"]["count"] == 3_000
     assert len(st["duplicates"]["examples"]) == 10
     assert set(st["duplicates"]["examples"][0]["jobs"]) == {"j1", "j2"}
+    # Every duplicate is listed next to the marker, with every copy's job, attempt and input file GUID.
+    listed = json.loads((pipe.task_dir() / st["duplicates"]["listed_in"]).read_text())["duplicates"]
+    produced = synthetic(61)
+    assert [(d["run_number"], d["event_number"]) for d in listed] == list(
+        zip(produced.column("run_number").to_pylist(), produced.column("event_number").to_pylist(), strict=True)
+    )
+    guids = produced.column("input_guid").to_pylist()
+    for entry, guid in zip(listed, guids, strict=True):
+        assert sorted((c["job"], c["attempt"], c["input_guid"]) for c in entry["copies"]) == [
+            ("j1", 1, guid),
+            ("j2", 1, guid),
+        ]
+        assert [c["loaded"] for c in entry["copies"]] == [True, False]
     loaded = pipe.loaded()
     expected = synthetic(61)
     assert_same_events(loaded, expected)

@@ -150,7 +150,7 @@ def test_a_task_claimed_by_another_supersink_is_not_written_and_its_commit_is_ad
     pipe.produce("j1", 1)
     pipe.expect(1)
     warehouse = Warehouse.from_url((pipe.root / "wh").as_uri())
-    warehouse.prepare("ds", "task1")
+    warehouse.begin("ds", "task1")
     warehouse.claim("ds", "task1", "the-other-supersink")
     pipe.run_supersink()
     st = pipe.status()
@@ -172,12 +172,16 @@ def test_a_restarted_supersink_resumes_its_own_claim(pipe: Pipeline) -> None:
     owner = ledger.instance_id()
     ledger.close()
     warehouse = Warehouse.from_url((pipe.root / "wh").as_uri())
-    warehouse.prepare("ds", "task1")
+    warehouse.begin("ds", "task1")
     warehouse.claim("ds", "task1", owner)  # as if it crashed after claiming
-    (pipe.root / "wh" / "ds" / "task1" / "part-00007.parquet").write_bytes(b"stray from the crashed load")
+    staged = Path(warehouse.staging_dir("ds", "task1"))
+    (staged / "part-00007.parquet.staged").write_bytes(b"stray from the crashed load")
+    pipe.task_dir().mkdir(parents=True)
+    (pipe.task_dir() / "part-00008.parquet").write_bytes(b"moved in by a crash during the commit's moves")
     pipe.run_supersink()
     assert pipe.status()["state"] == "loaded"
     assert sorted(warehouse.parts("ds", "task1")) == ["part-00000.parquet"]
+    assert sorted(p.name for p in staged.iterdir()) == ["_CLAIM.json"], "the crashed load's temporaries removed"
     assert_same_events(pipe.loaded(), synthetic(1))
 
 
@@ -186,15 +190,16 @@ def test_the_claim_of_a_supersink_lost_for_good_is_released_by_deleting_it(pipe:
     pipe.produce("j1", 1)
     pipe.expect(1)
     warehouse = Warehouse.from_url((pipe.root / "wh").as_uri())
-    warehouse.prepare("ds", "task1")
+    warehouse.begin("ds", "task1")
     warehouse.claim("ds", "task1", "a-supersink-lost-with-its-disk")
-    task_dir = pipe.root / "wh" / "ds" / "task1"
-    (task_dir / "part-00000.parquet").write_bytes(b"half a part from the lost load")
-    (task_dir / "part-00003.parquet").write_bytes(b"another")
+    staged = Path(warehouse.staging_dir("ds", "task1"))
+    (staged / "part-00000.parquet.staged").write_bytes(b"half a part from the lost load")
+    (staged / "part-00003.parquet.staged").write_bytes(b"another")
     pipe.run_supersink()
     st = pipe.status()
     assert st["state"] == "claimed-elsewhere" and "a-supersink-lost-with-its-disk" in st["detail"]
-    (task_dir / "_CLAIM.json").unlink()
+    assert not pipe.task_dir().exists(), "nothing of an uncommitted task is in the partition tree"
+    Path(warehouse.claim_path("ds", "task1")).unlink()
     pipe.run_supersink()
     assert pipe.status()["state"] == "loaded"
     assert sorted(warehouse.parts("ds", "task1")) == ["part-00000.parquet"], "the lost load's parts replaced"
