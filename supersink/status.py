@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from supersink.amend import late
 from supersink.completeness import evaluate
 from supersink.ledger import Ledger
 
@@ -19,15 +20,9 @@ def task_status(ledger: Ledger, task: str) -> dict[str, Any]:
     ends = ledger.query("SELECT max(end_time_ms) AS t FROM attempts WHERE task = ?", (task,))
     last_end = ends[0]["t"] if ends else None
     quarantined = ledger.query("SELECT count(*) AS n FROM quarantine WHERE task = ? AND state = 'held'", (task,))
-    late = []
-    if marker is not None:
-        loaded = marker.get("attempts", {})
-        late = [
-            {"job": a.job, "attempt": a.attempt}
-            for attempts in view.attempts.values()
-            for a in attempts
-            if a.complete and loaded.get(a.job) is not None and a.attempt > loaded[a.job]
-        ]
+    after = late(view, marker) if marker is not None else None
+    late_attempts = [{"job": a.job, "attempt": a.attempt} for a in after.newer_attempts] if after else []
+    late_jobs = [{"job": a.job, "attempt": a.attempt, "events": a.events} for a in after.jobs.values()] if after else []
     return {
         "task": task,
         "dataset": view.dataset,
@@ -45,7 +40,8 @@ def task_status(ledger: Ledger, task: str) -> dict[str, Any]:
         "location": row["location"],
         "chosen": {job: a.attempt for job, a in sorted(view.chosen.items())},
         "superseded": [{"job": a.job, "attempt": a.attempt, "complete": a.complete} for a in view.superseded],
-        "late_attempts": late,
+        "late_attempts": late_attempts,
+        "late_jobs": late_jobs,
         "missing": view.missing[:MAX_LISTED],
         "missing_total": len(view.missing),
         "failure": view.failure,
@@ -82,6 +78,11 @@ def render(report: dict[str, Any]) -> str:
             )
         for s in t["late_attempts"]:
             lines.append(f"  late (after load, ignored): job {s['job']} attempt {s['attempt']}")
+        for s in t["late_jobs"]:
+            lines.append(
+                f"  late job (not loaded; `ei-supersink load --task {t['task']} --amend`): job {s['job']} attempt"
+                f" {s['attempt']}, {s['events']:,} events"
+            )
         if t["duplicates"]["count"]:
             lines.append(f"  duplicates: {t['duplicates']['count']} (run, event) pairs loaded once")
         if t["quarantined"]:

@@ -1,0 +1,124 @@
+"""Late data after a partial load: jobs that complete after `load --force` are added as amendments.
+
+A partial commit lists the attempts it loaded. A job that completes later (or a task that failed
+its deadline and was force-loaded, then completed) is *late*: `status` lists it, and
+`ei-supersink load --task T --amend` writes its events as the task's next amendment
+(`part-aNNNN-*.parquet` and `_AMEND-NNNN.json`, write-once, see supersink.warehouse). Events
+already committed are not written again (they are listed as duplicates), so a reader who takes a
+task's marker and amendments together sees every event once. A newer attempt of a job that was
+loaded already cannot be amended (its events are in the warehouse): it is reported, not loaded.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import Any
+
+from eventindex.errors import EventIndexError
+from eventindex.store import ObjectStore
+from supersink.completeness import AttemptView, TaskView, chosen_chunks, evaluate
+from supersink.ledger import Ledger
+from supersink.loader import DEFAULT_LAYOUT, FileLayout, LoadPlan, amend_task
+from supersink.warehouse import Warehouse
+
+
+class NothingToAmendError(EventIndexError):
+    """An amendment was asked for a task that is not loaded, or has no late job."""
+
+
+def loaded_attempts(marker: dict[str, Any] | None) -> dict[str, int]:
+    """The attempt of each job a task's commit (and its amendments, as the ledger keeps them) holds."""
+    return {str(job): int(attempt) for job, attempt in (marker or {}).get("attempts", {}).items()}
+
+
+@dataclass(frozen=True)
+class Late:
+    """What arrived after a task's commit."""
+
+    jobs: dict[str, AttemptView]  # complete jobs the commit does not hold: amendable
+    newer_attempts: list[AttemptView]  # newer complete attempts of jobs already loaded: reported only
+
+    @property
+    def events(self) -> int:
+        return sum(a.events for a in self.jobs.values())
+
+
+def late(view: TaskView, marker: dict[str, Any] | None) -> Late:
+    loaded = loaded_attempts(marker)
+    jobs = {job: a for job, a in sorted(view.chosen.items()) if job not in loaded}
+    newer = [
+        a
+        for attempts in view.attempts.values()
+        for a in attempts
+        if a.complete and a.job in loaded and a.attempt > loaded[a.job]
+    ]
+    return Late(jobs, newer)
+
+
+def _combine(marker: dict[str, Any], amendment: dict[str, Any]) -> dict[str, Any]:
+    """The ledger's view of a commit after an amendment: every attempt loaded, rows, partial or not."""
+    combined = dict(marker)
+    combined["attempts"] = {**loaded_attempts(marker), **loaded_attempts(amendment)}
+    combined["rows"] = int(marker.get("rows", 0)) + int(amendment["rows"])
+    combined["partial"] = amendment["partial"]
+    combined["missing"] = amendment["missing"]
+    combined["amendments"] = [*marker.get("amendments", []), amendment["amendment"]]
+    return combined
+
+
+def _record(ledger: Ledger, warehouse: Warehouse, view: TaskView, marker: dict[str, Any]) -> None:
+    assert view.dataset is not None
+    with ledger.transaction():
+        ledger.mark_loaded(
+            view.task,
+            int(marker["rows"]),
+            warehouse.location(view.dataset, view.task),
+            marker,
+            "loaded-partial" if marker.get("partial") else "loaded",
+        )
+
+
+def amend(
+    ledger: Ledger,
+    warehouse: Warehouse,
+    *,
+    task: str,
+    store: ObjectStore,
+    spool: ObjectStore,
+    owner: str,
+    layout: FileLayout = DEFAULT_LAYOUT,
+) -> dict[str, Any]:
+    """Load a committed task's late jobs as its next amendment; returns the amendment.
+
+    Amendments the warehouse holds but the ledger does not know (a crash after the amendment's
+    commit) are adopted first. NothingToAmendError when the task is not loaded or nothing is late.
+    """
+    view = evaluate(ledger, task)
+    row = ledger.task(task)
+    marker = json.loads(row["marker"]) if row is not None and row["marker"] else None
+    if marker is None or view.dataset is None:
+        raise NothingToAmendError(f"task {task} is not loaded yet: use `ei-supersink load` (with --force if partial)")
+    committed = warehouse.committed(view.dataset, task)
+    known = set(marker.get("amendments", []))
+    adopted = False
+    for earlier in committed.amendments if committed is not None else []:
+        if earlier.get("amendment") not in known:
+            marker, adopted = _combine(marker, earlier), True
+    if adopted:
+        _record(ledger, warehouse, view, marker)
+    pending = late(view, marker)
+    if not pending.jobs:
+        raise NothingToAmendError(f"task {task}: no late job to amend")
+    plan = LoadPlan(
+        task=task,
+        dataset=view.dataset,
+        chunks=chosen_chunks(ledger, replace(view, chosen=pending.jobs)),
+        attempts={job: a.attempt for job, a in pending.jobs.items()},
+        superseded=[],
+        partial=not view.complete,
+        missing=tuple(view.missing),
+    )
+    amendment = amend_task(plan, store, spool, warehouse, owner, layout)
+    _record(ledger, warehouse, view, _combine(marker, amendment))
+    return amendment
