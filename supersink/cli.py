@@ -30,9 +30,13 @@ from eventindex.pointers import expectation_pointer, headers_for
 from eventindex.store import open_store
 from eventindex.store.counting import CountingStore
 from eventindex.transport import open_consumer, open_publisher
+from supersink.amend import NothingToAmendError, amend
+from supersink.committed import FORMATS as COMMITTED_FORMATS
+from supersink.committed import render as render_committed
 from supersink.intake import Intake
 from supersink.ledger import Ledger, LedgerError
 from supersink.loader import ROW_GROUP_ROWS, ROWS_PER_FILE, FileLayout
+from supersink.migrate import migrate_layout
 from supersink.reconcile import reconcile
 from supersink.service import DEFAULT_RESCAN_SECONDS, Supersink, TaskNotLoadableError, counters_json
 from supersink.status import render, status
@@ -88,7 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--store", required=True)
     load.add_argument("--warehouse", required=True)
     load.add_argument("--state", required=True, type=Path)
-    load.add_argument("--force", action="store_true", help="load the resolved jobs even if the task is incomplete")
+    how = load.add_mutually_exclusive_group()
+    how.add_argument("--force", action="store_true", help="load the resolved jobs even if the task is incomplete")
+    how.add_argument(
+        "--amend",
+        action="store_true",
+        help="add the jobs that completed after a partial load (status lists them as late jobs) as an amendment",
+    )
     for command in (run, load):
         command.add_argument("--rows-per-file", type=int, default=ROWS_PER_FILE, help="rows per Parquet part file")
         command.add_argument("--row-group-rows", type=int, default=ROW_GROUP_ROWS, help="rows per Parquet row group")
@@ -98,6 +108,22 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--state", required=True, type=Path)
     rec.add_argument("--warehouse", default=None, help="also load the tasks that are now complete")
     rec.add_argument("--prefix", default="", help="only manifests under this key prefix (e.g. a task name + '/')")
+
+    com = sub.add_parser("committed", help="list a warehouse's committed data, from its commit markers only")
+    com.add_argument(
+        "--warehouse", required=True, help="file:///dir, s3://bucket/prefix?endpoint=…, webhdfs://nn:port/path"
+    )
+    com.add_argument(
+        "--format",
+        choices=COMMITTED_FORMATS,
+        default="paths",
+        help="paths: one committed part file per line; json: one object per committed task; "
+        "spark-sql: DDL registering each committed task as a partition of a Spark/Hive table",
+    )
+    com.add_argument("--table", default="eventindex", help="the table name in the spark-sql DDL")
+
+    mig = sub.add_parser("migrate-layout", help="move a warehouse written as <dataset>/<task>/ to dataset=/task=")
+    mig.add_argument("--warehouse", required=True, help="the warehouse URL (stop its supersinks first)")
 
     st = sub.add_parser("status", help="show tasks")
     st.add_argument("--state", required=True, type=Path)
@@ -211,6 +237,19 @@ def _close(sink: Supersink) -> None:
 def cmd_load(args: argparse.Namespace) -> int:
     sink = _sink(args, args.warehouse)
     try:
+        if args.amend:
+            amendment = amend(
+                sink.ledger,
+                sink.warehouse,
+                task=args.task,
+                store=sink.store,
+                spool=sink.intake.spool,
+                owner=sink.owner,
+                layout=sink.layout,
+            )
+            keys = ("task", "dataset", "amendment", "rows", "partial", "missing", "attempts")
+            print(json.dumps({k: amendment[k] for k in keys}))
+            return EXIT_OK
         if args.force:
             marker = sink.force_load(args.task)
         else:
@@ -256,6 +295,27 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             }
         )
     )
+    return EXIT_OK
+
+
+def cmd_committed(args: argparse.Namespace) -> int:
+    warehouse = Warehouse.from_url(args.warehouse)
+    try:
+        sys.stdout.write(render_committed(warehouse, args.format, args.table))
+    finally:
+        warehouse.close()
+    return EXIT_OK
+
+
+def cmd_migrate_layout(args: argparse.Namespace) -> int:
+    warehouse = Warehouse.from_url(args.warehouse)
+    try:
+        result = migrate_layout(warehouse)
+    finally:
+        warehouse.close()
+    for old in result.uncommitted:
+        print(f"ei-supersink: migrate-layout: {old} has no commit marker, left where it is", file=sys.stderr)
+    print(json.dumps({"moved": result.moved, "uncommitted": result.uncommitted}))
     return EXIT_OK
 
 
@@ -307,6 +367,8 @@ COMMANDS = {
     "load": cmd_load,
     "reconcile": cmd_reconcile,
     "quarantine": cmd_quarantine,
+    "committed": cmd_committed,
+    "migrate-layout": cmd_migrate_layout,
 }
 
 
@@ -316,6 +378,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
         code, text = EXIT_USAGE, str(exc)
+    except NothingToAmendError as exc:
+        code, text = EXIT_OK, str(exc)
     except StoreError as exc:
         code, text = EXIT_STORE, f"store error: {exc}"
     except TransportError as exc:
