@@ -3,6 +3,10 @@
 What it knows: tasks and their expectations, every verified chunk, every recorded attempt
 manifest and the chunks it lists, load state, and the quarantine. It is the supersink's memory
 across crashes; `reconcile` can rebuild it from the object store.
+
+It stays bounded over months (supersink.retention): some time after a task's commit its rows of
+chunks and attempts are compacted away (the task row, with its commit marker, remains as the
+task's summary), later the summary is forgotten, and quarantine entries expire.
 """
 
 from __future__ import annotations
@@ -17,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eventindex.errors import EventIndexError
+from eventindex.errors import ConfigError, EventIndexError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -35,8 +39,12 @@ CREATE TABLE IF NOT EXISTS tasks (
     loaded_at REAL,
     events_loaded INTEGER,
     location TEXT,
-    marker TEXT
+    marker TEXT,
+    purged_at REAL,
+    purge_note TEXT
 );
+CREATE INDEX IF NOT EXISTS tasks_state ON tasks (state);
+CREATE INDEX IF NOT EXISTS tasks_purge ON tasks (purged_at, loaded_at);
 CREATE TABLE IF NOT EXISTS chunks (
     task TEXT NOT NULL, job TEXT NOT NULL, attempt INTEGER NOT NULL, seq INTEGER NOT NULL,
     key TEXT NOT NULL,
@@ -91,9 +99,27 @@ CREATE TABLE IF NOT EXISTS quarantine (
     reason TEXT NOT NULL,
     headers TEXT NOT NULL,
     body BLOB NOT NULL,
-    state TEXT NOT NULL DEFAULT 'held'
+    state TEXT NOT NULL DEFAULT 'held',
+    job TEXT,
+    attempt INTEGER,
+    size INTEGER
 );
+CREATE INDEX IF NOT EXISTS quarantine_task ON quarantine (task, state);
+CREATE INDEX IF NOT EXISTS quarantine_received ON quarantine (received);
 """
+
+#: Columns added since schema version 1: (table, column, type), added to older ledgers on open.
+_ADDED_COLUMNS = (
+    ("tasks", "purged_at", "REAL"),
+    ("tasks", "purge_note", "TEXT"),
+    ("quarantine", "job", "TEXT"),
+    ("quarantine", "attempt", "INTEGER"),
+    ("quarantine", "size", "INTEGER"),
+)
+#: Tables that hold per-attempt rows, compacted away after retention.
+_ATTEMPT_TABLES = ("chunks", "listed_chunks", "attempts", "seen_jobs", "mq_parts", "mq_files")
+#: Largest message body the quarantine keeps; the rest of a bigger one is cut (its size is kept).
+MAX_QUARANTINE_BODY = 4 * 1024 * 1024
 
 
 class LedgerError(EventIndexError):
@@ -121,26 +147,71 @@ FROM mq_parts GROUP BY task, job, attempt, seq
 
 
 class Ledger:
-    def __init__(self, path: Path) -> None:
+    """The ledger at `path`. A missing file is created (unless `must_exist`), but only in a directory
+    that exists; an existing database that is not a ledger is refused (ConfigError for both)."""
+
+    def __init__(self, path: Path, must_exist: bool = False) -> None:
         self.path = path
+        if not path.exists():
+            if must_exist:
+                raise LedgerError(f"no ledger at {path}")
+            if not path.parent.is_dir():
+                raise ConfigError(f"ledger {path}: directory {path.parent} does not exist")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
-            self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-            had_files = self._has_table("mq_files")
-            self.db.executescript(_SCHEMA)
-            if not had_files:  # a ledger from before mq_files: count the messages already in
-                self.db.execute(_COUNT_FILES)
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        except (sqlite3.Error, OSError) as exc:
+        except sqlite3.Error as exc:
             raise LedgerError(f"cannot open the ledger {path}: {exc}") from exc
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            if exc.sqlite_errorname == "SQLITE_NOTADB":
+                raise ConfigError(f"{path} is not a supersink ledger: {exc}") from exc
+            raise LedgerError(f"cannot open the ledger {path}: {exc}") from exc
+        except EventIndexError:
+            self.db.close()
+            raise
         self._depth = 0
 
-    def _has_table(self, name: str) -> bool:
-        row = self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
-        return row is not None
+    def _open(self) -> None:
+        self.db.row_factory = sqlite3.Row
+        tables = self._tables()
+        if tables:
+            version = self._version() if "meta" in tables else None
+            if version is None:
+                raise ConfigError(
+                    f"{self.path} is not a supersink ledger (it holds the tables {', '.join(sorted(tables))})"
+                )
+            if version > SCHEMA_VERSION:
+                raise LedgerError(f"the ledger {self.path} has schema version {version}, newer than this supersink's")
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        had_files = "mq_files" in tables
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for table, column, kind in _ADDED_COLUMNS:
+                if table in tables and column not in self._columns(table):
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self.db.execute(statement)
+            if tables and not had_files:  # a ledger from before mq_files: count the messages already in
+                self.db.execute(_COUNT_FILES)
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _tables(self) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    def _columns(self, table: str) -> set[str]:
+        return {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+
+    def _version(self) -> int | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row is not None and str(row[0]).isdigit() else None
 
     def close(self) -> None:
         self.db.close()
@@ -207,16 +278,42 @@ class Ledger:
         )
 
     def mark_loaded(self, task: str, events: int, location: str, marker: dict[str, Any], state: str = "loaded") -> None:
+        """Record a commit (or an amendment): retention starts counting from now."""
         self.db.execute(
             "UPDATE tasks SET state = ?, detail = '', loaded_at = ?, events_loaded = ?, location = ?, marker = ?, "
-            "updated = ? WHERE task = ?",
+            "updated = ?, purged_at = NULL, purge_note = NULL WHERE task = ?",
             (state, time.time(), events, location, json.dumps(marker), time.time(), task),
         )
+
+    def open_tasks(self, states: tuple[str, ...]) -> list[sqlite3.Row]:
+        """The tasks not in one of `states` (the loaded ones), oldest first."""
+        marks = ", ".join("?" * len(states))
+        return self.query(f"SELECT * FROM tasks WHERE state NOT IN ({marks}) ORDER BY first_seen, task", states)
 
     # ------------------------------------------------------------ chunks and attempts
 
     def see_job(self, task: str, job: str, attempt: int) -> None:
         self.db.execute("INSERT OR IGNORE INTO seen_jobs VALUES (?, ?, ?)", (task, job, attempt))
+
+    def invalidate_chunk(self, task: str, job: str, attempt: int, seq: int, problem: str) -> None:
+        """A chunk verified before is no longer valid (found changed or gone at load): its attempt is
+        incomplete again until the chunk verifies anew, and `problem` says why."""
+        self.db.execute(
+            "DELETE FROM chunks WHERE task = ? AND job = ? AND attempt = ? AND seq = ?", (task, job, attempt, seq)
+        )
+        self.set_listed_problem(task, job, attempt, seq, problem)
+
+    def chunk_by_key(self, task: str, key: str) -> sqlite3.Row | None:
+        rows = self.query("SELECT * FROM chunks WHERE task = ? AND key = ?", (task, key))
+        return rows[0] if rows else None
+
+    def problem_chunks(self, task: str) -> list[sqlite3.Row]:
+        """Chunks a manifest lists that failed verification and are not valid now."""
+        return self.query(
+            "SELECT l.* FROM listed_chunks l LEFT JOIN chunks c USING (task, job, attempt, seq) "
+            "WHERE l.task = ? AND l.problem IS NOT NULL AND c.key IS NULL ORDER BY l.job, l.attempt, l.seq",
+            (task,),
+        )
 
     def chunk(self, task: str, job: str, attempt: int, seq: int) -> sqlite3.Row | None:
         rows = self.query(
@@ -335,12 +432,26 @@ class Ledger:
 
     # ------------------------------------------------------------ quarantine
 
-    def quarantine(self, reason: str, headers: dict[str, str], body: bytes, task: str | None = None) -> int:
+    def quarantine(
+        self,
+        reason: str,
+        headers: dict[str, str],
+        body: bytes,
+        task: str | None = None,
+        job: str | None = None,
+        attempt: int | None = None,
+    ) -> int:
+        """Keep a refused message with its raw bytes (the first MAX_QUARANTINE_BODY of a bigger one)."""
         cursor = self.db.execute(
-            "INSERT INTO quarantine (received, task, reason, headers, body) VALUES (?, ?, ?, ?, ?)",
-            (time.time(), task, reason, json.dumps(headers), body),
+            "INSERT INTO quarantine (received, task, reason, headers, body, job, attempt, size) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (time.time(), task, reason, json.dumps(headers), body[:MAX_QUARANTINE_BODY], job, attempt, len(body)),
         )
         return int(cursor.lastrowid or 0)
+
+    def quarantined_for(self, task: str) -> list[sqlite3.Row]:
+        """The held entries that name a task, newest first."""
+        return self.query("SELECT * FROM quarantine WHERE task = ? AND state = 'held' ORDER BY id DESC", (task,))
 
     def quarantined(self, state: str | None = "held") -> list[sqlite3.Row]:
         if state is None:
@@ -349,3 +460,38 @@ class Ledger:
 
     def set_quarantine_state(self, entry_id: int, state: str) -> None:
         self.db.execute("UPDATE quarantine SET state = ? WHERE id = ?", (state, entry_id))
+
+    def expire_quarantine(self, before: float) -> int:
+        """Delete the quarantine entries received before `before`; returns how many."""
+        return int(self.db.execute("DELETE FROM quarantine WHERE received < ?", (before,)).rowcount)
+
+    # ------------------------------------------------------------ retention
+
+    def due_for_purge(self, loaded_before: float, states: tuple[str, ...], limit: int) -> list[sqlite3.Row]:
+        """Committed tasks not purged yet whose commit is older than `loaded_before`."""
+        marks = ", ".join("?" * len(states))
+        return self.query(
+            f"SELECT * FROM tasks WHERE purged_at IS NULL AND loaded_at < ? AND state IN ({marks}) "
+            "ORDER BY loaded_at LIMIT ?",
+            (loaded_before, *states, limit),
+        )
+
+    def compact(self, task: str, attempts: set[tuple[str, int]]) -> int:
+        """Drop the per-attempt rows of `attempts` (their objects are gone); returns the rows dropped."""
+        dropped = 0
+        for table in _ATTEMPT_TABLES:
+            dropped += self.db.executemany(
+                f"DELETE FROM {table} WHERE task = ? AND job = ? AND attempt = ?",
+                [(task, job, attempt) for job, attempt in sorted(attempts)],
+            ).rowcount
+        return dropped
+
+    def mark_purged(self, task: str, note: str | None) -> None:
+        self.db.execute("UPDATE tasks SET purged_at = ?, purge_note = ? WHERE task = ?", (time.time(), note, task))
+
+    def forget(self, purged_before: float) -> list[str]:
+        """Delete every row of the tasks purged before `purged_before`; returns their names."""
+        tasks = [row[0] for row in self.db.execute("SELECT task FROM tasks WHERE purged_at < ?", (purged_before,))]
+        for table in (*_ATTEMPT_TABLES, "tasks"):
+            self.db.executemany(f"DELETE FROM {table} WHERE task = ?", [(task,) for task in tasks])
+        return tasks

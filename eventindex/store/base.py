@@ -7,11 +7,11 @@ write-once: a second write of the same key raises ObjectExistsError, never overw
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from eventindex.errors import ConfigError, ForbiddenLocationError
+from eventindex.errors import ConfigError, ForbiddenLocationError, StoreError
 
 #: Largest object a reader accepts unless told otherwise.
 DEFAULT_MAX_OBJECT_BYTES = 1024 * 1024 * 1024
@@ -79,6 +79,10 @@ class ObjectStore(ABC):
     @abstractmethod
     def key_for_url(self, url: str) -> str:
         """The key of a pointer's `url`; ForbiddenLocationError when it lies outside this store."""
+
+    def delete(self, keys: Sequence[str]) -> None:
+        """Remove objects (for retention after a commit); absent keys are no error."""
+        raise StoreError(f"the store {self.url} cannot delete objects")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

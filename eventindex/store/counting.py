@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from eventindex.store.base import DEFAULT_MAX_OBJECT_BYTES, ObjectStore
@@ -16,10 +16,11 @@ class StoreStats:
     puts: int = 0
     put_bytes: int = 0
     lists: int = 0
+    deletes: int = 0
 
     @property
     def requests(self) -> int:
-        return self.gets + self.puts + self.lists
+        return self.gets + self.puts + self.lists + self.deletes
 
     @property
     def bytes(self) -> int:
@@ -52,6 +53,11 @@ class CountingStore(ObjectStore):
         with self._lock:
             self.stats.lists += 1
         return self.inner.list(prefix)
+
+    def delete(self, keys: Sequence[str]) -> None:
+        with self._lock:
+            self.stats.deletes += len(keys)
+        self.inner.delete(keys)
 
     def object_url(self, key: str) -> str:
         return self.inner.object_url(key)

@@ -2,14 +2,18 @@
 
 Write-once is a hard link of a fully written temporary file onto the final name: link(2)
 fails when the name exists, so two writers cannot both win and readers never see a partial
-object.
+object. Objects and directories are created with the process umask applied (0644 and 0755 under
+the usual 022), so another account of the team can read them.
+
+The store's directory itself is created when missing, but not its parent: a path with a typo
+is refused rather than silently started somewhere nobody looks.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -35,18 +39,32 @@ def file_url_path(url: str) -> Path:
     return Path(path)
 
 
+def existing_parent(path: Path, what: str) -> None:
+    """Refuse `path` when its parent directory does not exist (ConfigError): a typo is not created."""
+    if not path.parent.is_dir():
+        raise ConfigError(f"{what} {path}: directory {path.parent} does not exist")
+
+
 class LocalStore(ObjectStore):
-    def __init__(self, root: Path) -> None:
+    """Objects under `root`. `create`: make `root` when it is missing (its parent must exist);
+    otherwise a missing `root` is refused (ConfigError)."""
+
+    def __init__(self, root: Path, create: bool = True) -> None:
         self.root = root
         self.url = root.as_uri()
+        if root.is_dir():
+            return
+        if not create:
+            raise ConfigError(f"store directory {root} does not exist")
+        existing_parent(root, "store directory")
         try:
-            root.mkdir(parents=True, exist_ok=True)
+            root.mkdir(exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create store directory {root}: {exc.strerror}") from exc
 
     @classmethod
-    def from_url(cls, url: str) -> LocalStore:
-        return cls(file_url_path(url))
+    def from_url(cls, url: str, create: bool = True) -> LocalStore:
+        return cls(file_url_path(url), create)
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
@@ -54,8 +72,7 @@ class LocalStore(ObjectStore):
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+            tmp, fd = self._create_temporary(path)
             try:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(data)
@@ -68,6 +85,41 @@ class LocalStore(ObjectStore):
             raise ObjectExistsError(f"object {key} already exists in {self.url}") from None
         except OSError as exc:
             raise StoreError(f"cannot write {key} in {self.url}: {exc.strerror}") from exc
+
+    @staticmethod
+    def _create_temporary(path: Path) -> tuple[Path, int]:
+        """A new temporary file next to `path`, mode 0666 less the umask (mkstemp would make it 0600).
+        Tried twice: a `delete` may remove the emptied directory between the mkdir and the open."""
+        flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC
+        for tries_left in (1, 0):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.parent / f".tmp-{uuid.uuid4().hex}.part"
+            try:
+                return tmp, os.open(tmp, flags, 0o666)
+            except FileNotFoundError:
+                if not tries_left:
+                    raise
+        raise AssertionError("unreachable")
+
+    def delete(self, keys: Sequence[str]) -> None:
+        """Remove objects (absent ones are no error), then the directories that became empty."""
+        emptied: set[Path] = set()
+        for key in keys:
+            path = self._path(key)
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise StoreError(f"cannot delete {key} in {self.url}: {exc.strerror}") from exc
+            emptied.add(path.parent)
+        for directory in sorted(emptied, key=lambda d: len(d.parts), reverse=True):
+            while directory != self.root and self.root in directory.parents:
+                try:
+                    directory.rmdir()
+                except OSError:
+                    break  # not empty (or gone already): keep it and its parents
+                directory = directory.parent
 
     def get(self, key: str, max_bytes: int = DEFAULT_MAX_OBJECT_BYTES) -> bytes:
         path = self._path(key)

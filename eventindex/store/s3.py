@@ -24,7 +24,7 @@ multipart upload (every part, the completion) is retried by it, so a failed part
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,6 +68,8 @@ S3_READ_TIMEOUT = 60.0
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 _EXISTS = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
 _NO_UPLOAD = {"NoSuchUpload"}
+#: Keys per DeleteObjects request (S3's maximum).
+DELETE_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -281,6 +283,25 @@ class S3Store(ObjectStore):
                     yield item["Key"][len(base) :]
         except (ClientError, BotoCoreError) as exc:
             raise self._fail("cannot list", prefix, exc) from exc
+
+    def delete(self, keys: Sequence[str]) -> None:
+        """DeleteObjects in batches of up to 1,000 keys (S3's limit); absent keys are no error."""
+        for start in range(0, len(keys), DELETE_BATCH):
+            batch = keys[start : start + DELETE_BATCH]
+            try:
+                response = self.client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": self._full(key)} for key in batch], "Quiet": True},
+                )
+            except (ClientError, BotoCoreError) as exc:
+                raise self._fail("cannot delete", batch[0], exc) from exc
+            errors = [e for e in response.get("Errors", []) if e.get("Code") not in _NOT_FOUND]
+            if errors:
+                first = errors[0]
+                raise StoreError(
+                    f"cannot delete {len(errors)} object(s) in {self.url}, e.g. {first.get('Key')}: "
+                    f"{first.get('Code')} {first.get('Message', '')}".rstrip()
+                )
 
     def object_url(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._full(key)}"

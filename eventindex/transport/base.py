@@ -29,6 +29,9 @@ class Message:
     #: Adapter-specific handle used by ack/release.
     handle: str = ""
     redelivered: bool = False
+    #: Set by the adapter when a part of the message other than its body (headers, properties, their
+    #: encoding) could not be parsed: the consumer quarantines the message with this reason.
+    problem: str | None = None
 
 
 class Publisher(ABC):

@@ -76,16 +76,31 @@ class EmbeddedQueue:
         return cls(Path(parts.path), query.get("queue", [DEFAULT_QUEUE])[-1], visibility)
 
     def connect(self) -> sqlite3.Connection:
+        """Open (or create) the queue database. Its directory must exist, and an existing database
+        must be a queue (ConfigError otherwise): a typo or the ledger's path creates nothing."""
+        if not self.path.parent.is_dir():
+            raise ConfigError(f"sqlite queue {self.path}: directory {self.path.parent} does not exist")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(
                 self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
             )
+        except sqlite3.Error as exc:
+            raise TransportError(f"cannot open queue {self.path}: {exc}") from exc
+        try:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if tables and "messages" not in tables:
+                raise ConfigError(f"{self.path} is not a queue database (it holds {', '.join(sorted(tables))})")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            if exc.sqlite_errorname == "SQLITE_NOTADB":
+                raise ConfigError(f"{self.path} is not a queue database: {exc}") from exc
             raise TransportError(f"cannot open queue {self.path}: {exc}") from exc
+        except ConfigError:
+            db.close()
+            raise
         return db
 
     def publisher(self) -> EmbeddedPublisher:
@@ -139,6 +154,20 @@ class EmbeddedPublisher(Publisher):
         self._db.close()
 
 
+def _parse_headers(raw: bytes) -> tuple[dict[str, str], str | None]:
+    """A row's headers: a JSON object of strings. Anything else is delivered with its raw text as the
+    `raw-headers` header and a problem, for the consumer to quarantine."""
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        problem = f"message headers are not JSON: {exc}"
+    else:
+        if isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            return value, None
+        problem = "message headers are not a JSON object of strings"
+    return {"raw-headers": raw.decode("utf-8", errors="backslashreplace")}, problem
+
+
 def _owner_alive(owner: str) -> bool:
     host, _, rest = owner.partition(":")
     pid_text = rest.partition(":")[0]
@@ -182,8 +211,9 @@ class EmbeddedConsumer(Consumer):
                 try:
                     self._reclaim_dead()
                     row = self._db.execute(
-                        "SELECT id, body, headers, deliveries FROM messages WHERE queue = ? "
-                        "AND (lease_until IS NULL OR lease_until < ?) ORDER BY id LIMIT 1",
+                        # as bytes whatever was stored: a TEXT value that is not UTF-8 cannot stop the queue
+                        "SELECT id, CAST(body AS BLOB), CAST(headers AS BLOB), deliveries FROM messages "
+                        "WHERE queue = ? AND (lease_until IS NULL OR lease_until < ?) ORDER BY id LIMIT 1",
                         (self.queue.queue, now),
                     ).fetchone()
                     if row is not None:
@@ -200,8 +230,9 @@ class EmbeddedConsumer(Consumer):
                 raise TransportError(f"cannot read queue {self.queue.path}: {exc}") from exc
         if row is None:
             return None
-        msg_id, body, headers, deliveries = row
-        return Message(bytes(body), json.loads(headers), handle=str(msg_id), redelivered=deliveries > 0)
+        msg_id, body, raw_headers, deliveries = row
+        headers, problem = _parse_headers(bytes(raw_headers or b""))
+        return Message(bytes(body or b""), headers, handle=str(msg_id), redelivered=deliveries > 0, problem=problem)
 
     def receive(self, timeout: float) -> Message | None:
         deadline = time.monotonic() + timeout
