@@ -47,7 +47,7 @@ def job_table(task: str, job: str, events: int, seed: int) -> pa.Table:
     return (
         table.append_column(WAREHOUSE_SCHEMA.field("task"), pa.repeat(task, n))
         .append_column(WAREHOUSE_SCHEMA.field("job"), pa.repeat(job, n))
-        .append_column(WAREHOUSE_SCHEMA.field("attempt"), pa.array(np.ones(n, dtype=np.uint32)))
+        .append_column(WAREHOUSE_SCHEMA.field("attempt"), pa.array(np.ones(n, dtype=np.int32)))
     )
 
 

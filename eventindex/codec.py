@@ -3,7 +3,8 @@
 Header (little-endian, 68 bytes):
 
     magic        4s   b"EIC1" (chunk) or b"EIM1" (manifest)
-    version      u16  format version, 1
+    version      u16  format version: chunks 2 (1 is still read: chunks written before the
+                      `*_absent` presence columns, whose values are all present), manifests 1
     codec        u8   1 = zstd
     flags        u8   0
     header_size  u16  68
@@ -29,7 +30,7 @@ import pyarrow as pa
 import zstandard
 from google.protobuf.message import DecodeError
 
-from eventindex.columns import Body, decode_body, encode_body
+from eventindex.columns import FORMAT_VERSION, READABLE_VERSIONS, Body, decode_body, encode_body
 from eventindex.errors import (
     CorruptObjectError,
     OversizedObjectError,
@@ -40,7 +41,10 @@ from eventindex.schema import eventindex_pb2 as pb
 
 CHUNK_MAGIC: Final = b"EIC1"
 MANIFEST_MAGIC: Final = b"EIM1"
-FORMAT_VERSION: Final = 1
+#: The manifest object's format version (chunks: columns.FORMAT_VERSION).
+MANIFEST_VERSION: Final = 1
+#: Format versions read, by magic.
+_READABLE = {CHUNK_MAGIC: READABLE_VERSIONS, MANIFEST_MAGIC: (MANIFEST_VERSION,)}
 SCHEMA_VERSION: Final = 1
 CODEC_ZSTD: Final = 1
 _HEADER = struct.Struct("<4sHBBHHQQQ32s")
@@ -72,11 +76,11 @@ class EncodedObject:
         return len(self.data)
 
 
-def _pack(magic: bytes, body: bytes, count: int, level: int) -> EncodedObject:
+def _pack(magic: bytes, version: int, body: bytes, count: int, level: int) -> EncodedObject:
     compressed = zstandard.ZstdCompressor(level=level, write_content_size=True).compress(body)
     header = _HEADER.pack(
         magic,
-        FORMAT_VERSION,
+        version,
         CODEC_ZSTD,
         0,
         HEADER_SIZE,
@@ -97,8 +101,11 @@ def read_header(data: bytes, magic: bytes) -> Header:
     header = Header(fields[0], fields[1], fields[2], fields[6], fields[7], fields[8], fields[9])
     if header.magic != magic:
         raise CorruptObjectError(f"bad magic {header.magic!r}, expected {magic!r}")
-    if header.version != FORMAT_VERSION:
-        raise UnsupportedVersionError(f"object format version {header.version} is not supported (this build reads 1)")
+    if header.version not in _READABLE[magic]:
+        readable = ", ".join(map(str, _READABLE[magic]))
+        raise UnsupportedVersionError(
+            f"object format version {header.version} is not supported (this build reads {readable})"
+        )
     if header.codec != CODEC_ZSTD:
         raise UnsupportedVersionError(f"unknown codec {header.codec}")
     if fields[4] != HEADER_SIZE:
@@ -133,13 +140,13 @@ def _unpack(data: bytes, magic: bytes, max_uncompressed: int) -> tuple[Header, b
 
 
 def encode_chunk(table: pa.Table, level: int = DEFAULT_ZSTD_LEVEL) -> EncodedObject:
-    return _pack(CHUNK_MAGIC, encode_body(table), table.num_rows, level)
+    return _pack(CHUNK_MAGIC, FORMAT_VERSION, encode_body(table), table.num_rows, level)
 
 
 def decode_chunk_body(data: bytes, max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED) -> Body:
     """Object bytes -> the parsed body (row count and raw columns), checked against the header."""
     header, raw = _unpack(data, CHUNK_MAGIC, max_uncompressed)
-    body = Body(raw, "chunk body (not a valid protobuf ChunkBody)")
+    body = Body(raw, "chunk body (not a valid protobuf ChunkBody)", header.version)
     if body.rows != header.count:
         raise CorruptObjectError(f"chunk body has {body.rows} events, the header says {header.count}")
     return body
@@ -154,7 +161,9 @@ def decode_chunk(data: bytes, max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED) 
 
 
 def encode_manifest(manifest: pb.Manifest) -> EncodedObject:
-    return _pack(MANIFEST_MAGIC, manifest.SerializeToString(), manifest.total_events, DEFAULT_ZSTD_LEVEL)
+    return _pack(
+        MANIFEST_MAGIC, MANIFEST_VERSION, manifest.SerializeToString(), manifest.total_events, DEFAULT_ZSTD_LEVEL
+    )
 
 
 MAX_MANIFEST_BYTES: Final = 64 * 1024 * 1024

@@ -1,11 +1,23 @@
 """The event columns: the Arrow schema of the warehouse and the columnar protobuf chunk body.
 
 Events travel as Arrow tables inside each process; between processes they travel as a
-`ChunkBody` (one packed protobuf field per column). Conversions in both directions work
+`ChunkBody` (one packed field per column). Conversions in both directions work
 column by column on buffers, never event by event, which is what makes the supersink fast.
+
+Types are signed only, as every engine that reads the warehouse maps them natively (Hive, Trino,
+Iceberg and Phoenix have no unsigned integers): the unsigned 32-bit ATLAS fields are int64, and
+so is `event_number`, whose values stay below 2^63 (the producer refuses larger ones). The wire
+keeps the unsigned widths of the ATLAS fields; decoding widens them.
+
+A value the input did not carry is null, never 0 or false: every column may be null except
+run_number, event_number and input_guid (and the task, job and attempt the loader adds). On the
+wire, each nullable column has an `X_absent` column, empty when every value is present
+(proto/eventindex/v1/eventindex.proto, chunk format version 2).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -14,40 +26,61 @@ from eventindex.errors import CorruptObjectError
 from eventindex.schema import eventindex_pb2 as pb
 from eventindex.wire import Fields, Writer
 
+#: The chunk format version this build writes: 2 added the `*_absent` columns. Version 1 is read too.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+
 L1_MASK_BYTES = 512 // 8
 HLT_MASK_BYTES = 8192 // 8
+UINT32_MAX = 2**32 - 1
+INT64_MAX = 2**63 - 1
+_WIRE_LIMITS = {"<u4": UINT32_MAX, "<u8": INT64_MAX}
 
-PROVENANCE_TYPE = pa.list_(
-    pa.struct(
-        [
-            pa.field("stream", pa.string()),
-            pa.field("guid", pa.string()),
-            pa.field("container", pa.string()),
-            pa.field("clid", pa.string()),
-            pa.field("tech", pa.uint32()),
-            pa.field("oid1", pa.uint64()),
-            pa.field("oid2", pa.uint64()),
-        ]
-    )
-)
 
-# Numeric columns: (name, arrow type, numpy dtype).
-NUMERIC_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
-    ("run_number", pa.uint32(), "uint32"),
-    ("event_number", pa.uint64(), "uint64"),
-    ("lumi_block", pa.uint32(), "uint32"),
-    ("bcid", pa.uint32(), "uint32"),
-    ("timestamp", pa.uint32(), "uint32"),
-    ("timestamp_ns_offset", pa.uint32(), "uint32"),
+@dataclass(frozen=True)
+class Scalar:
+    """A column of one fixed-width value per row (or per provenance reference)."""
+
+    name: str
+    type: pa.DataType
+    #: numpy dtype of the packed wire column: "<u4" (fixed32), "<u8" (fixed64), "<f4" (float), "|b1" (bool).
+    wire: str
+    nullable: bool = True
+
+    @property
+    def limit(self) -> int | None:
+        """The largest value of an integer column (the smallest is 0); None for the others."""
+        return _WIRE_LIMITS.get(self.wire)
+
+    @property
+    def field(self) -> pa.Field:
+        return pa.field(self.name, self.type, nullable=self.nullable)
+
+
+_INT = pa.int64()
+_BOOL = pa.bool_()
+#: The scalar columns, in warehouse order.
+SCALAR_COLUMNS: tuple[Scalar, ...] = (
+    Scalar("run_number", _INT, "<u4", nullable=False),
+    Scalar("event_number", _INT, "<u8", nullable=False),
+    Scalar("lumi_block", _INT, "<u4"),
+    Scalar("bcid", _INT, "<u4"),
+    Scalar("timestamp", _INT, "<u4"),
+    Scalar("timestamp_ns_offset", _INT, "<u4"),
+    Scalar("extended_level1_id", _INT, "<u4"),
+    Scalar("is_simulation", _BOOL, "|b1"),
+    Scalar("is_calibration", _BOOL, "|b1"),
+    Scalar("is_testbeam", _BOOL, "|b1"),
+    Scalar("mc_channel_number", _INT, "<u4"),
+    Scalar("mc_event_weight", pa.float32(), "<f4"),
+    Scalar("smk", _INT, "<u4"),
+    Scalar("hlt_psk", _INT, "<u4"),
+    Scalar("l1_psk", _INT, "<u4"),
 )
-FLAG_COLUMNS = ("is_simulation", "is_calibration", "is_testbeam")
-TAIL_NUMERIC_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
-    ("mc_channel_number", pa.uint32(), "uint32"),
-    ("mc_event_weight", pa.float32(), "float32"),
-    ("smk", pa.uint32(), "uint32"),
-    ("hlt_psk", pa.uint32(), "uint32"),
-    ("l1_psk", pa.uint32(), "uint32"),
-)
+FLAG_COLUMNS = tuple(spec.name for spec in SCALAR_COLUMNS if spec.wire == "|b1")
+#: The largest value of each integer column (the smallest is 0), for readers' range checks.
+INTEGER_LIMITS = {spec.name: spec.limit for spec in SCALAR_COLUMNS if spec.limit is not None}
+
 MASK_COLUMNS: tuple[tuple[str, int], ...] = (
     ("l1_tbp", L1_MASK_BYTES),
     ("l1_tap", L1_MASK_BYTES),
@@ -59,15 +92,30 @@ MASK_COLUMNS: tuple[tuple[str, int], ...] = (
     ("hlt_passed_through", HLT_MASK_BYTES),
     ("hlt_resurrected", HLT_MASK_BYTES),
 )
-PROVENANCE_STRINGS = ("stream", "guid", "container", "clid")
-PROVENANCE_NUMBERS: tuple[tuple[str, str], ...] = (("tech", "uint32"), ("oid1", "uint64"), ("oid2", "uint64"))
+
+#: Every reference names its stream and file; the other fields may be absent (null).
+PROVENANCE_STRINGS: tuple[tuple[str, bool], ...] = (
+    ("stream", False),
+    ("guid", False),
+    ("container", True),
+    ("clid", True),
+)
+PROVENANCE_NUMBERS: tuple[Scalar, ...] = (
+    Scalar("tech", _INT, "<u4"),
+    Scalar("oid1", _INT, "<u8"),
+    Scalar("oid2", _INT, "<u8"),
+)
+PROVENANCE_LIMITS = {spec.name: spec.limit for spec in PROVENANCE_NUMBERS if spec.limit is not None}
+PROVENANCE_TYPE = pa.list_(
+    pa.struct(
+        [pa.field(name, pa.string(), nullable=nullable) for name, nullable in PROVENANCE_STRINGS]
+        + [spec.field for spec in PROVENANCE_NUMBERS]
+    )
+)
 
 # The columns a chunk carries, in warehouse order. The loader adds task/job/attempt.
 EVENT_SCHEMA = pa.schema(
-    [pa.field(name, typ, nullable=False) for name, typ, _ in NUMERIC_COLUMNS]
-    + [pa.field("extended_level1_id", pa.uint32())]
-    + [pa.field(name, pa.bool_(), nullable=False) for name in FLAG_COLUMNS]
-    + [pa.field(name, typ, nullable=False) for name, typ, _ in TAIL_NUMERIC_COLUMNS]
+    [spec.field for spec in SCALAR_COLUMNS]
     + [pa.field(name, pa.binary()) for name, _ in MASK_COLUMNS]
     + [pa.field("provenance", PROVENANCE_TYPE), pa.field("input_guid", pa.string(), nullable=False)]
 )
@@ -75,7 +123,7 @@ EVENT_SCHEMA = pa.schema(
 IDENTITY_FIELDS = [
     pa.field("task", pa.string(), nullable=False),
     pa.field("job", pa.string(), nullable=False),
-    pa.field("attempt", pa.uint32(), nullable=False),
+    pa.field("attempt", pa.int32(), nullable=False),
 ]
 WAREHOUSE_SCHEMA = pa.schema(list(EVENT_SCHEMA) + IDENTITY_FIELDS)
 
@@ -98,7 +146,30 @@ _BIT_LIST = np.array([b for v in range(256) for b in range(8) if v >> b & 1], dt
 _BODY = {f.name: f.number for f in pb.ChunkBody.DESCRIPTOR.fields}
 _MASK = {f.name: f.number for f in pb.MaskColumn.DESCRIPTOR.fields}
 _STRINGS = {f.name: f.number for f in pb.StringColumn.DESCRIPTOR.fields}
-_WIRE_DTYPES = {"uint32": "<u4", "uint64": "<u8", "float32": "<f4", "bool": "|b1"}
+
+
+def _wire_values(array: pa.Array, spec: Scalar, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """A column's values in its wire dtype (0 or false where null) and its absent flags (None: none is)."""
+    absent = None
+    if array.null_count:
+        if not spec.nullable:
+            raise ValueError(f"column {name}: a null in a column that may not hold one")
+        absent = _np(array.is_null(), "bool")
+        array = array.fill_null(False if spec.wire == "|b1" else 0)
+    values = _np(array, spec.type.to_pandas_dtype())
+    limit = spec.limit
+    if limit is not None and len(values):
+        low, high = int(values.min()), int(values.max())
+        if low < 0 or high > limit:
+            raise ValueError(f"column {name}: value {low if low < 0 else high} is outside 0..{limit}")
+    return values.astype(spec.wire, copy=False), absent
+
+
+def _put_scalar(out: Writer, array: pa.Array, spec: Scalar, name: str) -> None:
+    values, absent = _wire_values(array, spec, name)
+    out.packed(_BODY[name], values, spec.wire)
+    if absent is not None:
+        out.packed(_BODY[f"{name}_absent"], absent, "|b1")
 
 
 def _encode_mask(array: pa.Array, width_bytes: int, name: str) -> Writer:
@@ -112,12 +183,14 @@ def _encode_mask(array: pa.Array, width_bytes: int, name: str) -> Writer:
     counts = np.zeros(rows, dtype=np.uint32)
     positions = np.empty(0, dtype=np.uint32)
     if n_valid:
-        offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset : array.offset + rows + 1]
-        lengths = np.diff(offsets)[valid]
+        # The masks, back to back (a null may hold bytes: leave those out).
+        dense = array if n_valid == rows else array.filter(pa.array(valid))
+        offsets = np.frombuffer(dense.buffers()[1], dtype=np.int32)[dense.offset : dense.offset + n_valid + 1]
+        lengths = np.diff(offsets)
         if np.any(lengths != width_bytes):
             bad = int(lengths[lengths != width_bytes][0])
             raise ValueError(f"column {name}: a mask of {bad} bytes, expected {width_bytes}")
-        data = array.buffers()[2]
+        data = dense.buffers()[2]
         assert data is not None
         start = int(offsets[0])
         # Masks are sparse: scan 64-bit words, then the bytes of the non-zero words, then expand
@@ -142,61 +215,99 @@ def _encode_mask(array: pa.Array, width_bytes: int, name: str) -> Writer:
     return out
 
 
-def _encode_strings(array: pa.Array) -> Writer:
+def _encode_strings(array: pa.Array, name: str, nullable: bool) -> Writer:
     encoded = array.dictionary_encode()
     out = Writer()
     for value in encoded.dictionary.to_pylist():
         out.bytes_field(_STRINGS["values"], value.encode())
-    out.packed(_STRINGS["index"], _np(encoded.indices, "uint32"), "<u4")
+    indices = encoded.indices
+    if indices.null_count:
+        if not nullable:
+            raise ValueError(f"column {name}: a null in a column that may not hold one")
+        out.packed(_STRINGS["index"], _np(indices.fill_null(0), "uint32"), "<u4")
+        out.packed(_STRINGS["absent"], _np(indices.is_null(), "bool"), "|b1")
+    else:
+        out.packed(_STRINGS["index"], _np(indices, "uint32"), "<u4")
     return out
 
 
 def encode_body(table: pa.Table) -> bytes:
-    """Arrow events (EVENT_SCHEMA) -> the serialised columnar protobuf body (a ChunkBody)."""
+    """Arrow events (EVENT_SCHEMA) -> the serialised columnar protobuf body (a ChunkBody).
+
+    Raises ValueError for what no reader may hand over: a null in a column that may not hold one,
+    an integer outside its wire range, a mask of the wrong width.
+    """
     table = table.select(EVENT_SCHEMA.names)  # columns are combined one by one, as they are needed
     out = Writer()
     out.uint(_BODY["rows"], table.num_rows)
-    for name, _, dtype in NUMERIC_COLUMNS + TAIL_NUMERIC_COLUMNS:
-        out.packed(_BODY[name], _np(table.column(name), dtype), _WIRE_DTYPES[dtype])
-    for name in FLAG_COLUMNS:
-        out.packed(_BODY[name], _np(table.column(name), "bool"), "|b1")
-    l1id = table.column("extended_level1_id").combine_chunks()
-    out.packed(_BODY["extended_level1_id"], _np(l1id.fill_null(0), "uint32"), "<u4")
-    out.packed(_BODY["extended_level1_id_present"], _np(l1id.is_valid(), "bool"), "|b1")
+    for spec in SCALAR_COLUMNS:
+        _put_scalar(out, table.column(spec.name).combine_chunks(), spec, spec.name)
     for name, width in MASK_COLUMNS:
         out.message(_BODY[name], _encode_mask(table.column(name).combine_chunks(), width, name))
     prov = table.column("provenance").combine_chunks()
     out.packed(_BODY["provenance_count"], _np(prov.value_lengths().fill_null(0), "uint32"), "<u4")
-    structs = prov.flatten()
-    for field in PROVENANCE_STRINGS:
-        out.message(_BODY[f"provenance_{field}"], _encode_strings(structs.field(field)))
-    for field, dtype in PROVENANCE_NUMBERS:
-        out.packed(_BODY[f"provenance_{field}"], _np(structs.field(field), dtype), _WIRE_DTYPES[dtype])
-    out.message(_BODY["input_guid"], _encode_strings(table.column("input_guid").combine_chunks()))
+    if prov.null_count:
+        out.packed(_BODY["provenance_absent"], _np(prov.is_null(), "bool"), "|b1")
+    refs = prov.flatten()  # the references of the rows, whatever the array's offset
+    if refs.null_count:
+        raise ValueError("column provenance: a null reference")
+    for name, nullable in PROVENANCE_STRINGS:
+        out.message(_BODY[f"provenance_{name}"], _encode_strings(refs.field(name), f"provenance.{name}", nullable))
+    for spec in PROVENANCE_NUMBERS:
+        _put_scalar(out, refs.field(spec.name), spec, f"provenance_{spec.name}")
+    out.message(_BODY["input_guid"], _encode_strings(table.column("input_guid").combine_chunks(), "input_guid", False))
     return out.getvalue()
 
 
 # ---------------------------------------------------------------- ChunkBody -> Arrow
 
 
-class Body:
-    """A parsed chunk body: its row count and raw columns, not yet turned into Arrow."""
+def _checked(values: np.ndarray, rows: int, name: str) -> np.ndarray:
+    if len(values) != rows:
+        raise CorruptObjectError(f"column {name} has {len(values)} values, the chunk has {rows} rows")
+    return values
 
-    def __init__(self, raw: bytes, what: str = "chunk body") -> None:
+
+class Body:
+    """A parsed chunk body: its row count and raw columns, not yet turned into Arrow.
+
+    `version` is the chunk format version its header gives (FORMAT_VERSION by default).
+    """
+
+    def __init__(self, raw: bytes, what: str = "chunk body", version: int = FORMAT_VERSION) -> None:
         self.fields = Fields(raw, what)
         self.rows = self.fields.uint(_BODY["rows"])
+        self.version = version
 
     def column(self, name: str, dtype: str, rows: int | None = None) -> np.ndarray:
-        """A numeric column, checked to hold `rows` values (the body's rows by default)."""
-        values = self.fields.packed(_BODY[name], _WIRE_DTYPES[dtype])
-        expected = self.rows if rows is None else rows
-        if len(values) != expected:
-            raise CorruptObjectError(f"column {name} has {len(values)} values, the chunk has {expected} rows")
-        return values
+        """A packed column as stored (`dtype` like "<u4"), checked to hold `rows` values (default: the body's)."""
+        return _checked(self.fields.packed(_BODY[name], dtype), self.rows if rows is None else rows, name)
+
+    def absent(self, name: str, rows: int | None = None) -> np.ndarray | None:
+        """Where column `name` has no value (booleans), or None when it has every value."""
+        if self.version == 1:  # every value present, but for extended_level1_id's own presence column
+            if name != "extended_level1_id":
+                return None
+            present = self.column("extended_level1_id_present", "|b1", rows)
+            return np.asarray(present.view(np.uint8) == 0)
+        raw = self.fields.packed(_BODY[f"{name}_absent"], "|b1")
+        if not len(raw):
+            return None
+        return np.asarray(_checked(raw, self.rows if rows is None else rows, f"{name}_absent").view(np.uint8) != 0)
 
     def keys(self) -> tuple[np.ndarray, np.ndarray]:
-        """The (run, event) columns."""
-        return self.column("run_number", "uint32"), self.column("event_number", "uint64")
+        """The (run, event) columns: uint32 runs and int64 events."""
+        return self.column("run_number", "<u4"), _signed(self.column("event_number", "<u8"), "event_number")
+
+
+def _signed(values: np.ndarray, name: str) -> np.ndarray:
+    """Wire integers -> int64; a fixed64 value of 2^63 or more is corrupt (the producer refuses them)."""
+    if values.dtype.itemsize == 8:
+        signed = values.view("<i8")
+        if len(signed) and int(signed.min()) < 0:
+            raise CorruptObjectError(f"column {name}: a value of 2^63 or more")
+        return signed
+    return values.astype(np.int64)
 
 
 def _sum(counts: np.ndarray) -> int:
@@ -204,10 +315,30 @@ def _sum(counts: np.ndarray) -> int:
     return int(np.add.reduce(counts, dtype=np.uint64)) if np.count_nonzero(counts) else 0
 
 
-def _checked(values: np.ndarray, rows: int, name: str) -> np.ndarray:
-    if len(values) != rows:
-        raise CorruptObjectError(f"column {name} has {len(values)} values, the chunk has {rows} rows")
-    return values
+def _validity(absent: np.ndarray | None) -> tuple[pa.Buffer | None, int]:
+    """An Arrow validity bitmap and null count from absent flags (no bitmap when none is absent)."""
+    if absent is None:
+        return None, 0
+    nulls = int(np.count_nonzero(absent))
+    if not nulls:
+        return None, 0
+    return pa.py_buffer(np.packbits(~absent, bitorder="little")), nulls
+
+
+def _scalar(body: Body, spec: Scalar, name: str, rows: int, check_only: bool) -> pa.Array | None:
+    """A scalar column: checked, and built unless `check_only`."""
+    values = body.column(name, spec.wire, rows)
+    absent = body.absent(name, rows) if spec.nullable else None
+    if spec.wire == "<u8":
+        values = _signed(values, name)
+    if check_only:
+        return None
+    validity, nulls = _validity(absent)
+    if spec.wire == "|b1":
+        data = pa.py_buffer(np.packbits(values, bitorder="little"))  # any non-zero byte is true
+    else:
+        data = pa.py_buffer(values if spec.wire != "<u4" else values.astype(np.int64))
+    return pa.Array.from_buffers(spec.type, rows, [validity, data], null_count=nulls)
 
 
 # Arrow's binary type has 32-bit offsets: one column holds at most this many bytes.
@@ -271,7 +402,7 @@ def _decode_mask(column: Fields | None, rows: int, name: str, width_bytes: int, 
     valid: np.ndarray | None = None  # None: every row holds a mask
     n_valid = rows
     if len(absent_raw):
-        absent = _checked(absent_raw, rows, name)
+        absent = _checked(absent_raw, rows, name).view(np.uint8) != 0
         if total and np.count_nonzero(counts[absent]):
             raise CorruptObjectError(f"column {name}: an absent mask with bits set")
         valid = ~absent
@@ -310,17 +441,31 @@ def _decode_mask(column: Fields | None, rows: int, name: str, width_bytes: int, 
     return pa.Array.from_buffers(pa.binary(), rows, [validity, pa.py_buffer(offsets), data], null_count=rows - n_valid)
 
 
-def _decode_strings(column: Fields | None, rows: int, name: str, check_only: bool = False) -> pa.Array:
+def _decode_strings(
+    column: Fields | None, rows: int, name: str, check_only: bool = False, nullable: bool = False
+) -> pa.Array:
     if column is None:
         if rows:
             raise CorruptObjectError(f"column {name} is missing")
         return pa.array([], pa.string())
     index = _checked(column.packed(_STRINGS["index"], "<u4"), rows, name)
     values = column.strings(_STRINGS["values"])
-    if rows and int(index.max()) >= len(values):
+    absent_raw = column.packed(_STRINGS["absent"], "|b1")
+    absent: np.ndarray | None = None
+    if len(absent_raw):
+        absent = _checked(absent_raw, rows, f"{name} absent").view(np.uint8) != 0
+        if not absent.any():
+            absent = None
+        elif not nullable:
+            raise CorruptObjectError(f"column {name}: an absent value in a column that may not hold one")
+    used = index if absent is None else index[~absent]
+    if len(used) and int(used.max()) >= len(values):
         raise CorruptObjectError(f"column {name}: dictionary index out of range")
     if check_only:
         return pa.nulls(0, pa.string())
+    if absent is not None:
+        indices = pa.array(index.astype(np.int32), mask=absent)
+        return pa.DictionaryArray.from_arrays(indices, pa.array(values, pa.string())).cast(pa.string())
     encoded = [value.encode() for value in values]
     width = len(encoded[0]) if encoded else 0
     if rows and width and rows * width <= _MAX_BINARY_BYTES and all(len(value) == width for value in encoded):
@@ -339,71 +484,53 @@ def _decode_strings(column: Fields | None, rows: int, name: str, check_only: boo
     return pa.DictionaryArray.from_arrays(pa.array(index.astype(np.int32)), dictionary).cast(pa.string())
 
 
-def _numbers(values: np.ndarray, typ: pa.DataType) -> pa.Array:
-    """A fixed-width numeric column without nulls, sharing the values' memory."""
-    return pa.Array.from_buffers(typ, len(values), [None, pa.py_buffer(values)], null_count=0)
+def _provenance(body: Body, check_only: bool) -> pa.Array | None:
+    rows, fields = body.rows, body.fields
+    counts = body.column("provenance_count", "<u4")
+    n_refs = _sum(counts)
+    absent = body.absent("provenance")
+    if absent is not None and n_refs and np.count_nonzero(counts[absent]):
+        raise CorruptObjectError("column provenance: an absent provenance with references")
+    children = [
+        _decode_strings(fields.message(_BODY[f"provenance_{f}"], f"provenance_{f}"), n_refs, f"provenance_{f}",
+                        check_only, nullable)
+        for f, nullable in PROVENANCE_STRINGS
+    ]  # fmt: skip
+    children += [_scalar(body, spec, f"provenance_{spec.name}", n_refs, check_only) for spec in PROVENANCE_NUMBERS]
+    if check_only:
+        return None
+    offsets = np.zeros(rows + 1, dtype=np.int32)
+    np.cumsum(counts, out=offsets[1:])
+    structs = pa.StructArray.from_arrays(children, fields=list(PROVENANCE_TYPE.value_type))
+    mask = None if absent is None or not absent.any() else pa.array(absent)
+    return pa.ListArray.from_arrays(pa.array(offsets), structs, type=PROVENANCE_TYPE, mask=mask)
 
 
-def _bitmap(flags: np.ndarray) -> pa.Buffer:
-    """Booleans -> an Arrow bitmap (bit i of the buffer is flags[i]; any non-zero byte is true)."""
-    return pa.py_buffer(np.packbits(flags, bitorder="little"))
+def _decode(body: Body, check_only: bool) -> dict[str, pa.Array | None]:
+    """Every column of a body, checked; the Arrow arrays unless `check_only` (then None)."""
+    rows, fields = body.rows, body.fields
+    arrays: dict[str, pa.Array | None] = {}
+    for spec in SCALAR_COLUMNS:
+        arrays[spec.name] = _scalar(body, spec, spec.name, rows, check_only)
+    for name, width in MASK_COLUMNS:
+        arrays[name] = _decode_mask(fields.message(_BODY[name], name), rows, name, width, check_only)
+    arrays["provenance"] = _provenance(body, check_only)
+    arrays["input_guid"] = _decode_strings(fields.message(_BODY["input_guid"], "input_guid"), rows, "input_guid",
+                                           check_only)  # fmt: skip
+    return arrays
 
 
 def decode_body(body: Body) -> pa.Table:
     """A parsed columnar protobuf body -> Arrow events (EVENT_SCHEMA); raises CorruptObjectError."""
-    rows = body.rows
-    fields = body.fields
-    arrays: dict[str, pa.Array] = {}
-    for name, typ, dtype in NUMERIC_COLUMNS + TAIL_NUMERIC_COLUMNS:
-        arrays[name] = _numbers(body.column(name, dtype), typ)
-    present = body.column("extended_level1_id_present", "bool")
-    l1id = body.column("extended_level1_id", "uint32")
-    n_present = int(np.count_nonzero(present))
-    validity = None if n_present == rows else _bitmap(present)
-    arrays["extended_level1_id"] = pa.Array.from_buffers(
-        pa.uint32(), rows, [validity, pa.py_buffer(l1id)], null_count=rows - n_present
-    )
-    for name in FLAG_COLUMNS:
-        arrays[name] = pa.Array.from_buffers(pa.bool_(), rows, [None, _bitmap(body.column(name, "bool"))], null_count=0)
-    for name, width in MASK_COLUMNS:
-        arrays[name] = _decode_mask(fields.message(_BODY[name], name), rows, name, width)
-    counts = body.column("provenance_count", "uint32")
-    n_refs = _sum(counts)
-    children = [
-        _decode_strings(fields.message(_BODY[f"provenance_{f}"], f"provenance_{f}"), n_refs, f"provenance_{f}")
-        for f in PROVENANCE_STRINGS
-    ]
-    children += [
-        _numbers(body.column(f"provenance_{f}", dtype, n_refs), pa.from_numpy_dtype(np.dtype(dtype)))
-        for f, dtype in PROVENANCE_NUMBERS
-    ]
-    offsets = np.zeros(rows + 1, dtype=np.int32)
-    np.cumsum(counts, out=offsets[1:])
-    structs = pa.StructArray.from_arrays(children, fields=list(PROVENANCE_TYPE.value_type))
-    arrays["provenance"] = pa.ListArray.from_arrays(pa.array(offsets), structs, type=PROVENANCE_TYPE)
-    arrays["input_guid"] = _decode_strings(fields.message(_BODY["input_guid"], "input_guid"), rows, "input_guid")
+    arrays = _decode(body, check_only=False)
     return pa.Table.from_arrays([arrays[name] for name in EVENT_SCHEMA.names], schema=EVENT_SCHEMA)
 
 
 def validate_body(body: Body) -> None:
     """Every check decode_body makes, without building the columns: CorruptObjectError if any fails."""
-    for name, _, dtype in NUMERIC_COLUMNS + TAIL_NUMERIC_COLUMNS:
-        body.column(name, dtype)
-    for name in ("extended_level1_id_present", *FLAG_COLUMNS):
-        body.column(name, "bool")
-    body.column("extended_level1_id", "uint32")
-    for name, width in MASK_COLUMNS:
-        _decode_mask(body.fields.message(_BODY[name], name), body.rows, name, width, check_only=True)
-    n_refs = int(body.column("provenance_count", "uint32").astype(np.int64).sum())
-    for f in PROVENANCE_STRINGS:
-        _decode_strings(
-            body.fields.message(_BODY[f"provenance_{f}"], f"provenance_{f}"), n_refs, f"provenance_{f}", True
-        )
-    for f, dtype in PROVENANCE_NUMBERS:
-        body.column(f"provenance_{f}", dtype, n_refs)
-    _decode_strings(body.fields.message(_BODY["input_guid"], "input_guid"), body.rows, "input_guid", True)
+    _decode(body, check_only=True)
 
 
 def event_keys(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-    """The (run, event) columns as numpy arrays."""
-    return _np(table.column("run_number"), "uint32"), _np(table.column("event_number"), "uint64")
+    """The (run, event) columns as int64 numpy arrays."""
+    return _np(table.column("run_number"), "int64"), _np(table.column("event_number"), "int64")

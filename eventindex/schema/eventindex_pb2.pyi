@@ -30,7 +30,7 @@ POINTER_KIND_TASK_EXPECTATION: PointerKind
 POINTER_KIND_EVENTS: PointerKind
 
 class Provenance(_message.Message):
-    __slots__ = ("stream", "guid", "container", "clid", "tech", "oid1", "oid2")
+    __slots__ = ("stream", "guid", "container", "clid", "tech", "oid1", "oid2", "absent")
     STREAM_FIELD_NUMBER: _ClassVar[int]
     GUID_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_FIELD_NUMBER: _ClassVar[int]
@@ -38,6 +38,7 @@ class Provenance(_message.Message):
     TECH_FIELD_NUMBER: _ClassVar[int]
     OID1_FIELD_NUMBER: _ClassVar[int]
     OID2_FIELD_NUMBER: _ClassVar[int]
+    ABSENT_FIELD_NUMBER: _ClassVar[int]
     stream: str
     guid: str
     container: str
@@ -45,10 +46,11 @@ class Provenance(_message.Message):
     tech: int
     oid1: int
     oid2: int
-    def __init__(self, stream: _Optional[str] = ..., guid: _Optional[str] = ..., container: _Optional[str] = ..., clid: _Optional[str] = ..., tech: _Optional[int] = ..., oid1: _Optional[int] = ..., oid2: _Optional[int] = ...) -> None: ...
+    absent: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, stream: _Optional[str] = ..., guid: _Optional[str] = ..., container: _Optional[str] = ..., clid: _Optional[str] = ..., tech: _Optional[int] = ..., oid1: _Optional[int] = ..., oid2: _Optional[int] = ..., absent: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("run_number", "event_number", "lumi_block", "timestamp", "timestamp_ns_offset", "bcid", "extended_level1_id", "is_simulation", "is_calibration", "is_testbeam", "l1_tbp", "l1_tap", "l1_tav", "l2_passed_physics", "l2_passed_through", "l2_resurrected", "hlt_passed_physics", "hlt_passed_through", "hlt_resurrected", "smk", "hlt_psk", "l1_psk", "mc_event_weight", "mc_channel_number", "provenance", "input_guid")
+    __slots__ = ("run_number", "event_number", "lumi_block", "timestamp", "timestamp_ns_offset", "bcid", "extended_level1_id", "is_simulation", "is_calibration", "is_testbeam", "l1_tbp", "l1_tap", "l1_tav", "l2_passed_physics", "l2_passed_through", "l2_resurrected", "hlt_passed_physics", "hlt_passed_through", "hlt_resurrected", "smk", "hlt_psk", "l1_psk", "mc_event_weight", "mc_channel_number", "provenance", "input_guid", "absent")
     RUN_NUMBER_FIELD_NUMBER: _ClassVar[int]
     EVENT_NUMBER_FIELD_NUMBER: _ClassVar[int]
     LUMI_BLOCK_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +77,7 @@ class Event(_message.Message):
     MC_CHANNEL_NUMBER_FIELD_NUMBER: _ClassVar[int]
     PROVENANCE_FIELD_NUMBER: _ClassVar[int]
     INPUT_GUID_FIELD_NUMBER: _ClassVar[int]
+    ABSENT_FIELD_NUMBER: _ClassVar[int]
     run_number: int
     event_number: int
     lumi_block: int
@@ -101,15 +104,18 @@ class Event(_message.Message):
     mc_channel_number: int
     provenance: _containers.RepeatedCompositeFieldContainer[Provenance]
     input_guid: str
-    def __init__(self, run_number: _Optional[int] = ..., event_number: _Optional[int] = ..., lumi_block: _Optional[int] = ..., timestamp: _Optional[int] = ..., timestamp_ns_offset: _Optional[int] = ..., bcid: _Optional[int] = ..., extended_level1_id: _Optional[int] = ..., is_simulation: _Optional[bool] = ..., is_calibration: _Optional[bool] = ..., is_testbeam: _Optional[bool] = ..., l1_tbp: _Optional[bytes] = ..., l1_tap: _Optional[bytes] = ..., l1_tav: _Optional[bytes] = ..., l2_passed_physics: _Optional[bytes] = ..., l2_passed_through: _Optional[bytes] = ..., l2_resurrected: _Optional[bytes] = ..., hlt_passed_physics: _Optional[bytes] = ..., hlt_passed_through: _Optional[bytes] = ..., hlt_resurrected: _Optional[bytes] = ..., smk: _Optional[int] = ..., hlt_psk: _Optional[int] = ..., l1_psk: _Optional[int] = ..., mc_event_weight: _Optional[float] = ..., mc_channel_number: _Optional[int] = ..., provenance: _Optional[_Iterable[_Union[Provenance, _Mapping]]] = ..., input_guid: _Optional[str] = ...) -> None: ...
+    absent: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, run_number: _Optional[int] = ..., event_number: _Optional[int] = ..., lumi_block: _Optional[int] = ..., timestamp: _Optional[int] = ..., timestamp_ns_offset: _Optional[int] = ..., bcid: _Optional[int] = ..., extended_level1_id: _Optional[int] = ..., is_simulation: _Optional[bool] = ..., is_calibration: _Optional[bool] = ..., is_testbeam: _Optional[bool] = ..., l1_tbp: _Optional[bytes] = ..., l1_tap: _Optional[bytes] = ..., l1_tav: _Optional[bytes] = ..., l2_passed_physics: _Optional[bytes] = ..., l2_passed_through: _Optional[bytes] = ..., l2_resurrected: _Optional[bytes] = ..., hlt_passed_physics: _Optional[bytes] = ..., hlt_passed_through: _Optional[bytes] = ..., hlt_resurrected: _Optional[bytes] = ..., smk: _Optional[int] = ..., hlt_psk: _Optional[int] = ..., l1_psk: _Optional[int] = ..., mc_event_weight: _Optional[float] = ..., mc_channel_number: _Optional[int] = ..., provenance: _Optional[_Iterable[_Union[Provenance, _Mapping]]] = ..., input_guid: _Optional[str] = ..., absent: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class StringColumn(_message.Message):
-    __slots__ = ("values", "index")
+    __slots__ = ("values", "index", "absent")
     VALUES_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
+    ABSENT_FIELD_NUMBER: _ClassVar[int]
     values: _containers.RepeatedScalarFieldContainer[str]
     index: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, values: _Optional[_Iterable[str]] = ..., index: _Optional[_Iterable[int]] = ...) -> None: ...
+    absent: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, values: _Optional[_Iterable[str]] = ..., index: _Optional[_Iterable[int]] = ..., absent: _Optional[_Iterable[bool]] = ...) -> None: ...
 
 class MaskColumn(_message.Message):
     __slots__ = ("width_bits", "counts", "positions", "absent")
@@ -124,7 +130,7 @@ class MaskColumn(_message.Message):
     def __init__(self, width_bits: _Optional[int] = ..., counts: _Optional[_Iterable[int]] = ..., positions: _Optional[_Iterable[int]] = ..., absent: _Optional[_Iterable[bool]] = ...) -> None: ...
 
 class ChunkBody(_message.Message):
-    __slots__ = ("rows", "run_number", "event_number", "lumi_block", "timestamp", "timestamp_ns_offset", "bcid", "extended_level1_id", "extended_level1_id_present", "is_simulation", "is_calibration", "is_testbeam", "mc_channel_number", "mc_event_weight", "smk", "hlt_psk", "l1_psk", "l1_tbp", "l1_tap", "l1_tav", "l2_passed_physics", "l2_passed_through", "l2_resurrected", "hlt_passed_physics", "hlt_passed_through", "hlt_resurrected", "provenance_count", "provenance_stream", "provenance_guid", "provenance_container", "provenance_clid", "provenance_tech", "provenance_oid1", "provenance_oid2", "input_guid")
+    __slots__ = ("rows", "run_number", "event_number", "lumi_block", "timestamp", "timestamp_ns_offset", "bcid", "extended_level1_id", "extended_level1_id_present", "is_simulation", "is_calibration", "is_testbeam", "mc_channel_number", "mc_event_weight", "smk", "hlt_psk", "l1_psk", "l1_tbp", "l1_tap", "l1_tav", "l2_passed_physics", "l2_passed_through", "l2_resurrected", "hlt_passed_physics", "hlt_passed_through", "hlt_resurrected", "provenance_count", "provenance_stream", "provenance_guid", "provenance_container", "provenance_clid", "provenance_tech", "provenance_oid1", "provenance_oid2", "input_guid", "lumi_block_absent", "timestamp_absent", "timestamp_ns_offset_absent", "bcid_absent", "extended_level1_id_absent", "is_simulation_absent", "is_calibration_absent", "is_testbeam_absent", "mc_channel_number_absent", "mc_event_weight_absent", "smk_absent", "hlt_psk_absent", "l1_psk_absent", "provenance_absent", "provenance_tech_absent", "provenance_oid1_absent", "provenance_oid2_absent")
     ROWS_FIELD_NUMBER: _ClassVar[int]
     RUN_NUMBER_FIELD_NUMBER: _ClassVar[int]
     EVENT_NUMBER_FIELD_NUMBER: _ClassVar[int]
@@ -160,6 +166,23 @@ class ChunkBody(_message.Message):
     PROVENANCE_OID1_FIELD_NUMBER: _ClassVar[int]
     PROVENANCE_OID2_FIELD_NUMBER: _ClassVar[int]
     INPUT_GUID_FIELD_NUMBER: _ClassVar[int]
+    LUMI_BLOCK_ABSENT_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_ABSENT_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_NS_OFFSET_ABSENT_FIELD_NUMBER: _ClassVar[int]
+    BCID_ABSENT_FIELD_NUMBER: _ClassVar[int]
+    EXTENDED_LEVEL1_ID_ABSENT_FIELD_NUMBER: _ClassVar[int]
+    IS_SIMULATION_ABSENT_FIELD_NUMBER: _ClassVar[int]
+    IS_CALIBRATION_ABSENT_FIELD_NUMBER: _ClassVar[int]
+    IS_TESTBEAM_ABSENT_FIELD_NUMBER: _ClassVar[int]
+    MC_CHANNEL_NUMBER_ABSENT_FIELD_NUMBER: _ClassVar[int]
+    MC_EVENT_WEIGHT_ABSENT_FIELD_NUMBER: _ClassVar[int]
+    SMK_ABSENT_FIELD_NUMBER: _ClassVar[int]
+    HLT_PSK_ABSENT_FIELD_NUMBER: _ClassVar[int]
+    L1_PSK_ABSENT_FIELD_NUMBER: _ClassVar[int]
+    PROVENANCE_ABSENT_FIELD_NUMBER: _ClassVar[int]
+    PROVENANCE_TECH_ABSENT_FIELD_NUMBER: _ClassVar[int]
+    PROVENANCE_OID1_ABSENT_FIELD_NUMBER: _ClassVar[int]
+    PROVENANCE_OID2_ABSENT_FIELD_NUMBER: _ClassVar[int]
     rows: int
     run_number: _containers.RepeatedScalarFieldContainer[int]
     event_number: _containers.RepeatedScalarFieldContainer[int]
@@ -195,7 +218,24 @@ class ChunkBody(_message.Message):
     provenance_oid1: _containers.RepeatedScalarFieldContainer[int]
     provenance_oid2: _containers.RepeatedScalarFieldContainer[int]
     input_guid: StringColumn
-    def __init__(self, rows: _Optional[int] = ..., run_number: _Optional[_Iterable[int]] = ..., event_number: _Optional[_Iterable[int]] = ..., lumi_block: _Optional[_Iterable[int]] = ..., timestamp: _Optional[_Iterable[int]] = ..., timestamp_ns_offset: _Optional[_Iterable[int]] = ..., bcid: _Optional[_Iterable[int]] = ..., extended_level1_id: _Optional[_Iterable[int]] = ..., extended_level1_id_present: _Optional[_Iterable[bool]] = ..., is_simulation: _Optional[_Iterable[bool]] = ..., is_calibration: _Optional[_Iterable[bool]] = ..., is_testbeam: _Optional[_Iterable[bool]] = ..., mc_channel_number: _Optional[_Iterable[int]] = ..., mc_event_weight: _Optional[_Iterable[float]] = ..., smk: _Optional[_Iterable[int]] = ..., hlt_psk: _Optional[_Iterable[int]] = ..., l1_psk: _Optional[_Iterable[int]] = ..., l1_tbp: _Optional[_Union[MaskColumn, _Mapping]] = ..., l1_tap: _Optional[_Union[MaskColumn, _Mapping]] = ..., l1_tav: _Optional[_Union[MaskColumn, _Mapping]] = ..., l2_passed_physics: _Optional[_Union[MaskColumn, _Mapping]] = ..., l2_passed_through: _Optional[_Union[MaskColumn, _Mapping]] = ..., l2_resurrected: _Optional[_Union[MaskColumn, _Mapping]] = ..., hlt_passed_physics: _Optional[_Union[MaskColumn, _Mapping]] = ..., hlt_passed_through: _Optional[_Union[MaskColumn, _Mapping]] = ..., hlt_resurrected: _Optional[_Union[MaskColumn, _Mapping]] = ..., provenance_count: _Optional[_Iterable[int]] = ..., provenance_stream: _Optional[_Union[StringColumn, _Mapping]] = ..., provenance_guid: _Optional[_Union[StringColumn, _Mapping]] = ..., provenance_container: _Optional[_Union[StringColumn, _Mapping]] = ..., provenance_clid: _Optional[_Union[StringColumn, _Mapping]] = ..., provenance_tech: _Optional[_Iterable[int]] = ..., provenance_oid1: _Optional[_Iterable[int]] = ..., provenance_oid2: _Optional[_Iterable[int]] = ..., input_guid: _Optional[_Union[StringColumn, _Mapping]] = ...) -> None: ...
+    lumi_block_absent: _containers.RepeatedScalarFieldContainer[bool]
+    timestamp_absent: _containers.RepeatedScalarFieldContainer[bool]
+    timestamp_ns_offset_absent: _containers.RepeatedScalarFieldContainer[bool]
+    bcid_absent: _containers.RepeatedScalarFieldContainer[bool]
+    extended_level1_id_absent: _containers.RepeatedScalarFieldContainer[bool]
+    is_simulation_absent: _containers.RepeatedScalarFieldContainer[bool]
+    is_calibration_absent: _containers.RepeatedScalarFieldContainer[bool]
+    is_testbeam_absent: _containers.RepeatedScalarFieldContainer[bool]
+    mc_channel_number_absent: _containers.RepeatedScalarFieldContainer[bool]
+    mc_event_weight_absent: _containers.RepeatedScalarFieldContainer[bool]
+    smk_absent: _containers.RepeatedScalarFieldContainer[bool]
+    hlt_psk_absent: _containers.RepeatedScalarFieldContainer[bool]
+    l1_psk_absent: _containers.RepeatedScalarFieldContainer[bool]
+    provenance_absent: _containers.RepeatedScalarFieldContainer[bool]
+    provenance_tech_absent: _containers.RepeatedScalarFieldContainer[bool]
+    provenance_oid1_absent: _containers.RepeatedScalarFieldContainer[bool]
+    provenance_oid2_absent: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, rows: _Optional[int] = ..., run_number: _Optional[_Iterable[int]] = ..., event_number: _Optional[_Iterable[int]] = ..., lumi_block: _Optional[_Iterable[int]] = ..., timestamp: _Optional[_Iterable[int]] = ..., timestamp_ns_offset: _Optional[_Iterable[int]] = ..., bcid: _Optional[_Iterable[int]] = ..., extended_level1_id: _Optional[_Iterable[int]] = ..., extended_level1_id_present: _Optional[_Iterable[bool]] = ..., is_simulation: _Optional[_Iterable[bool]] = ..., is_calibration: _Optional[_Iterable[bool]] = ..., is_testbeam: _Optional[_Iterable[bool]] = ..., mc_channel_number: _Optional[_Iterable[int]] = ..., mc_event_weight: _Optional[_Iterable[float]] = ..., smk: _Optional[_Iterable[int]] = ..., hlt_psk: _Optional[_Iterable[int]] = ..., l1_psk: _Optional[_Iterable[int]] = ..., l1_tbp: _Optional[_Union[MaskColumn, _Mapping]] = ..., l1_tap: _Optional[_Union[MaskColumn, _Mapping]] = ..., l1_tav: _Optional[_Union[MaskColumn, _Mapping]] = ..., l2_passed_physics: _Optional[_Union[MaskColumn, _Mapping]] = ..., l2_passed_through: _Optional[_Union[MaskColumn, _Mapping]] = ..., l2_resurrected: _Optional[_Union[MaskColumn, _Mapping]] = ..., hlt_passed_physics: _Optional[_Union[MaskColumn, _Mapping]] = ..., hlt_passed_through: _Optional[_Union[MaskColumn, _Mapping]] = ..., hlt_resurrected: _Optional[_Union[MaskColumn, _Mapping]] = ..., provenance_count: _Optional[_Iterable[int]] = ..., provenance_stream: _Optional[_Union[StringColumn, _Mapping]] = ..., provenance_guid: _Optional[_Union[StringColumn, _Mapping]] = ..., provenance_container: _Optional[_Union[StringColumn, _Mapping]] = ..., provenance_clid: _Optional[_Union[StringColumn, _Mapping]] = ..., provenance_tech: _Optional[_Iterable[int]] = ..., provenance_oid1: _Optional[_Iterable[int]] = ..., provenance_oid2: _Optional[_Iterable[int]] = ..., input_guid: _Optional[_Union[StringColumn, _Mapping]] = ..., lumi_block_absent: _Optional[_Iterable[bool]] = ..., timestamp_absent: _Optional[_Iterable[bool]] = ..., timestamp_ns_offset_absent: _Optional[_Iterable[bool]] = ..., bcid_absent: _Optional[_Iterable[bool]] = ..., extended_level1_id_absent: _Optional[_Iterable[bool]] = ..., is_simulation_absent: _Optional[_Iterable[bool]] = ..., is_calibration_absent: _Optional[_Iterable[bool]] = ..., is_testbeam_absent: _Optional[_Iterable[bool]] = ..., mc_channel_number_absent: _Optional[_Iterable[bool]] = ..., mc_event_weight_absent: _Optional[_Iterable[bool]] = ..., smk_absent: _Optional[_Iterable[bool]] = ..., hlt_psk_absent: _Optional[_Iterable[bool]] = ..., l1_psk_absent: _Optional[_Iterable[bool]] = ..., provenance_absent: _Optional[_Iterable[bool]] = ..., provenance_tech_absent: _Optional[_Iterable[bool]] = ..., provenance_oid1_absent: _Optional[_Iterable[bool]] = ..., provenance_oid2_absent: _Optional[_Iterable[bool]] = ...) -> None: ...
 
 class InputFileSummary(_message.Message):
     __slots__ = ("guid", "name", "events", "unique_events", "declared_events", "runs", "start_time_ms", "end_time_ms")

@@ -1,9 +1,11 @@
 """`synthetic:EVENTS[:SEED]`: realistic, deterministic EventIndex-like events.
 
 The shape follows real ATLAS data events: strictly increasing event numbers in one run, a few
-lumi blocks, random bunch crossings, sparse 512-bit L1 masks (TAV within TAP within TBP), sparse
-8192-bit HLT masks (Run 2/3 style: the L2 masks are absent), and three provenance references
-(the event's own AOD file, then its ESD and RAW files) with per-file GUIDs.
+lumi blocks, random bunch crossings, an extended L1 ID missing from 1 % of the events, sparse
+512-bit L1 masks (TAV within TAP within TBP), sparse 8192-bit HLT masks (Run 2/3 style: the L2
+masks are absent), and three provenance references (the event's own AOD file, then its ESD and
+RAW files) with per-file GUIDs. As in real data, the flags are false and there is no MC channel
+or MC weight (null).
 
 The same (EVENTS, SEED) gives the same events whatever batch size is asked for: values are
 drawn in fixed blocks, each from its own seeded generator. Different seeds give disjoint
@@ -73,16 +75,11 @@ def _dict_strings(index: np.ndarray, values: list[str]) -> pa.Array:
 def generate_block(seed: int, block: int, n: int) -> pa.Table:
     """Events [block*BLOCK, block*BLOCK + n) of the synthetic file with this seed."""
     rng = np.random.default_rng([seed, block])
-    index = np.arange(block * BLOCK, block * BLOCK + n, dtype=np.uint64)
-    run = np.full(n, BASE_RUN + seed // 1000, dtype=np.uint32)
-    event = (
-        (np.uint64(seed) << np.uint64(32))
-        + np.uint64(1)
-        + index * np.uint64(3)
-        + rng.integers(0, 3, n).astype(np.uint64)
-    )
-    lumi = (1 + (seed % 50) * 40 + index // EVENTS_PER_LUMIBLOCK).astype(np.uint32)
-    timestamp = (BASE_TIME + (seed % 10_000) * 3600 + index // 100).astype(np.uint32)
+    index = np.arange(block * BLOCK, block * BLOCK + n, dtype=np.int64)
+    run = np.full(n, BASE_RUN + seed // 1000, dtype=np.int64)
+    event = (seed << 32) + 1 + index * 3 + rng.integers(0, 3, n)  # below 2**63: SEED < 2**31
+    lumi = 1 + (seed % 50) * 40 + index // EVENTS_PER_LUMIBLOCK
+    timestamp = BASE_TIME + (seed % 10_000) * 3600 + index // 100
     l1id_valid = rng.random(n) >= 0.01
     tbp = rng.random((n, len(L1_POOL))) < 0.12
     tap = tbp & (rng.random(tbp.shape) < 0.9)
@@ -102,14 +99,14 @@ def generate_block(seed: int, block: int, n: int) -> pa.Table:
     guid_idx[2::3] = 1 + len(esd_names) + np.searchsorted(np.array(raw_names), raw_index)
     container_idx = np.tile(np.array([0, 0, 1], dtype=np.int32), n)
     clid_idx = container_idx
-    tech = np.tile(np.array([TECH_ROOT, TECH_ROOT, TECH_BYTESTREAM], dtype=np.uint32), n)
-    oid1 = np.zeros(3 * n, dtype=np.uint64)
+    tech = np.tile(np.array([TECH_ROOT, TECH_ROOT, TECH_BYTESTREAM], dtype=np.int64), n)
+    oid1 = np.zeros(3 * n, dtype=np.int64)
     oid1[0::3] = 4
     oid1[1::3] = 5
-    oid2 = np.empty(3 * n, dtype=np.uint64)
+    oid2 = np.empty(3 * n, dtype=np.int64)
     oid2[0::3] = index
     oid2[1::3] = index % EVENTS_PER_ESD_FILE
-    oid2[2::3] = (index % EVENTS_PER_RAW_FILE) * np.uint64(1_600_000) + rng.integers(0, 1000, n).astype(np.uint64)
+    oid2[2::3] = (index % EVENTS_PER_RAW_FILE) * 1_600_000 + rng.integers(0, 1000, n)
     structs = pa.StructArray.from_arrays(
         [
             _dict_strings(stream_idx, ["StreamAOD", "StreamESD", "StreamRAW"]),
@@ -123,24 +120,23 @@ def generate_block(seed: int, block: int, n: int) -> pa.Table:
         fields=list(PROVENANCE_TYPE.value_type),
     )
     provenance = pa.ListArray.from_arrays(pa.array(np.arange(0, 3 * n + 1, 3, dtype=np.int32)), structs)
-    zeros32 = np.zeros(n, dtype=np.uint32)
     false = np.zeros(n, dtype=bool)
     columns: dict[str, pa.Array] = {
         "run_number": pa.array(run),
         "event_number": pa.array(event),
         "lumi_block": pa.array(lumi),
-        "bcid": pa.array(rng.integers(1, 3565, n).astype(np.uint32)),
+        "bcid": pa.array(rng.integers(1, 3565, n)),
         "timestamp": pa.array(timestamp),
-        "timestamp_ns_offset": pa.array(rng.integers(0, 1_000_000_000, n).astype(np.uint32)),
-        "extended_level1_id": pa.array(rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32), mask=~l1id_valid),
+        "timestamp_ns_offset": pa.array(rng.integers(0, 1_000_000_000, n)),
+        "extended_level1_id": pa.array(rng.integers(0, 2**32, n), mask=~l1id_valid),
         "is_simulation": pa.array(false),
         "is_calibration": pa.array(false),
         "is_testbeam": pa.array(false),
-        "mc_channel_number": pa.array(zeros32),
-        "mc_event_weight": pa.array(np.zeros(n, dtype=np.float32)),
-        "smk": pa.array(np.full(n, 2786, dtype=np.uint32)),
-        "hlt_psk": pa.array(np.full(n, 17, dtype=np.uint32)),
-        "l1_psk": pa.array(np.full(n, 23, dtype=np.uint32)),
+        "mc_channel_number": pa.nulls(n, pa.int64()),
+        "mc_event_weight": pa.nulls(n, pa.float32()),
+        "smk": pa.array(np.full(n, 2786, dtype=np.int64)),
+        "hlt_psk": pa.array(np.full(n, 17, dtype=np.int64)),
+        "l1_psk": pa.array(np.full(n, 23, dtype=np.int64)),
         "l1_tbp": _binary(_pack(tbp, L1_POOL, L1_MASK_BYTES)),
         "l1_tap": _binary(_pack(tap, L1_POOL, L1_MASK_BYTES)),
         "l1_tav": _binary(_pack(tav, L1_POOL, L1_MASK_BYTES)),

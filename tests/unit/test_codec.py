@@ -2,11 +2,16 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from eventindex import codec
+from eventindex.columns import EVENT_SCHEMA, PROVENANCE_TYPE, encode_body
 from eventindex.errors import (
     CodecError,
     CorruptObjectError,
@@ -156,3 +161,182 @@ def test_validation_at_intake_catches_what_decoding_would(events: pa.Table, mang
     for check in (validate_body, decode_body):
         with pytest.raises(CorruptObjectError, match=words):
             check(Body(raw))
+
+
+# ---------------------------------------------------------------- presence (format version 2)
+
+V1_DIR = Path(__file__).resolve().parents[1] / "data" / "chunk-v1"
+
+
+def _with_nulls(events: pa.Table, seed: int) -> pa.Table:
+    """The events with nulls scattered through every column that may hold one, references' fields too."""
+    rng = np.random.default_rng(seed)
+    n = events.num_rows
+    arrays = []
+    for field in EVENT_SCHEMA:
+        array = events.column(field.name).combine_chunks()
+        if field.name == "provenance":
+            refs = array.flatten()
+            children = [
+                refs.field(f.name)
+                if not f.nullable
+                else pc.if_else(rng.random(len(refs)) < 0.3, None, refs.field(f.name))
+                for f in PROVENANCE_TYPE.value_type
+            ]
+            structs = pa.StructArray.from_arrays(children, fields=list(PROVENANCE_TYPE.value_type))
+            array = pa.ListArray.from_arrays(array.offsets, structs, type=PROVENANCE_TYPE)
+            # A null list must hold no references: empty some rows' lists, then null them.
+            empty = rng.random(n) < 0.2
+            lists = array.to_pylist()
+            array = pa.array([None if e else refs for e, refs in zip(empty, lists, strict=True)], PROVENANCE_TYPE)
+        elif field.nullable:
+            array = pc.if_else(rng.random(n) < 0.25, None, array)
+            if field.name == "mc_event_weight":
+                array = pc.if_else(array.is_null(), None, pa.array(rng.normal(size=n).astype(np.float32)))
+            if field.name == "mc_channel_number":
+                array = pc.if_else(array.is_null(), None, pa.array(np.full(n, 410_000)))
+            if field.name == "is_simulation":
+                array = pc.if_else(array.is_null(), None, pa.array(rng.random(n) < 0.5))
+        arrays.append(array)
+    return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
+
+
+def test_every_nullable_column_keeps_its_nulls(events: pa.Table) -> None:
+    table = _with_nulls(events.slice(0, 700), 1)
+    for field in EVENT_SCHEMA:
+        assert table.column(field.name).null_count == 0 if not field.nullable else table.column(field.name).null_count
+    decoded = codec.decode_chunk(codec.encode_chunk(table).data)
+    decoded.validate(full=True)
+    assert decoded.equals(table)
+    assert decoded.to_pylist() == table.to_pylist()
+    # A slice starts mid-way through the references: its presence columns start there too.
+    part = table.slice(123, 301)
+    assert codec.decode_chunk(codec.encode_chunk(part).data).to_pylist() == part.to_pylist()
+
+
+def test_a_column_of_nulls_and_one_without_any(events: pa.Table) -> None:
+    n = 50
+    columns = {name: events.column(name).slice(0, n) for name in EVENT_SCHEMA.names}
+    columns["mc_event_weight"] = pa.nulls(n, pa.float32())
+    columns["is_testbeam"] = pa.nulls(n, pa.bool_())
+    columns["provenance"] = pa.nulls(n, PROVENANCE_TYPE)
+    columns["lumi_block"] = pa.array(np.arange(n))
+    table = pa.Table.from_arrays([columns[name] for name in EVENT_SCHEMA.names], schema=EVENT_SCHEMA)
+    decoded = codec.decode_chunk(codec.encode_chunk(table).data)
+    assert decoded.equals(table)
+    assert decoded.column("mc_event_weight").null_count == decoded.column("provenance").null_count == n
+    assert decoded.column("lumi_block").null_count == 0
+
+
+def test_complete_events_carry_no_presence_columns(events: pa.Table) -> None:
+    n = 100
+    columns = {name: events.column(name).slice(0, n).combine_chunks() for name in EVENT_SCHEMA.names}
+    for name in ("extended_level1_id", "mc_channel_number"):
+        columns[name] = pa.array(np.arange(n))
+    columns["mc_event_weight"] = pa.array(np.ones(n, dtype=np.float32))
+    table = pa.Table.from_arrays([columns[name] for name in EVENT_SCHEMA.names], schema=EVENT_SCHEMA)
+    message = pb.ChunkBody.FromString(encode_body(table))
+    absent = [f.name for f in pb.ChunkBody.DESCRIPTOR.fields if f.name.endswith("_absent")]
+    assert len(absent) == 17
+    assert all(len(getattr(message, name)) == 0 for name in absent)
+    assert not message.extended_level1_id_present  # a version 1 column
+    assert all(len(getattr(message, f"provenance_{name}").absent) == 0 for name in ("container", "clid"))
+
+
+def test_chunks_are_version_2_and_manifests_version_1(events: pa.Table) -> None:
+    chunk = codec.encode_chunk(events.slice(0, 3)).data
+    manifest = codec.encode_manifest(pb.Manifest(schema_version=1, task="t")).data
+    assert struct.unpack_from("<4sH", chunk) == (b"EIC1", 2)
+    assert struct.unpack_from("<4sH", manifest) == (b"EIM1", 1)
+    with pytest.raises(UnsupportedVersionError, match="reads 1, 2"):
+        codec.decode_chunk(_reheader(chunk, version=3))
+    with pytest.raises(UnsupportedVersionError, match="version 2 is not supported"):
+        codec.decode_manifest(_reheader(manifest, version=2))
+
+
+def test_a_version_1_chunk_decodes_as_it_did() -> None:
+    """A chunk written by the previous format (uint columns, extended_level1_id_present) gives the
+    events the previous decoder gave, in the signed types, every value present but the L1 IDs it lacked."""
+    data = (V1_DIR / "chunk-v1.eic").read_bytes()
+    assert struct.unpack_from("<4sH", data) == (b"EIC1", 1)
+    before = pq.read_table(V1_DIR / "chunk-v1-decoded.parquet")
+    assert before.schema.field("event_number").type == pa.uint64()
+    decoded = codec.decode_chunk(data)
+    decoded.validate(full=True)
+    assert decoded.schema.equals(EVENT_SCHEMA)
+    assert decoded.to_pylist() == before.to_pylist()
+    assert decoded.column("extended_level1_id").null_count == 3
+    assert decoded.column("event_number")[-1].as_py() == 2**63 - 1
+    for name in ("mc_event_weight", "is_simulation", "lumi_block", "smk", "provenance"):
+        assert decoded.column(name).null_count == 0
+
+
+def _mangled(events: pa.Table, mangle) -> bytes:  # type: ignore[no-untyped-def]
+    message = pb.ChunkBody.FromString(encode_body(events.slice(0, 20)))
+    mangle(message)
+    return message.SerializeToString()
+
+
+@pytest.mark.parametrize(
+    ("mangle", "words"),
+    [
+        (lambda m: m.event_number.__setitem__(4, 2**63), "event_number: a value of 2\\^63 or more"),
+        (lambda m: m.event_number.__setitem__(0, 2**64 - 1), "event_number: a value of 2\\^63 or more"),
+        (lambda m: m.provenance_oid1.__setitem__(7, 2**63 + 5), "provenance_oid1: a value of 2\\^63"),
+        (lambda m: m.provenance_oid2.__setitem__(0, 2**64 - 1), "provenance_oid2: a value of 2\\^63"),
+        (lambda m: m.lumi_block_absent.extend([True] * 19), "lumi_block_absent has 19 values"),
+        (lambda m: m.timestamp_absent.extend([False] * 21), "timestamp_absent has 21 values"),
+        (lambda m: m.provenance_tech_absent.extend([True] * 3), "provenance_tech_absent has 3 values"),
+        (lambda m: m.provenance_absent.extend([True] * 20), "an absent provenance with references"),
+        (lambda m: m.input_guid.absent.extend([i == 3 for i in range(20)]), "input_guid: an absent value"),
+        (lambda m: m.provenance_stream.absent.extend([True] * 60), "provenance_stream: an absent value"),
+    ],
+)
+def test_presence_and_range_faults_are_corrupt(events: pa.Table, mangle, words: str) -> None:  # type: ignore[no-untyped-def]
+    from eventindex.columns import Body, decode_body, validate_body
+
+    raw = _mangled(events, mangle)
+    for check in (validate_body, decode_body):
+        with pytest.raises(CorruptObjectError, match=words):
+            check(Body(raw))
+
+
+def test_keys_refuse_event_numbers_of_2_63_or_more(events: pa.Table) -> None:
+    from eventindex.columns import Body
+
+    raw = _mangled(events, lambda m: m.event_number.__setitem__(2, 2**63))
+    with pytest.raises(CorruptObjectError, match="2\\^63"):
+        Body(raw).keys()
+    runs, numbers = Body(_mangled(events, lambda m: None)).keys()
+    assert runs.tolist() == events.column("run_number").to_pylist()[:20]
+    assert numbers.dtype == np.int64 and numbers.tolist() == events.column("event_number").to_pylist()[:20]
+
+
+def test_all_false_presence_flags_mean_every_value_present(events: pa.Table) -> None:
+    from eventindex.columns import Body, decode_body
+
+    raw = _mangled(events, lambda m: (m.smk_absent.extend([False] * 20), m.input_guid.absent.extend([False] * 20)))
+    table = decode_body(Body(raw))
+    assert table.column("smk").null_count == 0 and table.equals(events.slice(0, 20))
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "words"),
+    [
+        ("run_number", -1, "run_number: value -1 is outside 0..4294967295"),
+        ("lumi_block", 2**32, "lumi_block: value 4294967296 is outside"),
+        ("event_number", -5, "event_number: value -5 is outside 0..9223372036854775807"),
+        ("run_number", None, "run_number: a null in a column that may not hold one"),
+        ("input_guid", None, "input_guid: a null in a column that may not hold one"),
+    ],
+)
+def test_the_encoder_refuses_what_no_reader_may_hand_over(events: pa.Table, column: str, value, words: str) -> None:  # type: ignore[no-untyped-def]
+    table = events.slice(0, 10)
+    values = table.column(column).to_pylist()
+    values[6] = value
+    table = table.set_column(
+        EVENT_SCHEMA.get_field_index(column), EVENT_SCHEMA.field(column).with_nullable(True),
+        pa.array(values, EVENT_SCHEMA.field(column).type),
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=words):
+        codec.encode_chunk(table)

@@ -144,4 +144,4 @@ def test_event_message_carries_every_eievent_field() -> None:
     ):
         assert name in names
     prov = set(pb.Provenance.DESCRIPTOR.fields_by_name)
-    assert prov == {"stream", "guid", "container", "clid", "tech", "oid1", "oid2"}
+    assert prov == {"stream", "guid", "container", "clid", "tech", "oid1", "oid2", "absent"}
