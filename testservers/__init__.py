@@ -1,0 +1,1 @@
+"""Test servers the integration tests and benchmarks start on loopback."""
