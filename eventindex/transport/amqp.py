@@ -3,19 +3,19 @@
 One connection and one channel per publisher or consumer. pika's blocking adapter runs no thread
 of its own: every callback (a delivery, a consumer cancel) runs inside a pika call made by the
 thread that calls `send`/`receive`, so connecting and re-connecting happen only there (DIRAC #308,
-#4422). Every (re)connection is one attempt; between attempts `compute_backoff` decides the wait,
-and the number of attempts (publisher) or the length of the outage (consumer) is bounded by the
-named constants below. Heartbeats, the socket/connect timeouts and the blocked-connection timeout
-are always set, so neither a dead socket nor a broker that blocks publishers hangs a caller
-(DIRAC #7851).
+#4422). Every (re)connection is one attempt; when to make the next and when to give up is
+eventindex.transport.reconnect's (shared with STOMP), and so are the URL's credentials, TLS files
+and common options (eventindex.transport.config). Heartbeats, the socket/connect timeouts and the
+blocked-connection timeout are always set, so neither a dead socket nor a broker that blocks
+publishers hangs a caller (DIRAC #7851).
 
 - The queue is declared durable (on every connection) and published to through the default
   exchange, `mandatory` and `delivery_mode=2` (persistent).
 - `AmqpPublisher.send` uses publisher confirms: it returns only after the broker's Basic.Ack. A
   Nack, a returned (unroutable) message or a lost connection sends the message again on a new
-  connection (at most `SEND_ATTEMPTS` times): a broker restart may duplicate a message but never
-  loses one. `send_batch` is one AMQP transaction (tx.select/tx.commit on a second channel), retried
-  the same way as a whole.
+  connection (at most `reconnect.SEND_ATTEMPTS` times): a broker restart may duplicate a message
+  but never loses one. `send_batch` is one AMQP transaction (tx.select/tx.commit on a second
+  channel), retried the same way as a whole.
 - `AmqpConsumer` consumes with manual acks and `basic_qos(prefetch)`. Each connection has a
   generation number carried in every message handle; after a reconnection the deliveries of the
   old channel are dropped and acks/releases of old handles are skipped (the broker redelivers those
@@ -31,7 +31,6 @@ are always set, so neither a dead socket nor a broker that blocks publishers han
 from __future__ import annotations
 
 import collections
-import ipaddress
 import logging
 import os
 import re
@@ -39,47 +38,39 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import pika
 import pika.exceptions
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
-from eventindex.backoff import compute_backoff
-from eventindex.errors import BrokerConnectionError, ConfigError, TransportError
-from eventindex.transport.base import Consumer, Message, Publisher
-from eventindex.transport.reconnect import BACKOFF_BASE, BACKOFF_CAP, RECONNECT_DEADLINE, Reconnector
+from eventindex.errors import ConfigError, TransportError
+from eventindex.transport.base import Adapter, Consumer, Message
+from eventindex.transport.config import (
+    QUEUE_NAME,
+    BrokerConfig,
+    is_ipv6,
+    number,
+    one_line,
+    query_options,
+    shared_options,
+    split_url,
+    valid_host,
+)
+from eventindex.transport.reconnect import RECONNECT_DEADLINE, LinkLost, ReconnectingPublisher, Reconnector
 
 log = logging.getLogger(__name__)
-_N = TypeVar("_N", int, float)
-
-USERNAME_ENV = "EI_BROKER_USERNAME"
-PASSWORD_ENV = "EI_BROKER_PASSWORD"
 
 DEFAULT_PORT = 5672
 DEFAULT_TLS_PORT = 5671
 DEFAULT_QUEUE = "eventindex"
 DEFAULT_VHOST = "/"
 DEFAULT_HEARTBEAT = 60
-DEFAULT_PREFETCH = 100
-DEFAULT_TIMEOUT = 30.0
 MIN_HEARTBEAT = 1
 MAX_HEARTBEAT = 3600
-MAX_PREFETCH = 65_535
-MAX_TIMEOUT = 3600.0
 
-#: Attempts before the first connect (in the constructor) gives up: a wrong address or a broker
-#: that is down fails fast, in a few seconds.
-CONNECT_ATTEMPTS = 5
-#: Attempts before a publisher's reconnect after a drop gives up (~20 s expected with the backoff
-#: below): long enough to ride out a broker restart.
-RECONNECT_ATTEMPTS = 10
-#: Times `send` puts one message on a (new) connection before giving up.
-SEND_ATTEMPTS = 3
 #: `receive` waits on the socket in slices of at most this long, so `close` from another thread
 #: gets the connection within that time.
 POLL_SLICE = 0.5
@@ -87,9 +78,7 @@ POLL_SLICE = 0.5
 GROUP_HEADER = "JMSXGroupID"
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
-_QUEUE_RE = re.compile(r"[A-Za-z0-9._-]{1,200}")
-_HOST_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})")
-_PARAMS = ("vhost", "heartbeat", "prefetch", "ca", "cert", "key", "timeout")
+_QUEUE_RE = re.compile(QUEUE_NAME)
 #: AMQP reply codes that no retry fixes: access refused, not found, precondition failed, not allowed.
 _FINAL_REPLY_CODES = frozenset({403, 404, 406, 530})
 #: What pika raises from a connect, publish or wait: its own exceptions (connection and channel),
@@ -104,23 +93,18 @@ _REFUSALS: tuple[type[BaseException], ...] = (
 
 # --------------------------------------------------------------------------------------------- config
 @dataclass(frozen=True)
-class AmqpConfig:
+class AmqpConfig(BrokerConfig):
+    protocol: ClassVar[str] = "AMQP"
+    tls_url: ClassVar[str] = "an amqps:// URL"
+
     host: str
     port: int
     queue: str = DEFAULT_QUEUE
-    tls: bool = False
     vhost: str = DEFAULT_VHOST
     heartbeat: int = DEFAULT_HEARTBEAT
-    prefetch: int = DEFAULT_PREFETCH
-    ca: Path | None = None
-    cert: Path | None = None
-    key: Path | None = None
-    timeout: float = DEFAULT_TIMEOUT
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        if not (_HOST_RE.fullmatch(self.host) or _is_ipv6(self.host)):
+        if not valid_host(self.host):
             raise ConfigError(f"AMQP broker: invalid host {self.host!r}")
         if not 0 < self.port < 65536:
             raise ConfigError(f"AMQP broker: port {self.port} is out of range 1-65535")
@@ -132,41 +116,18 @@ class AmqpConfig:
             raise ConfigError("AMQP broker: vhost must be a non-empty single-line string of at most 255 bytes")
         if not MIN_HEARTBEAT <= self.heartbeat <= MAX_HEARTBEAT:
             raise ConfigError(f"AMQP broker: heartbeat must be {MIN_HEARTBEAT}-{MAX_HEARTBEAT} s")
-        if not 1 <= self.prefetch <= MAX_PREFETCH:
-            raise ConfigError(f"AMQP broker: prefetch must be 1-{MAX_PREFETCH}")
-        if not 0 < self.timeout <= MAX_TIMEOUT:
-            raise ConfigError(f"AMQP broker: timeout must be more than 0 and at most {MAX_TIMEOUT:g} s")
-        if not self.tls and (self.ca or self.cert or self.key):
-            raise ConfigError("AMQP broker: ca=, cert= and key= need an amqps:// URL")
-        if self.key is not None and self.cert is None:
-            raise ConfigError("AMQP broker: key= needs cert=")
-        if self.password is not None and self.username is None:
-            raise ConfigError(f"AMQP broker: {PASSWORD_ENV} is set but {USERNAME_ENV} is not")
+        super().__post_init__()
 
     @property
     def address(self) -> str:
         """The broker URL without options or credentials, for messages and logs."""
-        host = f"[{self.host}]" if _is_ipv6(self.host) else self.host
+        host = f"[{self.host}]" if is_ipv6(self.host) else self.host
         return f"{'amqps' if self.tls else 'amqp'}://{host}:{self.port}/{self.queue}"
 
     @classmethod
     def from_url(cls, url: str, env: Mapping[str, str] | None = None) -> AmqpConfig:
         """Parse a broker URL; credentials come from `EI_BROKER_USERNAME`/`EI_BROKER_PASSWORD` only."""
-        env = os.environ if env is None else env
-        try:
-            parts = urlsplit(url)
-        except ValueError as exc:  # e.g. an unclosed or invalid [IPv6] host
-            raise ConfigError(f"broker URL is malformed: {exc}") from None
-        if "@" in parts.netloc:
-            # never echo the URL: it holds a password
-            raise ConfigError(f"broker URL must not contain credentials; set {USERNAME_ENV} and {PASSWORD_ENV}")
-        # messages show the URL without its query: no option value (a misplaced secret) is echoed
-        url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-        if parts.scheme not in ("amqp", "amqps"):
-            raise ConfigError(f"broker URL {url!r}: scheme must be amqp:// or amqps://")
-        tls = parts.scheme == "amqps"
-        if parts.fragment:
-            raise ConfigError(f"broker URL {url!r}: no #fragment allowed")
+        parts, url, tls = split_url(url, ("amqp", "amqps"))
         if "," in parts.netloc:
             raise ConfigError(f"broker URL {url!r}: one host only (AMQP failover lists are not supported)")
         try:
@@ -182,61 +143,18 @@ class AmqpConfig:
             name = DEFAULT_QUEUE
         elif not _QUEUE_RE.fullmatch(name):
             raise ConfigError(f"broker URL {url!r}: the path must be /QUEUE with QUEUE in [A-Za-z0-9._-]")
-        params: dict[str, str] = {}
-        for key, value in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
-            if key not in _PARAMS:
-                raise ConfigError(f"broker URL {url!r}: unknown parameter {key!r} (known: {', '.join(_PARAMS)})")
-            if key in params:
-                raise ConfigError(f"broker URL {url!r}: parameter {key!r} given twice")
-            params[key] = value
-        if "vhost" in params and not params["vhost"]:
+        options = query_options(url, parts.query)
+        if "vhost" in options and not options["vhost"]:
             raise ConfigError(f"broker URL {url!r}: vhost= is empty")
         return cls(
             host=host,
             port=port if port is not None else (DEFAULT_TLS_PORT if tls else DEFAULT_PORT),
             queue=name,
             tls=tls,
-            vhost=params.get("vhost", DEFAULT_VHOST),
-            heartbeat=_number(url, params, "heartbeat", int, DEFAULT_HEARTBEAT),
-            prefetch=_number(url, params, "prefetch", int, DEFAULT_PREFETCH),
-            ca=_path(url, params, "ca"),
-            cert=_path(url, params, "cert"),
-            key=_path(url, params, "key"),
-            timeout=_number(url, params, "timeout", float, DEFAULT_TIMEOUT),
-            username=env.get(USERNAME_ENV) or None,
-            password=env.get(PASSWORD_ENV) or None,
+            vhost=options.get("vhost", DEFAULT_VHOST),
+            heartbeat=number(url, options, "heartbeat", int, DEFAULT_HEARTBEAT),
+            **shared_options(url, options, env),
         )
-
-
-def _is_ipv6(host: str) -> bool:
-    try:
-        ipaddress.IPv6Address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def _number(url: str, params: Mapping[str, str], name: str, kind: type[_N], default: _N) -> _N:
-    if name not in params:
-        return default
-    try:
-        return kind(params[name])
-    except ValueError:
-        raise ConfigError(f"broker URL {url!r}: {name}= must be a number") from None
-
-
-def _path(url: str, params: Mapping[str, str], name: str) -> Path | None:
-    if name not in params:
-        return None
-    if not params[name]:
-        raise ConfigError(f"broker URL {url!r}: {name}= is empty")
-    return Path(params[name])
-
-
-def _check_files(config: AmqpConfig) -> None:
-    for name, path in (("ca", config.ca), ("cert", config.cert), ("key", config.key)):
-        if path is not None and not path.is_file():
-            raise ConfigError(f"AMQP broker: {name}= file {path} does not exist")
 
 
 def _connection_parameters(config: AmqpConfig, role: str) -> Any:
@@ -247,7 +165,7 @@ def _connection_parameters(config: AmqpConfig, role: str) -> Any:
             if config.cert is not None:
                 context.load_cert_chain(str(config.cert), str(config.key) if config.key else None)
         except (ssl.SSLError, OSError) as exc:
-            raise ConfigError(f"AMQP broker: cannot load the TLS files: {_one_line(exc)}") from None
+            raise ConfigError(f"AMQP broker: cannot load the TLS files: {one_line(exc)}") from None
         ssl_options = pika.SSLOptions(context, server_hostname=config.host)
     credentials = (
         pika.PlainCredentials(config.username, config.password or "")
@@ -291,22 +209,15 @@ def properties_for(headers: Mapping[str, str] | None, group: str | None) -> Any:
     )
 
 
-def _one_line(text: object, limit: int = 300) -> str:
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", errors="replace")
-    line = " ".join(str(text or "").split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
 def _describe(exc: BaseException) -> str:
     """One line for a pika or socket error (several pika errors have an empty str())."""
     if isinstance(exc, pika.exceptions.ConnectionClosed | pika.exceptions.ChannelClosed):
-        return f"{type(exc).__name__} ({exc.reply_code} {_one_line(exc.reply_text)})"
+        return f"{type(exc).__name__} ({exc.reply_code} {one_line(exc.reply_text)})"
     if isinstance(exc, pika.exceptions.AMQPConnectionError) and exc.args:
         inner = exc.args[0]
         if isinstance(inner, BaseException):
             return f"{type(exc).__name__}: {_describe(inner)}"
-    return f"{type(exc).__name__}: {_one_line(exc)}" if _one_line(exc) else type(exc).__name__
+    return f"{type(exc).__name__}: {one_line(exc)}" if one_line(exc) else type(exc).__name__
 
 
 def _is_final(exc: BaseException) -> bool:
@@ -319,10 +230,6 @@ def _is_final(exc: BaseException) -> bool:
 
 
 # ----------------------------------------------------------------------------------------- connection
-class _LinkLost(BrokerConnectionError):
-    """The connection failed, dropped, or the broker did not take a message: the operation may be retried."""
-
-
 @dataclass(frozen=True)
 class _Delivery:
     generation: int
@@ -376,14 +283,14 @@ class _Link:
             self.abort()
             if _is_final(exc):
                 raise TransportError(f"AMQP broker {cfg.address} refused the connection: {_describe(exc)}") from None
-            raise _LinkLost(_describe(exc)) from None
+            raise LinkLost(_describe(exc)) from None
         log.info(
             "AMQP connection %d to %s (vhost %s) is up, heartbeat %d s", self.generation, cfg.address, cfg.vhost,
             cfg.heartbeat,
         )  # fmt: skip
 
     def publish(self, body: bytes, properties: Any) -> None:
-        """Publish and wait for the broker's confirm; _LinkLost when it did not take the message."""
+        """Publish and wait for the broker's confirm; LinkLost when it did not take the message."""
         try:
             self.channel.basic_publish(
                 exchange="", routing_key=self.config.queue, body=body, properties=properties, mandatory=True
@@ -396,11 +303,11 @@ class _Link:
             self.set_lost(_describe(exc))
         else:
             return
-        raise _LinkLost(self.lost or "connection lost")
+        raise LinkLost(self.lost or "connection lost")
 
     def publish_transaction(self, items: Sequence[tuple[bytes, Any]]) -> None:
         """Publish on a second, transactional channel and commit: the broker answers Tx.CommitOk once the
-        persistent messages are on disk (confirms and transactions cannot share a channel). _LinkLost
+        persistent messages are on disk (confirms and transactions cannot share a channel). LinkLost
         when the commit failed or a message came back unroutable (then the queue is gone and so none of
         them was routed)."""
         self.tx_returned = 0
@@ -418,10 +325,10 @@ class _Link:
             self.connection.process_data_events(0)  # dispatches the Basic.Return of an unroutable message
         except _PIKA_ERRORS as exc:
             self.set_lost(f"transaction failed: {_describe(exc)}")
-            raise _LinkLost(self.lost or "connection lost") from None
+            raise LinkLost(self.lost or "connection lost") from None
         if self.tx_returned:
             self.set_lost("the broker returned the messages as unroutable (queue deleted?)")
-            raise _LinkLost(self.lost or "connection lost")
+            raise LinkLost(self.lost or "connection lost")
 
     def wait(self, seconds: float) -> None:
         """Process socket events (deliveries, heartbeats) for at most `seconds`; marks the link lost on failure."""
@@ -478,51 +385,21 @@ class _Link:
         self.set_lost("the broker cancelled the consumer (queue deleted?)")
 
 
-def _connect(
-    config: AmqpConfig,
-    generation: int,
-    deliveries: collections.deque[_Delivery] | None = None,
-    attempts: int = CONNECT_ATTEMPTS,
-) -> _Link:
-    """Open a connection: up to `attempts` tries, with backoff between them."""
-    reason = ""
-    for attempt in range(1, attempts + 1):
-        if attempt > 1:
-            time.sleep(compute_backoff(attempt - 1, BACKOFF_BASE, BACKOFF_CAP))
-        link = _Link(config, generation, deliveries)
-        try:
-            link.open()
-            return link
-        except _LinkLost as exc:
-            reason = str(exc)
-            log.info("AMQP connect to %s, attempt %d/%d: %s", config.address, attempt, attempts, reason)
-    raise BrokerConnectionError(f"cannot connect to AMQP broker {config.address} ({attempts} attempts): {reason}")
+def _open_link(config: AmqpConfig, generation: int, deliveries: collections.deque[_Delivery] | None) -> _Link:
+    link = _Link(config, generation, deliveries)
+    link.open()
+    return link
 
 
 # ------------------------------------------------------------------------------------------ publisher
-class AmqpPublisher(Publisher):
+class AmqpPublisher(ReconnectingPublisher[AmqpConfig, _Link]):
     """Persistent messages on a confirm-mode channel; connects in the constructor."""
 
     def __init__(self, config: AmqpConfig) -> None:
-        _check_files(config)
-        self.config = config
-        self._lock = threading.Lock()  # pika connections are not thread-safe: one send at a time
-        self._closed = False
-        self._generation = 1
-        self._link: _Link | None = _connect(config, self._generation)
+        super().__init__(config, exclusive=True, logger=log)  # pika connections are not thread-safe
 
-    def _current_link(self) -> _Link:
-        if self._closed:
-            raise TransportError(f"AMQP publisher for {self.config.address} is closed")
-        link = self._link
-        if link is not None and link.lost is None:
-            return link
-        if link is not None:
-            link.abort()
-            self._link = None
-        self._generation += 1
-        self._link = _connect(self.config, self._generation, attempts=RECONNECT_ATTEMPTS)
-        return self._link
+    def _open_link(self, generation: int) -> _Link:
+        return _open_link(self.config, generation, None)
 
     def send(self, body: bytes, headers: Mapping[str, str] | None = None, group: str | None = None) -> None:
         body = bytes(body)
@@ -535,58 +412,25 @@ class AmqpPublisher(Publisher):
         if items:
             self._confirmed(lambda link: link.publish_transaction(items), f"a transaction of {len(items)} messages")
 
-    def _confirmed(self, action: Callable[[_Link], None], what: str) -> None:
-        """Run `action` on the current connection until the broker took it, reconnecting between tries."""
-        reason = ""
-        with self._lock:
-            for attempt in range(1, SEND_ATTEMPTS + 1):
-                link = self._current_link()
-                try:
-                    action(link)
-                    return
-                except _LinkLost as exc:
-                    # the messages may or may not have reached the broker: sending again may duplicate them,
-                    # which the at-least-once contract allows; not sending could lose them
-                    reason = str(exc)
-                    link.abort()
-                    log.warning(
-                        "AMQP send of %s to %s not confirmed (%s), attempt %d/%d", what, self.config.address, reason,
-                        attempt, SEND_ATTEMPTS,
-                    )  # fmt: skip
-                if attempt < SEND_ATTEMPTS:
-                    time.sleep(compute_backoff(attempt, BACKOFF_BASE, BACKOFF_CAP))
-        raise BrokerConnectionError(
-            f"AMQP broker {self.config.address} did not confirm {what} in {SEND_ATTEMPTS} attempts: {reason}"
-        )
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            link, self._link = self._link, None
-            if link is not None:
-                link.close()
-
 
 # ------------------------------------------------------------------------------------------- consumer
 class AmqpConsumer(Consumer):
     """Manual-ack consumer with a prefetch window; reconnects from the thread that calls `receive`."""
 
     def __init__(self, config: AmqpConfig, reconnect_deadline: float = RECONNECT_DEADLINE) -> None:
-        _check_files(config)
+        config.check_files()
         self.config = config
         self._deliveries: collections.deque[_Delivery] = collections.deque()
         self._lock = threading.Lock()  # pika connections are not thread-safe
         self._stop = threading.Event()
         self._closed = False
         self._conn = Reconnector(
-            "AMQP",
-            config.address,
-            _connect(config, 1, self._deliveries),
-            self._open_link,
-            self._drain,
-            self._stop,
-            reconnect_deadline,
-            retry_on=_LinkLost,
+            protocol=config.protocol,
+            address=config.address,
+            open_link=lambda generation: _open_link(config, generation, self._deliveries),
+            drop_deliveries=self._drain,
+            stop=self._stop,
+            reconnect_deadline=reconnect_deadline,
             logger=log,
         )
 
@@ -610,11 +454,6 @@ class AmqpConsumer(Consumer):
                     return None
         return None
 
-    def _open_link(self, generation: int) -> _Link:
-        link = _Link(self.config, generation, self._deliveries)
-        link.open()
-        return link
-
     def _drain(self) -> int:
         dropped = len(self._deliveries)
         self._deliveries.clear()
@@ -624,16 +463,8 @@ class AmqpConsumer(Consumer):
         generation, sep, tag = message.handle.partition("/")
         if not sep or not generation.isdigit() or not tag.isdigit():
             raise TransportError(f"{what}: message handle {message.handle!r} is not from an AMQP consumer")
-        link = self._conn.link
-        if link is None or link.generation != int(generation) or link.lost is not None:
-            log.info(
-                "%s of a message from AMQP connection %s skipped: that connection is gone and the broker "
-                "redelivers the message",
-                what,
-                generation,
-            )
-            return None
-        return link, int(tag)
+        link = self._conn.link_of(int(generation), what)
+        return None if link is None else (link, int(tag))
 
     def ack(self, message: Message) -> None:
         with self._lock:
@@ -676,3 +507,10 @@ def _message(item: _Delivery) -> Message:
         handle=f"{item.generation}/{item.delivery_tag}",
         redelivered=item.redelivered,
     )
+
+
+ADAPTER = Adapter(
+    check=lambda url: AmqpConfig.from_url(url).check_files(),
+    publisher=lambda url: AmqpPublisher(AmqpConfig.from_url(url)),
+    consumer=lambda url: AmqpConsumer(AmqpConfig.from_url(url)),
+)

@@ -13,13 +13,10 @@ Semantics every adapter keeps:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
-from urllib.parse import urlsplit
-
-from eventindex.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -79,40 +76,11 @@ class Consumer(ABC):
         self.close()
 
 
-def _scheme(url: str) -> str:
-    scheme = urlsplit(url).scheme
-    if scheme not in ("sqlite", "stomp", "stomp+ssl", "amqp", "amqps"):
-        raise ConfigError(
-            f"broker URL {url.split('?')[0]!r}: scheme must be sqlite://, stomp://, stomp+ssl://, amqp:// or amqps://"
-        )
-    return scheme
+@dataclass(frozen=True)
+class Adapter:
+    """What a transport module gives the scheme table (eventindex.transport.schemes), each from a URL."""
 
-
-def open_publisher(url: str) -> Publisher:
-    scheme = _scheme(url)
-    if scheme == "sqlite":
-        from eventindex.transport.embedded import EmbeddedQueue
-
-        return EmbeddedQueue.from_url(url).publisher()
-    if scheme in ("amqp", "amqps"):
-        from eventindex.transport.amqp import AmqpConfig, AmqpPublisher
-
-        return AmqpPublisher(AmqpConfig.from_url(url))
-    from eventindex.transport.stomp import StompConfig, StompPublisher
-
-    return StompPublisher(StompConfig.from_url(url))
-
-
-def open_consumer(url: str) -> Consumer:
-    scheme = _scheme(url)
-    if scheme == "sqlite":
-        from eventindex.transport.embedded import EmbeddedQueue
-
-        return EmbeddedQueue.from_url(url).consumer()
-    if scheme in ("amqp", "amqps"):
-        from eventindex.transport.amqp import AmqpConfig, AmqpConsumer
-
-        return AmqpConsumer(AmqpConfig.from_url(url))
-    from eventindex.transport.stomp import StompConfig, StompConsumer
-
-    return StompConsumer(StompConfig.from_url(url))
+    #: validate the URL and the files it names, without connecting (ConfigError)
+    check: Callable[[str], object]
+    publisher: Callable[[str], Publisher]
+    consumer: Callable[[str], Consumer]

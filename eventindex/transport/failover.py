@@ -26,12 +26,11 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from eventindex.backoff import compute_backoff
 from eventindex.errors import BrokerConnectionError, ConfigError, TransportError
-from eventindex.transport.base import Publisher, open_publisher
+from eventindex.transport.base import Publisher
+from eventindex.transport.schemes import check_broker_url, open_publisher, redacted
 
 log = logging.getLogger(__name__)
 
@@ -41,42 +40,6 @@ FAILOVER_PASSES = 2
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 5.0
 MAX_BROKERS = 16
-
-
-def redacted(url: str) -> str:
-    """A broker URL for messages: no query (options), no credentials."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<malformed URL>"
-    netloc = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def check_broker_url(url: str) -> None:
-    """Validate a broker URL and the files it names (CA, certificate, key) without connecting."""
-    scheme = urlsplit(url).scheme
-    if scheme == "sqlite":
-        from eventindex.transport.embedded import EmbeddedQueue
-
-        EmbeddedQueue.from_url(url)
-    elif scheme in ("stomp", "stomp+ssl"):
-        from eventindex.transport.stomp import StompConfig
-
-        config = StompConfig.from_url(url)
-        for name, path in (("ca", config.ca), ("cert", config.cert), ("key", config.key)):
-            if path is not None and not Path(path).is_file():
-                raise ConfigError(f"STOMP broker: {name}= file {path} does not exist")
-    elif scheme in ("amqp", "amqps"):
-        try:
-            from eventindex.transport.amqp import AmqpConfig
-        except ImportError as exc:
-            raise ConfigError(f"broker URL {redacted(url)!r}: the AMQP transport is not available ({exc})") from None
-        AmqpConfig.from_url(url)
-    else:
-        raise ConfigError(
-            f"broker URL {redacted(url)!r}: scheme must be sqlite://, stomp://, stomp+ssl://, amqp:// or amqps://"
-        )
 
 
 class FailoverPublisher(Publisher):

@@ -1,22 +1,36 @@
-"""A consumer's one broker connection, re-opened from the receiving thread when it is lost.
+"""One broker connection at a time, re-opened by the thread that uses it: shared by STOMP and AMQP.
 
-Shared by the STOMP and AMQP consumers. One connection at a time (no reconnect storm): a lost
-connection is aborted, the prefetched deliveries it leaves are dropped (the broker redelivers
-them), and a new one is opened with capped exponential backoff and jitter, never past the
-caller's receive deadline. An outage longer than `reconnect_deadline` raises
-BrokerConnectionError once; the next receive starts a new budget.
+The protocol modules say how to open a connection (a *link*, one generation) and how to tell it is
+gone; this module decides when to open one and how long to wait:
+
+- `connect` opens a link with bounded attempts and capped exponential backoff with jitter between
+  them (`compute_backoff`); only `LinkLost` is worth another attempt.
+- `Reconnector` is a consumer's current link. A lost link is aborted, the prefetched deliveries it
+  leaves are dropped (the broker redelivers them), and a new one is opened, never past the caller's
+  receive deadline (no reconnect storm). An outage longer than `reconnect_deadline` raises
+  BrokerConnectionError once; the next receive starts a new budget.
+- `ReconnectingPublisher` is the publishers' base: a send runs on the current link until the
+  broker confirms it, on a new link after a loss (at most SEND_ATTEMPTS times), so a broker restart
+  may duplicate a message but never loses one.
+
+Every wait is on a stop event (set by `close`), never a sleep, so closing ends it at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from abc import abstractmethod
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Generic, Protocol, TypeVar
 
 from eventindex.backoff import compute_backoff
-from eventindex.errors import BrokerConnectionError
+from eventindex.errors import BrokerConnectionError, TransportError
+from eventindex.transport.base import Publisher
+from eventindex.transport.config import BrokerConfig
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +39,18 @@ RECONNECT_DEADLINE = 300.0
 #: Cap and base of the wait between reconnection attempts (seconds), for consumers and publishers.
 BACKOFF_BASE = 0.2
 BACKOFF_CAP = 10.0
+#: Attempts before the first connect (in a constructor) gives up: a wrong address or a broker that is
+#: down fails fast, in a few seconds.
+CONNECT_ATTEMPTS = 5
+#: Attempts before a publisher's reconnect after a drop gives up (~20 s expected with the backoff
+#: above): long enough to ride out a broker restart.
+RECONNECT_ATTEMPTS = 10
+#: Times a publisher puts one send on a (new) connection before giving up.
+SEND_ATTEMPTS = 3
+
+
+class LinkLost(BrokerConnectionError):
+    """The connection failed, dropped, or the broker did not confirm in time: the operation may be retried."""
 
 
 class Link(Protocol):
@@ -44,7 +70,44 @@ class Link(Protocol):
     def abort(self) -> None: ...
 
 
+class PublisherLink(Link, Protocol):
+    """A publisher's connection, which it closes politely when done."""
+
+    def close(self) -> None: ...
+
+
 L = TypeVar("L", bound=Link)
+P = TypeVar("P", bound=PublisherLink)
+C = TypeVar("C", bound=BrokerConfig)
+
+
+def connect(
+    open_link: Callable[[int], L],
+    *,
+    generation: int,
+    attempts: int,
+    stop: threading.Event,
+    protocol: str,
+    address: str,
+    logger: logging.Logger,
+) -> L:
+    """`open_link(generation)`, up to `attempts` times with backoff between them, until one succeeds.
+
+    LinkLost is retried; any other error goes to the caller. BrokerConnectionError when every attempt
+    failed, or `stop` was set while waiting for the next.
+    """
+    reason = ""
+    made = 0
+    while made < attempts:
+        if made and stop.wait(compute_backoff(made, BACKOFF_BASE, BACKOFF_CAP)):
+            break
+        made += 1
+        try:
+            return open_link(generation)
+        except LinkLost as exc:
+            reason = str(exc)
+            logger.info("%s connect to %s, attempt %d/%d: %s", protocol, address, made, attempts, reason)
+    raise BrokerConnectionError(f"cannot connect to {protocol} broker {address} ({made} attempts): {reason}")
 
 
 class Reconnector(Generic[L]):
@@ -52,19 +115,25 @@ class Reconnector(Generic[L]):
 
     def __init__(
         self,
+        *,
         protocol: str,
         address: str,
-        first: L,
         open_link: Callable[[int], L],
         drop_deliveries: Callable[[], int],
         stop: threading.Event,
         reconnect_deadline: float,
-        retry_on: type[BrokerConnectionError],
         logger: logging.Logger = log,
+        first: L | None = None,
     ) -> None:
-        """`open_link(generation)` opens a connection or raises `retry_on` (worth another attempt; any
+        """`open_link(generation)` opens a connection or raises LinkLost (worth another attempt; any
         other error goes to the caller); `drop_deliveries()` forgets the prefetched deliveries of a
-        lost connection and returns how many. Its lines go to `logger` (the consumer's module)."""
+        lost connection and returns how many. Its lines go to `logger` (the consumer's module).
+        `first` is the first connection; without it, `connect` opens it here (CONNECT_ATTEMPTS attempts)."""
+        if first is None:
+            first = connect(
+                open_link, generation=1, attempts=CONNECT_ATTEMPTS, stop=stop, protocol=protocol, address=address,
+                logger=logger,
+            )  # fmt: skip
         self.protocol = protocol
         self.address = address
         self.link: L | None = first
@@ -73,7 +142,6 @@ class Reconnector(Generic[L]):
         self._open_link = open_link
         self._drop_deliveries = drop_deliveries
         self._stop = stop
-        self._retry_on = retry_on
         self._log = logger
         self._outage_since: float | None = None
         self._outage_attempts = 0
@@ -83,6 +151,21 @@ class Reconnector(Generic[L]):
     def take(self) -> L | None:
         """Forget the current connection (the consumer is closing) and return it."""
         link, self.link = self.link, None
+        return link
+
+    def link_of(self, generation: int, what: str) -> L | None:
+        """The live connection if it is generation `generation`; else None (logged): the connection that
+        delivered the message is gone and the broker redelivers it, so there is nothing to `what`."""
+        link = self.link
+        if link is None or link.generation != generation or link.lost is not None:
+            self._log.info(
+                "%s of a message from %s connection %d skipped: that connection is gone and the broker "
+                "redelivers the message",
+                what,
+                self.protocol,
+                generation,
+            )
+            return None
         return link
 
     def usable(self, deadline: float) -> L | None:
@@ -133,7 +216,7 @@ class Reconnector(Generic[L]):
         self.generation += 1
         try:
             self.link = self._open_link(self.generation)
-        except self._retry_on as exc:
+        except LinkLost as exc:
             self._outage_reason = str(exc)
             self._next_attempt = time.monotonic() + compute_backoff(self._outage_attempts, BACKOFF_BASE, BACKOFF_CAP)
             attempts = self._outage_attempts
@@ -144,3 +227,92 @@ class Reconnector(Generic[L]):
         self._log.info("%s consumer reconnected to %s after %.1f s", self.protocol, self.address, outage)
         self._outage_since = None
         return True
+
+
+class ReconnectingPublisher(Publisher, Generic[C, P]):
+    """A publisher's one connection: opened in the constructor, re-opened by the sending thread when lost.
+
+    A subclass opens a connection (`_open_link`) and sends through `_confirmed`, with an action that
+    raises LinkLost when the broker did not confirm.
+    """
+
+    def __init__(self, config: C, *, exclusive: bool, logger: logging.Logger) -> None:
+        """`exclusive`: one send at a time (for a client library whose connections are not thread-safe);
+        otherwise only opening a connection is serialised. Lines go to `logger` (the subclass's module)."""
+        config.check_files()
+        self.config = config
+        self._log = logger
+        self._lock = threading.Lock()  # the connection, its generation and `_closed`
+        self._exclusive: AbstractContextManager[object] = threading.Lock() if exclusive else contextlib.nullcontext()
+        self._stop = threading.Event()
+        self._closed = False
+        self._generation = 1
+        self._link: P | None = self._connect(CONNECT_ATTEMPTS)
+
+    @abstractmethod
+    def _open_link(self, generation: int) -> P:
+        """Open connection number `generation`; LinkLost when another attempt may succeed."""
+
+    def _connect(self, attempts: int) -> P:
+        return connect(
+            self._open_link,
+            generation=self._generation,
+            attempts=attempts,
+            stop=self._stop,
+            protocol=self.config.protocol,
+            address=self.config.address,
+            logger=self._log,
+        )
+
+    def _current_link(self) -> P:
+        with self._lock:
+            if self._closed:
+                raise TransportError(f"{self.config.protocol} publisher for {self.config.address} is closed")
+            link = self._link
+            if link is not None and link.lost is None:
+                return link
+            if link is not None:
+                link.abort()
+                self._link = None
+            self._generation += 1
+            self._link = self._connect(RECONNECT_ATTEMPTS)
+            return self._link
+
+    def _confirmed(self, action: Callable[[P], None], what: str) -> None:
+        """Run `action` on the current connection until the broker took `what`, reconnecting between tries."""
+        reason = ""
+        with self._exclusive:
+            for attempt in range(1, SEND_ATTEMPTS + 1):
+                link = self._current_link()
+                try:
+                    action(link)
+                    return
+                except LinkLost as exc:
+                    # what was sent may or may not have reached the broker: sending again may duplicate it,
+                    # which the at-least-once contract allows; not sending could lose it
+                    reason = str(exc)
+                    link.abort()
+                    self._log.warning(
+                        "%s send of %s to %s not confirmed (%s), attempt %d/%d",
+                        self.config.protocol,
+                        what,
+                        self.config.address,
+                        reason,
+                        attempt,
+                        SEND_ATTEMPTS,
+                    )
+                if attempt < SEND_ATTEMPTS:
+                    self._stop.wait(compute_backoff(attempt, BACKOFF_BASE, BACKOFF_CAP))  # `close` cuts it short
+        raise BrokerConnectionError(
+            f"{self.config.protocol} broker {self.config.address} did not confirm {what} "
+            f"in {SEND_ATTEMPTS} attempts: {reason}"
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        self._stop.set()  # ends a wait between attempts: that send then finds the publisher closed
+        with self._exclusive, self._lock:
+            link, self._link = self._link, None
+        if link is not None:
+            link.close()

@@ -3,13 +3,13 @@
 One STOMP connection per publisher or consumer, opened and re-opened only from the calling thread:
 the stomp.py listener thread just records what happened (CONNECTED, RECEIPT, ERROR, MESSAGE, loss)
 and never reconnects (DIRAC #308, #4422). Every (re)connection is one pass over the failover hosts;
-between passes `compute_backoff` decides the wait, and the number of passes (publisher) or the
-length of the outage (consumer) is bounded by the named constants below. Heartbeats are always on,
-so a dead socket is noticed (DIRAC #7851).
+when to make the next pass and when to give up is eventindex.transport.reconnect's (shared with
+AMQP), and so are the URL's credentials, TLS files and common options (eventindex.transport.config).
+Heartbeats are always on, so a dead socket is noticed (DIRAC #7851).
 
 - `StompPublisher.send` asks for a RECEIPT per message and returns only when it came. When the
   connection drops before the receipt, the message is sent again on a new connection (at most
-  `SEND_ATTEMPTS` times), so a broker restart may duplicate a message but never loses one.
+  `reconnect.SEND_ATTEMPTS` times), so a broker restart may duplicate a message but never loses one.
 - `StompConsumer` subscribes with `ack: client-individual`. Each connection has a generation number
   carried in every message handle; after a reconnection, frames and acks of older generations are
   dropped (the broker redelivers those messages). `ack` is fire-and-forget (an ack lost with its
@@ -24,52 +24,42 @@ so a dead socket is noticed (DIRAC #7851).
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import os
 import queue
 import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import stomp
 import stomp.exception
 
-from eventindex.backoff import compute_backoff
-from eventindex.errors import BrokerConnectionError, ConfigError, TransportError
-from eventindex.transport.base import Consumer, Message, Publisher
-from eventindex.transport.reconnect import BACKOFF_BASE, BACKOFF_CAP, RECONNECT_DEADLINE, Reconnector
+from eventindex.errors import ConfigError, TransportError
+from eventindex.transport.base import Adapter, Consumer, Message
+from eventindex.transport.config import (
+    QUEUE_NAME,
+    BrokerConfig,
+    is_ipv6,
+    number,
+    one_line,
+    query_options,
+    shared_options,
+    split_url,
+    valid_host,
+)
+from eventindex.transport.reconnect import RECONNECT_DEADLINE, LinkLost, ReconnectingPublisher, Reconnector
 
 log = logging.getLogger(__name__)
-_N = TypeVar("_N", int, float)
-
-USERNAME_ENV = "EI_BROKER_USERNAME"
-PASSWORD_ENV = "EI_BROKER_PASSWORD"
 
 DEFAULT_PORT = 61613
 DEFAULT_TLS_PORT = 61614
 DEFAULT_HEARTBEAT_MS = 10_000
-DEFAULT_PREFETCH = 100
-DEFAULT_TIMEOUT = 30.0
 MIN_HEARTBEAT_MS = 100
 MAX_HEARTBEAT_MS = 3_600_000
-MAX_PREFETCH = 65_535
-MAX_TIMEOUT = 3600.0
 
-#: Passes over the host list before the first connect (in the constructor) gives up: a wrong address
-#: or a broker that is down fails fast, in a few seconds.
-CONNECT_ATTEMPTS = 5
-#: Passes before a publisher's reconnect after a drop gives up (~20 s expected with the backoff below):
-#: long enough to ride out a broker restart.
-RECONNECT_ATTEMPTS = 10
-#: Times `send` puts one message on a (new) connection before giving up.
-SEND_ATTEMPTS = 3
 #: How long `close` waits for the broker's DISCONNECT receipt.
 CLOSE_TIMEOUT = 5.0
 #: The receive-side heartbeat grace: the broker is declared dead after this many missed intervals.
@@ -79,9 +69,7 @@ RELEASE_COUNT_HEADER = "ei-release-count"
 GROUP_HEADER = "ei-group"
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
-_QUEUE_RE = re.compile(r"/queue/([A-Za-z0-9._-]{1,200})")
-_HOST_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})")
-_PARAMS = ("vhost", "heartbeat", "prefetch", "ca", "cert", "key", "timeout")
+_QUEUE_RE = re.compile(f"/queue/({QUEUE_NAME})")
 #: Headers the adapter sets itself; a caller may not pass them to `send`.
 _RESERVED_SEND_HEADERS = frozenset(
     {
@@ -104,25 +92,20 @@ _STOMP_ERRORS: tuple[type[BaseException], ...] = (stomp.exception.StompException
 
 # --------------------------------------------------------------------------------------------- config
 @dataclass(frozen=True)
-class StompConfig:
+class StompConfig(BrokerConfig):
+    protocol: ClassVar[str] = "STOMP"
+    tls_url: ClassVar[str] = "a stomp+ssl:// URL"
+
     hosts: tuple[tuple[str, int], ...]
     queue: str
-    tls: bool = False
     vhost: str | None = None
     heartbeat_ms: int = DEFAULT_HEARTBEAT_MS
-    prefetch: int = DEFAULT_PREFETCH
-    ca: Path | None = None
-    cert: Path | None = None
-    key: Path | None = None
-    timeout: float = DEFAULT_TIMEOUT
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.hosts:
             raise ConfigError("STOMP broker: at least one host:port is needed")
         for host, port in self.hosts:
-            if not (_HOST_RE.fullmatch(host) or _is_ipv6(host)):
+            if not valid_host(host):
                 raise ConfigError(f"STOMP broker: invalid host {host!r}")
             if not 0 < port < 65536:
                 raise ConfigError(f"STOMP broker: port {port} of {host} is out of range 1-65535")
@@ -134,16 +117,7 @@ class StompConfig:
             raise ConfigError("STOMP broker: vhost must be a non-empty single-line string")
         if not MIN_HEARTBEAT_MS <= self.heartbeat_ms <= MAX_HEARTBEAT_MS:
             raise ConfigError(f"STOMP broker: heartbeat must be {MIN_HEARTBEAT_MS}-{MAX_HEARTBEAT_MS} ms")
-        if not 1 <= self.prefetch <= MAX_PREFETCH:
-            raise ConfigError(f"STOMP broker: prefetch must be 1-{MAX_PREFETCH}")
-        if not 0 < self.timeout <= MAX_TIMEOUT:
-            raise ConfigError(f"STOMP broker: timeout must be more than 0 and at most {MAX_TIMEOUT:g} s")
-        if not self.tls and (self.ca or self.cert or self.key):
-            raise ConfigError("STOMP broker: ca=, cert= and key= need a stomp+ssl:// URL")
-        if self.key is not None and self.cert is None:
-            raise ConfigError("STOMP broker: key= needs cert=")
-        if self.password is not None and self.username is None:
-            raise ConfigError(f"STOMP broker: {PASSWORD_ENV} is set but {USERNAME_ENV} is not")
+        super().__post_init__()
 
     @property
     def destination(self) -> str:
@@ -152,62 +126,28 @@ class StompConfig:
     @property
     def address(self) -> str:
         """The broker URL without options or credentials, for messages and logs."""
-        hosts = ",".join(f"[{h}]:{p}" if _is_ipv6(h) else f"{h}:{p}" for h, p in self.hosts)
+        hosts = ",".join(f"[{h}]:{p}" if is_ipv6(h) else f"{h}:{p}" for h, p in self.hosts)
         return f"{'stomp+ssl' if self.tls else 'stomp'}://{hosts}{self.destination}"
 
     @classmethod
     def from_url(cls, url: str, env: Mapping[str, str] | None = None) -> StompConfig:
         """Parse a broker URL; credentials come from `EI_BROKER_USERNAME`/`EI_BROKER_PASSWORD` only."""
-        env = os.environ if env is None else env
-        try:
-            parts = urlsplit(url)
-        except ValueError as exc:  # e.g. an unclosed or invalid [IPv6] host
-            raise ConfigError(f"broker URL is malformed: {exc}") from None
-        if "@" in parts.netloc:
-            # never echo the URL: it holds a password
-            raise ConfigError(f"broker URL must not contain credentials; set {USERNAME_ENV} and {PASSWORD_ENV}")
-        # messages show the URL without its query: no option value (a misplaced secret) is echoed
-        url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-        if parts.scheme not in ("stomp", "stomp+ssl"):
-            raise ConfigError(f"broker URL {url!r}: scheme must be stomp:// or stomp+ssl://")
-        tls = parts.scheme == "stomp+ssl"
-        if parts.fragment:
-            raise ConfigError(f"broker URL {url!r}: no #fragment allowed")
+        parts, url, tls = split_url(url, ("stomp", "stomp+ssl"))
         match = _QUEUE_RE.fullmatch(parts.path)
         if match is None:
             raise ConfigError(f"broker URL {url!r}: destination must be /queue/NAME with NAME in [A-Za-z0-9._-]")
         hosts = tuple(
             _parse_host(url, item, DEFAULT_TLS_PORT if tls else DEFAULT_PORT) for item in parts.netloc.split(",")
         )
-        params: dict[str, str] = {}
-        for name, value in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
-            if name not in _PARAMS:
-                raise ConfigError(f"broker URL {url!r}: unknown parameter {name!r} (known: {', '.join(_PARAMS)})")
-            if name in params:
-                raise ConfigError(f"broker URL {url!r}: parameter {name!r} given twice")
-            params[name] = value
+        options = query_options(url, parts.query)
         return cls(
             hosts=hosts,
             queue=match.group(1),
             tls=tls,
-            vhost=params.get("vhost"),
-            heartbeat_ms=_number(url, params, "heartbeat", int, DEFAULT_HEARTBEAT_MS),
-            prefetch=_number(url, params, "prefetch", int, DEFAULT_PREFETCH),
-            ca=_path(url, params, "ca"),
-            cert=_path(url, params, "cert"),
-            key=_path(url, params, "key"),
-            timeout=_number(url, params, "timeout", float, DEFAULT_TIMEOUT),
-            username=env.get(USERNAME_ENV) or None,
-            password=env.get(PASSWORD_ENV) or None,
+            vhost=options.get("vhost"),
+            heartbeat_ms=number(url, options, "heartbeat", int, DEFAULT_HEARTBEAT_MS),
+            **shared_options(url, options, env),
         )
-
-
-def _is_ipv6(host: str) -> bool:
-    try:
-        ipaddress.IPv6Address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _parse_host(url: str, item: str, default_port: int) -> tuple[str, int]:
@@ -232,29 +172,6 @@ def _parse_host(url: str, item: str, default_port: int) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def _number(url: str, params: Mapping[str, str], name: str, kind: Callable[[str], _N], default: _N) -> _N:
-    if name not in params:
-        return default
-    try:
-        return kind(params[name])
-    except ValueError:
-        raise ConfigError(f"broker URL {url!r}: {name}= must be a number") from None
-
-
-def _path(url: str, params: Mapping[str, str], name: str) -> Path | None:
-    if name not in params:
-        return None
-    if not params[name]:
-        raise ConfigError(f"broker URL {url!r}: {name}= is empty")
-    return Path(params[name])
-
-
-def _check_files(config: StompConfig) -> None:
-    for name, path in (("ca", config.ca), ("cert", config.cert), ("key", config.key)):
-        if path is not None and not path.is_file():
-            raise ConfigError(f"STOMP broker: {name}= file {path} does not exist")
-
-
 def _send_headers(body: bytes, headers: Mapping[str, str] | None, group: str | None) -> dict[str, str]:
     out = {"persistent": "true", "content-type": DEFAULT_CONTENT_TYPE}
     for key, value in (headers or {}).items():
@@ -275,18 +192,7 @@ def _send_headers(body: bytes, headers: Mapping[str, str] | None, group: str | N
     return out
 
 
-def _one_line(text: object, limit: int = 300) -> str:
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", errors="replace")
-    line = " ".join(str(text or "").split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
 # ----------------------------------------------------------------------------------------- connection
-class _LinkLost(BrokerConnectionError):
-    """The connection failed, dropped, or gave no receipt in time: the operation may be retried."""
-
-
 @dataclass(frozen=True)
 class _Delivery:
     generation: int
@@ -354,7 +260,7 @@ class _Link:
             self.conn.connect(username=cfg.username, passcode=cfg.password, wait=False)
         except _STOMP_ERRORS as exc:
             self.abort()
-            raise _LinkLost("no host accepted a connection") from exc
+            raise LinkLost("no host accepted a connection") from exc
         with self._cond:
             self._cond.wait_for(
                 lambda: self._connected or self._lost is not None or self._refused is not None, cfg.timeout
@@ -365,7 +271,7 @@ class _Link:
             raise TransportError(f"STOMP broker {cfg.address} refused the connection: {refused}")
         if not connected or lost is not None:
             self.abort()
-            raise _LinkLost(lost or f"no CONNECTED frame within {cfg.timeout:g} s")
+            raise LinkLost(lost or f"no CONNECTED frame within {cfg.timeout:g} s")
         where = self.conn.transport.current_host_and_port
         log.info(
             "STOMP connection %d to %s (%s) is up, heartbeats %s ms",
@@ -408,8 +314,8 @@ class _Link:
             for body, headers in frames:
                 self.conn.send(self.config.destination, body, headers={**headers, "transaction": tx})
         except _STOMP_ERRORS as exc:
-            self._set_lost(f"transaction failed: {_one_line(exc) or type(exc).__name__}")
-            raise _LinkLost(self._lost or "connection lost") from exc
+            self._set_lost(f"transaction failed: {one_line(exc) or type(exc).__name__}")
+            raise LinkLost(self._lost or "connection lost") from exc
         self.call_with_receipt("COMMIT", lambda receipt: self.conn.commit(tx, headers={"receipt": receipt}))
 
     def ack(self, ack_id: str) -> bool:
@@ -417,14 +323,14 @@ class _Link:
         try:
             self.conn.ack(ack_id)  # STOMP 1.2: ack(id, transaction=None, receipt=None); id = the 'ack' header
         except _STOMP_ERRORS as exc:
-            self._set_lost(f"ACK failed: {_one_line(exc)}")
+            self._set_lost(f"ACK failed: {one_line(exc)}")
             return False
         return True
 
     def call_with_receipt(self, what: str, action: Callable[[str], None], refusal_is_final: bool = False) -> None:
         """Send one frame with a receipt header and wait for the RECEIPT.
 
-        _LinkLost (retry on a new connection) on a drop or timeout, and on an ERROR answer unless
+        LinkLost (retry on a new connection) on a drop or timeout, and on an ERROR answer unless
         `refusal_is_final`: the broker closes the connection after an ERROR, and the cause may be
         passing (a broker shutting down, a full store).
         """
@@ -432,8 +338,8 @@ class _Link:
         try:
             action(receipt)
         except _STOMP_ERRORS as exc:
-            self._set_lost(f"{what} failed: {_one_line(exc) or type(exc).__name__}")
-            raise _LinkLost(self._lost or "connection lost") from exc
+            self._set_lost(f"{what} failed: {one_line(exc) or type(exc).__name__}")
+            raise LinkLost(self._lost or "connection lost") from exc
         timeout = self.config.timeout
         with self._cond:
             self._cond.wait_for(
@@ -448,10 +354,10 @@ class _Link:
         if refusal is not None:
             if refusal_is_final:
                 raise TransportError(f"STOMP broker {self.config.address} refused {what}: {refusal}")
-            raise _LinkLost(f"broker refused {what}: {refusal}")
+            raise LinkLost(f"broker refused {what}: {refusal}")
         if lost is not None:
-            raise _LinkLost(lost)
-        raise _LinkLost(f"no receipt for {what} within {timeout:g} s")
+            raise LinkLost(lost)
+        raise LinkLost(f"no receipt for {what} within {timeout:g} s")
 
     def close(self) -> None:
         """DISCONNECT with a receipt (the broker handles earlier ACKs first), then drop the socket."""
@@ -509,7 +415,7 @@ class _Link:
                 self._cond.notify_all()
 
     def on_error(self, frame: Any) -> None:
-        message = _one_line(frame.headers.get("message") or frame.body) or "ERROR frame"
+        message = one_line(frame.headers.get("message") or frame.body) or "ERROR frame"
         receipt = frame.headers.get("receipt-id")
         log.warning("STOMP broker %s sent ERROR: %s", self.config.address, message)
         with self._cond:
@@ -544,94 +450,27 @@ def _open_link(config: StompConfig, generation: int, deliveries: queue.Queue[_De
     return link
 
 
-def _connect(
-    config: StompConfig,
-    generation: int,
-    deliveries: queue.Queue[_Delivery] | None = None,
-    attempts: int = CONNECT_ATTEMPTS,
-) -> _Link:
-    """Open a connection: up to `attempts` passes over the hosts, with backoff between them."""
-    reason = ""
-    for attempt in range(1, attempts + 1):
-        if attempt > 1:
-            time.sleep(compute_backoff(attempt - 1, BACKOFF_BASE, BACKOFF_CAP))
-        try:
-            return _open_link(config, generation, deliveries)
-        except _LinkLost as exc:
-            reason = str(exc)
-            log.info("STOMP connect to %s, attempt %d/%d: %s", config.address, attempt, attempts, reason)
-    raise BrokerConnectionError(f"cannot connect to STOMP broker {config.address} ({attempts} attempts): {reason}")
-
-
 # ------------------------------------------------------------------------------------------ publisher
-class StompPublisher(Publisher):
-    """Persistent messages with a RECEIPT each; connects in the constructor."""
+class StompPublisher(ReconnectingPublisher[StompConfig, _Link]):
+    """Persistent messages with a RECEIPT each; connects in the constructor. Concurrent sends share the
+    connection, each waiting for its own receipt."""
 
     def __init__(self, config: StompConfig) -> None:
-        _check_files(config)
-        self.config = config
-        self._lock = threading.Lock()
-        self._closed = False
-        self._generation = 1
-        self._link: _Link | None = _connect(config, self._generation)
+        super().__init__(config, exclusive=False, logger=log)
 
-    def _current_link(self) -> _Link:
-        with self._lock:
-            if self._closed:
-                raise TransportError(f"STOMP publisher for {self.config.address} is closed")
-            link = self._link
-            if link is not None and link.lost is None:
-                return link
-            if link is not None:
-                link.abort()
-                self._link = None
-            self._generation += 1
-            self._link = _connect(self.config, self._generation, attempts=RECONNECT_ATTEMPTS)
-            return self._link
+    def _open_link(self, generation: int) -> _Link:
+        return _open_link(self.config, generation, None)
 
     def send(self, body: bytes, headers: Mapping[str, str] | None = None, group: str | None = None) -> None:
         body = bytes(body)
         frame_headers = _send_headers(body, headers, group)
-        self._confirmed(lambda link: link.send(body, frame_headers))
+        self._confirmed(lambda link: link.send(body, frame_headers), "a message")
 
     def send_batch(self, messages: Sequence[tuple[bytes, Mapping[str, str]]], group: str | None = None) -> None:
         """One STOMP transaction: the broker delivers none of the messages unless it committed all."""
         frames = [(bytes(body), _send_headers(bytes(body), headers, group)) for body, headers in messages]
         if frames:
-            self._confirmed(lambda link: link.send_transaction(frames))
-
-    def _confirmed(self, action: Callable[[_Link], None]) -> None:
-        """Run `action` on the current connection until the broker confirms it, reconnecting between tries."""
-        reason = ""
-        for attempt in range(1, SEND_ATTEMPTS + 1):
-            link = self._current_link()
-            try:
-                action(link)
-                return
-            except _LinkLost as exc:
-                # the message may or may not have reached the broker: sending again may duplicate it,
-                # which the at-least-once contract allows; not sending could lose it
-                reason = str(exc)
-                link.abort()
-                log.warning(
-                    "STOMP send to %s not confirmed (%s), attempt %d/%d",
-                    self.config.address,
-                    reason,
-                    attempt,
-                    SEND_ATTEMPTS,
-                )
-            if attempt < SEND_ATTEMPTS:
-                time.sleep(compute_backoff(attempt, BACKOFF_BASE, BACKOFF_CAP))
-        raise BrokerConnectionError(
-            f"STOMP broker {self.config.address} did not confirm a message in {SEND_ATTEMPTS} attempts: {reason}"
-        )
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            link, self._link = self._link, None
-        if link is not None:
-            link.close()
+            self._confirmed(lambda link: link.send_transaction(frames), f"a transaction of {len(frames)} messages")
 
 
 # ------------------------------------------------------------------------------------------- consumer
@@ -639,21 +478,19 @@ class StompConsumer(Consumer):
     """`ack: client-individual` subscription; reconnects from the thread that calls `receive`."""
 
     def __init__(self, config: StompConfig, reconnect_deadline: float = RECONNECT_DEADLINE) -> None:
-        _check_files(config)
+        config.check_files()
         self.config = config
         self._deliveries: queue.Queue[_Delivery] = queue.Queue()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._closed = False
         self._conn = Reconnector(
-            "STOMP",
-            config.address,
-            _connect(config, 1, self._deliveries),
-            lambda generation: _open_link(config, generation, self._deliveries),
-            self._drain,
-            self._stop,
-            reconnect_deadline,
-            retry_on=_LinkLost,
+            protocol=config.protocol,
+            address=config.address,
+            open_link=lambda generation: _open_link(config, generation, self._deliveries),
+            drop_deliveries=self._drain,
+            stop=self._stop,
+            reconnect_deadline=reconnect_deadline,
             logger=log,
         )
 
@@ -692,16 +529,8 @@ class StompConsumer(Consumer):
         generation, sep, ack_id = message.handle.partition("/")
         if not sep or not generation.isdigit() or not ack_id:
             raise TransportError(f"{what}: message handle {message.handle!r} is not from a STOMP consumer")
-        link = self._conn.link
-        if link is None or link.generation != int(generation) or link.lost is not None:
-            log.info(
-                "%s of a message from STOMP connection %s skipped: that connection is gone and the broker "
-                "redelivers the message",
-                what,
-                generation,
-            )
-            return None
-        return link, ack_id
+        link = self._conn.link_of(int(generation), what)
+        return None if link is None else (link, ack_id)
 
     def ack(self, message: Message) -> None:
         found = self._link_for(message, "ack")
@@ -760,3 +589,10 @@ def _message(item: _Delivery) -> Message:
         handle=f"{item.generation}/{ack_id}",
         redelivered=raw.get("redelivered") == "true" or RELEASE_COUNT_HEADER in headers,
     )
+
+
+ADAPTER = Adapter(
+    check=lambda url: StompConfig.from_url(url).check_files(),
+    publisher=lambda url: StompPublisher(StompConfig.from_url(url)),
+    consumer=lambda url: StompConsumer(StompConfig.from_url(url)),
+)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -12,17 +12,18 @@ from eventindex.transport import open_consumer, open_publisher
 from eventindex.transport.amqp import (
     DEFAULT_HEARTBEAT,
     DEFAULT_PORT,
-    DEFAULT_PREFETCH,
     DEFAULT_QUEUE,
-    DEFAULT_TIMEOUT,
     DEFAULT_TLS_PORT,
     AmqpConfig,
     AmqpConsumer,
     AmqpPublisher,
     _connection_parameters,
+    _Link,
     properties_for,
 )
 from eventindex.transport.base import Message
+from eventindex.transport.config import DEFAULT_PREFETCH, DEFAULT_TIMEOUT
+from eventindex.transport.reconnect import Reconnector
 
 NO_ENV: dict[str, str] = {}
 
@@ -225,7 +226,12 @@ def test_open_dispatches_amqp_urls_and_translates_errors(monkeypatch: pytest.Mon
 def test_a_foreign_handle_is_refused() -> None:
     consumer = AmqpConsumer.__new__(AmqpConsumer)  # no connection needed to check the handle
     consumer.config = parse("amqp://h:1/q")
-    consumer._conn = SimpleNamespace(link=None)  # no connection: every handle's connection is gone
+    consumer._conn = Reconnector(
+        protocol="AMQP", address=consumer.config.address, first=_Link(consumer.config, 1, None),
+        open_link=lambda generation: _Link(consumer.config, generation, None), drop_deliveries=lambda: 0,
+        stop=threading.Event(), reconnect_deadline=1.0,
+    )  # fmt: skip
+    consumer._conn.take()  # no connection: every handle's connection is gone
     with pytest.raises(TransportError, match="not from an AMQP consumer"):
         consumer._link_for(Message(b"", handle="1/ack-id"), "ack")
     assert consumer._link_for(Message(b"", handle="1/5"), "ack") is None

@@ -13,7 +13,8 @@ import pytest
 from eventindex.errors import BrokerConnectionError, ConfigError, TransportError
 from eventindex.transport import Publisher, open_publisher
 from eventindex.transport.embedded import EmbeddedQueue
-from eventindex.transport.failover import FAILOVER_PASSES, FailoverPublisher, check_broker_url, redacted
+from eventindex.transport.failover import FAILOVER_PASSES, FailoverPublisher
+from eventindex.transport.schemes import check_broker_url, redacted
 
 
 def closed_port() -> int:

@@ -1,8 +1,10 @@
-"""The consumers' reconnector (eventindex.transport.reconnect) on fake connections.
+"""The shared connection loops (eventindex.transport.reconnect) on fake connections.
 
-The STOMP and AMQP consumers run it against real brokers in tests/integration; here each rule
-is pinned down alone: one connection at a time, deliveries dropped on a loss, backoff inside the
-caller's deadline, the outage budget, and errors that are not worth another attempt.
+The STOMP and AMQP consumers and publishers run them against real brokers in tests/integration;
+here each rule is pinned down alone: bounded connect attempts, one connection at a time,
+deliveries dropped on a loss, backoff inside the caller's deadline, the outage budget, errors
+that are not worth another attempt, a send retried on a new connection, and `close` cutting a
+wait short.
 """
 
 from __future__ import annotations
@@ -10,15 +12,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
-from eventindex.errors import BrokerConnectionError, TransportError
-from eventindex.transport.reconnect import Reconnector
-
-
-class Lost(BrokerConnectionError):
-    """A connection attempt that failed in a way worth retrying."""
+from eventindex.errors import BrokerConnectionError, ConfigError, TransportError
+from eventindex.transport import reconnect
+from eventindex.transport.config import BrokerConfig
+from eventindex.transport.reconnect import SEND_ATTEMPTS, LinkLost, ReconnectingPublisher, Reconnector, connect
 
 
 class FakeLink:
@@ -27,22 +31,41 @@ class FakeLink:
         self.lost: str | None = None
         self.lost_at: float | None = None
         self.aborted = False
+        self.closed = False
+        #: bodies the broker confirmed on this connection
+        self.confirmed: list[bytes] = []
 
     def abort(self) -> None:
         self.aborted = True
+
+    def close(self) -> None:
+        self.closed = True
 
     def lose(self, reason: str = "connection reset") -> None:
         self.lost, self.lost_at = reason, time.monotonic()
 
 
 class Opener:
-    """Opens fake links; the first `failures` attempts raise `error`."""
+    """Opens fake links; the first `failures` attempts raise `error`; the first `unconfirmed` sends drop
+    their connection instead of being confirmed."""
 
-    def __init__(self, failures: int = 0, error: Exception | None = None) -> None:
+    def __init__(self, failures: int = 0, error: Exception | None = None, unconfirmed: int = 0) -> None:
         self.failures = failures
-        self.error = error or Lost("connection refused")
+        self.error = error or LinkLost("connection refused")
+        self.unconfirmed = unconfirmed
         self.opened: list[FakeLink] = []
         self.attempts = 0
+        self.sends = 0
+        #: set when a send was not confirmed (a test may then close the publisher)
+        self.failed_send = threading.Event()
+
+    def send(self, link: FakeLink, body: bytes) -> None:
+        self.sends += 1
+        if self.sends <= self.unconfirmed:
+            link.lose("no receipt")
+            self.failed_send.set()
+            raise LinkLost(f"no receipt on connection {link.generation}")
+        link.confirmed.append(body)
 
     def __call__(self, generation: int) -> FakeLink:
         self.attempts += 1
@@ -55,7 +78,10 @@ class Opener:
 
 def reconnector(opener: Opener, deadline: float = 60.0, dropped: int = 0) -> tuple[Reconnector[FakeLink], FakeLink]:
     first = FakeLink(1)
-    conn = Reconnector("TEST", "test://x", first, opener, lambda: dropped, threading.Event(), deadline, Lost)
+    conn = Reconnector(
+        protocol="TEST", address="test://x", first=first, open_link=opener, drop_deliveries=lambda: dropped,
+        stop=threading.Event(), reconnect_deadline=deadline,
+    )  # fmt: skip
     return conn, first
 
 
@@ -120,9 +146,127 @@ def test_a_stopped_consumer_gets_no_connection() -> None:
     opener = Opener()
     stop = threading.Event()
     first = FakeLink(1)
-    conn = Reconnector("TEST", "test://x", first, opener, lambda: 0, stop, 60.0, Lost)
+    conn = Reconnector(
+        protocol="TEST", address="test://x", first=first, open_link=opener, drop_deliveries=lambda: 0, stop=stop,
+        reconnect_deadline=60.0,
+    )  # fmt: skip
     first.lose()
     stop.set()
     assert conn.usable(time.monotonic() + 1) is None
     assert opener.attempts == 0
     assert conn.take() is first and conn.link is None
+
+
+# ------------------------------------------------------------------------------------------- connect
+def open_with(opener: Opener, attempts: int, stop: threading.Event | None = None) -> FakeLink:
+    return connect(
+        opener, generation=7, attempts=attempts, stop=stop or threading.Event(), protocol="TEST", address="test://x",
+        logger=logging.getLogger("test"),
+    )  # fmt: skip
+
+
+def test_connect_retries_until_a_connection_opens() -> None:
+    opener = Opener(failures=2)
+    link = open_with(opener, attempts=5)
+    assert opener.attempts == 3 and link is opener.opened[0] and link.generation == 7
+
+
+def test_connect_gives_up_after_its_attempts_with_one_line() -> None:
+    opener = Opener(failures=10**6)
+    started = time.monotonic()
+    with pytest.raises(BrokerConnectionError) as info:
+        open_with(opener, attempts=3)
+    assert opener.attempts == 3
+    assert time.monotonic() - started < 5, "backoff 0.2 s, then 0.4 s at most"
+    assert str(info.value) == "cannot connect to TEST broker test://x (3 attempts): connection refused"
+
+
+def test_connect_stops_at_once_when_the_stop_event_is_set() -> None:
+    opener = Opener(failures=10**6)
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(BrokerConnectionError, match=r"\(1 attempts\)"):
+        open_with(opener, attempts=5, stop=stop)
+    assert opener.attempts == 1
+
+
+def test_connect_passes_an_error_not_worth_retrying_through() -> None:
+    opener = Opener(failures=1, error=TransportError("access refused"))
+    with pytest.raises(TransportError, match="access refused"):
+        open_with(opener, attempts=5)
+    assert opener.attempts == 1
+
+
+# ----------------------------------------------------------------------------------------- publisher
+@dataclass(frozen=True)
+class FakeConfig(BrokerConfig):
+    protocol: ClassVar[str] = "TEST"
+    tls_url: ClassVar[str] = "a test+tls:// URL"
+
+    @property
+    def address(self) -> str:
+        return "test://x"
+
+
+class FakePublisher(ReconnectingPublisher[FakeConfig, FakeLink]):
+    def __init__(self, opener: Opener, config: FakeConfig | None = None, *, exclusive: bool = True) -> None:
+        self.opener = opener
+        super().__init__(config or FakeConfig(), exclusive=exclusive, logger=logging.getLogger("test"))
+
+    def _open_link(self, generation: int) -> FakeLink:
+        return self.opener(generation)
+
+    def send(self, body: bytes, headers: Mapping[str, str] | None = None, group: str | None = None) -> None:
+        self._confirmed(lambda link: self.opener.send(link, body), "a message")
+
+
+def test_a_publisher_checks_its_tls_files_before_connecting(tmp_path: Path) -> None:
+    opener = Opener()
+    with pytest.raises(ConfigError, match=r"TEST broker: ca= file .*missing\.pem does not exist"):
+        FakePublisher(opener, FakeConfig(tls=True, ca=tmp_path / "missing.pem"))
+    assert opener.attempts == 0
+
+
+def test_an_unconfirmed_send_is_sent_again_on_a_new_connection() -> None:
+    opener = Opener(unconfirmed=1)
+    with FakePublisher(opener) as publisher:
+        publisher.send(b"m")
+    first, second = opener.opened
+    assert first.aborted and first.confirmed == []
+    assert second.generation == 2 and second.confirmed == [b"m"] and second.closed
+
+
+def test_a_send_never_confirmed_fails_after_its_attempts() -> None:
+    opener = Opener(unconfirmed=10**6)
+    publisher = FakePublisher(opener)
+    with pytest.raises(BrokerConnectionError) as info:
+        publisher.send(b"m")
+    assert opener.sends == SEND_ATTEMPTS and len(opener.opened) == SEND_ATTEMPTS
+    assert str(info.value).startswith(f"TEST broker test://x did not confirm a message in {SEND_ATTEMPTS} attempts")
+    publisher.close()
+    with pytest.raises(TransportError, match="TEST publisher for test://x is closed"):
+        publisher.send(b"m")
+
+
+@pytest.mark.parametrize("exclusive", [True, False])
+def test_close_cuts_the_wait_between_send_attempts_short(exclusive: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reconnect, "compute_backoff", lambda *args: 60.0)  # a minute's wait after the failed send
+    opener = Opener(unconfirmed=10**6)
+    publisher = FakePublisher(opener, exclusive=exclusive)
+    errors: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            publisher.send(b"m")
+        except TransportError as exc:
+            errors.append(exc)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    assert opener.failed_send.wait(5)
+    started = time.monotonic()
+    publisher.close()
+    sender.join(5)
+    assert not sender.is_alive() and time.monotonic() - started < 2
+    assert [str(e) for e in errors] == ["TEST publisher for test://x is closed"]
+    assert opener.sends == 1

@@ -7,11 +7,10 @@ from pathlib import Path
 import pytest
 
 from eventindex.errors import ConfigError, TransportError
+from eventindex.transport.config import DEFAULT_PREFETCH, DEFAULT_TIMEOUT
 from eventindex.transport.stomp import (
     DEFAULT_HEARTBEAT_MS,
     DEFAULT_PORT,
-    DEFAULT_PREFETCH,
-    DEFAULT_TIMEOUT,
     DEFAULT_TLS_PORT,
     GROUP_HEADER,
     StompConfig,
