@@ -6,14 +6,33 @@
 3. job resolved: the highest complete attempt is chosen; every other attempt is superseded.
 4. task complete: the expected number of jobs are resolved (no more jobs seen than expected) and,
    when an event total is expected, the chosen attempts add up to it.
+
+An incomplete task is *damaged* when a job it waits for has a known problem: a listed chunk that
+failed verification (at intake, or found changed or gone at load), or a message of the job that
+was quarantined. It heals without a manual step when the object verifies again (restored: found at
+the next rescan) or a new attempt of the job completes.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from supersink.ledger import ChunkRecord, Ledger
+
+#: The states of a committed task.
+LOADED_STATES = ("loaded", "loaded-partial")
+
+
+def committed_attempts(marker: dict[str, Any] | None) -> set[tuple[str, int]]:
+    """The (job, attempt) pairs a task's commit accounted for, as the ledger keeps its marker (with
+    the attempts of its amendments merged in): the loaded attempts and the ones they superseded."""
+    if marker is None:
+        return set()
+    pairs = {(str(job), int(attempt)) for job, attempt in marker.get("attempts", {}).items()}
+    pairs |= {(str(s["job"]), int(s["attempt"])) for s in marker.get("superseded", [])}
+    return pairs
 
 
 @dataclass
@@ -26,6 +45,8 @@ class AttemptView:
     chunks_seen: int = 0
     chunks_listed: int = 0
     missing: list[str] = field(default_factory=list)
+    #: what is known to be wrong with it (a subset of `missing`, with the object key and the reason)
+    problems: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -41,6 +62,8 @@ class TaskView:
     superseded: list[AttemptView]
     missing: list[str]
     failure: str | None
+    #: known problems of the jobs the task waits for (chunk keys and reasons, quarantined messages)
+    problems: list[str] = field(default_factory=list)
 
     @property
     def jobs_seen(self) -> int:
@@ -68,13 +91,13 @@ def evaluate(ledger: Ledger, task: str) -> TaskView:
     }
     for (job, attempt, _), _unused in valid.items():
         views[(job, attempt)].chunks_seen += 1
-    listed: dict[tuple[str, int], list[tuple[int, int, bytes, int, str | None]]] = defaultdict(list)
+    listed: dict[tuple[str, int], list[tuple[int, str, int, bytes, int, str | None]]] = defaultdict(list)
     for lc in ledger.query(
-        "SELECT job, attempt, seq, size, sha256, events, problem FROM listed_chunks WHERE task = ? ORDER BY seq",
+        "SELECT job, attempt, seq, key, size, sha256, events, problem FROM listed_chunks WHERE task = ? ORDER BY seq",
         (task,),
     ):
         listed[(lc["job"], lc["attempt"])].append(
-            (lc["seq"], lc["size"], bytes(lc["sha256"]), lc["events"], lc["problem"])
+            (lc["seq"], lc["key"], lc["size"], bytes(lc["sha256"]), lc["events"], lc["problem"])
         )
     for att in ledger.query("SELECT job, attempt, events, status FROM attempts WHERE task = ?", (task,)):
         view = views[(att["job"], att["attempt"])]
@@ -84,10 +107,12 @@ def evaluate(ledger: Ledger, task: str) -> TaskView:
         view.chunks_listed = len(entries)
         if att["status"] != "ok":
             view.missing.append(f"job {view.job} attempt {view.attempt}: the producer reported status {att['status']}")
-        for seq, size, sha, events, problem in entries:
+        for seq, key, size, sha, events, problem in entries:
             if valid.get((view.job, view.attempt, seq)) != (size, sha, events):
                 why = f" ({problem})" if problem else ""
                 view.missing.append(f"job {view.job} attempt {view.attempt}: chunk-{seq:06d} missing{why}")
+                if problem:
+                    view.problems.append(f"job {view.job} attempt {view.attempt}: chunk {key}: {problem}")
         view.complete = not view.missing
     for view in views.values():
         if not view.has_manifest:
@@ -101,6 +126,7 @@ def evaluate(ledger: Ledger, task: str) -> TaskView:
     chosen: dict[str, AttemptView] = {}
     superseded: list[AttemptView] = []
     missing: list[str] = []
+    problems: list[str] = []
     for job, attempts in by_job.items():
         complete = [a for a in attempts if a.complete]
         if complete:
@@ -108,6 +134,11 @@ def evaluate(ledger: Ledger, task: str) -> TaskView:
             superseded += [a for a in attempts if a is not complete[-1]]
         else:
             missing += [m for a in attempts for m in a.missing]
+            problems += [p for a in attempts for p in a.problems]
+    for entry in ledger.quarantined_for(task):
+        if entry["job"] is not None and entry["job"] not in chosen:
+            where = f"job {entry['job']} attempt {entry['attempt']}"
+            problems.append(f"{where}: message quarantined (#{entry['id']}): {entry['reason']}")
 
     expected_jobs, expected_events = row["expected_jobs"], row["expected_events"]
     failure = None
@@ -136,6 +167,7 @@ def evaluate(ledger: Ledger, task: str) -> TaskView:
         superseded=superseded,
         missing=missing,
         failure=failure,
+        problems=problems,
     )
 
 

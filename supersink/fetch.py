@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from eventindex.codec import decode_chunk_body, decode_manifest
 from eventindex.columns import decode_body, event_keys, validate_body
-from eventindex.errors import CorruptObjectError
+from eventindex.errors import CodecError, CorruptObjectError, EventIndexError, ObjectNotFoundError
 from eventindex.schema import eventindex_pb2 as pb
 from eventindex.store import ObjectStore
 
@@ -139,6 +139,16 @@ def key_range(table: pa.Table) -> tuple[bytes | None, bytes | None]:
     return _range(*event_keys(table))
 
 
+class ChunkUnusableError(EventIndexError):
+    """A chunk verified at intake is missing, changed or undecodable when its task loads: the chunk's
+    problem, not the service's (its attempt becomes incomplete again)."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"chunk {key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
 def load_chunk(
     store: ObjectStore, spool: ObjectStore, key: str, size: int, sha256: bytes, cache: ChunkCache | None = None
 ) -> pa.Table:
@@ -147,14 +157,21 @@ def load_chunk(
     The bytes verified at intake are taken from `cache` when they are still there.
     A spooled chunk (broker-only transport) was assembled by this supersink; its size and sha256
     in the ledger are those of its messages, and the codec's own checksum guards the spooled bytes.
+    ChunkUnusableError when the object is gone or is not the one verified; a StoreError otherwise
+    (the store failing, not the object).
     """
-    if key.startswith(SPOOL_PREFIX):
-        return decode_body(decode_chunk_body(spool.get(key[len(SPOOL_PREFIX) :], MAX_OBJECT_BYTES)))
-    data = cache.take(key, sha256) if cache is not None else None
-    if data is None:
-        data = store.get(key, MAX_OBJECT_BYTES)
-        _check(data, key, size, sha256)
-    return decode_body(decode_chunk_body(data))
+    try:
+        if key.startswith(SPOOL_PREFIX):
+            return decode_body(decode_chunk_body(spool.get(key[len(SPOOL_PREFIX) :], MAX_OBJECT_BYTES)))
+        data = cache.take(key, sha256) if cache is not None else None
+        if data is None:
+            data = store.get(key, MAX_OBJECT_BYTES)
+            _check(data, key, size, sha256)
+        return decode_body(decode_chunk_body(data))
+    except ObjectNotFoundError:
+        raise ChunkUnusableError(key, "gone from the store since it was verified") from None
+    except CodecError as exc:
+        raise ChunkUnusableError(key, f"changed since it was verified: {exc}") from None
 
 
 def fetch_manifest(store: ObjectStore, key: str, size: int | None, sha256: bytes | None) -> tuple[pb.Manifest, bytes]:

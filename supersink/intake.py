@@ -1,6 +1,8 @@
 """Intake: turn one broker message into durable ledger facts, or a quarantine entry.
 
-  parse + validate the pointer        -> bad: quarantine (raw body + reason)
+  parse + validate the message        -> bad body, headers or encoding: quarantine (raw bytes + reason)
+  a pointer of an attempt a commit    -> nothing to do (a late duplicate)
+  accounted for
   expectation                         -> ledger
   chunk pointer                       -> fetch, verify, ledger (bad object: quarantine)
   manifest pointer                    -> fetch, verify, ledger; then verify the listed chunks the
@@ -8,17 +10,21 @@
                                          pointer loses nothing)
 
 Everything a message causes commits in one ledger transaction; the caller acks only after it.
-Transient store failures propagate (StoreUnavailableError): the caller leaves the message unacked.
+Store failures propagate (StoreError, but not ObjectNotFoundError: that is the object's problem): the
+caller leaves the message unacked. Ledger failures propagate too. Anything else a message causes,
+even an error nobody foresaw, quarantines that message: no message can stop the service.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
+import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,17 +38,19 @@ from eventindex.errors import (
     MessageError,
     ObjectExistsError,
     ObjectNotFoundError,
+    StoreError,
 )
 from eventindex.events import events_to_table
 from eventindex.names import chunk_key, manifest_key, validate_attempt, validate_name
-from eventindex.pointers import parse_pointer
+from eventindex.pointers import KIND_NAMES, parse_pointer
 from eventindex.schema import eventindex_pb2 as pb
 from eventindex.store import ObjectStore
 from eventindex.store.local import LocalStore
 from eventindex.transport import Message
+from supersink.completeness import LOADED_STATES, committed_attempts
 from supersink.crashpoints import crashpoint
 from supersink.fetch import SPOOL_PREFIX, ChunkCache, fetch_manifest, key_range, verify_chunk
-from supersink.ledger import ChunkRecord, Ledger
+from supersink.ledger import ChunkRecord, Ledger, LedgerError
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +70,8 @@ class Counters:
     expectations: int = 0
     quarantined: int = 0
     redelivered: int = 0
+    #: pointers of attempts a task's commit had accounted for already (late duplicates), not fetched
+    after_commit: int = 0
     transient_failures: int = 0
     tasks_loaded: int = 0
     events_loaded: int = 0
@@ -81,12 +91,14 @@ class Counters:
 
 
 class Rejected(Exception):
-    """The message is refused for good: quarantine it with this reason."""
+    """The message is refused for good: quarantine it with this reason (and the job it names, if any)."""
 
-    def __init__(self, reason: str, task: str | None = None) -> None:
+    def __init__(self, reason: str, task: str | None = None, job: str | None = None, attempt: int | None = None):
         super().__init__(reason)
         self.reason = reason
         self.task = task
+        self.job = job
+        self.attempt = attempt
 
 
 def spool_for(ledger: Ledger) -> ObjectStore:
@@ -95,7 +107,13 @@ def spool_for(ledger: Ledger) -> ObjectStore:
 
 
 class Intake:
-    def __init__(self, ledger: Ledger, store: ObjectStore, on_event: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        store: ObjectStore,
+        on_event: Callable[[str], None] | None = None,
+        on_problem: Callable[[str], None] | None = None,
+    ) -> None:
         self.ledger = ledger
         self.store = store
         #: Chunks assembled from broker-only messages (a local store next to the ledger).
@@ -104,6 +122,8 @@ class Intake:
         self.cache = ChunkCache()
         self.counters = Counters()
         self.on_event = on_event or (lambda text: log.info("%s", text))
+        #: what an operator must see (quarantined messages, chunks found bad): logged as warnings
+        self.on_problem = on_problem or (lambda text: log.warning("%s", text))
         self.may_complete = False
 
     def handle(self, message: Message) -> str | None:
@@ -117,25 +137,48 @@ class Intake:
             self.counters.redelivered += 1
         self.may_complete = False
         try:
+            if message.problem is not None:
+                raise Rejected(message.problem)
             with self.ledger.transaction():
-                task = self._handle(message.body)
+                task = self._handle(message)
             crashpoint("intake.recorded")
             return task
         except Rejected as rejected:
-            self._quarantine(message, rejected.reason, rejected.task)
-            return None
+            self._quarantine(message, rejected)
+        except (StoreError, LedgerError, sqlite3.Error):
+            raise  # not the message's fault: the caller retries it, or stops
+        except Exception as exc:  # any other failure is this message's: it must not stop the service
+            log.debug("unexpected error handling a message", exc_info=True)
+            self._quarantine(message, Rejected(f"unexpected {type(exc).__name__} handling this message: {exc}"))
+        return None
 
-    def _quarantine(self, message: Message, reason: str, task: str | None) -> None:
+    def _quarantine(self, message: Message, rejected: Rejected) -> None:
         with self.ledger.transaction():
-            self.ledger.quarantine(reason, dict(message.headers), message.body, task)
+            self.ledger.quarantine(
+                rejected.reason, dict(message.headers), message.body, rejected.task, rejected.job, rejected.attempt
+            )
         self.counters.quarantined += 1
-        self.on_event(f"quarantined: {reason}")
+        self.on_problem(f"quarantined: {rejected.reason}")
 
-    def _handle(self, body: bytes) -> str:
+    def _handle(self, message: Message) -> str:
         try:
-            pointer = parse_pointer(body)
+            pointer = parse_pointer(message.body)
         except (MessageError, InvalidNameError, CodecError) as exc:
             raise Rejected(str(exc)) from None
+        job, attempt = (pointer.job, pointer.attempt) if pointer.job else (None, None)
+        try:
+            return self._record(pointer, message.headers)
+        except Rejected as rejected:
+            rejected.task = rejected.task or pointer.task
+            if rejected.job is None:
+                rejected.job, rejected.attempt = job, attempt
+            raise
+
+    def _record(self, pointer: pb.Pointer, headers: Mapping[str, str]) -> str:
+        _check_headers(pointer, headers)
+        if pointer.job and self._accounted_for(pointer.task, pointer.job, pointer.attempt):
+            self.counters.after_commit += 1
+            return pointer.task
         if pointer.kind == pb.POINTER_KIND_TASK_EXPECTATION:
             self.ledger.set_expectation(
                 pointer.task,
@@ -182,6 +225,15 @@ class Intake:
             self._record_manifest(pointer, key)
             self.counters.manifests += 1
         return pointer.task
+
+    def _accounted_for(self, task: str, job: str, attempt: int) -> bool:
+        """Whether the task is committed and its commit accounted for this attempt (loaded or
+        superseded): then a pointer of it is a late duplicate, harmless even after the attempt's
+        objects were deleted and its rows compacted away (retention)."""
+        row = self.ledger.task(task)
+        if row is None or row["state"] not in LOADED_STATES or not row["marker"]:
+            return False
+        return (job, attempt) in committed_attempts(json.loads(row["marker"]))
 
     # ------------------------------------------------------------ broker-only transport
 
@@ -338,3 +390,30 @@ class Intake:
                 self.ledger.set_listed_problem(task, job, attempt, seq, None)
             except Rejected as rejected:
                 self.ledger.set_listed_problem(task, job, attempt, seq, rejected.reason)
+
+    def recheck(self, task: str) -> int:
+        """Verify again, from the store, the chunks of a task whose verification failed (at intake or
+        at load): a restored object heals its attempt. Returns how many verified now."""
+        healed = 0
+        for listed in self.ledger.problem_chunks(task):
+            job, attempt, seq = listed["job"], listed["attempt"], listed["seq"]
+            with self.ledger.transaction():
+                try:
+                    key, size, sha256 = listed["key"], listed["size"], bytes(listed["sha256"])
+                    self._record_chunk(task, job, attempt, seq, key, size, sha256, listed["events"])
+                except Rejected as rejected:
+                    self.ledger.set_listed_problem(task, job, attempt, seq, rejected.reason)
+                    continue
+                self.ledger.set_listed_problem(task, job, attempt, seq, None)
+            healed += 1
+            self.on_event(f"task {task}: chunk {listed['key']} verifies again")
+        return healed
+
+
+def _check_headers(pointer: pb.Pointer, headers: Mapping[str, str]) -> None:
+    """The producer's informational headers, when present, must say what the body says."""
+    kind, task = headers.get("ei-kind"), headers.get("ei-task")
+    if kind is not None and kind != KIND_NAMES[pointer.kind]:
+        raise Rejected(f"header ei-kind {kind!r} but the body is a {KIND_NAMES[pointer.kind]} pointer")
+    if task is not None and task != pointer.task:
+        raise Rejected(f"header ei-task {task!r} but the body names task {pointer.task!r}")

@@ -3,6 +3,10 @@
 Every message is recorded in the ledger (supersink.intake) before it is acked; then the task it
 touched is settled: evaluated, and loaded when complete. Transient store failures leave the
 message unacked (released for redelivery, after a backoff), so work stays pending, never dropped.
+
+A failure tied to one task stops that task alone, in a named state with the reason (see STATES);
+the others flow. Only the operator, the ledger failing, or the broker unreachable past its outage
+budget end `run`.
 """
 
 from __future__ import annotations
@@ -10,20 +14,24 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from eventindex.backoff import compute_backoff
-from eventindex.errors import AlreadyCommittedError, EventIndexError, StoreError, WarehouseError
+from eventindex.errors import AlreadyCommittedError, EventIndexError, StoreError
 from eventindex.store import ObjectStore
 from eventindex.transport import Consumer
-from supersink.completeness import TaskView, chosen_chunks, evaluate
+from supersink.completeness import LOADED_STATES, TaskView, chosen_chunks, evaluate
+from supersink.fetch import ChunkUnusableError
 from supersink.intake import Counters, Intake
-from supersink.ledger import Ledger
+from supersink.ledger import Ledger, LedgerError
 from supersink.loader import DEFAULT_LAYOUT, FileLayout, LoadPlan, load_task
 from supersink.reconcile import reconcile
+from supersink.retention import Retention, RetentionPolicy
 from supersink.warehouse import ClaimedElsewhereError, Warehouse
 
 log = logging.getLogger(__name__)
@@ -33,8 +41,32 @@ SWEEP_SECONDS = 5.0
 DEFAULT_RESCAN_SECONDS = 60.0
 LOAD_RETRY_BASE = 5.0
 LOAD_RETRY_CAP = 300.0
-LOADED_STATES = ("loaded", "loaded-partial")
 MAX_TRANSIENT_BACKOFF = 30.0
+
+#: Every state a task can be in, what it means (README "Operations" says how each is healed).
+STATES = {
+    "waiting": "incomplete, nothing known to be wrong: jobs, manifests or chunks not arrived yet",
+    "damaged": "incomplete because a job it waits for has a bad or missing object or a quarantined message",
+    "failed": "past its deadline, or inconsistent (more jobs than expected, event total differs)",
+    "loading": "being loaded (a crash during a load is finished at the next start)",
+    "load-failed": "complete, but its load failed (warehouse or store error): retried with backoff",
+    "claimed-elsewhere": "another supersink holds its load claim",
+    "loaded": "committed",
+    "loaded-partial": "committed by `load --force` with jobs missing",
+}
+#: States that need attention: `run --until-idle` ends with a non-zero code when a task is in one.
+STUCK_STATES = ("damaged", "failed", "load-failed", "claimed-elsewhere")
+MAX_DETAIL_ITEMS = 3
+
+
+@dataclass(frozen=True)
+class StuckTask:
+    task: str
+    state: str
+    detail: str
+
+    def line(self) -> str:
+        return f"task {self.task} {self.state}: {self.detail}"
 
 
 class TaskNotLoadableError(EventIndexError):
@@ -51,6 +83,8 @@ class Supersink:
         task_deadline: float | None = None,
         layout: FileLayout = DEFAULT_LAYOUT,
         rescan_seconds: float | None = DEFAULT_RESCAN_SECONDS,
+        retention: RetentionPolicy | None = None,
+        on_problem: Callable[[str], None] | None = None,
     ) -> None:
         self.layout = layout
         self.rescan_seconds = rescan_seconds
@@ -63,8 +97,15 @@ class Supersink:
         self.store = store
         self.warehouse = warehouse
         self.on_event = on_event or (lambda text: log.info("%s", text))
-        self.intake = Intake(ledger, store, self.on_event)
+        #: errors an operator must see (logged as warnings: `--quiet` keeps them)
+        self.on_problem = on_problem or (lambda text: log.warning("%s", text))
+        self.intake = Intake(ledger, store, self.on_event, self.on_problem)
         self.counters: Counters = self.intake.counters
+        self.retention = (
+            None
+            if retention is None
+            else Retention(ledger, store, self.intake.spool, warehouse, retention, self.on_event, self.on_problem)
+        )
 
     # ------------------------------------------------------------ completeness and load
 
@@ -74,26 +115,32 @@ class Supersink:
         if view.state in LOADED_STATES:
             return view
         if view.failure is not None:
-            if view.state != "failed" or view.detail != view.failure:
-                with self.ledger.transaction():
-                    self.ledger.set_state(task, "failed", view.failure)
-                self.on_event(f"task {task} failed: {view.failure}")
-                view.state, view.detail = "failed", view.failure
+            self._set_state(view, "failed", view.failure)
             return view
         if not view.complete:
-            state, detail = "waiting", "; ".join(view.missing[:3])
-            if self.past_deadline(task):
-                state = "failed"
-                detail = f"not complete {self.task_deadline:g}s after it was first seen: " + "; ".join(view.missing)
-            if view.state != state or view.detail != detail:
-                with self.ledger.transaction():
-                    self.ledger.set_state(task, state, detail)
-                if state == "failed":
-                    self.on_event(f"task {task} failed: {detail}")
-                view.state, view.detail = state, detail
+            self._incomplete(view)
             return view
         self.load(view)
         return evaluate(self.ledger, task)
+
+    def _incomplete(self, view: TaskView) -> None:
+        if self.past_deadline(view.task):
+            detail = f"not complete {self.task_deadline:g}s after it was first seen: " + "; ".join(view.missing)
+            self._set_state(view, "failed", detail)
+        elif view.problems:
+            self._set_state(view, "damaged", _listing(view.problems))
+        else:
+            self._set_state(view, "waiting", _listing(view.missing))
+
+    def _set_state(self, view: TaskView, state: str, detail: str) -> None:
+        """Record a task's state; a new state that needs attention is reported as a problem."""
+        if view.state == state and view.detail == detail:
+            return
+        with self.ledger.transaction():
+            self.ledger.set_state(view.task, state, detail)
+        if state in STUCK_STATES:
+            self.on_problem(f"task {view.task} {state}: {detail}")
+        view.state, view.detail = state, detail
 
     def past_deadline(self, task: str) -> bool:
         if self.task_deadline is None:
@@ -109,11 +156,13 @@ class Supersink:
         - A task past its deadline is failed, naming what is missing (it still loads if it
           completes later).
         - A task another supersink claimed is looked at again: it may have been committed.
+        - A damaged task's bad chunks are verified again at its rescan: restored objects heal it.
+        - Retention, if configured: transit objects of tasks committed long enough ago are deleted.
         """
         now = time.monotonic()
-        for row in self.ledger.query(
-            f"SELECT task, state FROM tasks WHERE state NOT IN ({', '.join(repr(s) for s in LOADED_STATES)})"
-        ):
+        rows = self.ledger.open_tasks(LOADED_STATES)
+        open_tasks = {row["task"] for row in rows}
+        for row in rows:
             task = row["task"]
             if (
                 row["state"] != "claimed-elsewhere"
@@ -123,12 +172,20 @@ class Supersink:
                 self._scanned[task] = now
                 try:
                     found = reconcile(self.intake, prefix=f"{task}/")
+                    healed = self.intake.recheck(task) if row["state"] == "damaged" else 0
                 except StoreError as exc:
                     self.on_event(f"task {task}: rescan failed, will try again: {exc}")
                     continue
                 if found.manifests_recorded:
                     self.on_event(f"task {task}: rescan found {found.manifests_recorded} unannounced manifest(s)")
+                if healed:
+                    self.on_event(f"task {task}: {healed} chunk(s) verify again")
             self.try_settle(task)
+        for memory in (self._scanned, self._failures, self._retry_at):
+            for task in [t for t in memory if t not in open_tasks]:
+                del memory[task]
+        if self.retention is not None:
+            self.retention.run()
 
     def force_load(self, task: str) -> dict[str, Any] | None:
         """Load what is there now: the resolved jobs' chosen attempts, marked partial if incomplete."""
@@ -140,7 +197,8 @@ class Supersink:
         return self.load(view, partial=not view.complete)
 
     def load(self, view: TaskView, partial: bool = False) -> dict[str, Any] | None:
-        """Load a task; None when another supersink holds its claim."""
+        """Load a task; None when another supersink holds its claim, or when a chunk turned out to be
+        gone or changed (the task is then damaged, its state says which chunk)."""
         assert view.dataset is not None
         with self.ledger.transaction():
             self.ledger.set_state(view.task, "loading", "partial" if partial else "")
@@ -168,6 +226,9 @@ class Supersink:
                 self.ledger.set_state(view.task, "claimed-elsewhere", str(exc))
             self.on_event(f"task {view.task}: standing down: {exc}")
             return None
+        except ChunkUnusableError as exc:
+            self._chunk_unusable(view.task, exc)
+            return None
         except AlreadyCommittedError:
             existing = self.warehouse.read_marker(view.dataset, view.task)
             if existing is None:
@@ -188,29 +249,57 @@ class Supersink:
         self.counters.commits.append((int(marker["rows"]), round(self.counters.cpu_at_last_commit, 3)))
         return marker
 
+    def _chunk_unusable(self, task: str, exc: ChunkUnusableError) -> None:
+        """A chunk verified at intake is gone or changed at load: as if it had failed at intake, its
+        attempt is incomplete (a new attempt of the job, or the object restored, heals the task)."""
+        row = self.ledger.chunk_by_key(task, exc.key)
+        if row is None:
+            raise exc  # not a chunk of this task's ledger: a load failure like any other
+        with self.ledger.transaction():
+            self.ledger.invalidate_chunk(task, row["job"], row["attempt"], row["seq"], f"at load: {exc.reason}")
+        self._incomplete(evaluate(self.ledger, task))
+
     def settle_all(self) -> None:
         """At start-up: finish loads a crash interrupted, and anything complete but not loaded."""
-        for row in self.ledger.tasks():
-            if row["state"] not in LOADED_STATES:
-                self.try_settle(row["task"])
+        for row in self.ledger.open_tasks(LOADED_STATES):
+            self.try_settle(row["task"])
 
     def try_settle(self, task: str) -> None:
-        """settle(), but a store or warehouse failure postpones the task (retried with backoff) instead
-        of stopping the service."""
+        """settle(), but whatever fails in it (the warehouse, the store, anything the task's data
+        causes) puts the task alone into `load-failed` with the reason, retried with backoff, instead
+        of stopping the service. Only the ledger failing propagates."""
         if time.monotonic() < self._retry_at.get(task, 0.0):
             return
         try:
             self.settle(task)
             self._failures.pop(task, None)
             self._retry_at.pop(task, None)
-        except (StoreError, WarehouseError) as exc:
+        except (LedgerError, sqlite3.Error):
+            raise
+        except Exception as exc:  # isolation: one task's failure, whatever it is, is that task's
+            if not isinstance(exc, EventIndexError):
+                log.debug("unexpected error loading task %s", task, exc_info=True)
+            reason = str(exc) if isinstance(exc, EventIndexError) else f"unexpected {type(exc).__name__}: {exc}"
             failures = self._failures[task] = self._failures.get(task, 0) + 1
             delay = compute_backoff(failures, base=LOAD_RETRY_BASE, cap=LOAD_RETRY_CAP)
             self._retry_at[task] = time.monotonic() + delay
             self.counters.transient_failures += 1
             with self.ledger.transaction():
-                self.ledger.set_state(task, "waiting", f"load postponed (failure {failures}): {exc}")
-            self.on_event(f"task {task}: load postponed {delay:.0f}s after failure {failures}: {exc}")
+                self.ledger.set_state(task, "load-failed", f"{reason} (failure {failures}, next try in {delay:.0f}s)")
+            self.on_problem(f"task {task} load-failed: {reason} (failure {failures}, next try in {delay:.0f}s)")
+
+    def stuck(self) -> list[StuckTask]:
+        """The tasks that need attention (STUCK_STATES), after a last look at those another supersink
+        claimed (it may have committed them meanwhile)."""
+        for row in self.ledger.open_tasks(LOADED_STATES):
+            if row["state"] == "claimed-elsewhere":
+                self._retry_at.pop(row["task"], None)
+                self.try_settle(row["task"])
+        return [
+            StuckTask(row["task"], row["state"], row["detail"])
+            for row in self.ledger.open_tasks(LOADED_STATES)
+            if row["state"] in STUCK_STATES
+        ]
 
     # ------------------------------------------------------------ the loop
 
@@ -257,6 +346,12 @@ class Supersink:
                     dirty.add(task)  # re-evaluated when the queue pauses: keeps `status` current
             idle_since = time.monotonic()
         return self.counters
+
+
+def _listing(items: list[str]) -> str:
+    """The first few items of a list, and how many more there are."""
+    text = "; ".join(items[:MAX_DETAIL_ITEMS])
+    return text + (f" (and {len(items) - MAX_DETAIL_ITEMS} more)" if len(items) > MAX_DETAIL_ITEMS else "")
 
 
 def counters_json(counters: Counters, **extra: int) -> str:

@@ -51,6 +51,9 @@ class Died(Exception):
 class Pipeline:
     root: Path
 
+    def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)  # the queue, store and ledger refuse a missing directory
+
     @property
     def broker(self) -> str:
         return f"sqlite://{self.root / 'queue.db'}"

@@ -138,7 +138,11 @@ class LocalStore(ObjectStore):
 
     def list(self, prefix: str = "") -> Iterator[str]:
         keys = []
-        for dirpath, dirnames, filenames in os.walk(self.root):
+        # walk only the directory the prefix's complete parts name (a task's, not the whole store)
+        parts = prefix.split("/")[:-1]
+        clean = all(part not in ("", ".", "..") for part in parts)
+        top = self.root.joinpath(*parts) if clean else self.root
+        for dirpath, dirnames, filenames in os.walk(top):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             rel = os.path.relpath(dirpath, self.root)
             for name in filenames:

@@ -83,7 +83,8 @@ def test_missing_chunk_keeps_the_job_unresolved_and_is_named(pipe: Pipeline) -> 
     pipe.expect(1)
     pipe.run_supersink()
     st = pipe.status()
-    assert st["state"] == "waiting"
+    assert st["state"] == "damaged", "a chunk known to be missing is named as the task's problem, not awaited"
+    assert "chunk task1/j1/1/chunk-000001.eic: pointer to a missing object" in st["detail"]
     assert st["jobs_resolved"] == 0
     assert any("job j1 attempt 1: chunk-000001 missing" in m and "not found" in m for m in st["missing"])
     assert not (pipe.task_dir() / "_SUCCESS.json").exists()

@@ -1,0 +1,170 @@
+"""Retention: the object store is a transit store, the ledger stays bounded.
+
+Some time after a task's commit (`transit`, default 3 days: time to look at a fresh task before
+its sources go) the supersink
+
+1. reads the task's commit marker and amendments from the warehouse: nothing is deleted unless
+   they exist, and they say which attempts the commit accounted for (loaded or superseded);
+2. deletes those attempts' chunk and manifest objects, only keys `<task>/<job>/<attempt>/...`
+   under its own store (bucket and prefix), and their spooled chunks (broker-only transport);
+   objects of any other attempt (one that arrived after the commit) are kept and reported;
+3. compacts the ledger: the rows of those attempts go, the task row stays as the task's summary,
+   with its marker, so that a late duplicate pointer is still recognised and ignored
+   (supersink.intake). A partial load keeps its rows (late jobs may still be amended).
+
+`forget` later (default 90 days) the summary itself goes; a pointer arriving after that finds
+its object gone (quarantined, harmless) and the write-once commit marker prevents any second
+load. Quarantine entries expire `quarantine` after they were received (default 30 days).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventindex.errors import EventIndexError, StoreUnavailableError
+from eventindex.store import ObjectStore
+from supersink.completeness import LOADED_STATES, committed_attempts
+from supersink.ledger import Ledger
+from supersink.warehouse import Warehouse
+
+DAY = 86_400.0
+#: Wall-clock seconds one retention pass may take (it runs inside the service's loop).
+PASS_SECONDS = 2.0
+#: Tasks fetched from the ledger at a time.
+BATCH = 200
+#: After a pass stopped on an unavailable store, the next one waits this long.
+UNAVAILABLE_PAUSE = 60.0
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """Seconds after a commit before its transit data goes (None: never), after that before the
+    task's summary goes, and after receipt before a quarantine entry goes."""
+
+    transit: float | None = 3 * DAY
+    forget: float | None = 90 * DAY
+    quarantine: float | None = 30 * DAY
+
+
+@dataclass
+class RetentionCounters:
+    tasks_purged: int = 0
+    objects_deleted: int = 0
+    objects_kept: int = 0
+    rows_compacted: int = 0
+    tasks_forgotten: int = 0
+    quarantine_expired: int = 0
+    not_purged: list[str] = field(default_factory=list)
+
+
+def split_keys(keys: list[str], task: str, accounted: set[tuple[str, int]]) -> tuple[list[str], list[str]]:
+    """Keys under `<task>/` to delete (those of the accounted attempts) and to keep (all others)."""
+    delete: list[str] = []
+    keep: list[str] = []
+    for key in keys:
+        parts = key.split("/")
+        ours = len(parts) == 4 and parts[0] == task and parts[2].isdigit()
+        (delete if ours and (parts[1], int(parts[2])) in accounted else keep).append(key)
+    return delete, keep
+
+
+def _attempts_of(keys: list[str]) -> list[str]:
+    found = sorted({tuple(k.split("/")[1:3]) for k in keys if k.count("/") == 3})
+    return [f"job {job} attempt {attempt}" for job, attempt in found]
+
+
+class Retention:
+    def __init__(
+        self,
+        ledger: Ledger,
+        store: ObjectStore,
+        spool: ObjectStore,
+        warehouse: Warehouse,
+        policy: RetentionPolicy,
+        on_event: Callable[[str], None],
+        on_problem: Callable[[str], None],
+    ) -> None:
+        self.ledger = ledger
+        self.store = store
+        self.spool = spool
+        self.warehouse = warehouse
+        self.policy = policy
+        self.on_event = on_event
+        self.on_problem = on_problem
+        self.counters = RetentionCounters()
+        self._paused_until = 0.0
+
+    def run(self, budget: float = PASS_SECONDS) -> None:
+        """One pass: purge the tasks that are due (for at most `budget` seconds), forget old
+        summaries, expire old quarantine entries."""
+        started = time.monotonic()
+        now = time.time()
+        if self.policy.transit is not None and started >= self._paused_until:
+            self._purge_due(now - self.policy.transit, started + budget)
+        with self.ledger.transaction():
+            if self.policy.forget is not None:
+                forgotten = self.ledger.forget(now - self.policy.forget)
+                self.counters.tasks_forgotten += len(forgotten)
+            if self.policy.quarantine is not None:
+                self.counters.quarantine_expired += self.ledger.expire_quarantine(now - self.policy.quarantine)
+
+    def _purge_due(self, loaded_before: float, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            rows = self.ledger.due_for_purge(loaded_before, LOADED_STATES, BATCH)
+            if not rows:
+                return
+            for row in rows:
+                if time.monotonic() >= deadline:
+                    return
+                try:
+                    self.purge(row["task"], row["dataset"], row["state"])
+                except StoreUnavailableError as exc:
+                    self._paused_until = time.monotonic() + UNAVAILABLE_PAUSE
+                    self.on_problem(f"retention paused {UNAVAILABLE_PAUSE:.0f}s: {exc}")
+                    return
+                except EventIndexError as exc:  # this task's problem: report it, keep its data, go on
+                    self._not_purged(row["task"], f"not purged: {exc}")
+
+    def _not_purged(self, task: str, note: str) -> None:
+        with self.ledger.transaction():
+            self.ledger.mark_purged(task, note)
+        self.counters.not_purged.append(task)
+        self.on_problem(f"task {task}: {note}")
+
+    def purge(self, task: str, dataset: str, state: str) -> None:
+        """Delete a committed task's transit objects and compact its ledger rows (see the module doc)."""
+        committed = self.warehouse.committed(dataset, task)
+        if committed is None:
+            self._not_purged(task, "not purged: the warehouse has no commit marker for it")
+            return
+        accounted = set(committed_attempts(committed.marker))
+        for amendment in committed.amendments:
+            accounted |= committed_attempts(amendment)
+        delete, keep = split_keys(list(self.store.list(f"{task}/")), task, accounted)
+        spooled, _ = split_keys(list(self.spool.list(f"{task}/")), task, accounted)
+        self.store.delete(delete)
+        self.spool.delete(spooled)
+        note = None
+        if keep:
+            note = (
+                f"kept {len(keep)} object(s) the commit did not account for (arrived after it, not loaded): "
+                + ", ".join(_attempts_of(keep) or keep[:3])
+            )
+        with self.ledger.transaction():
+            rows = self.ledger.compact(task, accounted) if state == "loaded" else 0
+            self.ledger.mark_purged(task, note)
+        self.counters.tasks_purged += 1
+        self.counters.objects_deleted += len(delete) + len(spooled)
+        self.counters.objects_kept += len(keep)
+        self.counters.rows_compacted += rows
+        self.on_event(f"task {task}: retention deleted {len(delete) + len(spooled)} transit object(s)")
+        if note:
+            self.on_problem(f"task {task}: {note}")
+
+    def summary(self) -> dict[str, Any]:
+        data = dict(self.counters.__dict__)
+        data["not_purged"] = len(self.counters.not_purged)
+        return data
