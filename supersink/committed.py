@@ -21,7 +21,7 @@ import pyarrow.fs as pafs
 
 from eventindex.columns import WAREHOUSE_SCHEMA
 from eventindex.errors import ConfigError
-from supersink.warehouse import DATASET_KEY, TASK_KEY, CommittedTask, Warehouse
+from eventindex.warehouse import DATASET_KEY, TASK_KEY, CommittedTask, WarehouseReader
 
 FORMATS = ("paths", "json", "spark-sql")
 DEFAULT_TABLE = "eventindex"
@@ -53,7 +53,7 @@ def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def hadoop_location(warehouse: Warehouse, path: str) -> str:
+def hadoop_location(warehouse: WarehouseReader, path: str) -> str:
     """A path on the warehouse's filesystem as a URL Hadoop-based readers (Spark, Hive) open."""
     if isinstance(warehouse.fs, pafs.LocalFileSystem):
         return f"file://{path}"
@@ -63,7 +63,7 @@ def hadoop_location(warehouse: Warehouse, path: str) -> str:
     return f"{parts.scheme}://{parts.netloc.split(',')[0]}{path}"
 
 
-def spark_sql(warehouse: Warehouse, tasks: Iterable[CommittedTask], table: str = DEFAULT_TABLE) -> str:
+def spark_sql(warehouse: WarehouseReader, tasks: Iterable[CommittedTask], table: str = DEFAULT_TABLE) -> str:
     """DDL for a table over the warehouse with only the committed tasks as partitions."""
     if not table.replace("_", "").replace(".", "").isalnum():
         raise ConfigError(f"table name {table!r}: letters, digits, '_' and one '.' only")
@@ -84,7 +84,7 @@ def spark_sql(warehouse: Warehouse, tasks: Iterable[CommittedTask], table: str =
     return "\n".join(lines) + "\n"
 
 
-def render(warehouse: Warehouse, fmt: str, table: str = DEFAULT_TABLE) -> str:
+def render(warehouse: WarehouseReader, fmt: str, table: str = DEFAULT_TABLE) -> str:
     """The committed tasks of a warehouse in one of FORMATS."""
     if fmt not in FORMATS:
         raise ConfigError(f"format {fmt!r}: one of {', '.join(FORMATS)}")

@@ -24,10 +24,11 @@ from eventindex import __version__
 from eventindex.columns import WAREHOUSE_SCHEMA, event_keys
 from eventindex.errors import AlreadyCommittedError, ConfigError, WarehouseError
 from eventindex.store import ObjectStore
+from eventindex.warehouse import DUPLICATES, part_name
 from supersink.crashpoints import crashpoint
 from supersink.fetch import ChunkCache, load_chunk
 from supersink.ledger import ChunkRecord
-from supersink.warehouse import DUPLICATES, Warehouse, part_name
+from supersink.warehouse import Warehouse
 
 ROW_GROUP_ROWS = 131_072
 ROWS_PER_FILE = 8 * ROW_GROUP_ROWS

@@ -17,7 +17,8 @@ import pyarrow.fs as pafs
 
 from eventindex.errors import ConfigError, WarehouseError
 from eventindex.names import validate_name
-from supersink.warehouse import CLAIM, MARKER, Warehouse
+from eventindex.warehouse import CLAIM, MARKER
+from supersink.warehouse import Warehouse
 
 
 @dataclass

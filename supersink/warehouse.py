@@ -1,7 +1,7 @@
-"""The Parquet warehouse: Hive-style partitions `<root>/dataset=<D>/task=<T>/part-NNNNN.parquet`.
+"""The supersink's side of the warehouse: claims, staged parts, commit markers and amendments.
 
-Readers (Spark, Hive, DuckDB, pyarrow) pointed at the root discover `dataset` and `task` as
-partition columns. What they may see is decided here:
+The layout and the reading rule are in eventindex.warehouse. What a load may leave visible is
+decided here:
 
 - On filesystems that rename (local, WebHDFS), parts are written under a staging directory that
   readers skip (`_staging/…`, with names that do not end in `.parquet`, because DuckDB's `**` glob
@@ -16,11 +16,8 @@ HDFS, `If-None-Match: *` on S3):
 
 - `_staging/dataset=<D>/task=<T>/_CLAIM.json`: which supersink loads the task. Written once,
   before any part; a second supersink finds it and stands down for that task.
-- `dataset=<D>/task=<T>/_SUCCESS.json`: the commit marker, written once, last. Its file list and
-  row counts are the contract.
-- `dataset=<D>/task=<T>/_AMEND-NNNN.json`: an amendment of a partial load (late jobs), written
-  once, after its own parts (`part-aNNNN-MMMMM.parquet`). A task's committed files are those of
-  its marker and of every amendment.
+- `dataset=<D>/task=<T>/_SUCCESS.json` and `_AMEND-NNNN.json`: the commit marker and the
+  amendments, written once, last.
 """
 
 from __future__ import annotations
@@ -30,62 +27,25 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
 
-from eventindex.errors import (
-    AlreadyCommittedError,
-    ConfigError,
-    ObjectExistsError,
-    ObjectNotFoundError,
-    StoreError,
-    WarehouseError,
+from eventindex.errors import AlreadyCommittedError, ObjectExistsError, StoreError, WarehouseError
+from eventindex.warehouse import (
+    AMEND_TEMPLATE,
+    CLAIM,
+    MARKER,
+    STAGING,
+    WarehouseReader,
+    partition,
 )
-from eventindex.names import validate_name
-from eventindex.store.base import ObjectStore
-from eventindex.store.local import LocalStore, file_url_path
-from eventindex.store.s3 import S3Location, S3Store
 
-MARKER = "_SUCCESS.json"
-CLAIM = "_CLAIM.json"
-DUPLICATES = "_DUPLICATES.json"
-STAGING = "_staging"
 STAGED_SUFFIX = ".staged"
-PART_TEMPLATE = "part-{:05d}.parquet"
-AMEND_PART_TEMPLATE = "part-a{:04d}-{:05d}.parquet"
-AMEND_TEMPLATE = "_AMEND-{:04d}.json"
-AMEND_RE = re.compile(r"^_AMEND-(\d{4})\.json$")
-MAX_CONTROL_BYTES = 16 * 1024 * 1024
-DATASET_KEY = "dataset"
-TASK_KEY = "task"
 
 
 class ClaimedElsewhereError(WarehouseError):
     """Another supersink holds the load claim of this task."""
-
-
-def _s3_filesystem(location: S3Location) -> pafs.S3FileSystem:
-    options: dict[str, Any] = {"region": location.region or "us-east-1"}
-    if location.endpoint:
-        endpoint = urlsplit(location.endpoint)
-        options["endpoint_override"] = endpoint.netloc
-        options["scheme"] = endpoint.scheme
-    if location.ca:
-        options["tls_ca_file_path"] = location.ca  # as boto3's verify= for the control objects
-    return pafs.S3FileSystem(**options)
-
-
-def partition(dataset: str, task: str) -> str:
-    """The partition path of a task, relative to the warehouse root."""
-    return f"{DATASET_KEY}={validate_name('dataset', dataset)}/{TASK_KEY}={validate_name('task', task)}"
-
-
-def part_name(index: int, amendment: int = 0) -> str:
-    """The final name of part `index` of the first load (amendment 0) or of an amendment."""
-    return PART_TEMPLATE.format(index) if amendment == 0 else AMEND_PART_TEMPLATE.format(amendment, index)
 
 
 def _part_prefix(amendment: int) -> str:
@@ -99,86 +59,11 @@ def _is_generation(name: str, amendment: int) -> bool:
     return name.startswith(_part_prefix(amendment)) and name.endswith(".parquet")
 
 
-@dataclass(frozen=True)
-class CommittedTask:
-    """A committed task as readers should see it: its marker, amendments and committed part files."""
-
-    dataset: str
-    task: str
-    directory: str
-    marker: dict[str, Any]
-    amendments: list[dict[str, Any]]
-
-    @property
-    def files(self) -> list[str]:
-        names = [f["name"] for f in self.marker.get("files", [])]
-        for amendment in self.amendments:
-            names += [f["name"] for f in amendment.get("files", [])]
-        return names
-
-    @property
-    def rows(self) -> int:
-        return int(self.marker.get("rows", 0)) + sum(int(a.get("rows", 0)) for a in self.amendments)
-
-    @property
-    def partial(self) -> bool:
-        if self.amendments:
-            return bool(self.amendments[-1].get("partial", False))
-        return bool(self.marker.get("partial", False))
-
-
-class Warehouse:
-    """A warehouse root: Parquet parts on `fs` under `root`, control objects in `control`.
-
-    `renames`: the filesystem moves files atomically, so parts are staged and moved into place at
-    commit; otherwise (S3) they are written in place, each appearing whole.
-    """
-
-    def __init__(self, url: str, fs: pafs.FileSystem, root: str, control: ObjectStore, *, renames: bool) -> None:
-        self.url = url
-        self.fs = fs
-        self.root = root.rstrip("/")
-        self.control = control
-        self.renames = renames
-
-    @classmethod
-    def from_url(cls, url: str) -> Warehouse:
-        scheme = urlsplit(url).scheme
-        if scheme == "file":
-            path = file_url_path(url)
-            return cls(path.as_uri(), pafs.LocalFileSystem(), str(path), LocalStore(path), renames=True)
-        if scheme == "s3":
-            location = S3Location.from_url(url)
-            root = f"{location.bucket}/{location.prefix}".rstrip("/")
-            return cls(url, _s3_filesystem(location), root, S3Store(location), renames=False)
-        if scheme in ("webhdfs", "swebhdfs"):
-            from eventindex.store.webhdfs import webhdfs_warehouse
-
-            fs, root, control = webhdfs_warehouse(url)
-            return cls(url, fs, root, control, renames=True)
-        raise ConfigError(f"warehouse URL {url!r}: scheme must be file://, s3://, webhdfs:// or swebhdfs://")
-
-    def close(self) -> None:
-        self.control.close()
-
-    # ------------------------------------------------------------ paths
-
-    def task_dir(self, dataset: str, task: str) -> str:
-        """The task's partition directory (on `fs`)."""
-        return f"{self.root}/{partition(dataset, task)}"
+class Warehouse(WarehouseReader):
+    """A warehouse the supersink writes: everything a reader has, plus claims, staging and commits."""
 
     def staging_dir(self, dataset: str, task: str) -> str:
         return f"{self.root}/{STAGING}/{partition(dataset, task)}"
-
-    def location(self, dataset: str, task: str) -> str:
-        """Where users find the task: a local path, or a URL."""
-        path = self.task_dir(dataset, task)
-        if isinstance(self.fs, pafs.LocalFileSystem):
-            return path
-        if isinstance(self.fs, pafs.S3FileSystem):
-            return f"s3://{path}"
-        base = self.url.split("?", 1)[0].rstrip("/")
-        return f"{base}/{partition(dataset, task)}"
 
     def write_path(self, dataset: str, task: str, name: str) -> str:
         """Where a part is written while its load runs: staged where the filesystem renames."""
@@ -186,27 +71,9 @@ class Warehouse:
             return f"{self.staging_dir(dataset, task)}/{name}{STAGED_SUFFIX}"
         return f"{self.task_dir(dataset, task)}/{name}"
 
-    # ------------------------------------------------------------ control objects
-
-    def _read_json(self, key: str) -> dict[str, Any] | None:
-        try:
-            data = self.control.get(key, MAX_CONTROL_BYTES)
-        except ObjectNotFoundError:
-            return None
-        except StoreError as exc:
-            raise WarehouseError(f"cannot read {key}: {exc}") from exc
-        try:
-            value: dict[str, Any] = json.loads(data)
-        except ValueError as exc:
-            raise WarehouseError(f"{key} is not JSON: {exc}") from exc
-        return value
-
     def _write_json_once(self, key: str, value: dict[str, Any]) -> None:
         data = json.dumps(value, indent=2, sort_keys=True).encode() + b"\n"
         self.control.put(key, data)
-
-    def read_marker(self, dataset: str, task: str) -> dict[str, Any] | None:
-        return self._read_json(f"{partition(dataset, task)}/{MARKER}")
 
     def write_marker_once(self, dataset: str, task: str, marker: dict[str, Any]) -> None:
         """Write the commit marker unless one exists (AlreadyCommittedError then)."""
@@ -216,15 +83,6 @@ class Warehouse:
             raise AlreadyCommittedError(f"{self.location(dataset, task)} was committed already") from None
         except StoreError as exc:
             raise WarehouseError(f"cannot write the commit marker of {task}: {exc}") from exc
-
-    def amendments(self, dataset: str, task: str) -> list[dict[str, Any]]:
-        """The amendments of a committed task, in order."""
-        found: list[dict[str, Any]] = []
-        number = 1
-        while (amendment := self._read_json(f"{partition(dataset, task)}/{AMEND_TEMPLATE.format(number)}")) is not None:
-            found.append(amendment)
-            number += 1
-        return found
 
     def write_amendment_once(self, dataset: str, task: str, number: int, amendment: dict[str, Any]) -> None:
         """Write amendment `number` unless it exists (AlreadyCommittedError then)."""
@@ -257,37 +115,6 @@ class Warehouse:
     def claim_path(self, dataset: str, task: str) -> str:
         """The claim file of a task, on `fs` (for operators releasing a lost supersink's claim)."""
         return f"{self.staging_dir(dataset, task)}/{CLAIM}"
-
-    def committed(self, dataset: str, task: str) -> CommittedTask | None:
-        marker = self.read_marker(dataset, task)
-        if marker is None:
-            return None
-        return CommittedTask(dataset, task, self.task_dir(dataset, task), marker, self.amendments(dataset, task))
-
-    def committed_tasks(self) -> Iterator[CommittedTask]:
-        """Every committed task under the root, by dataset and task name."""
-        for dataset in self._partition_values(self.root, DATASET_KEY):
-            for task in self._partition_values(f"{self.root}/{DATASET_KEY}={dataset}", TASK_KEY):
-                found = self.committed(dataset, task)
-                if found is not None:
-                    yield found
-
-    def _partition_values(self, directory: str, key: str) -> list[str]:
-        selector = pafs.FileSelector(directory, allow_not_found=True)
-        values = []
-        try:
-            infos = self.fs.get_file_info(selector)
-        except OSError as exc:
-            raise WarehouseError(f"cannot list {directory}: {exc}") from exc
-        for info in infos:
-            name = info.base_name
-            if info.type == pafs.FileType.Directory and name.startswith(f"{key}="):
-                value = name[len(key) + 1 :]
-                try:
-                    values.append(validate_name(key, value))
-                except ConfigError:
-                    continue  # not ours: a directory someone else put there
-        return sorted(values)
 
     # ------------------------------------------------------------ parts
 
