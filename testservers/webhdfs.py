@@ -566,6 +566,8 @@ class _Body:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    #: headers and body go out in separate writes: without TCP_NODELAY each answer waits for a delayed ACK (40 ms)
+    disable_nagle_algorithm = True
     server: _NodeServer
 
     def do_GET(self) -> None:

@@ -99,6 +99,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+# HdfsCLI logs every call at INFO ("Fetching status for '/...'."): in a service's log, a line per request is noise.
+# Its warnings (no reachable namenode) still show; this module logs its own retries.
+logging.getLogger("hdfs").setLevel(logging.WARNING)
 
 SCHEMES = ("webhdfs", "swebhdfs")
 #: Hadoop 3's namenode HTTP and HTTPS ports (dfs.namenode.http-address, dfs.namenode.https-address).
