@@ -42,6 +42,7 @@ from eventindex.transport.base import Publisher
 from eventindex.transport.counting import CountingPublisher
 from eventindex.transport.failover import FailoverPublisher
 from producer.inputs import InputSource, open_input
+from producer.inputs.branch_map import BranchMap
 from producer.job import DEFAULT_CHUNK_EVENTS, JobResult, JobRunner, JobSpec, Progress, check_inputs
 from producer.patience import DEFAULT_OUTAGE_SECONDS, Patience
 from producer.spool import DEFAULT_SPOOL, Spool, SpoolingPublisher
@@ -271,6 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError("--store is required (unless --mode mq)")
         if args.mode == "mq" and args.store:
             raise ConfigError("--mode mq sends the events through the broker: no --store")
+        if args.branch_map is not None:
+            BranchMap.from_file(args.branch_map)  # a bad map is refused whatever the inputs are
         inputs = [
             source
             for spec_text in args.inputs

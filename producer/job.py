@@ -36,7 +36,7 @@ from eventindex.store import ObjectStore
 from eventindex.transport import Publisher
 from producer.inputs import InputSource
 from producer.patience import Patience, Retrier
-from producer.summary import FileSummaryBuilder, problems
+from producer.summary import FileSummaryBuilder, JobInputs
 from producer.upload import Chunk, UploadConfig, Uploader
 
 DEFAULT_CHUNK_EVENTS = 10_000
@@ -157,11 +157,13 @@ def _encode_inputs(
     """Read and encode every input into chunks handed to `submit`, listing them in `manifest`.
 
     Adds each file's summary to the manifest; raises InputError on the first inconsistent file
-    unless `allow_mismatch`; returns the problems found (all tolerated).
+    (or one that shares (run, event) pairs with a file before it) unless `allow_mismatch`;
+    returns the problems found (all tolerated).
     """
     if not inputs:
         raise InputError("no --input given")
     found: list[str] = []
+    files = JobInputs()
     seq = 0
     for source in inputs:
         builder = FileSummaryBuilder(source, now_ms())
@@ -173,9 +175,8 @@ def _encode_inputs(
             manifest.chunks.add(seq=seq, key=key, size=obj.size, sha256=obj.sha256, events=obj.count)
             submit(Chunk(seq, key, obj))
             seq += 1
-        summary = builder.finish(now_ms())
+        summary, file_problems = files.finish(builder, now_ms())
         manifest.inputs.append(summary)
-        file_problems = problems(summary)
         if file_problems and not spec.allow_mismatch:
             raise InputError(file_problems[0] + " (use --allow-mismatch to index it anyway)")
         found += file_problems

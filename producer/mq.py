@@ -23,7 +23,7 @@ from eventindex.schema import eventindex_pb2 as pb
 from eventindex.transport import Publisher
 from producer.inputs import InputSource
 from producer.job import JobResult, JobSpec, Progress
-from producer.summary import FileSummaryBuilder, problems
+from producer.summary import FileSummaryBuilder, JobInputs
 
 #: The old transport's message size limit: at most this many bytes of serialised events.
 MAX_MESSAGE_BYTES = 10_000
@@ -103,12 +103,12 @@ class MqJobRunner:
             producer_version=__version__, start_time_ms=now_ms(),
         )  # fmt: skip
         found: list[str] = []
+        files = JobInputs()
         for file_index, source in enumerate(inputs):
             builder = FileSummaryBuilder(source, now_ms())
             manifest.chunks.append(self._send_file(file_index, source, builder))
-            summary = builder.finish(now_ms())
+            summary, file_problems = files.finish(builder, now_ms())
             manifest.inputs.append(summary)
-            file_problems = problems(summary)
             if file_problems and not spec.allow_mismatch:
                 raise InputError(file_problems[0] + " (use --allow-mismatch to index it anyway)")
             found += file_problems

@@ -1,4 +1,5 @@
-"""Per-input-file validation: events, unique (run, event) pairs, per-run ranges, declared counts."""
+"""Per-input-file validation: events, unique (run, event) pairs, per-run ranges, declared counts,
+and (run, event) pairs that two input files of one job share."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from eventindex.columns import event_keys
 from eventindex.schema import eventindex_pb2 as pb
 from producer.inputs.base import InputSource
 
-_KEY = np.dtype([("run", "<u4"), ("event", "<u8")])
+_KEY = np.dtype([("run", "<i8"), ("event", "<i8")])
 
 
 class FileSummaryBuilder:
@@ -20,6 +21,8 @@ class FileSummaryBuilder:
         self.start_time_ms = start_time_ms
         self._keys: list[np.ndarray] = []
         self.events = 0
+        #: The file's distinct (run, event) pairs, sorted, once finished.
+        self.unique = np.empty(0, dtype=_KEY)
 
     def add(self, table: pa.Table) -> None:
         runs, events = event_keys(table)
@@ -31,7 +34,8 @@ class FileSummaryBuilder:
 
     def finish(self, end_time_ms: int) -> pb.InputFileSummary:
         keys = np.concatenate(self._keys) if self._keys else np.empty(0, dtype=_KEY)
-        unique = np.unique(keys)
+        self._keys = []
+        unique = self.unique = np.unique(keys)
         declared = self.source.declared_events
         summary = pb.InputFileSummary(
             guid=self.source.guid,
@@ -62,3 +66,26 @@ def problems(summary: pb.InputFileSummary) -> list[str]:
     if summary.unique_events != summary.events:
         found.append(f"{summary.name}: {summary.events - summary.unique_events} duplicate (run, event) pairs")
     return found
+
+
+class JobInputs:
+    """The input files of one job attempt, summarised in order: what is inconsistent in each file,
+    and the (run, event) pairs it shares with a file read before (an event indexed twice)."""
+
+    def __init__(self) -> None:
+        self._read: list[tuple[str, np.ndarray]] = []  # (file name, its sorted distinct keys)
+
+    def finish(self, builder: FileSummaryBuilder, end_time_ms: int) -> tuple[pb.InputFileSummary, list[str]]:
+        """The file's manifest entry and its problems."""
+        summary = builder.finish(end_time_ms)
+        found = problems(summary)
+        for name, keys in self._read:
+            shared = np.intersect1d(keys, builder.unique, assume_unique=True)
+            if len(shared):
+                run, event = (int(value) for value in shared[0])
+                found.append(
+                    f"{name} and {summary.name} hold {len(shared)} of the same (run, event) pairs, "
+                    f"the first (run {run}, event {event})"
+                )
+        self._read.append((summary.name, builder.unique))
+        return summary, found

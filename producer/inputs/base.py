@@ -67,6 +67,8 @@ def open_input(spec: str, branch_map: Path | None = None, check_counts: bool = T
 
         return SyntheticInput.from_spec(rest)
     path = Path(rest)
+    if path.is_dir():
+        raise InputError(f"input {rest}: a directory, not a file (give each file of it as an --input of its own)")
     if not path.is_file():
         raise InputError(f"input {rest}: no such file")
     if kind == "spb":

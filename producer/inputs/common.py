@@ -1,12 +1,14 @@
-"""What the file readers share: file GUIDs, and completing partial columns into EVENT_SCHEMA tables.
+"""What the file readers share: file GUIDs, range checks, and completing partial columns into EVENT_SCHEMA tables.
 
-A reader that finds only some of the schema's columns in a file fills the others with the
-documented defaults (docs/inputs.md):
+A value the file does not carry is null, never a stand-in 0, false or "" (docs/inputs.md):
 
 - `run_number` and `event_number` are required;
-- the other non-nullable numbers are 0, the flags false, `mc_event_weight` 0.0;
-- `extended_level1_id` and the nine trigger masks are null (absent);
-- `provenance` is an empty list (so is a null one); `input_guid` is the file's GUID.
+- every other column the file lacks is null for every event, `input_guid` excepted (the file's GUID);
+- a provenance reference needs its `stream` and `guid`; its other fields may be null.
+
+Integers are range-checked for every format alike (`checked_integers`, `out_of_range`): every
+integer column holds values in 0..INTEGER_LIMITS[column], so an event number or OID of 2^63 or
+more, which the warehouse's signed 64-bit columns cannot hold, is refused naming the file.
 
 Masks are normalised the same way for every format: an empty value means absent (null), a
 value shorter than the vector's width is padded with zero bytes (the missing high bits are 0),
@@ -18,13 +20,14 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from eventindex.columns import EVENT_SCHEMA, MASK_COLUMNS, PROVENANCE_TYPE
+from eventindex.columns import EVENT_SCHEMA, INT64_MAX, INTEGER_LIMITS, MASK_COLUMNS, PROVENANCE_LIMITS, PROVENANCE_TYPE
 from eventindex.errors import InputError
 
 HASH_BLOCK = 1 << 20
@@ -33,8 +36,8 @@ REQUIRED_COLUMNS = ("run_number", "event_number")
 #: Warehouse columns the loader adds; a reader ignores them when a file carries them.
 IDENTITY_COLUMNS = frozenset({"task", "job", "attempt"})
 MASK_WIDTHS = dict(MASK_COLUMNS)
-#: Provenance reference fields that may be absent (the default fills them); stream and guid may not.
-PROVENANCE_DEFAULTS: dict[str, str | int] = {"container": "", "clid": "", "tech": 0, "oid1": 0, "oid2": 0}
+#: The largest value of each integer column and provenance field ("provenance.oid1"); the smallest is 0.
+LIMITS = {**INTEGER_LIMITS, **{f"provenance.{name}": limit for name, limit in PROVENANCE_LIMITS.items()}}
 
 
 def content_guid(path: Path) -> str:
@@ -59,6 +62,41 @@ def first_true(mask: pa.Array | np.ndarray) -> int:
         mask = mask.fill_null(False).to_numpy(zero_copy_only=False)
     hits = np.flatnonzero(mask)
     return int(hits[0]) if len(hits) else -1
+
+
+def out_of_range(column: str, value: int) -> str:
+    """Why `value` cannot be stored in `column` (a column name, or "provenance.oid1" and the like)."""
+    limit = LIMITS[column]
+    if value > INT64_MAX and limit == INT64_MAX:
+        return (
+            f"{column} {value} is 2^63 or more: the warehouse holds it as a signed 64-bit integer, "
+            f"so values up to {INT64_MAX} are accepted"
+        )
+    return f"{column} value {value} is outside 0..{limit}"
+
+
+def checked_integers(array: pa.Array, column: str, where: str, first_row: int) -> pa.Array:
+    """An integer array of any type (nulls kept) as int64, every value within the column's range.
+
+    `column` is a column name or "provenance.FIELD"; `where` names the file and `first_row` is
+    the row number of the array's first value, for the InputError.
+    """
+    return _checked_integers(array, column, where, lambda index: first_row + index)
+
+
+def _checked_integers(array: pa.Array, column: str, where: str, row: Callable[[int], int]) -> pa.Array:
+    limit = LIMITS[column]
+    if len(array) > array.null_count:
+        low, high = pc.min_max(array).values()
+        bad = None
+        if low.as_py() < 0:
+            bad = pc.less(array, 0)
+        elif high.as_py() > limit:
+            bad = pc.greater(array, pa.scalar(limit, array.type))
+        if bad is not None:
+            index = first_true(bad)
+            raise InputError(f"{where}: row {row(index)}: {out_of_range(column, array[index].as_py())}")
+    return array.cast(pa.int64())
 
 
 def binary_from_matrix(matrix: np.ndarray) -> pa.Array:
@@ -89,58 +127,52 @@ def normalize_mask(array: pa.Array, column: str, where: str, first_row: int) -> 
 
 
 def normalize_provenance(array: pa.Array, where: str, first_row: int) -> pa.Array:
-    """A list<struct> provenance array (already cast to PROVENANCE_TYPE) with absent optional fields filled.
+    """A list of structs with (some of) the provenance field names -> a PROVENANCE_TYPE array.
 
-    Each reference needs a stream and a guid; container/clid default to "" and tech/oid1/oid2 to 0.
-    A null list is an empty one (the chunk format does not tell them apart).
+    Integer fields are range-checked, absent fields are null, and every reference must name its
+    stream and guid; a null list stays null. InputError names the file and the row.
     """
-    if array.null_count:
-        array = array.fill_null(pa.scalar([], PROVENANCE_TYPE))
-    offsets = np.asarray(array.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
-    offsets -= offsets[0]
-    structs = array.values.slice(int(array.offsets[0].as_py()), int(offsets[-1]))
+    if pa.types.is_large_list(array.type):
+        array = array.cast(pa.list_(array.type.value_type))
+    counts = np.asarray(array.value_lengths().fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    starts = np.cumsum(counts) - counts  # where each row's references start in `structs`
+    structs = array.flatten()  # the references of the non-null rows, in order
 
     def row(value_index: int) -> int:
-        return first_row + int(np.searchsorted(offsets, value_index, side="right")) - 1
+        return first_row + int(np.searchsorted(starts, value_index, side="right")) - 1
 
     bad = first_true(structs.is_null())
     if bad >= 0:
         raise InputError(f"{where}: row {row(bad)}: provenance holds a null reference")
-    children = []
+    present = {field.name for field in structs.type}
     for field in PROVENANCE_TYPE.value_type:
-        child = structs.field(field.name)
-        if child.null_count:
-            if field.name not in PROVENANCE_DEFAULTS:
-                raise InputError(
-                    f"{where}: row {row(first_true(child.is_null()))}: a provenance reference has no {field.name}"
-                )
-            child = child.fill_null(pa.scalar(PROVENANCE_DEFAULTS[field.name], field.type))
-        children.append(child)
-    filled = pa.StructArray.from_arrays(children, fields=list(PROVENANCE_TYPE.value_type))
-    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), filled, type=PROVENANCE_TYPE)
+        if field.nullable:
+            continue
+        missing = structs.field(field.name).is_null() if field.name in present else np.ones(len(structs), bool)
+        bad = first_true(missing)
+        if bad >= 0:
+            raise InputError(f"{where}: row {row(bad)}: a provenance reference has no {field.name}")
+    for name in PROVENANCE_LIMITS:
+        if name in present:
+            child = structs.field(name)
+            if not pa.types.is_integer(child.type):
+                raise InputError(f"{where}: provenance field {name!r} has type {child.type}, expected an integer")
+            _checked_integers(child, f"provenance.{name}", where, row)
+    try:
+        return array.cast(PROVENANCE_TYPE)
+    except pa.ArrowException as exc:
+        raise InputError(f"{where}: column 'provenance' cannot be read: {' '.join(str(exc).split())}") from None
 
 
 def complete_table(columns: dict[str, pa.Array], rows: int, guid: str) -> pa.Table:
     """An EVENT_SCHEMA table from the columns a file carries (already of the schema's types).
 
-    Absent columns get the defaults documented in the module docstring.
+    A column the file lacks is null for every event; `input_guid` is the file's GUID.
     """
     arrays = []
     for field in EVENT_SCHEMA:
         array = columns.get(field.name)
         if array is None:
-            if field.name == "input_guid":
-                array = pa.array([guid] * rows, pa.string())
-            elif field.name == "provenance":
-                array = pa.ListArray.from_arrays(pa.array(np.zeros(rows + 1, dtype=np.int32)), _EMPTY_REFS)
-            elif field.nullable:
-                array = pa.nulls(rows, field.type)
-            elif pa.types.is_boolean(field.type):
-                array = pa.array(np.zeros(rows, dtype=bool))
-            else:
-                array = pa.array(np.zeros(rows, dtype=field.type.to_pandas_dtype()), field.type)
+            array = pa.array([guid] * rows, pa.string()) if field.name == "input_guid" else pa.nulls(rows, field.type)
         arrays.append(array)
     return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
-
-
-_EMPTY_REFS = pa.array([], PROVENANCE_TYPE.value_type)

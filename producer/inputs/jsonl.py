@@ -10,18 +10,18 @@
   and `events` (how many events the file holds, checked against what was read), both optional.
   Without a header GUID the file's GUID is derived from its bytes
   (producer.inputs.common.content_guid).
-- Every other line is one event. `run_number` and `event_number` are required; an absent key gets
-  the default of producer.inputs.common (0, false, null masks and extended_level1_id, empty
-  provenance, the file's GUID as `input_guid`). Integers are JSON integers (not floats, not
-  booleans) that fit the column's type; flags are `true`/`false`; `mc_event_weight` is a number;
-  `extended_level1_id` and the masks may be `null`, and so may `provenance` (read as an empty
-  list); the other columns may not.
+- Every other line is one event. `run_number` and `event_number` are required; an absent key is
+  null, as is a `null` value (`input_guid`: absent is the file's GUID; it may not be null, nor may
+  the two required columns). Integers are JSON integers (not floats, not booleans) in the column's
+  range (0..2^32-1 for the ATLAS 32-bit fields, 0..2^63-1 for event_number: a larger one is
+  refused); flags are `true`/`false`; `mc_event_weight` is a number.
 - Trigger masks are hex strings of the bitmap bytes, byte 0 first (bit i of the vector is bit
   i % 8 of byte i // 8), upper or lower case: at most 128 digits for the L1 vectors and 2048 for
   the L2/HLT ones. Trailing zero bytes may be left out (a shorter mask is zero-padded), so `"00"`
   is an all-zero mask (trigger info present, nothing fired); `""` means absent, as `null` does.
 - `provenance` is a list of objects with `stream` and `guid` (required strings), `container` and
-  `clid` (strings, default ""), `tech`, `oid1`, `oid2` (integers, default 0).
+  `clid` (strings), `tech` (0..2^32-1), `oid1`, `oid2` (0..2^63-1): those five may be absent or
+  `null` (null).
 - `task`, `job`, `attempt` (a warehouse row's identity) are ignored; any other key is an error.
 - Blank lines are skipped. Any bad line (not JSON, not an object, an unknown key, a wrong type, a
   value out of range) is an InputError naming the file and the line number (from 1).
@@ -41,51 +41,47 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from eventindex.columns import EVENT_SCHEMA, PROVENANCE_TYPE
+from eventindex.columns import EVENT_SCHEMA, INTEGER_LIMITS, PROVENANCE_LIMITS, PROVENANCE_TYPE
 from eventindex.errors import InputError
 from producer.inputs.base import InputSource
 from producer.inputs.common import (
     IDENTITY_COLUMNS,
     MASK_WIDTHS,
-    PROVENANCE_DEFAULTS,
     REQUIRED_COLUMNS,
     binary_from_matrix,
     complete_table,
     content_guid,
     normalize_guid,
+    out_of_range,
 )
 
 HEADER_KEY = "eventindex"
 HEADER_FIELDS = frozenset({"guid", "events"})
 KNOWN_KEYS = frozenset(EVENT_SCHEMA.names) | IDENTITY_COLUMNS
-UINT_MAX = {
-    field.name: int(np.iinfo(field.type.to_pandas_dtype()).max)
-    for field in EVENT_SCHEMA
-    if pa.types.is_unsigned_integer(field.type)
-}
 FLAGS = frozenset(field.name for field in EVENT_SCHEMA if pa.types.is_boolean(field.type))
-REF_STRINGS = ("stream", "guid", "container", "clid")
-REF_NUMBERS = {"tech": 2**32 - 1, "oid1": 2**64 - 1, "oid2": 2**64 - 1}
-REF_KEYS = frozenset(REF_STRINGS) | frozenset(REF_NUMBERS)
-REF_ORDER = tuple(field.name for field in PROVENANCE_TYPE.value_type)
+REF_FIELDS = {field.name: field.nullable for field in PROVENANCE_TYPE.value_type}
+REF_STRINGS = tuple(name for name in REF_FIELDS if name not in PROVENANCE_LIMITS)
+REF_KEYS = frozenset(REF_FIELDS)
 #: ASCII byte -> its hex digit's value; 255 for anything else.
 HEX_VALUES = np.full(256, 255, dtype=np.uint8)
 HEX_VALUES[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16)
 HEX_VALUES[np.frombuffer(b"ABCDEF", dtype=np.uint8)] = np.arange(10, 16)
-_ABSENT = object()
 
 
 class BadValue(Exception):
     """A value that does not fit its column; the caller adds the file and the line."""
 
 
-def _uint(limit: int) -> Callable[[Any], Any]:
+def _integer(column: str) -> Callable[[Any], Any]:
+    """Checks a value of `column` (or "provenance.FIELD")."""
+
     def check(value: Any) -> Any:
         if type(value) is not int:
             raise BadValue(f"expected an integer, got {json.dumps(value)[:40]}")
-        if not 0 <= value <= limit:
-            raise BadValue(f"{value} is out of range 0..{limit}")
+        if not 0 <= value <= LIMITS[column]:
+            raise BadValue(out_of_range(column, value).removeprefix(f"{column} "))
         return value
 
     return check
@@ -127,8 +123,6 @@ def _mask(width: int) -> Callable[[Any], Any]:
 
 
 def _provenance(value: Any) -> Any:
-    if value is None:
-        return []  # the chunk format does not tell a null list from an empty one
     if type(value) is not list:
         raise BadValue("expected a list of references")
     refs = []
@@ -138,78 +132,91 @@ def _provenance(value: Any) -> Any:
         unknown = ref.keys() - REF_KEYS
         if unknown:
             raise BadValue(f"reference {k} has an unknown key {sorted(unknown)[0]!r}")
-        out: dict[str, str | int] = {}
-        for key in REF_STRINGS:
-            item = ref.get(key, PROVENANCE_DEFAULTS.get(key, _ABSENT))
-            if item is _ABSENT:
-                raise BadValue(f"reference {k} has no {key}")
-            if type(item) is not str:
-                raise BadValue(f"reference {k}: {key} must be a string")
-            out[key] = item
-        for key, limit in REF_NUMBERS.items():
-            item = ref.get(key, 0)
-            if type(item) is not int or not 0 <= item <= limit:
-                raise BadValue(f"reference {k}: {key} must be an integer in 0..{limit}")
+        out: dict[str, str | int | None] = {}
+        for key, nullable in REF_FIELDS.items():
+            item = ref.get(key)
+            if item is None:
+                if not nullable:
+                    raise BadValue(f"reference {k} has no {key}")
+            elif key in REF_STRINGS:
+                if type(item) is not str:
+                    raise BadValue(f"reference {k}: {key} must be a string")
+            else:
+                try:
+                    _integer(f"provenance.{key}")(item)
+                except BadValue as exc:
+                    raise BadValue(f"reference {k}: {key}: {exc}") from None
             out[key] = item
         refs.append(out)
     return refs
 
 
-def _nullable(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def nullable(value: Any) -> Any:
-        return None if value is None else check(value)
-
-    return nullable
-
-
-def _checkers() -> dict[str, tuple[Callable[[Any], Any], object]]:
-    """column -> (check-and-convert, default when the key is absent)."""
-    checks: dict[str, tuple[Callable[[Any], Any], object]] = {}
+def _checkers() -> dict[str, Callable[[Any], Any]]:
+    """column -> check-and-convert of a value that is not null (nulls are checked apart)."""
+    checks: dict[str, Callable[[Any], Any]] = {}
     for field in EVENT_SCHEMA:
         name = field.name
-        if name in UINT_MAX:
-            check = _uint(UINT_MAX[name])
-            checks[name] = (_nullable(check), None) if field.nullable else (check, 0)
+        if name in INTEGER_LIMITS:
+            checks[name] = _integer(name)
         elif name in FLAGS:
-            checks[name] = (_flag, False)
+            checks[name] = _flag
         elif name == "mc_event_weight":
-            checks[name] = (_number, 0.0)
+            checks[name] = _number
         elif name in MASK_WIDTHS:
-            checks[name] = (_mask(MASK_WIDTHS[name]), None)
+            checks[name] = _mask(MASK_WIDTHS[name])
         elif name == "provenance":
-            checks[name] = (_provenance, [])
+            checks[name] = _provenance
         elif name == "input_guid":
-            checks[name] = (_string, None)  # the default is the file's GUID
+            checks[name] = _string
     return checks
 
 
-_CHECKERS = _checkers()
-COLUMNS = tuple(_CHECKERS)
-CHECKS = {name: check for name, (check, _) in _CHECKERS.items()}
-DEFAULTS = {name: default for name, (_, default) in _CHECKERS.items()}
+#: The range of each integer column and provenance field ("provenance.oid1").
+LIMITS = {**INTEGER_LIMITS, **{f"provenance.{name}": limit for name, limit in PROVENANCE_LIMITS.items()}}
+CHECKS = _checkers()
+COLUMNS = tuple(CHECKS)
+NULLABLE = frozenset(name for name in COLUMNS if EVENT_SCHEMA.field(name).nullable)
+#: An absent key is null, but for input_guid, which the caller sets to the file's GUID.
+DEFAULTS: dict[str, object] = dict.fromkeys(COLUMNS)
 ROW = itemgetter(*COLUMNS)
-#: The JSON types that pass the bulk check of a numeric or flag column (pyarrow then checks the ranges).
+_NONE = type(None)
+#: The JSON types that pass the bulk check of a numeric or flag column (ranges are checked apart).
 TYPES_OK = {
-    name: frozenset({int}) if name in UINT_MAX else frozenset({bool}) if name in FLAGS else frozenset({int, float})
+    name: frozenset({int})
+    if name in INTEGER_LIMITS
+    else frozenset({bool})
+    if name in FLAGS
+    else frozenset({int, float})
     for name in COLUMNS
-    if name in UINT_MAX or name in FLAGS or name == "mc_event_weight"
+    if name in INTEGER_LIMITS or name in FLAGS or name == "mc_event_weight"
 }
-TYPES_OK["extended_level1_id"] |= {type(None)}
+TYPES_OK = {name: kinds | {_NONE} if name in NULLABLE else kinds for name, kinds in TYPES_OK.items()}
+
+
+def _in_range(array: pa.Array, limit: int) -> bool:
+    """Whether every value of an integer array is in 0..limit (nulls aside)."""
+    if len(array) == array.null_count:
+        return True
+    low, high = pc.min_max(array).values()
+    return bool(low.as_py() >= 0 and high.as_py() <= limit)
 
 
 def _fast(name: str, typ: pa.DataType, values: list[Any]) -> pa.Array | None:
     """The column when every value is plainly right, checked in bulk; None sends it value by value."""
     kinds = set(map(type, values))
     try:
-        if name in TYPES_OK:
-            return pa.array(values, typ) if kinds <= TYPES_OK[name] else None  # pyarrow checks the ranges
-        if kinds == {type(None)} and name in MASK_WIDTHS:
+        if kinds == {_NONE} and name in NULLABLE:
             return pa.nulls(len(values), typ)
+        if name in TYPES_OK:
+            if not kinds <= TYPES_OK[name]:
+                return None
+            array = pa.array(values, typ)  # raises beyond int64
+            return array if name not in INTEGER_LIMITS or _in_range(array, INTEGER_LIMITS[name]) else None
         if kinds == {str} and name in MASK_WIDTHS:
             return _fast_masks(values, MASK_WIDTHS[name])
         if kinds == {str} and name == "input_guid":
             return pa.array(values, typ)
-        if kinds == {list} and name == "provenance":
+        if kinds <= {list, _NONE} and name == "provenance":
             return _fast_provenance(values)
     except (pa.ArrowException, OverflowError, ValueError, KeyError):
         return None
@@ -234,18 +241,20 @@ def _fast_masks(values: list[str], width: int) -> pa.Array | None:
     return binary_from_matrix(matrix.reshape(rows, width))
 
 
-def _fast_provenance(values: list[list[Any]]) -> pa.Array | None:
-    """References that are objects with exactly the seven fields, each a JSON string or integer."""
-    refs = list(chain.from_iterable(values))
+def _fast_provenance(values: list[list[Any] | None]) -> pa.Array | None:
+    """Lists (or nulls) of references that are objects of known keys, each a JSON string, integer or null."""
+    refs = list(chain.from_iterable(refs for refs in values if refs is not None))
     if refs:
-        if set(map(type, refs)) != {dict} or set(map(len, refs)) != {len(REF_ORDER)}:
+        if set(map(type, refs)) != {dict} or not set(chain.from_iterable(refs)) <= REF_KEYS:
             return None
-        if not set(map(type, chain.from_iterable(map(dict.values, refs)))) <= {str, int}:
-            return None  # a float (which pyarrow would truncate), a bool, a null, a list...
-    array = pa.array(values, PROVENANCE_TYPE)  # raises on a string/integer mix-up or a value out of range
-    structs = array.values
-    if any(structs.field(i).null_count for i in range(structs.type.num_fields)):
-        return None  # a key that is not a field took the place of one that is
+        if not set(map(type, chain.from_iterable(map(dict.values, refs)))) <= {str, int, _NONE}:
+            return None  # a float (which pyarrow would truncate), a bool, a list...
+    array = pa.array(values, PROVENANCE_TYPE)  # raises on a string/integer mix-up or a value beyond int64
+    structs = array.flatten()
+    if any(structs.field(name).null_count for name, nullable in REF_FIELDS.items() if not nullable):
+        return None  # a reference without its stream or guid
+    if not all(_in_range(structs.field(name), limit) for name, limit in PROVENANCE_LIMITS.items()):
+        return None
     return array
 
 
@@ -345,11 +354,14 @@ class JsonLinesInput(InputSource):
         return complete_table(arrays, len(records), self.guid)
 
     def _checked(self, name: str, check: Callable[[Any], Any], values: list[Any], lines: list[int]) -> list[Any]:
-        out = []
+        out: list[Any] = []
         for value, number in zip(values, lines, strict=True):
             try:
-                if value is None and not EVENT_SCHEMA.field(name).nullable:
-                    raise BadValue("null is not allowed here")
+                if value is None:
+                    if name not in NULLABLE:
+                        raise BadValue("null is not allowed here")
+                    out.append(None)
+                    continue
                 out.append(check(value))
             except BadValue as exc:
                 raise InputError(f"{self.name}: line {number}: {name}: {exc}") from None

@@ -1,17 +1,17 @@
 """`*.parquet` / `parquet:PATH`: a Parquet file whose columns carry the schema's names.
 
-- `run_number` and `event_number` are required; any other schema column may be absent and then
-  gets its default (producer.inputs.common: 0, false, null masks and extended_level1_id, empty
-  provenance, the file's GUID as `input_guid`). `task`, `job` and `attempt` (a warehouse file's
-  identity columns) are ignored; any other column is an error, so a misspelt column is never
-  silently replaced by its default.
-- Compatible types are cast: any integer type to an integer column when every value fits, integers
-  or floats to `mc_event_weight`, binary/large/fixed-size binary to the masks, string/large
-  string/dictionary to `input_guid`, list/large list of structs with the provenance field names
-  (container, clid, tech, oid1, oid2 may be absent or null: "" and 0; a null list is an empty
-  one). Anything else (a float run number, a string mask, ...) is an InputError naming the column;
-  a value that does not fit, or a null in a column that may not hold one, is one naming the column
-  and the row (rows count from 0).
+- `run_number` and `event_number` are required; any other schema column may be absent, and is
+  then null for every event (`input_guid`: the file's GUID). A null value stays null. `task`, `job`
+  and `attempt` (a warehouse file's identity columns) are ignored; any other column is an error, so
+  a misspelt column is never silently taken for an absent one.
+- Compatible types are cast: any integer type to an integer column when every value is in the
+  column's range (0..2^32-1 for the ATLAS 32-bit fields, 0..2^63-1 for event_number: a larger
+  event number is refused), integers or floats to `mc_event_weight`, binary/large/fixed-size binary
+  to the masks, string/large string/dictionary to `input_guid`, list/large list of structs with the
+  provenance field names (container, clid, tech, oid1, oid2 may be absent or null: null). Anything
+  else (a float run number, a string mask, ...) is an InputError naming the column; a value that
+  does not fit, or a null in a column that may not hold one, is one naming the column and the row
+  (rows count from 0).
 - Masks are normalised as for every format: empty = null, shorter = zero-padded, longer = error.
 - The file's GUID is the file's key-value metadata `eventindex.guid` when present, else derived
   from its bytes (producer.inputs.common.content_guid). `declared_events` is the footer's row count.
@@ -29,13 +29,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from eventindex.columns import EVENT_SCHEMA, PROVENANCE_TYPE
+from eventindex.columns import EVENT_SCHEMA
 from eventindex.errors import InputError
 from producer.inputs.base import InputSource
 from producer.inputs.common import (
     IDENTITY_COLUMNS,
     MASK_WIDTHS,
     REQUIRED_COLUMNS,
+    checked_integers,
     complete_table,
     content_guid,
     first_true,
@@ -142,12 +143,8 @@ class ParquetInput(InputSource):
                 row = start + first_true(array.is_null())
                 raise InputError(f"{self.name}: row {row}: column {name!r} is null")
             if pa.types.is_integer(field.type):
-                array = self._cast_integers(array, field, start)
+                array = checked_integers(array, name, self.name, start)
             elif name == "provenance":
-                try:
-                    array = array.cast(PROVENANCE_TYPE)
-                except pa.ArrowException as exc:
-                    raise InputError(f"{self.name}: column 'provenance' cannot be read: {_one_line(exc)}") from None
                 array = normalize_provenance(array, self.name, start)
             else:
                 array = array.cast(field.type, safe=not pa.types.is_floating(field.type))
@@ -155,15 +152,3 @@ class ParquetInput(InputSource):
                     array = normalize_mask(array, name, self.name, start)
             arrays[name] = array
         return complete_table(arrays, batch.num_rows, self.guid)
-
-    def _cast_integers(self, array: pa.Array, field: pa.Field, start: int) -> pa.Array:
-        try:
-            return array.cast(field.type)
-        except pa.ArrowInvalid:
-            values = array.fill_null(0).to_numpy(zero_copy_only=False)
-            limits = np.iinfo(field.type.to_pandas_dtype())
-            bad = first_true((values < 0) | (values > limits.max))
-            value = values[bad] if bad >= 0 else "?"
-            raise InputError(
-                f"{self.name}: row {start + max(bad, 0)}: column {field.name!r} value {value} does not fit {field.type}"
-            ) from None

@@ -12,11 +12,14 @@ the first block's GUID and `declared_events` is the Trailer's `nentries`. `files
 for callers that want one summary per input file: it scans the whole file once (no event
 decoding), and each SpbFileInput then decompresses the file up to the end of its block.
 
-Fields: EIEvent_p1 numbers map to the columns of the same meaning (an absent extendedLevel1ID
-is null, absent optional numbers are 0); L1PassedTrigMask -> l1_tbp/tap/tav, L2PassedTrigMask ->
-l2_*, EFPassedTrigMask -> hlt_* (the EF field holds the HLT in Run 2/3), each null when absent
-or empty (see trigger.py); eitoken -> provenance in order (stream = the token's name; the first
-is the event's own file).
+Fields: EIEvent_p1 numbers map to the columns of the same meaning; an optional field the record
+lacks (extendedLevel1ID, SMK, HLTPSK, L1PSK, mcEventWeight, mcChannelNumber) is null, never 0.
+L1PassedTrigMask -> l1_tbp/tap/tav, L2PassedTrigMask -> l2_*, EFPassedTrigMask -> hlt_* (the EF
+field holds the HLT in Run 2/3), each null when absent or empty (see trigger.py); eitoken ->
+provenance in order (stream = the token's name; the first is the event's own file). An event
+without tokens has an empty provenance list, or null when the Header says provenance was not
+collected (`provenanceRef` false). An eventNumber or token OID of 2^63 or more, which the
+warehouse's signed 64-bit columns cannot hold, is refused naming the record.
 
 The file is read lazily, one bounded buffer at a time; the whole file is never in memory.
 Everything is checked: magic, version, record words and message versions, record lengths
@@ -45,10 +48,11 @@ import numpy as np
 import pyarrow as pa
 from google.protobuf.message import DecodeError, Message
 
-from eventindex.columns import EVENT_SCHEMA, PROVENANCE_TYPE
+from eventindex.columns import EVENT_SCHEMA, INT64_MAX, PROVENANCE_TYPE
 from eventindex.errors import InputError
 from producer.inputs import EventIndex_p1_pb2 as ei
 from producer.inputs.base import InputSource
+from producer.inputs.common import out_of_range
 from producer.inputs.trigger import TokenFormatError, TriggerFormatError, decode_hlt, decode_l1, parse_tokens
 
 MAGIC = 0x6E56C8C7
@@ -70,7 +74,8 @@ READ_BLOCK = 1 << 20
 
 _WORDS = struct.Struct("<II")
 _GUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
-_NUMBERS = (
+# (column, EIEvent_p1 field, numpy dtype): the required numbers, then the optional ones (null when absent).
+_REQUIRED = (
     ("run_number", "runNumber", "uint32"),
     ("event_number", "eventNumber", "uint64"),
     ("lumi_block", "lumiBlock", "uint32"),
@@ -80,18 +85,22 @@ _NUMBERS = (
     ("is_simulation", "isSimulation", "bool"),
     ("is_calibration", "isCalibration", "bool"),
     ("is_testbeam", "isTestBeam", "bool"),
+)
+_OPTIONAL = (
+    ("extended_level1_id", "extendedLevel1ID", "uint32"),
     ("mc_channel_number", "mcChannelNumber", "uint32"),
     ("mc_event_weight", "mcEventWeight", "float32"),
     ("smk", "SMK", "uint32"),
     ("hlt_psk", "HLTPSK", "uint32"),
     ("l1_psk", "L1PSK", "uint32"),
 )
-# One call per event: the numbers, then extendedLevel1ID, then the three mask strings.
+_NUMBERS = _REQUIRED + _OPTIONAL
+# One call per event: the numbers, then the three mask strings.
 _EVENT_FIELDS = operator.attrgetter(
-    *[field for _, field, _ in _NUMBERS], "extendedLevel1ID", "L1PassedTrigMask", "L2PassedTrigMask", "EFPassedTrigMask"
+    *[field for _, field, _ in _NUMBERS], "L1PassedTrigMask", "L2PassedTrigMask", "EFPassedTrigMask"
 )
-_L1ID = len(_NUMBERS)
-_MASKS = _L1ID + 1
+_OPTIONAL_FIELDS = [field for _, field, _ in _OPTIONAL]
+_MASKS = len(_NUMBERS)
 _L1_COLUMNS = ("l1_tbp", "l1_tap", "l1_tav")
 _L2_COLUMNS = ("l2_passed_physics", "l2_passed_through", "l2_resurrected")
 _HLT_COLUMNS = ("hlt_passed_physics", "hlt_passed_through", "hlt_resurrected")
@@ -323,7 +332,7 @@ class SpbInput(InputSource):
             raise ValueError("max_rows must be positive")
         events = self._walk(block)
         while True:
-            batch = _EventBatch(self.name)
+            batch = _EventBatch(self.name, self.header.provenanceRef)
             more = batch.fill(events, max_rows)
             if batch.rows:
                 yield batch.table()
@@ -470,13 +479,17 @@ class SpbFileInput(InputSource):
 
 
 class _EventBatch:
-    """EIEvent records of one batch, decoded column by column when the batch is full."""
+    """EIEvent records of one batch, decoded column by column when the batch is full.
 
-    def __init__(self, name: str) -> None:
+    `provenance_ref` is the Header's flag: when false, an event without tokens has no provenance (null).
+    """
+
+    def __init__(self, name: str, provenance_ref: bool) -> None:
         self.name = name
+        self.provenance_ref = provenance_ref
         self.rows = 0
         self.fields: list[tuple[object, ...]] = []
-        self.has_l1id: list[bool] = []
+        self.present: list[tuple[bool, ...]] = []
         self.token_counts: list[int] = []
         self.streams: list[str] = []
         self.tokens: list[str] = []
@@ -487,7 +500,7 @@ class _EventBatch:
     def fill(self, events: Iterator[tuple[str, int, int, bytes]], max_rows: int) -> bool:
         """Take EIEvent records until the batch holds `max_rows`; False when `events` ran out."""
         parse = ei.EIEvent_p1.FromString
-        fields, has_l1id, token_counts = self.fields.append, self.has_l1id.append, self.token_counts.append
+        fields, present, token_counts = self.fields.append, self.present.append, self.token_counts.append
         streams, tokens, guid_index, where = (
             self.streams.append,
             self.tokens.append,
@@ -503,7 +516,7 @@ class _EventBatch:
             if not event.IsInitialized():
                 raise self._error(number, offset, f"missing required fields: {', '.join(_missing_fields(event))}")
             fields(_EVENT_FIELDS(event))
-            has_l1id(event.HasField("extendedLevel1ID"))
+            present(tuple(map(event.HasField, _OPTIONAL_FIELDS)))
             refs = event.eitoken
             token_counts(len(refs))
             for ref in refs:
@@ -526,10 +539,16 @@ class _EventBatch:
         n = self.rows
         columns: dict[str, pa.Array] = {}
         values = list(zip(*self.fields, strict=True))
-        for i, (column, _, dtype) in enumerate(_NUMBERS):
+        for i, (column, _, dtype) in enumerate(_REQUIRED):
             columns[column] = pa.array(np.array(values[i], dtype=dtype))
-        l1id_mask = ~np.array(self.has_l1id, dtype=bool)
-        columns["extended_level1_id"] = pa.array(np.array(values[_L1ID], dtype="uint32"), mask=l1id_mask)
+        events = np.asarray(columns["event_number"])
+        too_big = np.flatnonzero(events > INT64_MAX)
+        if len(too_big):
+            number, offset = self.where[int(too_big[0])]
+            raise self._error(number, offset, out_of_range("event_number", int(events[too_big[0]])))
+        absent = ~np.array(self.present, dtype=bool).reshape(n, len(_OPTIONAL))
+        for k, (column, _, dtype) in enumerate(_OPTIONAL):
+            columns[column] = pa.array(np.array(values[len(_REQUIRED) + k], dtype=dtype), mask=absent[:, k])
         try:
             for names, masks in (
                 (_L1_COLUMNS, decode_l1(values[_MASKS])),
@@ -546,28 +565,40 @@ class _EventBatch:
             pa.array(np.array(self.guid_index, dtype=np.int32)), pa.array(self.guids, pa.string())
         ).cast(pa.string())
         assert all(len(array) == n for array in columns.values())
-        return pa.Table.from_arrays([columns[name] for name in EVENT_SCHEMA.names], schema=EVENT_SCHEMA)
+        return pa.Table.from_arrays(
+            [columns[field.name].cast(field.type) for field in EVENT_SCHEMA], schema=EVENT_SCHEMA
+        )
 
     def _provenance(self) -> pa.Array:
         counts = np.array(self.token_counts, dtype=np.int32)
         offsets = np.zeros(len(counts) + 1, dtype=np.int32)
         np.cumsum(counts, out=offsets[1:])
+
+        def error(index: int, reason: str) -> InputError:
+            event = int(np.searchsorted(offsets, index, side="right")) - 1
+            number, offset = self.where[event]
+            return self._error(number, offset, f"eitoken {index - int(offsets[event])}: {reason}")
+
         try:
             tokens = parse_tokens(self.tokens)
         except TokenFormatError as exc:
-            event = int(np.searchsorted(offsets, exc.index, side="right")) - 1
-            number, offset = self.where[event]
-            raise self._error(number, offset, f"eitoken {exc.index - int(offsets[event])}: {exc.reason}") from None
+            raise error(exc.index, exc.reason) from None
+        for name, oids in (("oid1", tokens.oid1), ("oid2", tokens.oid2)):
+            too_big = np.flatnonzero(np.asarray(oids) > INT64_MAX)
+            if len(too_big):
+                index = int(too_big[0])
+                raise error(index, out_of_range(f"provenance.{name}", oids[index].as_py()))
         structs = pa.StructArray.from_arrays(
             [
                 pa.array(self.streams, pa.string()),
                 tokens.guid,
                 tokens.container,
                 tokens.clid,
-                tokens.tech,
-                tokens.oid1,
-                tokens.oid2,
+                tokens.tech.cast(pa.int64()),
+                tokens.oid1.cast(pa.int64()),
+                tokens.oid2.cast(pa.int64()),
             ],
             fields=list(PROVENANCE_TYPE.value_type),
         )
-        return pa.ListArray.from_arrays(pa.array(offsets), structs, type=PROVENANCE_TYPE)
+        mask = None if self.provenance_ref else pa.array(counts == 0)
+        return pa.ListArray.from_arrays(pa.array(offsets), structs, type=PROVENANCE_TYPE, mask=mask)

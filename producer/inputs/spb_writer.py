@@ -32,6 +32,26 @@ from producer.inputs.spb import (
 )
 from producer.inputs.trigger import encode_hlt, encode_l1, format_token
 
+# (column, EIEvent_p1 field): the fields every record has, and the optional ones.
+_REQUIRED = (
+    ("run_number", "runNumber"),
+    ("event_number", "eventNumber"),
+    ("lumi_block", "lumiBlock"),
+    ("timestamp", "timeStamp"),
+    ("timestamp_ns_offset", "timeStampNSOffset"),
+    ("bcid", "bcid"),
+    ("is_simulation", "isSimulation"),
+    ("is_calibration", "isCalibration"),
+    ("is_testbeam", "isTestBeam"),
+)
+_OPTIONAL = (
+    ("extended_level1_id", "extendedLevel1ID"),
+    ("smk", "SMK"),
+    ("hlt_psk", "HLTPSK"),
+    ("l1_psk", "L1PSK"),
+    ("mc_event_weight", "mcEventWeight"),
+    ("mc_channel_number", "mcChannelNumber"),
+)
 #: Write this many bytes to the gzip stream at a time.
 FLUSH_BYTES = 1 << 20
 
@@ -99,33 +119,24 @@ def write_spb(
 def eievents_from_table(table: pa.Table) -> Iterator[ei.EIEvent_p1]:
     """Arrow events (EVENT_SCHEMA) -> EIEvent_p1 records, as the ATLAS producer would write them.
 
-    Masks: none at all -> the three mask fields unset (no trigger info); otherwise L1 is one
-    string (TBP, TAP and TAV must be all present or all null) and L2/EF are `a;b;c` with "" for a
-    null vector (`;;` when the level is absent, as Run 2/3 files have it). The HLT columns go to
-    the EF field. Provenance -> eitoken, stream = name.
+    A null optional number (extended L1 ID, keys, MC channel and weight) is an unset field; the
+    required ones (run, event, lumi block, times, BCID, flags) may not be null (ValueError). Masks:
+    none at all -> the three mask fields unset (no trigger info); otherwise L1 is one string (TBP,
+    TAP and TAV must be all present or all null) and L2/EF are `a;b;c` with "" for a null vector
+    (`;;` when the level is absent, as Run 2/3 files have it). The HLT columns go to the EF field.
+    Provenance -> eitoken, stream = name (a null list: no tokens; a token needs every field).
     """
     table = table.select(EVENT_SCHEMA.names)
     columns = {name: table.column(name).to_pylist() for name in EVENT_SCHEMA.names}
     for i in range(table.num_rows):
         row = {name: values[i] for name, values in columns.items()}
-        event = ei.EIEvent_p1(
-            runNumber=row["run_number"],
-            eventNumber=row["event_number"],
-            lumiBlock=row["lumi_block"],
-            timeStamp=row["timestamp"],
-            timeStampNSOffset=row["timestamp_ns_offset"],
-            bcid=row["bcid"],
-            isSimulation=row["is_simulation"],
-            isCalibration=row["is_calibration"],
-            isTestBeam=row["is_testbeam"],
-            SMK=row["smk"],
-            HLTPSK=row["hlt_psk"],
-            L1PSK=row["l1_psk"],
-            mcEventWeight=row["mc_event_weight"],
-            mcChannelNumber=row["mc_channel_number"],
-        )
-        if row["extended_level1_id"] is not None:
-            event.extendedLevel1ID = row["extended_level1_id"]
+        missing = [column for column, _ in _REQUIRED if row[column] is None]
+        if missing:
+            raise ValueError(f"row {i}: an SPB event needs {', '.join(missing)}")
+        event = ei.EIEvent_p1(**{field: row[column] for column, field in _REQUIRED})
+        for column, field in _OPTIONAL:
+            if row[column] is not None:
+                setattr(event, field, row[column])
         l1 = [row[name] for name in ("l1_tbp", "l1_tap", "l1_tav")]
         l2 = [row[name] for name in ("l2_passed_physics", "l2_passed_through", "l2_resurrected")]
         hlt = [row[name] for name in ("hlt_passed_physics", "hlt_passed_through", "hlt_resurrected")]
@@ -134,6 +145,8 @@ def eievents_from_table(table: pa.Table) -> Iterator[ei.EIEvent_p1]:
             event.L2PassedTrigMask = encode_hlt(*l2)
             event.EFPassedTrigMask = encode_hlt(*hlt)
         for ref in row["provenance"] or ():
+            if None in ref.values():
+                raise ValueError(f"row {i}: an SPB token needs every field of its reference: {ref}")
             event.eitoken.add(
                 name=ref["stream"],
                 token=format_token(ref["guid"], ref["container"], ref["clid"], ref["tech"], ref["oid1"], ref["oid2"]),

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pytest
 
-from eventindex.columns import MASK_COLUMNS
+from eventindex.columns import EVENT_SCHEMA, MASK_COLUMNS
 from eventindex.errors import InputError
 from producer.inputs import open_input
 from producer.inputs.common import GUID_PATTERN
@@ -75,20 +74,41 @@ def test_batches_are_bounded_and_in_order(tmp_path: Path, events: pa.Table) -> N
     assert_same_columns(pa.concat_tables(tables).combine_chunks(), events)
 
 
-def test_minimal_records_get_the_documented_defaults(tmp_path: Path) -> None:
+def test_absent_keys_are_null(tmp_path: Path) -> None:
     path = write(tmp_path / "min.jsonl", [{"run_number": 1, "event_number": 2}, {"run_number": 1, "event_number": 3}])
     source = JsonLinesInput(path)
     assert GUID_PATTERN.fullmatch(source.guid) and source.guid == source.guid.upper()
     table = read_all(source)
     assert table.column("event_number").to_pylist() == [2, 3]
-    for name in ("lumi_block", "bcid", "smk", "mc_channel_number"):
-        assert pc.all(pc.equal(table.column(name), 0)).as_py(), name
-    assert table.column("mc_event_weight").to_pylist() == [0.0, 0.0]
-    assert table.column("is_testbeam").to_pylist() == [False, False]
-    assert table.column("extended_level1_id").null_count == 2
-    assert all(table.column(name).null_count == 2 for name in MASKS)
-    assert table.column("provenance").to_pylist() == [[], []]
+    for name in EVENT_SCHEMA.names:
+        if name not in ("run_number", "event_number", "input_guid"):
+            assert table.column(name).null_count == 2, name  # never a stand-in 0, false or empty list
     assert table.column("input_guid").to_pylist() == [source.guid] * 2
+
+
+def test_null_values_are_null_and_zeros_stay_values(tmp_path: Path) -> None:
+    from producer.inputs.jsonl import CHECKS, _fast
+
+    rows = [
+        {**GOOD, "lumi_block": 0, "is_simulation": False, "mc_event_weight": 0.0, "smk": None, "provenance": []},
+        {**GOOD, "lumi_block": None, "is_simulation": None, "mc_event_weight": None, "smk": 0, "provenance": None},
+    ]
+    source = JsonLinesInput(write(tmp_path / "n.jsonl", rows))
+    table = read_all(source)
+    expected = {
+        "lumi_block": [0, None],
+        "is_simulation": [False, None],
+        "mc_event_weight": [0.0, None],
+        "smk": [None, 0],
+        "provenance": [[], None],
+    }
+    for name, values in expected.items():
+        assert table.column(name).to_pylist() == values, name
+        # The line-by-line conversion (taken when the bulk check fails) agrees with the bulk one.
+        field = EVENT_SCHEMA.field(name)
+        bulk = _fast(name, field.type, values)
+        assert bulk is not None and bulk.to_pylist() == values, name
+        assert pa.array(source._checked(name, CHECKS[name], values, [2, 3]), field.type).to_pylist() == values, name
 
 
 GOOD = {"run_number": 1, "event_number": 2}
@@ -105,13 +125,15 @@ def test_provenance_defaults_and_explicit_nulls(tmp_path: Path) -> None:
         "provenance": [{"stream": "StreamAOD", "guid": GUID, "oid2": 7}],
         "task": "ignored",
     }
+    ref = {"stream": "StreamAOD", "guid": GUID, "container": None, "clid": None, "tech": None, "oid1": None}
     table = read_all(JsonLinesInput(write(tmp_path / "p.jsonl", [row, {**GOOD, "provenance": None}])))
-    assert table.column("provenance").to_pylist() == [
-        [{"stream": "StreamAOD", "guid": GUID, "container": "", "clid": "", "tech": 0, "oid1": 0, "oid2": 7}],
-        [],
-    ]
+    assert table.column("provenance").to_pylist() == [[{**ref, "oid2": 7}], None]
     assert table.column("l1_tbp").null_count == table.column("l1_tap").null_count == 2
-    assert table.column("mc_event_weight").to_pylist() == [1.0, 0.0]
+    assert table.column("mc_event_weight").to_pylist() == [1.0, None]
+    # Explicit nulls in a reference, and a float that sends the column line by line: the same references.
+    rows = [{**GOOD, "provenance": [{**ref, "oid2": 7}]}, {**GOOD, "provenance": [{**ref, "oid2": 7}]}]
+    table = read_all(JsonLinesInput(write(tmp_path / "q.jsonl", rows)))
+    assert table.column("provenance").to_pylist() == [[{**ref, "oid2": 7}]] * 2
 
 
 def test_content_guid_is_deterministic(tmp_path: Path, events: pa.Table) -> None:
@@ -146,11 +168,14 @@ def test_unreadable_file(tmp_path: Path) -> None:
         ("\xff\xfe", "not valid JSON"),
         ('{"run_number": 1}', "no event_number"),
         ('{"run_number": 1, "event_number": 2, "bcidd": 3}', "'bcidd' is not an event column"),
-        ('{"run_number": -1, "event_number": 2}', "run_number: -1 is out of range 0..4294967295"),
-        ('{"run_number": 1, "event_number": 18446744073709551616}', "event_number: 18446744073709551616 is out"),
+        ('{"run_number": -1, "event_number": 2}', "run_number: value -1 is outside 0..4294967295"),
+        ('{"run_number": 4294967296, "event_number": 2}', "run_number: value 4294967296 is outside 0..4294967295"),
+        ('{"run_number": 1, "event_number": 9223372036854775808}', "event_number: 9223372036854775808 is 2^63 or more"),
+        ('{"run_number": 1, "event_number": 18446744073709551616}', "event_number: 18446744073709551616 is 2^63"),
         ('{"run_number": 1.5, "event_number": 2}', "run_number: expected an integer, got 1.5"),
         ('{"run_number": true, "event_number": 2}', "run_number: expected an integer, got true"),
-        ('{"run_number": 1, "event_number": 2, "lumi_block": null}', "lumi_block: null is not allowed"),
+        ('{"run_number": 1, "event_number": null}', "event_number: null is not allowed"),
+        ('{"run_number": 1, "event_number": 2, "input_guid": null}', "input_guid: null is not allowed"),
         ('{"run_number": 1, "event_number": 2, "is_simulation": 1}', "is_simulation: expected true or false"),
         ('{"run_number": 1, "event_number": 2, "mc_event_weight": "1"}', "mc_event_weight: expected a number"),
         ('{"run_number": 1, "event_number": 2, "l1_tbp": "xyz0"}', "l1_tbp: not a hex string"),
@@ -161,9 +186,19 @@ def test_unreadable_file(tmp_path: Path) -> None:
         ('{"run_number": 1, "event_number": 2, "provenance": [{"stream": "S"}]}', "reference 0 has no guid"),
         ('{"run_number": 1, "event_number": 2, "provenance": [{"stream": "S", "guid": "G", "oid1": -1}]}', "oid1"),
         (
+            '{"run_number": 1, "event_number": 2, "provenance": [{"stream": "S", "guid": "G", '
+            '"oid1": 9223372036854775808}]}',
+            "reference 0: oid1: 9223372036854775808 is 2^63 or more",
+        ),
+        (
+            '{"run_number": 1, "event_number": 2, "provenance": [{"stream": "S", "guid": "G", "tech": 4294967296}]}',
+            "reference 0: tech: value 4294967296 is outside 0..4294967295",
+        ),
+        ('{"run_number": 1, "event_number": 2, "provenance": [{"stream": "S", "guid": "G", "oid": 1}]}', "unknown key"),
+        (
             '{"run_number": 1, "event_number": 2, "provenance": [{"stream": "S", "guid": "G", "container": "", '
             '"clid": "", "tech": 0, "oid1": 0, "oid2": 2.5}]}',
-            "reference 0: oid2 must be an integer",
+            "reference 0: oid2: expected an integer, got 2.5",
         ),
         ('{"run_number": 1, "event_number": 2, "input_guid": 7}', "input_guid: expected a string"),
     ],

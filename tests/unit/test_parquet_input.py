@@ -6,11 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from eventindex.columns import PROVENANCE_TYPE
+from eventindex.columns import EVENT_SCHEMA, PROVENANCE_TYPE
 from eventindex.errors import InputError
 from producer.inputs import open_input
 from producer.inputs.common import GUID_PATTERN
@@ -18,6 +17,8 @@ from producer.inputs.parquet import ParquetInput
 from tests.unit.test_root_input import assert_same_columns, cli, index_into_warehouse, sorted_events
 
 GUID = "5F0C1A2B-3C4D-4E5F-8A9B-0C1D2E3F4A5B"
+#: References as a writer may type them: every field nullable.
+REFS = pa.list_(pa.struct([field.with_nullable(True) for field in PROVENANCE_TYPE.value_type]))
 
 
 def write(path: Path, table: pa.Table, *, guid: str | None = None, row_group_size: int = 700) -> Path:
@@ -52,7 +53,7 @@ def test_batches_are_bounded_across_row_groups(tmp_path: Path, events: pa.Table)
     assert_same_columns(pa.concat_tables(tables).combine_chunks(), events)
 
 
-def test_subset_gets_the_documented_defaults(tmp_path: Path, events: pa.Table) -> None:
+def test_absent_columns_are_null(tmp_path: Path, events: pa.Table) -> None:
     subset = events.select(["event_number", "run_number", "lumi_block", "l1_tbp"])
     source = ParquetInput(write(tmp_path / "few.parquet", subset))
     assert GUID_PATTERN.fullmatch(source.guid) and source.guid == source.guid.upper()
@@ -60,12 +61,29 @@ def test_subset_gets_the_documented_defaults(tmp_path: Path, events: pa.Table) -
     n = len(events)
     for name in ("run_number", "event_number", "lumi_block", "l1_tbp"):
         assert table.column(name).equals(events.column(name)), name
-    for name in ("bcid", "timestamp", "mc_channel_number", "smk"):
-        assert pc.all(pc.equal(table.column(name), 0)).as_py(), name
-    assert not pc.any(table.column("is_simulation")).as_py()
-    assert table.column("extended_level1_id").null_count == n and table.column("hlt_passed_physics").null_count == n
-    assert table.column("provenance").to_pylist() == [[]] * n
+    for name in EVENT_SCHEMA.names:
+        if name not in subset.column_names and name != "input_guid":
+            assert table.column(name).null_count == n, name  # never a stand-in 0, false or empty list
     assert set(table.column("input_guid").to_pylist()) == {source.guid}
+
+
+def test_null_values_stay_null(tmp_path: Path, events: pa.Table) -> None:
+    n = 6
+    table = pa.table(
+        {
+            "run_number": pa.array([1] * n, pa.uint32()),
+            "event_number": pa.array(range(n), pa.uint64()),
+            "mc_event_weight": pa.array([0.5, None, 0.0, None, -1.0, 2.0], pa.float64()),
+            "mc_channel_number": pa.array([None, 410_000, None, 0, None, 1], pa.int32()),
+            "is_simulation": pa.array([True, None, False, None, True, None]),
+            "smk": pa.array([None] * n, pa.uint32()),
+        }
+    )
+    read = read_all(ParquetInput(write(tmp_path / "nulls.parquet", table)))
+    assert read.column("mc_event_weight").to_pylist() == [0.5, None, 0.0, None, -1.0, 2.0]
+    assert read.column("mc_channel_number").to_pylist() == [None, 410_000, None, 0, None, 1]
+    assert read.column("is_simulation").to_pylist() == [True, None, False, None, True, None]
+    assert read.column("smk").null_count == n and read.schema.equals(EVENT_SCHEMA)
 
 
 def test_compatible_types_are_cast(tmp_path: Path, events: pa.Table) -> None:
@@ -95,11 +113,11 @@ def test_compatible_types_are_cast(tmp_path: Path, events: pa.Table) -> None:
     hlt = table.column("hlt_passed_physics").to_pylist()
     assert hlt[:3] == [b"\x01" + bytes(1023), None, None]
     refs = table.column("provenance").to_pylist()[0]
-    assert table.column("provenance").null_count == 0
+    assert table.column("provenance").null_count == 1
     wanted = part.column("provenance").to_pylist()[0]
     assert [(r["stream"], r["guid"], r["oid2"]) for r in refs] == [(r["stream"], r["guid"], r["oid2"]) for r in wanted]
-    assert {(r["container"], r["clid"], r["tech"], r["oid1"]) for r in refs} == {("", "", 0, 0)}
-    assert table.column("provenance")[n - 1].as_py() == []  # a null list reads as an empty one
+    assert {(r["container"], r["clid"], r["tech"], r["oid1"]) for r in refs} == {(None, None, None, None)}
+    assert table.column("provenance")[n - 1].as_py() is None  # a null list stays null
 
 
 def test_content_guid_is_deterministic(tmp_path: Path, events: pa.Table) -> None:
@@ -172,11 +190,32 @@ def test_incompatible_column_is_refused(tmp_path: Path, column: str, array: pa.A
 @pytest.mark.parametrize(
     ("extra", "words"),
     [
-        ({"bcid": pa.array([0, -1, 0], pa.int32())}, "row 1: column 'bcid' value -1 does not fit uint32"),
+        ({"bcid": pa.array([0, -1, 0], pa.int32())}, "row 1: bcid value -1 is outside 0..4294967295"),
+        ({"lumi_block": pa.array([0, 1, 2**32], pa.int64())}, "row 2: lumi_block value 4294967296 is outside"),
+        ({"event_number": pa.array([1, 2**63, 3], pa.uint64())}, "row 1: event_number 9223372036854775808 is 2^63"),
+        ({"event_number": pa.array([1, -2, 3], pa.int64())}, "row 1: event_number value -2 is outside"),
+        (
+            {
+                "provenance": pa.array(
+                    [[], [{"stream": "S", "guid": "G", "oid1": 2**64 - 1}], []],
+                    pa.list_(pa.struct([("stream", pa.string()), ("guid", pa.string()), ("oid1", pa.uint64())])),
+                )
+            },
+            "row 1: provenance.oid1 18446744073709551615 is 2^63 or more",
+        ),
+        (
+            {
+                "provenance": pa.array(
+                    [[], [], [{"stream": "S", "guid": "G", "tech": 2**32}]],
+                    pa.list_(pa.struct([("stream", pa.string()), ("guid", pa.string()), ("tech", pa.int64())])),
+                )
+            },
+            "row 2: provenance.tech value 4294967296 is outside 0..4294967295",
+        ),
         ({"run_number": pa.array([1, None, 1], pa.uint32())}, "row 1: column 'run_number' is null"),
         ({"l1_tav": pa.array([b"", b"", b"\0" * 65])}, "row 2: l1_tav has 65 bytes"),
         (
-            {"provenance": pa.array([[], [], [{"stream": "S", "guid": None}]], PROVENANCE_TYPE)},
+            {"provenance": pa.array([[], [], [{"stream": "S", "guid": None}]], REFS)},
             "row 2: a provenance reference has no guid",
         ),
     ],

@@ -105,6 +105,7 @@ AOD_TOKEN = (
     f"[DB={GUID_A}][CNT=POOLContainer(DataHeader)][CLID={CLID}][TECH=00000202][OID=0000000000000004-000000000000002A]"
 )
 RAW_TOKEN = f"[DB={GUID_B}][CNT=00000000][CLID={RAW_CLID}][TECH=00001000][OID=0000000000000000-0000000004C4B400]"
+BIG_OID_TOKEN = RAW_TOKEN.replace("[OID=0000000000000000-", "[OID=8000000000000000-")
 # L1: TBP bits 0 and 2, TAP bit 0, TAV bit 0 of 512 each -> "!", run 1 "B", "!", run 509 "H9", "!", run 511 "H/", ...
 L1_TEXT = "!B!H9!H/!H/"
 # EF (the HLT): physics bit 1 of 8192 (then a run of 8190 = "B/+"), through all zero, resurrected absent.
@@ -120,11 +121,13 @@ def event_pb(
     tokens: tuple[tuple[str, str], ...] = (("StreamAOD", AOD_TOKEN), ("StreamRAW", RAW_TOKEN)),
     l1id: int | None = 0x1000007,
     required: bool = True,
+    optional: bool = True,
 ) -> bytes:
     body = fv(1, run) + (fv(2, event) if required else b"") + fv(3, 812) + fv(4, 1_528_000_000) + fv(5, 123_456_789)
     body += fv(6, 1234) + (fv(7, l1id) if l1id is not None else b"") + fv(8, 0) + fv(9, 1) + fv(10, 0)
     body += (fs(11, l1) if l1 else b"") + (fs(13, ef) if ef else b"")
-    body += fv(14, 2786) + fv(15, 17) + fv(16, 23) + ff(17, 0.5) + fv(18, 0)
+    if optional:  # SMK, HLTPSK, L1PSK, mcEventWeight, mcChannelNumber
+        body += fv(14, 2786) + fv(15, 17) + fv(16, 23) + ff(17, 0.5) + fv(18, 0)
     for name, token in tokens:
         body += fs(20, fs(1, name) + fs(2, token))
     return body
@@ -206,6 +209,28 @@ def test_hand_built_file_in_the_original_layout(tmp_path: Path) -> None:
     assert layout.trailer.nfiles == 1 and layout.events == 2
 
 
+def test_optional_fields_a_record_lacks_are_null(tmp_path: Path) -> None:
+    records = good_records()
+    records[3] = record(6, event_pb(event=1, optional=False, l1id=None))
+    table = read_all(SpbInput(write_gz(tmp_path / "opt.ei.spb", spb_bytes(*records))))
+    first, second = table.to_pylist()
+    for name in ("smk", "hlt_psk", "l1_psk", "mc_event_weight", "mc_channel_number", "extended_level1_id"):
+        assert first[name] is None, name  # never a stand-in 0
+    assert (second["smk"], second["mc_event_weight"], second["mc_channel_number"]) == (2786, 0.5, 0)
+    assert (first["lumi_block"], first["is_simulation"], first["is_calibration"]) == (812, False, True)
+
+
+@pytest.mark.parametrize("collected", [True, False])
+def test_events_without_tokens_have_null_provenance_when_none_was_collected(tmp_path: Path, collected: bool) -> None:
+    records = good_records()
+    records[0] = record(1, header_pb()[:-4] + fv(5, int(collected)) + fv(6, 1))
+    records[4] = record(6, event_pb(event=2, tokens=()))
+    table = read_all(SpbInput(write_gz(tmp_path / "prov.ei.spb", spb_bytes(*records))))
+    first, second = table.column("provenance").to_pylist()
+    assert len(first) == 2  # tokens are provenance whatever the Header says
+    assert second == ([] if collected else None)
+
+
 def test_writer_produces_the_hand_built_bytes(tmp_path: Path) -> None:
     content = spb_bytes(*good_records())
     header = ei.Header_p1.FromString(header_pb())
@@ -283,14 +308,17 @@ def varied_events() -> pa.Table:
     cols["is_simulation"] = pa.array(rng.random(n) < 0.5)
     cols["is_calibration"] = pa.array(rng.random(n) < 0.5)
     cols["is_testbeam"] = pa.array(rng.random(n) < 0.5)
-    cols["mc_channel_number"] = pa.array(rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32))
-    cols["mc_event_weight"] = pa.array(rng.normal(size=n).astype(np.float32))
-    cols["event_number"] = pa.array(np.arange(n, dtype=np.uint64) + np.uint64(2**64 - 100))
-    cols["run_number"] = pa.array(np.full(n, 2**32 - 1, dtype=np.uint32))
+    unset = rng.random(n) < 0.3  # optional EIEvent fields left out: null
+    cols["mc_channel_number"] = pa.array(rng.integers(0, 2**32, n), mask=unset)
+    cols["mc_event_weight"] = pa.array(rng.normal(size=n).astype(np.float32), mask=~unset)
+    for name in ("smk", "hlt_psk", "l1_psk"):
+        cols[name] = pc.if_else(pa.array(rng.random(n) < 0.2), pa.nulls(n, pa.int64()), cols[name])
+    cols["event_number"] = pa.array(np.arange(n) + (2**63 - 100))  # up to the largest the warehouse holds
+    cols["run_number"] = pa.array(np.full(n, 2**32 - 1))
     prov = cols["provenance"].to_pylist()
     prov[3] = []
     prov[4] = prov[4][:1]
-    prov[5] = [{**ref, "clid": "not-a-guid", "container": "", "tech": 2**32 - 1, "oid1": 2**64 - 1} for ref in prov[5]]
+    prov[5] = [{**ref, "clid": "not-a-guid", "container": "", "tech": 2**32 - 1, "oid1": 2**63 - 1} for ref in prov[5]]
     cols["provenance"] = pa.array(prov, base.schema.field("provenance").type)
     return pa.Table.from_arrays([cols[name] for name in EVENT_SCHEMA.names], schema=EVENT_SCHEMA)
 
@@ -405,6 +433,16 @@ BAD_RECORDS = {
         "eitoken 1: token '[DB=nope]'",
     ),
     "bad RLE": (replace(3, record(6, event_pb(l1="!B!H9!H/!H?"))), 4, "invalid character '?'"),
+    "event number of 2^63": (
+        replace(4, record(6, event_pb(event=2**63))),
+        5,
+        "event_number 9223372036854775808 is 2^63 or more",
+    ),
+    "token OID of 2^63": (
+        replace(3, record(6, event_pb(tokens=(("StreamAOD", AOD_TOKEN), ("StreamRAW", BIG_OID_TOKEN))))),
+        4,
+        "eitoken 1: provenance.oid1 9223372036854775808 is 2^63 or more",
+    ),
     "bad HLT levels": (replace(4, record(6, event_pb(ef="CAA;CAA"))), 5, "2 ';'-separated parts"),
     "bad BeginGUID guid": (replace(1, record(3, begin_pb("not-a-guid"))), 2, "'not-a-guid' is not 8-4-4-4-12"),
     "header lacks a required field": (replace(0, record(1, fv(1, 5))), 1, "missing required fields"),

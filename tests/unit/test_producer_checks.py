@@ -1,0 +1,94 @@
+"""Producer-side refusals: (run, event) pairs shared by two input files of a job, event numbers the
+warehouse cannot hold, a directory given as an input, a branch map that cannot be read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from eventindex.errors import InputError
+from producer.inputs import open_input
+from producer.job import JobSpec, check_inputs
+from producer.summary import FileSummaryBuilder, JobInputs
+from tests.unit.test_cli import producer
+
+
+def jsonl(path: Path, pairs: list[tuple[int, int]]) -> Path:
+    path.write_text("".join(json.dumps({"run_number": run, "event_number": event}) + "\n" for run, event in pairs))
+    return path
+
+
+def spec(allow_mismatch: bool = False) -> JobSpec:
+    return JobSpec(task="t", job="j", attempt=1, dataset="d", chunk_events=2, allow_mismatch=allow_mismatch)
+
+
+def test_pairs_shared_by_two_files_of_a_job_are_refused_naming_both(tmp_path: Path) -> None:
+    a = jsonl(tmp_path / "a.jsonl", [(1, 1), (1, 2), (1, 3), (2, 7)])
+    b = jsonl(tmp_path / "b.jsonl", [(1, 4), (2, 7), (1, 3)])
+    c = jsonl(tmp_path / "c.jsonl", [(3, 1)])
+    with pytest.raises(InputError) as info:
+        check_inputs(spec(), [open_input(str(c)), open_input(str(a)), open_input(str(b))])
+    text = str(info.value)
+    assert f"{a} and {b} hold 2 of the same (run, event) pairs, the first (run 1, event 3)" in text
+    assert "--allow-mismatch" in text and str(c) not in text
+    result = check_inputs(spec(allow_mismatch=True), [open_input(str(a)), open_input(str(b))])
+    assert result.events == 7 and len(result.problems) == 1 and str(b) in result.problems[0]
+
+
+def test_files_without_shared_pairs_pass(tmp_path: Path) -> None:
+    a = jsonl(tmp_path / "a.jsonl", [(1, 1), (2, 1)])
+    b = jsonl(tmp_path / "b.jsonl", [(1, 2), (3, 1)])  # the same event number in another run is another event
+    assert check_inputs(spec(), [open_input(str(a)), open_input(str(b))]).problems == ()
+
+
+def test_job_inputs_compare_every_earlier_file(tmp_path: Path) -> None:
+    inputs = JobInputs()
+    found = []
+    for name, pairs in (("a", [(1, 1)]), ("b", [(1, 2)]), ("c", [(1, 1), (1, 2)])):
+        builder = FileSummaryBuilder(open_input(str(jsonl(tmp_path / f"{name}.jsonl", pairs))), 0)
+        builder.add(pa.table({"run_number": [r for r, _ in pairs], "event_number": [e for _, e in pairs]}))
+        found += inputs.finish(builder, 1)[1]
+    assert len(found) == 2 and all("c.jsonl" in line for line in found)
+
+
+def test_producer_refuses_an_event_number_of_2_63_naming_the_file(tmp_path: Path) -> None:
+    path = jsonl(tmp_path / "big.jsonl", [(1, 5), (1, 2**63)])
+    proc = producer(tmp_path, "--input", str(path))
+    assert proc.returncode == 3
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and "2^63 or more" in lines[0], proc.stderr
+
+
+def test_producer_refuses_shared_pairs_with_exit_3(tmp_path: Path) -> None:
+    a = jsonl(tmp_path / "a.jsonl", [(1, 1)])
+    b = jsonl(tmp_path / "b.jsonl", [(1, 1)])
+    proc = producer(tmp_path, "--input", str(a), "--input", str(b), "--dry-run")
+    assert proc.returncode == 3 and f"{a} and {b} hold 1 of the same" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    allowed = producer(tmp_path, "--input", str(a), "--input", str(b), "--dry-run", "--allow-mismatch")
+    assert allowed.returncode == 0, allowed.stderr
+    assert json.loads(allowed.stdout)["events"] == 2
+
+
+def test_a_directory_is_not_an_input_file(tmp_path: Path) -> None:
+    folder = tmp_path / "inputs.parquet"
+    folder.mkdir()
+    proc = producer(tmp_path, "--input", str(folder))
+    assert proc.returncode == 3
+    assert proc.stderr.strip() == f"ei-producer: input error: input {folder}: a directory, not a file " + (
+        "(give each file of it as an --input of its own)"
+    )
+
+
+@pytest.mark.parametrize("content", [None, "{not json", '{"tree": 5}'])
+def test_a_bad_branch_map_is_refused_without_any_root_input(tmp_path: Path, content: str | None) -> None:
+    path = tmp_path / "map.json"
+    if content is not None:
+        path.write_text(content)
+    proc = producer(tmp_path, "--input", "synthetic:10", "--branch-map", str(path), "--dry-run")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"--branch-map {path}" in lines[0], proc.stderr
