@@ -75,6 +75,7 @@ import struct
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -96,6 +97,7 @@ DEFAULT_USER = "dr.who"
 BLOCK_SIZE = 128 * 1024 * 1024
 IO_BLOCK = 1024 * 1024
 MAX_LINE = 65536
+REQUEST_LOG = 100_000
 
 State = Literal["active", "standby"]
 
@@ -569,6 +571,10 @@ class _Handler(BaseHTTPRequestHandler):
     #: headers and body go out in separate writes: without TCP_NODELAY each answer waits for a delayed ACK (40 ms)
     disable_nagle_algorithm = True
     server: _NodeServer
+    #: the byte count after which a fault cuts this request's data (None: no cut)
+    cut_after: int | None = None
+    #: whether the status line of this request's answer went out
+    responded = False
 
     def do_GET(self) -> None:
         self._handle("GET")
@@ -592,7 +598,7 @@ class _Handler(BaseHTTPRequestHandler):
         op = query.get("op", "").upper()
         raw_path = unquote(parts.path)
         status = 0
-        self.cut_after = None  # this handler serves every request of a keep-alive connection
+        self.cut_after, self.responded = None, False  # one handler serves every request of a keep-alive connection
         try:
             body = _Body(self.rfile, self.headers)
         except RemoteError as err:
@@ -619,6 +625,12 @@ class _Handler(BaseHTTPRequestHandler):
             status = -1
             log.debug("%s: connection lost: %s", node.name, exc)
             self.close_connection = True
+        except Exception as exc:  # a bug of the endpoint: a 500 RuntimeException, as a Java server's, and a traceback
+            log.exception("%s: %s %s failed", node.name, method, self.path)
+            self.close_connection = True
+            if not self.responded:
+                status = 500
+                self._send_json(500, RemoteError("RuntimeException", f"{type(exc).__name__}: {exc}").payload())
         finally:
             node.endpoint.record(RequestRecord(node.name, method, op, raw_path[len(PREFIX) :] or "/", status))
 
@@ -634,8 +646,6 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.exception is not None:
             raise RemoteError(fault.exception, fault.message)
         return 0
-
-    cut_after: int | None = None
 
     def _settle_body(self, body: _Body) -> None:
         """Before an error answer: read the rest of an untouched body, or close the connection after a partial one."""
@@ -654,6 +664,10 @@ class _Handler(BaseHTTPRequestHandler):
         with contextlib.suppress(OSError):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.close_connection = True
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self.responded = True
+        super().send_response(code, message)
 
     def _send_json(self, status: int, value: dict[str, Any]) -> None:
         data = json.dumps(value).encode()
@@ -863,7 +877,8 @@ class _Node:
         if not query.get("namenoderpcaddress"):
             raise RemoteError("IllegalArgumentException", f"Required param namenoderpcaddress for op: {op} is null")
         if not any(n.running and n.state == "active" for n in self.endpoint.namenodes):
-            raise RemoteError("StandbyException", "no active namenode: Operation category WRITE is not supported")
+            category = "READ" if op == "OPEN" else "WRITE"
+            raise RemoteError("StandbyException", f"Operation category {category} is not supported: no active namenode")
         ns = self.endpoint.namespace
         user = query.get("user.name") or DEFAULT_USER
         client = req.client_address[0]
@@ -920,7 +935,8 @@ class WebHdfsEndpoint:
         self.datanode = _Node(self, "dn", "datanode")
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
-        self.requests: list[RequestRecord] = []
+        #: the last REQUEST_LOG requests the nodes received, oldest first
+        self.requests: deque[RequestRecord] = deque(maxlen=REQUEST_LOG)
 
     @property
     def scheme(self) -> str:

@@ -20,7 +20,7 @@ request to the one that answered last; on a StandbyException or RetriableExcepti
 connection error or timeout, it moves to the next, once around the ring per request. When every
 namenode failed that way (a failover in progress, all unreachable), this module waits (capped
 exponential backoff with full jitter, 0.5 s doubling up to 8 s) and tries the request again, up to
-`attempts` times (6 by default: about 8 s of waiting on average, 15 s at most); a 500 answer is retried
+`attempts` times (6 by default: about 8 s of waiting on average, 15.5 s at most); a 500 answer is retried
 the same way. Writes of streamed data (output streams) are not retried: the error reaches the writer.
 
 Write-once (:meth:`WebHdfsStore.put`): the object is written under a hidden temporary name
@@ -32,7 +32,7 @@ and from readers of the warehouse (which skip names starting with `.` or `_`).
 
 The pyarrow filesystem takes absolute HDFS paths (`/warehouse/...`). It reads with OPEN and
 offset/length (random access, 1 MiB read-ahead for small reads), writes one streamed CREATE per output
-stream (HdfsCLI's chunked upload, at most 5 MiB of it in memory), and keeps pyarrow's rename rule:
+stream (HdfsCLI's chunked upload, at most 6 MiB of it in memory), and keeps pyarrow's rename rule:
 `move` onto an existing file or empty directory replaces it (delete, then rename: not atomic), onto a
 non-empty directory fails, where a bare HDFS RENAME onto a directory would move the source inside it.
 

@@ -187,12 +187,17 @@ def test_filesystem_listing_and_deleting(warehouse: tuple[pafs.FileSystem, str, 
         out.write(b"678")
     fs.copy_file(f"{root}/a/b/f.bin", f"{root}/a/c/g.bin")
     assert fs.open_input_file(f"{root}/a/c/g.bin").read() == b"12345678"
+    with fs.open_output_stream(f"{root}/a/c/empty"):
+        pass
+    assert fs.get_file_info(f"{root}/a/c/empty").size == 0
 
     infos = fs.get_file_info([f"{root}/a", f"{root}/a/b/f.bin", f"{root}/nothing"])
     assert [i.type for i in infos] == [pafs.FileType.Directory, pafs.FileType.File, pafs.FileType.NotFound]
     assert infos[1].size == 8
     flat = fs.get_file_info(pafs.FileSelector(f"{root}/a"))
     assert sorted(i.path for i in flat) == [f"{root}/a/b", f"{root}/a/c"]
+    deep = fs.get_file_info(pafs.FileSelector(f"{root}/a", recursive=True))
+    assert sorted(i.path[len(root) :] for i in deep) == ["/a/b", "/a/b/f.bin", "/a/c", "/a/c/empty", "/a/c/g.bin"]
     assert fs.get_file_info(pafs.FileSelector(f"{root}/nothing", allow_not_found=True)) == []
     with pytest.raises(FileNotFoundError):
         fs.get_file_info(pafs.FileSelector(f"{root}/nothing"))
