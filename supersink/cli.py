@@ -8,8 +8,10 @@ Commands:
   reconcile   bring the ledger up to date from the manifests in the store
   quarantine  list the refused messages, or retry them through the broker
 
-Exit codes: 0 ok, 1 internal error, 2 bad command line/URL/name, 4 store error, 5 broker error,
-6 ledger or warehouse error.
+Exit codes (the README's table): 0 ok, 1 internal error (a bug), 2 usage (bad command line, URL,
+name, number or path; unknown task; optional dependency not installed), 3 a task needs attention
+(`run --until-idle`: stuck tasks, one line each; `load`: the task cannot be loaded now), 4 store
+error, 5 broker error, 6 ledger or warehouse error, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -17,27 +19,37 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import re
 import signal
+import sqlite3
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import NoReturn
+from urllib.parse import urlsplit
 
 from eventindex import __version__
 from eventindex.errors import ConfigError, EventIndexError, StoreError, TransportError, WarehouseError
+from eventindex.names import validate_name
 from eventindex.pointers import expectation_pointer, headers_for
-from eventindex.store import open_store
+from eventindex.store import ObjectStore, open_store
 from eventindex.store.counting import CountingStore
+from eventindex.store.local import LocalStore
 from eventindex.transport import open_consumer, open_publisher
 from supersink.amend import NothingToAmendError, amend
 from supersink.committed import FORMATS as COMMITTED_FORMATS
 from supersink.committed import render as render_committed
+from supersink.completeness import LOADED_STATES
+from supersink.fetch import ChunkUnusableError
 from supersink.intake import Intake
 from supersink.ledger import Ledger, LedgerError
 from supersink.loader import ROW_GROUP_ROWS, ROWS_PER_FILE, FileLayout
 from supersink.migrate import migrate_layout
 from supersink.reconcile import reconcile
+from supersink.retention import DAY, RetentionPolicy
 from supersink.service import DEFAULT_RESCAN_SECONDS, Supersink, TaskNotLoadableError, counters_json
 from supersink.status import render, status
 from supersink.warehouse import Warehouse
@@ -45,21 +57,76 @@ from supersink.warehouse import Warehouse
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2
+EXIT_ATTENTION = 3
 EXIT_STORE = 4
 EXIT_BROKER = 5
 EXIT_STATE = 6
+EXIT_INTERRUPTED = 130
+
+#: The protocol's ranges (uint32 expected_jobs; event numbers below 2**63).
+MAX_JOBS = 2**32 - 1
+MAX_EVENTS = 2**63 - 1
+#: The longest duration any option takes (a century): beyond it is a typo, not a plan.
+MAX_SECONDS = 100 * 365 * DAY
+MAX_ROWS = 10**9
+#: Optional dependencies: the module, and the extra that installs it.
+EXTRAS = {"stomp": "stomp", "pika": "amqp", "hdfs": "hdfs"}
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY}
+
+
+def _whole(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low:,}-{high:,}")
+        return value
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or not 0 <= value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"{text} seconds is outside 0-{MAX_SECONDS:.0f}")
+    return value
+
+
+def _duration(text: str) -> float | None:
+    """`3d`, `12h`, `30m`, `45s` or plain seconds; `never` for None."""
+    if text == "never":
+        return None
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd]?)", text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 3d, 12h, 30m, 45s or never")
+    value = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    if value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"{text} is longer than a century")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit code 2), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ei-supersink", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="ei-supersink", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     expect = sub.add_parser("expect", help="send a task expectation")
     expect.add_argument("--broker", required=True)
     expect.add_argument("--task", required=True)
-    expect.add_argument("--jobs", required=True, type=int)
-    expect.add_argument("--events", type=int, default=None)
+    expect.add_argument("--jobs", required=True, type=_whole(1, MAX_JOBS))
+    expect.add_argument("--events", type=_whole(0, MAX_EVENTS), default=None)
 
     run = sub.add_parser("run", help="run the service")
     run.add_argument("--broker", required=True)
@@ -67,11 +134,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--warehouse", required=True, help="file:///dir")
     run.add_argument("--state", required=True, type=Path, help="the SQLite ledger file")
     run.add_argument(
-        "--until-idle", type=float, default=None, metavar="SECONDS", help="exit 0 after SECONDS with nothing to do"
+        "--until-idle",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="stop after SECONDS with nothing to do: exit 0 when every task is loaded or waiting for jobs, "
+        "else 3 with one line per stuck task",
     )
     run.add_argument(
         "--task-deadline",
-        type=float,
+        type=_seconds,
         default=None,
         metavar="SECONDS",
         help="mark a task failed, naming what is missing, when it is not complete this long "
@@ -79,13 +151,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--rescan-seconds",
-        type=float,
+        type=_seconds,
         default=DEFAULT_RESCAN_SECONDS,
         metavar="SECONDS",
         help="how often an incomplete task is looked for in the store, for manifests whose pointers "
         "were lost or went to another supersink (0: never)",
     )
-    run.add_argument("--quiet", action="store_true")
+    run.add_argument(
+        "--delete-transit-after",
+        type=_duration,
+        default=RetentionPolicy.transit,
+        metavar="DURATION",
+        help="delete a committed task's chunk and manifest objects from the store, and compact its ledger rows, "
+        "this long after the commit (3d, 12h, 30m, 45s; never). Default: 3d",
+    )
+    run.add_argument(
+        "--forget-after",
+        type=_duration,
+        default=RetentionPolicy.forget,
+        metavar="DURATION",
+        help="drop a purged task's summary from the ledger this long after its purge. Default: 90d",
+    )
+    run.add_argument(
+        "--quarantine-expiry",
+        type=_duration,
+        default=RetentionPolicy.quarantine,
+        metavar="DURATION",
+        help="delete quarantine entries this long after they were received. Default: 30d",
+    )
+    run.add_argument("--quiet", action="store_true", help="log warnings and errors only (never hides an error)")
 
     load = sub.add_parser("load", help="load one task now")
     load.add_argument("--task", required=True)
@@ -100,8 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="add the jobs that completed after a partial load (status lists them as late jobs) as an amendment",
     )
     for command in (run, load):
-        command.add_argument("--rows-per-file", type=int, default=ROWS_PER_FILE, help="rows per Parquet part file")
-        command.add_argument("--row-group-rows", type=int, default=ROW_GROUP_ROWS, help="rows per Parquet row group")
+        command.add_argument(
+            "--rows-per-file", type=_whole(1, MAX_ROWS), default=ROWS_PER_FILE, help="rows per Parquet part file"
+        )
+        command.add_argument(
+            "--row-group-rows", type=_whole(1, MAX_ROWS), default=ROW_GROUP_ROWS, help="rows per Parquet row group"
+        )
 
     rec = sub.add_parser("reconcile", help="rebuild the ledger from the manifests in the store")
     rec.add_argument("--store", required=True)
@@ -138,15 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
     qretry.add_argument("--state", required=True, type=Path)
     qretry.add_argument("--broker", required=True)
     which = qretry.add_mutually_exclusive_group(required=True)
-    which.add_argument("--id", type=int, action="append", dest="ids", help="an entry id (repeatable)")
+    which.add_argument("--id", type=_whole(1, 2**63 - 1), action="append", dest="ids", help="an entry id (repeatable)")
     which.add_argument("--all", action="store_true", help="every held entry")
     return parser
 
 
 def _open_ledger(path: Path, must_exist: bool = False) -> Ledger:
-    if must_exist and not path.exists():
-        raise LedgerError(f"no ledger at {path}")
-    return Ledger(path.absolute())
+    return Ledger(path.absolute(), must_exist)
 
 
 def cmd_expect(args: argparse.Namespace) -> int:
@@ -173,6 +269,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    retention = RetentionPolicy(args.delete_transit_after, args.forget_after, args.quarantine_expiry)
     try:
         with open_consumer(args.broker) as consumer:
             sink = Supersink(
@@ -182,23 +279,31 @@ def cmd_run(args: argparse.Namespace) -> int:
                 task_deadline=args.task_deadline,
                 layout=_layout(args),
                 rescan_seconds=args.rescan_seconds or None,
+                retention=retention,
             )
             counters = sink.run(consumer, stop, args.until_idle)
+            stuck = sink.stuck() if args.until_idle is not None and not stop.is_set() else []
     finally:
         ledger.close()
         store.close()
         warehouse.close()
     cache = sink.intake.cache
+    assert sink.retention is not None
     print(
         counters_json(
             counters,
             store_requests=store.stats.requests,
             store_bytes=store.stats.bytes,
+            store_deletes=store.stats.deletes,
             chunk_cache_hits=cache.hits,
             chunk_cache_misses=cache.misses,
+            tasks_stuck=len(stuck),
+            **{f"retention_{k}": v for k, v in sink.retention.summary().items()},
         )
     )
-    return EXIT_OK
+    for task in stuck:
+        print(f"ei-supersink: {task.line()}", file=sys.stderr)
+    return EXIT_ATTENTION if stuck else EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -224,7 +329,10 @@ def _layout(args: argparse.Namespace) -> FileLayout:
 def _sink(args: argparse.Namespace, warehouse_url: str) -> Supersink:
     logging.basicConfig(level=logging.INFO, format="ei-supersink: %(message)s", stream=sys.stderr)
     return Supersink(
-        _open_ledger(args.state), open_store(args.store), Warehouse.from_url(warehouse_url), layout=_layout(args)
+        _open_ledger(args.state, must_exist=True),
+        open_store(args.store),
+        Warehouse.from_url(warehouse_url),
+        layout=_layout(args),
     )
 
 
@@ -235,8 +343,11 @@ def _close(sink: Supersink) -> None:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
+    validate_name("task", args.task)
     sink = _sink(args, args.warehouse)
     try:
+        if sink.ledger.task(args.task) is None:
+            raise ConfigError(f"the ledger {args.state} knows no task {args.task}")
         if args.amend:
             amendment = amend(
                 sink.ledger,
@@ -250,28 +361,29 @@ def cmd_load(args: argparse.Namespace) -> int:
             keys = ("task", "dataset", "amendment", "rows", "partial", "missing", "attempts")
             print(json.dumps({k: amendment[k] for k in keys}))
             return EXIT_OK
-        if args.force:
-            marker = sink.force_load(args.task)
+        before = sink.ledger.task(args.task)
+        already = before is not None and before["state"] in LOADED_STATES
+        if args.force and not already:
+            sink.force_load(args.task)
         else:
-            view = sink.settle(args.task)
-            if view.state not in ("loaded", "loaded-partial"):
-                raise TaskNotLoadableError(
-                    f"task {args.task} is {view.state}: {view.failure or '; '.join(view.missing[:3])}"
-                    " (use --force to load what is there)"
-                )
-            row = sink.ledger.task(args.task)
-            marker = json.loads(row["marker"]) if row is not None else None
+            sink.settle(args.task)
+        row = sink.ledger.task(args.task)
     finally:
         _close(sink)
-    if marker is None:
-        raise TaskNotLoadableError(f"task {args.task} is claimed by another supersink")
-    print(json.dumps({k: marker[k] for k in ("task", "dataset", "rows", "partial", "missing")}))
+    if row is None or row["state"] not in LOADED_STATES:
+        state, detail = (row["state"], row["detail"]) if row is not None else ("unknown", "")
+        hint = "" if args.force or state != "waiting" else " (use --force to load what is there)"
+        raise TaskNotLoadableError(f"task {args.task} is {state}: {detail}{hint}")
+    marker = json.loads(row["marker"])
+    out = {k: marker.get(k) for k in ("task", "dataset", "rows", "partial", "missing")}
+    print(json.dumps({**out, "already_loaded": already}))
     return EXIT_OK
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="ei-supersink: %(message)s", stream=sys.stderr)
-    ledger, store = _open_ledger(args.state), open_store(args.store)
+    store = _existing_store(args.store)
+    ledger = _open_ledger(args.state)
     try:
         report = reconcile(Intake(ledger, store), args.prefix)
         if args.warehouse:
@@ -296,6 +408,19 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         )
     )
     return EXIT_OK
+
+
+def _existing_store(url: str) -> ObjectStore:
+    """A store to read only: a location that does not exist is an error, not an empty store."""
+    if urlsplit(url).scheme == "file":
+        return LocalStore.from_url(url, create=False)
+    store = open_store(url)
+    try:
+        next(iter(store.list("")), None)  # an S3 bucket that does not exist fails here
+    except StoreError:
+        store.close()
+        raise
+    return store
 
 
 def cmd_committed(args: argparse.Namespace) -> int:
@@ -347,6 +472,9 @@ def cmd_quarantine_retry(args: argparse.Namespace) -> int:
         unknown = [i for i in ids if i not in held]
         if unknown:
             raise ConfigError(f"no held quarantine entry with id {', '.join(map(str, unknown))}")
+        cut = [i for i in ids if held[i]["size"] is not None and held[i]["size"] > len(held[i]["body"])]
+        if cut:
+            raise ConfigError(f"quarantine entries {', '.join(map(str, cut))} kept only the start of their body")
         with open_publisher(args.broker) as publisher:
             for entry_id in ids:
                 row = held[entry_id]
@@ -376,8 +504,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        code, text = EXIT_INTERRUPTED, "interrupted"
+    except ModuleNotFoundError as exc:
+        extra = EXTRAS.get((exc.name or "").partition(".")[0])
+        if extra is None:
+            code, text = EXIT_INTERNAL, f"internal error: {exc}"
+        else:
+            code, text = EXIT_USAGE, f"{exc.name} is not installed: pip install 'eventindex-collect[{extra}]'"
     except ConfigError as exc:
         code, text = EXIT_USAGE, str(exc)
+    except TaskNotLoadableError as exc:
+        code, text = EXIT_ATTENTION, str(exc)
     except NothingToAmendError as exc:
         code, text = EXIT_OK, str(exc)
     except StoreError as exc:
@@ -386,9 +524,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         code, text = EXIT_BROKER, f"broker error: {exc}"
     except (LedgerError, WarehouseError) as exc:
         code, text = EXIT_STATE, str(exc)
+    except sqlite3.Error as exc:
+        code, text = EXIT_STATE, f"ledger error: {exc}"
+    except ChunkUnusableError as exc:
+        code, text = EXIT_ATTENTION, str(exc)
     except EventIndexError as exc:
         code, text = EXIT_INTERNAL, f"error: {exc}"
-    print(f"ei-supersink: {text}", file=sys.stderr)
+    except Exception as exc:  # a bug: still one line, with what it was
+        code, text = EXIT_INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
+    print(f"ei-supersink: {' '.join(text.split())}", file=sys.stderr)
     return code
 
 

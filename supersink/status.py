@@ -1,15 +1,20 @@
-"""`ei-supersink status`: what each task is waiting for, what was chosen, superseded and quarantined."""
+"""`ei-supersink status`: each task's state and why (what it waits for, what is wrong with it), what was
+chosen, superseded and quarantined, and what retention did with it."""
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from supersink.amend import late
-from supersink.completeness import evaluate
+from supersink.completeness import LOADED_STATES, evaluate
 from supersink.ledger import Ledger
 
 MAX_LISTED = 50
+#: States whose reason is the task's `detail` (a waiting task's are its missing items, a damaged
+#: task's its problems, both listed in full).
+REASONED_STATES = ("failed", "load-failed", "claimed-elsewhere")
 
 
 def task_status(ledger: Ledger, task: str) -> dict[str, Any]:
@@ -23,6 +28,13 @@ def task_status(ledger: Ledger, task: str) -> dict[str, Any]:
     after = late(view, marker) if marker is not None else None
     late_attempts = [{"job": a.job, "attempt": a.attempt} for a in after.newer_attempts] if after else []
     late_jobs = [{"job": a.job, "attempt": a.attempt, "events": a.events} for a in after.jobs.values()] if after else []
+    chosen = {job: a.attempt for job, a in sorted(view.chosen.items())}
+    events = view.events_chosen
+    compacted = row["purged_at"] is not None and row["state"] == "loaded" and marker is not None
+    if compacted:  # its rows of the loaded attempts are gone: the summary is the marker
+        assert marker is not None
+        chosen = {**{str(j): int(a) for j, a in marker.get("attempts", {}).items()}, **chosen}
+        events = int(row["events_loaded"] or 0)
     return {
         "task": task,
         "dataset": view.dataset,
@@ -30,21 +42,24 @@ def task_status(ledger: Ledger, task: str) -> dict[str, Any]:
         "detail": view.detail,
         "expected_jobs": view.expected_jobs,
         "expected_events": view.expected_events,
-        "jobs_seen": view.jobs_seen,
-        "jobs_resolved": len(view.chosen),
-        "events": view.events_chosen,
+        "jobs_seen": max(view.jobs_seen, len(chosen)),
+        "jobs_resolved": len(chosen),
+        "events": events,
         "events_loaded": row["events_loaded"],
         "loaded_at": row["loaded_at"],
         "first_seen": row["first_seen"],
         "last_job_end_ms": last_end,
         "location": row["location"],
-        "chosen": {job: a.attempt for job, a in sorted(view.chosen.items())},
+        "chosen": chosen,
         "superseded": [{"job": a.job, "attempt": a.attempt, "complete": a.complete} for a in view.superseded],
         "late_attempts": late_attempts,
         "late_jobs": late_jobs,
         "missing": view.missing[:MAX_LISTED],
         "missing_total": len(view.missing),
         "failure": view.failure,
+        "problems": view.problems[:MAX_LISTED] if view.state not in LOADED_STATES else [],
+        "purged_at": row["purged_at"],
+        "purge_note": row["purge_note"],
         "duplicates": (marker or {}).get("duplicates", {"count": 0, "examples": []}),
         "partial": bool((marker or {}).get("partial", False)),
         "quarantined": int(quarantined[0]["n"]),
@@ -66,6 +81,10 @@ def render(report: dict[str, Any]) -> str:
             f" ({t['jobs_seen']} seen), {t['events']:,} events"
             + (f", {t['events_loaded']:,} loaded -> {t['location']}" if t["events_loaded"] is not None else "")
         )
+        if t["state"] in REASONED_STATES and t["detail"] and t["detail"] != t["failure"]:
+            lines.append(f"  reason: {t['detail']}")
+        for problem in t["problems"]:
+            lines.append(f"  problem: {problem}")
         if t["failure"]:
             lines.append(f"  failed: {t['failure']}")
         for m in t["missing"]:
@@ -87,6 +106,10 @@ def render(report: dict[str, Any]) -> str:
             lines.append(f"  duplicates: {t['duplicates']['count']} (run, event) pairs loaded once")
         if t["quarantined"]:
             lines.append(f"  quarantined messages: {t['quarantined']}")
+        if t["purged_at"] is not None:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t["purged_at"]))
+            done = "transit objects deleted" + (", ledger rows compacted" if t["state"] == "loaded" else "")
+            lines.append(f"  retention ({when}): {t['purge_note'] or done}")
     if not report["tasks"]:
         lines.append("no tasks")
     lines.append(f"quarantine: {report['quarantined']} held")
