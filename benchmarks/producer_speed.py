@@ -25,13 +25,13 @@ from pathlib import Path
 import pyarrow as pa
 
 from eventindex.codec import encode_chunk
-from eventindex.servers import SeaweedFS
 from eventindex.store import open_store
 from eventindex.transport import open_publisher
 from producer.inputs.spb import SpbInput
 from producer.inputs.spb_writer import write_tables
 from producer.inputs.synthetic import SyntheticInput
 from producer.job import JobRunner, JobSpec
+from testservers import SeaweedFS
 
 
 def encode_rate(tables: list[pa.Table], repeat: int) -> tuple[float, float]:

@@ -1,29 +1,56 @@
-"""The servers of a benchmark: a broker and an object store, started by the harness or given as addresses."""
+"""The servers of a benchmark: a broker and an object store, started by the harness or given as addresses.
+
+The harness starts them with the launchers of `testservers` (beside `benchmarks/` in the source tree,
+not in the installed package), through their typed interfaces: `BrokerServer` and `StoreServer`.
+"""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Generic, TypeVar
 from urllib.parse import quote, urlsplit
 
 from benchmarks.config import BenchError
 from benchmarks.metrics import Probe, group_probe
 
+if TYPE_CHECKING:
+    from testservers import BrokerServer, ServerProcess, StoreServer
 
-class _Server:
+S = TypeVar("S", bound="ServerProcess")
+
+
+def _no_launchers(exc: ModuleNotFoundError) -> BenchError:
+    return BenchError(
+        f"starting a server needs the launchers in testservers/ of the source tree ({exc}): run "
+        "`python -m benchmarks.cli` from the repository root, or give --broker-url and --store-url"
+    )
+
+
+class _Server(ABC, Generic[S]):
     """A server of `kind` the harness starts and stops, unless it was given an address (`url`)."""
 
     def __init__(self, kind: str, url: str | None) -> None:
         self.kind = kind
         self.url = url
-        self.server: Any = None
+        self.server: S | None = None
 
     @property
     def managed(self) -> bool:
         return self.url is None
 
-    def _create(self, workdir: Path) -> Any:
-        raise NotImplementedError
+    @abstractmethod
+    def _create(self, workdir: Path) -> S:
+        """The launcher of this kind of server (not started)."""
+
+    def process_groups(self) -> list[int]:
+        """The server's process groups: one for most; Ceph's mon, OSD and RGW daemons each have their own."""
+        return self.server.pids() if self.server is not None else []
+
+    def probe(self) -> Probe | None:
+        """All of the server's processes (None when the harness did not start it)."""
+        groups = self.process_groups()
+        return group_probe(*groups) if groups else None
 
     def start(self, workdir: Path) -> None:
         if self.managed:
@@ -36,7 +63,7 @@ class _Server:
             self.server = None
 
 
-class Broker(_Server):
+class Broker(_Server["BrokerServer"]):
     """The broker: a server started per run (managed), or an address to connect to."""
 
     def __init__(self, kind: str, url: str | None, protocol: str = "stomp") -> None:
@@ -50,36 +77,26 @@ class Broker(_Server):
         elif protocol == "amqp" and kind != "rabbitmq":
             raise BenchError("--protocol amqp needs --broker rabbitmq (ActiveMQ is run with STOMP only)")
 
-    def _create(self, workdir: Path) -> Any:
-        if self.kind == "activemq":
-            from eventindex.servers import ActiveMQ
-
-            return ActiveMQ(workdir)
-        from eventindex.servers.rabbitmq import RabbitMQ  # only needed here
-
-        return RabbitMQ(workdir)
-
-    def probe(self) -> Probe | None:
-        """The broker's process group (None when the harness did not start it)."""
-        pid = self.server.pid if self.server is not None else None
-        return group_probe(pid) if pid is not None else None
+    def _create(self, workdir: Path) -> BrokerServer:
+        try:
+            from testservers import ActiveMQ, RabbitMQ
+        except ModuleNotFoundError as exc:
+            raise _no_launchers(exc) from None
+        return ActiveMQ(workdir) if self.kind == "activemq" else RabbitMQ(workdir)
 
     def queue_url(self, queue: str) -> str:
         if self.server is not None:
-            if self.protocol == "amqp":
-                return str(self.server.amqp_url(queue))
-            return str(self.server.stomp_url(queue))
+            return self.server.queue_url(queue, self.protocol)
         assert self.url is not None
         parts = urlsplit(self.url)
         path = f"/queue/{queue}" if parts.scheme.startswith("stomp") else f"/{quote(queue)}"
         return f"{parts.scheme}://{parts.netloc}{path}" + (f"?{parts.query}" if parts.query else "")
 
     def env(self) -> dict[str, str]:
-        client_env = getattr(self.server, "client_env", None)
-        return dict(client_env()) if callable(client_env) else {}
+        return self.server.client_env() if self.server is not None else {}
 
 
-class Store(_Server):
+class Store(_Server["StoreServer"]):
     """The object store: one server for the whole comparison (managed), or an endpoint to connect to."""
 
     def __init__(self, kind: str, url: str | None) -> None:
@@ -89,32 +106,17 @@ class Store(_Server):
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 raise BenchError(f"--store-url {url!r}: expected the S3 endpoint, http://HOST:PORT")
 
-    def _create(self, workdir: Path) -> Any:
-        if self.kind == "seaweedfs":
-            from eventindex.servers import SeaweedFS
-
-            return SeaweedFS(workdir)
-        from eventindex.servers.ceph import CephRGW  # only needed here
-
-        return CephRGW(workdir)
-
-    def process_groups(self) -> list[int]:
-        """The store's process groups: SeaweedFS's one; Ceph's mon, OSD and RGW daemons (each its own)."""
-        if self.server is None:
-            return []
-        pids = getattr(self.server, "pids", None)  # CephRGW.pids(): {daemon: pid}
-        groups = list(pids().values()) if callable(pids) else [self.server.pid]
-        return [int(g) for g in groups if g is not None]
-
-    def probe(self) -> Probe | None:
-        """All of the store's processes (None when the harness did not start it)."""
-        groups = self.process_groups()
-        return group_probe(*groups) if groups else None
+    def _create(self, workdir: Path) -> StoreServer:
+        try:
+            from testservers import CephRGW, SeaweedFS
+        except ModuleNotFoundError as exc:
+            raise _no_launchers(exc) from None
+        return SeaweedFS(workdir) if self.kind == "seaweedfs" else CephRGW(workdir)
 
     @property
     def endpoint(self) -> str:
         if self.server is not None:
-            return str(self.server.endpoint)
+            return self.server.endpoint
         assert self.url is not None
         return self.url.rstrip("/")
 
@@ -133,11 +135,15 @@ class Store(_Server):
         import boto3
         from botocore.config import Config
 
-        from eventindex.servers.base import ensure_bucket
-
         # an endpoint we did not start: the credentials are the environment's
         config = Config(s3={"addressing_style": "path"})
-        ensure_bucket(boto3.session.Session().client("s3", endpoint_url=self.endpoint, config=config), name)
+        client = boto3.session.Session().client("s3", endpoint_url=self.endpoint, config=config)
+        try:
+            client.create_bucket(Bucket=name)
+        except client.exceptions.BucketAlreadyOwnedByYou:
+            pass
+        finally:
+            client.close()
 
     def s3_url(self, bucket: str, prefix: str) -> str:
         return f"s3://{bucket}/{prefix}?endpoint={self.endpoint}"

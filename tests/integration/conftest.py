@@ -14,8 +14,8 @@ from typing import NoReturn, TypeVar
 
 import pytest
 
-from eventindex.servers import ActiveMQ, RabbitMQ, SeaweedFS, ServerUnavailable
 from tests.integration.faultkit import Backend
+from testservers import ActiveMQ, RabbitMQ, SeaweedFS, ServerUnavailable
 
 
 def server_unavailable(reason: str) -> NoReturn:

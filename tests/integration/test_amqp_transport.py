@@ -17,13 +17,13 @@ import pika
 import pytest
 
 from eventindex.errors import BrokerConnectionError, TransportError
-from eventindex.servers import RabbitMQ
-from eventindex.servers.base import free_port
 from eventindex.transport import open_consumer, open_publisher
 from eventindex.transport.amqp import AmqpConfig, AmqpConsumer, AmqpPublisher
 from eventindex.transport.stomp import RELEASE_COUNT_HEADER, StompConfig, StompConsumer, StompPublisher
 from tests.integration.test_servers import _group_members, _is_loopback, _listening_addresses
 from tests.integration.transportkit import receive_all, receive_until
+from testservers import RabbitMQ
+from testservers.base import free_port
 
 pytestmark = pytest.mark.integration
 

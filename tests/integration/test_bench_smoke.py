@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from eventindex.servers import ActiveMQ, SeaweedFS
 from tests.integration.conftest import construct_server
+from testservers import ActiveMQ, SeaweedFS
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

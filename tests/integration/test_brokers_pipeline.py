@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from eventindex.servers import RabbitMQ, SeaweedFS
 from eventindex.transport import open_publisher
 from producer.inputs.synthetic import SyntheticInput
 from producer.job import JobSpec
@@ -34,6 +33,7 @@ from tests.integration.faultkit import (
     synthetic,
     tail,
 )
+from testservers import RabbitMQ, SeaweedFS
 
 pytestmark = pytest.mark.integration
 

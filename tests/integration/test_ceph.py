@@ -1,4 +1,4 @@
-"""Ceph 16 RGW (:class:`eventindex.servers.CephRGW`): S3 semantics the project relies on, and the launcher.
+"""Ceph 16 RGW (:class:`testservers.CephRGW`): S3 semantics the project relies on, and the launcher.
 
 Runs only with ``EI_WITH_CEPH=1`` (then a missing Ceph fails the run): the Debian packages are big and
 installed only on request (``EI_WITH_CEPH=1 scripts/install-servers``), so CI, which does not install
@@ -26,9 +26,9 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from eventindex.errors import ObjectExistsError, ObjectNotFoundError, OversizedObjectError
-from eventindex.servers import CephRGW, ServerUnavailable
 from eventindex.store.s3 import S3Store
 from supersink.warehouse import Warehouse
+from testservers import CephRGW, ServerUnavailable
 
 WITH_CEPH = os.environ.get("EI_WITH_CEPH") == "1"
 needs_ceph = pytest.mark.skipif(
@@ -132,7 +132,7 @@ def s3(ceph: CephRGW) -> Iterator[Any]:
 @needs_ceph
 def test_ceph_fixture(ceph: CephRGW) -> None:
     assert ceph.running
-    pids = ceph.pids()
+    pids = ceph.pids_by_daemon()
     assert set(pids) == {"mon", "osd", "rgw"} and len(set(pids.values())) == 3
     assert ceph.pid == pids["rgw"]
     assert Path(f"/proc/{pids['rgw']}/exe").resolve().name == "radosgw"
@@ -314,10 +314,10 @@ def test_restart_keeps_data_and_endpoint(ceph: CephRGW, ceph_env: str) -> None:
     client = ceph.s3_client()
     client.put_object(Bucket=ceph_env, Key="survives", Body=BINARY_BODY, IfNoneMatch="*")
     client.close()
-    old_pids, old_endpoint = ceph.pids(), ceph.endpoint
+    old_pids, old_endpoint = ceph.pids_by_daemon(), ceph.endpoint
     ceph.restart()
     assert ceph.endpoint == old_endpoint
-    new_pids = ceph.pids()
+    new_pids = ceph.pids_by_daemon()
     assert set(new_pids) == {"mon", "osd", "rgw"}
     assert all(new_pids[name] != old_pids[name] for name in old_pids)
     _assert_no_process(old_pids)
@@ -335,21 +335,21 @@ def test_restart_keeps_data_and_endpoint(ceph: CephRGW, ceph_env: str) -> None:
 def test_stop_and_kill_leave_no_process(tmp_path: Path) -> None:
     server = CephRGW(tmp_path / "c")
     with server:
-        pids = server.pids()
+        pids = server.pids_by_daemon()
         assert len(pids) == 3
         server.create_bucket("lifecycle")
         client = server.s3_client()
         client.put_object(Bucket="lifecycle", Key="k", Body=b"v")
         client.close()
-    assert not server.running and server.pid is None and server.pids() == {}
+    assert not server.running and server.pid is None and server.pids_by_daemon() == {}
     _assert_no_process(pids)
     server.stop()  # idempotent
 
     # kill(): radosgw crashes (SIGKILL), the OSD and monitor are stopped cleanly
     server.start()
-    pids = server.pids()
+    pids = server.pids_by_daemon()
     server.kill()
-    assert server.pids() == {}
+    assert server.pids_by_daemon() == {}
     _assert_no_process(pids)
 
     # ... and what radosgw acknowledged is still there
@@ -359,9 +359,9 @@ def test_stop_and_kill_leave_no_process(tmp_path: Path) -> None:
         assert client.get_object(Bucket="lifecycle", Key="k")["Body"].read() == b"v"
     finally:
         client.close()
-    pids = server.pids()
+    pids = server.pids_by_daemon()
     server.kill(backend=True)
-    assert server.pids() == {}
+    assert server.pids_by_daemon() == {}
     _assert_no_process(pids)
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from eventindex.servers import ActiveMQ, SeaweedFS
 from supersink.warehouse import Warehouse
 from tests.integration.faultkit import (
     DATASET,
@@ -30,6 +29,7 @@ from tests.integration.faultkit import (
     task_state,
     wait_for,
 )
+from testservers import ActiveMQ, SeaweedFS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -51,6 +51,11 @@ CRASHES = [
 ]
 
 
+#: The fault scenarios run on the WebHDFS warehouse too.
+ALL_BACKENDS = pytest.mark.parametrize("backend", ["embedded", "servers", "webhdfs"], indirect=True)
+
+
+@ALL_BACKENDS
 @pytest.mark.parametrize(("point", "nth"), CRASHES, ids=[f"{p}:{n}" for p, n in CRASHES])
 def test_sigkill_at_a_crash_point_then_restart(
     backend: Backend, tmp_path: Path, point: str, nth: int, fault_report: Callable[[str], None]
@@ -71,6 +76,7 @@ def test_sigkill_at_a_crash_point_then_restart(
     assert st["superseded"] == [{"job": "job2", "attempt": 1, "complete": False}]
 
 
+@ALL_BACKENDS
 def test_repeated_random_sigkills(backend: Backend, tmp_path: Path, fault_report: Callable[[str], None]) -> None:
     produced = produce_task(backend, jobs=6)
     state = tmp_path / "ledger.db"
@@ -107,6 +113,7 @@ def test_duplicated_and_reordered_delivery(
     assert_exactly_once(outcome)
 
 
+@ALL_BACKENDS
 def test_two_supersinks_on_one_queue_and_warehouse(
     backend: Backend, tmp_path: Path, fault_report: Callable[[str], None]
 ) -> None:

@@ -18,12 +18,12 @@ import pyarrow.dataset as pads
 import pytest
 
 from eventindex.columns import EVENT_SCHEMA
-from eventindex.servers import ActiveMQ, SeaweedFS
 from eventindex.store import open_store
 from eventindex.transport import open_publisher
 from producer.inputs.synthetic import SyntheticInput
 from producer.job import JobRunner, JobSpec
 from tests.integration.faultkit import Twice
+from testservers import ActiveMQ, SeaweedFS
 
 ROOT = Path(__file__).resolve().parents[2]
 JOBS = 8

@@ -25,8 +25,6 @@ import pyarrow as pa
 import pytest
 
 from eventindex.errors import ObjectExistsError, StoreError
-from eventindex.servers import ActiveMQ, SeaweedFS
-from eventindex.servers.base import free_port
 from eventindex.store.base import MIB, StoreOptions
 from eventindex.store.s3 import S3Store
 from eventindex.transport import open_consumer
@@ -43,6 +41,8 @@ from tests.integration.faultkit import (
     run_sink,
     tail,
 )
+from testservers import ActiveMQ, SeaweedFS
+from testservers.base import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 ROOT = Path(__file__).resolve().parents[2]

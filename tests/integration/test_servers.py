@@ -1,4 +1,5 @@
-"""The real-server fixtures work: ActiveMQ over STOMP (stomp.py 9) and SeaweedFS over S3 (boto3)."""
+"""The real-server fixtures work: ActiveMQ over STOMP (stomp.py 9) and SeaweedFS over S3 (boto3); the launchers'
+typed interface (pids, client environment, queue URLs, endpoint) as the benchmarks use it."""
 
 from __future__ import annotations
 
@@ -16,9 +17,16 @@ import stomp
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-import eventindex.servers.activemq as activemq_mod
-import eventindex.servers.seaweedfs as seaweedfs_mod
-from eventindex.servers import ActiveMQ, SeaweedFS, ServerProcess, ServerStartError, ServerUnavailable
+import testservers.activemq as activemq_mod
+import testservers.seaweedfs as seaweedfs_mod
+from testservers import (
+    ActiveMQ,
+    RabbitMQ,
+    SeaweedFS,
+    ServerProcess,
+    ServerStartError,
+    ServerUnavailable,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -299,3 +307,44 @@ def test_servers_start_quickly(activemq: ActiveMQ, seaweedfs: SeaweedFS) -> None
     # recorded for the benchmark harness; generous bounds for a slow CI box
     assert activemq.start_seconds is not None and activemq.start_seconds < 30
     assert seaweedfs.start_seconds is not None and seaweedfs.start_seconds < 30
+
+
+# ---------------------------------------------------------------- the typed interface
+def test_a_broker_gives_its_process_group_queue_urls_and_credentials(activemq: ActiveMQ, rabbitmq: RabbitMQ) -> None:
+    assert activemq.pids() == [activemq.pid] and _group_members(activemq.pids()[0])
+    assert activemq.client_env() == {}, "ActiveMQ here takes anonymous clients"
+    assert (
+        activemq.queue_url("q", "stomp")
+        == activemq.stomp_url("q")
+        == f"stomp://127.0.0.1:{activemq.stomp_port}/queue/q"
+    )
+    with pytest.raises(ValueError, match="STOMP only"):
+        activemq.queue_url("q", "amqp")
+    assert rabbitmq.pids() == [rabbitmq.pid]
+    assert rabbitmq.queue_url("q", "amqp") == rabbitmq.amqp_url("q")
+    assert rabbitmq.queue_url("q", "stomp") == rabbitmq.stomp_url("q")
+    assert rabbitmq.client_env() == {"EI_BROKER_USERNAME": rabbitmq.username, "EI_BROKER_PASSWORD": rabbitmq.password}
+
+
+def test_a_store_gives_its_endpoint_credentials_and_clients(seaweedfs: SeaweedFS) -> None:
+    assert seaweedfs.pids() == [seaweedfs.pid]
+    env = seaweedfs.client_env()
+    assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == (seaweedfs.access_key, seaweedfs.secret_key)
+    assert env["AWS_DEFAULT_REGION"] == seaweedfs.region
+    bucket = f"ei-test-{uuid.uuid4().hex[:16]}"
+    seaweedfs.create_bucket(bucket)
+    seaweedfs.create_bucket(bucket)  # already ours: no error
+    client = seaweedfs.s3_client()
+    try:
+        assert bucket in {b["Name"] for b in client.list_buckets()["Buckets"]}
+        assert client.meta.endpoint_url == seaweedfs.endpoint
+    finally:
+        client.close()
+
+
+def test_a_stopped_server_has_no_process_groups(tmp_path: Path) -> None:
+    server = SeaweedFS(tmp_path)
+    assert server.pids() == []
+    with server:
+        assert server.pids() == [server.pid]
+    assert server.pids() == []

@@ -13,8 +13,6 @@ from pathlib import Path
 import pytest
 
 from eventindex.errors import BrokerConnectionError, TransportError
-from eventindex.servers import ActiveMQ
-from eventindex.servers.base import free_port
 from eventindex.transport import open_consumer, open_publisher
 from eventindex.transport.stomp import (
     RELEASE_COUNT_HEADER,
@@ -23,6 +21,8 @@ from eventindex.transport.stomp import (
     StompPublisher,
 )
 from tests.integration.transportkit import receive_all, receive_until
+from testservers import ActiveMQ
+from testservers.base import free_port
 
 pytestmark = pytest.mark.integration
 

