@@ -11,8 +11,8 @@ directory `ei-test-<random>` under that path, deleted (recursively) afterwards. 
 namenodes (failover, standby, faults, TLS with a CA of their own) take `webhdfs_endpoint` and are
 skipped then.
 
-Use them with `pytest_plugins = ("tests.webhdfs_fixture",)` in a test module, or import both names into
-a conftest.py.
+tests/integration/conftest.py imports both; elsewhere, import them into a conftest.py, or name this module
+in a test module's `pytest_plugins`.
 """
 
 from __future__ import annotations

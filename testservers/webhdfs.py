@@ -18,8 +18,10 @@ What it serves (`http://127.0.0.1:PORT/webhdfs/v1/<PATH>?op=...`, parameter name
   to disk as they arrive: a file being written is visible, and a writer that dies leaves what it
   sent, as on HDFS.
 - HDFS semantics that matter to writers: CREATE with `overwrite=false` onto an existing file fails
-  with FileAlreadyExistsException (onto a directory even with `overwrite=true`); CREATE or APPEND on
-  a file another writer holds open fails with AlreadyBeingCreatedException; RENAME returns
+  with FileAlreadyExistsException (onto a directory even with `overwrite=true`); CREATE without
+  `overwrite`, or APPEND, on a file another client is writing fails with AlreadyBeingCreatedException,
+  while CREATE with `overwrite=true` replaces it, and that writer's upload (as one whose file was
+  deleted) fails when it completes, with FileNotFoundException; RENAME returns
   `{"boolean": false}` when the destination exists, its parent is missing or it lies inside the
   source, and a RENAME onto an existing directory moves the source *inside* it; DELETE of a missing
   path returns false, of a non-empty directory without `recursive=true` fails with
@@ -216,6 +218,15 @@ class _Meta:
     permission: int
 
 
+@dataclass(eq=False)
+class Lease:
+    """A writer's hold on a file it is writing (HDFS's lease). `lost` when the file was deleted or overwritten
+    under it: the writer's upload then fails when it completes, as the namenode refuses to complete it."""
+
+    holder: str
+    lost: bool = False
+
+
 def _parse_bool(params: dict[str, str], name: str, default: bool) -> bool:
     value = params.get(name)
     if value is None or value == "":
@@ -290,7 +301,8 @@ class Namespace:
         self.superuser = superuser
         self.lock = threading.RLock()
         self._meta: dict[str, _Meta] = {}
-        self._writing: set[str] = set()
+        #: the files being written, by path (a rename moves the lease with the file, as on HDFS)
+        self._leases: dict[str, Lease] = {}
 
     def local(self, path: str) -> Path:
         return self.root.joinpath(*path.split("/")[1:]) if path != "/" else self.root
@@ -323,6 +335,10 @@ class Namespace:
             if self._stat(prefix) is None:
                 self.local(prefix).mkdir()
                 self._meta[prefix] = _Meta(user, "supergroup", permission)
+
+    def _lose_leases(self, top: str) -> None:
+        for path in [p for p in self._leases if _within(p, top)]:
+            self._leases.pop(path).lost = True
 
     def _forget(self, top: str) -> None:
         for path in [p for p in self._meta if _within(p, top)]:
@@ -415,7 +431,8 @@ class Namespace:
             os.rename(self.local(src), self.local(target))
             for path in [p for p in self._meta if _within(p, src)]:
                 self._meta[target + path[len(src) :]] = self._meta.pop(path)
-            self._writing = {target + p[len(src) :] if _within(p, src) else p for p in self._writing}
+            for path in [p for p in self._leases if _within(p, src)]:
+                self._leases[target + path[len(src) :]] = self._leases.pop(path)
             return {"boolean": True}
 
     def delete(self, path: str, recursive: bool) -> dict[str, Any]:
@@ -432,7 +449,7 @@ class Namespace:
             else:
                 local.unlink()
             self._forget(path)
-            self._writing = {p for p in self._writing if not _within(p, path)}
+            self._lose_leases(path)
             return {"boolean": True}
 
     def check_readable_file(self, path: str) -> None:
@@ -446,7 +463,17 @@ class Namespace:
 
     # ------------------------------------------------------------ datanode operations
 
-    def open_for_create(self, path: str, overwrite: bool, user: str, permission: int, client: str) -> BinaryIO:
+    def _held(self, op: str, path: str, holder: str) -> RemoteError:
+        owner = self._leases[path].holder
+        message = f"Failed to {op} {path} for {holder} because this file lease is currently owned by {owner}"
+        return RemoteError("AlreadyBeingCreatedException", message)
+
+    def open_for_create(
+        self, path: str, overwrite: bool, user: str, permission: int, client: str
+    ) -> tuple[BinaryIO, Lease]:
+        """HDFS's startFile: an existing file is refused without `overwrite` (AlreadyBeingCreatedException while
+        another client writes it), and deleted with it, even under another writer (whose lease is then lost)."""
+        holder = f"{user} on {client}"
         with self.lock:
             if path == "/":
                 raise RemoteError("FileAlreadyExistsException", "/ already exists as a directory")
@@ -455,42 +482,39 @@ class Namespace:
             if st is not None:
                 if stat.S_ISDIR(st.st_mode):
                     raise RemoteError("FileAlreadyExistsException", f"{path} already exists as a directory")
-                if path in self._writing:
-                    raise RemoteError(
-                        "AlreadyBeingCreatedException",
-                        f"Failed to CREATE_FILE {path} for {user} on {client} because this file lease is "
-                        "currently owned by another client",
-                    )
                 if not overwrite:
+                    if path in self._leases:
+                        raise self._held("CREATE_FILE", path, holder)
                     raise RemoteError("FileAlreadyExistsException", f"{path} for client {client} already exists")
                 self.local(path).unlink()
+                self._lose_leases(path)
             self._make_dirs(_parent(path), user, 0o755)
             handle = open(self.local(path), "xb")  # noqa: SIM115 - closed by finish_write
             self._meta[path] = _Meta(user, "supergroup", permission)
-            self._writing.add(path)
-            return handle
+            lease = self._leases[path] = Lease(holder)
+            return handle, lease
 
-    def open_for_append(self, path: str, user: str, client: str) -> BinaryIO:
+    def open_for_append(self, path: str, user: str, client: str) -> tuple[BinaryIO, Lease]:
+        holder = f"{user} on {client}"
         with self.lock:
             st = self._stat(path)
             if st is None:
                 raise RemoteError("FileNotFoundException", f"File does not exist: {path}")
             if stat.S_ISDIR(st.st_mode):
                 raise RemoteError("FileNotFoundException", f"Path is not a file: {path}")
-            if path in self._writing:
-                raise RemoteError(
-                    "AlreadyBeingCreatedException",
-                    f"Failed to APPEND_FILE {path} for {user} on {client} because this file lease is "
-                    "currently owned by another client",
-                )
+            if path in self._leases:
+                raise self._held("APPEND_FILE", path, holder)
             handle = open(self.local(path), "ab")  # noqa: SIM115 - closed by finish_write
-            self._writing.add(path)
-            return handle
+            lease = self._leases[path] = Lease(holder)
+            return handle, lease
 
-    def finish_write(self, path: str, handle: BinaryIO) -> None:
+    def finish_write(self, handle: BinaryIO, lease: Lease) -> bool:
+        """Close a written file and release its lease; False when the lease was lost meanwhile."""
         handle.close()
         with self.lock:
-            self._writing.discard(path)
+            for path in [p for p, held in self._leases.items() if held is lease]:
+                del self._leases[path]
+        return not lease.lost
 
     def open_for_read(self, path: str, offset: int, length: int | None) -> tuple[BinaryIO, int]:
         """An open file positioned at `offset`, and how many bytes to send."""
@@ -888,15 +912,20 @@ class _Node:
             with handle:
                 return req.send_file(handle, count)
         if op == "CREATE":
-            handle = ns.open_for_create(
+            handle, lease = ns.open_for_create(
                 path, _parse_bool(query, "overwrite", False), user, _parse_permission(query, 0o644), client
             )
         else:
-            handle = ns.open_for_append(path, user, client)
+            handle, lease = ns.open_for_append(path, user, client)
         try:
             req.receive_into(handle, body)
         finally:
-            ns.finish_write(path, handle)
+            completed = ns.finish_write(handle, lease)
+        if not completed:
+            raise RemoteError(
+                "FileNotFoundException",
+                f"File does not exist: {path} (deleted or overwritten while {lease.holder} was writing it)",
+            )
         if op == "CREATE":
             req.send_empty(201, {"Location": f"{self.endpoint.scheme}://{NAMESERVICE}{quote(path)}"})
             return 201

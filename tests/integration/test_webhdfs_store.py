@@ -38,7 +38,6 @@ from producer.inputs.synthetic import SyntheticInput
 from tests.integration.conftest import server_unavailable
 from testservers.webhdfs import Fault, WebHdfsEndpoint
 
-pytest_plugins = ("tests.webhdfs_fixture",)
 pytestmark = pytest.mark.integration
 
 
