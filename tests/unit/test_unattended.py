@@ -1,0 +1,284 @@
+"""Issue 8, isolation: one bad object, message or load stops one task alone, in a named state with
+its reason; every other task flows, and a new attempt (or the object restored) heals the task."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventindex.names import chunk_key, manifest_key
+from eventindex.pointers import CONTENT_TYPE, object_pointer
+from eventindex.schema import eventindex_pb2 as pb
+from eventindex.transport import open_consumer, open_publisher
+from supersink import intake as intake_module
+from supersink import service as service_module
+from supersink.ledger import Ledger
+from supersink.service import StuckTask, Supersink
+from supersink.warehouse import Warehouse
+from tests.helpers import Pipeline, Recorder, assert_same_events, synthetic
+
+
+@pytest.fixture
+def pipe(tmp_path: Path) -> Pipeline:
+    return Pipeline(tmp_path)
+
+
+def run(pipe: Pipeline, **options: Any) -> tuple[Supersink, list[StuckTask]]:
+    """One supersink run until idle, in process, as `ei-supersink run --until-idle` does."""
+    ledger = Ledger(pipe.root / "ledger.db")
+    sink = Supersink(ledger, pipe.store, Warehouse.from_url((pipe.root / "wh").as_uri()), **options)
+    try:
+        with open_consumer(pipe.broker) as consumer:
+            sink.run(consumer, threading.Event(), until_idle=0.3)
+        return sink, sink.stuck()
+    finally:
+        ledger.close()
+
+
+def chunk_path(pipe: Pipeline, task: str, job: str, attempt: int, seq: int) -> Path:
+    return pipe.root / "store" / chunk_key(task, job, attempt, seq)
+
+
+def two_tasks_recorded_not_loaded(pipe: Pipeline) -> None:
+    """task1 (job j1, seed 1) and task2 (job j1, seed 2): every chunk verified and recorded, nothing
+    loaded yet (the expectations come later)."""
+    pipe.produce("j1", 1, task="task1")
+    pipe.produce("j1", 2, task="task2")
+    _, stuck = run(pipe)
+    assert stuck == []
+    assert pipe.status("task1")["state"] == pipe.status("task2")["state"] == "waiting"
+
+
+def test_a_chunk_corrupted_after_intake_damages_its_task_alone_and_a_new_attempt_heals_it(pipe: Pipeline) -> None:
+    two_tasks_recorded_not_loaded(pipe)
+    bad = chunk_path(pipe, "task1", "j1", 1, 1)
+    bad.write_bytes(bad.read_bytes()[:-10] + b"corrupted!")
+    pipe.expect(1, task="task1")
+    pipe.expect(1, task="task2")
+    _, stuck = run(pipe)  # the load of task1 meets the corrupt chunk: no exception, task2 loads
+
+    assert pipe.status("task2")["state"] == "loaded"
+    assert_same_events(pipe.loaded("task2"), synthetic(2))
+    st = pipe.status("task1")
+    assert st["state"] == "damaged"
+    key = chunk_key("task1", "j1", 1, 1)
+    assert f"chunk {key}: at load: changed since it was verified" in st["detail"]
+    assert [s.task for s in stuck] == ["task1"] and key in stuck[0].line()
+    assert not pipe.task_dir("task1").exists(), "nothing of the damaged task is visible"
+
+    pipe.produce("j1", 1, task="task1", attempt=2)  # the job rerun: no manual step
+    _, stuck = run(pipe)
+    assert stuck == []
+    st = pipe.status("task1")
+    assert (st["state"], st["chosen"]) == ("loaded", {"j1": 2})
+    assert st["superseded"] == [{"job": "j1", "attempt": 1, "complete": False}]
+    assert_same_events(pipe.loaded("task1"), synthetic(1))
+
+
+def test_a_chunk_deleted_after_intake_heals_when_the_object_is_restored(pipe: Pipeline) -> None:
+    two_tasks_recorded_not_loaded(pipe)
+    gone = chunk_path(pipe, "task1", "j1", 1, 2)
+    kept = gone.read_bytes()
+    gone.unlink()
+    pipe.expect(1, task="task1")
+    pipe.expect(1, task="task2")
+    run(pipe)
+    st = pipe.status("task1")
+    assert st["state"] == "damaged" and "gone from the store since it was verified" in st["detail"]
+    assert pipe.status("task2")["state"] == "loaded"
+
+    gone.write_bytes(kept)  # an operator restores the object: the next rescan verifies it again
+    _, stuck = run(pipe, rescan_seconds=0.01)
+    assert stuck == []
+    assert pipe.status("task1")["state"] == "loaded"
+    assert_same_events(pipe.loaded("task1"), synthetic(1))
+
+
+def test_a_warehouse_write_failure_is_its_task_load_failed_retried_and_the_others_flow(pipe: Pipeline) -> None:
+    pipe.produce("j1", 1, task="task1")
+    pipe.produce("j1", 2, task="task2")
+    blocker = pipe.root / "wh" / "_staging" / "dataset=ds" / "task=task1"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("a file where the load needs a directory")
+    pipe.expect(1, task="task1")
+    pipe.expect(1, task="task2")
+    _, stuck = run(pipe)
+    st = pipe.status("task1")
+    assert st["state"] == "load-failed"
+    assert "failure 1, next try in" in st["detail"] and "task=task1" in st["detail"]
+    assert [(s.task, s.state) for s in stuck] == [("task1", "load-failed")]
+    assert pipe.status("task2")["state"] == "loaded"
+
+    blocker.unlink()
+    _, stuck = run(pipe)  # a restart retries at once; a running service after its backoff
+    assert stuck == []
+    assert_same_events(pipe.loaded("task1"), synthetic(1))
+
+
+def test_an_unforeseen_error_in_one_load_is_that_tasks_load_failed(
+    pipe: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = service_module.load_task
+
+    def load_task(plan: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if plan.task == "task1":
+            raise ZeroDivisionError("a bug that only task1's data triggers")
+        return real(plan, *args, **kwargs)
+
+    monkeypatch.setattr(service_module, "load_task", load_task)
+    pipe.produce("j1", 1, task="task1")
+    pipe.produce("j1", 2, task="task2")
+    pipe.expect(1, task="task1")
+    pipe.expect(1, task="task2")
+    _, stuck = run(pipe)
+    assert [(s.task, s.state) for s in stuck] == [("task1", "load-failed")]
+    assert "unexpected ZeroDivisionError: a bug that only task1's data triggers" in stuck[0].detail
+    assert pipe.status("task2")["state"] == "loaded"
+
+
+def test_an_unforeseen_error_handling_a_message_quarantines_that_message(
+    pipe: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = intake_module.verify_chunk
+
+    def verify_chunk(store: Any, key: str, *args: Any, **kwargs: Any) -> Any:
+        if key == chunk_key("task1", "j1", 1, 0):
+            raise KeyError("a bug this one object triggers")
+        return real(store, key, *args, **kwargs)
+
+    monkeypatch.setattr(intake_module, "verify_chunk", verify_chunk)
+    pipe.produce("j1", 2, task="task2")
+    pipe.expect(1, task="task2")
+    rec = Recorder()
+    pipe.produce("j1", 1, task="task1", publisher=rec)
+    first_chunk = rec.sent[0]
+    with open_publisher(pipe.broker) as pub:
+        pub.send(*first_chunk)
+    sink, _ = run(pipe)
+    assert sink.counters.quarantined == 1
+    ledger = Ledger(pipe.root / "ledger.db")
+    try:
+        [entry] = ledger.quarantined()
+    finally:
+        ledger.close()
+    assert entry["reason"].startswith("unexpected KeyError handling this message")
+    assert bytes(entry["body"]) == first_chunk[0]
+    assert pipe.status("task2")["state"] == "loaded"
+
+
+def queue_rows(pipe: Pipeline, *rows: tuple[object, object]) -> None:
+    """Messages put into the sqlite queue behind the publisher's back: (body, headers) as stored."""
+    pipe.send_raw(b"")  # creates the queue's table
+    db = sqlite3.connect(pipe.root / "queue.db")
+    with db:
+        db.execute("DELETE FROM messages")
+        db.executemany(
+            "INSERT INTO messages (queue, body, headers, enqueued) VALUES ('eventindex', ?, ?, 0)", list(rows)
+        )
+    db.close()
+
+
+def test_messages_malformed_in_any_part_are_quarantined_with_their_raw_bytes(pipe: Pipeline) -> None:
+    rec = Recorder()
+    pipe.produce("j1", 5, task="task1", publisher=rec)
+    good = [(body, json.dumps(headers | ({"JMSXGroupID": g} if g else {}))) for body, headers, g in rec.sent]
+    chunk_body, chunk_headers = rec.sent[0][0], rec.sent[0][1]
+    pointer = pb.Pointer.FromString(chunk_body)
+    outside = object_pointer(
+        pb.POINTER_KIND_CHUNK, "file:///etc/passwd", 10, b"\0" * 32, 1, "task1", "j1", 1, "ds"
+    ).SerializeToString()
+    bad: list[tuple[object, object]] = [
+        (b"\x00\xffnot a protobuf", "{}"),  # body
+        (chunk_body[:-3], "{}"),  # truncated pointer (in its last field)
+        (b"x" * (5 * 1024 * 1024), "{}"),  # size: above the pointer limit (kept: the first 4 MiB)
+        (chunk_body, "{not json"),  # headers that are not JSON
+        (chunk_body, '["a", "list"]'),  # headers that are not an object of strings
+        (chunk_body, b"\xff\xfe{}"),  # headers that are not UTF-8 (a BLOB)
+        (chunk_body, json.dumps({**chunk_headers, "ei-task": "another-task"})),  # headers contradict the body
+        (chunk_body, json.dumps({**chunk_headers, "ei-kind": "manifest"})),
+        (outside, "{}"),  # a pointer out of the store
+    ]
+    queue_rows(pipe, *bad, *good)
+    db = sqlite3.connect(pipe.root / "queue.db")
+    with db:  # encoding: a body stored as TEXT that is not UTF-8
+        db.execute(
+            "INSERT INTO messages (queue, body, headers, enqueued) VALUES ('eventindex', CAST(? AS TEXT), '{}', 0)",
+            (b"\xc3\x28 not utf-8",),
+        )
+    db.close()
+    pipe.expect(1, task="task1")
+    sink, stuck = run(pipe)
+
+    assert sink.counters.quarantined == len(bad) + 1
+    assert pipe.status("task1")["state"] == "loaded", "the good messages after the bad ones still load"
+    assert_same_events(pipe.loaded("task1"), synthetic(5))
+    assert stuck == []
+    ledger = Ledger(pipe.root / "ledger.db")
+    try:
+        entries = ledger.quarantined()
+    finally:
+        ledger.close()
+    reasons = [e["reason"] for e in entries]
+    assert "message body is not a protobuf Pointer" in reasons[0]
+    assert "too large to be a pointer" in reasons[2]
+    assert "headers are not JSON" in reasons[3] and "not a JSON object of strings" in reasons[4]
+    assert "headers are not JSON" in reasons[5]
+    assert "header ei-task 'another-task' but the body names task 'task1'" in reasons[6]
+    assert "header ei-kind 'manifest' but the body is a chunk pointer" in reasons[7]
+    assert "lies outside the store" in reasons[8]
+    assert bytes(entries[9]["body"]) == b"\xc3\x28 not utf-8"
+    for entry, (body, _headers) in zip(entries, bad, strict=False):
+        assert isinstance(body, bytes)
+        assert bytes(entry["body"]) == body[: 4 * 1024 * 1024], "the raw bytes are kept"
+        assert entry["size"] == len(body)
+    assert json.loads(entries[3]["headers"]) == {"raw-headers": "{not json"}
+    assert (entries[6]["task"], entries[6]["job"], entries[6]["attempt"]) == ("task1", pointer.job, 1)
+
+
+def test_a_quarantined_manifest_names_its_job_in_the_tasks_problems(pipe: Pipeline) -> None:
+    pipe.produce("j1", 6, task="task1")
+    manifest = pipe.root / "store" / manifest_key("task1", "j1", 1)
+    data = manifest.read_bytes()
+    manifest.unlink()
+    manifest.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    pipe.expect(1, task="task1")
+    _, stuck = run(pipe)
+    st = pipe.status("task1")
+    assert st["state"] == "damaged"
+    assert any("job j1 attempt 1: message quarantined" in p and "sha256" in p for p in st["problems"])
+    assert [s.task for s in stuck] == ["task1"]
+
+
+def test_late_duplicates_of_a_committed_task_are_recognised_not_fetched(pipe: Pipeline) -> None:
+    rec = Recorder()
+    pipe.produce("j1", 7, task="task1", publisher=rec)
+    with open_publisher(pipe.broker) as pub:
+        for body, headers, group in rec.sent:
+            pub.send(body, headers, group)
+    pipe.expect(1, task="task1")
+    run(pipe)
+    assert pipe.status("task1")["state"] == "loaded"
+    for path in (pipe.root / "store" / "task1").rglob("*.e*"):
+        path.unlink()  # gone, as after retention: a late duplicate must not need them
+    with open_publisher(pipe.broker) as pub:
+        for body, headers, group in rec.sent:
+            pub.send(body, headers, group)
+    sink, stuck = run(pipe)
+    assert (sink.counters.after_commit, sink.counters.quarantined) == (len(rec.sent), 0)
+    assert stuck == [] and pipe.status("task1")["state"] == "loaded"
+
+
+def test_message_with_unparsable_headers_from_the_queue_carries_a_problem(pipe: Pipeline) -> None:
+    queue_rows(pipe, (b"body", "{oops"), (b"body", json.dumps({"content-type": CONTENT_TYPE})))
+    with open_consumer(pipe.broker) as consumer:
+        first, second = consumer.receive(1), consumer.receive(1)
+    assert first is not None and second is not None
+    assert first.problem is not None and "not JSON" in first.problem
+    assert second.problem is None and second.headers == {"content-type": CONTENT_TYPE}
+    assert hashlib.sha256(first.body).digest() == hashlib.sha256(b"body").digest()
