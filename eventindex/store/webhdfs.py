@@ -28,7 +28,9 @@ Write-once (:meth:`WebHdfsStore.put`): the object is written under a hidden temp
 refuses a rename onto an existing file, so two writers cannot both win and no reader sees a partial
 object; a key that exists is refused up front (GETFILESTATUS) before any byte is sent. A writer that
 dies between the two steps leaves its temporary file behind, hidden from :meth:`WebHdfsStore.list`
-and from readers of the warehouse (which skip names starting with `.` or `_`).
+and from readers of the warehouse (which skip names starting with `.` or `_`). A rename retried
+because its answer was lost finds the object in place and reports ObjectExistsError: callers that
+then compare the stored bytes with theirs (the producer, the load claim) see their own object.
 
 The pyarrow filesystem takes absolute HDFS paths (`/warehouse/...`). It reads with OPEN and
 offset/length (random access, 1 MiB read-ahead for small reads), writes one streamed CREATE per output
@@ -315,24 +317,24 @@ class WebHdfs:
             return WebHdfsError(detail)
         if isinstance(exc, requests.exceptions.SSLError):
             return WebHdfsError(f"{where}: {_describe(exc)}")  # a refused certificate: waiting will not fix it
-        if isinstance(exc, requests.RequestException):
-            return WebHdfsUnavailableError(f"{where}: {_describe(exc)}")
+        if isinstance(exc, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)):
+            return WebHdfsUnavailableError(f"{where}: {_describe(exc)}")  # refused, reset, timed out, cut short
         return WebHdfsError(f"{where}: {type(exc).__name__}: {_one_line(str(exc))}")
 
-    def call(self, what: str, path: str, fn: Callable[[], T], *, retry: bool = True) -> T:
+    def call(self, what: str, path: str, fn: Callable[[], T]) -> T:
         """Run `fn` (HdfsCLI calls); retry it while no namenode is available; raise typed errors."""
         attempt = 1
         while True:
             try:
                 return fn()
-            except (HdfsError, requests.RequestException) as exc:
+            except (HdfsError, requests.RequestException, KeyError, TypeError) as exc:  # the last two: odd JSON
                 error = self.error(what, path, exc)
-                if not (retry and isinstance(error, StoreUnavailableError)):
+                if not isinstance(error, StoreUnavailableError):
                     raise error from exc
                 if attempt >= self.attempts:
                     raise WebHdfsUnavailableError(f"{error} ({attempt} attempts)") from exc
             delay = compute_backoff(attempt, base=BACKOFF_BASE, cap=BACKOFF_CAP)
-            log.info("%s %s on %s: no namenode available, retrying in %.1f s", what, path, self.url, delay)
+            log.info("%s; attempt %d of %d, the next in %.1f s", error, attempt, self.attempts, delay)
             time.sleep(delay)
             attempt += 1
 

@@ -132,8 +132,13 @@ def test_connection_failures_are_unavailability_but_a_refused_certificate_is_not
     refused = requests.ConnectionError("HTTPConnectionPool(host='127.0.0.1', port=9): Connection refused")
     assert isinstance(hdfs.error("cannot list", "/p", refused), WebHdfsUnavailableError)
     assert isinstance(hdfs.error("cannot list", "/p", requests.ReadTimeout("read timed out")), WebHdfsUnavailableError)
+    cut = hdfs.error("cannot read", "/p", requests.exceptions.ChunkedEncodingError("IncompleteRead(10 bytes read)"))
+    assert isinstance(cut, WebHdfsUnavailableError)
     tls = hdfs.error("cannot list", "/p", requests.exceptions.SSLError("certificate verify failed"))
     assert type(tls) is WebHdfsError and "certificate verify failed" in str(tls)
+    not_json = hdfs.error("cannot list", "/p", requests.exceptions.InvalidJSONError("Expecting value: line 1"))
+    assert type(not_json) is WebHdfsError
+    assert type(hdfs.error("cannot rename /a to", "/b", KeyError("boolean"))) is WebHdfsError
 
 
 def test_retries_stop_at_the_attempts_and_say_so() -> None:
