@@ -35,15 +35,16 @@ What it serves (`http://127.0.0.1:PORT/webhdfs/v1/<PATH>?op=...`, parameter name
   StandbyException ("Operation category READ|WRITE is not supported in state standby"), as a real
   standby namenode does. :meth:`WebHdfsEndpoint.failover` switches the active one at runtime;
   :meth:`WebHdfsEndpoint.stop_namenode` / :meth:`WebHdfsEndpoint.start_namenode` take one off the
-  network and back on the same port (connections refused, open ones cut).
+  network and back on the same port (connections refused, open ones cut). While no namenode is
+  active, the datanode answers StandbyException too (a real one's client fails over, then gives up).
 - Faults (:class:`Fault`, :meth:`WebHdfsEndpoint.inject`): the next N requests of an operation on a
   namenode or the datanode answer a RemoteException, are delayed, have their connection reset, or
   (datanode CREATE/APPEND/OPEN) are cut after a number of body bytes.
 - `user.name` (default `dr.who`, Hadoop's static web user) becomes the owner of what is created,
   `permission=` its permission (default 644 for files, 755 for directories); both are reported in
-  FileStatus, which has every documented field (`accessTime`, `blockSize`, `childrenNum`, `fileId`,
-  `group`, `length`, `modificationTime`, `owner`, `pathSuffix`, `permission`, `replication`,
-  `storagePolicy`, `type`).
+  FileStatus, which has the fields the documentation marks required (`accessTime`, `blockSize`,
+  `group`, `length`, `modificationTime`, `owner`, `pathSuffix`, `permission`, `replication`, `type`)
+  and `childrenNum`, `fileId`, `storagePolicy`.
 - TLS (swebhdfs) on every port with a given certificate and key.
 
 What it does not do: Kerberos/SPNEGO or delegation tokens (`user.name` is trusted, as with security
