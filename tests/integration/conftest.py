@@ -15,6 +15,7 @@ from typing import NoReturn, TypeVar
 import pytest
 
 from tests.integration.faultkit import Backend
+from tests.webhdfs_fixture import webhdfs, webhdfs_endpoint  # noqa: F401 - fixtures
 from testservers import ActiveMQ, RabbitMQ, SeaweedFS, ServerUnavailable
 
 
@@ -104,11 +105,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 @pytest.fixture(params=["embedded", "servers"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    """The embedded default, or the real servers: SeaweedFS S3 (chunks and warehouse) + ActiveMQ STOMP."""
-    if request.param == "embedded":
-        return Backend(
-            "embedded", (tmp_path / "store").as_uri(), f"sqlite://{tmp_path / 'queue.db'}", (tmp_path / "wh").as_uri()
-        )
+    """The embedded default; the real servers: SeaweedFS S3 (chunks and warehouse) + ActiveMQ STOMP; or, where a
+    test asks for it (indirect parametrisation), "webhdfs": the embedded store and queue with a WebHDFS warehouse
+    (the test endpoint, or the cluster EI_WEBHDFS_URL names)."""
+    if request.param in ("embedded", "webhdfs"):
+        warehouse = request.getfixturevalue("webhdfs") if request.param == "webhdfs" else (tmp_path / "wh").as_uri()
+        return Backend(request.param, (tmp_path / "store").as_uri(), f"sqlite://{tmp_path / 'queue.db'}", warehouse)
     seaweedfs: SeaweedFS = request.getfixturevalue("seaweedfs")
     bucket: str = request.getfixturevalue("s3_env")
     queue: str = request.getfixturevalue("stomp_queue")
