@@ -33,7 +33,7 @@ def task_status(ledger: Ledger, task: str) -> dict[str, Any]:
     compacted = row["purged_at"] is not None and row["state"] == "loaded" and marker is not None
     if compacted:  # its rows of the loaded attempts are gone: the summary is the marker
         assert marker is not None
-        chosen = {**{str(j): int(a) for j, a in marker.get("attempts", {}).items()}, **chosen}
+        chosen = {str(j): int(a) for j, a in marker.get("attempts", {}).items()}
         events = int(row["events_loaded"] or 0)
     return {
         "task": task,

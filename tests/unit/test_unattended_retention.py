@@ -1,0 +1,189 @@
+"""Issue 8, retention: after a commit and its grace period the transit objects go (only the attempts
+the commit accounted for, only under the store), the ledger is compacted to a summary that keeps a
+late duplicate harmless, summaries are forgotten later and quarantine entries expire."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pytest
+
+from eventindex.names import chunk_key
+from eventindex.transport import open_consumer, open_publisher
+from supersink.amend import amend
+from supersink.ledger import Ledger
+from supersink.retention import RetentionPolicy
+from supersink.service import Supersink
+from supersink.status import render, status
+from supersink.warehouse import Warehouse
+from tests.helpers import Pipeline, Recorder, assert_same_events, synthetic
+
+NOW = RetentionPolicy(transit=0.0, forget=None, quarantine=None)
+
+
+@pytest.fixture
+def pipe(tmp_path: Path) -> Pipeline:
+    return Pipeline(tmp_path)
+
+
+def run(pipe: Pipeline, policy: RetentionPolicy | None = NOW, **options: Any) -> Supersink:
+    ledger = Ledger(pipe.root / "ledger.db")
+    sink = Supersink(ledger, pipe.store, warehouse(pipe), retention=policy, **options)
+    try:
+        with open_consumer(pipe.broker) as consumer:
+            sink.run(consumer, threading.Event(), until_idle=0.3)
+    finally:
+        ledger.close()
+    return sink
+
+
+def warehouse(pipe: Pipeline) -> Warehouse:
+    return Warehouse.from_url((pipe.root / "wh").as_uri())
+
+
+def objects(pipe: Pipeline, task: str = "task1") -> list[str]:
+    root = pipe.root / "store"
+    return sorted(str(p.relative_to(root)) for p in (root / task).rglob("*") if p.is_file())
+
+
+def rows(pipe: Pipeline, table: str, task: str = "task1") -> int:
+    db = sqlite3.connect(pipe.root / "ledger.db")
+    try:
+        return int(db.execute(f"SELECT count(*) FROM {table} WHERE task = ?", (task,)).fetchone()[0])
+    finally:
+        db.close()
+
+
+def committed_events(pipe: Pipeline, task: str = "task1") -> pa.Table:
+    """The task as a reader following the reading rule sees it: its marker's files and its amendments'."""
+    found = warehouse(pipe).committed("ds", task)
+    assert found is not None
+    return pads.dataset([f"{found.directory}/{name}" for name in found.files], format="parquet").to_table()
+
+
+def test_transit_objects_of_the_committed_attempts_go_a_later_attempt_stays_and_is_reported(
+    pipe: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    pipe.expect(2)
+    rec = Recorder()
+    pipe.produce("j1", 1, die_after=1, publisher=rec)  # attempt 1 dies: superseded, its chunk is transit too
+    pipe.produce("j1", 1, attempt=2, publisher=rec)
+    pipe.produce("j2", 2, publisher=rec)
+    pipe.produce("j1", 3, task="task2")  # another task, not committed: untouched
+    with open_publisher(pipe.broker) as pub:
+        for body, headers, group in rec.sent:
+            pub.send(body, headers, group)
+    run(pipe, policy=None)
+    assert pipe.status()["state"] == "loaded"
+    pipe.produce("j2", 2, attempt=4)  # arrives after the commit: not loaded, so never deleted
+    other = objects(pipe, "task2")
+    assert rows(pipe, "chunks") > 0
+
+    with caplog.at_level(logging.INFO):
+        sink = run(pipe)  # the sweep at start-up purges the task (grace 0)
+    assert sink.retention is not None and sink.retention.counters.tasks_purged == 1
+    late = [chunk_key("task1", "j2", 4, s) for s in range(3)] + ["task1/j2/4/manifest.eim"]
+    assert objects(pipe) == sorted(late)
+    assert not (pipe.root / "store" / "task1" / "j1").exists(), "emptied directories go too"
+    assert objects(pipe, "task2") == other
+    st = pipe.status()
+    assert st["state"] == "loaded" and st["purged_at"] is not None
+    assert (
+        "kept 4 object(s) the commit did not account for" in st["purge_note"] and "job j2 attempt 4" in st["purge_note"]
+    )
+    assert any("job j2 attempt 4" in r.message for r in caplog.records if r.levelno == logging.WARNING)
+    assert st["late_attempts"] == [{"job": "j2", "attempt": 4}]
+    assert (st["jobs_resolved"], st["chosen"], st["events"]) == (2, {"j1": 2, "j2": 1}, 6_000)
+    for table in ("chunks", "attempts", "listed_chunks", "seen_jobs"):
+        remaining = rows(pipe, table)
+        assert remaining == (3 if table in ("chunks", "listed_chunks") else 1), table  # only attempt 4's
+    assert_same_events(pipe.loaded(), synthetic(1, 2))
+    ledger = Ledger(pipe.root / "ledger.db")
+    try:
+        assert "retention (" in render(status(ledger))
+    finally:
+        ledger.close()
+
+    with open_publisher(pipe.broker) as pub:  # every pointer again, long after: harmless
+        for body, headers, group in rec.sent:
+            pub.send(body, headers, group)
+    again = run(pipe)
+    assert (again.counters.after_commit, again.counters.quarantined) == (len(rec.sent), 0)
+    st = pipe.status()
+    assert (st["state"], st["events_loaded"], st["quarantined"]) == ("loaded", 6_000, 0)
+
+
+def test_nothing_is_deleted_before_the_grace_period_or_without_the_commit_marker(pipe: Pipeline) -> None:
+    pipe.expect(1)
+    pipe.produce("j1", 1)
+    pipe.produce("j1", 2, task="task2")  # waiting for its expectation: never purged
+    run(pipe, policy=RetentionPolicy(transit=3600.0))
+    before = objects(pipe)
+    assert len(before) == 4
+    run(pipe, policy=RetentionPolicy(transit=3600.0))
+    assert objects(pipe) == before, "within the grace period"
+
+    (pipe.task_dir() / "_SUCCESS.json").unlink()  # the ledger says committed, the warehouse does not
+    sink = run(pipe)
+    assert objects(pipe) == before and len(objects(pipe, "task2")) == 4
+    assert sink.retention is not None and sink.retention.counters.not_purged == ["task1"]
+    assert pipe.status()["purge_note"] == "not purged: the warehouse has no commit marker for it"
+    assert rows(pipe, "chunks") == 3, "rows are not compacted either"
+
+
+def test_a_partial_load_keeps_its_rows_and_late_jobs_still_amend_then_go_too(pipe: Pipeline) -> None:
+    pipe.expect(2)
+    pipe.produce("j1", 1)
+    run(pipe, policy=None)
+    ledger = Ledger(pipe.root / "ledger.db")
+    sink = Supersink(ledger, pipe.store, warehouse(pipe))
+    sink.force_load("task1")
+    ledger.close()
+    run(pipe)
+    st = pipe.status()
+    assert st["state"] == "loaded-partial" and st["purged_at"] is not None
+    assert objects(pipe) == [] and rows(pipe, "chunks") == 3, "objects gone, rows kept for an amendment"
+
+    pipe.produce("j2", 2)
+    run(pipe, policy=None)
+    assert pipe.status()["late_jobs"] == [{"job": "j2", "attempt": 1, "events": 3_000}]
+    ledger = Ledger(pipe.root / "ledger.db")
+    try:
+        amend(ledger, warehouse(pipe), task="task1", store=pipe.store, spool=sink.intake.spool, owner=sink.owner)
+    finally:
+        ledger.close()
+    assert pipe.status()["purged_at"] is None, "an amendment starts the grace period again"
+    run(pipe)
+    st = pipe.status()
+    assert st["state"] == "loaded" and st["purged_at"] is not None and st["purge_note"] is None
+    assert objects(pipe) == [] and rows(pipe, "chunks") == 0
+    assert_same_events(committed_events(pipe).sort_by([("run_number", "ascending"), ("event_number", "ascending")]),
+                       synthetic(1, 2))  # fmt: skip
+
+
+def test_summaries_are_forgotten_and_quarantine_entries_expire(pipe: Pipeline) -> None:
+    pipe.expect(1)
+    pipe.produce("j1", 1)
+    pipe.send_raw(b"garbage")
+    run(pipe, policy=RetentionPolicy(transit=0.0, forget=3600.0, quarantine=3600.0))
+    run(pipe, policy=RetentionPolicy(transit=0.0, forget=3600.0, quarantine=3600.0))
+    ledger = Ledger(pipe.root / "ledger.db")
+    try:
+        assert ledger.task("task1") is not None and len(ledger.quarantined()) == 1
+    finally:
+        ledger.close()
+    sink = run(pipe, policy=RetentionPolicy(transit=0.0, forget=0.0, quarantine=0.0))
+    assert sink.retention is not None
+    assert (sink.retention.counters.tasks_forgotten, sink.retention.counters.quarantine_expired) == (1, 1)
+    ledger = Ledger(pipe.root / "ledger.db")
+    try:
+        assert ledger.tasks() == [] and ledger.quarantined(None) == []
+    finally:
+        ledger.close()
+    assert_same_events(pipe.loaded(), synthetic(1))
