@@ -35,7 +35,6 @@ import logging
 import os
 import re
 import ssl
-import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -47,7 +46,7 @@ import pika.exceptions
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from eventindex.errors import ConfigError, TransportError
-from eventindex.transport.base import Adapter, Consumer, Message
+from eventindex.transport.base import Adapter, Message
 from eventindex.transport.config import (
     QUEUE_NAME,
     BrokerConfig,
@@ -59,7 +58,7 @@ from eventindex.transport.config import (
     split_url,
     valid_host,
 )
-from eventindex.transport.reconnect import RECONNECT_DEADLINE, LinkLost, ReconnectingPublisher, Reconnector
+from eventindex.transport.reconnect import RECONNECT_DEADLINE, LinkLost, ReconnectingConsumer, ReconnectingPublisher
 
 log = logging.getLogger(__name__)
 
@@ -414,45 +413,29 @@ class AmqpPublisher(ReconnectingPublisher[AmqpConfig, _Link]):
 
 
 # ------------------------------------------------------------------------------------------- consumer
-class AmqpConsumer(Consumer):
-    """Manual-ack consumer with a prefetch window; reconnects from the thread that calls `receive`."""
+class AmqpConsumer(ReconnectingConsumer[AmqpConfig, _Link]):
+    """Manual-ack consumer with a prefetch window; reconnects from the thread that calls `receive`.
+    pika connections are not thread-safe: `ack` and `release` take the lock `receive` holds."""
 
     def __init__(self, config: AmqpConfig, reconnect_deadline: float = RECONNECT_DEADLINE) -> None:
-        config.check_files()
-        self.config = config
+        #: filled by pika's callbacks, inside this consumer's pika calls
         self._deliveries: collections.deque[_Delivery] = collections.deque()
-        self._lock = threading.Lock()  # pika connections are not thread-safe
-        self._stop = threading.Event()
-        self._closed = False
-        self._conn = Reconnector(
-            protocol=config.protocol,
-            address=config.address,
-            open_link=lambda generation: _open_link(config, generation, self._deliveries),
-            drop_deliveries=self._drain,
-            stop=self._stop,
-            reconnect_deadline=reconnect_deadline,
-            logger=log,
-        )
+        super().__init__(config, reconnect_deadline=reconnect_deadline, logger=log)
 
-    def receive(self, timeout: float) -> Message | None:
-        if self._closed:
-            raise TransportError(f"AMQP consumer for {self.config.address} is closed")
-        deadline = time.monotonic() + max(0.0, timeout)
-        with self._lock:
-            while not self._stop.is_set():
-                link = self._conn.usable(deadline)
-                if link is None:
-                    return None
-                while self._deliveries:
-                    item = self._deliveries.popleft()
-                    if item.generation == link.generation:
-                        return _message(item)
-                    log.debug("dropped a message of AMQP connection %d; the broker redelivers it", item.generation)
-                remaining = deadline - time.monotonic()
-                link.wait(min(remaining, POLL_SLICE))
-                if not self._deliveries and link.lost is None and time.monotonic() >= deadline:
-                    return None
-        return None
+    def _open_link(self, generation: int) -> _Link:
+        return _open_link(self.config, generation, self._deliveries)
+
+    def _take(self, link: _Link, deadline: float) -> Message | None:
+        while True:
+            while self._deliveries:
+                item = self._deliveries.popleft()
+                if item.generation == link.generation:
+                    return _message(item)
+                log.debug("dropped a message of AMQP connection %d; the broker redelivers it", item.generation)
+            remaining = deadline - time.monotonic()
+            if link.lost is not None or self._stop.is_set() or remaining <= 0:
+                return None
+            link.wait(min(remaining, POLL_SLICE))  # slices: `close` from another thread waits one at most
 
     def _drain(self) -> int:
         dropped = len(self._deliveries)
@@ -479,17 +462,6 @@ class AmqpConsumer(Consumer):
             if found is not None:
                 link, tag = found
                 link.settle(tag, ack=False)
-
-    def close(self) -> None:
-        self._stop.set()
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            link = self._conn.take()
-            self._deliveries.clear()
-            if link is not None:
-                link.close()
 
 
 def _message(item: _Delivery) -> Message:

@@ -9,6 +9,9 @@ gone; this module decides when to open one and how long to wait:
   leaves are dropped (the broker redelivers them), and a new one is opened, never past the caller's
   receive deadline (no reconnect storm). An outage longer than `reconnect_deadline` raises
   BrokerConnectionError once; the next receive starts a new budget.
+- `ReconnectingConsumer` is the consumers' base: `receive` asks the Reconnector for a live link
+  and the protocol for that link's next delivery; `close` takes the link away and drops what it
+  had prefetched.
 - `ReconnectingPublisher` is the publishers' base: a send runs on the current link until the
   broker confirms it, on a new link after a loss (at most SEND_ATTEMPTS times), so a broker restart
   may duplicate a message but never loses one.
@@ -29,7 +32,7 @@ from typing import Generic, Protocol, TypeVar
 
 from eventindex.backoff import compute_backoff
 from eventindex.errors import BrokerConnectionError, TransportError
-from eventindex.transport.base import Publisher
+from eventindex.transport.base import Consumer, Message, Publisher
 from eventindex.transport.config import BrokerConfig
 
 log = logging.getLogger(__name__)
@@ -70,14 +73,14 @@ class Link(Protocol):
     def abort(self) -> None: ...
 
 
-class PublisherLink(Link, Protocol):
-    """A publisher's connection, which it closes politely when done."""
+class ClosableLink(Link, Protocol):
+    """A connection its owner closes politely when done (DISCONNECT, Connection.Close)."""
 
     def close(self) -> None: ...
 
 
 L = TypeVar("L", bound=Link)
-P = TypeVar("P", bound=PublisherLink)
+K = TypeVar("K", bound=ClosableLink)
 C = TypeVar("C", bound=BrokerConfig)
 
 
@@ -229,7 +232,72 @@ class Reconnector(Generic[L]):
         return True
 
 
-class ReconnectingPublisher(Publisher, Generic[C, P]):
+class ReconnectingConsumer(Consumer, Generic[C, K]):
+    """A consumer's one connection (a `Reconnector`), re-opened by the thread that calls `receive`.
+
+    A subclass opens a connection (`_open_link`), takes a live connection's next delivery (`_take`)
+    and forgets the deliveries of a lost one (`_drain`); its `ack` and `release` find the connection
+    of a message with `self._conn.link_of`.
+    """
+
+    def __init__(self, config: C, *, reconnect_deadline: float, logger: logging.Logger) -> None:
+        config.check_files()
+        self.config = config
+        self._lock = threading.Lock()  # one receive at a time; `close` waits for it
+        self._stop = threading.Event()
+        self._closed = False
+        self._conn: Reconnector[K] = Reconnector(
+            protocol=config.protocol,
+            address=config.address,
+            open_link=self._open_link,
+            drop_deliveries=self._drain,
+            stop=self._stop,
+            reconnect_deadline=reconnect_deadline,
+            logger=logger,
+        )
+
+    @abstractmethod
+    def _open_link(self, generation: int) -> K:
+        """Open connection number `generation` and subscribe; LinkLost when another attempt may succeed."""
+
+    @abstractmethod
+    def _take(self, link: K, deadline: float) -> Message | None:
+        """The next delivery of `link`, waiting until `deadline` (monotonic) at most; None when none came, the
+        connection was lost, or the consumer is stopping."""
+
+    @abstractmethod
+    def _drain(self) -> int:
+        """Forget every prefetched delivery; how many there were."""
+
+    def receive(self, timeout: float) -> Message | None:
+        if self._closed:
+            raise TransportError(f"{self.config.protocol} consumer for {self.config.address} is closed")
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._lock:
+            while not self._stop.is_set():
+                link = self._conn.usable(deadline)
+                if link is None:
+                    return None
+                message = self._take(link, deadline)
+                if message is not None:
+                    return message
+                if link.lost is None and time.monotonic() >= deadline:
+                    return None
+        return None
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            link = self._conn.take()
+            if link is not None:
+                link.close()
+            self._drain()
+
+
+class ReconnectingPublisher(Publisher, Generic[C, K]):
     """A publisher's one connection: opened in the constructor, re-opened by the sending thread when lost.
 
     A subclass opens a connection (`_open_link`) and sends through `_confirmed`, with an action that
@@ -247,13 +315,13 @@ class ReconnectingPublisher(Publisher, Generic[C, P]):
         self._stop = threading.Event()
         self._closed = False
         self._generation = 1
-        self._link: P | None = self._connect(CONNECT_ATTEMPTS)
+        self._link: K | None = self._connect(CONNECT_ATTEMPTS)
 
     @abstractmethod
-    def _open_link(self, generation: int) -> P:
+    def _open_link(self, generation: int) -> K:
         """Open connection number `generation`; LinkLost when another attempt may succeed."""
 
-    def _connect(self, attempts: int) -> P:
+    def _connect(self, attempts: int) -> K:
         return connect(
             self._open_link,
             generation=self._generation,
@@ -264,7 +332,7 @@ class ReconnectingPublisher(Publisher, Generic[C, P]):
             logger=self._log,
         )
 
-    def _current_link(self) -> P:
+    def _current_link(self) -> K:
         with self._lock:
             if self._closed:
                 raise TransportError(f"{self.config.protocol} publisher for {self.config.address} is closed")
@@ -278,7 +346,7 @@ class ReconnectingPublisher(Publisher, Generic[C, P]):
             self._link = self._connect(RECONNECT_ATTEMPTS)
             return self._link
 
-    def _confirmed(self, action: Callable[[P], None], what: str) -> None:
+    def _confirmed(self, action: Callable[[K], None], what: str) -> None:
         """Run `action` on the current connection until the broker took `what`, reconnecting between tries."""
         reason = ""
         with self._exclusive:

@@ -38,7 +38,7 @@ import stomp
 import stomp.exception
 
 from eventindex.errors import ConfigError, TransportError
-from eventindex.transport.base import Adapter, Consumer, Message
+from eventindex.transport.base import Adapter, Message
 from eventindex.transport.config import (
     QUEUE_NAME,
     BrokerConfig,
@@ -50,7 +50,7 @@ from eventindex.transport.config import (
     split_url,
     valid_host,
 )
-from eventindex.transport.reconnect import RECONNECT_DEADLINE, LinkLost, ReconnectingPublisher, Reconnector
+from eventindex.transport.reconnect import RECONNECT_DEADLINE, LinkLost, ReconnectingConsumer, ReconnectingPublisher
 
 log = logging.getLogger(__name__)
 
@@ -474,47 +474,29 @@ class StompPublisher(ReconnectingPublisher[StompConfig, _Link]):
 
 
 # ------------------------------------------------------------------------------------------- consumer
-class StompConsumer(Consumer):
+class StompConsumer(ReconnectingConsumer[StompConfig, _Link]):
     """`ack: client-individual` subscription; reconnects from the thread that calls `receive`."""
 
     def __init__(self, config: StompConfig, reconnect_deadline: float = RECONNECT_DEADLINE) -> None:
-        config.check_files()
-        self.config = config
+        #: filled by stomp.py's receiver thread
         self._deliveries: queue.Queue[_Delivery] = queue.Queue()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._closed = False
-        self._conn = Reconnector(
-            protocol=config.protocol,
-            address=config.address,
-            open_link=lambda generation: _open_link(config, generation, self._deliveries),
-            drop_deliveries=self._drain,
-            stop=self._stop,
-            reconnect_deadline=reconnect_deadline,
-            logger=log,
-        )
+        super().__init__(config, reconnect_deadline=reconnect_deadline, logger=log)
 
-    def receive(self, timeout: float) -> Message | None:
-        if self._closed:
-            raise TransportError(f"STOMP consumer for {self.config.address} is closed")
-        deadline = time.monotonic() + max(0.0, timeout)
-        with self._lock:
-            while not self._stop.is_set():
-                link = self._conn.usable(deadline)
-                if link is None:
-                    return None
-                remaining = deadline - time.monotonic()
-                try:
-                    item = self._deliveries.get(timeout=remaining) if remaining > 0 else self._deliveries.get_nowait()
-                except queue.Empty:
-                    return None
-                if item.frame is None:
-                    continue  # connection lost or consumer closing: look again
-                if item.generation != link.generation:
-                    log.debug("dropped a message of STOMP connection %d; the broker redelivers it", item.generation)
-                    continue
+    def _open_link(self, generation: int) -> _Link:
+        return _open_link(self.config, generation, self._deliveries)
+
+    def _take(self, link: _Link, deadline: float) -> Message | None:
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                item = self._deliveries.get(timeout=remaining) if remaining > 0 else self._deliveries.get_nowait()
+            except queue.Empty:
+                return None
+            if item.frame is None:
+                return None  # connection lost or consumer closing
+            if item.generation == link.generation:
                 return _message(item)
-        return None
+            log.debug("dropped a message of STOMP connection %d; the broker redelivers it", item.generation)
 
     def _drain(self) -> int:
         dropped = 0
@@ -564,14 +546,7 @@ class StompConsumer(Consumer):
     def close(self) -> None:
         self._stop.set()
         self._deliveries.put(_Delivery(-1, None))  # wakes a receive() blocked on the queue
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            link = self._conn.take()
-            if link is not None:
-                link.close()
-            self._drain()
+        super().close()
 
 
 def _message(item: _Delivery) -> Message:

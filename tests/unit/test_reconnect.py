@@ -10,6 +10,7 @@ wait short.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Mapping
@@ -21,8 +22,16 @@ import pytest
 
 from eventindex.errors import BrokerConnectionError, ConfigError, TransportError
 from eventindex.transport import reconnect
+from eventindex.transport.base import Message
 from eventindex.transport.config import BrokerConfig
-from eventindex.transport.reconnect import SEND_ATTEMPTS, LinkLost, ReconnectingPublisher, Reconnector, connect
+from eventindex.transport.reconnect import (
+    SEND_ATTEMPTS,
+    LinkLost,
+    ReconnectingConsumer,
+    ReconnectingPublisher,
+    Reconnector,
+    connect,
+)
 
 
 class FakeLink:
@@ -270,3 +279,85 @@ def test_close_cuts_the_wait_between_send_attempts_short(exclusive: bool, monkey
     assert not sender.is_alive() and time.monotonic() - started < 2
     assert [str(e) for e in errors] == ["TEST publisher for test://x is closed"]
     assert opener.sends == 1
+
+
+# ------------------------------------------------------------------------------------------ consumer
+class FakeConsumer(ReconnectingConsumer[FakeConfig, FakeLink]):
+    """Deliveries are (generation, body) in a queue, as a client library's thread would put them."""
+
+    def __init__(self, opener: Opener) -> None:
+        self.opener = opener
+        self.inbox: queue.Queue[tuple[int, bytes | None]] = queue.Queue()
+        super().__init__(FakeConfig(), reconnect_deadline=60.0, logger=logging.getLogger("test"))
+
+    def _open_link(self, generation: int) -> FakeLink:
+        return self.opener(generation)
+
+    def _take(self, link: FakeLink, deadline: float) -> Message | None:
+        try:
+            generation, body = self.inbox.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return None
+        if body is None or generation != link.generation:
+            return None
+        return Message(body, handle=f"{generation}/1")
+
+    def _drain(self) -> int:
+        dropped = self.inbox.qsize()
+        self.inbox = queue.Queue()
+        return dropped
+
+    def ack(self, message: Message) -> None:
+        """Not used here: each protocol's ack is tested against its broker."""
+
+    def release(self, message: Message) -> None:
+        """Not used here."""
+
+    def close(self) -> None:
+        self.inbox.put((-1, None))  # wakes a receive blocked on the queue
+        super().close()
+
+
+def test_a_consumer_receives_from_its_live_connection_until_the_deadline() -> None:
+    opener = Opener()
+    consumer = FakeConsumer(opener)
+    consumer.inbox.put((1, b"m"))
+    message = consumer.receive(timeout=1)
+    assert message is not None and (message.body, message.handle) == (b"m", "1/1")
+    started = time.monotonic()
+    assert consumer.receive(timeout=0.2) is None
+    assert 0.2 <= time.monotonic() - started < 2
+    consumer.close()
+    assert opener.opened[0].closed
+
+
+def test_a_consumer_drops_what_a_lost_connection_prefetched_and_reconnects() -> None:
+    opener = Opener()
+    consumer = FakeConsumer(opener)
+    consumer.inbox.put((1, b"prefetched"))
+    first = opener.opened[0]
+    first.lose()
+    consumer.inbox.put((1, b"late"))
+    assert consumer.receive(timeout=0.5) is None, "what connection 1 delivered is the broker's to redeliver"
+    second = opener.opened[1]
+    assert first.aborted and second.generation == 2
+    consumer.inbox.put((2, b"again"))
+    message = consumer.receive(timeout=1)
+    assert message is not None and message.body == b"again"
+    assert consumer._conn.link_of(1, "ack") is None and consumer._conn.link_of(2, "ack") is second
+    consumer.close()
+
+
+def test_close_ends_a_blocked_receive_and_a_later_receive_is_an_error() -> None:
+    consumer = FakeConsumer(Opener())
+    result: list[Message | None] = []
+    receiver = threading.Thread(target=lambda: result.append(consumer.receive(timeout=30)))
+    receiver.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    consumer.close()
+    receiver.join(5)
+    assert not receiver.is_alive() and result == [None] and time.monotonic() - started < 2
+    consumer.close()  # idempotent
+    with pytest.raises(TransportError, match="TEST consumer for test://x is closed"):
+        consumer.receive(timeout=0.1)
