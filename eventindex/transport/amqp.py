@@ -11,6 +11,10 @@ publishers hangs a caller (DIRAC #7851).
 
 - The queue is declared durable (on every connection) and published to through the default
   exchange, `mandatory` and `delivery_mode=2` (persistent).
+- `?exchange=NAME`: a publisher publishes to the durable topic exchange NAME (declared on every
+  connection) with the URL's path as the routing key, not `mandatory` (a message no queue is bound
+  for is dropped by the broker, as a topic's with no subscriber); a consumer consumes the queue of
+  the path, bound to that exchange for every routing key (the supersink's commit notifications).
 - `AmqpPublisher.send` uses publisher confirms: it returns only after the broker's Basic.Ack. A
   Nack, a returned (unroutable) message or a lost connection sends the message again on a new
   connection (at most `reconnect.SEND_ATTEMPTS` times): a broker restart may duplicate a message
@@ -101,10 +105,16 @@ class AmqpConfig(BrokerConfig):
     queue: str = DEFAULT_QUEUE
     vhost: str = DEFAULT_VHOST
     heartbeat: int = DEFAULT_HEARTBEAT
+    #: publish to this topic exchange (routing key: `queue`) instead of to the queue itself
+    exchange: str | None = None
 
     def __post_init__(self) -> None:
         if not valid_host(self.host):
             raise ConfigError(f"AMQP broker: invalid host {self.host!r}")
+        if self.exchange is not None and (not _QUEUE_RE.fullmatch(self.exchange) or self.exchange.startswith("amq.")):
+            raise ConfigError(
+                f"AMQP broker: exchange name {self.exchange!r} is not [A-Za-z0-9._-]{{1,200}} or starts with amq."
+            )
         if not 0 < self.port < 65536:
             raise ConfigError(f"AMQP broker: port {self.port} is out of range 1-65535")
         if not _QUEUE_RE.fullmatch(self.queue):
@@ -121,7 +131,8 @@ class AmqpConfig(BrokerConfig):
     def address(self) -> str:
         """The broker URL without options or credentials, for messages and logs."""
         host = f"[{self.host}]" if is_ipv6(self.host) else self.host
-        return f"{'amqps' if self.tls else 'amqp'}://{host}:{self.port}/{self.queue}"
+        where = f"{'amqps' if self.tls else 'amqp'}://{host}:{self.port}/{self.queue}"
+        return where if self.exchange is None else f"{where} (exchange {self.exchange})"
 
     @classmethod
     def from_url(cls, url: str, env: Mapping[str, str] | None = None) -> AmqpConfig:
@@ -152,6 +163,7 @@ class AmqpConfig(BrokerConfig):
             tls=tls,
             vhost=options.get("vhost", DEFAULT_VHOST),
             heartbeat=number(url, options, "heartbeat", int, DEFAULT_HEARTBEAT),
+            exchange=options.get("exchange"),
             **shared_options(url, options, env),
         )
 
@@ -266,7 +278,12 @@ class _Link:
         try:
             self.connection = pika.BlockingConnection(parameters)
             self.channel = self.connection.channel()
-            self.channel.queue_declare(queue=cfg.queue, durable=True)
+            if cfg.exchange is not None:
+                self.channel.exchange_declare(exchange=cfg.exchange, exchange_type="topic", durable=True)
+            if cfg.exchange is None or self._deliveries is not None:
+                self.channel.queue_declare(queue=cfg.queue, durable=True)
+            if cfg.exchange is not None and self._deliveries is not None:
+                self.channel.queue_bind(queue=cfg.queue, exchange=cfg.exchange, routing_key="#")
             if self._deliveries is None:
                 self.channel.confirm_delivery()
             else:
@@ -292,8 +309,9 @@ class _Link:
         """Publish and wait for the broker's confirm; LinkLost when it did not take the message."""
         try:
             self.channel.basic_publish(
-                exchange="", routing_key=self.config.queue, body=body, properties=properties, mandatory=True
-            )
+                exchange=self.config.exchange or "", routing_key=self.config.queue, body=body, properties=properties,
+                mandatory=self.config.exchange is None,
+            )  # fmt: skip
         except pika.exceptions.UnroutableError:
             self.set_lost("the broker returned the message as unroutable (queue deleted?)")
         except pika.exceptions.NackError:
@@ -318,8 +336,9 @@ class _Link:
                 self.tx_channel = channel
             for body, properties in items:
                 self.tx_channel.basic_publish(
-                    exchange="", routing_key=self.config.queue, body=body, properties=properties, mandatory=True
-                )
+                    exchange=self.config.exchange or "", routing_key=self.config.queue, body=body,
+                    properties=properties, mandatory=self.config.exchange is None,
+                )  # fmt: skip
             self.tx_channel.tx_commit()
             self.connection.process_data_events(0)  # dispatches the Basic.Return of an unroutable message
         except _PIKA_ERRORS as exc:

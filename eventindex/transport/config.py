@@ -33,7 +33,7 @@ MAX_PREFETCH = 65_535
 MAX_TIMEOUT = 3600.0
 
 #: The options a networked broker URL may carry (`?name=value&...`).
-OPTIONS = ("vhost", "heartbeat", "prefetch", "ca", "cert", "key", "timeout")
+OPTIONS = ("vhost", "heartbeat", "prefetch", "ca", "cert", "key", "timeout", "exchange")
 #: A queue name, on every broker.
 QUEUE_NAME = r"[A-Za-z0-9._-]{1,200}"
 _HOST_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})")

@@ -1,4 +1,6 @@
 """`stomp://host:port[,host2:port2]/queue/NAME` (ActiveMQ, RabbitMQ-STOMP): STOMP 1.2 through stomp.py.
+`/topic/NAME` instead of `/queue/NAME` publishes to (or subscribes to) a topic: every subscriber
+connected at the time gets each message (the supersink's commit notifications).
 
 One STOMP connection per publisher or consumer, opened and re-opened only from the calling thread:
 the stomp.py listener thread just records what happened (CONNECTED, RECEIPT, ERROR, MESSAGE, loss)
@@ -70,6 +72,7 @@ GROUP_HEADER = "ei-group"
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 _QUEUE_RE = re.compile(f"/queue/({QUEUE_NAME})")
+_DESTINATION_RE = re.compile(f"/(queue|topic)/({QUEUE_NAME})")
 #: Headers the adapter sets itself; a caller may not pass them to `send`.
 _RESERVED_SEND_HEADERS = frozenset(
     {
@@ -100,6 +103,8 @@ class StompConfig(BrokerConfig):
     queue: str
     vhost: str | None = None
     heartbeat_ms: int = DEFAULT_HEARTBEAT_MS
+    #: "queue" (one consumer gets each message) or "topic" (every subscriber does)
+    kind: str = "queue"
 
     def __post_init__(self) -> None:
         if not self.hosts:
@@ -113,6 +118,8 @@ class StompConfig(BrokerConfig):
             raise ConfigError("STOMP broker: a host:port is listed twice")
         if not _QUEUE_RE.fullmatch(f"/queue/{self.queue}"):
             raise ConfigError(f"STOMP broker: queue name {self.queue!r} must match [A-Za-z0-9._-]{{1,200}}")
+        if self.kind not in ("queue", "topic"):
+            raise ConfigError(f"STOMP broker: destination kind {self.kind!r} must be queue or topic")
         if self.vhost is not None and (not self.vhost or any(c in self.vhost for c in "\r\n\0")):
             raise ConfigError("STOMP broker: vhost must be a non-empty single-line string")
         if not MIN_HEARTBEAT_MS <= self.heartbeat_ms <= MAX_HEARTBEAT_MS:
@@ -121,7 +128,7 @@ class StompConfig(BrokerConfig):
 
     @property
     def destination(self) -> str:
-        return f"/queue/{self.queue}"
+        return f"/{self.kind}/{self.queue}"
 
     @property
     def address(self) -> str:
@@ -133,16 +140,21 @@ class StompConfig(BrokerConfig):
     def from_url(cls, url: str, env: Mapping[str, str] | None = None) -> StompConfig:
         """Parse a broker URL; credentials come from `EI_BROKER_USERNAME`/`EI_BROKER_PASSWORD` only."""
         parts, url, tls = split_url(url, ("stomp", "stomp+ssl"))
-        match = _QUEUE_RE.fullmatch(parts.path)
+        match = _DESTINATION_RE.fullmatch(parts.path)
         if match is None:
-            raise ConfigError(f"broker URL {url!r}: destination must be /queue/NAME with NAME in [A-Za-z0-9._-]")
+            raise ConfigError(
+                f"broker URL {url!r}: destination must be /queue/NAME or /topic/NAME with NAME in [A-Za-z0-9._-]"
+            )
         hosts = tuple(
             _parse_host(url, item, DEFAULT_TLS_PORT if tls else DEFAULT_PORT) for item in parts.netloc.split(",")
         )
         options = query_options(url, parts.query)
+        if "exchange" in options:
+            raise ConfigError(f"broker URL {url!r}: exchange= is for amqp:// URLs (STOMP: /topic/NAME)")
         return cls(
             hosts=hosts,
-            queue=match.group(1),
+            queue=match.group(2),
+            kind=match.group(1),
             tls=tls,
             vhost=options.get("vhost"),
             heartbeat_ms=number(url, options, "heartbeat", int, DEFAULT_HEARTBEAT_MS),

@@ -235,3 +235,14 @@ def test_a_foreign_handle_is_refused() -> None:
     with pytest.raises(TransportError, match="not from an AMQP consumer"):
         consumer._link_for(Message(b"", handle="1/ack-id"), "ack")
     assert consumer._link_for(Message(b"", handle="1/5"), "ack") is None
+
+
+def test_exchange_option() -> None:
+    """`?exchange=NAME`: publish to a topic exchange, the path being the routing key (commit notifications)."""
+    config = AmqpConfig.from_url("amqp://h:5672/data24?exchange=ei.commits")
+    assert (config.exchange, config.queue) == ("ei.commits", "data24")
+    assert config.address == "amqp://h:5672/data24 (exchange ei.commits)"
+    assert AmqpConfig.from_url("amqp://h:5672/q").exchange is None
+    for bad in ("amq.topic", "a/b", ""):
+        with pytest.raises(ConfigError, match="exchange"):
+            AmqpConfig.from_url(f"amqp://h:5672/q?exchange={bad}")

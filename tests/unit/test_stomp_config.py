@@ -104,7 +104,8 @@ def test_credentials_in_the_url_are_rejected_without_echoing_them(url: str) -> N
 @pytest.mark.parametrize(
     "url",
     [
-        "stomp://h:61613/topic/q",
+        "stomp://h:61613/temp-queue/q",
+        "stomp://h:61613/topic/",
         "stomp://h:61613/queue/",
         "stomp://h:61613/queue",
         "stomp://h:61613/",
@@ -210,3 +211,13 @@ def test_send_headers() -> None:
 def test_send_headers_rejects_reserved_or_unsendable(headers: dict[str, str]) -> None:
     with pytest.raises(TransportError):
         _send_headers(b"x", headers, None)
+
+
+def test_topic_destination() -> None:
+    """`/topic/NAME` (commit notifications): every subscriber gets each message."""
+    config = StompConfig.from_url("stomp://h:61613/topic/ei.commits")
+    assert (config.kind, config.queue, config.destination) == ("topic", "ei.commits", "/topic/ei.commits")
+    assert config.address == "stomp://h:61613/topic/ei.commits"
+    assert StompConfig.from_url("stomp://h:61613/queue/q").destination == "/queue/q"
+    with pytest.raises(ConfigError, match="exchange= is for amqp"):
+        StompConfig.from_url("stomp://h:61613/topic/t?exchange=x")
