@@ -1,74 +1,92 @@
-"""`*.root` / `root:PATH`: a ROOT TTree of EventInfo-like branches, read with uproot.
+"""`*.root` / `root:PATH`: the events of a ROOT file (TTree or RNTuple), read with uproot.
 
-Which tree and branches are read is producer.inputs.branch_map: by default the first of the trees
-`EventIndex`, `EventInfo`, `CollectionTree` (else the file's only tree), and for each column the
-first present of its usual spellings (`RunNumber`/`runNumber`/`EventInfoAux.runNumber`/
-`run_number`, ...; the table is in docs/inputs.md). `--branch-map FILE` overrides it. An RNTuple
-(what uproot >= 5.7 writes for `file["name"] = {...}`) is read the same way as a TTree.
+Which trees and fields are read is producer.inputs.branch_map; producer.inputs.root_tree lists a
+tree's fields by full name and reads them by entry range. By default:
 
-Branch types accepted (anything else is an InputError naming the file and the branch):
-- integer columns: any integer branch, signed or not; each value must fit the column's type
-  (a negative or too large value is an error naming the entry);
-- flags: bool or integer branches (non-zero is true); without a flag branch, the xAOD
-  `eventTypeBitmask` word gives it (bit 0 simulation, bit 1 testbeam, bit 2 calibration);
-- `mc_event_weight`: a floating-point or integer branch;
-- trigger masks: a fixed-size array per entry of integer words, bit 0 of each word first and the
-  words in order (ATLAS: 16 x uint32 for each L1 vector, 256 x uint32 for each HLT vector), or
-  of bytes (64 / 1024 x uint8), or of bools (one per bit). Fewer bits than the vector's width are
-  zero-padded; more are an error. ROOT has no per-entry null: a mask branch gives a mask for
-  every event (all-zero when nothing fired); a mask with no branch is null for every event, and
-  so is `extended_level1_id`;
-- GUID and provenance token branches: strings.
+- the event tree is the first of `EventIndex`, `EventInfo`, `CollectionTree`, `EventData` present,
+  else the POOL collection tree (`POOLCollectionTree`, `EventTag`), else the file's only tree;
+- when the event tree has no run or event number (an xAOD EventInfo that uproot cannot read, such as
+  one stored unsplit), the events are read from the file's POOL collection tree instead, and the
+  file's notes (the manifest) say so; without one the file is refused, naming what is missing;
+- when the event tree is not itself the collection and the file has one with as many entries,
+  the collection's `Token` gives each event's own-file provenance reference, its stream named by
+  the one `MetaData(Stream...)` container POOL's `##Links` lists (ATLAS keys the file's
+  EventStreamInfo by its stream, e.g. `StreamDAOD_PHYSLITE`); the collection's run and event
+  numbers must then equal the event tree's, entry by entry. The event tree itself being a
+  collection, its `Token` gives the provenance the same way.
 
-The file is read in steps of at most `max_rows` entries (`TTree.iterate(step_size=...)`), so
-memory stays bounded whatever the file's size. Entry numbers in messages start at 0.
+Values, whatever the layout (anything else is an InputError naming the file, the field and its type):
+- integer columns: a signed or unsigned integer field, or element k of a vector of them
+  (`NAME[k]`); each value must fit the column's type (an error names the entry);
+- flags: a bool or integer field (non-zero is true); without one, the xAOD `eventTypeBitmask`
+  word gives them (bit 0 simulation, bit 1 testbeam, bit 2 calibration);
+- `mc_event_weight`: a floating-point or integer field, typically `mcEventWeights[0]`;
+- trigger masks: a vector per entry (variable or fixed length) of integer words, bit i being bit
+  i % w of word i // w for words of w bits (ATLAS: 32-bit words, 16 for each L1 vector, up to 256
+  for each HLT one), or of bools, one per bit; at most the column's width (512 / 8192 bits), fewer
+  bits are zero-padded, an empty vector is null; or, by the branch map's `{"bits": ...}`, one
+  boolean field per bit, the names kept in `trigger_names` for the manifest;
+- GUID and provenance token fields: strings.
 
-The file's GUID: from the branch map when it names one, else the POOL `##Params` tree's FID,
-else derived from the file's bytes (producer.inputs.common.content_guid). Every event's
-`input_guid` is the file's GUID.
+A column the file does not carry is null; so is `NAME[k]` for an event whose vector is shorter.
+The file is read in steps of at most `max_rows` entries, so memory stays bounded whatever its size;
+entry numbers in messages start at 0. The file stays open from construction to the end of the
+first reading, so that its fields are listed once.
+
+The file's GUID: from the branch map when it names one, else the POOL `##Params` tree's FID (the
+highest cycle), else derived from the file's bytes (producer.inputs.common.content_guid). Every
+event's `input_guid` is the file's GUID.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import awkward as ak  # type: ignore[import-untyped]
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import uproot  # type: ignore[import-untyped]
 
-from eventindex.columns import EVENT_SCHEMA, PROVENANCE_TYPE
+from eventindex.columns import EVENT_SCHEMA, INT64_MAX, INTEGER_LIMITS, PROVENANCE_LIMITS, PROVENANCE_TYPE
 from eventindex.errors import InputError
 from producer.inputs.base import InputSource
-from producer.inputs.branch_map import EVENT_TYPE_BITMASK, EVENT_TYPE_BITS, BranchMap
+from producer.inputs.branch_map import (
+    COLLECTION_KEYS,
+    COLLECTION_TOKEN,
+    EVENT_TYPE_BITMASK,
+    EVENT_TYPE_BITS,
+    BitsSpec,
+    BranchMap,
+    TokenBranch,
+    parse_ref,
+)
 from producer.inputs.common import (
     MASK_WIDTHS,
     REQUIRED_COLUMNS,
-    binary_from_matrix,
     complete_table,
     content_guid,
-    first_true,
     normalize_guid,
 )
+from producer.inputs.root_tree import TREE_CLASSES, Field, Tree, open_tree
+from producer.inputs.trigger import TokenFormatError, parse_tokens
 
-TREE_CLASSES = frozenset({"TTree", "TNtuple", "ROOT::RNTuple"})
 PARAMS_TREE = "##Params"
 PARAMS_FID = re.compile(r"\[NAME=FID\]\[VALUE=([0-9A-Fa-f-]{36})\]")
-TOKEN = re.compile(
-    r"\[DB=([0-9A-Fa-f-]{36})\]\[CNT=([^\]]*)\]\[CLID=([^\]]*)\]\[TECH=([0-9A-Fa-f]{1,8})\]"
-    r"\[OID=([0-9A-Fa-f]{1,16})-([0-9A-Fa-f]{1,16})\]"
-)
+LINKS_TREE = "##Links"
+LINKS_STREAM = re.compile(r"\[CNT=MetaData\((Stream[^()\]]*)\)\]")
 FLOAT_COLUMNS = frozenset({"mc_event_weight"})
 FLAG_COLUMNS = frozenset(EVENT_TYPE_BITS)
-UINT_LIMITS = {
-    field.name: np.iinfo(field.type.to_pandas_dtype())
-    for field in EVENT_SCHEMA
-    if pa.types.is_unsigned_integer(field.type)
-}
-UINT_LIMITS[EVENT_TYPE_BITMASK] = np.iinfo(np.uint32)
+#: Why a 64-bit value of 2^63 or more is refused.
+_SIGNED = " (the warehouse's signed 64-bit integers)"
+#: The xAOD event-type word is a uint32.
+EVENT_TYPE_LIMIT = 2**32 - 1
 
 
 def _one_line(exc: BaseException) -> str:
@@ -92,8 +110,31 @@ def _reading(where: str) -> Iterator[None]:
         raise InputError(f"{where}: {_one_line(exc)}") from None
 
 
-def _branch_type(typenames: dict[str, str], branch: str) -> str:
-    return typenames.get(branch, "?")
+@dataclass(frozen=True)
+class Ref:
+    """A column read from one field, or from element `element` of a vector field."""
+
+    field: Field
+    element: int | None = None
+
+    def __str__(self) -> str:
+        return self.field.name if self.element is None else f"{self.field.name}[{self.element}]"
+
+
+@dataclass(frozen=True)
+class Bits:
+    """A mask column built from boolean fields: bit i is fields[i]."""
+
+    fields: tuple[Field, ...]
+
+
+@dataclass(frozen=True)
+class TokenSource:
+    """A string field of POOL tokens in `tree`: one provenance reference of `stream` per entry."""
+
+    stream: str
+    tree: Tree
+    field: Field
 
 
 class RootInput(InputSource):
@@ -101,29 +142,29 @@ class RootInput(InputSource):
         self.path = path
         self.name = str(path)
         self.map = BranchMap.from_file(branch_map)
-        with self._open() as file:
-            self.tree_name = self._find_tree(file)
-            with _reading(f"{self.name}: tree {self.tree_name}"):
-                tree = file[self.tree_name]
-                self.entries = int(tree.num_entries)
-                names = set(tree.keys(recursive=True, full_paths=False))
-                self.typenames = {str(k): str(v) for k, v in tree.itertypenames(recursive=True, full_paths=False)}
-            self.columns = self._resolve(names)
-            for ref in self.map.provenance:
-                if ref.branch not in names:
-                    raise InputError(
-                        f"{self.name}: tree {self.tree_name} has no provenance token branch {ref.branch!r}"
-                    )
-            self.guid = self._file_guid(file, tree, names)
-            with _reading(f"{self.name}: tree {self.tree_name}: entry 0"):
-                probe = tree.arrays(
-                    filter_name=self._wanted().__contains__, entry_stop=min(1, self.entries), library="np"
-                )
-            self._convert(probe, 0)  # the type checks, before any event is indexed
+        #: What the manifest should tell about how the file was read (a fallback, tokens not read).
+        self.notes: list[str] = []
+        #: mask column -> the field behind each bit, for masks built from boolean fields.
+        self.trigger_names: dict[str, tuple[str, ...]] = {}
+        self._file: Any = self._open()
+        try:
+            self._layout()
+            self.guid = self._file_guid()
+            self._convert(0, 0)  # the type checks, on no entry (typed empty arrays), before any event is indexed
+        except BaseException:
+            self._close()
+            raise
 
     def _open(self) -> Any:
+        # Memory-mapped: uproot's default source for paths (fsspec) hands every read to an event-loop
+        # thread, which costs a quarter of the CPU time of reading an xAOD file.
         with _reading(f"{self.name}: not a readable ROOT file"):
-            return uproot.open(self.path)
+            return uproot.open(self.path, handler=uproot.MemmapSource)
+
+    def _close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     @property
     def declared_events(self) -> int:
@@ -131,183 +172,391 @@ class RootInput(InputSource):
 
     # ---------------------------------------------------------------- layout
 
-    def _find_tree(self, file: Any) -> str:
+    def _layout(self) -> None:
+        """Choose the event tree (or fall back to the collection), resolve every column and the tokens."""
+        self.notes.clear()
+        self.trigger_names.clear()
         with _reading(f"{self.name}: not a readable ROOT file"):
-            found = {str(k): str(v) for k, v in file.classnames(recursive=True, cycle=False).items()}
-        trees = sorted(name for name, cls in found.items() if cls in TREE_CLASSES)
+            found = {str(k): str(v) for k, v in self._file.classnames(recursive=True, cycle=False).items()}
+        events_name = self._event_tree(found)
+        collection_name = next(
+            (n for n in self.map.collections if found.get(n) in TREE_CLASSES and n != events_name), None
+        )
+        events = self._tree(events_name)
+        columns, missing = self._resolve(events)
+        collection = self._tree(collection_name) if collection_name is not None else None
+        if missing:
+            why = f"tree {events_name} has no {missing}"
+            if collection is None:
+                tried = " or ".join(self.map.collections) or "none (the branch map says null)"
+                raise InputError(
+                    f"{self.name}: {why}, and the file has no POOL collection tree to read the events from "
+                    f"(tried: {tried})"
+                )
+            columns, still = self._resolve(collection)
+            if still:
+                raise InputError(f"{self.name}: {why}, and its POOL collection tree {collection.name} none either")
+            self.notes.append(f"{why}: the events were read from the POOL collection tree {collection.name}")
+            events, collection = collection, None
+        self.events = events
+        self.tree_name = events.name
+        self.entries = events.entries
+        self.columns = columns
+        self.tokens = self._tokens(events, collection)
+
+    def _event_tree(self, found: dict[str, str]) -> str:
         for name in self.map.trees:
             if name in found:
                 if found[name] not in TREE_CLASSES:
-                    raise InputError(f"{self.name}: {name} is a {found[name]}, not a TTree")
+                    raise InputError(f"{self.name}: {name} is a {found[name]}, not a TTree or RNTuple")
                 return name
-        candidates = [name for name in trees if not name.rsplit("/", 1)[-1].startswith("##")]
-        if not self.map.tree_named and len(candidates) == 1:
-            return candidates[0]
+        trees = sorted(name for name, cls in found.items() if cls in TREE_CLASSES)
+        if not self.map.tree_named:
+            for name in self.map.collections:
+                if found.get(name) in TREE_CLASSES:
+                    return name
+            candidates = [name for name in trees if not name.rsplit("/", 1)[-1].startswith("##")]
+            if len(candidates) == 1:
+                return candidates[0]
         wanted = " or ".join(self.map.trees)
         have = ", ".join(trees) or "none"
         raise InputError(f"{self.name}: no tree {wanted} (trees in the file: {have}; name one with --branch-map)")
 
-    def _resolve(self, names: set[str]) -> dict[str, str]:
-        """column -> the branch that gives it."""
-        columns: dict[str, str] = {}
+    def _tree(self, name: str) -> Tree:
+        with _reading(f"{self.name}: tree {name}"):
+            return open_tree(self._file, name)
+
+    def _field(self, tree: Tree, name: str, what: str) -> Field:
+        """The field `name` of `tree`, which must exist and be the only one of that name."""
+        if name in tree.ambiguous:
+            raise InputError(f"{self.name}: tree {tree.name} has several fields named {name!r} ({what})")
+        field = tree.get(name)
+        if field is None:
+            raise InputError(f"{self.name}: tree {tree.name} has no field {name!r} ({what})")
+        return field
+
+    def _resolve(self, tree: Tree) -> tuple[dict[str, Ref | Bits], str]:
+        """(column -> where it is read from, a description of the missing required column or "")."""
+        columns: dict[str, Ref | Bits] = {}
+        for column, spec in self.map.bits.items():
+            columns[column] = self._bits(tree, column, spec)
         for column, candidates in self.map.branches.items():
-            present = [name for name in candidates if name in names]
-            if present:
-                columns[column] = present[0]
-            elif column in self.map.required:
-                raise InputError(
-                    f"{self.name}: tree {self.tree_name} has no branch {candidates[0]!r} (the branch map's {column})"
-                )
+            if column in columns:
+                continue
+            for candidate in candidates:
+                name, element = parse_ref(candidate)
+                found = tree.get(name)
+                if found is not None:
+                    columns[column] = Ref(found, element)
+                    break
+            else:
+                if column in self.map.required:
+                    self._field(tree, parse_ref(candidates[0])[0], f"the branch map's {column}")
         for column in REQUIRED_COLUMNS:
             if column not in columns:
                 tried = ", ".join(self.map.branches[column]) or "none"
-                raise InputError(f"{self.name}: tree {self.tree_name} has no {column} branch (tried: {tried})")
-        return columns
+                return columns, f"{column} (tried: {tried}){self._unreadable(tree, self.map.branches[column])}"
+        return columns, ""
 
-    def _wanted(self) -> set[str]:
-        return set(self.columns.values()) | {ref.branch for ref in self.map.provenance}
+    def _unreadable(self, tree: Tree, candidates: tuple[str, ...]) -> str:
+        """Why a candidate `OBJECT.member` is absent although OBJECT is there (an object stored unsplit)."""
+        for candidate in candidates:
+            head, dot, _ = candidate.partition(".")
+            for parent in (head + dot, head):
+                field = tree.fields.get(parent)
+                if dot and field is not None:
+                    return (
+                        f"; {parent} ({field.typename}) is there, but no member of it that uproot can read "
+                        f"(an object stored unsplit is read whole or not at all)"
+                    )
+        return ""
 
-    def _file_guid(self, file: Any, tree: Any, names: set[str]) -> str:
+    def _bits(self, tree: Tree, column: str, spec: BitsSpec) -> Bits:
+        what = f"the branch map's {column} bits"
+        if spec.pattern is not None:
+            names = sorted(n for n in tree.fields if fnmatch.fnmatchcase(n, spec.pattern))
+            if not names:
+                raise InputError(f"{self.name}: tree {tree.name} has no field matching {spec.pattern!r} ({what})")
+        else:
+            names = list(spec.names)
+        width = MASK_WIDTHS[column] * 8
+        if len(names) > width:
+            raise InputError(f"{self.name}: {what} name {len(names)} fields, more than the {width} bits of {column}")
+        self.trigger_names[column] = tuple(names)
+        return Bits(tuple(self._field(tree, name, what) for name in names))
+
+    def _tokens(self, events: Tree, collection: Tree | None) -> list[TokenSource]:
+        if self.map.provenance:
+            return [self._token_field(events, ref) for ref in self.map.provenance]
+        own = events if events.name in self.map.collections else collection
+        token = None if own is None else own.get(COLLECTION_TOKEN)
+        if own is None or token is None:
+            return []
+        if own is collection:
+            if collection.entries != events.entries:
+                self.notes.append(
+                    f"POOL collection tree {collection.name} has {collection.entries} entries, tree {events.name} "
+                    f"{events.entries}: its tokens were not read"
+                )
+                return []
+            if any(collection.get(key) is None for key in COLLECTION_KEYS):
+                self.notes.append(
+                    f"POOL collection tree {collection.name} has no {' or '.join(COLLECTION_KEYS)} to check "
+                    f"against tree {events.name}: its tokens were not read"
+                )
+                return []
+        stream = self._stream()
+        if stream is None:
+            self.notes.append(
+                f"the file's {LINKS_TREE} names no single MetaData(Stream...) container, so the stream of "
+                f"the tokens of {own.name} is unknown: they were not read"
+            )
+            return []
+        return [TokenSource(stream, own, token)]
+
+    def _token_field(self, tree: Tree, ref: TokenBranch) -> TokenSource:
+        return TokenSource(ref.stream, tree, self._field(tree, ref.branch, f"provenance token of {ref.stream}"))
+
+    def _stream(self) -> str | None:
+        """The stream the file was written as: the `MetaData(Stream...)` container POOL's `##Links` lists.
+
+        That container holds the file's EventStreamInfo, which ATLAS keys by the stream's name.
+        """
+        streams = {match.group(1) for value in self._pool_strings(LINKS_TREE) if (match := LINKS_STREAM.search(value))}
+        return streams.pop() if len(streams) == 1 else None
+
+    def _pool_strings(self, tree: str) -> list[str]:
+        """The `db_string` values of a POOL bookkeeping tree (`##Params`, `##Links`), its highest cycle."""
+        with _reading(f"{self.name}: {tree}"):
+            keys = self._file.keys(cycle=True)
+            cycles = [int(key.rsplit(";", 1)[1]) for key in keys if key.startswith(tree + ";")]
+            if not cycles:
+                return []
+            values = self._file[f"{tree};{max(cycles)}"].arrays(filter_name=["db_string"], library="np")
+        return [_text(value) for value in values.get("db_string", [])]
+
+    def _file_guid(self) -> str:
         where = f"{self.name}: the branch map's guid"
         if self.map.guid is not None:
             return self.map.guid
         if self.map.guid_branch is not None:
-            branch = self.map.guid_branch
-            if branch not in names:
-                raise InputError(f"{self.name}: tree {self.tree_name} has no guid branch {branch!r}")
+            field = self._field(self.events, self.map.guid_branch, "guid")
             if not self.entries:
-                raise InputError(f"{self.name}: tree {self.tree_name} has no entries to read the guid branch from")
-            with _reading(f"{self.name}: guid branch {branch!r}: entry 0"):
-                values = tree.arrays(filter_name=[branch].__contains__, entry_stop=1, library="np")[branch]
-            return normalize_guid(_text(values[0]), f"{self.name}: guid branch {branch!r}: entry 0")
+                raise InputError(f"{self.name}: tree {self.tree_name} has no entries to read the guid field from")
+            with _reading(f"{self.name}: guid field {field.name!r}: entry 0"):
+                values = self.events.read([field.name], 0, 1)[field.name]
+            if not _is_string(values):
+                raise InputError(f"{self.name}: guid field {field.name!r} has type {field.typename}, expected a string")
+            return normalize_guid(str(values[0]), f"{self.name}: guid field {field.name!r}: entry 0")
         if self.map.guid_object is not None:
             key = self.map.guid_object
             with _reading(f"{self.name}: guid object {key!r}"):
-                obj = file[key]
+                obj = self._file[key]
                 text = str(obj) if isinstance(obj, str) else obj.member("fTitle")
             return normalize_guid(text, where)
-        with _reading(f"{self.name}: {PARAMS_TREE}"):
-            if PARAMS_TREE in file.keys(cycle=False):
-                for value in file[PARAMS_TREE].arrays(library="np").get("db_string", []):
-                    match = PARAMS_FID.search(_text(value))
-                    if match:
-                        return normalize_guid(match.group(1), f"{self.name}: {PARAMS_TREE} FID")
+        for value in self._pool_strings(PARAMS_TREE):
+            match = PARAMS_FID.search(value)
+            if match:
+                return normalize_guid(match.group(1), f"{self.name}: {PARAMS_TREE} FID")
         return content_guid(self.path)
 
     # ---------------------------------------------------------------- reading
 
     def batches(self, max_rows: int) -> Iterator[pa.Table]:
-        where = f"{self.name}: tree {self.tree_name}"
-        with self._open() as file:
-            with _reading(where):
-                tree = file[self.tree_name]
-                steps = tree.iterate(filter_name=self._wanted().__contains__, step_size=max_rows, library="np")
-            start = 0
-            while True:
-                with _reading(f"{where}: entries from {start}"):
-                    step = next(steps, None)
-                if step is None:
-                    break
-                table = self._convert(step, start)
-                start += table.num_rows
-                if table.num_rows:
-                    yield table
-        if start != self.entries:
-            raise InputError(f"{where}: the tree declares {self.entries} entries, {start} were read")
+        try:
+            if self._file is None:
+                self._file = self._open()
+                self._layout()
+            for start in range(0, self.entries, max_rows):
+                yield self._convert(start, min(start + max_rows, self.entries))
+        finally:
+            self._close()
 
-    def _convert(self, step: dict[str, np.ndarray], start: int) -> pa.Table:
-        rows = len(step[self.columns["run_number"]])
+    def _read(self, tree: Tree, names: set[str], start: int, stop: int) -> dict[str, Any]:
+        where = f"{self.name}: tree {tree.name}: entries from {start}"
+        with _reading(where):
+            arrays = tree.read(names, start, stop) if stop > start else tree.empty(names)
+        for name, values in arrays.items():
+            if len(values) != stop - start:
+                raise InputError(f"{where}: field {name!r} gave {len(values)} entries, expected {stop - start}")
+        return arrays
+
+    def _convert(self, start: int, stop: int) -> pa.Table:
+        rows = stop - start
+        wanted: dict[int, tuple[Tree, set[str]]] = {id(self.events): (self.events, set())}
+        for source in self.columns.values():
+            fields = source.fields if isinstance(source, Bits) else (source.field,)
+            wanted[id(self.events)][1].update(f.name for f in fields)
+        for tokens in self.tokens:
+            wanted.setdefault(id(tokens.tree), (tokens.tree, set()))[1].add(tokens.field.name)
+            if tokens.tree is not self.events:
+                wanted[id(tokens.tree)][1].update(COLLECTION_KEYS)
+        data = {key: self._read(tree, names, start, stop) for key, (tree, names) in wanted.items()}
+        step = data[id(self.events)]
         arrays: dict[str, pa.Array] = {}
-        for column, branch in self.columns.items():
-            values = step[branch]
-            if len(values) != rows:
-                raise InputError(
-                    f"{self.name}: entries from {start}: branch {branch!r} has {len(values)} values, "
-                    f"{self.columns['run_number']!r} has {rows}"
-                )
-            check = self._checker(column, branch)
+        bitmask: tuple[np.ndarray, np.ndarray | None] | None = None
+        for column, source in self.columns.items():
+            if isinstance(source, Bits):
+                arrays[column] = self._from_bits(column, source, step, rows)
+                continue
+            values = step[source.field.name]
+            check = self._checker(column, source)
             if column in MASK_WIDTHS:
-                arrays[column] = _mask(values, MASK_WIDTHS[column], check)
-            elif column in FLAG_COLUMNS:
-                check(values.ndim == 1 and values.dtype.kind in "biu", "a bool or integer branch")
-                arrays[column] = pa.array(values.astype(bool, copy=False))
-            elif column in FLOAT_COLUMNS:
-                check(values.ndim == 1 and values.dtype.kind in "fiu", "a floating-point branch")
-                arrays[column] = pa.array(values.astype(np.float32, copy=False))
+                arrays[column] = _mask(values, MASK_WIDTHS[column], check, start)
+                continue
+            numbers, valid = _scalar(values, source.element, check)
+            if column == EVENT_TYPE_BITMASK:
+                bitmask = self._integers(column, source, numbers, valid, start, check, EVENT_TYPE_LIMIT), valid
             else:
-                arrays[column] = pa.array(self._unsigned(column, branch, values, start, check))
-        bitmask = arrays.pop(EVENT_TYPE_BITMASK, None)
+                arrays[column] = self._column(column, source, numbers, valid, start, check)
         if bitmask is not None:
-            words = bitmask.to_numpy()
+            words, valid = bitmask
             for flag, bit in EVENT_TYPE_BITS.items():
                 if flag not in arrays:
-                    arrays[flag] = pa.array((words & bit) != 0)
-        if self.map.provenance:
-            arrays["provenance"] = self._provenance(step, rows, start)
+                    arrays[flag] = pa.array((words & bit) != 0, mask=None if valid is None else ~valid)
+        if self.tokens:
+            self._check_alignment(data, start)
+            arrays["provenance"] = self._provenance(data, rows, start)
         return complete_table(arrays, rows, self.guid)
 
-    def _checker(self, column: str, branch: str) -> Callable[[bool, str], None]:
+    def _checker(self, column: str, source: Ref) -> Callable[[bool, str], None]:
         def check(ok: bool, expected: str) -> None:
             if not ok:
                 raise InputError(
-                    f"{self.name}: branch {branch!r} ({column}) has type {_branch_type(self.typenames, branch)}, "
+                    f"{self.name}: field {source.field.name!r} ({column}) has type {source.field.typename}, "
                     f"expected {expected}"
                 )
 
         return check
 
-    def _unsigned(
-        self, column: str, branch: str, values: np.ndarray, start: int, check: Callable[[bool, str], None]
-    ) -> np.ndarray:
-        check(values.ndim == 1 and values.dtype.kind in "iu", "an integer branch")
-        limits = UINT_LIMITS[column]
-        target = np.dtype(limits.dtype)
-        if len(values) and not np.can_cast(values.dtype, target, casting="safe"):
-            bad = first_true((values < 0) | (values > limits.max))
-            if bad >= 0:
-                raise InputError(
-                    f"{self.name}: entry {start + bad}: branch {branch!r} ({column}) value {values[bad]} "
-                    f"does not fit {target.name}"
-                )
-        return values.astype(target, copy=False)
+    def _column(
+        self,
+        column: str,
+        source: Ref,
+        numbers: np.ndarray,
+        valid: np.ndarray | None,
+        start: int,
+        check: Callable[[bool, str], None],
+    ) -> pa.Array:
+        typ = EVENT_SCHEMA.field(column).type
+        mask = None if valid is None else ~valid
+        if column in FLAG_COLUMNS:
+            check(numbers.dtype.kind in "biu", "a bool or integer")
+            return pa.array(numbers.astype(bool, copy=False), mask=mask)
+        if column in FLOAT_COLUMNS:
+            check(numbers.dtype.kind in "fiu", "a floating-point number")
+            return pa.array(numbers.astype(typ.to_pandas_dtype(), copy=False), typ, mask=mask)
+        values = self._integers(column, source, numbers, valid, start, check, INTEGER_LIMITS[column])
+        return pa.array(values, typ, mask=mask)
 
-    def _provenance(self, step: dict[str, np.ndarray], rows: int, start: int) -> pa.Array:
-        fields: list[list[Any]] = [[] for _ in PROVENANCE_TYPE.value_type]
-        counts = np.zeros(rows, dtype=np.int32)
-        parsed = []
-        for ref in self.map.provenance:
-            values = step[ref.branch]
-            if values.ndim != 1 or values.dtype.kind not in "OUS":
+    def _integers(
+        self,
+        column: str,
+        source: Ref,
+        values: np.ndarray,
+        valid: np.ndarray | None,
+        start: int,
+        check: Callable[[bool, str], None],
+        limit: int,
+    ) -> np.ndarray:
+        """Integer values checked to lie in 0..limit (where valid), as int64."""
+        check(values.dtype.kind in "iu", "an integer")
+        bad = np.zeros(len(values), dtype=bool)
+        if values.dtype.kind == "i":
+            bad |= values < 0
+        if np.iinfo(values.dtype).max > limit:
+            bad |= values > limit
+        if valid is not None:
+            bad &= valid
+        hits = np.flatnonzero(bad)
+        if len(hits):
+            raise InputError(
+                f"{self.name}: entry {start + int(hits[0])}: field {str(source)!r} ({column}) value "
+                f"{values[hits[0]]} is outside 0..{limit}{_SIGNED if limit == INT64_MAX else ''}"
+            )
+        return values.astype(np.int64, copy=False)
+
+    def _from_bits(self, column: str, source: Bits, step: dict[str, Any], rows: int) -> pa.Array:
+        width = MASK_WIDTHS[column]
+        matrix = np.zeros((rows, width * 8), dtype=bool)
+        for i, field in enumerate(source.fields):
+            values = step[field.name]
+            ok = values.ndim == 1 and not _is_string(values)
+            numbers = ak.to_numpy(values) if ok else None
+            if numbers is None or numbers.dtype.kind not in "biu":
                 raise InputError(
-                    f"{self.name}: branch {ref.branch!r} (provenance {ref.stream}) has type "
-                    f"{_branch_type(self.typenames, ref.branch)}, expected a string branch"
+                    f"{self.name}: field {field.name!r} (bit {i} of {column}) has type {field.typename}, "
+                    f"expected a bool"
                 )
-            parsed.append((ref, values))
-        for row in range(rows):
-            for ref, values in parsed:
-                token = _text(values[row]).strip()
-                if not token:
-                    continue
-                match = TOKEN.fullmatch(token)
-                if match is None:
+            matrix[:, i] = numbers != 0
+        return _binary(np.packbits(matrix, axis=1, bitorder="little"), np.ones(rows, dtype=bool))
+
+    def _check_alignment(self, data: dict[int, dict[str, Any]], start: int) -> None:
+        """A collection read beside the event tree must list the same events in the same order."""
+        run, event = self.columns["run_number"], self.columns["event_number"]
+        assert isinstance(run, Ref) and isinstance(event, Ref)
+        mine = data[id(self.events)]
+        for tokens in self.tokens:
+            if tokens.tree is self.events:
+                continue
+            theirs = data[id(tokens.tree)]
+            ours = (ak.to_numpy(mine[run.field.name]), ak.to_numpy(mine[event.field.name]))
+            other = (ak.to_numpy(theirs[COLLECTION_KEYS[0]]), ak.to_numpy(theirs[COLLECTION_KEYS[1]]))
+            differ = np.flatnonzero((ours[0] != other[0]) | (ours[1] != other[1]))
+            if len(differ):
+                i = int(differ[0])
+                raise InputError(
+                    f"{self.name}: entry {start + i}: POOL collection tree {tokens.tree.name} holds (run, event) "
+                    f"({other[0][i]}, {other[1][i]}), tree {self.events.name} ({ours[0][i]}, {ours[1][i]}): "
+                    f'the collection does not list the same events; index without its tokens: "collection": null'
+                )
+
+    def _provenance(self, data: dict[int, dict[str, Any]], rows: int, start: int) -> pa.Array:
+        """One list of references per entry, the token fields' streams in order (an empty token: none)."""
+        row_parts: list[np.ndarray] = []
+        order_parts: list[np.ndarray] = []
+        parsed: list[tuple[str, Any]] = []
+        for order, tokens in enumerate(self.tokens):
+            values = data[id(tokens.tree)][tokens.field.name]
+            if not _is_string(values):
+                raise InputError(
+                    f"{self.name}: field {tokens.field.name!r} (provenance {tokens.stream}) has type "
+                    f"{tokens.field.typename}, expected a string"
+                )
+            texts = pc.utf8_trim_whitespace(ak.to_arrow(values, extensionarray=False).cast(pa.string()))
+            given = pc.greater(pc.binary_length(texts), 0)
+            present = np.flatnonzero(given.to_numpy(zero_copy_only=False))
+            try:
+                fields = parse_tokens(texts.filter(given))
+            except TokenFormatError as exc:
+                raise InputError(
+                    f"{self.name}: entry {start + int(present[exc.index])}: field {tokens.field.name!r} "
+                    f"(provenance {tokens.stream}) is not a POOL token: {exc.reason}"
+                ) from None
+            row_parts.append(present)
+            order_parts.append(np.full(len(present), order))
+            parsed.append((tokens.stream, fields))
+        row_of = np.concatenate(row_parts)
+        by_row = np.lexsort((np.concatenate(order_parts), row_of))  # each row's references in stream order
+        children = []
+        for field in PROVENANCE_TYPE.value_type:
+            if field.name == "stream":
+                child = pa.array([stream for stream, fields in parsed for _ in range(len(fields.guid))], pa.string())
+            else:
+                child = pa.concat_arrays([getattr(fields, field.name) for _, fields in parsed])
+            if field.name in PROVENANCE_LIMITS:
+                numbers = child.to_numpy()
+                over = np.flatnonzero(numbers > PROVENANCE_LIMITS[field.name])
+                if len(over):
                     raise InputError(
-                        f"{self.name}: entry {start + row}: branch {ref.branch!r} holds {token[:80]!r}, "
-                        f"not a POOL token [DB=..][CNT=..][CLID=..][TECH=..][OID=..-..]"
+                        f"{self.name}: entry {start + int(row_of[over[0]])}: a POOL token's {field.name} "
+                        f"{numbers[over[0]]} is outside 0..{PROVENANCE_LIMITS[field.name]}"
+                        f"{_SIGNED if PROVENANCE_LIMITS[field.name] == INT64_MAX else ''}"
                     )
-                guid, container, clid, tech, oid1, oid2 = match.groups()
-                for out, value in zip(
-                    fields,
-                    (ref.stream, guid.upper(), container, clid, int(tech, 16), int(oid1, 16), int(oid2, 16)),
-                    strict=True,
-                ):
-                    out.append(value)
-                counts[row] += 1
-        children = [
-            pa.array(values, field.type) for values, field in zip(fields, PROVENANCE_TYPE.value_type, strict=True)
-        ]
+            children.append(child.cast(field.type).take(pa.array(by_row)))
         structs = pa.StructArray.from_arrays(children, fields=list(PROVENANCE_TYPE.value_type))
         offsets = np.zeros(rows + 1, dtype=np.int32)
-        np.cumsum(counts, out=offsets[1:])
+        np.cumsum(np.bincount(row_of, minlength=rows), out=offsets[1:])
         return pa.ListArray.from_arrays(pa.array(offsets), structs, type=PROVENANCE_TYPE)
 
 
@@ -317,18 +566,77 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def _mask(values: np.ndarray, width: int, check: Callable[[bool, str], None]) -> pa.Array:
-    """A fixed-size array per entry (integer words, bit 0 first; or bools, one per bit) -> width-byte bitmaps."""
-    expected = f"a fixed-size array of integer words or bools of at most {width * 8} bits"
-    check(values.ndim == 2 and values.dtype.kind in "biu", expected)
-    rows = values.shape[0]
-    if values.dtype.kind == "b":
-        check(values.shape[1] % 8 == 0 and values.shape[1] <= width * 8, expected)
-        data = np.packbits(values, axis=1, bitorder="little")
-    else:
-        check(values.shape[1] * values.dtype.itemsize <= width, expected)
-        little = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<"))
-        data = little.view(np.uint8).reshape(rows, -1)
-    if data.shape[1] < width:
-        data = np.concatenate([data, np.zeros((rows, width - data.shape[1]), dtype=np.uint8)], axis=1)
-    return binary_from_matrix(data)
+def _is_string(values: Any) -> bool:
+    """Is an Awkward array one string per entry?"""
+    return bool(values.layout.parameter("__array__") == "string")
+
+
+def _scalar(values: Any, element: int | None, check: Callable[[bool, str], None]) -> tuple[np.ndarray, Any]:
+    """One number per entry -> (numbers, validity or None when all are present).
+
+    With `element` k, the field is a vector per entry and the value is its element k, null where
+    the vector is shorter.
+    """
+    if element is None:
+        check(not _is_string(values) and values.ndim == 1, "a number (a vector is mapped by one element: NAME[k])")
+        numbers = ak.to_numpy(values)
+        check(numbers.dtype.kind in "biuf", "a number")
+        return numbers, None
+    check(not _is_string(values) and values.ndim == 2, "a vector of numbers (NAME[k] is element k of one)")
+    counts, flat = _lists(values)
+    check(flat.dtype.kind in "biuf", "a vector of numbers")
+    valid = counts > element
+    picked = np.zeros(len(counts), dtype=flat.dtype)
+    picked[valid] = flat[(np.cumsum(counts) - counts)[valid] + element]
+    return picked, None if valid.all() else valid
+
+
+def _lists(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A list per entry (variable or fixed length) -> (the entries' lengths, every element in order)."""
+    return ak.to_numpy(ak.num(values, axis=1)).astype(np.int64), ak.to_numpy(ak.flatten(values, axis=1))
+
+
+def _mask(values: Any, width: int, check: Callable[[bool, str], None], start: int) -> pa.Array:
+    """A vector per entry of integer words (bit i = bit i % w of word i // w) or bools -> width-byte bitmaps.
+
+    An empty vector is a null mask; a shorter one is zero-padded; a longer one is an error naming the entry.
+    """
+    expected = f"a vector of integer words or bools of at most {width * 8} bits"
+    check(values.ndim == 2 and not _is_string(values), expected)
+    counts, flat = _lists(values)
+    check(flat.dtype.kind in "biu", expected)
+    bits_each = 1 if flat.dtype.kind == "b" else 8 * flat.dtype.itemsize
+    if isinstance(values.layout, ak.contents.RegularArray):  # a fixed size: known before any entry is read
+        check(
+            values.layout.size * bits_each <= width * 8,
+            f"{expected}, each entry holds {values.layout.size * bits_each}",
+        )
+    over = np.flatnonzero(counts * bits_each > width * 8)
+    if len(over):
+        check(False, f"{expected}, entry {start + int(over[0])} holds {int(counts[over[0]]) * bits_each}")
+    valid = counts > 0
+    kept = counts[valid]
+    unit: np.dtype[Any] = np.dtype(bool) if bits_each == 1 else np.dtype(f"<u{flat.dtype.itemsize}")
+    matrix = np.zeros((len(kept), width * 8 // bits_each), dtype=unit)
+    if len(kept) and (kept == kept[0]).all():
+        matrix[:, : kept[0]] = flat.reshape(len(kept), int(kept[0]))
+    elif len(kept):
+        rows = np.repeat(np.arange(len(kept)), kept)
+        firsts = np.cumsum(kept) - kept
+        matrix[rows, np.arange(len(flat)) - np.repeat(firsts, kept)] = flat
+    data = np.packbits(matrix, axis=1, bitorder="little") if bits_each == 1 else matrix.view(np.uint8)
+    return _binary(data, valid)
+
+
+def _binary(data: np.ndarray, valid: np.ndarray) -> pa.Array:
+    """Bitmaps of the valid rows, (valid rows, width) uint8 -> a binary array with nulls where not valid."""
+    rows, width = len(valid), data.shape[1]
+    offsets = np.zeros(rows + 1, dtype=np.int32)
+    np.cumsum(valid.astype(np.int32) * width, out=offsets[1:])
+    buffer = pa.py_buffer(np.ascontiguousarray(data))
+    if valid.all():
+        return pa.Array.from_buffers(pa.binary(), rows, [None, pa.py_buffer(offsets), buffer])
+    validity = pa.array(valid).buffers()[1]
+    return pa.Array.from_buffers(
+        pa.binary(), rows, [validity, pa.py_buffer(offsets), buffer], null_count=int(rows - valid.sum())
+    )

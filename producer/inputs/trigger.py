@@ -463,15 +463,19 @@ def _hex(nibbles: np.ndarray) -> np.ndarray:
     return values
 
 
-def parse_tokens(tokens: Sequence[str]) -> Tokens:
-    """Parse a batch of tokens; raises TokenFormatError with the index of the first bad one.
+def parse_tokens(tokens: Sequence[str] | pa.Array) -> Tokens:
+    """Parse a batch of tokens (strings, or an Arrow string array without nulls); raises
+    TokenFormatError with the index of the first bad one.
 
     Tokens in the producer's exact layout (field order, %08X and %016X widths, GUID CLID) are
     checked and cut with numpy on the concatenated bytes; the rest go through `parse_token`,
     which accepts any field order and 1-8/1-16 hex digits, or fails.
     """
     n = len(tokens)
-    array = pa.array(tokens, pa.string())
+    if isinstance(tokens, pa.Array):
+        array = pa.concat_arrays([tokens.cast(pa.string())])  # its own buffers, from offset 0
+    else:
+        array = pa.array(tokens, pa.string())
     offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[: n + 1].astype(np.int64)
     fixed = len(_TEMPLATE)
     data = np.zeros(int(offsets[-1]) + fixed, dtype=np.uint8)  # zero padding: every window is in range
@@ -506,7 +510,7 @@ def parse_tokens(tokens: Sequence[str]) -> Tokens:
     odd = np.flatnonzero(~ok)
     if len(odd):
         # Rare: another field order or hex width, or a bad token (parse_token raises for the first bad one).
-        slow = [parse_token(tokens[int(i)], int(i)) for i in odd]
+        slow = [parse_token(str(array[int(i)].as_py()), int(i)) for i in odd]
         lists = [guid.to_pylist(), container.to_pylist(), clid.to_pylist()]
         for i, parsed in zip(odd, slow, strict=True):
             for column, value in zip(lists, parsed[:3], strict=True):

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import uproot
@@ -52,7 +51,8 @@ def tokens(events: pa.Table) -> dict[str, np.ndarray]:
 
 
 def branches(events: pa.Table, names: dict[str, str] = NAMES, *, with_tokens: bool = False) -> dict[str, np.ndarray]:
-    """The event columns as ROOT branch data: masks as uint32 words (bit 0 first), absent masks not written."""
+    """The event columns as ROOT branch data: masks as uint32 words (bit 0 first); a column null for every
+    event is not written; ROOT has no per-entry null, so a column null for some events holds 0 there."""
     data: dict[str, np.ndarray] = {}
     for field in EVENT_SCHEMA:
         column = events.column(field.name)
@@ -61,7 +61,7 @@ def branches(events: pa.Table, names: dict[str, str] = NAMES, *, with_tokens: bo
                 continue
             width = dict(MASK_COLUMNS)[field.name]
             data[names[field.name]] = mask_matrix(column, width).view("<u4")
-        elif field.name in ("provenance", "input_guid"):
+        elif field.name in ("provenance", "input_guid") or column.null_count == len(column):
             continue
         else:
             filled = column.fill_null(0) if column.null_count else column
@@ -86,7 +86,8 @@ def write_root(
 
 
 def expected(events: pa.Table, guid: str, *, provenance: bool = False) -> pa.Table:
-    """What the ROOT format carries of `events`: no nulls in extended_level1_id, the file's GUID."""
+    """What the ROOT format carries of `events`: 0 for the null extended_level1_ids, the file's GUID;
+    without token branches, no provenance (null)."""
     table = events.set_column(
         EVENT_SCHEMA.get_field_index("extended_level1_id"),
         EVENT_SCHEMA.field("extended_level1_id"),
@@ -96,8 +97,8 @@ def expected(events: pa.Table, guid: str, *, provenance: bool = False) -> pa.Tab
         EVENT_SCHEMA.get_field_index("input_guid"), EVENT_SCHEMA.field("input_guid"), pa.array([guid] * len(events))
     )
     if not provenance:
-        empty = pa.array([[]] * len(events), PROVENANCE_TYPE)
-        table = table.set_column(EVENT_SCHEMA.get_field_index("provenance"), EVENT_SCHEMA.field("provenance"), empty)
+        absent = pa.nulls(len(events), PROVENANCE_TYPE)
+        table = table.set_column(EVENT_SCHEMA.get_field_index("provenance"), EVENT_SCHEMA.field("provenance"), absent)
     return table
 
 
@@ -167,7 +168,7 @@ def test_branch_map_null_skips_a_column(tmp_path: Path, events: pa.Table) -> Non
     branch_map = tmp_path / "map.json"
     branch_map.write_text(json.dumps({"branches": {"bcid": None, "l1_tav": None}}))
     table = read_all(RootInput(path, branch_map))
-    assert pc.all(pc.equal(table.column("bcid"), 0)).as_py()
+    assert table.column("bcid").null_count == len(events)  # absent: null, never 0
     assert table.column("l1_tav").null_count == len(events)
 
 
@@ -193,7 +194,7 @@ def test_rntuple_with_xaod_spellings_byte_masks_and_event_type_word(tmp_path: Pa
     part = events.slice(0, n)
     flags = np.array([1, 2, 4, 7, 0] * 10, dtype=np.uint32)  # simulation, testbeam, calibration bits
     data = {
-        "EventInfoAux.runNumber": part.column("run_number").to_numpy().astype(np.int32),
+        "EventInfoAuxDyn:runNumber": part.column("run_number").to_numpy().astype(np.int32),
         "eventNumber": part.column("event_number").to_numpy(),
         "lumiBlock": part.column("lumi_block").to_numpy().astype(np.int64),
         "eventTypeBitmask": flags,
@@ -217,7 +218,7 @@ def test_rntuple_with_xaod_spellings_byte_masks_and_event_type_word(tmp_path: Pa
     padded = table.column("hlt_passed_through").to_pylist()
     assert [v[:512] for v in padded] == [v[:512] for v in part.column("hlt_passed_through").to_pylist()]
     assert all(v[512:] == bytes(512) for v in padded)
-    assert table.column("bcid").to_pylist() == [0] * n and table.column("l1_tav").null_count == n
+    assert table.column("bcid").null_count == n and table.column("l1_tav").null_count == n
 
 
 def test_trigger_words_bit_order(tmp_path: Path) -> None:
@@ -320,11 +321,12 @@ def test_mapped_branch_must_exist(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("branch", "values", "words"),
     [
-        ("RunNumber", np.ones(10, np.float64), "expected an integer branch"),
-        ("LumiBlock", np.ones(10, np.float32), "expected an integer branch"),
-        ("IsSimulation", np.ones(10, np.float32), "expected a bool or integer branch"),
-        ("L1PassedTrigMaskTBP", np.ones((10, 17), np.uint32), "at most 512 bits"),
-        ("HLTPassedTrigMask", np.ones(10, np.uint32), "fixed-size array"),
+        ("RunNumber", np.ones(10, np.float64), "expected an integer"),
+        ("LumiBlock", np.ones(10, np.float32), "expected an integer"),
+        ("IsSimulation", np.ones(10, np.float32), "expected a bool or integer"),
+        ("L1PassedTrigMaskTBP", np.ones((10, 17), np.uint32), "at most 512 bits, each entry holds 544"),
+        ("HLTPassedTrigMask", np.ones(10, np.uint32), "expected a vector of integer words or bools"),
+        ("MCEventWeight", np.ones((10, 3), np.float32), "a vector is mapped by one element: NAME[k]"),
     ],
 )
 def test_wrong_branch_type(tmp_path: Path, branch: str, values: np.ndarray, words: str) -> None:
@@ -335,14 +337,28 @@ def test_wrong_branch_type(tmp_path: Path, branch: str, values: np.ndarray, word
     assert str(path) in text and repr(branch) in text and words in text
 
 
-def test_jagged_mask_is_a_wrong_type(tmp_path: Path) -> None:
+def test_variable_length_masks_empty_is_null_longer_is_refused(tmp_path: Path) -> None:
+    """std::vector<uint32_t> masks (xAOD): any length up to the width, bit i = bit i % 32 of word i // 32."""
     import awkward as ak
 
+    words = ak.values_astype(ak.Array([[1, 0x80000000], [], [0, 0, 5]]), np.uint32)
     path = tmp_path / "jag.root"
     with uproot.recreate(path) as file:
-        file.mktree("EventIndex", {**minimal(2), "L1PassedTrigMaskTBP": ak.Array([[1, 2], [3]])})
-    with pytest.raises(InputError, match=r"'L1PassedTrigMaskTBP'.*fixed-size array"):
-        RootInput(path, None)
+        file.mktree("EventIndex", {**minimal(3), "L1PassedTrigMaskTBP": words})
+    masks = read_all(RootInput(path, None)).column("l1_tbp").to_pylist()
+    assert masks[1] is None and all(len(m) == 64 for m in (masks[0], masks[2]))
+    bits = [
+        np.flatnonzero(np.unpackbits(np.frombuffer(m, np.uint8), bitorder="little")).tolist()
+        for m in (masks[0], masks[2])
+    ]
+    assert bits == [[0, 63], [64, 66]]
+    too_long = tmp_path / "long.root"
+    with uproot.recreate(too_long) as file:
+        file.mktree(
+            "EventIndex", {**minimal(2), "L1PassedTrigMaskTBP": ak.values_astype(ak.Array([[1], [0] * 17]), np.uint32)}
+        )
+    with pytest.raises(InputError, match=r"'L1PassedTrigMaskTBP'.*at most 512 bits, entry 1 holds 544"):
+        list(RootInput(too_long, None).batches(10))
 
 
 def test_value_out_of_range_names_the_entry(tmp_path: Path) -> None:
@@ -374,6 +390,12 @@ def test_bad_token_names_the_entry(tmp_path: Path) -> None:
         ('{"branches": {"bcid": 3}}', "branches.bcid"),
         ('{"guid": "not-a-guid"}', "not a GUID"),
         ('{"provenance": [{"stream": "S"}]}', "provenance entry"),
+        ('{"branches": {"bcid": {"bits": "HLT_*"}}}', "bcid is not one"),
+        ('{"branches": {"l1_tbp": {"bits": ["a", "a"]}}}', "names a field twice"),
+        ('{"branches": {"l1_tbp": {"bits": 3}}}', '{"bits": "GLOB"}'),
+        ('{"branches": {"l1_tbp": "words[0]"}}', "not an element NAME[k]"),
+        ('{"collection": 3}', "'collection' must be a tree name or null"),
+        ('{"collection": "C", "provenance": [{"stream": "S", "token": "T"}]}', "give one"),
     ],
 )
 def test_bad_branch_map_is_a_config_error(tmp_path: Path, text: str, words: str) -> None:
@@ -383,6 +405,261 @@ def test_bad_branch_map_is_a_config_error(tmp_path: Path, text: str, words: str)
     with pytest.raises(ConfigError) as exc:
         RootInput(path, mapped)
     assert "map.json" in one_line(exc) and words in str(exc.value)
+
+
+# ---------------------------------------------------------------- xAOD and POOL layouts, written with uproot
+
+FID = "0A1B2C3D-4E5F-4A6B-8C7D-9E0F1A2B3C4D"
+TOKENS = [
+    f"[DB={FID}][CNT=POOLContainer(DataHeader)][CLID=4DDBD295-EFCE-472A-9EC8-15CD35A9EB8D][TECH=00000203]"
+    f"[OID=0000000000000062-{i:016X}]"
+    for i in range(4)
+]
+
+
+def pool_file(
+    path: Path,
+    *,
+    collection: dict[str, np.ndarray] | None = None,
+    links: bool = True,
+    **collection_tree: np.ndarray,
+) -> Path:
+    """A POOL file: `CollectionTree` (the given branches), ##Params (FID), ##Links naming the stream, and
+    a `POOLCollectionTree` when `collection` is given."""
+    with uproot.recreate(path) as file:
+        file.mktree("CollectionTree", collection_tree)
+        file.mktree("##Params", {"db_string": np.array([f"[NAME=FID][VALUE={FID}]", "[NAME=PFN][VALUE=x.pool.root]"])})
+        if links:
+            link = "[DB=00000000-0000-0000-0000-000000000000][CNT=MetaData(StreamAOD)][CLID=11DF1B8C][TECH=00000202]"
+            file.mktree("##Links", {"db_string": np.array(["[DB=x][CNT=POOLContainer(DataHeader)]", link])})
+        if collection is not None:
+            file.mktree("POOLCollectionTree", collection)
+    return path
+
+
+def collection(n: int = 4, **override: np.ndarray) -> dict[str, np.ndarray]:
+    data = {
+        "Token": np.array(TOKENS[:n], dtype=object),
+        "RunNumber": np.full(n, 410000, np.uint32),
+        "EventNumber": np.arange(100, 100 + n, dtype=np.uint64),
+        "LumiBlockN": np.full(n, 3, np.uint32),
+        "EventWeight": np.linspace(1, 2, n).astype(np.float32),
+        "IsSimulation": np.ones(n, bool),
+        "IsCalibration": np.zeros(n, bool),
+        "IsTestBeam": np.zeros(n, bool),
+    }
+    data.update(override)
+    return data
+
+
+#: An xAOD CollectionTree whose EventInfo uproot cannot read: only `EventInfoAux.` (here a stand-in
+#: leaf; in real files the unsplit xAOD::EventAuxInfo_v1) and the pile-up RandomRunNumber decoy.
+UNREADABLE_EVENT_INFO = {
+    "EventInfoAux.": np.zeros(4, np.uint8),
+    "EventInfoAuxDyn.RandomRunNumber": np.full(4, 349114, np.uint32),
+}
+
+
+def test_unreadable_event_info_falls_back_to_the_collection(tmp_path: Path) -> None:
+    path = pool_file(tmp_path / "aod.root", collection=collection(), **UNREADABLE_EVENT_INFO)
+    source = RootInput(path, None)
+    assert source.tree_name == "POOLCollectionTree" and source.guid == FID
+    (note,) = source.notes
+    assert "tree CollectionTree has no run_number" in note and "POOLCollectionTree" in note
+    assert "EventInfoAux." in note  # says why: the object is there, its members are not
+    table = read_all(source)
+    assert table.column("run_number").to_pylist() == [410000] * 4  # never the RandomRunNumber
+    assert table.column("event_number").to_pylist() == [100, 101, 102, 103]
+    assert table.column("lumi_block").to_pylist() == [3] * 4
+    assert table.column("mc_event_weight").to_pylist() == np.linspace(1, 2, 4).astype(np.float32).tolist()
+    assert table.column("is_simulation").to_pylist() == [True] * 4
+    for column in ("bcid", "timestamp", "mc_channel_number", "smk", "l1_tbp", "extended_level1_id"):
+        assert table.column(column).null_count == 4, column  # the collection does not carry them
+    refs = table.column("provenance").to_pylist()
+    assert [r[0]["oid2"] for r in refs] == [0, 1, 2, 3]
+    assert {(r[0]["stream"], r[0]["guid"], r[0]["tech"], r[0]["oid1"]) for r in refs} == {
+        ("StreamAOD", FID, 0x203, 0x62)
+    }
+
+
+def test_unreadable_event_info_without_a_collection_is_refused(tmp_path: Path) -> None:
+    path = pool_file(tmp_path / "aod.root", **UNREADABLE_EVENT_INFO)
+    with pytest.raises(InputError) as exc:
+        RootInput(path, None)
+    text = one_line(exc)
+    assert str(path) in text and "tree CollectionTree has no run_number" in text
+    assert "EventInfoAuxDyn.runNumber" in text and "EventInfoAux." in text
+    assert "no POOL collection tree" in text and "RandomRunNumber" not in text
+    mapped = tmp_path / "map.json"
+    mapped.write_text(json.dumps({"collection": None}))
+    aod = pool_file(tmp_path / "aod2.root", collection=collection(), **UNREADABLE_EVENT_INFO)
+    with pytest.raises(InputError, match="branch map says null"):
+        RootInput(aod, mapped)
+
+
+def test_a_collection_without_a_run_number_is_refused_too(tmp_path: Path) -> None:
+    data = collection()
+    del data["RunNumber"]
+    path = pool_file(tmp_path / "aod.root", collection=data, **UNREADABLE_EVENT_INFO)
+    with pytest.raises(InputError, match="and its POOL collection tree POOLCollectionTree none either"):
+        RootInput(path, None)
+
+
+def test_cli_refuses_an_unreadable_event_info_with_exit_3(tmp_path: Path) -> None:
+    path = pool_file(tmp_path / "aod.root", **UNREADABLE_EVENT_INFO)
+    proc = cli(
+        "producer.cli", "--task", "T", "--job", "J", "--attempt", "1", "--dataset", "D", "--input", str(path),
+        "--store", (tmp_path / "s").as_uri(), "--broker", f"sqlite://{tmp_path / 'q.db'}",
+    )  # fmt: skip
+    assert proc.returncode == 3
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "run_number" in lines[0] and "Traceback" not in proc.stderr, proc.stderr
+
+
+def xaod(n: int = 4) -> dict[str, np.ndarray]:
+    """A Run-3 CollectionTree's EventInfo."""
+    return {
+        "EventInfoAuxDyn.runNumber": np.full(n, 410000, np.uint32),
+        "EventInfoAuxDyn.eventNumber": np.arange(100, 100 + n, dtype=np.uint64),
+        "EventInfoAuxDyn.eventTypeBitmask": np.full(n, 1, np.uint32),
+    }
+
+
+def test_collection_tokens_beside_the_event_tree(tmp_path: Path) -> None:
+    source = RootInput(pool_file(tmp_path / "aod.root", collection=collection(), **xaod()), None)
+    assert source.tree_name == "CollectionTree" and source.notes == []
+    refs = read_all(source).column("provenance").to_pylist()
+    assert [(r[0]["stream"], r[0]["oid2"]) for r in refs] == [("StreamAOD", i) for i in range(4)]
+
+
+def test_a_collection_that_lists_other_events_is_refused(tmp_path: Path) -> None:
+    shuffled = collection(EventNumber=np.array([100, 101, 103, 102], np.uint64))
+    source = RootInput(pool_file(tmp_path / "aod.root", collection=shuffled, **xaod()), None)
+    with pytest.raises(InputError) as exc:
+        read_all(source)
+    text = one_line(exc)
+    assert "entry 2" in text and "(410000, 103)" in text and "(410000, 102)" in text and '"collection": null' in text
+
+
+def test_tokens_not_read_are_said_so(tmp_path: Path) -> None:
+    shorter = RootInput(pool_file(tmp_path / "a.root", collection=collection(3), **xaod()), None)
+    assert shorter.notes == [
+        "POOL collection tree POOLCollectionTree has 3 entries, tree CollectionTree 4: its tokens were not read"
+    ]
+    assert read_all(shorter).column("provenance").null_count == 4
+    nameless = RootInput(pool_file(tmp_path / "b.root", collection=collection(), links=False, **xaod()), None)
+    assert len(nameless.notes) == 1 and "stream" in nameless.notes[0] and "not read" in nameless.notes[0]
+    assert read_all(nameless).column("provenance").null_count == 4
+
+
+def test_guid_from_the_highest_params_cycle(tmp_path: Path) -> None:
+    path = write_root(tmp_path / "ev.root", minimal(3))
+    newer = "FFFFFFFF-0000-4000-8000-000000000001"
+    with uproot.update(path) as file:
+        file.mktree("##Params", {"db_string": np.array([f"[NAME=FID][VALUE={FID}]"])})
+        file.mktree("##Params", {"db_string": np.array([f"[NAME=FID][VALUE={newer}]"])})
+    with uproot.open(path) as file:
+        assert {"##Params;1", "##Params;2"} <= set(file.keys(cycle=True))
+    assert RootInput(path, None).guid == newer
+
+
+def rntuple_xaod(path: Path, n: int = 3, **extra: object) -> Path:
+    """An ATLAS-style RNTuple: `EventInfoAuxDyn:*` fields and records of members."""
+    import awkward as ak
+
+    data: dict[str, object] = {
+        "EventInfoAuxDyn:runNumber": np.full(n, 450000, np.uint32),
+        "EventInfoAuxDyn:eventNumber": np.arange(n, dtype=np.uint64),
+        "EventInfoAuxDyn:mcEventWeights": ak.values_astype(ak.Array([[0.5, 2.0], [], [1.5]][:n]), np.float32),
+        **extra,
+    }
+    with uproot.recreate(path) as file:
+        file.mkrntuple("EventData", data)
+    return path
+
+
+def test_rntuple_nested_names_never_match_short_names(tmp_path: Path) -> None:
+    """The default `smk` candidate must not pick up a nested `Other.smk` (it once did: KeyError 'smk')."""
+    import awkward as ak
+
+    other = ak.zip({"smk": np.full(3, 9, np.uint32)}, depth_limit=1)
+    decision = ak.zip({"smk": np.full(3, 7, np.uint32)}, depth_limit=1)
+    alone = read_all(RootInput(rntuple_xaod(tmp_path / "a.root", Other=other), None))
+    assert alone.column("smk").null_count == 3
+    both = read_all(RootInput(rntuple_xaod(tmp_path / "b.root", Other=other, **{"xTrigDecisionAux:": decision}), None))
+    assert both.column("smk").to_pylist() == [7, 7, 7]
+    mapped = tmp_path / "map.json"
+    mapped.write_text(json.dumps({"branches": {"smk": "Other.smk"}}))
+    assert read_all(RootInput(tmp_path / "a.root", mapped)).column("smk").to_pylist() == [9, 9, 9]
+    mapped.write_text(json.dumps({"branches": {"smk": "smk"}}))
+    with pytest.raises(InputError, match="has no field 'smk'"):
+        RootInput(tmp_path / "a.root", mapped)
+
+
+def test_vector_element_mapping(tmp_path: Path) -> None:
+    path = rntuple_xaod(tmp_path / "w.root")
+    assert read_all(RootInput(path, None)).column("mc_event_weight").to_pylist() == [0.5, None, 1.5]
+    mapped = tmp_path / "map.json"
+    mapped.write_text(json.dumps({"branches": {"mc_event_weight": "EventInfoAuxDyn:mcEventWeights[1]"}}))
+    assert read_all(RootInput(path, mapped)).column("mc_event_weight").to_pylist() == [2.0, None, None]
+    mapped.write_text(json.dumps({"branches": {"mc_event_weight": "EventInfoAuxDyn:mcEventWeights"}}))
+    with pytest.raises(InputError, match=r"std::vector<float>, expected a number \(a vector is mapped by one element"):
+        RootInput(path, mapped)
+    mapped.write_text(json.dumps({"branches": {"lumi_block": "EventInfoAuxDyn:runNumber[0]"}}))
+    with pytest.raises(InputError, match="expected a vector of numbers"):
+        RootInput(path, mapped)
+
+
+def test_columns_the_file_does_not_carry_are_null(tmp_path: Path) -> None:
+    table = read_all(RootInput(write_root(tmp_path / "ev.root", minimal(5)), None))
+    present = {"run_number", "event_number", "input_guid"}
+    for name in EVENT_SCHEMA.names:
+        assert table.column(name).null_count == (0 if name in present else 5), name
+
+
+def test_bits_from_boolean_branches(tmp_path: Path) -> None:
+    fired = np.array([[True, False, True], [False, False, False], [False, True, True]])
+    data = minimal(3, HLT_b=fired[:, 0], HLT_a=fired[:, 1], HLT_c=fired[:, 2], Other=np.zeros(3, bool))
+    path = write_root(tmp_path / "ev.root", data)
+    mapped = tmp_path / "map.json"
+    mapped.write_text(json.dumps({"branches": {"hlt_passed_physics": {"bits": "HLT_*"}}}))
+    source = RootInput(path, mapped)
+    assert source.trigger_names == {"hlt_passed_physics": ("HLT_a", "HLT_b", "HLT_c")}  # sorted
+    masks = read_all(source).column("hlt_passed_physics").to_pylist()
+    assert [np.flatnonzero(np.unpackbits(np.frombuffer(m, np.uint8), bitorder="little")).tolist() for m in masks] == [
+        [1, 2], [], [0, 2]
+    ]  # fmt: skip
+    mapped.write_text(json.dumps({"branches": {"l1_tav": {"bits": ["HLT_c", "HLT_a"]}}}))
+    source = RootInput(path, mapped)
+    assert source.trigger_names == {"l1_tav": ("HLT_c", "HLT_a")}  # as listed
+    masks = read_all(source).column("l1_tav").to_pylist()
+    assert [len(m) for m in masks] == [64] * 3 and [m[0] for m in masks] == [0b01, 0b00, 0b11]
+
+
+@pytest.mark.parametrize(
+    ("bits", "words"),
+    [
+        ({"bits": "NOPE_*"}, "no field matching 'NOPE_*'"),
+        ({"bits": ["HLT_a", "HLT_zz"]}, "no field 'HLT_zz'"),
+        ({"bits": ["HLT_a", "Run"]}, "'Run' (bit 1 of hlt_passed_physics) has type float, expected a bool"),
+    ],
+)
+def test_bits_refused(tmp_path: Path, bits: dict[str, object], words: str) -> None:
+    path = write_root(tmp_path / "ev.root", minimal(3, HLT_a=np.ones(3, bool), Run=np.ones(3, np.float32)))
+    mapped = tmp_path / "map.json"
+    mapped.write_text(json.dumps({"branches": {"hlt_passed_physics": bits}}))
+    with pytest.raises(InputError) as exc:
+        RootInput(path, mapped)
+    assert words in one_line(exc)
+
+
+def test_more_bits_than_the_mask_holds_is_refused(tmp_path: Path) -> None:
+    data = minimal(2, **{f"L1_{i:03d}": np.zeros(2, bool) for i in range(513)})
+    path = write_root(tmp_path / "ev.root", data)
+    mapped = tmp_path / "map.json"
+    mapped.write_text(json.dumps({"branches": {"l1_tbp": {"bits": "L1_*"}}}))
+    with pytest.raises(InputError, match="name 513 fields, more than the 512 bits of l1_tbp"):
+        RootInput(path, mapped)
 
 
 # ---------------------------------------------------------------- through the CLIs into the warehouse
@@ -409,7 +686,7 @@ def index_into_warehouse(tmp_path: Path, input_spec: str, events: int) -> pa.Tab
         "--state", str(tmp_path / "state.db"), "--until-idle", "1",
     )  # fmt: skip
     assert ran.returncode == 0, ran.stderr
-    task_dir = warehouse / "D" / "T"
+    task_dir = warehouse / "dataset=D" / "task=T"
     assert (task_dir / "_SUCCESS.json").exists()
     parts = sorted(task_dir.glob("part-*.parquet"))
     table = pa.concat_tables(pq.read_table(part) for part in parts)
