@@ -12,16 +12,10 @@ the first block's GUID and `declared_events` is the Trailer's `nentries`. `files
 for callers that want one summary per input file: it scans the whole file once (no event
 decoding), and each SpbFileInput then decompresses the file up to the end of its block.
 
-Fields: EIEvent_p1 numbers map to the columns of the same meaning; an optional field the record
-lacks (extendedLevel1ID, SMK, HLTPSK, L1PSK, mcEventWeight, mcChannelNumber) is null, never 0.
-L1PassedTrigMask -> l1_tbp/tap/tav, L2PassedTrigMask -> l2_*, EFPassedTrigMask -> hlt_* (the EF
-field holds the HLT in Run 2/3), each null when absent or empty (see trigger.py); eitoken ->
-provenance in order (stream = the token's name; the first is the event's own file). An event
-without tokens has an empty provenance list, or null when the Header says provenance was not
-collected (`provenanceRef` false). An eventNumber or token OID of 2^63 or more, which the
-warehouse's signed 64-bit columns cannot hold, is refused naming the record.
+How the fields of EIEvent records become columns: producer.inputs.spb_events.
 
 The file is read lazily, one bounded buffer at a time; the whole file is never in memory.
+Consecutive EIEvent records of a buffer are framed in one tight loop and handed on together.
 Everything is checked: magic, version, record words and message versions, record lengths
 (at most MAX_RECORD_BYTES), truncation (of the gzip stream, a record header or a record),
 protobuf decoding and required fields, the record order, GUIDs, trigger masks and tokens,
@@ -35,7 +29,6 @@ record 1; "record 0" is the magic/version word pair), with their uncompressed by
 from __future__ import annotations
 
 import gzip
-import operator
 import re
 import struct
 import zlib
@@ -48,12 +41,10 @@ import numpy as np
 import pyarrow as pa
 from google.protobuf.message import DecodeError, Message
 
-from eventindex.columns import EVENT_SCHEMA, INT64_MAX, PROVENANCE_TYPE
 from eventindex.errors import InputError
 from producer.inputs import EventIndex_p1_pb2 as ei
 from producer.inputs.base import InputSource
-from producer.inputs.common import out_of_range
-from producer.inputs.trigger import TokenFormatError, TriggerFormatError, decode_hlt, decode_l1, parse_tokens
+from producer.inputs.spb_events import EventRun, decode_events, missing_fields, one_line
 
 MAGIC = 0x6E56C8C7
 VERSION = 1
@@ -73,38 +64,8 @@ MAX_RECORD_BYTES = 16 << 20
 READ_BLOCK = 1 << 20
 
 _WORDS = struct.Struct("<II")
+_EVENT_WORD = EI_EVENT << 8 | MSG_VERSION
 _GUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
-# (column, EIEvent_p1 field, numpy dtype): the required numbers, then the optional ones (null when absent).
-_REQUIRED = (
-    ("run_number", "runNumber", "uint32"),
-    ("event_number", "eventNumber", "uint64"),
-    ("lumi_block", "lumiBlock", "uint32"),
-    ("bcid", "bcid", "uint32"),
-    ("timestamp", "timeStamp", "uint32"),
-    ("timestamp_ns_offset", "timeStampNSOffset", "uint32"),
-    ("is_simulation", "isSimulation", "bool"),
-    ("is_calibration", "isCalibration", "bool"),
-    ("is_testbeam", "isTestBeam", "bool"),
-)
-_OPTIONAL = (
-    ("extended_level1_id", "extendedLevel1ID", "uint32"),
-    ("mc_channel_number", "mcChannelNumber", "uint32"),
-    ("mc_event_weight", "mcEventWeight", "float32"),
-    ("smk", "SMK", "uint32"),
-    ("hlt_psk", "HLTPSK", "uint32"),
-    ("l1_psk", "L1PSK", "uint32"),
-)
-_NUMBERS = _REQUIRED + _OPTIONAL
-# One call per event: the numbers, then the three mask strings.
-_EVENT_FIELDS = operator.attrgetter(
-    *[field for _, field, _ in _NUMBERS], "L1PassedTrigMask", "L2PassedTrigMask", "EFPassedTrigMask"
-)
-_OPTIONAL_FIELDS = [field for _, field, _ in _OPTIONAL]
-_MASKS = len(_NUMBERS)
-_L1_COLUMNS = ("l1_tbp", "l1_tap", "l1_tav")
-_L2_COLUMNS = ("l2_passed_physics", "l2_passed_through", "l2_resurrected")
-_HLT_COLUMNS = ("hlt_passed_physics", "hlt_passed_through", "hlt_resurrected")
-
 M = TypeVar("M", bound=Message)
 
 # What is wrong with a record that comes right after the Header, where a BeginGUID must be.
@@ -160,7 +121,7 @@ class _Records:
         try:
             self._stream = gzip.open(path, "rb")  # noqa: SIM115 (closed by close(), the reader spans calls)
         except OSError as exc:
-            raise InputError(f"input {name}: cannot open: {_one_line(exc)}") from None
+            raise InputError(f"input {name}: cannot open: {one_line(exc)}") from None
         try:
             if not self._fill(8, 0, "file header"):
                 raise self.error(0, 0, "file header", f"truncated: {len(self._buf)} of 8 bytes (magic, version)")
@@ -209,7 +170,7 @@ class _Records:
                     number, self._base + have, kind, "truncated gzip stream (no end-of-stream marker)"
                 ) from None
             except (OSError, zlib.error) as exc:
-                raise self.error(number, self._base + have, kind, f"unreadable gzip stream: {_one_line(exc)}") from None
+                raise self.error(number, self._base + have, kind, f"unreadable gzip stream: {one_line(exc)}") from None
             if not block:
                 break
             parts.append(block)
@@ -217,7 +178,9 @@ class _Records:
         self._buf = b"".join(parts) if len(parts) > 1 else parts[0]
         return have >= need
 
-    def __iter__(self) -> Iterator[tuple[int, int, int, bytes]]:
+    def __iter__(self) -> Iterator[tuple[int, int, int, bytes | EventRun]]:
+        """(number, offset, type, payload) of each record; consecutive EIEvent records that the
+        buffer holds whole come together as one EventRun (number and offset: its first record's)."""
         unpack = _WORDS.unpack_from
         while True:
             if len(self._buf) - self._pos < 8 and not self._fill(8, self.number + 1, "record header"):
@@ -227,9 +190,12 @@ class _Records:
                         self.number + 1, self._base, "record header", f"truncated record header: {left} of 8 bytes"
                     )
                 return
-            pos = self._pos
+            buf, pos = self._buf, self._pos
+            word, length = unpack(buf, pos)
+            if word == _EVENT_WORD and length <= MAX_RECORD_BYTES and pos + 8 + length <= len(buf):
+                yield self._run(buf, pos)
+                continue
             offset = self._base + pos
-            word, length = unpack(self._buf, pos)
             self.number += 1
             rtype = (word & 0x000FFF00) >> 8
             kind = RECORD_NAMES.get(rtype, "unknown type")
@@ -253,23 +219,33 @@ class _Records:
                 pos = 0
                 end = 8 + length
             self._pos = end
-            yield self.number, offset, rtype, self._buf[pos + 8 : end]
+            if rtype == EI_EVENT:
+                run = EventRun(self._buf, np.array([pos + 8]), np.array([end]), self.number, self._base)
+                yield self.number, offset, rtype, run
+            else:
+                yield self.number, offset, rtype, self._buf[pos + 8 : end]
 
-
-def _missing_fields(message: Message, prefix: str = "") -> list[str]:
-    """The required fields a message lacks, nested ones as `eitoken[0].token`."""
-    missing = []
-    for field in message.DESCRIPTOR.fields:
-        if field.is_required and not message.HasField(field.name):
-            missing.append(prefix + field.name)
-        elif field.type == field.TYPE_MESSAGE and field.is_repeated:
-            for index, item in enumerate(getattr(message, field.name)):
-                missing += _missing_fields(item, f"{prefix}{field.name}[{index}].")
-    return missing
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    def _run(self, buf: bytes, pos: int) -> tuple[int, int, int, EventRun]:
+        """The EIEvent records from `pos` on that `buf` holds whole (at least the first)."""
+        unpack = _WORDS.unpack_from
+        size = len(buf)
+        heads = [pos]  # where each record's header starts
+        pos += 8 + unpack(buf, pos)[1]
+        while pos + 8 <= size:
+            word, length = unpack(buf, pos)
+            end = pos + 8 + length
+            if word != _EVENT_WORD or length > MAX_RECORD_BYTES or end > size:
+                break
+            heads.append(pos)
+            pos = end
+        starts = np.array(heads, dtype=np.int64)
+        ends = np.empty_like(starts)
+        ends[:-1] = starts[1:]
+        ends[-1] = pos
+        first = self.number + 1
+        self.number += len(heads)
+        self._pos = pos
+        return first, self._base + heads[0], EI_EVENT, EventRun(buf, starts + 8, ends, first, self._base)
 
 
 class SpbInput(InputSource):
@@ -330,18 +306,22 @@ class SpbInput(InputSource):
     def _batches(self, max_rows: int, block: int | None) -> Iterator[pa.Table]:
         if max_rows < 1:
             raise ValueError("max_rows must be positive")
-        events = self._walk(block)
-        while True:
-            batch = _EventBatch(self.name, self.header.provenanceRef)
-            more = batch.fill(events, max_rows)
-            if batch.rows:
-                yield batch.table()
-            if not more:
-                return
+        pending: list[tuple[str, EventRun]] = []
+        rows = 0
+        for guid, run in self._walk(block):
+            while len(run):
+                head, run = run.split(max_rows - rows)
+                pending.append((guid, head))
+                rows += len(head)
+                if rows == max_rows:
+                    yield decode_events(self.name, pending, self.header.provenanceRef)
+                    pending, rows = [], 0
+        if rows:
+            yield decode_events(self.name, pending, self.header.provenanceRef)
 
-    def _walk(self, select: int | None) -> Iterator[tuple[str, int, int, bytes]]:
-        """Check the whole file; yield (guid, number, offset, payload) of the EIEvent records of
-        block `select` (all blocks when None, none when -1), and remember the layout.
+    def _walk(self, select: int | None) -> Iterator[tuple[str, EventRun]]:
+        """Check the whole file; yield (guid, records) of the EIEvent records of block `select`
+        (all blocks when None, none when -1), and remember the layout.
 
         When one block is selected and the file was checked before (`files()` scans it), the
         walk ends with that block's EndGUID."""
@@ -359,12 +339,12 @@ class SpbInput(InputSource):
         previous = 0  # type of the previous record
         try:
             for number, offset, rtype, payload in records:
-                if rtype == EI_EVENT:
+                if isinstance(payload, EventRun):
                     if begin is None:
                         raise error(number, offset, "EIEvent", self._misplaced(previous, trailer is not None))
-                    in_block += 1
+                    in_block += len(payload)
                     if select is None or select == len(blocks):
-                        yield guid, number, offset, payload
+                        yield guid, payload
                     previous = rtype
                     continue
                 kind = RECORD_NAMES[rtype]
@@ -438,14 +418,15 @@ class SpbInput(InputSource):
         return "EIEvent outside a BeginGUID..EndGUID block"
 
     @staticmethod
-    def _parse(cls: type[M], payload: bytes, records: _Records, number: int, offset: int, rtype: int) -> M:
+    def _parse(cls: type[M], payload: bytes | EventRun, records: _Records, number: int, offset: int, rtype: int) -> M:
+        assert isinstance(payload, bytes)  # only EIEvent records come as runs, and they are not parsed here
         kind = RECORD_NAMES[rtype]
         try:
             message = cls.FromString(payload)
         except DecodeError as exc:
-            raise records.error(number, offset, kind, f"undecodable protobuf: {_one_line(exc)}") from None
+            raise records.error(number, offset, kind, f"undecodable protobuf: {one_line(exc)}") from None
         if not message.IsInitialized():
-            missing = ", ".join(_missing_fields(message))
+            missing = ", ".join(missing_fields(message))
             raise records.error(number, offset, kind, f"missing required fields: {missing}")
         return message
 
@@ -476,129 +457,3 @@ class SpbFileInput(InputSource):
 
     def batches(self, max_rows: int) -> Iterator[pa.Table]:
         return self.parent._batches(max_rows, self.block.index)
-
-
-class _EventBatch:
-    """EIEvent records of one batch, decoded column by column when the batch is full.
-
-    `provenance_ref` is the Header's flag: when false, an event without tokens has no provenance (null).
-    """
-
-    def __init__(self, name: str, provenance_ref: bool) -> None:
-        self.name = name
-        self.provenance_ref = provenance_ref
-        self.rows = 0
-        self.fields: list[tuple[object, ...]] = []
-        self.present: list[tuple[bool, ...]] = []
-        self.token_counts: list[int] = []
-        self.streams: list[str] = []
-        self.tokens: list[str] = []
-        self.guids: list[str] = []
-        self.guid_index: list[int] = []
-        self.where: list[tuple[int, int]] = []  # (record number, offset)
-
-    def fill(self, events: Iterator[tuple[str, int, int, bytes]], max_rows: int) -> bool:
-        """Take EIEvent records until the batch holds `max_rows`; False when `events` ran out."""
-        parse = ei.EIEvent_p1.FromString
-        fields, present, token_counts = self.fields.append, self.present.append, self.token_counts.append
-        streams, tokens, guid_index, where = (
-            self.streams.append,
-            self.tokens.append,
-            self.guid_index.append,
-            self.where.append,
-        )
-        current = ""
-        for guid, number, offset, payload in events:
-            try:
-                event = parse(payload)
-            except DecodeError as exc:
-                raise self._error(number, offset, f"undecodable protobuf: {_one_line(exc)}") from None
-            if not event.IsInitialized():
-                raise self._error(number, offset, f"missing required fields: {', '.join(_missing_fields(event))}")
-            fields(_EVENT_FIELDS(event))
-            present(tuple(map(event.HasField, _OPTIONAL_FIELDS)))
-            refs = event.eitoken
-            token_counts(len(refs))
-            for ref in refs:
-                streams(ref.name)
-                tokens(ref.token)
-            if guid != current:
-                self.guids.append(guid)
-                current = guid
-            guid_index(len(self.guids) - 1)
-            where((number, offset))
-            self.rows += 1
-            if self.rows >= max_rows:
-                return True
-        return False
-
-    def _error(self, number: int, offset: int, reason: str) -> InputError:
-        return InputError(f"input {self.name}: record {number} (EIEvent) at byte {offset}: {reason}")
-
-    def table(self) -> pa.Table:
-        n = self.rows
-        columns: dict[str, pa.Array] = {}
-        values = list(zip(*self.fields, strict=True))
-        for i, (column, _, dtype) in enumerate(_REQUIRED):
-            columns[column] = pa.array(np.array(values[i], dtype=dtype))
-        events = np.asarray(columns["event_number"])
-        too_big = np.flatnonzero(events > INT64_MAX)
-        if len(too_big):
-            number, offset = self.where[int(too_big[0])]
-            raise self._error(number, offset, out_of_range("event_number", int(events[too_big[0]])))
-        absent = ~np.array(self.present, dtype=bool).reshape(n, len(_OPTIONAL))
-        for k, (column, _, dtype) in enumerate(_OPTIONAL):
-            columns[column] = pa.array(np.array(values[len(_REQUIRED) + k], dtype=dtype), mask=absent[:, k])
-        try:
-            for names, masks in (
-                (_L1_COLUMNS, decode_l1(values[_MASKS])),
-                (_L2_COLUMNS, decode_hlt(values[_MASKS + 1])),
-                (_HLT_COLUMNS, decode_hlt(values[_MASKS + 2])),
-            ):
-                for column, mask in zip(names, masks, strict=True):
-                    columns[column] = mask.column()
-        except TriggerFormatError as exc:
-            number, offset = self.where[exc.index]
-            raise self._error(number, offset, exc.reason) from None
-        columns["provenance"] = self._provenance()
-        columns["input_guid"] = pa.DictionaryArray.from_arrays(
-            pa.array(np.array(self.guid_index, dtype=np.int32)), pa.array(self.guids, pa.string())
-        ).cast(pa.string())
-        assert all(len(array) == n for array in columns.values())
-        return pa.Table.from_arrays(
-            [columns[field.name].cast(field.type) for field in EVENT_SCHEMA], schema=EVENT_SCHEMA
-        )
-
-    def _provenance(self) -> pa.Array:
-        counts = np.array(self.token_counts, dtype=np.int32)
-        offsets = np.zeros(len(counts) + 1, dtype=np.int32)
-        np.cumsum(counts, out=offsets[1:])
-
-        def error(index: int, reason: str) -> InputError:
-            event = int(np.searchsorted(offsets, index, side="right")) - 1
-            number, offset = self.where[event]
-            return self._error(number, offset, f"eitoken {index - int(offsets[event])}: {reason}")
-
-        try:
-            tokens = parse_tokens(self.tokens)
-        except TokenFormatError as exc:
-            raise error(exc.index, exc.reason) from None
-        for name, oids in (("oid1", tokens.oid1), ("oid2", tokens.oid2)):
-            too_big = np.flatnonzero(np.asarray(oids) > INT64_MAX)
-            if len(too_big):
-                index = int(too_big[0])
-                raise error(index, out_of_range(f"provenance.{name}", oids[index].as_py()))
-        structs = pa.StructArray.from_arrays(
-            [
-                pa.array(self.streams, pa.string()),
-                tokens.guid,
-                tokens.container,
-                tokens.clid,
-                tokens.tech.cast(pa.int64()),
-                tokens.oid1.cast(pa.int64()),
-                tokens.oid2.cast(pa.int64()),
-            ],
-            fields=list(PROVENANCE_TYPE.value_type),
-        )
-        mask = None if self.provenance_ref else pa.array(counts == 0)
-        return pa.ListArray.from_arrays(pa.array(offsets), structs, type=PROVENANCE_TYPE, mask=mask)

@@ -18,7 +18,7 @@ import pytest
 from eventindex.columns import EVENT_SCHEMA, HLT_MASK_BYTES, L1_MASK_BYTES, Body, decode_body, encode_body
 from eventindex.errors import InputError
 from producer.inputs import EventIndex_p1_pb2 as ei
-from producer.inputs import open_input, spb
+from producer.inputs import open_input, spb, spb_events
 from producer.inputs.spb import SpbFileInput, SpbInput
 from producer.inputs.spb_writer import eievents_from_table, write_spb, write_tables
 from producer.inputs.synthetic import SyntheticInput
@@ -261,6 +261,39 @@ def test_reads_across_buffer_boundaries(tmp_path: Path, monkeypatch: pytest.Monk
     expected = read_all(SpbInput(path))
     monkeypatch.setattr(spb, "READ_BLOCK", 3)
     assert read_all(SpbInput(path), 1).equals(expected)
+
+
+def test_regular_records_are_decoded_column_by_column(
+    tmp_path: Path, events: pa.Table, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "regular.ei.spb"
+    write_tables(path, [(GUID_A, [events.slice(0, 300)])])
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("the record-by-record path was taken")
+
+    monkeypatch.setattr(spb_events, "_slow", refuse)
+    assert (
+        read_all(SpbInput(path), 128)
+        .drop_columns(["input_guid"])
+        .equals(events.slice(0, 300).drop_columns(["input_guid"]))
+    )
+
+
+def test_unusual_records_are_decoded_record_by_record_alike(tmp_path: Path) -> None:
+    """Fields out of order, an unknown field, a field given twice: valid protobuf that the column-wise
+    path leaves to the protobuf runtime; the events are those of the plain records."""
+    plain = good_records()
+    odd = list(plain)
+    second = event_pb(event=2, l1id=None, l1="", ef="")
+    odd[3] = record(6, fv(19, 77) + event_pb(event=1))  # an unknown field first
+    run = fv(1, 350000)
+    assert second.startswith(run)
+    odd[4] = record(6, fv(4, 1) + second[len(run) :] + run)  # timeStamp twice, runNumber last
+    expected = read_all(SpbInput(write_gz(tmp_path / "plain.ei.spb", spb_bytes(*plain))))
+    table = read_all(SpbInput(write_gz(tmp_path / "odd.ei.spb", spb_bytes(*odd))))
+    assert table.column("timestamp").to_pylist() == [1_528_000_000, 1_528_000_000]  # the last one wins
+    assert table.equals(expected)
 
 
 # ---------------------------------------------------------------- round trips through our writer

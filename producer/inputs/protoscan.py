@@ -1,0 +1,174 @@
+"""Decode many small protobuf messages of one type at once, field by field across all of them, with numpy.
+
+Parsing each SPB event record with the protobuf runtime and reading its fields one by one costs
+microseconds of Python per event; here the messages of a batch are walked together: step k reads
+the k-th field of every message still open, so the Python work grows with the number of fields
+in a message, not with the number of messages.
+
+`scan` decodes what a well-formed writer emits: known field numbers with their declared wire
+types, varints of at most 10 bytes, fields inside their message. Anything else (an unknown field,
+a wire type that does not match, a truncated field) raises `Unusual`, and the caller parses those
+messages with the protobuf runtime instead, which accepts or refuses them exactly as the format
+says. As in protobuf, the last occurrence of a singular field wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+VARINT, LEN, I32 = 0, 2, 5
+#: Bytes after the last message that `scan` may read (but never uses): the caller pads with zeros.
+PADDING = 16
+_NO_WIRE = 255
+
+
+class Unusual(Exception):
+    """The messages hold something `scan` does not decode (they may still be valid protobuf)."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The fields of a message type: field number -> wire type; `repeated` LEN fields keep every occurrence."""
+
+    wires: Mapping[int, int]
+    repeated: frozenset[int] = frozenset()
+
+    @property
+    def table(self) -> np.ndarray:
+        """field number -> its wire type, _NO_WIRE for numbers the message does not have."""
+        table = np.full(max(self.wires) + 1, _NO_WIRE, dtype=np.int64)
+        for number, wire in self.wires.items():
+            table[number] = wire
+        return table
+
+
+@dataclass
+class Scanned:
+    """The fields of n messages. Columns are indexed by field number."""
+
+    #: (n, fields) whether the field occurred in the message.
+    present: np.ndarray
+    #: (n, fields) uint64: the value of a VARINT or I32 field; for a LEN field, where its bytes start.
+    values: np.ndarray
+    #: (n, fields) int64: where a LEN field's bytes end.
+    ends: np.ndarray
+    #: repeated field -> (message index, start, end) of each occurrence, by message, in order.
+    repeated: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+
+def varints(data: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The varints starting at positions `at` of `data`: (values as uint64, sizes in bytes)."""
+    first = data[at]
+    sizes = np.ones(len(at), dtype=np.int64)
+    more = np.flatnonzero(first >= 0x80)
+    values = first.astype(np.uint64)
+    if not len(more):
+        return values, sizes
+    values[more] &= np.uint64(0x7F)
+    shift = np.uint64(7)
+    for _ in range(9):
+        byte = data[at[more] + sizes[more]]
+        values[more] |= (byte & 0x7F).astype(np.uint64) << shift
+        sizes[more] += 1
+        more = more[byte >= 0x80]
+        if not len(more):
+            return values, sizes
+        shift += np.uint64(7)
+    raise Unusual("a varint longer than 10 bytes")
+
+
+def scan(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, layout: Layout) -> Scanned:
+    """Decode the messages data[starts[i]:ends[i]] (uint8 `data`, followed by PADDING bytes)."""
+    n = len(starts)
+    table = layout.table
+    width = len(table)
+    present = np.zeros((n, width), dtype=bool)
+    values = np.zeros((n, width), dtype=np.uint64)
+    stops = np.zeros((n, width), dtype=np.int64)
+    pieces: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {f: [] for f in layout.repeated}
+    pos = np.asarray(starts, dtype=np.int64).copy()
+    ends = np.asarray(ends, dtype=np.int64)
+    open_ = np.flatnonzero(pos < ends)
+    while len(open_):
+        at = pos[open_]
+        tags, sizes = varints(data, at)
+        at += sizes
+        numbers = tags >> np.uint64(3)
+        wires = (tags & np.uint64(7)).astype(np.int64)
+        known = numbers < np.uint64(width)
+        numbers = np.where(known, numbers, 0).astype(np.int64)
+        if not (known.all() and np.array_equal(table[numbers], wires)):
+            raise Unusual("a field the message type does not declare, or of another wire type")
+        is_len = wires == LEN
+        if is_len.all():
+            lengths, sizes = varints(data, at)
+            begin = at + sizes
+            at = begin + lengths.astype(np.int64)
+            _keep(open_, numbers, begin, at, present, values, stops, pieces)
+        else:
+            scalar = np.flatnonzero(wires == VARINT)
+            if len(scalar):
+                found, sizes = varints(data, at[scalar])
+                _put(open_[scalar], numbers[scalar], found, present, values)
+                at[scalar] += sizes
+            fixed = np.flatnonzero(wires == I32)
+            if len(fixed):
+                where = at[fixed]
+                found = data[where].astype(np.uint64)
+                for k in (1, 2, 3):
+                    found |= data[where + k].astype(np.uint64) << np.uint64(8 * k)
+                _put(open_[fixed], numbers[fixed], found, present, values)
+                at[fixed] += 4
+            delimited = np.flatnonzero(is_len)
+            if len(delimited):
+                lengths, sizes = varints(data, at[delimited])
+                begin = at[delimited] + sizes
+                at[delimited] = begin + lengths.astype(np.int64)
+                _keep(open_[delimited], numbers[delimited], begin, at[delimited], present, values, stops, pieces)
+        limit = ends[open_]
+        if np.any(at > limit):
+            raise Unusual("a field runs past the end of its message")
+        pos[open_] = at
+        open_ = open_[at < limit]
+    repeated = {}
+    for number, occurrences in pieces.items():
+        if occurrences:
+            index, begin, end = (np.concatenate(part) for part in zip(*occurrences, strict=True))
+            order = np.argsort(index, kind="stable")  # occurrences were gathered step by step
+            repeated[number] = (index[order], begin[order], end[order])
+        else:
+            empty = np.empty(0, dtype=np.int64)
+            repeated[number] = (empty, empty, empty)
+    return Scanned(present, values, stops, repeated)
+
+
+def _put(messages: np.ndarray, numbers: np.ndarray, found: np.ndarray, present: np.ndarray, values: np.ndarray) -> None:
+    present[messages, numbers] = True
+    values[messages, numbers] = found
+
+
+def _keep(
+    messages: np.ndarray,
+    numbers: np.ndarray,
+    begin: np.ndarray,
+    end: np.ndarray,
+    present: np.ndarray,
+    values: np.ndarray,
+    stops: np.ndarray,
+    pieces: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]],
+) -> None:
+    """Record LEN fields: the repeated ones as occurrences, the others as the message's (last) value."""
+    single = np.ones(len(messages), dtype=bool)
+    for number, found in pieces.items():
+        mine = numbers == number
+        if mine.any():
+            found.append((messages[mine], begin[mine], end[mine]))
+            single &= ~mine
+    if single.any():
+        messages, numbers = messages[single], numbers[single]
+        present[messages, numbers] = True
+        values[messages, numbers] = begin[single].astype(np.uint64)
+        stops[messages, numbers] = end[single]

@@ -1,0 +1,348 @@
+"""The EIEvent records of an SPB file -> Arrow events (EVENT_SCHEMA), a batch of records at a time.
+
+Fields: EIEvent_p1 numbers map to the columns of the same meaning; an optional field the record
+lacks (extendedLevel1ID, SMK, HLTPSK, L1PSK, mcEventWeight, mcChannelNumber) is null, never 0.
+L1PassedTrigMask -> l1_tbp/tap/tav, L2PassedTrigMask -> l2_*, EFPassedTrigMask -> hlt_* (the EF
+field holds the HLT in Run 2/3), each null when absent or empty (see trigger.py); eitoken ->
+provenance in order (stream = the token's name; the first is the event's own file). An event
+without tokens has an empty provenance list, or null when the Header says provenance was not
+collected (`provenanceRef` false). An eventNumber or token OID of 2^63 or more, which the
+warehouse's signed 64-bit columns cannot hold, is refused naming the record.
+
+The records of a batch are decoded together, column by column (producer.inputs.protoscan);
+masks are decoded once per distinct string. A batch holding anything that path does not decode
+(an unknown field, a missing required field, a value out of its field's range) is parsed record
+by record with the protobuf runtime instead, which decodes it as protobuf says or names the first
+bad record. Failures are InputErrors naming the file, the record's number and its byte offset.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import DecodeError, Message
+
+from eventindex.columns import EVENT_SCHEMA, INT64_MAX, PROVENANCE_TYPE
+from eventindex.errors import InputError
+from producer.inputs import EventIndex_p1_pb2 as ei
+from producer.inputs.common import out_of_range
+from producer.inputs.protoscan import I32, LEN, PADDING, VARINT, Layout, Scanned, Unusual, scan
+from producer.inputs.trigger import Mask, TokenFormatError, TriggerFormatError, decode_hlt, decode_l1, parse_tokens
+
+# (column, EIEvent_p1 field, numpy dtype): the required numbers, then the optional ones (null when absent).
+_REQUIRED = (
+    ("run_number", "runNumber", "uint32"),
+    ("event_number", "eventNumber", "uint64"),
+    ("lumi_block", "lumiBlock", "uint32"),
+    ("bcid", "bcid", "uint32"),
+    ("timestamp", "timeStamp", "uint32"),
+    ("timestamp_ns_offset", "timeStampNSOffset", "uint32"),
+    ("is_simulation", "isSimulation", "bool"),
+    ("is_calibration", "isCalibration", "bool"),
+    ("is_testbeam", "isTestBeam", "bool"),
+)
+_OPTIONAL = (
+    ("extended_level1_id", "extendedLevel1ID", "uint32"),
+    ("mc_channel_number", "mcChannelNumber", "uint32"),
+    ("mc_event_weight", "mcEventWeight", "float32"),
+    ("smk", "SMK", "uint32"),
+    ("hlt_psk", "HLTPSK", "uint32"),
+    ("l1_psk", "L1PSK", "uint32"),
+)
+_NUMBERS = _REQUIRED + _OPTIONAL
+_MASK_FIELDS = ("L1PassedTrigMask", "L2PassedTrigMask", "EFPassedTrigMask")
+_MASK_COLUMNS = (
+    (decode_l1, ("l1_tbp", "l1_tap", "l1_tav")),
+    (decode_hlt, ("l2_passed_physics", "l2_passed_through", "l2_resurrected")),
+    (decode_hlt, ("hlt_passed_physics", "hlt_passed_through", "hlt_resurrected")),
+)
+# One call per event: the numbers, then the three mask strings.
+_EVENT_FIELDS = operator.attrgetter(*[field for _, field, _ in _NUMBERS], *_MASK_FIELDS)
+_OPTIONAL_FIELDS = [field for _, field, _ in _OPTIONAL]
+
+_WIRES = {
+    FieldDescriptor.TYPE_UINT32: VARINT,
+    FieldDescriptor.TYPE_UINT64: VARINT,
+    FieldDescriptor.TYPE_BOOL: VARINT,
+    FieldDescriptor.TYPE_FLOAT: I32,
+    FieldDescriptor.TYPE_STRING: LEN,
+    FieldDescriptor.TYPE_MESSAGE: LEN,
+}
+
+
+def _layout(descriptor: Any) -> Layout:  # a protobuf Descriptor (the upb and Python classes differ)
+    wires = {field.number: _WIRES[field.type] for field in descriptor.fields}
+    return Layout(wires, frozenset(field.number for field in descriptor.fields if field.is_repeated))
+
+
+def _required(descriptor: Any) -> list[int]:
+    return [field.number for field in descriptor.fields if field.is_required]
+
+
+_EVENT = _layout(ei.EIEvent_p1.DESCRIPTOR)
+_TOKEN = _layout(ei.EIEvent_p1.EItoken_p1.DESCRIPTOR)
+_EVENT_REQUIRED = _required(ei.EIEvent_p1.DESCRIPTOR)
+_TOKEN_REQUIRED = _required(ei.EIEvent_p1.EItoken_p1.DESCRIPTOR)
+_NUMBER_OF = {field.name: field.number for field in ei.EIEvent_p1.DESCRIPTOR.fields}
+_TOKEN_FIELD = _NUMBER_OF["eitoken"]
+_NAME, _TOKEN_TEXT = (ei.EIEvent_p1.EItoken_p1.DESCRIPTOR.fields_by_name[f].number for f in ("name", "token"))
+
+
+def one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def missing_fields(message: Message, prefix: str = "") -> list[str]:
+    """The required fields a message lacks, nested ones as `eitoken[0].token`."""
+    missing = []
+    for field in message.DESCRIPTOR.fields:
+        if field.is_required and not message.HasField(field.name):
+            missing.append(prefix + field.name)
+        elif field.type == field.TYPE_MESSAGE and field.is_repeated:
+            for index, item in enumerate(getattr(message, field.name)):
+                missing += missing_fields(item, f"{prefix}{field.name}[{index}].")
+    return missing
+
+
+@dataclass(frozen=True)
+class EventRun:
+    """Consecutive EIEvent records held in one buffer of the decompressed file."""
+
+    buf: bytes
+    starts: np.ndarray  # where each record's payload starts in buf
+    ends: np.ndarray  # and ends
+    first: int  # the first record's number
+    base: int  # the file offset (uncompressed) of buf[0]
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def split(self, count: int) -> tuple[EventRun, EventRun]:
+        """The first `count` records, and the rest."""
+        head = EventRun(self.buf, self.starts[:count], self.ends[:count], self.first, self.base)
+        tail = EventRun(self.buf, self.starts[count:], self.ends[count:], self.first + count, self.base)
+        return head, tail
+
+
+@dataclass
+class _Batch:
+    """The records of a batch, back to back in one array, and where each came from."""
+
+    raw: bytes  # the records, back to back, then PADDING zero bytes
+    data: np.ndarray  # the same bytes, as uint8
+    starts: np.ndarray
+    ends: np.ndarray
+    numbers: np.ndarray  # record numbers
+    offsets: np.ndarray  # record offsets in the file
+    guid_index: np.ndarray  # into guids
+    guids: list[str]
+
+    @classmethod
+    def of(cls, runs: Sequence[tuple[str, EventRun]]) -> _Batch:
+        pieces: list[bytes | memoryview] = []
+        starts, ends, numbers, offsets, guid_index = [], [], [], [], []
+        guids: list[str] = []
+        at = 0
+        for guid, run in runs:
+            low, high = int(run.starts[0]) - 8, int(run.ends[-1])  # from the first record's header
+            pieces.append(memoryview(run.buf)[low:high])
+            starts.append(run.starts - low + at)
+            ends.append(run.ends - low + at)
+            numbers.append(np.arange(run.first, run.first + len(run), dtype=np.int64))
+            offsets.append(run.base + run.starts - 8)
+            if not guids or guids[-1] != guid:
+                guids.append(guid)
+            guid_index.append(np.full(len(run), len(guids) - 1, dtype=np.int32))
+            at += high - low
+        pieces.append(bytes(PADDING))
+        raw = b"".join(pieces)
+        return cls(
+            raw,
+            np.frombuffer(raw, dtype=np.uint8),
+            np.concatenate(starts),
+            np.concatenate(ends),
+            np.concatenate(numbers),
+            np.concatenate(offsets),
+            np.concatenate(guid_index),
+            guids,
+        )
+
+
+@dataclass
+class _Decoded:
+    """The fields of a batch of events, as columns, before the masks and tokens are decoded."""
+
+    numbers: dict[str, np.ndarray]  # every _NUMBERS column, in its dtype
+    absent: dict[str, np.ndarray]  # the _OPTIONAL columns: where the record lacks the field
+    masks: list[list[str]]  # the three mask strings ("" where unset), in _MASK_FIELDS order
+    token_counts: np.ndarray  # int32, tokens per event
+    streams: list[str]  # every token's name, event after event
+    tokens: list[str]
+
+
+def _fast(batch: _Batch) -> _Decoded:
+    """Decode the records column by column; Unusual when they hold what this does not decode."""
+    n = len(batch.starts)
+    events = scan(batch.data, batch.starts, batch.ends, _EVENT)
+    if not events.present[:, _EVENT_REQUIRED].all():
+        raise Unusual("a record lacks a required field")
+    numbers, absent = {}, {}
+    for column, field, dtype in _NUMBERS:
+        number = _NUMBER_OF[field]
+        values = events.values[:, number]
+        if dtype == "uint32":
+            if np.any(values > np.uint64(0xFFFFFFFF)):
+                raise Unusual(f"{field} beyond 32 bits")
+            numbers[column] = values.astype(np.uint32)
+        elif dtype == "bool":
+            numbers[column] = values != 0
+        elif dtype == "float32":
+            numbers[column] = values.astype(np.uint32).view(np.float32)
+        else:
+            numbers[column] = values
+        if (column, field, dtype) in _OPTIONAL:
+            absent[column] = ~events.present[:, number]
+    text = batch.raw.decode("latin-1")  # one character per byte: slices of it are the strings, if ASCII
+    masks = [_strings(batch.raw, text, events, _NUMBER_OF[field]) for field in _MASK_FIELDS]
+    index, begin, end = events.repeated[_TOKEN_FIELD]
+    tokens = scan(batch.data, begin, end, _TOKEN)
+    if not tokens.present[:, _TOKEN_REQUIRED].all():
+        raise Unusual("a token lacks a required field")
+    return _Decoded(
+        numbers,
+        absent,
+        masks,
+        np.bincount(index, minlength=n).astype(np.int32),
+        _strings(batch.raw, text, tokens, _NAME),
+        _strings(batch.raw, text, tokens, _TOKEN_TEXT),
+    )
+
+
+def _strings(raw: bytes, text: str, scanned: Scanned, number: int) -> list[str]:
+    """A LEN field of every message ("" where absent); `text` is `raw` decoded as Latin-1.
+
+    Unusual for bytes that are not UTF-8."""
+    present = scanned.present[:, number]
+    begin = np.where(present, scanned.values[:, number].astype(np.int64), 0).tolist()
+    end = np.where(present, scanned.ends[:, number], 0).tolist()
+    values = [text[b:e] for b, e in zip(begin, end, strict=True)]
+    if "".join(values).isascii():
+        return values
+    try:
+        return [raw[b:e].decode() for b, e in zip(begin, end, strict=True)]
+    except UnicodeDecodeError:
+        raise Unusual("a string that is not UTF-8") from None
+
+
+def _slow(batch: _Batch, error: Callable[[int, str], InputError]) -> _Decoded:
+    """Decode the records one by one with the protobuf runtime, naming the first bad one."""
+    parse = ei.EIEvent_p1.FromString
+    fields, present, counts, streams, tokens = [], [], [], [], []
+    for row, (start, end) in enumerate(zip(batch.starts.tolist(), batch.ends.tolist(), strict=True)):
+        try:
+            event = parse(batch.raw[start:end])
+        except DecodeError as exc:
+            raise error(row, f"undecodable protobuf: {one_line(exc)}") from None
+        if not event.IsInitialized():
+            raise error(row, f"missing required fields: {', '.join(missing_fields(event))}")
+        fields.append(_EVENT_FIELDS(event))
+        present.append(tuple(map(event.HasField, _OPTIONAL_FIELDS)))
+        counts.append(len(event.eitoken))
+        for ref in event.eitoken:
+            streams.append(ref.name)
+            tokens.append(ref.token)
+    columns = list(zip(*fields, strict=True)) or [()] * (len(_NUMBERS) + len(_MASK_FIELDS))
+    flags = np.array(present, dtype=bool).reshape(len(fields), len(_OPTIONAL))
+    return _Decoded(
+        {column: np.array(columns[i], dtype=dtype) for i, (column, _, dtype) in enumerate(_NUMBERS)},
+        {column: ~flags[:, k] for k, (column, _, _) in enumerate(_OPTIONAL)},
+        [list(columns[len(_NUMBERS) + k]) for k in range(len(_MASK_FIELDS))],
+        np.array(counts, dtype=np.int32),
+        streams,
+        tokens,
+    )
+
+
+def decode_events(name: str, runs: Sequence[tuple[str, EventRun]], provenance_ref: bool) -> pa.Table:
+    """Arrow events of the records of `runs`, each with its input file's GUID, in order.
+
+    `provenance_ref` is the Header's flag: when false, an event without tokens has no provenance (null).
+    """
+    batch = _Batch.of(runs)
+
+    def error(row: int, reason: str) -> InputError:
+        return InputError(
+            f"input {name}: record {int(batch.numbers[row])} (EIEvent) at byte {int(batch.offsets[row])}: {reason}"
+        )
+
+    try:
+        decoded = _fast(batch)
+    except Unusual:
+        decoded = _slow(batch, error)
+    return _table(decoded, batch, provenance_ref, error)
+
+
+def _table(decoded: _Decoded, batch: _Batch, provenance_ref: bool, error: Callable[[int, str], InputError]) -> pa.Table:
+    n = len(batch.starts)
+    columns: dict[str, pa.Array] = {}
+    too_big = np.flatnonzero(decoded.numbers["event_number"] > np.uint64(INT64_MAX))
+    if len(too_big):
+        row = int(too_big[0])
+        raise error(row, out_of_range("event_number", int(decoded.numbers["event_number"][row])))
+    for column, _, _ in _NUMBERS:
+        columns[column] = pa.array(decoded.numbers[column], mask=decoded.absent.get(column))
+    for strings, (decode, names) in zip(decoded.masks, _MASK_COLUMNS, strict=True):
+        distinct = pa.array(strings, pa.string()).dictionary_encode()
+        index = distinct.indices.to_numpy()
+        try:
+            masks = decode(distinct.dictionary.to_pylist())
+        except TriggerFormatError as exc:
+            raise error(int(np.flatnonzero(index == exc.index)[0]), exc.reason) from None
+        for column, mask in zip(names, masks, strict=True):
+            columns[column] = Mask(mask.bitmaps, mask.valid, mask.inverse[index]).column()
+    columns["provenance"] = _provenance(decoded, provenance_ref, error)
+    columns["input_guid"] = pa.DictionaryArray.from_arrays(
+        pa.array(batch.guid_index), pa.array(batch.guids, pa.string())
+    ).cast(pa.string())
+    assert all(len(array) == n for array in columns.values())
+    return pa.Table.from_arrays([columns[field.name].cast(field.type) for field in EVENT_SCHEMA], schema=EVENT_SCHEMA)
+
+
+def _provenance(decoded: _Decoded, provenance_ref: bool, error: Callable[[int, str], InputError]) -> pa.Array:
+    counts = decoded.token_counts
+    offsets = np.zeros(len(counts) + 1, dtype=np.int32)
+    np.cumsum(counts, out=offsets[1:])
+
+    def token_error(index: int, reason: str) -> InputError:
+        event = int(np.searchsorted(offsets, index, side="right")) - 1
+        return error(event, f"eitoken {index - int(offsets[event])}: {reason}")
+
+    try:
+        tokens = parse_tokens(decoded.tokens)
+    except TokenFormatError as exc:
+        raise token_error(exc.index, exc.reason) from None
+    for name, oids in (("oid1", tokens.oid1), ("oid2", tokens.oid2)):
+        too_big = np.flatnonzero(np.asarray(oids) > INT64_MAX)
+        if len(too_big):
+            index = int(too_big[0])
+            raise token_error(index, out_of_range(f"provenance.{name}", oids[index].as_py()))
+    structs = pa.StructArray.from_arrays(
+        [
+            pa.array(decoded.streams, pa.string()),
+            tokens.guid,
+            tokens.container,
+            tokens.clid,
+            tokens.tech.cast(pa.int64()),
+            tokens.oid1.cast(pa.int64()),
+            tokens.oid2.cast(pa.int64()),
+        ],
+        fields=list(PROVENANCE_TYPE.value_type),
+    )
+    mask = None if provenance_ref else pa.array(counts == 0)
+    return pa.ListArray.from_arrays(pa.array(offsets), structs, type=PROVENANCE_TYPE, mask=mask)
