@@ -12,6 +12,7 @@ task's summary), later the summary is forgotten, and quarantine entries expire.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 import uuid
@@ -146,6 +147,12 @@ FROM mq_parts GROUP BY task, job, attempt, seq
 """
 
 
+def _statements(script: str) -> list[str]:
+    """The statements of an SQL script without its `--` comments (which may hold semicolons), to run
+    one by one inside a transaction (executescript would commit first)."""
+    return [s.strip() for s in re.sub(r"--[^\n]*", "", script).split(";") if s.strip()]
+
+
 class Ledger:
     """The ledger at `path`. A missing file is created (unless `must_exist`), but only in a directory
     that exists; an existing database that is not a ledger is refused (ConfigError for both)."""
@@ -192,9 +199,8 @@ class Ledger:
             for table, column, kind in _ADDED_COLUMNS:
                 if table in tables and column not in self._columns(table):
                     self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self.db.execute(statement)
+            for statement in _statements(_SCHEMA):
+                self.db.execute(statement)
             if tables and not had_files:  # a ledger from before mq_files: count the messages already in
                 self.db.execute(_COUNT_FILES)
             self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
