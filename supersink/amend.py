@@ -20,6 +20,7 @@ from eventindex.store import ObjectStore
 from supersink.completeness import AttemptView, TaskView, chosen_chunks, evaluate
 from supersink.ledger import Ledger
 from supersink.loader import DEFAULT_LAYOUT, FileLayout, LoadPlan, amend_task
+from supersink.notify import add_commit
 from supersink.warehouse import Warehouse
 
 
@@ -67,16 +68,22 @@ def _combine(marker: dict[str, Any], amendment: dict[str, Any]) -> dict[str, Any
     return combined
 
 
-def _record(ledger: Ledger, warehouse: Warehouse, view: TaskView, marker: dict[str, Any]) -> None:
+def _record(
+    ledger: Ledger, warehouse: Warehouse, view: TaskView, marker: dict[str, Any], amendments: list[dict[str, Any]]
+) -> None:
+    """Record the ledger's view of the commit, and the notifications of the `amendments` it adds."""
     assert view.dataset is not None
+    location = warehouse.location(view.dataset, view.task)
     with ledger.transaction():
         ledger.mark_loaded(
             view.task,
             int(marker["rows"]),
-            warehouse.location(view.dataset, view.task),
+            location,
             marker,
             "loaded-partial" if marker.get("partial") else "loaded",
         )
+        for amendment in amendments:
+            add_commit(ledger, location, amendment)
 
 
 def amend(
@@ -101,12 +108,13 @@ def amend(
         raise NothingToAmendError(f"task {task} is not loaded yet: use `ei-supersink load` (with --force if partial)")
     committed = warehouse.committed(view.dataset, task)
     known = set(marker.get("amendments", []))
-    adopted = False
+    adopted = []
     for earlier in committed.amendments if committed is not None else []:
         if earlier.get("amendment") not in known:
-            marker, adopted = _combine(marker, earlier), True
+            marker = _combine(marker, earlier)
+            adopted.append(earlier)
     if adopted:
-        _record(ledger, warehouse, view, marker)
+        _record(ledger, warehouse, view, marker, adopted)
     pending = late(view, marker)
     if not pending.jobs:
         raise NothingToAmendError(f"task {task}: no late job to amend")
@@ -120,5 +128,5 @@ def amend(
         missing=tuple(view.missing),
     )
     amendment = amend_task(plan, store, spool, warehouse, owner, layout)
-    _record(ledger, warehouse, view, _combine(marker, amendment))
+    _record(ledger, warehouse, view, _combine(marker, amendment), [amendment])
     return amendment

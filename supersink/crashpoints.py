@@ -21,6 +21,7 @@ POINTS = (
     "load.part_closed",  # after each part file closed
     "load.parts_done",  # every part written, strays removed, no commit marker yet
     "load.committed",  # the commit marker written, the ledger not yet told
+    "notify.before_publish",  # a commit recorded (its notification in the outbox), not yet published
 )
 
 _target, _, _count = os.environ.get(ENV, "").partition(":")

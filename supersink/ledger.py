@@ -107,6 +107,19 @@ CREATE TABLE IF NOT EXISTS quarantine (
 );
 CREATE INDEX IF NOT EXISTS quarantine_task ON quarantine (task, state);
 CREATE INDEX IF NOT EXISTS quarantine_received ON quarantine (received);
+-- the commit notifications' outbox (supersink.notify): written in the transaction that records a commit,
+-- `published` set once the broker took it; `seq` orders the Server-Sent Events stream
+CREATE TABLE IF NOT EXISTS notifications (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    dataset TEXT NOT NULL,
+    task TEXT NOT NULL,
+    committed REAL NOT NULL,
+    body TEXT NOT NULL,
+    published REAL
+);
+CREATE INDEX IF NOT EXISTS notifications_pending ON notifications (published);
+CREATE INDEX IF NOT EXISTS notifications_committed ON notifications (committed);
 """
 
 #: Columns added since schema version 1: (table, column, type), added to older ledgers on open.
@@ -179,6 +192,22 @@ class Ledger:
             self.db.close()
             raise
         self._depth = 0
+
+    @classmethod
+    def read_only(cls, path: Path) -> Ledger:
+        """A connection that can only read, for another thread than the service's (the status page, the
+        metrics): no schema step, and SQLite refuses any write through it. The ledger must exist."""
+        ledger = cls.__new__(cls)
+        ledger.path = path
+        try:
+            ledger.db = sqlite3.connect(
+                f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=60, isolation_level=None
+            )
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot open the ledger {path} to read: {exc}") from exc
+        ledger.db.row_factory = sqlite3.Row
+        ledger._depth = 0
+        return ledger
 
     def _open(self) -> None:
         self.db.row_factory = sqlite3.Row

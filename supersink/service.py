@@ -30,6 +30,8 @@ from supersink.fetch import ChunkUnusableError
 from supersink.intake import Counters, Intake
 from supersink.ledger import Ledger, LedgerError
 from supersink.loader import DEFAULT_LAYOUT, FileLayout, LoadPlan, load_task
+from supersink.notify import Notifier, add_commit
+from supersink.progress import LoadProgress
 from supersink.reconcile import reconcile
 from supersink.retention import Retention, RetentionPolicy
 from supersink.warehouse import ClaimedElsewhereError, Warehouse
@@ -85,7 +87,13 @@ class Supersink:
         rescan_seconds: float | None = DEFAULT_RESCAN_SECONDS,
         retention: RetentionPolicy | None = None,
         on_problem: Callable[[str], None] | None = None,
+        notifier: Notifier | None = None,
+        observe_load: Callable[[float], None] | None = None,
     ) -> None:
+        #: publishes the commit notifications (supersink.notify) after each commit and at each sweep
+        self.notifier = notifier
+        #: told how long each load that committed took (the metrics' histogram)
+        self.observe_load = observe_load
         self.layout = layout
         self.rescan_seconds = rescan_seconds
         self._scanned: dict[str, float] = {}
@@ -186,6 +194,8 @@ class Supersink:
                 del memory[task]
         if self.retention is not None:
             self.retention.run()
+        if self.notifier is not None:
+            self.notifier.drain()
 
     def force_load(self, task: str) -> dict[str, Any] | None:
         """Load what is there now: the resolved jobs' chosen attempts, marked partial if incomplete."""
@@ -217,9 +227,15 @@ class Supersink:
         )
         location = self.warehouse.location(view.dataset, view.task)
         try:
-            marker = load_task(
-                plan, self.store, self.intake.spool, self.warehouse, self.owner, self.layout, cache=self.intake.cache
+            progress = LoadProgress(
+                view.task, sum(c.events for c in plan.chunks), self.layout.rows_per_file, self.on_event
             )
+            marker = load_task(
+                plan, self.store, self.intake.spool, self.warehouse, self.owner, self.layout, progress,
+                self.intake.cache,
+            )  # fmt: skip
+            if self.observe_load is not None:
+                self.observe_load(time.monotonic() - progress.started)
             self.on_event(f"task {view.task}: committed {marker['rows']:,} events to {location}")
         except ClaimedElsewhereError as exc:
             with self.ledger.transaction():
@@ -243,10 +259,13 @@ class Supersink:
                 marker,
                 "loaded-partial" if marker.get("partial") else "loaded",
             )
+            add_commit(self.ledger, location, marker)  # announced at least once, never before the commit
         self.counters.tasks_loaded += 1
         self.counters.events_loaded += int(marker["rows"])
         self.counters.cpu_at_last_commit = time.process_time()
         self.counters.commits.append((int(marker["rows"]), round(self.counters.cpu_at_last_commit, 3)))
+        if self.notifier is not None:
+            self.notifier.drain()
         return marker
 
     def _chunk_unusable(self, task: str, exc: ChunkUnusableError) -> None:
