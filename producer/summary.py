@@ -45,7 +45,10 @@ class FileSummaryBuilder:
             declared_events=-1 if declared is None else declared,
             start_time_ms=self.start_time_ms,
             end_time_ms=end_time_ms,
+            notes=list(self.source.notes),
         )
+        for column, names in self.source.trigger_names.items():
+            summary.trigger_names.add(column=column, names=list(names))
         if len(unique):
             runs, starts, counts = np.unique(unique["run"], return_index=True, return_counts=True)
             for run, start, count in zip(runs, starts, counts, strict=True):

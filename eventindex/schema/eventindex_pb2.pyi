@@ -238,7 +238,7 @@ class ChunkBody(_message.Message):
     def __init__(self, rows: _Optional[int] = ..., run_number: _Optional[_Iterable[int]] = ..., event_number: _Optional[_Iterable[int]] = ..., lumi_block: _Optional[_Iterable[int]] = ..., timestamp: _Optional[_Iterable[int]] = ..., timestamp_ns_offset: _Optional[_Iterable[int]] = ..., bcid: _Optional[_Iterable[int]] = ..., extended_level1_id: _Optional[_Iterable[int]] = ..., extended_level1_id_present: _Optional[_Iterable[bool]] = ..., is_simulation: _Optional[_Iterable[bool]] = ..., is_calibration: _Optional[_Iterable[bool]] = ..., is_testbeam: _Optional[_Iterable[bool]] = ..., mc_channel_number: _Optional[_Iterable[int]] = ..., mc_event_weight: _Optional[_Iterable[float]] = ..., smk: _Optional[_Iterable[int]] = ..., hlt_psk: _Optional[_Iterable[int]] = ..., l1_psk: _Optional[_Iterable[int]] = ..., l1_tbp: _Optional[_Union[MaskColumn, _Mapping]] = ..., l1_tap: _Optional[_Union[MaskColumn, _Mapping]] = ..., l1_tav: _Optional[_Union[MaskColumn, _Mapping]] = ..., l2_passed_physics: _Optional[_Union[MaskColumn, _Mapping]] = ..., l2_passed_through: _Optional[_Union[MaskColumn, _Mapping]] = ..., l2_resurrected: _Optional[_Union[MaskColumn, _Mapping]] = ..., hlt_passed_physics: _Optional[_Union[MaskColumn, _Mapping]] = ..., hlt_passed_through: _Optional[_Union[MaskColumn, _Mapping]] = ..., hlt_resurrected: _Optional[_Union[MaskColumn, _Mapping]] = ..., provenance_count: _Optional[_Iterable[int]] = ..., provenance_stream: _Optional[_Union[StringColumn, _Mapping]] = ..., provenance_guid: _Optional[_Union[StringColumn, _Mapping]] = ..., provenance_container: _Optional[_Union[StringColumn, _Mapping]] = ..., provenance_clid: _Optional[_Union[StringColumn, _Mapping]] = ..., provenance_tech: _Optional[_Iterable[int]] = ..., provenance_oid1: _Optional[_Iterable[int]] = ..., provenance_oid2: _Optional[_Iterable[int]] = ..., input_guid: _Optional[_Union[StringColumn, _Mapping]] = ..., lumi_block_absent: _Optional[_Iterable[bool]] = ..., timestamp_absent: _Optional[_Iterable[bool]] = ..., timestamp_ns_offset_absent: _Optional[_Iterable[bool]] = ..., bcid_absent: _Optional[_Iterable[bool]] = ..., extended_level1_id_absent: _Optional[_Iterable[bool]] = ..., is_simulation_absent: _Optional[_Iterable[bool]] = ..., is_calibration_absent: _Optional[_Iterable[bool]] = ..., is_testbeam_absent: _Optional[_Iterable[bool]] = ..., mc_channel_number_absent: _Optional[_Iterable[bool]] = ..., mc_event_weight_absent: _Optional[_Iterable[bool]] = ..., smk_absent: _Optional[_Iterable[bool]] = ..., hlt_psk_absent: _Optional[_Iterable[bool]] = ..., l1_psk_absent: _Optional[_Iterable[bool]] = ..., provenance_absent: _Optional[_Iterable[bool]] = ..., provenance_tech_absent: _Optional[_Iterable[bool]] = ..., provenance_oid1_absent: _Optional[_Iterable[bool]] = ..., provenance_oid2_absent: _Optional[_Iterable[bool]] = ...) -> None: ...
 
 class InputFileSummary(_message.Message):
-    __slots__ = ("guid", "name", "events", "unique_events", "declared_events", "runs", "start_time_ms", "end_time_ms")
+    __slots__ = ("guid", "name", "events", "unique_events", "declared_events", "runs", "start_time_ms", "end_time_ms", "notes", "trigger_names")
     class RunRange(_message.Message):
         __slots__ = ("run_number", "first_event", "last_event", "events")
         RUN_NUMBER_FIELD_NUMBER: _ClassVar[int]
@@ -250,6 +250,13 @@ class InputFileSummary(_message.Message):
         last_event: int
         events: int
         def __init__(self, run_number: _Optional[int] = ..., first_event: _Optional[int] = ..., last_event: _Optional[int] = ..., events: _Optional[int] = ...) -> None: ...
+    class TriggerNames(_message.Message):
+        __slots__ = ("column", "names")
+        COLUMN_FIELD_NUMBER: _ClassVar[int]
+        NAMES_FIELD_NUMBER: _ClassVar[int]
+        column: str
+        names: _containers.RepeatedScalarFieldContainer[str]
+        def __init__(self, column: _Optional[str] = ..., names: _Optional[_Iterable[str]] = ...) -> None: ...
     GUID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
@@ -258,6 +265,8 @@ class InputFileSummary(_message.Message):
     RUNS_FIELD_NUMBER: _ClassVar[int]
     START_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     END_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    TRIGGER_NAMES_FIELD_NUMBER: _ClassVar[int]
     guid: str
     name: str
     events: int
@@ -266,7 +275,9 @@ class InputFileSummary(_message.Message):
     runs: _containers.RepeatedCompositeFieldContainer[InputFileSummary.RunRange]
     start_time_ms: int
     end_time_ms: int
-    def __init__(self, guid: _Optional[str] = ..., name: _Optional[str] = ..., events: _Optional[int] = ..., unique_events: _Optional[int] = ..., declared_events: _Optional[int] = ..., runs: _Optional[_Iterable[_Union[InputFileSummary.RunRange, _Mapping]]] = ..., start_time_ms: _Optional[int] = ..., end_time_ms: _Optional[int] = ...) -> None: ...
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    trigger_names: _containers.RepeatedCompositeFieldContainer[InputFileSummary.TriggerNames]
+    def __init__(self, guid: _Optional[str] = ..., name: _Optional[str] = ..., events: _Optional[int] = ..., unique_events: _Optional[int] = ..., declared_events: _Optional[int] = ..., runs: _Optional[_Iterable[_Union[InputFileSummary.RunRange, _Mapping]]] = ..., start_time_ms: _Optional[int] = ..., end_time_ms: _Optional[int] = ..., notes: _Optional[_Iterable[str]] = ..., trigger_names: _Optional[_Iterable[_Union[InputFileSummary.TriggerNames, _Mapping]]] = ...) -> None: ...
 
 class ChunkEntry(_message.Message):
     __slots__ = ("seq", "key", "size", "sha256", "events")

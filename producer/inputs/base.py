@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 
 import pyarrow as pa
 
@@ -18,6 +19,10 @@ class InputSource(ABC):
     name: str
     #: The file's GUID (uppercase 8-4-4-4-12).
     guid: str
+    #: How the file was read, where a reader of the index should know (a fallback taken); for the manifest.
+    notes: Sequence[str] = ()
+    #: Trigger masks built from named boolean fields: column -> the field behind each bit; for the manifest.
+    trigger_names: Mapping[str, Sequence[str]] = MappingProxyType({})
 
     @property
     def declared_events(self) -> int | None:
