@@ -11,6 +11,7 @@ is refused rather than silently started somewhere nobody looks.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator, Sequence
@@ -73,18 +74,21 @@ class LocalStore(ObjectStore):
         path = self._path(key)
         try:
             tmp, fd = self._create_temporary(path)
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.link(tmp, path)
-            finally:
-                os.unlink(tmp)
+        except OSError as exc:  # FileExistsError too: a file where a directory of the key should be
+            raise StoreError(f"cannot write {key} in {self.url}: {exc.strerror}") from exc
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.link(tmp, path)
         except FileExistsError:
             raise ObjectExistsError(f"object {key} already exists in {self.url}") from None
         except OSError as exc:
             raise StoreError(f"cannot write {key} in {self.url}: {exc.strerror}") from exc
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
     @staticmethod
     def _create_temporary(path: Path) -> tuple[Path, int]:
