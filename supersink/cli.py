@@ -7,6 +7,7 @@ Commands:
   load        load one task now (--force: what is there, marked partial)
   reconcile   bring the ledger up to date from the manifests in the store
   quarantine  list the refused messages, or retry them through the broker
+  notifications  list (or publish again) the commit notifications the ledger keeps
 
 Exit codes (the README's table): 0 ok, 1 internal error (a bug), 2 usage (bad command line, URL,
 name, number or path; unknown task; optional dependency not installed), 3 a task needs attention
@@ -48,9 +49,11 @@ from supersink.intake import Intake
 from supersink.ledger import Ledger, LedgerError
 from supersink.loader import ROW_GROUP_ROWS, ROWS_PER_FILE, FileLayout
 from supersink.migrate import migrate_layout
+from supersink.notify import parse_since, replay
+from supersink.ops import Operations, add_run_arguments
 from supersink.reconcile import reconcile
 from supersink.retention import DAY, RetentionPolicy
-from supersink.service import DEFAULT_RESCAN_SECONDS, Supersink, TaskNotLoadableError, counters_json
+from supersink.service import DEFAULT_RESCAN_SECONDS, STATES, Supersink, TaskNotLoadableError, counters_json
 from supersink.status import render, status
 from supersink.warehouse import Warehouse
 
@@ -180,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="delete quarantine entries this long after they were received. Default: 30d",
     )
     run.add_argument("--quiet", action="store_true", help="log warnings and errors only (never hides an error)")
+    add_run_arguments(run, _whole(1, 65535))
 
     load = sub.add_parser("load", help="load one task now")
     load.add_argument("--task", required=True)
@@ -223,6 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
     mig = sub.add_parser("migrate-layout", help="move a warehouse written as <dataset>/<task>/ to dataset=/task=")
     mig.add_argument("--warehouse", required=True, help="the warehouse URL (stop its supersinks first)")
 
+    notes = sub.add_parser("notifications", help="list the commit notifications the ledger keeps, as JSON lines")
+    notes.add_argument("--state", required=True, type=Path)
+    notes.add_argument(
+        "--since", required=True, help="those recorded since: an ISO 8601 time (UTC unless given) or 30m, 12h, 3d ago"
+    )
+    notes.add_argument("--notify", default=None, metavar="URL", help="also publish them again to this destination")
+
     st = sub.add_parser("status", help="show tasks")
     st.add_argument("--state", required=True, type=Path)
     st.add_argument("--json", action="store_true")
@@ -253,13 +264,15 @@ def cmd_expect(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO, format="ei-supersink: %(message)s", stream=sys.stderr
-    )
-    _quiet_libraries()
-    store = CountingStore(open_store(args.store))
-    warehouse = Warehouse.from_url(args.warehouse)
     ledger = _open_ledger(args.state)
+    try:
+        ops = Operations(args, ledger)  # logging, tokens, notifier, metrics and status servers
+        _quiet_libraries()
+        store = CountingStore(open_store(args.store))
+        warehouse = Warehouse.from_url(args.warehouse)
+    except BaseException:
+        ledger.close()
+        raise
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -280,10 +293,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                 layout=_layout(args),
                 rescan_seconds=args.rescan_seconds or None,
                 retention=retention,
+                notifier=ops.notifier,
+                observe_load=ops.observe_load,
             )
-            counters = sink.run(consumer, stop, args.until_idle)
+            ops.start(sink.counters, tuple(STATES))
+            counters = sink.run(ops.consumer(consumer), stop, args.until_idle)
             stuck = sink.stuck() if args.until_idle is not None and not stop.is_set() else []
     finally:
+        ops.close()
         ledger.close()
         store.close()
         warehouse.close()
@@ -313,6 +330,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     finally:
         ledger.close()
     print(json.dumps(report, indent=2) if args.json else render(report))
+    return EXIT_OK
+
+
+def cmd_notifications(args: argparse.Namespace) -> int:
+    committed_after = parse_since(args.since)
+    ledger = _open_ledger(args.state, must_exist=True)
+    try:
+        notes = replay(ledger, committed_after, args.notify)
+    finally:
+        ledger.close()
+    for note in notes:
+        print(json.dumps({"seq": note.seq, "published": note.published, **note.data()}))
     return EXIT_OK
 
 
@@ -497,6 +526,7 @@ COMMANDS = {
     "quarantine": cmd_quarantine,
     "committed": cmd_committed,
     "migrate-layout": cmd_migrate_layout,
+    "notifications": cmd_notifications,
 }
 
 

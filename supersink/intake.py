@@ -73,6 +73,9 @@ class Counters:
     #: pointers of attempts a task's commit had accounted for already (late duplicates), not fetched
     after_commit: int = 0
     transient_failures: int = 0
+    #: chunk objects fetched from the store and verified (size, sha256, decode, events), and their bytes
+    chunks_verified: int = 0
+    bytes_verified: int = 0
     tasks_loaded: int = 0
     events_loaded: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -317,6 +320,8 @@ class Intake:
         except CodecError as exc:
             raise Rejected(f"chunk {key}: {exc}", task) from None
         crashpoint("intake.fetched")
+        self.counters.chunks_verified += 1
+        self.counters.bytes_verified += verified.size
         self._note_chunk(task, job, attempt)
         self.ledger.record_chunk(
             task,

@@ -24,15 +24,17 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from eventindex.backoff import compute_backoff
-from eventindex.errors import EventIndexError
+from eventindex.errors import ConfigError, EventIndexError
 from eventindex.transport import Publisher, open_publisher
 from eventindex.warehouse import AMEND_TEMPLATE, MARKER
 from supersink.crashpoints import crashpoint
@@ -47,6 +49,7 @@ DRAIN_BATCH = 100
 RETRY_BASE = 5.0
 RETRY_CAP = 300.0
 PRUNE_EVERY = 3600.0
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,37 @@ def since(ledger: Ledger, committed_after: float = 0.0, after_seq: int = 0, limi
         (committed_after, after_seq, limit),
     )
     return [Notification.from_row(row) for row in rows]
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """`--since`: an ISO 8601 time (UTC unless it says otherwise: 2025-06-01, 2025-06-01T12:00:00+02:00),
+    or how long ago (30m, 12h, 3d); epoch seconds. ConfigError for anything else."""
+    now = time.time() if now is None else now
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
+    if match is not None:
+        return now - float(match.group(1)) * _UNITS[match.group(2)]
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(f"--since {text!r}: expected an ISO 8601 time (2025-06-01T12:00Z) or 30m, 12h, 3d") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+def replay(ledger: Ledger, committed_after: float, url: str | None = None) -> list[Notification]:
+    """The notifications recorded since `committed_after`, in order; published again to `url` if given
+    (with their ids: consumers that saw them already drop them)."""
+    notes = []
+    after_seq = 0
+    while batch := since(ledger, committed_after, after_seq):
+        notes.extend(batch)
+        after_seq = batch[-1].seq
+    if url is not None and notes:
+        with open_publisher(url) as publisher:
+            for note in notes:
+                publisher.send(note.body.encode(), headers(note))
+    return notes
 
 
 def pending(ledger: Ledger, limit: int = DRAIN_BATCH) -> list[Notification]:

@@ -1,0 +1,118 @@
+"""What `ei-supersink run` serves beside its work, for operators and downstream workflows: Prometheus
+metrics (`--metrics-port`), the status page (`--http-port`, with Server-Sent Events authorised by
+`--tokens`), commit notifications (`--notify`) and the log format (`--log-format`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import start_http_server
+
+from eventindex.errors import ConfigError
+from eventindex.transport import Consumer, check_broker_url
+from supersink.intake import Counters
+from supersink.ledger import Ledger
+from supersink.logs import FORMATS, configure
+from supersink.metrics import LogCounter, MeteredConsumer, SinkMetrics
+from supersink.notify import Notifier
+from supersink.web import StatusServer, Tokens
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+
+
+def add_run_arguments(run: argparse.ArgumentParser, port: Callable[[str], int]) -> None:
+    run.add_argument(
+        "--metrics-port", type=port, default=None, metavar="PORT", help="serve Prometheus metrics on this port"
+    )
+    run.add_argument(
+        "--metrics-host", default=LOOPBACK, metavar="ADDRESS", help="the address metrics are served on (127.0.0.1)"
+    )
+    run.add_argument(
+        "--http-port",
+        type=port,
+        default=None,
+        metavar="PORT",
+        help="serve the read-only status page, /api/tasks, /api/quarantine, /metrics and /events (SSE) on this port",
+    )
+    run.add_argument(
+        "--http-host", default=LOOPBACK, metavar="ADDRESS", help="the address the status page is served on (127.0.0.1)"
+    )
+    run.add_argument(
+        "--tokens",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help='bearer tokens for /events: {"clients": [{"name": N, "token": T, "datasets": ["data24.*"]}]}',
+    )
+    run.add_argument(
+        "--notify",
+        default=None,
+        metavar="URL",
+        help="publish a notification of each commit to this broker destination: stomp://host:port/topic/NAME "
+        "or amqp://host:port/ROUTING_KEY?exchange=NAME",
+    )
+    run.add_argument(
+        "--log-format", choices=FORMATS, default="text", help="text lines, or one JSON object per line (json)"
+    )
+
+
+class Operations:
+    """Set up before the service starts (logging, tokens, notifier), started with its counters, closed after it."""
+
+    def __init__(self, args: argparse.Namespace, ledger: Ledger) -> None:
+        if urlsplit(args.broker).path.startswith("/topic/"):
+            raise ConfigError("--broker must be a queue: a topic delivers only to who is subscribed at the time")
+        if args.tokens is not None and args.http_port is None:
+            raise ConfigError("--tokens authorises /events of the status page: give --http-port too")
+        tokens = Tokens.from_file(args.tokens) if args.tokens is not None else None
+        configure("ei-supersink", args.log_format, args.quiet, tokens.secrets() if tokens is not None else ())
+        if args.notify is not None:
+            check_broker_url(args.notify)
+        self.args = args
+        self.tokens = tokens
+        self.ledger_path = ledger.path
+        self.notifier = Notifier(ledger, args.notify, args.forget_after)
+        self.logs = LogCounter()
+        self.logs.install()
+        self.metrics: SinkMetrics | None = None
+        self.status: StatusServer | None = None
+        self._metrics_server: WSGIServer | None = None
+
+    def start(self, counters: Counters, states: tuple[str, ...]) -> None:
+        args = self.args
+        if args.metrics_port is None and args.http_port is None:
+            return
+        self.metrics = SinkMetrics(self.ledger_path, counters, states, self.notifier, self.logs)
+        if args.metrics_port is not None:
+            try:
+                self._metrics_server, _ = start_http_server(args.metrics_port, args.metrics_host, self.metrics.registry)
+            except OSError as exc:
+                raise ConfigError(
+                    f"--metrics-port {args.metrics_port}: cannot listen on {args.metrics_host}: {exc.strerror or exc}"
+                ) from None
+            log.info("metrics on http://%s:%d/metrics", args.metrics_host, args.metrics_port)
+        if args.http_port is not None:
+            self.status = StatusServer(self.ledger_path, args.http_port, args.http_host, self.tokens, self.metrics)
+            self.status.start()
+
+    def consumer(self, consumer: Consumer) -> Consumer:
+        return consumer if self.metrics is None else MeteredConsumer(consumer, self.metrics)
+
+    def observe_load(self, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.load_seconds.observe(seconds)
+
+    def close(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+        self.notifier.close()
