@@ -54,7 +54,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import uproot  # type: ignore[import-untyped]
 
-from eventindex.columns import EVENT_SCHEMA, INT64_MAX, INTEGER_LIMITS, PROVENANCE_LIMITS, PROVENANCE_TYPE
+from eventindex.columns import EVENT_SCHEMA, INTEGER_LIMITS, PROVENANCE_LIMITS, PROVENANCE_TYPE
 from eventindex.errors import InputError
 from producer.inputs.base import InputSource
 from producer.inputs.branch_map import (
@@ -73,6 +73,7 @@ from producer.inputs.common import (
     complete_table,
     content_guid,
     normalize_guid,
+    out_of_range,
 )
 from producer.inputs.root_tree import TREE_CLASSES, Field, Tree, open_tree
 from producer.inputs.trigger import TokenFormatError, parse_tokens
@@ -83,8 +84,6 @@ LINKS_TREE = "##Links"
 LINKS_STREAM = re.compile(r"\[CNT=MetaData\((Stream[^()\]]*)\)\]")
 FLOAT_COLUMNS = frozenset({"mc_event_weight"})
 FLAG_COLUMNS = frozenset(EVENT_TYPE_BITS)
-#: Why a 64-bit value of 2^63 or more is refused.
-_SIGNED = " (the warehouse's signed 64-bit integers)"
 #: The xAOD event-type word is a uint32.
 EVENT_TYPE_LIMIT = 2**32 - 1
 
@@ -470,10 +469,13 @@ class RootInput(InputSource):
             bad &= valid
         hits = np.flatnonzero(bad)
         if len(hits):
-            raise InputError(
-                f"{self.name}: entry {start + int(hits[0])}: field {str(source)!r} ({column}) value "
-                f"{values[hits[0]]} is outside 0..{limit}{_SIGNED if limit == INT64_MAX else ''}"
+            value = int(values[hits[0]])
+            why = (
+                out_of_range(column, value)
+                if column in INTEGER_LIMITS
+                else f"{column} value {value} is outside 0..{limit}"
             )
+            raise InputError(f"{self.name}: entry {start + int(hits[0])}: field {str(source)!r}: {why}")
         return values.astype(np.int64, copy=False)
 
     def _from_bits(self, column: str, source: Bits, step: dict[str, Any], rows: int) -> pa.Array:
@@ -549,9 +551,8 @@ class RootInput(InputSource):
                 over = np.flatnonzero(numbers > PROVENANCE_LIMITS[field.name])
                 if len(over):
                     raise InputError(
-                        f"{self.name}: entry {start + int(row_of[over[0]])}: a POOL token's {field.name} "
-                        f"{numbers[over[0]]} is outside 0..{PROVENANCE_LIMITS[field.name]}"
-                        f"{_SIGNED if PROVENANCE_LIMITS[field.name] == INT64_MAX else ''}"
+                        f"{self.name}: entry {start + int(row_of[over[0]])}: a POOL token's "
+                        f"{out_of_range(f'provenance.{field.name}', int(numbers[over[0]]))}"
                     )
             children.append(child.cast(field.type).take(pa.array(by_row)))
         structs = pa.StructArray.from_arrays(children, fields=list(PROVENANCE_TYPE.value_type))

@@ -361,13 +361,21 @@ def test_variable_length_masks_empty_is_null_longer_is_refused(tmp_path: Path) -
         list(RootInput(too_long, None).batches(10))
 
 
-def test_value_out_of_range_names_the_entry(tmp_path: Path) -> None:
-    numbers = np.arange(2000, dtype=np.int64)
-    numbers[1234] = -5
-    path = write_root(tmp_path / "ev.root", minimal(2000, EventNumber=numbers))
+@pytest.mark.parametrize(
+    ("branch", "dtype", "value", "words"),
+    [
+        ("EventNumber", np.int64, -5, "event_number value -5 is outside 0..9223372036854775807"),
+        ("EventNumber", np.uint64, 2**63, "event_number 9223372036854775808 is 2^63 or more"),
+        ("RunNumber", np.int64, 2**32, "run_number value 4294967296 is outside 0..4294967295"),
+    ],
+)
+def test_value_out_of_range_names_the_entry(tmp_path: Path, branch: str, dtype: type, value: int, words: str) -> None:
+    numbers = np.arange(2000, dtype=dtype)
+    numbers[1234] = value
+    path = write_root(tmp_path / "ev.root", minimal(2000, **{branch: numbers}))
     with pytest.raises(InputError) as exc:
         list(RootInput(path, None).batches(500))
-    assert "entry 1234" in one_line(exc) and "'EventNumber'" in str(exc.value) and "-5" in str(exc.value)
+    assert "entry 1234" in one_line(exc) and f"field {branch!r}" in str(exc.value) and words in str(exc.value)
 
 
 def test_bad_token_names_the_entry(tmp_path: Path) -> None:
