@@ -156,9 +156,9 @@ def _encode_inputs(
 ) -> list[str]:
     """Read and encode every input into chunks handed to `submit`, listing them in `manifest`.
 
-    Adds each file's summary to the manifest; raises InputError on the first inconsistent file
-    (or one that shares (run, event) pairs with a file before it) unless `allow_mismatch`;
-    returns the problems found (all tolerated).
+    Adds each file's summary to the manifest; raises InputError on the first inconsistent file,
+    and then if two files share (run, event) pairs, unless `allow_mismatch`; returns the problems
+    found (all tolerated).
     """
     if not inputs:
         raise InputError("no --input given")
@@ -180,7 +180,10 @@ def _encode_inputs(
         if file_problems and not spec.allow_mismatch:
             raise InputError(file_problems[0] + " (use --allow-mismatch to index it anyway)")
         found += file_problems
-    return found
+    shared = files.shared()
+    if shared and not spec.allow_mismatch:
+        raise InputError(shared[0] + " (use --allow-mismatch to index them anyway)")
+    return found + shared
 
 
 def _finish_manifest(manifest: pb.Manifest, events: int, found: list[str]) -> None:

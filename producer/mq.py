@@ -112,6 +112,10 @@ class MqJobRunner:
             if file_problems and not spec.allow_mismatch:
                 raise InputError(file_problems[0] + " (use --allow-mismatch to index it anyway)")
             found += file_problems
+        shared = files.shared()
+        if shared and not spec.allow_mismatch:
+            raise InputError(shared[0] + " (use --allow-mismatch to index them anyway)")
+        found += shared
         manifest.total_events = self.progress.events
         manifest.end_time_ms = now_ms()
         manifest.status = pb.ATTEMPT_STATUS_OK

@@ -44,14 +44,29 @@ def test_files_without_shared_pairs_pass(tmp_path: Path) -> None:
     assert check_inputs(spec(), [open_input(str(a)), open_input(str(b))]).problems == ()
 
 
-def test_job_inputs_compare_every_earlier_file(tmp_path: Path) -> None:
+def test_job_inputs_name_every_two_files_that_share_pairs(tmp_path: Path) -> None:
     inputs = JobInputs()
-    found = []
-    for name, pairs in (("a", [(1, 1)]), ("b", [(1, 2)]), ("c", [(1, 1), (1, 2)])):
+    files = (("a", [(1, 1), (5, 5)]), ("b", [(1, 2), (1, 2)]), ("c", [(1, 2), (1, 1), (9, 9)]), ("d", [(1, 3)]))
+    for name, pairs in files:
         builder = FileSummaryBuilder(open_input(str(jsonl(tmp_path / f"{name}.jsonl", pairs))), 0)
         builder.add(pa.table({"run_number": [r for r, _ in pairs], "event_number": [e for _, e in pairs]}))
-        found += inputs.finish(builder, 1)[1]
-    assert len(found) == 2 and all("c.jsonl" in line for line in found)
+        assert inputs.finish(builder, 1)[1] == (
+            [f"{tmp_path / 'b.jsonl'}: 1 duplicate (run, event) pairs"] if name == "b" else []
+        )
+    same = "hold 1 of the same (run, event) pairs, the first"
+    assert inputs.shared() == [
+        f"{tmp_path / 'a.jsonl'} and {tmp_path / 'c.jsonl'} {same} (run 1, event 1)",
+        f"{tmp_path / 'b.jsonl'} and {tmp_path / 'c.jsonl'} {same} (run 1, event 2)",
+    ]
+
+
+def test_summaries_of_unsorted_files_with_repeats() -> None:
+    builder = FileSummaryBuilder(open_input("synthetic:1"), 0)
+    builder.add(pa.table({"run_number": [7, 3, 7, 3, 7], "event_number": [9, 4, 2, 4, 9]}))
+    summary = builder.finish(1)
+    assert (summary.events, summary.unique_events) == (5, 3)
+    assert [(r.run_number, r.first_event, r.last_event, r.events) for r in summary.runs] == [(3, 4, 4, 2), (7, 2, 9, 3)]
+    assert [v.tolist() for v in builder.unique] == [[3, 7, 7], [4, 2, 9]]
 
 
 def test_producer_refuses_an_event_number_of_2_63_naming_the_file(tmp_path: Path) -> None:
