@@ -186,6 +186,8 @@ class RootInput(InputSource):
         collection = self._tree(collection_name) if collection_name is not None else None
         if missing:
             why = f"tree {events_name} has no {missing}"
+            if events_name in self.map.collections:
+                raise InputError(f"{self.name}: {why}")
             if collection is None:
                 tried = " or ".join(self.map.collections) or "none (the branch map says null)"
                 raise InputError(

@@ -511,6 +511,13 @@ def test_a_collection_without_a_run_number_is_refused_too(tmp_path: Path) -> Non
     path = pool_file(tmp_path / "aod.root", collection=data, **UNREADABLE_EVENT_INFO)
     with pytest.raises(InputError, match="and its POOL collection tree POOLCollectionTree none either"):
         RootInput(path, None)
+    alone = tmp_path / "tag.root"
+    with uproot.recreate(alone) as file:
+        file.mktree("POOLCollectionTree", data)
+    with pytest.raises(InputError) as exc:
+        RootInput(alone, None)
+    assert one_line(exc).startswith(f"{alone}: tree POOLCollectionTree has no run_number (tried: RunNumber,")
+    assert "collection tree to read" not in str(exc.value)
 
 
 def test_cli_refuses_an_unreadable_event_info_with_exit_3(tmp_path: Path) -> None:
