@@ -154,3 +154,35 @@ def amqp_queue(rabbitmq: RabbitMQ, rabbit_env: dict[str, str]) -> str:
 def rabbit_stomp_queue(rabbitmq: RabbitMQ, rabbit_env: dict[str, str]) -> str:
     """A ``stomp://127.0.0.1:PORT/queue/<unique>?vhost=/`` URL on RabbitMQ (credentials in the environment)."""
     return rabbitmq.stomp_url(f"ei.test.{uuid.uuid4().hex[:16]}")
+
+
+# ---------------------------------------------------------------- brokers of one test or module, to restart or stop
+
+
+@pytest.fixture
+def private_activemq(activemq: ActiveMQ, tmp_path: Path) -> Iterator[ActiveMQ]:
+    """An ActiveMQ of this test alone, to restart, freeze or stop (`activemq` checks that ActiveMQ is installed)."""
+    server = ActiveMQ(tmp_path / "activemq")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def _private_rabbit(rabbitmq: RabbitMQ, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQ]:
+    server = RabbitMQ(tmp_path_factory.mktemp("private-rabbitmq"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def private_rabbit(_private_rabbit: RabbitMQ) -> RabbitMQ:
+    """A second RabbitMQ node, to restart, freeze or stop (started again if a test left it stopped)."""
+    if not _private_rabbit.running:
+        _private_rabbit.start()
+    return _private_rabbit
