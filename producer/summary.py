@@ -57,7 +57,10 @@ class FileSummaryBuilder:
             declared_events=-1 if declared is None else declared,
             start_time_ms=self.start_time_ms,
             end_time_ms=end_time_ms,
+            notes=list(self.source.notes),
         )
+        for column, names in self.source.trigger_names.items():
+            summary.trigger_names.add(column=column, names=list(names))
         if len(unique_runs):
             numbers, starts, counts = np.unique(unique_runs, return_index=True, return_counts=True)
             per_run = dict(zip(*np.unique(runs, return_counts=True), strict=True))
