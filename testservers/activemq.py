@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from collections.abc import Sequence
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from .base import BrokerServer, ServerUnavailable, free_port
+from .base import BrokerServer, ServerUnavailable, free_port, stomp_connected
 
 __all__ = ["ACTIVEMQ_HOME", "ActiveMQ"]
 
@@ -201,23 +200,4 @@ class ActiveMQ(BrokerServer):
 
     def is_ready(self) -> bool:
         """A STOMP 1.2 CONNECT is answered with CONNECTED."""
-        return stomp_connect_ok(self.host, self.stomp_port)
-
-
-def stomp_connect_ok(host: str, port: int, timeout: float = 2.0) -> bool:
-    """Send a bare STOMP 1.2 CONNECT frame and check that the reply is CONNECTED."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.sendall(b"CONNECT\naccept-version:1.2\nhost:localhost\nheart-beat:0,0\n\n\x00")
-            reply = b""
-            while b"\x00" not in reply and len(reply) < 65536:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                reply += chunk
-            ok = reply.lstrip(b"\r\n").startswith(b"CONNECTED")
-            if ok:
-                sock.sendall(b"DISCONNECT\n\n\x00")
-            return ok
-    except OSError:
-        return False
+        return stomp_connected(self.host, self.stomp_port, vhost="localhost")

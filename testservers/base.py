@@ -40,6 +40,7 @@ __all__ = [
     "StoreServer",
     "free_port",
     "free_ports",
+    "stomp_connected",
     "tcp_port_open",
 ]
 
@@ -88,6 +89,27 @@ def tcp_port_open(port: int, host: str = LOOPBACK, timeout: float = 0.5) -> bool
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return True
+    except OSError:
+        return False
+
+
+def stomp_connected(host: str, port: int, *, vhost: str, login: tuple[str, str] | None = None) -> bool:
+    """A STOMP 1.2 CONNECT to `vhost` (with `login`: user and passcode) is answered with CONNECTED."""
+    credentials = f"login:{login[0]}\npasscode:{login[1]}\n" if login is not None else ""
+    frame = f"CONNECT\naccept-version:1.2\nhost:{vhost}\n{credentials}heart-beat:0,0\n\n\x00"
+    try:
+        with socket.create_connection((host, port), timeout=2.0) as sock:
+            sock.sendall(frame.encode())
+            reply = b""
+            while b"\x00" not in reply and len(reply) < 65536:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+            ok = reply.lstrip(b"\r\n").startswith(b"CONNECTED")
+            if ok:
+                sock.sendall(b"DISCONNECT\n\n\x00")
+            return ok
     except OSError:
         return False
 

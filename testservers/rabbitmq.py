@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Self
 
-from .base import BrokerServer, ServerStartError, ServerUnavailable, free_ports, tcp_port_open
+from .base import BrokerServer, ServerStartError, ServerUnavailable, free_ports, stomp_connected, tcp_port_open
 
 __all__ = ["RABBITMQ_HOME", "RabbitMQ"]
 
@@ -207,7 +207,7 @@ class RabbitMQ(BrokerServer):
         return (
             tcp_port_open(self.stomp_port, self.host)
             and amqp_handshake_ok(self.host, self.amqp_port)
-            and stomp_login_ok(self.host, self.stomp_port, self.username, self.password)
+            and stomp_connected(self.host, self.stomp_port, vhost="/", login=(self.username, self.password))
         )
 
     def cleanup_after_exit(self) -> None:
@@ -271,25 +271,5 @@ def amqp_handshake_ok(host: str, port: int, timeout: float = 2.0) -> bool:
             reply = sock.recv(7)
             # frame type 1 (method), channel 0: Connection.Start
             return len(reply) == 7 and reply[0] == 1 and reply[1:3] == b"\x00\x00"
-    except OSError:
-        return False
-
-
-def stomp_login_ok(host: str, port: int, login: str, passcode: str, timeout: float = 2.0) -> bool:
-    """A STOMP 1.2 CONNECT to vhost ``/`` with these credentials is answered with CONNECTED."""
-    frame = f"CONNECT\naccept-version:1.2\nhost:/\nlogin:{login}\npasscode:{passcode}\nheart-beat:0,0\n\n\x00"
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.sendall(frame.encode())
-            reply = b""
-            while b"\x00" not in reply and len(reply) < 65536:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                reply += chunk
-            ok = reply.lstrip(b"\r\n").startswith(b"CONNECTED")
-            if ok:
-                sock.sendall(b"DISCONNECT\n\n\x00")
-            return ok
     except OSError:
         return False
