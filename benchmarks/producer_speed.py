@@ -8,8 +8,10 @@
    trigger masks and tokens, encode, upload to a real SeaweedFS started here on loopback, and
    announce each chunk on the embedded queue), wall and CPU time.
 
-    .venv/bin/python benchmarks/producer_speed.py [--events 200000] [--chunk-events 10000]
+    .venv/bin/python -m benchmarks.producer_speed [--events 200000] [--chunk-events 10000]
                                                   [--spb-events 50000] [--repeat 3]
+
+(from the repository root: SeaweedFS is started by `testservers`, which is not installed)
 """
 
 from __future__ import annotations
