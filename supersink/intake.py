@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from google.protobuf.message import DecodeError
 
@@ -59,6 +60,16 @@ _STATUS_NAMES = {pb.ATTEMPT_STATUS_OK: "ok", pb.ATTEMPT_STATUS_FAILED: "failed"}
 
 #: Commits whose CPU time the counters keep (for benchmarks: the cost of each task in a long run).
 COMMITS_KEPT = 1000
+
+
+def _inputs_info(manifest: pb.Manifest) -> list[dict[str, Any]]:
+    """The input-file facts a commit marker passes on to readers: trigger names and reading notes."""
+    info = []
+    for summary in manifest.inputs:
+        names = {t.column: list(t.names) for t in summary.trigger_names}
+        if names or summary.notes:
+            info.append({"guid": summary.guid, "trigger_names": names, "notes": list(summary.notes)})
+    return info
 
 
 @dataclass
@@ -387,6 +398,7 @@ class Intake:
             manifest.end_time_ms,
             listed,
         )
+        self.ledger.record_attempt_inputs(task, job, attempt, _inputs_info(manifest))
         if inline:
             return
         for seq, chunk, size, sha, events in listed:

@@ -79,6 +79,12 @@ CREATE TABLE IF NOT EXISTS seen_jobs (
     task TEXT NOT NULL, job TEXT NOT NULL, attempt INTEGER NOT NULL,
     PRIMARY KEY (task, job, attempt)
 );
+-- What an attempt's manifest says of its input files that readers need (JSON: trigger names, notes);
+-- a row only for attempts that have any.
+CREATE TABLE IF NOT EXISTS attempt_inputs (
+    task TEXT NOT NULL, job TEXT NOT NULL, attempt INTEGER NOT NULL, info TEXT NOT NULL,
+    PRIMARY KEY (task, job, attempt)
+);
 CREATE TABLE IF NOT EXISTS mq_parts (
     task TEXT NOT NULL, job TEXT NOT NULL, attempt INTEGER NOT NULL, seq INTEGER NOT NULL, part INTEGER NOT NULL,
     last INTEGER NOT NULL,
@@ -131,7 +137,7 @@ _ADDED_COLUMNS = (
     ("quarantine", "size", "INTEGER"),
 )
 #: Tables that hold per-attempt rows, compacted away after retention.
-_ATTEMPT_TABLES = ("chunks", "listed_chunks", "attempts", "seen_jobs", "mq_parts", "mq_files")
+_ATTEMPT_TABLES = ("chunks", "listed_chunks", "attempts", "seen_jobs", "mq_parts", "mq_files", "attempt_inputs")
 #: Largest message body the quarantine keeps; the rest of a bigger one is cut (its size is kept).
 MAX_QUARANTINE_BODY = 4 * 1024 * 1024
 
@@ -415,6 +421,23 @@ class Ledger:
             "INSERT INTO listed_chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
             [(task, job, attempt, seq, key, size, sha, events) for seq, key, size, sha, events in listed],
         )
+
+    def record_attempt_inputs(self, task: str, job: str, attempt: int, info: list[dict[str, Any]]) -> None:
+        """Per input file of an attempt: its GUID, trigger names and notes (only files that have any)."""
+        self.db.execute("DELETE FROM attempt_inputs WHERE task = ? AND job = ? AND attempt = ?", (task, job, attempt))
+        if info:
+            self.db.execute("INSERT INTO attempt_inputs VALUES (?, ?, ?, ?)", (task, job, attempt, json.dumps(info)))
+
+    def attempt_inputs(self, task: str, attempts: dict[str, int]) -> list[dict[str, Any]]:
+        """What record_attempt_inputs kept for the given attempts of a task, in job order."""
+        found: list[dict[str, Any]] = []
+        for job, attempt in sorted(attempts.items()):
+            row = self.db.execute(
+                "SELECT info FROM attempt_inputs WHERE task = ? AND job = ? AND attempt = ?", (task, job, attempt)
+            ).fetchone()
+            if row is not None:
+                found += json.loads(row[0])
+        return found
 
     def set_listed_problem(self, task: str, job: str, attempt: int, seq: int, problem: str | None) -> None:
         self.db.execute(

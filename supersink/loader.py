@@ -230,6 +230,28 @@ class LoadPlan:
     superseded: list[dict[str, Any]]
     partial: bool = False
     missing: tuple[str, ...] = ()
+    #: Per input file of the chosen attempts that has any: {"guid", "trigger_names", "notes"}.
+    inputs: tuple[dict[str, Any], ...] = ()
+
+
+def trigger_names(inputs: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    """The marker's bit -> name lists: `trigger_names` {column: names} when every input file that names
+    bits agrees; otherwise `trigger_name_sets`, each distinct list with the input GUIDs that use it."""
+    sets: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    for entry in inputs:
+        for column, names in sorted(entry.get("trigger_names", {}).items()):
+            sets.setdefault((column, tuple(names)), []).append(entry["guid"])
+    if not sets:
+        return {}
+    columns = [column for column, _ in sets]
+    if len(columns) == len(set(columns)):
+        return {"trigger_names": {column: list(names) for column, names in sets}}
+    return {
+        "trigger_name_sets": [
+            {"column": column, "names": list(names), "input_guids": sorted(guids)}
+            for (column, names), guids in sorted(sets.items())
+        ]
+    }
 
 
 def load_task(
@@ -342,7 +364,15 @@ def _marker(
         "supersink_version": __version__,
         "loaded_by": owner,
         "format": "eventindex.v1",
+        **trigger_names(plan.inputs),
+        **_input_notes(plan.inputs),
     }
+
+
+def _input_notes(inputs: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    """How input files were read where readers should know (e.g. from a collection tree), by GUID."""
+    notes = [{"guid": e["guid"], "notes": e["notes"]} for e in inputs if e.get("notes")]
+    return {"input_notes": notes} if notes else {}
 
 
 def committed_keys(warehouse: Warehouse, dataset: str, task: str) -> np.ndarray:

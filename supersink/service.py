@@ -220,6 +220,7 @@ class Supersink:
             superseded=[{"job": a.job, "attempt": a.attempt, "complete": a.complete} for a in view.superseded],
             partial=partial,
             missing=tuple(view.missing),
+            inputs=tuple(self.ledger.attempt_inputs(view.task, {j: a.attempt for j, a in view.chosen.items()})),
         )
         self.on_event(
             f"task {view.task}: loading {sum(c.events for c in plan.chunks):,} events "

@@ -13,7 +13,7 @@ from eventindex.errors import ConfigError
 from producer.inputs.synthetic import SyntheticInput
 from supersink.fetch import sort_key
 from supersink.ledger import ChunkRecord
-from supersink.loader import FileLayout, PartWriter, overlap_groups
+from supersink.loader import FileLayout, PartWriter, overlap_groups, trigger_names
 from supersink.warehouse import Warehouse
 
 
@@ -46,10 +46,11 @@ def test_a_chunk_without_a_range_makes_one_group_of_the_non_empty_ones() -> None
 
 def _events(n: int) -> pa.Table:
     table = pa.concat_tables(SyntheticInput(n, 3).batches(n))
+    attempt = WAREHOUSE_SCHEMA.field("attempt")
     return (
         table.append_column(WAREHOUSE_SCHEMA.field("task"), pa.repeat("t", n))
         .append_column(WAREHOUSE_SCHEMA.field("job"), pa.repeat("j", n))
-        .append_column(WAREHOUSE_SCHEMA.field("attempt"), pa.repeat(pa.scalar(1, WAREHOUSE_SCHEMA.field("attempt").type), n))
+        .append_column(attempt, pa.repeat(pa.scalar(1, attempt.type), n))
     )
 
 
@@ -95,3 +96,17 @@ def test_row_groups_are_also_cut_by_bytes(tmp_path: Path) -> None:
 def test_bad_layouts(bad: dict[str, int]) -> None:
     with pytest.raises(ConfigError):
         FileLayout(**bad)
+
+
+def test_trigger_names_in_the_marker_are_one_list_per_column_or_sets_by_input_file() -> None:
+    same = ({"guid": "A", "trigger_names": {"hlt_passed_physics": ["HLT_a", "HLT_b"]}, "notes": []},
+            {"guid": "B", "trigger_names": {"hlt_passed_physics": ["HLT_a", "HLT_b"]}, "notes": []})  # fmt: skip
+    assert trigger_names(same) == {"trigger_names": {"hlt_passed_physics": ["HLT_a", "HLT_b"]}}
+    differ = (*same, {"guid": "C", "trigger_names": {"hlt_passed_physics": ["HLT_a", "HLT_c"]}, "notes": []})
+    assert trigger_names(differ) == {
+        "trigger_name_sets": [
+            {"column": "hlt_passed_physics", "names": ["HLT_a", "HLT_b"], "input_guids": ["A", "B"]},
+            {"column": "hlt_passed_physics", "names": ["HLT_a", "HLT_c"], "input_guids": ["C"]},
+        ]
+    }
+    assert trigger_names(()) == {}

@@ -43,6 +43,8 @@ def test_the_warehouse_holds_exactly_the_files_events(tmp_path: Path, key: str) 
     pipe.expect(1, real.events)
     pipe.run_supersink()
     assert pipe.status()["state"] == "loaded"
+    marker = json.loads((pipe.task_dir() / "_SUCCESS.json").read_text())
+    assert marker.get("trigger_names", {}) == names, "the commit marker passes the bit names on to readers"
     loaded = pipe.loaded().select(EVENT_SCHEMA.names)
     wanted = expected_table(real).sort_by(SORT)
     assert loaded.num_rows == real.events
@@ -56,6 +58,11 @@ def test_the_manifest_says_when_the_collection_was_read_instead(tmp_path: Path) 
     real = FILES["physlite-rntuple"]
     mapped = tmp_path / "map.json"
     mapped.write_text(json.dumps({"branches": {"run_number": ["EventInfoAuxDyn:none", "RunNumber"]}}))
-    summary = produce(Pipeline(tmp_path / "pipe"), real, mapped)
+    pipe = Pipeline(tmp_path / "pipe")
+    summary = produce(pipe, real, mapped)
     (note,) = summary.notes
     assert "tree EventData has no run_number" in note and "POOL collection tree EventTag" in note
+    pipe.expect(1, real.events)
+    pipe.run_supersink()
+    marker = json.loads((pipe.task_dir() / "_SUCCESS.json").read_text())
+    assert marker["input_notes"] == [{"guid": summary.guid, "notes": [note]}]
