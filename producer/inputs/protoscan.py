@@ -81,58 +81,58 @@ def varints(data: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def scan(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, layout: Layout) -> Scanned:
-    """Decode the messages data[starts[i]:ends[i]] (uint8 `data`, followed by PADDING bytes)."""
+    """Decode the messages data[starts[i]:ends[i]] (uint8 `data`, followed by PADDING bytes).
+
+    Each step reads one field of the messages whose next field has the smallest tag: writers emit
+    fields in number order, so a message that lacks a field falls back in line at the next one,
+    and a step decodes one field number of one wire type, a column.
+    """
     n = len(starts)
     table = layout.table
     width = len(table)
-    present = np.zeros((n, width), dtype=bool)
-    values = np.zeros((n, width), dtype=np.uint64)
-    stops = np.zeros((n, width), dtype=np.int64)
+    present = np.zeros((n, width), dtype=bool, order="F")
+    values = np.zeros((n, width), dtype=np.uint64, order="F")
+    stops = np.zeros((n, width), dtype=np.int64, order="F")
     pieces: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {f: [] for f in layout.repeated}
     pos = np.asarray(starts, dtype=np.int64).copy()
     ends = np.asarray(ends, dtype=np.int64)
-    open_ = np.flatnonzero(pos < ends)
+    is_open = pos < ends
+    open_ = np.flatnonzero(is_open)
+    tags = np.zeros(n, dtype=np.uint64)  # the next field's tag, of the open messages
+    tags[open_], sizes = varints(data, pos[open_])
+    pos[open_] += sizes
     while len(open_):
-        at = pos[open_]
-        tags, sizes = varints(data, at)
-        at += sizes
-        numbers = tags >> np.uint64(3)
-        wires = (tags & np.uint64(7)).astype(np.int64)
-        known = numbers < np.uint64(width)
-        numbers = np.where(known, numbers, 0).astype(np.int64)
-        if not (known.all() and np.array_equal(table[numbers], wires)):
+        waiting = tags[open_]
+        tag = int(waiting.min())
+        now = waiting == tag
+        rows = open_ if now.all() else open_[now]
+        number, wire = tag >> 3, tag & 7
+        if number >= width or table[number] != wire:
             raise Unusual("a field the message type does not declare, or of another wire type")
-        is_len = wires == LEN
-        if is_len.all():
+        at = pos[rows]
+        if wire == LEN:
             lengths, sizes = varints(data, at)
             begin = at + sizes
             at = begin + lengths.astype(np.int64)
-            _keep(open_, numbers, begin, at, present, values, stops, pieces)
+            if number in pieces:
+                pieces[number].append((rows, begin, at))
+            else:
+                _column(rows, number, begin.astype(np.uint64), present, values)
+                stops[rows, number] = at
         else:
-            scalar = np.flatnonzero(wires == VARINT)
-            if len(scalar):
-                found, sizes = varints(data, at[scalar])
-                _put(open_[scalar], numbers[scalar], found, present, values)
-                at[scalar] += sizes
-            fixed = np.flatnonzero(wires == I32)
-            if len(fixed):
-                where = at[fixed]
-                found = data[where].astype(np.uint64)
-                for k in (1, 2, 3):
-                    found |= data[where + k].astype(np.uint64) << np.uint64(8 * k)
-                _put(open_[fixed], numbers[fixed], found, present, values)
-                at[fixed] += 4
-            delimited = np.flatnonzero(is_len)
-            if len(delimited):
-                lengths, sizes = varints(data, at[delimited])
-                begin = at[delimited] + sizes
-                at[delimited] = begin + lengths.astype(np.int64)
-                _keep(open_[delimited], numbers[delimited], begin, at[delimited], present, values, stops, pieces)
-        limit = ends[open_]
+            found, sizes = _fixed32(data, at) if wire == I32 else varints(data, at)
+            _column(rows, number, found, present, values)
+            at = at + sizes
+        limit = ends[rows]
         if np.any(at > limit):
             raise Unusual("a field runs past the end of its message")
-        pos[open_] = at
-        open_ = open_[at < limit]
+        going = at < limit
+        if not going.all():
+            is_open[rows[~going]] = False
+            rows, at = rows[going], at[going]
+        tags[rows], sizes = varints(data, at)
+        pos[rows] = at + sizes
+        open_ = rows if now.all() else np.flatnonzero(is_open)  # in message order, as _column needs
     repeated = {}
     for number, occurrences in pieces.items():
         if occurrences:
@@ -145,30 +145,19 @@ def scan(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, layout: Layout)
     return Scanned(present, values, stops, repeated)
 
 
-def _put(messages: np.ndarray, numbers: np.ndarray, found: np.ndarray, present: np.ndarray, values: np.ndarray) -> None:
-    present[messages, numbers] = True
-    values[messages, numbers] = found
+def _fixed32(data: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Little-endian 32-bit values at positions `at`, as uint64, and their sizes (4)."""
+    found = data[at].astype(np.uint64)
+    for k in (1, 2, 3):
+        found |= data[at + k].astype(np.uint64) << np.uint64(8 * k)
+    return found, np.full(len(at), 4, dtype=np.int64)
 
 
-def _keep(
-    messages: np.ndarray,
-    numbers: np.ndarray,
-    begin: np.ndarray,
-    end: np.ndarray,
-    present: np.ndarray,
-    values: np.ndarray,
-    stops: np.ndarray,
-    pieces: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]],
-) -> None:
-    """Record LEN fields: the repeated ones as occurrences, the others as the message's (last) value."""
-    single = np.ones(len(messages), dtype=bool)
-    for number, found in pieces.items():
-        mine = numbers == number
-        if mine.any():
-            found.append((messages[mine], begin[mine], end[mine]))
-            single &= ~mine
-    if single.any():
-        messages, numbers = messages[single], numbers[single]
-        present[messages, numbers] = True
-        values[messages, numbers] = begin[single].astype(np.uint64)
-        stops[messages, numbers] = end[single]
+def _column(rows: np.ndarray, number: int, found: np.ndarray, present: np.ndarray, values: np.ndarray) -> None:
+    """Field `number` of messages `rows` (increasing) holds `found`."""
+    if len(rows) == len(present):  # every message: a whole column, no index
+        present[:, number] = True
+        values[:, number] = found
+    else:
+        present[rows, number] = True
+        values[rows, number] = found
