@@ -126,6 +126,7 @@ def amend(
         superseded=[],
         partial=not view.complete,
         missing=tuple(view.missing),
+        inputs=tuple(ledger.attempt_inputs(task, {job: a.attempt for job, a in pending.jobs.items()})),
     )
     amendment = amend_task(plan, store, spool, warehouse, owner, layout)
     _record(ledger, warehouse, view, _combine(marker, amendment), [amendment])
