@@ -1,0 +1,174 @@
+"""`ei-catalog`: ask the warehouse's committed data questions.
+
+  ei-catalog lookup     --warehouse URL (--event RUN:EVENT ... | --events-file FILE) [--dataset GLOB]
+  ei-catalog count      --warehouse URL --dataset GLOB --bits MASK:BIT[,MASK:BIT...]
+                        [--runs A-B] [--lumi A-B] [--overlap]
+  ei-catalog overlap    --warehouse URL --datasets A,B[,...]
+  ei-catalog duplicates --warehouse URL --dataset GLOB
+  ei-catalog index      --warehouse URL [--rebuild]
+
+Every command takes --format table|json|csv, --index PATH, --no-refresh, --engine duckdb|spark
+[--master URL] [--conf KEY=VALUE] [--threads N].
+
+Exit codes: 0 an answer (an empty one too), 1 internal error, 2 bad command line or question (unknown
+dataset, malformed event list, bit out of range, bad URL), 3 the engine is missing or failed,
+4 the warehouse or the index could not be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from catalog.bits import parse_bits
+from catalog.engines import ENGINES
+from catalog.errors import CatalogIndexError, EngineError, QueryError
+from catalog.keys import parse_pair, read_events_file, request_table
+from catalog.output import FORMATS, render
+from catalog.questions import Answer, count, dataset_overlap, duplicates, lookup
+from catalog.selection import Range
+from catalog.session import Session
+from eventindex.errors import ConfigError, EventIndexError, StoreError, WarehouseError
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_ENGINE = 3
+EXIT_WAREHOUSE = 4
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line and exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"ei-catalog: error: {message}\n")
+
+
+def _conf(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key.strip(), value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--warehouse", required=True, help="file:///dir, s3://bucket/prefix?endpoint=..., webhdfs://nn:port/path"
+    )
+    common.add_argument("--format", choices=FORMATS, default="table")
+    common.add_argument(
+        "--index", type=Path, help="the index file (default: one per warehouse under ~/.cache/eventindex/catalog)"
+    )
+    common.add_argument(
+        "--no-refresh", action="store_true", help="answer from the index as it is, without listing the warehouse"
+    )
+    common.add_argument("--engine", choices=ENGINES, default="duckdb")
+    common.add_argument("--master", help="Spark master URL (default local[*])")
+    common.add_argument("--conf", type=_conf, action="append", default=[], metavar="KEY=VALUE", help="a Spark setting")
+    common.add_argument("--threads", type=int, help="DuckDB threads (default: one per core)")
+
+    parser = _Parser(prog="ei-catalog", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    pick = sub.add_parser("lookup", parents=[common], help="event picking: where each (run, event) is")
+    pick.add_argument("--event", nargs="+", action="extend", default=[], metavar="RUN:EVENT")
+    pick.add_argument("--events-file", help="one RUN:EVENT per line ('-': standard input)")
+    pick.add_argument("--dataset", action="append", metavar="GLOB", help="only these datasets (repeatable)")
+    bits = sub.add_parser("count", parents=[common], help="events per trigger bit, and pairwise overlaps")
+    bits.add_argument("--dataset", action="append", required=True, metavar="GLOB")
+    bits.add_argument("--bits", required=True, metavar="MASK:BIT[,MASK:BIT...]")
+    bits.add_argument("--runs", metavar="A-B")
+    bits.add_argument("--lumi", metavar="A-B")
+    bits.add_argument("--overlap", action="store_true", help="also the events passing both bits of each pair")
+    both = sub.add_parser("overlap", parents=[common], help="events in each dataset and in each pair")
+    both.add_argument("--datasets", required=True, metavar="A,B[,...]")
+    dups = sub.add_parser("duplicates", parents=[common], help="every (run, event) held more than once")
+    dups.add_argument("--dataset", action="append", required=True, metavar="GLOB")
+    index = sub.add_parser("index", parents=[common], help="bring the index up to date (or rebuild it)")
+    index.add_argument("--rebuild", action="store_true", help="forget the index and read every marker and footer again")
+    return parser
+
+
+def _requests(args: argparse.Namespace) -> list[tuple[int, int]]:
+    if bool(args.event) == bool(args.events_file):
+        raise QueryError("lookup: give --event RUN:EVENT ... or --events-file FILE (one of them)")
+    if args.events_file:
+        return read_events_file(args.events_file)
+    return [parse_pair(text, "--event") for item in args.event for text in item.split(",") if text.strip()]
+
+
+def _ask(session: Session, args: argparse.Namespace) -> Answer | dict[str, object]:
+    if args.command == "lookup":
+        requests = request_table(_requests(args))
+        return lookup(session, requests, args.dataset or ["*"])
+    if args.command == "count":
+        runs = Range.parse(args.runs, "--runs") if args.runs else None
+        lumi = Range.parse(args.lumi, "--lumi") if args.lumi else None
+        return count(session, args.dataset, parse_bits(args.bits), runs, lumi, args.overlap)
+    if args.command == "overlap":
+        names = [name.strip() for name in args.datasets.split(",") if name.strip()]
+        if not names:
+            raise QueryError("--datasets: give at least one dataset name")
+        return dataset_overlap(session, names)
+    if args.command == "duplicates":
+        return duplicates(session, args.dataset)
+    if args.rebuild:
+        session.index.clear()
+    return session.refresh().as_dict() | {"index": str(session.index.path)}
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads is not None and args.threads < 1:
+        raise QueryError("--threads: give a positive number")
+    if args.engine != "spark" and (args.master or args.conf):
+        raise QueryError("--master and --conf are Spark settings: add --engine spark")
+    with Session(
+        args.warehouse,
+        index_path=args.index,
+        refresh=not args.no_refresh,
+        engine=args.engine,
+        master=args.master,
+        conf=dict(args.conf),
+        threads=args.threads,
+    ) as session:
+        answer = _ask(session, args)
+        if isinstance(answer, Answer):
+            render(answer, args.format, sys.stdout)
+        elif args.format == "json":
+            print(json.dumps(answer))
+        else:
+            for key, value in answer.items():
+                print(f"{key}: {value}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="ei-catalog: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except ConfigError as exc:  # QueryError too
+        print(f"ei-catalog: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except EngineError as exc:
+        print(f"ei-catalog: engine: {exc}", file=sys.stderr)
+        return EXIT_ENGINE
+    except (CatalogIndexError, WarehouseError, StoreError) as exc:
+        print(f"ei-catalog: warehouse: {exc}", file=sys.stderr)
+        return EXIT_WAREHOUSE
+    except EventIndexError as exc:
+        print(f"ei-catalog: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # a bug: one line, not a traceback
+        print(f"ei-catalog: internal error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

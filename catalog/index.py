@@ -1,0 +1,450 @@
+"""The catalogue's index: every committed task, its files and the key range of every row group.
+
+What it holds, per committed task (nothing else: a task enters it only through its commit marker):
+- each generation (the first load, then each amendment): its trigger names (`trigger_names` of the
+  marker, kept once per distinct list) and the side file listing the duplicates it dropped;
+- each committed part file (the marker's and the amendments' file lists, never a directory listing);
+- each row group of those files: rows, (run, event) range, run range and lumi-block range, from the
+  Parquet footer statistics. Row groups hold sorted keys, so the range from the statistics,
+  (min run, min event) .. (max run, max event), contains every key of the row group (exactly when
+  the row group holds one run, a little wider when it spans runs).
+
+Where: a SQLite file on the reader's machine (`--index PATH`; by default under
+`$XDG_CACHE_HOME/eventindex/catalog/`, one per warehouse URL). A reader may not write the warehouse
+(S3 read-only credentials, HDFS permissions), and a local file is read in milliseconds; each reader
+keeps its own, built from the same markers, so none can be wrong about another's.
+
+Kept up to date incrementally (:meth:`CatalogIndex.refresh`): one listing of the dataset and task
+directories; markers are read for tasks not yet indexed, amendments probed for partial tasks (the
+only ones that can gain files), tasks that disappeared are dropped. Committed files never change,
+so nothing indexed is read twice. Uncommitted tasks (no marker) are never indexed, whatever files
+they hold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import hashlib
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from catalog.errors import CatalogIndexError
+from catalog.keys import HIGHEST, LOWEST, pack
+from eventindex.errors import ConfigError, EventIndexError
+from eventindex.names import validate_name
+from eventindex.warehouse import DATASET_KEY, TASK_KEY, CommittedTask, WarehouseReader
+
+INDEX_VERSION = 1
+#: Markers and footers are read on this many threads (S3 and WebHDFS answer in milliseconds each).
+READ_THREADS = 8
+_INT64_MIN = np.iinfo(np.int64).min
+_INT64_MAX = np.iinfo(np.int64).max
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS names (digest TEXT PRIMARY KEY, names TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tasks (
+    id INTEGER PRIMARY KEY,
+    dataset TEXT NOT NULL,
+    task TEXT NOT NULL,
+    partial INTEGER NOT NULL,
+    rows INTEGER NOT NULL,
+    committed_at TEXT,
+    UNIQUE (dataset, task)
+);
+CREATE TABLE IF NOT EXISTS generations (
+    task_id INTEGER NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+    number INTEGER NOT NULL,
+    trigger_names TEXT,
+    duplicates_in TEXT,
+    PRIMARY KEY (task_id, number)
+);
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY,
+    task_id INTEGER NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+    generation INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    rows INTEGER NOT NULL,
+    UNIQUE (task_id, name)
+);
+CREATE TABLE IF NOT EXISTS row_groups (
+    file_id INTEGER NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+    ordinal INTEGER NOT NULL,
+    rows INTEGER NOT NULL,
+    min_run INTEGER, min_event INTEGER, max_run INTEGER, max_event INTEGER,
+    min_lumi INTEGER, max_lumi INTEGER,
+    PRIMARY KEY (file_id, ordinal)
+);
+"""
+
+
+def default_index_path(warehouse_url: str) -> Path:
+    """Where the index of a warehouse lives unless --index says otherwise: one file per warehouse URL."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    digest = hashlib.sha256(warehouse_url.encode()).hexdigest()[:20]
+    return Path(cache) / "eventindex" / "catalog" / f"index-{digest}.sqlite"
+
+
+# ---------------------------------------------------------------- what the index holds, in memory
+
+
+@dataclass(frozen=True)
+class Generation:
+    number: int  # 0: the first load; n: amendment n
+    trigger_names: dict[str, str]  # mask column -> digest of its name list
+    duplicates_in: str | None  # the side file listing the duplicates this generation dropped
+
+
+@dataclass
+class TaskEntry:
+    dataset: str
+    task: str
+    partial: bool
+    rows: int
+    committed_at: str | None
+    generations: list[Generation] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    task: TaskEntry
+    name: str
+    generation: int
+    rows: int
+
+
+@dataclass
+class IndexView:
+    """The index loaded for pruning: tasks, files, and one entry per row group in numpy arrays."""
+
+    tasks: list[TaskEntry]
+    files: list[FileEntry]
+    rg_file: np.ndarray  # index into files
+    rg_rows: np.ndarray
+    rg_lo: np.ndarray  # packed (run, event) keys, S12
+    rg_hi: np.ndarray
+    rg_min_run: np.ndarray
+    rg_max_run: np.ndarray
+    rg_min_lumi: np.ndarray
+    rg_max_lumi: np.ndarray
+    names: Callable[[str], list[str | None]]
+
+    def datasets(self) -> list[str]:
+        return sorted({t.dataset for t in self.tasks})
+
+
+# ---------------------------------------------------------------- reading markers and footers
+
+
+@dataclass(frozen=True)
+class _RowGroup:
+    ordinal: int
+    rows: int
+    stats: tuple[int | None, ...]  # min_run, min_event, max_run, max_event, min_lumi, max_lumi
+
+
+@dataclass(frozen=True)
+class _File:
+    generation: int
+    name: str
+    rows: int
+    row_groups: list[_RowGroup]
+
+
+def _column_range(meta: pq.RowGroupMetaData, index: int | None) -> tuple[int | None, int | None]:
+    if index is None:
+        return None, None
+    stats = meta.column(index).statistics
+    if stats is None or not stats.has_min_max:
+        return None, None
+    return int(stats.min), int(stats.max)
+
+
+def read_footer(fs: pafs.FileSystem, path: str, generation: int, name: str) -> _File:
+    """A part file's row groups and their key, run and lumi ranges, from its footer."""
+    try:
+        meta = pq.read_metadata(path, filesystem=fs)
+    except (OSError, ValueError) as exc:
+        raise CatalogIndexError(f"cannot read the Parquet footer of {path}: {exc}") from exc
+    columns = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
+    groups = []
+    for ordinal in range(meta.num_row_groups):
+        group = meta.row_group(ordinal)
+        min_run, max_run = _column_range(group, columns.get("run_number"))
+        min_event, max_event = _column_range(group, columns.get("event_number"))
+        min_lumi, max_lumi = _column_range(group, columns.get("lumi_block"))
+        groups.append(_RowGroup(ordinal, group.num_rows, (min_run, min_event, max_run, max_event, min_lumi, max_lumi)))
+    return _File(generation, name, meta.num_rows, groups)
+
+
+def _generation(record: dict[str, Any]) -> tuple[dict[str, list[Any]], str | None]:
+    names = record.get("trigger_names")
+    valid: dict[str, list[Any]] = {}
+    if isinstance(names, dict):
+        valid = {str(mask): value for mask, value in names.items() if isinstance(value, list)}
+    dups = record.get("duplicates")
+    listed = dups.get("listed_in") if isinstance(dups, dict) and dups.get("count") else None
+    return valid, str(listed) if listed else None
+
+
+def _files_of(record: dict[str, Any], what: str) -> list[tuple[str, int]]:
+    try:
+        return [(validate_name("part file", str(f["name"])), int(f["rows"])) for f in record.get("files", [])]
+    except (KeyError, TypeError, ValueError, ConfigError) as exc:
+        raise CatalogIndexError(f"{what}: its file list is malformed ({exc})") from exc
+
+
+# ---------------------------------------------------------------- the SQLite file
+
+
+@dataclass(frozen=True)
+class RefreshReport:
+    added: int
+    amended: int
+    dropped: int
+    tasks: int
+    files: int
+    row_groups: int
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class CatalogIndex:
+    """The index of one warehouse, in a SQLite file."""
+
+    def __init__(self, path: Path, warehouse_url: str) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.executescript(_SCHEMA)
+            meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+        except (OSError, sqlite3.Error) as exc:
+            raise CatalogIndexError(f"index {path}: {exc}") from exc
+        if meta.get("warehouse", warehouse_url) != warehouse_url:
+            raise CatalogIndexError(f"index {path} belongs to warehouse {meta['warehouse']}, not {warehouse_url}")
+        if int(meta.get("version", INDEX_VERSION)) != INDEX_VERSION:
+            self.clear()
+        self.db.executemany(
+            "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+            [("warehouse", warehouse_url), ("version", str(INDEX_VERSION))],
+        )
+
+    def close(self) -> None:
+        self.db.close()
+
+    def clear(self) -> None:
+        """Forget everything (the next refresh reads every marker and footer again)."""
+        with self._transaction():
+            for table in ("row_groups", "files", "generations", "tasks", "names"):
+                self.db.execute(f"DELETE FROM {table}")
+
+    # -------------------------------------------------------- refresh
+
+    def _known(self) -> dict[tuple[str, str], tuple[int, bool, int]]:
+        rows = self.db.execute(
+            "SELECT t.dataset, t.task, t.id, t.partial, count(g.number) FROM tasks t "
+            "JOIN generations g ON g.task_id = t.id GROUP BY t.id"
+        ).fetchall()
+        return {(d, t): (i, bool(p), n) for d, t, i, p, n in rows}
+
+    def refresh(self, reader: WarehouseReader, dataset_glob: str | None = None) -> RefreshReport:
+        """Bring the index up to date with the warehouse's commits (of the datasets matching the glob)."""
+        listed: dict[tuple[str, str], None] = {}
+        try:
+            datasets = [d for d in reader.datasets() if dataset_glob is None or fnmatch.fnmatchcase(d, dataset_glob)]
+        except EventIndexError as exc:
+            raise CatalogIndexError(str(exc)) from exc
+        for dataset in datasets:
+            for task in _task_names(reader, dataset):
+                listed[(dataset, task)] = None
+        known = {
+            key: value
+            for key, value in self._known().items()
+            if dataset_glob is None or fnmatch.fnmatchcase(key[0], dataset_glob)
+        }
+        new = [key for key in listed if key not in known]
+        amendable = [key for key, (_, partial, _) in known.items() if partial and key in listed]
+        gone = [key for key in known if key not in listed]
+
+        def read_new(key: tuple[str, str]) -> tuple[CommittedTask, list[_File]] | None:
+            committed = reader.committed(*key)
+            if committed is None:
+                return None  # no marker: not committed (yet), not indexed
+            return committed, _footers(reader, committed, 0)
+
+        def read_amendments(key: tuple[str, str]) -> tuple[CommittedTask, list[_File]] | None:
+            committed = reader.committed(*key)
+            if committed is None:  # the marker is gone: the task was deleted since the listing
+                return None
+            indexed = known[key][2]
+            if len(committed.amendments) + 1 == indexed:
+                return None
+            return committed, _footers(reader, committed, indexed)
+
+        try:
+            with ThreadPoolExecutor(READ_THREADS) as pool:
+                added = [found for found in pool.map(read_new, new) if found is not None]
+                amended = [found for found in pool.map(read_amendments, amendable) if found is not None]
+        except (EventIndexError, OSError) as exc:
+            raise CatalogIndexError(f"indexing {reader.url}: {exc}") from exc
+        try:
+            with self._transaction():
+                for key in gone:
+                    self.db.execute("DELETE FROM tasks WHERE dataset = ? AND task = ?", key)
+                for committed, files in [*added, *amended]:
+                    self._insert(committed, files)
+            counts = self.db.execute(
+                "SELECT (SELECT count(*) FROM tasks), (SELECT count(*) FROM files), (SELECT count(*) FROM row_groups)"
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise CatalogIndexError(f"index {self.path}: {exc}") from exc
+        return RefreshReport(len(added), len(amended), len(gone), *counts)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction; concurrent refreshes of the same index take turns."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _names_digest(self, names: list[Any]) -> str:
+        text = json.dumps(names, separators=(",", ":"))
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        self.db.execute("INSERT OR IGNORE INTO names VALUES (?, ?)", (digest, text))
+        return digest
+
+    def _insert(self, committed: CommittedTask, files: list[_File]) -> None:
+        """Add a task's generations and files that the index does not hold yet (another refresh may have)."""
+        values = (int(committed.partial), committed.rows, committed.marker.get("committed_at"))
+        key = (committed.dataset, committed.task)
+        row = self.db.execute("SELECT id FROM tasks WHERE dataset = ? AND task = ?", key).fetchone()
+        if row is None:
+            cursor = self.db.execute(
+                "INSERT INTO tasks (dataset, task, partial, rows, committed_at) VALUES (?, ?, ?, ?, ?)", (*key, *values)
+            )
+            task_id = int(cursor.lastrowid or 0)
+        else:
+            task_id = int(row[0])
+            self.db.execute("UPDATE tasks SET partial = ?, rows = ?, committed_at = ? WHERE id = ?", (*values, task_id))
+        first = int(self.db.execute("SELECT count(*) FROM generations WHERE task_id = ?", (task_id,)).fetchone()[0])
+        records = [committed.marker, *committed.amendments]
+        for number in range(first, len(records)):
+            names, duplicates_in = _generation(records[number])
+            digests = {mask: self._names_digest(value) for mask, value in names.items()}
+            self.db.execute(
+                "INSERT INTO generations VALUES (?, ?, ?, ?)",
+                (task_id, number, json.dumps(digests) if digests else None, duplicates_in),
+            )
+        for part in files:
+            if part.generation < first:
+                continue
+            cursor = self.db.execute(
+                "INSERT INTO files (task_id, generation, name, rows) VALUES (?, ?, ?, ?)",
+                (task_id, part.generation, part.name, part.rows),
+            )
+            file_id = int(cursor.lastrowid or 0)
+            self.db.executemany(
+                "INSERT INTO row_groups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(file_id, g.ordinal, g.rows, *g.stats) for g in part.row_groups],
+            )
+
+    # -------------------------------------------------------- load
+
+    def load(self) -> IndexView:
+        """The whole index, for pruning."""
+        try:
+            return self._load()
+        except sqlite3.Error as exc:
+            raise CatalogIndexError(f"index {self.path}: {exc}") from exc
+
+    def _load(self) -> IndexView:
+        tasks: dict[int, TaskEntry] = {}
+        for tid, dataset, task, partial, task_rows, committed_at in self.db.execute(
+            "SELECT id, dataset, task, partial, rows, committed_at FROM tasks ORDER BY dataset, task"
+        ):
+            tasks[tid] = TaskEntry(dataset, task, bool(partial), task_rows, committed_at)
+        for tid, number, names, duplicates_in in self.db.execute(
+            "SELECT task_id, number, trigger_names, duplicates_in FROM generations ORDER BY task_id, number"
+        ):
+            tasks[tid].generations.append(Generation(number, json.loads(names) if names else {}, duplicates_in))
+        files: list[FileEntry] = []
+        file_pos: dict[int, int] = {}
+        for fid, tid, generation, name, file_rows in self.db.execute(
+            "SELECT f.id, f.task_id, f.generation, f.name, f.rows FROM files f "
+            "JOIN tasks t ON t.id = f.task_id ORDER BY t.dataset, t.task, f.generation, f.name"
+        ):
+            file_pos[fid] = len(files)
+            files.append(FileEntry(tasks[tid], name, generation, file_rows))
+        rows = self.db.execute(
+            "SELECT file_id, rows, min_run, min_event, max_run, max_event, min_lumi, max_lumi FROM row_groups"
+        ).fetchall()
+        table = np.array(
+            [[file_pos[r[0]], r[1], *(_INT64_MIN if v is None else v for v in r[2:])] for r in rows], dtype=np.int64
+        ).reshape(-1, 8)
+        known = table[:, 2:6] != _INT64_MIN
+        exact = known.all(axis=1)
+        bounds = np.where(known, table[:, 2:6], 0)
+        lo = np.where(exact, pack(bounds[:, 0], bounds[:, 1]), LOWEST)
+        hi = np.where(exact, pack(bounds[:, 2], bounds[:, 3]), HIGHEST)
+        min_run = np.where(known[:, 0], table[:, 2], _INT64_MIN)
+        max_run = np.where(known[:, 2], table[:, 4], _INT64_MAX)
+        lumi_known = table[:, 6] != _INT64_MIN
+        min_lumi = np.where(lumi_known, table[:, 6], _INT64_MIN)
+        max_lumi = np.where(lumi_known, table[:, 7], _INT64_MAX)
+
+        def name_list(digest: str) -> list[str | None]:
+            row = self.db.execute("SELECT names FROM names WHERE digest = ?", (digest,)).fetchone()
+            if row is None:
+                raise CatalogIndexError(f"index {self.path}: trigger names {digest} are missing")
+            value: list[str | None] = json.loads(row[0])
+            return value
+
+        return IndexView(list(tasks.values()), files, table[:, 0], table[:, 1], lo, hi, min_run, max_run,
+                         min_lumi, max_lumi, name_list)  # fmt: skip
+
+
+def _footers(reader: WarehouseReader, committed: CommittedTask, first_generation: int) -> list[_File]:
+    """The footers of a committed task's files, from generation `first_generation` on."""
+    records = [committed.marker, *committed.amendments]
+    found = []
+    for number in range(first_generation, len(records)):
+        what = f"{committed.directory} generation {number}"
+        for name, _rows in _files_of(records[number], what):
+            found.append(read_footer(reader.fs, f"{committed.directory}/{name}", number, name))
+    return found
+
+
+def _task_names(reader: WarehouseReader, dataset: str) -> Iterable[str]:
+    """The task directories of a dataset (committed or not: the marker decides)."""
+    directory = f"{reader.root}/{DATASET_KEY}={dataset}"
+    try:
+        infos = reader.fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
+    except OSError as exc:
+        raise CatalogIndexError(f"cannot list {directory}: {exc}") from exc
+    prefix = f"{TASK_KEY}="
+    for info in infos:
+        if info.type == pafs.FileType.Directory and info.base_name.startswith(prefix):
+            name = info.base_name[len(prefix) :]
+            try:
+                yield validate_name(TASK_KEY, name)
+            except ConfigError:
+                continue  # not a task directory of ours

@@ -1,0 +1,214 @@
+"""ei-catalog's questions on DuckDB, checked against the events themselves (tests.catalog_expected) on a
+warehouse the real pipeline wrote: duplicates across and within tasks, a partial task, an amended
+task, and next to them a load that died in `_staging` and parts in place without a marker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from catalog.bits import parse_bits
+from catalog.errors import QueryError
+from catalog.keys import request_table
+from catalog.questions import count, dataset_overlap, duplicates, lookup
+from catalog.selection import Range
+from catalog.session import Session
+from tests import catalog_expected as expected
+from tests.catalog_warehouse import CatalogCase, build, synthetic_events
+
+pytest.importorskip("duckdb")
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory: pytest.TempPathFactory) -> CatalogCase:
+    root = tmp_path_factory.mktemp("catalog")
+    return build(root, (root / "wh").as_uri())
+
+
+@pytest.fixture(scope="module")
+def session(case: CatalogCase, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
+    with Session(case.url, index_path=tmp_path_factory.mktemp("index") / "index.sqlite") as s:
+        yield s
+
+
+def uncommitted_keys() -> list[tuple[int, int]]:
+    """Events only the uncommitted tasks hold (dsA/tU staged, dsA/tV in place without a marker)."""
+    keys = []
+    for seed in (9, 10):
+        table = synthetic_events(seed).slice(0, 40)
+        keys += list(zip(table.column("run_number").to_pylist(), table.column("event_number").to_pylist(), strict=True))
+    return keys
+
+
+def found_copies(document: dict[str, Any]) -> dict[tuple[int, int], list[dict[str, Any]]]:
+    found = {}
+    for event in document["events"]:
+        copies = [{k: v for k, v in copy.items() if k != "file"} for copy in event["copies"]]
+        found[(event["run_number"], event["event_number"])] = copies
+    return found
+
+
+# ---------------------------------------------------------------- event picking
+
+
+def test_lookup_finds_every_committed_copy_and_nothing_uncommitted(case: CatalogCase, session: Session) -> None:
+    keys = expected.sample_keys(case, 1, 400) + uncommitted_keys() + [(456_000, 1), (1, 1)]
+    answer = lookup(session, request_table(keys), ["*"])
+    document = answer.document()
+    want = expected.lookup(case, keys, ["dsA", "dsB"])
+    assert found_copies(document) == want["found"]
+    assert [(m["run_number"], m["event_number"]) for m in document["not_found"]] == want["missing"]
+    assert set(uncommitted_keys()) <= set(want["missing"])
+    assert document["requested"] == len(set(keys))
+    # Table and CSV rows: one per provenance reference of each copy, one per event found nowhere.
+    references = sum(len(c["provenance"]) for copies in want["found"].values() for c in copies)
+    assert answer.table.num_rows == references + len(want["missing"])
+    assert answer.table.column("status").to_pylist().count("not found") == len(want["missing"])
+
+
+def test_lookup_names_the_part_file_holding_each_copy(case: CatalogCase, session: Session) -> None:
+    keys = expected.sample_keys(case, 2, 60)
+    for event in lookup(session, request_table(keys), ["*"]).document()["events"]:
+        for copy in event["copies"]:
+            path = f"{case.warehouse.task_dir(copy['dataset'], copy['task'])}/{copy['file']}"
+            table = pq.read_table(path, columns=["run_number", "event_number"])
+            pairs = set(zip(table.column(0).to_pylist(), table.column(1).to_pylist(), strict=True))
+            assert (event["run_number"], event["event_number"]) in pairs
+
+
+def test_lookup_in_some_datasets_only(case: CatalogCase, session: Session) -> None:
+    keys = expected.sample_keys(case, 3, 300)
+    document = lookup(session, request_table(keys), ["dsB"]).document()
+    want = expected.lookup(case, keys, ["dsB"])
+    assert found_copies(document) == want["found"]
+    assert len(want["found"]) > 20 and len(want["missing"]) > 20
+
+
+def test_lookup_of_events_found_nowhere_is_an_answer(session: Session) -> None:
+    document = lookup(session, request_table([(1, 2), (3, 4)]), ["*"]).document()
+    assert document["events"] == [] and document["found"] == 0
+    assert document["not_found"] == [{"run_number": 1, "event_number": 2}, {"run_number": 3, "event_number": 4}]
+
+
+def test_lookup_reads_only_the_files_the_index_keeps(case: CatalogCase, session: Session, monkeypatch: Any) -> None:
+    read: list[str] = []
+    engine = session.engine
+    use_data = engine.use_data
+    monkeypatch.setattr(engine, "use_data", lambda files: (read.extend(engine.path(f) for f in files), use_data(files)))
+    key = expected.sample_keys(case, 4, 1)[0]
+    lookup(session, request_table([key]), ["*"])
+    total = sum(1 for _ in Path(case.warehouse.root).rglob("part-*.parquet"))
+    assert 1 <= len(read) <= 3 < total
+    for path in read:  # every file read is committed, and its footer's key range holds the key
+        assert "_staging" not in path and "task=tU" not in path and "task=tV" not in path
+
+
+def test_unknown_dataset_is_refused(session: Session) -> None:
+    with pytest.raises(QueryError, match="no committed task"):
+        lookup(session, request_table([(1, 1)]), ["dsZ*"])
+    with pytest.raises(QueryError, match="no committed task"):
+        dataset_overlap(session, ["dsA", "nope"])
+
+
+# ---------------------------------------------------------------- trigger counts
+
+
+BITS = "l1_tav:0,l1_tav:7,l1_tap:14,l1_tbp:21,l1_tav:1,hlt_passed_physics:3,hlt_passed_physics:40,hlt_passed_through:3"
+
+
+def _bits(text: str) -> list[tuple[str, Any]]:
+    return [(s.mask, s.number if s.number is not None else s.name) for s in parse_bits(text)]
+
+
+@pytest.mark.parametrize(
+    ("globs", "datasets", "runs", "lumi"),
+    [
+        (["*"], ["dsA", "dsB"], None, None),
+        (["dsA"], ["dsA"], None, None),
+        (["ds?"], ["dsA", "dsB"], (456_000, 456_000), None),
+        (["dsA", "dsB"], ["dsA", "dsB"], None, (40, 41)),
+        (["dsB"], ["dsB"], (456_001, 456_009), (1, 10_000)),
+    ],
+)
+def test_count_bits_and_overlaps_match_the_bytes(
+    case: CatalogCase, session: Session, globs: list[str], datasets: list[str], runs: Any, lumi: Any
+) -> None:
+    answer = count(session, globs, parse_bits(BITS), Range(*runs) if runs else None, Range(*lumi) if lumi else None,
+                   overlap=True)  # fmt: skip
+    document = answer.document()
+    want = expected.count(case, datasets, _bits(BITS), runs, lumi)
+    assert document["scanned"] == want["scanned"] > 0
+    assert [b["events"] for b in document["bits"]] == want["counts"]
+    assert document["overlap"]["events"] == want["pairs"]
+    assert want["counts"][1] > 0 and want["counts"][4] == 0  # bit 7 is an L1 item, bit 1 is not
+    assert answer.table.column("events").to_pylist() == want["counts"]
+
+
+def test_count_by_trigger_name_takes_each_tasks_menu(case: CatalogCase, session: Session) -> None:
+    spec = "l1_tav:L1_ITEM_7,l1_tav:L1_ITEM_14,l1_tbp:L1_ITEM_7,l1_tav:7,l1_tav:8"
+    document = count(session, ["dsA"], parse_bits(spec), None, None, overlap=True).document()
+    want = expected.count(case, ["dsA"], _bits(spec), None, None)
+    assert [b["events"] for b in document["bits"]] == want["counts"]
+    assert document["overlap"]["events"] == want["pairs"]
+    assert document["bits"][0]["positions"] == [7, 8]  # t1 names bit 7 L1_ITEM_7, the later menu bit 8
+    assert want["counts"][0] > 0
+
+
+def test_count_names_need_recorded_names(session: Session) -> None:
+    with pytest.raises(QueryError, match="records l1_tav trigger names"):
+        count(session, ["dsB"], parse_bits("l1_tav:L1_ITEM_7"), None, None, overlap=False)
+    with pytest.raises(QueryError, match="names a l1_tav bit 'L1_NOPE'"):
+        count(session, ["dsA"], parse_bits("l1_tav:L1_NOPE"), None, None, overlap=False)
+    with pytest.raises(QueryError, match="records no trigger names"):  # dsB's task has none: name per task
+        count(session, ["ds*"], parse_bits("l1_tav:L1_ITEM_7"), None, None, overlap=False)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("l1_tav:512", "out of range"), ("hlt_passed_physics:8192", "out of range"), ("l1_xyz:1", "unknown mask"),
+     ("l1_tav", "expected MASK:BIT"), ("l1_tav:", "expected MASK:BIT")],
+)  # fmt: skip
+def test_bad_bits_are_refused(text: str, message: str) -> None:
+    with pytest.raises(QueryError, match=message):
+        parse_bits(text)
+
+
+def test_count_over_a_range_without_rows_is_an_answer(session: Session) -> None:
+    document = count(session, ["*"], parse_bits("l1_tav:7"), Range(1, 2), None, overlap=True).document()
+    assert document == {
+        "scanned": 0,
+        "bits": [{"bit": "l1_tav:7", "mask": "l1_tav", "positions": [7], "events": 0}],
+        "overlap": {"bits": ["l1_tav:7"], "events": [[0]]},
+    }
+
+
+# ---------------------------------------------------------------- dataset overlap and duplicates
+
+
+def test_dataset_overlap_counts_distinct_events_in_each_and_each_pair(case: CatalogCase, session: Session) -> None:
+    document = dataset_overlap(session, ["dsA", "dsB"]).document()
+    matrix = expected.dataset_overlap(case, ["dsA", "dsB"])
+    assert document["events"] == {"dsA": matrix[0][0], "dsB": matrix[1][1]}
+    assert document["pairs"] == [{"a": "dsA", "b": "dsB", "events": matrix[0][1]}]
+    assert matrix[0][1] == 1_500  # t1/j2's events are t7/j1's
+
+
+def test_duplicates_across_tasks_and_within_a_task(case: CatalogCase, session: Session) -> None:
+    for globs, datasets in ((["*"], ["dsA", "dsB"]), (["dsA"], ["dsA"]), (["dsB"], ["dsB"])):
+        document = duplicates(session, globs).document()
+        seen = {
+            (e["run_number"], e["event_number"]): sorted(
+                (c["dataset"], c["task"], c["job"], c["attempt"], c["input_guid"], c["loaded"]) for c in e["copies"]
+            )
+            for e in document["duplicates"]
+        }
+        assert seen == expected.duplicates(case, datasets)
+    document = duplicates(session, ["*"]).document()
+    assert document["events"] == 1_500 + 1_500 + 250
+    loaded_files = {c["file"] for e in document["duplicates"] for c in e["copies"] if c["loaded"]}
+    assert None not in loaded_files and all(name.startswith("part-") for name in loaded_files)
+    assert duplicates(session, ["dsB"]).document()["events"] == 0
