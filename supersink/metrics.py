@@ -125,7 +125,9 @@ class SinkMetrics:
             "transient_failures": c.transient_failures,
             "broker_errors": self.logs.broker_errors,
             "broker_reconnects": self.logs.broker_reconnects,
-            "notifications_published": self.notifier.published if self.notifier is not None else None,
+            "notifications_published": None
+            if self.notifier is None or self.notifier.url is None
+            else self.notifier.published,
         }
 
 
