@@ -8,8 +8,9 @@
 Exit codes (stable, documented in docs/producer.md and the README):
   0  everything stored and announced (flush-spool: every spooled pointer sent, or none to send)
   1  unexpected internal error (a bug: please report it)
-  2  bad command line, URL or name
-  3  an input is unreadable, truncated or inconsistent
+  2  bad command line, URL or name (a --branch-map that cannot be read too)
+  3  an input is unreadable, truncated or inconsistent (a directory, an event number >= 2^63,
+     (run, event) pairs repeated in a file or across the job's files)
   4  the object store failed or refused a write
   5  the broker failed (flush-spool: the pointers not sent stay in the spool)
   6  everything stored, but no broker was reachable: pointers were spooled for `flush-spool`
@@ -139,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--allow-mismatch",
         action="store_true",
-        help="index files whose declared count differs or that hold duplicate (run, event) pairs",
+        help="index files whose declared count differs or that hold duplicate (run, event) pairs, "
+        "within a file or shared by two input files of the job",
     )
     parser.add_argument(
         "--fail-after-chunks",
