@@ -45,6 +45,7 @@ from eventindex.transport.failover import FailoverPublisher
 from producer.inputs import InputSource, open_input
 from producer.inputs.branch_map import BranchMap
 from producer.job import DEFAULT_CHUNK_EVENTS, JobResult, JobRunner, JobSpec, Progress, check_inputs
+from producer.metrics import write_metrics
 from producer.patience import DEFAULT_OUTAGE_SECONDS, Patience
 from producer.spool import DEFAULT_SPOOL, Spool, SpoolingPublisher
 from producer.upload import DEFAULT_THREADS, UploadConfig
@@ -151,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="testing aid: die abruptly (exit 137, no manifest) after N chunks, as a killed job would",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
+    parser.add_argument(
+        "--metrics-file",
+        type=Path,
+        metavar="FILE",
+        help="write the job's final figures and exit code to FILE in the Prometheus text format "
+        "(for a node exporter's textfile collector)",
+    )
     return parser
 
 
@@ -183,7 +191,8 @@ def build_flush_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _progress_printer(enabled: bool) -> Callable[[Progress], None] | None:
+def _progress_printer(enabled: bool, total: int | None = None) -> Callable[[Progress], None] | None:
+    """The progress line; with the inputs' declared event count `total`, also the total and the percentage."""
     last = 0.0
 
     def show(progress: Progress) -> None:
@@ -193,7 +202,12 @@ def _progress_printer(enabled: bool) -> Callable[[Progress], None] | None:
             return
         last = now
         mb_s = progress.bytes / 1e6 / max(progress.seconds, 1e-9)
-        sys.stderr.write(f"\r  {progress.events:,} events  {progress.chunks} chunks  {mb_s:.1f} MB/s ")
+        done = (
+            f"{progress.events:,} of {total:,} events ({100 * progress.events / total:.1f}%)"
+            if total
+            else (f"{progress.events:,} events")
+        )
+        sys.stderr.write(f"\r  {done}  {progress.chunks} chunks  {mb_s:.1f} MB/s ")
         sys.stderr.flush()
 
     return show if enabled else None
@@ -287,7 +301,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             FailoverPublisher(args.brokers).close()  # validates every URL; connects to none
     except EventIndexError as exc:
         return _fail(*_error_code(exc))
-    show = _progress_printer(sys.stderr.isatty() and not args.quiet)
+    declared = [source.declared_events for source in inputs]
+    total = None if None in declared else sum(d for d in declared if d is not None)
+    show = _progress_printer(sys.stderr.isatty() and not args.quiet, total)
     if args.dry_run:
         try:
             result = check_inputs(spec, inputs, show)
@@ -299,7 +315,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write("\n")
         print(_summary(result, dry_run=True))
         return EXIT_OK
-    return _run(spec, inputs, args, upload, options, patience, show)
+    figures: dict[str, float] = {}
+    code = _run(spec, inputs, args, upload, options, patience, show, figures)
+    if args.metrics_file is not None:
+        try:
+            write_metrics(args.metrics_file, code, figures)
+        except OSError as exc:
+            return _fail(code or EXIT_USAGE, f"--metrics-file {args.metrics_file}: {exc.strerror or exc}")
+    return code
 
 
 def _run(
@@ -310,7 +333,9 @@ def _run(
     options: StoreOptions,
     patience: Patience,
     show: Callable[[Progress], None] | None,
+    figures: dict[str, float],
 ) -> int:
+    """Run the job; `figures` gets its final figures (for --metrics-file)."""
     store: ObjectStore | None = None
     spooling: SpoolingPublisher | None = None
     retries = 0
@@ -341,6 +366,10 @@ def _run(
     if show is not None:
         sys.stderr.write("\n")
     spooled = spooling.spooled if spooling is not None else 0
+    figures.update(
+        events=result.events, chunks=result.chunks, bytes=result.bytes, seconds=result.seconds,
+        broker_messages=counted.messages, broker_bytes=counted.bytes, store_retries=retries, spooled=spooled,
+    )  # fmt: skip
     print(
         _summary(
             result,

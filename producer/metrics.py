@@ -1,0 +1,36 @@
+"""`ei-producer --metrics-file FILE`: a job's final figures in the Prometheus text format, for a node
+exporter's textfile collector. Written atomically (a temporary file renamed over FILE) once the job ran,
+whatever its outcome (not for --dry-run or a refused command line): the exit code always, the figures when
+the job got as far as having them.
+No label names the task or the job: one file per node (or per slot) keeps the series bounded."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+
+PREFIX = "ei_producer_last_job"
+
+#: The figures, and what each means.
+FIGURES = {
+    "events": "Events the job indexed",
+    "chunks": "Chunk objects (or broker messages with --mode mq) the job wrote",
+    "bytes": "Bytes of those chunks",
+    "seconds": "Wall-clock seconds the job took",
+    "broker_messages": "Messages sent to the broker",
+    "broker_bytes": "Bytes sent to the broker",
+    "store_retries": "Store writes retried after a failure",
+    "spooled": "Pointers spooled because no broker was reachable",
+}
+
+
+def write_metrics(path: Path, exit_code: int, figures: Mapping[str, float]) -> None:
+    registry = CollectorRegistry()
+    Gauge(f"{PREFIX}_exit_code", "Exit code of the last ei-producer run", registry=registry).set(exit_code)
+    Gauge(f"{PREFIX}_end_timestamp_seconds", "When the last ei-producer run ended", registry=registry).set(time.time())
+    for name, value in figures.items():
+        Gauge(f"{PREFIX}_{name}", FIGURES[name], registry=registry).set(value)
+    write_to_textfile(str(path), registry)
