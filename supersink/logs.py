@@ -103,12 +103,18 @@ def configure(prefix: str, fmt: str = "text", quiet: bool = False, secrets: Iter
     stay at INFO whatever is shown, so that handlers counting records (the metrics) see them all.
     Returns the redactor, which more secrets can be added to."""
     redact = Redactor(secrets)
-    handler = logging.StreamHandler(sys.stderr)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+        root.removeHandler(old)
+    root.setLevel(logging.INFO)
+    if root.handlers:  # someone configured logging already (an embedding program, a test runner): theirs
+        return redact
+    handler = _StderrHandler(sys.stderr)
     handler.setLevel(logging.WARNING if quiet else logging.INFO)
     handler.setFormatter(JsonFormatter(redact) if fmt == "json" else TextFormatter(prefix, redact))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(logging.INFO)
     return redact
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler `configure` adds (and replaces when called again)."""
