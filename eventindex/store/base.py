@@ -6,6 +6,7 @@ write-once: a second write of the same key raises ObjectExistsError, never overw
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -88,12 +89,15 @@ class ObjectStore(ABC):
         """Release connections."""
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 def check_key(key: str) -> str:
     """Keys are relative, '/'-separated, with no empty, '.' or '..' parts."""
     parts = key.split("/")
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in key:
         raise ForbiddenLocationError(f"object key {key!r} is not a clean relative key")
-    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+    if _CONTROL.search(key):
         raise ForbiddenLocationError(f"object key {key!r} contains control characters")
     return key
 

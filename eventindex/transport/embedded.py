@@ -30,6 +30,8 @@ DEFAULT_QUEUE = "eventindex"
 DEFAULT_VISIBILITY = 300.0
 BUSY_TIMEOUT_MS = 60_000
 _POLL_MIN = 0.01
+#: How often a consumer looks for the leases of dead consumers to hand back.
+RECLAIM_SECONDS = 1.0
 _POLL_MAX = 0.25
 
 _SCHEMA = """
@@ -188,8 +190,15 @@ class EmbeddedConsumer(Consumer):
         self._db = queue.connect()
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._lock = threading.Lock()
+        self._next_reclaim = 0.0
 
     def _reclaim_dead(self) -> None:
+        """Hand back the leases of consumers whose process is gone (at most every RECLAIM_SECONDS: the
+        query reads every leased row, and a deep backlog would make each claim cost its depth)."""
+        now = time.monotonic()
+        if now < self._next_reclaim:
+            return
+        self._next_reclaim = now + RECLAIM_SECONDS
         owners = [
             row[0]
             for row in self._db.execute(
