@@ -193,7 +193,7 @@ class Notifier:
                 if self._publisher is None:
                     self._publisher = self._connect(self.url)
                 self._publisher.send(note.body.encode(), headers(note))
-            except EventIndexError as exc:
+            except Exception as exc:  # a broker or client-library failure: the notification stays pending
                 self._failed(exc)
                 break
             with self.ledger.transaction():
@@ -203,12 +203,13 @@ class Notifier:
         self.published += done
         return done
 
-    def _failed(self, exc: EventIndexError) -> None:
+    def _failed(self, exc: Exception) -> None:
         self.close()
         self._failures += 1
         delay = compute_backoff(self._failures, base=RETRY_BASE, cap=RETRY_CAP)
         self._retry_at = time.monotonic() + delay
-        self.on_problem(f"notifications: publishing failed, pending ones are retried in {delay:.0f}s: {exc}")
+        reason = str(exc) if isinstance(exc, EventIndexError) else f"unexpected {type(exc).__name__}: {exc}"
+        self.on_problem(f"notifications: publishing failed, pending ones are retried in {delay:.0f}s: {reason}")
 
     def _prune(self) -> None:
         if self.keep_seconds is None or time.monotonic() - self._pruned_at < PRUNE_EVERY:
