@@ -19,6 +19,7 @@ load. Quarantine entries expire `quarantine` after they were received (default 3
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from typing import Any
 from eventindex.errors import EventIndexError, StoreUnavailableError
 from eventindex.store import ObjectStore
 from supersink.completeness import LOADED_STATES, committed_attempts
-from supersink.ledger import Ledger
+from supersink.ledger import Ledger, LedgerError
 from supersink.warehouse import Warehouse
 
 DAY = 86_400.0
@@ -125,8 +126,11 @@ class Retention:
                     self._paused_until = time.monotonic() + UNAVAILABLE_PAUSE
                     self.on_problem(f"retention paused {UNAVAILABLE_PAUSE:.0f}s: {exc}")
                     return
-                except EventIndexError as exc:  # this task's problem: report it, keep its data, go on
-                    self._not_purged(row["task"], f"not purged: {exc}")
+                except (LedgerError, sqlite3.Error):
+                    raise
+                except Exception as exc:  # this task's problem: report it, keep its data, go on
+                    reason = str(exc) if isinstance(exc, EventIndexError) else f"unexpected {type(exc).__name__}: {exc}"
+                    self._not_purged(row["task"], f"not purged: {reason}")
 
     def _not_purged(self, task: str, note: str) -> None:
         with self.ledger.transaction():

@@ -184,6 +184,11 @@ class Supersink:
                 except StoreError as exc:
                     self.on_event(f"task {task}: rescan failed, will try again: {exc}")
                     continue
+                except (LedgerError, sqlite3.Error):
+                    raise
+                except Exception as exc:  # isolation: whatever the store holds, the rescan is this task's
+                    self.on_problem(f"task {task}: rescan failed, will try again: {_reason(exc)}")
+                    continue
                 if found.manifests_recorded:
                     self.on_event(f"task {task}: rescan found {found.manifests_recorded} unannounced manifest(s)")
                 if healed:
@@ -193,7 +198,12 @@ class Supersink:
             for task in [t for t in memory if t not in open_tasks]:
                 del memory[task]
         if self.retention is not None:
-            self.retention.run()
+            try:
+                self.retention.run()
+            except (LedgerError, sqlite3.Error):
+                raise
+            except Exception as exc:  # deleting nothing is safe: try again at the next sweep
+                self.on_problem(f"retention pass failed, will try again: {_reason(exc)}")
         if self.notifier is not None:
             self.notifier.drain()
 
@@ -299,7 +309,7 @@ class Supersink:
         except Exception as exc:  # isolation: one task's failure, whatever it is, is that task's
             if not isinstance(exc, EventIndexError):
                 log.debug("unexpected error loading task %s", task, exc_info=True)
-            reason = str(exc) if isinstance(exc, EventIndexError) else f"unexpected {type(exc).__name__}: {exc}"
+            reason = _reason(exc)
             failures = self._failures[task] = self._failures.get(task, 0) + 1
             delay = compute_backoff(failures, base=LOAD_RETRY_BASE, cap=LOAD_RETRY_CAP)
             self._retry_at[task] = time.monotonic() + delay
@@ -366,6 +376,12 @@ class Supersink:
                     dirty.add(task)  # re-evaluated when the queue pauses: keeps `status` current
             idle_since = time.monotonic()
         return self.counters
+
+
+def _reason(exc: Exception) -> str:
+    """One line for an error: ours say what went wrong; anything else is named as unexpected."""
+    text = str(exc) if isinstance(exc, EventIndexError) else f"unexpected {type(exc).__name__}: {exc}"
+    return " ".join(text.split())
 
 
 def _listing(items: list[str]) -> str:
