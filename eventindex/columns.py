@@ -172,12 +172,27 @@ def _put_scalar(out: Writer, array: pa.Array, spec: Scalar, name: str) -> None:
         out.packed(_BODY[f"{name}_absent"], absent, "|b1")
 
 
-def _encode_mask(array: pa.Array, width_bytes: int, name: str) -> Writer:
-    """Bitmaps (binary, `width_bytes` each, or null) -> set-bit positions per row."""
-    array = array.cast(pa.binary())
-    rows = len(array)
+def _encode_mask(column: pa.ChunkedArray, width_bytes: int, name: str) -> Writer:
+    """Bitmaps (binary, `width_bytes` each, or null) -> set-bit positions per row.
+
+    Chunk by chunk: combining the chunks would copy every bitmap once more."""
+    parts = [_mask_positions(chunk.cast(pa.binary()), width_bytes, name) for chunk in column.chunks]
+    none = np.empty(0, dtype=np.uint32)
+    counts = np.concatenate([counts for counts, _, _ in parts] or [none])
+    positions = np.concatenate([positions for _, positions, _ in parts] or [none])
+    valid = np.concatenate([valid for _, _, valid in parts] or [none.astype(bool)])
     out = Writer()
     out.uint(_MASK["width_bits"], width_bytes * 8)
+    out.packed(_MASK["counts"], counts, "<u4")
+    out.packed(_MASK["positions"], positions, "<u4")
+    if not valid.all():
+        out.packed(_MASK["absent"], ~valid, "|b1")
+    return out
+
+
+def _mask_positions(array: pa.Array, width_bytes: int, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(set bits per row, their positions row after row, which rows hold a mask) of a binary array."""
+    rows = len(array)
     valid = _np(array.is_valid(), "bool")
     n_valid = int(valid.sum())
     counts = np.zeros(rows, dtype=np.uint32)
@@ -201,7 +216,7 @@ def _encode_mask(array: pa.Array, width_bytes: int, name: str) -> Writer:
         word_bytes = words[hit_words].view(np.uint8)
         nz = np.flatnonzero(word_bytes)
         values = word_bytes[nz]
-        byte_index = hit_words[nz // 8] * 8 + nz % 8  # in the whole column
+        byte_index = hit_words[nz // 8] * 8 + nz % 8  # in the whole array
         per_byte = _POPCOUNT[values]
         total = int(per_byte.sum())
         first = np.repeat(np.cumsum(per_byte) - per_byte, per_byte)
@@ -209,11 +224,7 @@ def _encode_mask(array: pa.Array, width_bytes: int, name: str) -> Writer:
         row = np.repeat(byte_index // width_bytes, per_byte)
         counts[np.nonzero(valid)[0]] = np.bincount(row, minlength=n_valid)
         positions = (np.repeat(byte_index % width_bytes, per_byte) * 8 + bit).astype(np.uint32)
-    out.packed(_MASK["counts"], counts, "<u4")
-    out.packed(_MASK["positions"], positions, "<u4")
-    if n_valid < rows:
-        out.packed(_MASK["absent"], ~valid, "|b1")
-    return out
+    return counts, positions, valid
 
 
 def _encode_strings(array: pa.Array, name: str, nullable: bool) -> Writer:
@@ -244,7 +255,7 @@ def encode_body(table: pa.Table) -> bytes:
     for spec in SCALAR_COLUMNS:
         _put_scalar(out, table.column(spec.name).combine_chunks(), spec, spec.name)
     for name, width in MASK_COLUMNS:
-        out.message(_BODY[name], _encode_mask(table.column(name).combine_chunks(), width, name))
+        out.message(_BODY[name], _encode_mask(table.column(name), width, name))
     prov = table.column("provenance").combine_chunks()
     out.packed(_BODY["provenance_count"], _np(prov.value_lengths().fill_null(0), "uint32"), "<u4")
     if prov.null_count:

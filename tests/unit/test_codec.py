@@ -41,6 +41,15 @@ def test_nulls_survive(events: pa.Table) -> None:
     assert decoded.column("extended_level1_id").null_count == events.column("extended_level1_id").null_count > 0
 
 
+def test_tables_of_several_chunks_round_trip(events: pa.Table) -> None:
+    """Columns of several chunks (as concatenated batches are), with nulls in some chunks only."""
+    with_nulls = _with_nulls(events.slice(300, 200), 3)
+    table = pa.concat_tables([events.slice(0, 300), with_nulls, events.slice(500, 0), events.slice(900, 77)])
+    assert table.column("l1_tbp").num_chunks == 4
+    decoded = codec.decode_chunk(codec.encode_chunk(table).data)
+    assert decoded.to_pylist() == table.to_pylist()
+
+
 def test_empty_chunk_round_trips(events: pa.Table) -> None:
     empty = events.slice(0, 0)
     assert codec.decode_chunk(codec.encode_chunk(empty).data).num_rows == 0
