@@ -1,9 +1,9 @@
 """Decode many small protobuf messages of one type at once, field by field across all of them, with numpy.
 
 Parsing each SPB event record with the protobuf runtime and reading its fields one by one costs
-microseconds of Python per event; here the messages of a batch are walked together: step k reads
-the k-th field of every message still open, so the Python work grows with the number of fields
-in a message, not with the number of messages.
+microseconds of Python per event; here the messages of a batch are walked together, one field
+number at a time across all of them (see `scan`), so the Python work grows with the number of
+fields in a message, not with the number of messages.
 
 `scan` decodes what a well-formed writer emits: known field numbers with their declared wire
 types, varints of at most 10 bytes, fields inside their message. Anything else (an unknown field,
