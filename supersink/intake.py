@@ -167,12 +167,14 @@ class Intake:
         return None
 
     def _quarantine(self, message: Message, rejected: Rejected) -> None:
+        # one line, and text SQLite can store whatever bytes the reason quotes
+        reason = " ".join(rejected.reason.encode("utf-8", "backslashreplace").decode("utf-8").split())
         with self.ledger.transaction():
             self.ledger.quarantine(
-                rejected.reason, dict(message.headers), message.body, rejected.task, rejected.job, rejected.attempt
+                reason, dict(message.headers), message.body, rejected.task, rejected.job, rejected.attempt
             )
         self.counters.quarantined += 1
-        self.on_problem(f"quarantined: {rejected.reason}")
+        self.on_problem(f"quarantined: {reason}")
 
     def _handle(self, message: Message) -> str:
         try:
