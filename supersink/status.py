@@ -54,9 +54,10 @@ def task_status(ledger: Ledger, task: str) -> dict[str, Any]:
         "superseded": [{"job": a.job, "attempt": a.attempt, "complete": a.complete} for a in view.superseded],
         "late_attempts": late_attempts,
         "late_jobs": late_jobs,
-        "missing": view.missing[:MAX_LISTED],
-        "missing_total": len(view.missing),
-        "failure": view.failure,
+        # a compacted task's rows are gone: what its view would call missing is what was loaded
+        "missing": [] if compacted else view.missing[:MAX_LISTED],
+        "missing_total": 0 if compacted else len(view.missing),
+        "failure": None if compacted else view.failure,
         "problems": view.problems[:MAX_LISTED] if view.state not in LOADED_STATES else [],
         "purged_at": row["purged_at"],
         "purge_note": row["purge_note"],

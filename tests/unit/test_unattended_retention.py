@@ -100,6 +100,7 @@ def test_transit_objects_of_the_committed_attempts_go_a_later_attempt_stays_and_
     assert any("job j2 attempt 4" in r.message for r in caplog.records if r.levelno == logging.WARNING)
     assert st["late_attempts"] == [{"job": "j2", "attempt": 4}]
     assert (st["jobs_resolved"], st["chosen"], st["events"]) == (2, {"j1": 2, "j2": 1}, 6_000)
+    assert (st["missing"], st["failure"]) == ([], None)
     for table in ("chunks", "attempts", "listed_chunks", "seen_jobs"):
         remaining = rows(pipe, table)
         assert remaining == (3 if table in ("chunks", "listed_chunks") else 1), table  # only attempt 4's
