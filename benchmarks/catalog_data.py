@@ -16,12 +16,14 @@ The shape follows a year of ATLAS Run 3 data:
 - a few runs indexed twice in `physics_Main` (a second task over part of the same input, as
   happens when a production task is resubmitted): duplicates across tasks;
 - L1 masks of a 512-bit menu (TBP, TAP within TBP, TAV within TAP) with item rates from 0.05 % to
-  35 %, and HLT masks of an 8192-bit menu (passed physics; a few pass-through chains; resurrected
-  present but empty; the Run 1 L2 masks absent, null);
+  35 %, and 8192-bit HLT masks with 320 chains among the first 2048 counters (passed physics; a few
+  pass-through chains; resurrected present but empty; the Run 1 L2 masks absent, null); the marker
+  names the L1 items and HLT chains (`trigger_names`);
 - three provenance references per event (its AOD file, the ESD and the RAW file it came from,
   RAW files per lumi block) and the input file GUID of the AOD file a job indexed.
 
-Everything is a deterministic function of (`--seed`, task number): rerunning writes the same bytes.
+Every event is a deterministic function of (`--seed`, task number): rerunning writes the same events.
+A task whose marker exists is kept, so an interrupted run resumes where it stopped.
 
     .venv/bin/python -m benchmarks.catalog_data --root /work/catalog-bench/warehouse [--events 100000000]
         [--runs 250] [--workers 2] [--seed 1]
@@ -75,6 +77,7 @@ DUPLICATED_RUN_EVERY = 10
 DUPLICATED_SHARE = 0.25
 L1_ITEMS = 120
 HLT_CHAINS = 320
+HLT_COUNTERS = 2048  # chain counters in use: the HLT bits of the menu are among the first 2048 of 8192
 HLT_PASSTHROUGH = 12
 DATAHEADER_CLID = "4DDBD295-EFCE-472A-9EC8-15CD35A9EB8D"
 RAW_CLID = "00000000-0000-0000-0000-000000000000"
@@ -98,7 +101,7 @@ def make_menu(seed: int) -> Menu:
     rng = np.random.default_rng([seed, 0xE1])
     l1_bits = np.sort(rng.choice(512, L1_ITEMS, replace=False))
     l1_rates = np.exp(rng.uniform(np.log(0.0005), np.log(0.35), L1_ITEMS))
-    hlt_bits = np.sort(rng.choice(8192, HLT_CHAINS, replace=False))
+    hlt_bits = np.sort(rng.choice(HLT_COUNTERS, HLT_CHAINS, replace=False))
     hlt_rates = np.exp(rng.uniform(np.log(0.0002), np.log(0.06), HLT_CHAINS))
     pt_bits = np.sort(rng.choice(hlt_bits, HLT_PASSTHROUGH, replace=False))
     l1_kinds = ["EM", "MU", "J", "TAU", "XE", "2EM", "2MU", "jJ", "eEM", "gXE"]
@@ -106,12 +109,11 @@ def make_menu(seed: int) -> Menu:
     for i, bit in enumerate(l1_bits):
         l1_names[int(bit)] = f"L1_{l1_kinds[i % len(l1_kinds)]}{8 + 2 * i}"
     hlt_kinds = ["mu", "e", "j", "tau", "xe", "2mu", "g", "b", "mu_e", "3j"]
-    hlt_names: list[str | None] = [None] * 8192
+    hlt_names: list[str | None] = [None] * HLT_COUNTERS
     for i, bit in enumerate(hlt_bits):
         kind = hlt_kinds[i % len(hlt_kinds)]
         hlt_names[int(bit)] = f"HLT_{kind}{4 + i}_L1{l1_kinds[i % len(l1_kinds)]}{8 + 2 * (i % L1_ITEMS)}"
-    names = {"l1_tbp": l1_names, "l1_tap": l1_names, "l1_tav": l1_names, "hlt_passed_physics": hlt_names,
-             "hlt_passed_through": hlt_names, "hlt_resurrected": hlt_names}  # fmt: skip
+    names = {"l1_tbp": l1_names, "l1_tap": l1_names, "l1_tav": l1_names, "hlt_passed_physics": hlt_names}
     return Menu(l1_bits, l1_rates, hlt_bits, hlt_rates, pt_bits, names)
 
 

@@ -148,7 +148,10 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="ei-catalog: %(message)s")
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # usage errors (one line, exit 2) and --help
+        return int(exc.code or 0)
     try:
         return run(args)
     except ConfigError as exc:  # QueryError too

@@ -5,14 +5,15 @@ requested bit this takes one byte per row straight from the Arrow buffers (no pe
 the cost is that of reading the mask columns. The overlap matrix of k bits is the product XᵀX of
 the rows' k-bit indicator matrix X, which BLAS computes for a batch at a time.
 
-The same code runs inside every engine: on the batches DuckDB streams to this process, and on Spark
-executors through `mapInArrow` (this module imports only numpy and pyarrow, and is shipped to the
-executors by value). Tallies of parts of the data add up to the tally of the whole.
+DuckDB streams the rows' mask columns to this process as Arrow batches. Spark groups the rows by the
+pattern of their requested bits on the executors and returns the histogram, which
+:func:`tally_patterns` turns into the same tally. Tallies of parts of the data add up to the tally
+of the whole.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,29 +118,19 @@ def tally_batches(batches: Iterable[pa.RecordBatch], query: BitQuery) -> Tally:
     return tally
 
 
-def tally_schema(query: BitQuery) -> pa.Schema:
-    """The one-row result of :func:`tally_partition`: a partial tally, as Arrow."""
-    return pa.schema([("events", pa.int64()), ("counts", pa.list_(pa.int64())), ("pairs", pa.list_(pa.int64()))])
+#: Bits per word of a pattern (:func:`tally_patterns`): a signed 64-bit integer holds 63 of them.
+PATTERN_BITS = 63
 
 
-def tally_partition(query: BitQuery) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """A function for Spark's mapInArrow: the batches of a partition -> one row holding their tally."""
-
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        tally = tally_batches(batches, query)
-        pairs = tally.pairs.reshape(-1).tolist() if tally.pairs is not None else []
-        yield pa.RecordBatch.from_pylist(
-            [{"events": tally.events, "counts": tally.counts.tolist(), "pairs": pairs}], schema=tally_schema(query)
-        )
-
-    return run
-
-
-def tally_rows(rows: Iterable[tuple[int, list[int], list[int]]], query: BitQuery) -> Tally:
-    """The sum of the partial tallies :func:`tally_partition` returned."""
-    tally = Tally.empty(query)
+def tally_patterns(words: np.ndarray, counts: np.ndarray, query: BitQuery) -> Tally:
+    """The tally of a histogram of bit patterns: `counts[p]` rows had pattern `words[p]` (bit i of the query
+    is bit i % 63 of word i // 63), as an engine that groups rows by their pattern returns it."""
     k = len(query.bits)
-    for events, counts, pairs in rows:
-        matrix = np.array(pairs, np.int64).reshape(k, k) if query.overlap else None
-        tally.add(Tally(int(events), np.array(counts, np.int64), matrix))
-    return tally
+    rows = np.asarray(counts, dtype=np.int64)
+    words = np.asarray(words, dtype=np.int64).reshape(len(rows), -1)
+    hits = np.zeros((len(rows), k), dtype=np.float64)  # float64: BLAS, and exact for sums below 2^53
+    for i in range(k):
+        hits[:, i] = (words[:, i // PATTERN_BITS] >> (i % PATTERN_BITS)) & 1
+    weighted = hits * rows[:, None]
+    pairs = np.rint(weighted.T @ hits).astype(np.int64) if query.overlap else None
+    return Tally(int(rows.sum()), np.rint(weighted.sum(axis=0)).astype(np.int64), pairs)

@@ -47,8 +47,7 @@ def render_csv(table: pa.Table, out: TextIO) -> None:
 
 def render(answer: Answer, fmt: str, out: TextIO) -> None:
     if fmt == "json":
-        json.dump(answer.document(), out, separators=(",", ":"))
-        out.write("\n")
+        out.write(json.dumps(answer.document(), separators=(",", ":")) + "\n")  # dumps: the C encoder
     elif fmt == "csv":
         render_csv(answer.table, out)
     else:

@@ -115,7 +115,9 @@ class CatalogCase:
 
 
 def synthetic_events(seed: int) -> pa.Table:
-    return pa.concat_tables(SyntheticInput(EVENTS[seed], seed).batches(EVENTS[seed])).sort_by(SORT)
+    """The events of `synthetic:N:seed` (N from EVENTS, 500 for other seeds), sorted as the warehouse holds them."""
+    n = EVENTS.get(seed, 500)
+    return pa.concat_tables(SyntheticInput(n, seed).batches(n)).sort_by(SORT)
 
 
 class _Builder:

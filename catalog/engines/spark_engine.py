@@ -6,8 +6,9 @@ Spark reads the files itself, through Hadoop filesystems: `file://` for a local 
 needs the hadoop-aws connector and its settings (endpoint, credentials provider) on the cluster or as
 `--conf` options. Partition values are read as strings (`dataset`, `task`), never as numbers.
 
-Trigger bits are counted on the executors by the Arrow kernel (catalog.kernels, shipped by value
-through `mapInArrow`); each partition returns its tally and the driver adds them up.
+Trigger bits are tested in Spark SQL on the executors (no Python there): the rows are grouped by
+the pattern of their requested bits, and the driver turns that histogram into counts and overlaps
+(catalog.kernels.tally_patterns), in one pass over the data.
 """
 
 from __future__ import annotations
@@ -15,22 +16,21 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
 from urllib.parse import urlsplit
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from catalog import kernels
 from catalog.engines.base import DATA_VIEW, Engine
 from catalog.errors import EngineError
 from catalog.index import FileEntry
-from catalog.kernels import BitQuery, Tally, tally_partition, tally_rows
+from catalog.kernels import PATTERN_BITS, BitQuery, Tally, tally_patterns
 from eventindex.warehouse import WarehouseReader
 
 try:
     from py4j.protocol import Py4JError
-    from pyspark import cloudpickle
     from pyspark.errors import PySparkException
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
@@ -38,13 +38,17 @@ except ImportError as exc:  # the optional `spark` extra
     raise EngineError(f"the Spark engine needs pyspark: pip install 'eventindex-collect[spark]' ({exc})") from exc
 
 DEFAULT_MASTER = "local[*]"
-TALLY_DDL = "events BIGINT, counts ARRAY<BIGINT>, pairs ARRAY<BIGINT>"
 #: Settings the engine needs; `--conf` may change the others.
 SETTINGS = {
     "spark.sql.sources.partitionColumnTypeInference.enabled": "false",
     "spark.sql.session.timeZone": "UTC",
 }
-DEFAULTS = {"spark.ui.enabled": "false", "spark.log.level": "ERROR"}
+LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
+DEFAULTS = {
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}",
+}
 LOCAL_DEFAULTS = {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
 _SPARK_ERRORS = (PySparkException, Py4JError)
 
@@ -76,11 +80,11 @@ class SparkEngine(Engine):
         builder = SparkSession.builder.master(master).appName("ei-catalog")
         for key, value in settings.items():
             builder = builder.config(key, value)
+        self._owned = SparkSession.getActiveSession() is None  # else: the caller's session, left running
         try:
             self.spark = builder.getOrCreate()
         except _SPARK_ERRORS as exc:
             raise EngineError(f"Spark did not start ({master}): {_first_line(exc)}") from exc
-        cloudpickle.register_pickle_by_value(kernels)  # type: ignore[no-untyped-call]  # executors need not install it
 
     def use_data(self, files: Sequence[FileEntry]) -> None:
         urls = [hadoop_url(self.reader, self.path(f)) for f in files]
@@ -104,16 +108,49 @@ class SparkEngine(Engine):
         return table
 
     def tally(self, sql: str, query: BitQuery) -> Tally:
+        words = _pattern_words(query)
+        names = [f"w{i}" for i in range(len(words))]
+        selects = ", ".join(f"{word} AS {name}" for word, name in zip(words, names, strict=True))
+        grouped = ", ".join(names)
         try:
-            rows: list[Any] = self.spark.sql(sql).mapInArrow(tally_partition(query), TALLY_DDL).collect()
+            table = self.spark.sql(
+                f"SELECT {grouped}, count(*) AS n FROM (SELECT {selects} FROM ({sql}) AS q) AS p GROUP BY {grouped}"
+            ).toArrow()
         except _SPARK_ERRORS as exc:
             raise EngineError(f"Spark: {_first_line(exc)}") from exc
-        return tally_rows([(row.events, row.counts, row.pairs) for row in rows], query)
+        columns = [table.column(name).to_numpy(zero_copy_only=False) for name in names]
+        matrix = np.stack(columns, axis=1) if columns else np.zeros((table.num_rows, 0), np.int64)
+        return tally_patterns(matrix, table.column("n").to_numpy(zero_copy_only=False), query)
 
     def close(self) -> None:
-        self.spark.stop()
+        if self._owned:
+            self.spark.stop()
+
+
+def _bit(mask: str, bit: int) -> str:
+    """Spark SQL for bit `bit` of a mask (bit i % 8 of byte i // 8): 0 or 1, 0 where the mask is null or shorter."""
+    byte = f"conv(hex(substring({mask}, {bit // 8 + 1}, 1)), 16, 10)"
+    return f"coalesce(shiftright(cast({byte} AS INT), {bit % 8}) & 1, 0)"
+
+
+def _pattern_words(query: BitQuery) -> list[str]:
+    """Spark SQL for the words of a row's bit pattern: bit i of the query is bit i % 63 of word i // 63."""
+    words = []
+    for start in range(0, len(query.bits), PATTERN_BITS):
+        terms = [
+            f"shiftleft(cast({_bit(*bit)} AS BIGINT), {i - start})"
+            for i, bit in enumerate(query.bits[start : start + PATTERN_BITS], start)
+            if bit is not None
+        ]
+        words.append(" | ".join(terms) if terms else "cast(0 AS BIGINT)")
+    return words
 
 
 def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else exc.__class__.__name__
+    """The error in one line: for a Java exception behind py4j, the Java exception and its message."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return exc.__class__.__name__
+    if lines[0].startswith("An error occurred while calling") and len(lines) > 1:
+        return lines[1].lstrip(": ")
+    return lines[0]

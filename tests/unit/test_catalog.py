@@ -4,7 +4,6 @@ task, and next to them a load that died in `_staging` and parts in place without
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +17,20 @@ from catalog.questions import count, dataset_overlap, duplicates, lookup
 from catalog.selection import Range
 from catalog.session import Session
 from tests import catalog_expected as expected
-from tests.catalog_warehouse import CatalogCase, build, synthetic_events
+from tests.catalog_fixtures import catalog_case, duckdb_session
+from tests.catalog_warehouse import CatalogCase, synthetic_events
 
-pytest.importorskip("duckdb")
-
-
-@pytest.fixture(scope="module")
-def case(tmp_path_factory: pytest.TempPathFactory) -> CatalogCase:
-    root = tmp_path_factory.mktemp("catalog")
-    return build(root, (root / "wh").as_uri())
+__all__ = ["catalog_case", "duckdb_session"]  # fixtures
 
 
-@pytest.fixture(scope="module")
-def session(case: CatalogCase, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
-    with Session(case.url, index_path=tmp_path_factory.mktemp("index") / "index.sqlite") as s:
-        yield s
+@pytest.fixture
+def case(catalog_case: CatalogCase) -> CatalogCase:
+    return catalog_case
+
+
+@pytest.fixture
+def session(duckdb_session: Session) -> Session:
+    return duckdb_session
 
 
 def uncommitted_keys() -> list[tuple[int, int]]:
