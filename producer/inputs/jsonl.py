@@ -48,6 +48,7 @@ from eventindex.errors import InputError
 from producer.inputs.base import InputSource
 from producer.inputs.common import (
     IDENTITY_COLUMNS,
+    LIMITS,
     MASK_WIDTHS,
     REQUIRED_COLUMNS,
     binary_from_matrix,
@@ -171,8 +172,6 @@ def _checkers() -> dict[str, Callable[[Any], Any]]:
     return checks
 
 
-#: The range of each integer column and provenance field ("provenance.oid1").
-LIMITS = {**INTEGER_LIMITS, **{f"provenance.{name}": limit for name, limit in PROVENANCE_LIMITS.items()}}
 CHECKS = _checkers()
 COLUMNS = tuple(CHECKS)
 NULLABLE = frozenset(name for name in COLUMNS if EVENT_SCHEMA.field(name).nullable)
