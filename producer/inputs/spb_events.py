@@ -36,7 +36,7 @@ from producer.inputs.protoscan import I32, LEN, PADDING, VARINT, Layout, Scanned
 from producer.inputs.trigger import Mask, TokenFormatError, TriggerFormatError, decode_hlt, decode_l1, parse_tokens
 
 # (column, EIEvent_p1 field, numpy dtype): the required numbers, then the optional ones (null when absent).
-_REQUIRED = (
+REQUIRED_NUMBERS = (
     ("run_number", "runNumber", "uint32"),
     ("event_number", "eventNumber", "uint64"),
     ("lumi_block", "lumiBlock", "uint32"),
@@ -47,7 +47,7 @@ _REQUIRED = (
     ("is_calibration", "isCalibration", "bool"),
     ("is_testbeam", "isTestBeam", "bool"),
 )
-_OPTIONAL = (
+OPTIONAL_NUMBERS = (
     ("extended_level1_id", "extendedLevel1ID", "uint32"),
     ("mc_channel_number", "mcChannelNumber", "uint32"),
     ("mc_event_weight", "mcEventWeight", "float32"),
@@ -55,7 +55,7 @@ _OPTIONAL = (
     ("hlt_psk", "HLTPSK", "uint32"),
     ("l1_psk", "L1PSK", "uint32"),
 )
-_NUMBERS = _REQUIRED + _OPTIONAL
+_NUMBERS = REQUIRED_NUMBERS + OPTIONAL_NUMBERS
 _MASK_FIELDS = ("L1PassedTrigMask", "L2PassedTrigMask", "EFPassedTrigMask")
 _MASK_COLUMNS = (
     (decode_l1, ("l1_tbp", "l1_tap", "l1_tav")),
@@ -64,7 +64,7 @@ _MASK_COLUMNS = (
 )
 # One call per event: the numbers, then the three mask strings.
 _EVENT_FIELDS = operator.attrgetter(*[field for _, field, _ in _NUMBERS], *_MASK_FIELDS)
-_OPTIONAL_FIELDS = [field for _, field, _ in _OPTIONAL]
+_OPTIONAL_FIELDS = [field for _, field, _ in OPTIONAL_NUMBERS]
 
 _WIRES = {
     FieldDescriptor.TYPE_UINT32: VARINT,
@@ -179,7 +179,7 @@ class _Decoded:
     """The fields of a batch of events, as columns, before the masks and tokens are decoded."""
 
     numbers: dict[str, np.ndarray]  # every _NUMBERS column, in its dtype
-    absent: dict[str, np.ndarray]  # the _OPTIONAL columns: where the record lacks the field
+    absent: dict[str, np.ndarray]  # the OPTIONAL_NUMBERS columns: where the record lacks the field
     masks: list[list[str]]  # the three mask strings ("" where unset), in _MASK_FIELDS order
     token_counts: np.ndarray  # int32, tokens per event
     streams: list[str]  # every token's name, event after event
@@ -206,7 +206,7 @@ def _fast(batch: _Batch) -> _Decoded:
             numbers[column] = values.astype(np.uint32).view(np.float32)
         else:
             numbers[column] = values
-        if (column, field, dtype) in _OPTIONAL:
+        if (column, field, dtype) in OPTIONAL_NUMBERS:
             absent[column] = ~events.present[:, number]
     text = batch.raw.decode("latin-1")  # one character per byte: slices of it are the strings, if ASCII
     masks = [_strings(batch.raw, text, events, _NUMBER_OF[field]) for field in _MASK_FIELDS]
@@ -258,10 +258,10 @@ def _slow(batch: _Batch, error: Callable[[int, str], InputError]) -> _Decoded:
             streams.append(ref.name)
             tokens.append(ref.token)
     columns = list(zip(*fields, strict=True)) or [()] * (len(_NUMBERS) + len(_MASK_FIELDS))
-    flags = np.array(present, dtype=bool).reshape(len(fields), len(_OPTIONAL))
+    flags = np.array(present, dtype=bool).reshape(len(fields), len(OPTIONAL_NUMBERS))
     return _Decoded(
         {column: np.array(columns[i], dtype=dtype) for i, (column, _, dtype) in enumerate(_NUMBERS)},
-        {column: ~flags[:, k] for k, (column, _, _) in enumerate(_OPTIONAL)},
+        {column: ~flags[:, k] for k, (column, _, _) in enumerate(OPTIONAL_NUMBERS)},
         [list(columns[len(_NUMBERS) + k]) for k in range(len(_MASK_FIELDS))],
         np.array(counts, dtype=np.int32),
         streams,

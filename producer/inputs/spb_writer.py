@@ -30,28 +30,9 @@ from producer.inputs.spb import (
     TRIGGER_MENU,
     VERSION,
 )
+from producer.inputs.spb_events import OPTIONAL_NUMBERS, REQUIRED_NUMBERS
 from producer.inputs.trigger import encode_hlt, encode_l1, format_token
 
-# (column, EIEvent_p1 field): the fields every record has, and the optional ones.
-_REQUIRED = (
-    ("run_number", "runNumber"),
-    ("event_number", "eventNumber"),
-    ("lumi_block", "lumiBlock"),
-    ("timestamp", "timeStamp"),
-    ("timestamp_ns_offset", "timeStampNSOffset"),
-    ("bcid", "bcid"),
-    ("is_simulation", "isSimulation"),
-    ("is_calibration", "isCalibration"),
-    ("is_testbeam", "isTestBeam"),
-)
-_OPTIONAL = (
-    ("extended_level1_id", "extendedLevel1ID"),
-    ("smk", "SMK"),
-    ("hlt_psk", "HLTPSK"),
-    ("l1_psk", "L1PSK"),
-    ("mc_event_weight", "mcEventWeight"),
-    ("mc_channel_number", "mcChannelNumber"),
-)
 #: Write this many bytes to the gzip stream at a time.
 FLUSH_BYTES = 1 << 20
 
@@ -130,11 +111,11 @@ def eievents_from_table(table: pa.Table) -> Iterator[ei.EIEvent_p1]:
     columns = {name: table.column(name).to_pylist() for name in EVENT_SCHEMA.names}
     for i in range(table.num_rows):
         row = {name: values[i] for name, values in columns.items()}
-        missing = [column for column, _ in _REQUIRED if row[column] is None]
+        missing = [column for column, _, _ in REQUIRED_NUMBERS if row[column] is None]
         if missing:
             raise ValueError(f"row {i}: an SPB event needs {', '.join(missing)}")
-        event = ei.EIEvent_p1(**{field: row[column] for column, field in _REQUIRED})
-        for column, field in _OPTIONAL:
+        event = ei.EIEvent_p1(**{field: row[column] for column, field, _ in REQUIRED_NUMBERS})
+        for column, field, _ in OPTIONAL_NUMBERS:
             if row[column] is not None:
                 setattr(event, field, row[column])
         l1 = [row[name] for name in ("l1_tbp", "l1_tap", "l1_tav")]
