@@ -395,7 +395,8 @@ class CatalogIndex:
             file_pos[fid] = len(files)
             files.append(FileEntry(tasks[tid], name, generation, file_rows))
         rows = self.db.execute(
-            "SELECT file_id, rows, min_run, min_event, max_run, max_event, min_lumi, max_lumi FROM row_groups"
+            "SELECT file_id, rows, min_run, min_event, max_run, max_event, min_lumi, max_lumi FROM row_groups "
+            "ORDER BY file_id, ordinal"
         ).fetchall()
         table = np.array(
             [[file_pos[r[0]], r[1], *(_INT64_MIN if v is None else v for v in r[2:])] for r in rows], dtype=np.int64

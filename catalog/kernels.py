@@ -2,8 +2,8 @@
 
 A mask is a binary value whose bit i is bit i % 8 of byte i // 8 (docs/warehouse.md). For each
 requested bit this takes one byte per row straight from the Arrow buffers (no per-row Python), so
-the cost is that of reading the mask columns. The overlap matrix of k bits is the product XᵀX of
-the rows' k-bit indicator matrix X, which BLAS computes for a batch at a time.
+the cost is that of reading the mask columns. Pairwise overlaps are popcounts of the AND of bit
+rows packed 64 to a word.
 
 DuckDB streams the rows' mask columns to this process as Arrow batches. Spark groups the rows by the
 pattern of their requested bits on the executors and returns the histogram, which
@@ -19,10 +19,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-
-#: Batches are counted this many rows at a time: float32 products are exact up to 2^24, and 64 bits of
-#: indicators for this many rows take 64 MiB.
-MAX_PRODUCT_ROWS = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -58,56 +54,84 @@ class Tally:
             self.pairs += other.pairs
 
 
-def _bit_column(array: pa.Array, bit: int) -> np.ndarray:
-    """Whether `bit` is set in each row's mask (False where the mask is null or shorter)."""
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    offset_type: type[np.signedinteger[Any]]
-    if pa.types.is_large_binary(array.type):
-        offset_type = np.int64
-    elif pa.types.is_binary(array.type):
-        offset_type = np.int32
-    else:
-        raise TypeError(f"a mask column holds {array.type}, not binary")
-    n = len(array)
-    if n == 0:
-        return np.zeros(0, dtype=bool)
-    _, offsets_buffer, data_buffer = array.buffers()
-    offsets: np.ndarray = np.frombuffer(
-        offsets_buffer, dtype=offset_type, count=n + 1, offset=array.offset * offset_type().nbytes
-    )
-    if data_buffer is None or data_buffer.size == 0:
-        return np.zeros(n, dtype=bool)
-    data = np.frombuffer(data_buffer, dtype=np.uint8)
-    byte, shift = bit >> 3, bit & 7
-    starts = offsets[:-1]
-    long_enough = (offsets[1:] - starts) > byte
-    if array.null_count:
-        long_enough &= array.is_valid().to_numpy(zero_copy_only=False)
-    if long_enough.all():
-        values = data[starts + byte]
-    else:
-        values = np.where(long_enough, data[np.where(long_enough, starts + byte, 0)], 0)
-    result: np.ndarray = (values >> shift) & 1 == 1
-    return result
+class _Masks:
+    """A batch's mask column as numpy views of its Arrow buffers, for reading bits of every row."""
+
+    def __init__(self, array: pa.Array | pa.ChunkedArray) -> None:
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        offset_type: type[np.signedinteger[Any]]
+        if pa.types.is_large_binary(array.type):
+            offset_type = np.int64
+        elif pa.types.is_binary(array.type):
+            offset_type = np.int32
+        else:
+            raise TypeError(f"a mask column holds {array.type}, not binary")
+        self.n = n = len(array)
+        _, offsets_buffer, data_buffer = array.buffers()
+        self.data: np.ndarray = np.zeros(0, np.uint8)
+        if data_buffer is not None and data_buffer.size:
+            self.data = np.frombuffer(data_buffer, dtype=np.uint8)
+        offsets: np.ndarray = np.zeros(n + 1, np.int64)
+        if offsets_buffer is not None and n:
+            offset = array.offset * offset_type().nbytes
+            offsets = np.frombuffer(offsets_buffer, dtype=offset_type, count=n + 1, offset=offset)
+        self.starts = offsets[:-1]
+        self.lengths = offsets[1:] - self.starts
+        self.valid = array.is_valid().to_numpy(zero_copy_only=False) if array.null_count else None
+        # Every mask present and of one width (as the loader writes them): row r's byte b is data[base + r * width + b].
+        width = int(self.lengths[0]) if n else 0
+        uniform = n > 0 and width > 0 and self.valid is None and bool(np.all(self.lengths == width))
+        base = int(self.starts[0]) if n else 0
+        self.matrix = self.data[base : base + n * width].reshape(n, width) if uniform else None
+
+    def bit(self, bit: int) -> np.ndarray:
+        """Whether `bit` is set in each row's mask (False where the mask is null or shorter)."""
+        byte, shift = bit >> 3, bit & 7
+        if self.matrix is not None:
+            if byte >= self.matrix.shape[1]:
+                return np.zeros(self.n, dtype=bool)
+            values = self.matrix[:, byte]
+        else:
+            present = self.lengths > byte
+            if self.valid is not None:
+                present &= self.valid
+            values = np.where(present, self.data[np.where(present, self.starts + byte, 0)], 0)
+        result: np.ndarray = (values >> shift) & 1 == 1
+        return result
+
+
+def _popcount(words: np.ndarray) -> np.ndarray:
+    """Set bits per row of a 2-D array of uint64 words."""
+    if hasattr(np, "bitwise_count"):  # numpy >= 2
+        counts: np.ndarray = np.bitwise_count(words).sum(axis=-1, dtype=np.int64)
+        return counts
+    return np.asarray(_BYTE_POPCOUNT[words.view(np.uint8)].sum(axis=-1, dtype=np.int64))
+
+
+_BYTE_POPCOUNT = np.array([bin(v).count("1") for v in range(256)], dtype=np.uint8)
 
 
 def tally_batch(batch: pa.RecordBatch, query: BitQuery) -> Tally:
-    """The tally of one batch holding (at least) the query's mask columns."""
-    tally = Tally.empty(query)
-    for start in range(0, max(batch.num_rows, 1), MAX_PRODUCT_ROWS):
-        part = batch.slice(start, MAX_PRODUCT_ROWS)
-        n = part.num_rows
-        if n == 0:
-            break
-        hits = np.zeros((n, len(query.bits)), dtype=np.float32 if query.overlap else bool)
-        for i, bit in enumerate(query.bits):
-            if bit is not None:
-                hits[:, i] = _bit_column(part.column(bit[0]), bit[1])
-        tally.events += n
-        tally.counts += np.count_nonzero(hits, axis=0).astype(np.int64)
-        if tally.pairs is not None:
-            tally.pairs += np.rint(hits.T @ hits).astype(np.int64)
+    """The tally of one batch holding (at least) the query's mask columns.
+
+    Each requested bit becomes a row of bits packed in 64-bit words; a pair's overlap is the popcount
+    of the AND of two such rows, so k bits cost k(k+1)/2 passes over n/64 words.
+    """
+    n, k = batch.num_rows, len(query.bits)
+    words = np.zeros((k, (n + 63) // 64), dtype=np.uint64)
+    masks = {name: _Masks(batch.column(name)) for name in query.columns} if n else {}
+    for i, bit in enumerate(query.bits):
+        if bit is not None and n:
+            packed = np.packbits(masks[bit[0]].bit(bit[1]), bitorder="little")
+            words[i].view(np.uint8)[: len(packed)] = packed
+    tally = Tally(n, _popcount(words), None)
+    if query.overlap:
+        pairs = np.zeros((k, k), dtype=np.int64)
+        for i in range(k):
+            pairs[i, i:] = _popcount(words[i] & words[i:])
+            pairs[i:, i] = pairs[i, i:]
+        tally.pairs = pairs
     return tally
 
 

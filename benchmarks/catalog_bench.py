@@ -1,0 +1,411 @@
+"""ei-catalog benchmark: lookups, picks, trigger counts and overlaps on a catalogue of 10^8 events.
+
+The catalogue is written once by `python -m benchmarks.catalog_data` (1,025 committed tasks, ~7 GB);
+this measures, on this machine, with the index warm and cold:
+
+- the index: built from nothing (every marker and footer), then refreshed with nothing new;
+- single-event lookups, p50/p99 (targets: p99 <= 100 ms warm, <= 1 s cold):
+  warm: one session (index loaded, DuckDB started, files in the page cache), one event at a time;
+  cold: before each lookup the index and every data file are evicted from the page cache
+  (posix_fadvise DONTNEED), then (a) a new session in this interpreter, and (b) a new `ei-catalog`
+  process (interpreter start and imports included);
+- a 100,000-event pick (target <= 10 s): events drawn uniformly over the whole catalogue, and events
+  drawn from 5 runs (a pick list from one analysis of a few runs), warm and cold;
+- counting 5 L1 trigger bits over every event (target >= 20 million events/s), and 5 HLT bits;
+- a 64 x 64 L1 overlap matrix over every event, in one pass;
+- the same on Spark local[2] (single lookups, the pick, the counts; the overlap matrix unless
+  --spark-overlap-limit says it would take too long), side by side.
+
+    .venv/bin/python -m benchmarks.catalog_bench --warehouse /work/catalog-bench/warehouse
+        [--work /work/catalog-bench] [--samples 300] [--cold-samples 30] [--no-spark] [--out benchmarks/results]
+
+Writes benchmarks/results/catalog-<timestamp>/results.json, results.md and plots; prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from benchmarks.metrics import machine
+from catalog.bits import parse_bits
+from catalog.keys import request_table
+from catalog.questions import count, lookup
+from catalog.session import Session
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PICK = 100_000
+RUNS_IN_CLUSTERED_PICK = 5
+
+
+def log(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def evict(paths: Sequence[Path]) -> None:
+    """Drop these files from the page cache (the next read comes from the disk): written pages are
+    flushed first, as the kernel only drops clean ones."""
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def percentiles(seconds: Sequence[float]) -> dict[str, float]:
+    ms = np.array(seconds) * 1000
+    return {"n": len(ms), "p50_ms": round(float(np.percentile(ms, 50)), 1),
+            "p99_ms": round(float(np.percentile(ms, 99)), 1), "max_ms": round(float(ms.max()), 1)}  # fmt: skip
+
+
+# ---------------------------------------------------------------- the events asked for
+
+
+def sample_keys(session: Session, n: int, seed: int, runs: set[int] | None = None) -> list[tuple[int, int]]:
+    """n distinct committed (run, event) keys, uniformly over the rows (of `runs` only, if given)."""
+    view = session.view()
+    rng = np.random.default_rng(seed)
+    files = list(view.files)
+    weights = np.array([f.rows for f in files], dtype=np.float64)
+    if runs is not None:
+        keep = np.zeros(len(files), dtype=bool)
+        keep[view.rg_file[np.isin(view.rg_min_run, list(runs)) | np.isin(view.rg_max_run, list(runs))]] = True
+        weights[~keep] = 0
+    per_file = rng.multinomial(int(n * 1.05) + 10, weights / weights.sum())
+    keys: set[tuple[int, int]] = set()
+    for entry, k in zip(files, per_file.tolist(), strict=True):
+        if k == 0:
+            continue
+        path = f"{session.reader.task_dir(entry.task.dataset, entry.task.task)}/{entry.name}"
+        table = pq.read_table(path, columns=["run_number", "event_number"])
+        run_column = table.column(0).to_numpy()
+        rows = np.flatnonzero(np.isin(run_column, list(runs))) if runs is not None else np.arange(table.num_rows)
+        chosen = rng.choice(rows, size=min(k, len(rows)), replace=False)
+        keys.update(zip(run_column[chosen].tolist(), table.column(1).to_numpy()[chosen].tolist(), strict=True))
+    ordered = sorted(keys)
+    return [ordered[i] for i in sorted(rng.choice(len(ordered), size=min(n, len(ordered)), replace=False))]
+
+
+def keys_file(work: Path, name: str, make: Callable[[], list[tuple[int, int]]]) -> list[tuple[int, int]]:
+    path = work / f"{name}.txt"
+    if not path.exists():
+        path.write_text("".join(f"{r}:{e}\n" for r, e in make()))
+    return [(int(r), int(e)) for r, e in (line.split(":") for line in path.read_text().split())]
+
+
+# ---------------------------------------------------------------- measurements
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - started, value
+
+
+def lookups(session: Session, keys: Sequence[tuple[int, int]]) -> list[float]:
+    seconds = []
+    for key in keys:
+        started = time.perf_counter()
+        answer = lookup(session, request_table([key]), ["*"]).document()
+        seconds.append(time.perf_counter() - started)
+        assert answer["found"] == 1, key
+    return seconds
+
+
+def cold_lookups(url: str, index: Path, keys: Sequence[tuple[int, int]], files: list[Path]) -> list[float]:
+    seconds = []
+    for key in keys:
+        evict(files)
+        started = time.perf_counter()
+        with Session(url, index_path=index) as session:
+            answer = lookup(session, request_table([key]), ["*"]).document()
+        seconds.append(time.perf_counter() - started)
+        assert answer["found"] == 1, key
+    return seconds
+
+
+def cli_lookups(url: str, index: Path, keys: Sequence[tuple[int, int]], files: list[Path]) -> list[float]:
+    seconds = []
+    command = [str(Path(sys.executable).with_name("ei-catalog")), "lookup", "--warehouse", url, "--index", str(index)]
+    for run, event in keys:
+        evict(files)
+        started = time.perf_counter()
+        done = subprocess.run([*command, "--event", f"{run}:{event}", "--format", "json"], capture_output=True,
+                              text=True, check=True)  # fmt: skip
+        seconds.append(time.perf_counter() - started)
+        assert json.loads(done.stdout)["found"] == 1
+    return seconds
+
+
+def pick(session: Session, keys: Sequence[tuple[int, int]]) -> dict[str, Any]:
+    elapsed, answer = timed(lambda: lookup(session, request_table(keys), ["*"]))
+    document = answer.document()
+    return {"events": len(keys), "seconds": round(elapsed, 2), "found": document["found"],
+            "copies": document["copies"], "answer_rows": answer.table.num_rows}  # fmt: skip
+
+
+def counting(session: Session, bits: str, overlap: bool) -> dict[str, Any]:
+    elapsed, answer = timed(lambda: count(session, ["*"], parse_bits(bits), None, None, overlap).document())
+    return {"bits": len(bits.split(",")), "overlap": overlap, "events": answer["scanned"],
+            "seconds": round(elapsed, 2), "events_per_second": round(answer["scanned"] / elapsed),
+            "counts": [b["events"] for b in answer["bits"]][:8]}  # fmt: skip
+
+
+def l1_items(session: Session, n: int) -> list[int]:
+    """The first n L1 bits the menu names (bits that fire)."""
+    view = session.view()
+    names = view.names(view.tasks[0].generations[0].trigger_names["l1_tav"])
+    return [bit for bit, name in enumerate(names) if name][:n]
+
+
+def hlt_chains(session: Session, n: int) -> list[int]:
+    view = session.view()
+    names = view.names(view.tasks[0].generations[0].trigger_names["hlt_passed_physics"])
+    return [bit for bit, name in enumerate(names) if name][:n]
+
+
+# ---------------------------------------------------------------- the run
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    url = args.warehouse.resolve().as_uri()
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    index = work / "index.sqlite"
+    data_files = sorted(args.warehouse.resolve().rglob("*.parquet"))
+    index_files = [index, index.with_name(index.name + "-wal")]
+    results: dict[str, Any] = {"warehouse": str(args.warehouse), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+    log("index: built from nothing")
+    for path in index_files:
+        path.unlink(missing_ok=True)
+    evict(data_files)
+    with Session(url, index_path=index, refresh=False) as session:
+        build, report = timed(session.refresh)
+        refresh, _ = timed(session.refresh)
+        view = session.view()
+        results["catalogue"] = {
+            "tasks": len(view.tasks), "datasets": len(view.datasets()), "files": len(view.files),
+            "row_groups": len(view.rg_file), "events": int(view.rg_rows.sum()),
+            "bytes": sum(p.stat().st_size for p in data_files),
+        }  # fmt: skip
+        results["index"] = {"build_seconds": round(build, 2), "refresh_seconds": round(refresh, 3),
+                            "bytes": index.stat().st_size, "report": report.as_dict()}  # fmt: skip
+        log(f"catalogue: {results['catalogue']}; index: {results['index']}")
+        singles = keys_file(work, "singles", lambda: sample_keys(session, args.samples, 1))
+        uniform = keys_file(work, "pick-uniform", lambda: sample_keys(session, PICK, 2))
+        runs = sorted({t for t in view.rg_min_run.tolist()})
+        chosen = set(np.random.default_rng(3).choice(runs, RUNS_IN_CLUSTERED_PICK, replace=False).tolist())
+        clustered = keys_file(work, "pick-5-runs", lambda: sample_keys(session, PICK, 4, chosen))
+        l1 = l1_items(session, 64)
+        hlt = hlt_chains(session, 5)
+
+    duck: dict[str, Any] = {}
+    log("DuckDB: warm single lookups")
+    with Session(url, index_path=index) as session:
+        lookups(session, singles[:5])  # starts the engine, reads the index
+        duck["lookup_warm"] = percentiles(lookups(session, singles))
+        log(f"  {duck['lookup_warm']}")
+        log("DuckDB: 100,000-event picks, warm")
+        pick(session, uniform[:1000])
+        duck["pick_uniform_warm"] = pick(session, uniform)
+        duck["pick_5_runs_warm"] = pick(session, clustered)
+        log(f"  {duck['pick_uniform_warm']} {duck['pick_5_runs_warm']}")
+        log("DuckDB: counting")
+        five = ",".join(f"l1_tav:{b}" for b in l1[:5])
+        duck["count_5_l1_bits"] = counting(session, five, False)
+        log(f"  {duck['count_5_l1_bits']}")
+        duck["count_5_hlt_bits"] = counting(session, ",".join(f"hlt_passed_physics:{b}" for b in hlt), False)
+        log(f"  {duck['count_5_hlt_bits']}")
+        duck["overlap_64_l1_bits"] = counting(session, ",".join(f"l1_tav:{b}" for b in l1), True)
+        log(f"  {duck['overlap_64_l1_bits']}")
+    log("DuckDB: cold single lookups (new session, caches evicted)")
+    duck["lookup_cold_session"] = percentiles(cold_lookups(url, index, singles[: args.cold_samples], data_files))
+    log(f"  {duck['lookup_cold_session']}")
+    log("DuckDB: cold single lookups (new ei-catalog process, caches evicted)")
+    duck["lookup_cold_process"] = percentiles(cli_lookups(url, index, singles[: args.cold_samples], data_files))
+    log(f"  {duck['lookup_cold_process']}")
+    log("DuckDB: 100,000-event picks, cold")
+    for name, keys in (("pick_uniform_cold", uniform), ("pick_5_runs_cold", clustered)):
+        evict(data_files + index_files)
+        with Session(url, index_path=index) as session:
+            duck[name] = pick(session, keys)
+        log(f"  {name}: {duck[name]}")
+    results["duckdb"] = duck
+
+    if not args.no_spark:
+        results["spark"] = spark(url, index, singles, uniform, clustered, l1, hlt, args)
+    results["machine"] = machine()
+    results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    return results
+
+
+Keys = list[tuple[int, int]]
+
+
+def spark(url: str, index: Path, singles: Keys, uniform: Keys, clustered: Keys, l1: list[int], hlt: list[int],
+          args: argparse.Namespace) -> dict[str, Any]:  # fmt: skip
+    out: dict[str, Any] = {"master": "local[2]"}
+    conf = {"spark.sql.shuffle.partitions": "4", "spark.driver.memory": "4g"}
+    log("Spark: start")
+    with Session(url, index_path=index, engine="spark", master="local[2]", conf=conf) as session:
+        started, _ = timed(lambda: session.engine)
+        out["start_seconds"] = round(started, 1)
+        lookups(session, singles[:3])
+        out["lookup_warm"] = percentiles(lookups(session, singles[: args.spark_samples]))
+        log(f"  {out['lookup_warm']}")
+        out["pick_uniform_warm"] = pick(session, uniform)
+        out["pick_5_runs_warm"] = pick(session, clustered)
+        log(f"  {out['pick_uniform_warm']} {out['pick_5_runs_warm']}")
+        out["count_5_l1_bits"] = counting(session, ",".join(f"l1_tav:{b}" for b in l1[:5]), False)
+        log(f"  {out['count_5_l1_bits']}")
+        out["count_5_hlt_bits"] = counting(session, ",".join(f"hlt_passed_physics:{b}" for b in hlt), False)
+        log(f"  {out['count_5_hlt_bits']}")
+        if args.spark_overlap:
+            out["overlap_64_l1_bits"] = counting(session, ",".join(f"l1_tav:{b}" for b in l1), True)
+            log(f"  {out['overlap_64_l1_bits']}")
+    return out
+
+
+# ---------------------------------------------------------------- report
+
+
+def markdown(results: dict[str, Any]) -> str:
+    cat, duck, spark_ = results["catalogue"], results["duckdb"], results.get("spark", {})
+
+    def single(d: dict[str, Any] | None) -> str:
+        return f"{d['p50_ms']:,.0f} / {d['p99_ms']:,.0f} ms (n={d['n']})" if d else "-"
+
+    def seconds(d: dict[str, Any] | None) -> str:
+        return f"{d['seconds']:,.1f} s" if d else "-"
+
+    def rate(d: dict[str, Any] | None) -> str:
+        return f"{d['seconds']:,.1f} s, {d['events_per_second'] / 1e6:,.1f} M events/s" if d else "-"
+
+    lines = [
+        f"# ei-catalog on {cat['events']:,} events ({results['started']})",
+        "",
+        f"{cat['tasks']:,} committed tasks in {cat['datasets']} datasets, {cat['files']:,} files, "
+        f"{cat['row_groups']:,} row groups, {cat['bytes'] / 1e9:.2f} GB. Index: built in "
+        f"{results['index']['build_seconds']} s, refreshed (nothing new) in {results['index']['refresh_seconds']} s, "
+        f"{results['index']['bytes'] / 1e6:.1f} MB.",
+        "",
+        "| question | target | DuckDB | Spark local[2] |",
+        "| --- | --- | --- | --- |",
+        f"| single-event lookup, warm (p50 / p99) | p99 <= 100 ms | {single(duck['lookup_warm'])} | "
+        f"{single(spark_.get('lookup_warm'))} |",
+        f"| single-event lookup, cold: new session, caches evicted | p99 <= 1 s | "
+        f"{single(duck['lookup_cold_session'])} | - |",
+        f"| single-event lookup, cold: new `ei-catalog` process, caches evicted | p99 <= 1 s | "
+        f"{single(duck['lookup_cold_process'])} | - |",
+        f"| 100,000-event pick, uniform over the catalogue, warm | <= 10 s | {seconds(duck['pick_uniform_warm'])} | "
+        f"{seconds(spark_.get('pick_uniform_warm'))} |",
+        f"| 100,000-event pick, uniform, cold | <= 10 s | {seconds(duck['pick_uniform_cold'])} | - |",
+        f"| 100,000-event pick from 5 runs, warm | <= 10 s | {seconds(duck['pick_5_runs_warm'])} | "
+        f"{seconds(spark_.get('pick_5_runs_warm'))} |",
+        f"| 100,000-event pick from 5 runs, cold | <= 10 s | {seconds(duck['pick_5_runs_cold'])} | - |",
+        f"| count 5 L1 bits over every event | >= 20 M events/s | {rate(duck['count_5_l1_bits'])} | "
+        f"{rate(spark_.get('count_5_l1_bits'))} |",
+        f"| count 5 HLT bits over every event | - | {rate(duck['count_5_hlt_bits'])} | "
+        f"{rate(spark_.get('count_5_hlt_bits'))} |",
+        f"| 64 x 64 L1 overlap matrix, one pass | report | {rate(duck['overlap_64_l1_bits'])} | "
+        f"{rate(spark_.get('overlap_64_l1_bits'))} |",
+        "",
+        f"Spark session start: {spark_.get('start_seconds', '-')} s. Machine: {results['machine']['cpus']} CPUs "
+        f"({results['machine']['cpu_model']}), shared; load average at the end "
+        f"{', '.join(f'{v:.1f}' for v in results['machine']['loadavg_at_end'])}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plots(results: dict[str, Any], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    duck, spark_ = results["duckdb"], results.get("spark", {})
+    fig, ax = plt.subplots(figsize=(8, 4))
+    labels, p50, p99 = [], [], []
+    latencies = {
+        "DuckDB warm": duck["lookup_warm"],
+        "DuckDB cold session": duck["lookup_cold_session"],
+        "DuckDB cold process": duck["lookup_cold_process"],
+        "Spark warm": spark_.get("lookup_warm"),
+    }
+    for name, d in latencies.items():
+        if d:
+            labels.append(name)
+            p50.append(d["p50_ms"])
+            p99.append(d["p99_ms"])
+    x = np.arange(len(labels))
+    ax.bar(x - 0.2, p50, 0.4, label="p50")
+    ax.bar(x + 0.2, p99, 0.4, label="p99")
+    ax.axhline(100, color="tab:green", linestyle="--", label="warm target (p99)")
+    ax.axhline(1000, color="tab:red", linestyle="--", label="cold target (p99)")
+    ax.set_xticks(x, labels)
+    ax.set_yscale("log")
+    ax.set_ylabel("ms")
+    ax.set_title("single-event lookup latency")
+    ax.legend()
+    fig.tight_layout()
+    paths = [out / "lookup_latency.png"]
+    fig.savefig(paths[0])
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    names = ["count_5_l1_bits", "count_5_hlt_bits", "overlap_64_l1_bits"]
+    x = np.arange(len(names))
+    for offset, (engine, d) in zip((-0.2, 0.2), (("DuckDB", duck), ("Spark local[2]", spark_)), strict=True):
+        ax.bar(x + offset, [d[n]["events_per_second"] / 1e6 if n in d else 0 for n in names], 0.4, label=engine)
+    ax.axhline(20, color="tab:green", linestyle="--", label="target (5 bits)")
+    ax.set_xticks(x, ["5 L1 bits", "5 HLT bits", "64x64 L1 overlap"])
+    ax.set_ylabel("million events / s")
+    ax.set_title(f"trigger counting over {results['catalogue']['events']:,} events")
+    ax.legend()
+    fig.tight_layout()
+    paths.append(out / "counting.png")
+    fig.savefig(paths[1])
+    plt.close(fig)
+    return paths
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--warehouse", type=Path, required=True, help="the catalogue's directory")
+    parser.add_argument("--work", type=Path, default=Path("/work/catalog-bench"), help="index and event lists")
+    parser.add_argument("--samples", type=int, default=300, help="warm single lookups")
+    parser.add_argument("--cold-samples", type=int, default=30, help="cold single lookups (each way)")
+    parser.add_argument("--spark-samples", type=int, default=30, help="single lookups on Spark")
+    parser.add_argument("--spark-overlap", action="store_true", help="also the 64x64 overlap matrix on Spark")
+    parser.add_argument("--no-spark", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    results = run(args)
+    out = args.out / f"catalog-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "results.md").write_text(markdown(results))
+    plots(results, out)
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
