@@ -210,7 +210,7 @@ def test_run_until_idle_exits_3_naming_each_stuck_task_even_when_quiet(pipe: Pip
 
 
 def test_errors_without_a_command_line_form_are_one_line_too(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     table = readme_exit_codes()
 
@@ -228,10 +228,16 @@ def test_errors_without_a_command_line_form_are_one_line_too(
     assert capsys.readouterr().err == "ei-supersink: interrupted\n"
     assert {1, 130} <= set(table)
 
-    monkeypatch.setitem(sys.modules, "stomp", None)  # stomp.py not installed
-    code = cli.main(["expect", "--broker", "stomp://127.0.0.1:1/queue/q", "--task", "t", "--jobs", "1"])
-    err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1
+    blocked = (  # as if stomp.py were not installed
+        "import sys; sys.modules['stomp'] = None; from supersink.cli import main; "
+        "sys.exit(main(['expect', '--broker', 'stomp://127.0.0.1:1/queue/q', '--task', 't', '--jobs', '1']))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", blocked], capture_output=True, text=True, cwd=ROOT, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert proc.returncode == 2
+    err = one_line(proc)
     assert "pip install 'eventindex-collect[stomp]'" in err
 
 
