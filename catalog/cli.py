@@ -18,11 +18,13 @@ dataset, malformed event list, bit out of range, bad URL), 3 the engine is missi
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
 
 from catalog.bits import parse_bits
 from catalog.engines import ENGINES
@@ -101,7 +103,7 @@ def _requests(args: argparse.Namespace) -> list[tuple[int, int]]:
     return [parse_pair(text, "--event") for item in args.event for text in item.split(",") if text.strip()]
 
 
-def _ask(session: Session, args: argparse.Namespace) -> Answer | dict[str, object]:
+def _ask(session: Session, args: argparse.Namespace) -> Answer:
     if args.command == "lookup":
         requests = request_table(_requests(args))
         return lookup(session, requests, args.dataset or ["*"])
@@ -118,7 +120,8 @@ def _ask(session: Session, args: argparse.Namespace) -> Answer | dict[str, objec
         return duplicates(session, args.dataset)
     if args.rebuild:
         session.index.clear()
-    return session.refresh().as_dict() | {"index": str(session.index.path)}
+    report: dict[str, Any] = {**session.refresh().as_dict(), "index": str(session.index.path)}
+    return Answer(pa.Table.from_pylist([report]), lambda: report)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -135,14 +138,7 @@ def run(args: argparse.Namespace) -> int:
         conf=dict(args.conf),
         threads=args.threads,
     ) as session:
-        answer = _ask(session, args)
-        if isinstance(answer, Answer):
-            render(answer, args.format, sys.stdout)
-        elif args.format == "json":
-            print(json.dumps(answer))
-        else:
-            for key, value in answer.items():
-                print(f"{key}: {value}")
+        render(_ask(session, args), args.format, sys.stdout)
     return EXIT_OK
 
 

@@ -1,8 +1,10 @@
 """The catalogue's index: every committed task, its files and the key range of every row group.
 
 What it holds, per committed task (nothing else: a task enters it only through its commit marker):
-- each generation (the first load, then each amendment): its trigger names (`trigger_names` of the
-  marker, kept once per distinct list) and the side file listing the duplicates it dropped;
+- each generation (the first load, then each amendment): its trigger names (the marker's
+  `trigger_names` {mask: names}, or its `trigger_name_sets` [{column, names, input_guids}] when the
+  input files disagree; each distinct list is kept once) and the side file listing the duplicates
+  it dropped;
 - each committed part file (the marker's and the amendments' file lists, never a directory listing);
 - each row group of those files: rows, (run, event) range, run range and lumi-block range, from the
   Parquet footer statistics. Row groups hold sorted keys, so the range from the statistics,
@@ -29,6 +31,7 @@ import hashlib
 import json
 import os
 import sqlite3
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,7 +48,7 @@ from eventindex.errors import ConfigError, EventIndexError
 from eventindex.names import validate_name
 from eventindex.warehouse import DATASET_KEY, TASK_KEY, CommittedTask, WarehouseReader
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 #: Markers and footers are read on this many threads (S3 and WebHDFS answer in milliseconds each).
 READ_THREADS = 8
 _INT64_MIN = np.iinfo(np.int64).min
@@ -100,10 +103,22 @@ def default_index_path(warehouse_url: str) -> Path:
 
 
 @dataclass(frozen=True)
+class NameSet:
+    """A name list (by digest) and the input files whose rows it names."""
+
+    digest: str
+    input_guids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Generation:
     number: int  # 0: the first load; n: amendment n
-    trigger_names: dict[str, str]  # mask column -> digest of its name list
+    trigger_names: dict[str, str]  # mask column -> digest of the name list of every row
+    trigger_name_sets: dict[str, list[NameSet]]  # mask column -> the lists of some input files' rows
     duplicates_in: str | None  # the side file listing the duplicates this generation dropped
+
+    def names_mask(self, mask: str) -> bool:
+        return mask in self.trigger_names or mask in self.trigger_name_sets
 
 
 @dataclass
@@ -188,14 +203,22 @@ def read_footer(fs: pafs.FileSystem, path: str, generation: int, name: str) -> _
     return _File(generation, name, meta.num_rows, groups)
 
 
-def _generation(record: dict[str, Any]) -> tuple[dict[str, list[Any]], str | None]:
-    names = record.get("trigger_names")
-    valid: dict[str, list[Any]] = {}
-    if isinstance(names, dict):
-        valid = {str(mask): value for mask, value in names.items() if isinstance(value, list)}
+def _names(record: dict[str, Any], what: str) -> tuple[dict[str, list[Any]], list[tuple[str, list[Any], list[str]]]]:
+    """A marker's `trigger_names` {mask: names} and `trigger_name_sets` as (mask, names, input GUIDs)."""
+    names = record.get("trigger_names", {})
+    sets = record.get("trigger_name_sets", [])
+    try:
+        plain = {str(mask): list(value) for mask, value in names.items()}
+        listed = [(str(s["column"]), list(s["names"]), [str(g) for g in s["input_guids"]]) for s in sets]
+    except (AttributeError, KeyError, TypeError) as exc:
+        raise CatalogIndexError(f"{what}: its trigger names are malformed ({exc})") from exc
+    return plain, listed
+
+
+def _duplicates_in(record: dict[str, Any]) -> str | None:
     dups = record.get("duplicates")
     listed = dups.get("listed_in") if isinstance(dups, dict) and dups.get("count") else None
-    return valid, str(listed) if listed else None
+    return str(listed) if listed else None
 
 
 def _files_of(record: dict[str, Any], what: str) -> list[tuple[str, int]]:
@@ -348,11 +371,14 @@ class CatalogIndex:
         first = int(self.db.execute("SELECT count(*) FROM generations WHERE task_id = ?", (task_id,)).fetchone()[0])
         records = [committed.marker, *committed.amendments]
         for number in range(first, len(records)):
-            names, duplicates_in = _generation(records[number])
-            digests = {mask: self._names_digest(value) for mask, value in names.items()}
+            plain, sets = _names(records[number], f"{committed.directory} generation {number}")
+            names = {
+                "names": {mask: self._names_digest(value) for mask, value in plain.items()},
+                "sets": [[mask, self._names_digest(value), guids] for mask, value, guids in sets],
+            }
             self.db.execute(
                 "INSERT INTO generations VALUES (?, ?, ?, ?)",
-                (task_id, number, json.dumps(digests) if digests else None, duplicates_in),
+                (task_id, number, json.dumps(names), _duplicates_in(records[number])),
             )
         for part in files:
             if part.generation < first:
@@ -385,7 +411,11 @@ class CatalogIndex:
         for tid, number, names, duplicates_in in self.db.execute(
             "SELECT task_id, number, trigger_names, duplicates_in FROM generations ORDER BY task_id, number"
         ):
-            tasks[tid].generations.append(Generation(number, json.loads(names) if names else {}, duplicates_in))
+            recorded = json.loads(names)
+            sets: dict[str, list[NameSet]] = defaultdict(list)
+            for mask, digest, guids in recorded["sets"]:
+                sets[mask].append(NameSet(digest, tuple(guids)))
+            tasks[tid].generations.append(Generation(number, recorded["names"], dict(sets), duplicates_in))
         files: list[FileEntry] = []
         file_pos: dict[int, int] = {}
         for fid, tid, generation, name, file_rows in self.db.execute(

@@ -6,6 +6,7 @@ and returns an :class:`Answer` whose rows are sorted, so that both engines give 
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from catalog.bits import BitSpec, NameResolver, Positions
+from catalog.bits import BitSpec, NameResolver, Rows, Slice
 from catalog.engines import DATA_VIEW
 from catalog.errors import CatalogIndexError, QueryError
 from catalog.index import FileEntry
@@ -182,12 +183,24 @@ def _lookup_document(requests: pa.Table, found: pa.Table, missing: pa.Table) -> 
 # ---------------------------------------------------------------- trigger counts and overlaps
 
 
-def _conditions(runs: Range | None, lumi: Range | None) -> str:
+_SAFE_LITERAL = re.compile(r"[A-Za-z0-9._:+/=-]*")
+
+
+def _string(value: str) -> str:
+    """A string from a marker as an SQL literal both engines read alike (no quotes or escapes to interpret)."""
+    if _SAFE_LITERAL.fullmatch(value) is None:
+        raise CatalogIndexError(f"input file GUID {value[:60]!r} in a commit marker: not a GUID")
+    return f"'{value}'"
+
+
+def _conditions(runs: Range | None, lumi: Range | None, rows: Rows | None) -> str:
     where = []
     if runs is not None:
         where.append(f"run_number BETWEEN {runs.low} AND {runs.high}")
     if lumi is not None:
         where.append(f"lumi_block BETWEEN {lumi.low} AND {lumi.high}")
+    if rows is not None:
+        where.append(f"input_guid {'NOT IN' if rows.negate else 'IN'} ({', '.join(map(_string, rows.guids))})")
     return f" WHERE {' AND '.join(where)}" if where else ""
 
 
@@ -204,25 +217,27 @@ def count(
     datasets = match_datasets(view, dataset_globs)
     resolver = NameResolver(view.names)
     resolver.check_known(specs, [f for f in view.files if f.task.dataset in set(datasets)])
-    groups: dict[Positions, list[FileEntry]] = defaultdict(list)
+    # One scan per set of bit positions (menus differ between tasks, or between their input files).
+    groups: dict[Slice, list[FileEntry]] = defaultdict(list)
     for entry in files_with_rows(view, datasets, runs, lumi):
-        groups[resolver.positions(specs, entry)].append(entry)
+        for piece in resolver.slices(specs, entry):
+            groups[piece].append(entry)
     tally = Tally.empty(BitQuery(tuple(None for _ in specs), overlap))
-    for positions, files in sorted(groups.items(), key=lambda item: repr(item[0])):
+    for (positions, rows), files in sorted(groups.items(), key=lambda item: repr(item[0])):
         query = BitQuery(positions, overlap)
-        if not query.columns:  # no bit is in these tasks' menus: only their rows are counted
+        if not query.columns:  # no bit is in these rows' menus: only the rows are counted
             query = BitQuery(positions, False)
         session.engine.use_data(files)
         columns = ", ".join(query.columns) if query.columns else "run_number"
-        part = session.engine.tally(f"SELECT {columns} FROM {DATA_VIEW}{_conditions(runs, lumi)}", query)
+        part = session.engine.tally(f"SELECT {columns} FROM {DATA_VIEW}{_conditions(runs, lumi, rows)}", query)
         tally.events += part.events
         tally.counts += part.counts
         if tally.pairs is not None and part.pairs is not None:
             tally.pairs += part.pairs
-    used = [
-        [spec.number] if spec.number is not None else sorted({p[i][1] for p in groups if p[i] is not None})  # type: ignore[index]
-        for i, spec in enumerate(specs)
-    ]
+    used = []
+    for i, spec in enumerate(specs):
+        found = {bit[1] for (positions, _) in groups if (bit := positions[i]) is not None}
+        used.append([spec.number] if spec.number is not None else sorted(found))
     return _count_answer(specs, used, tally)
 
 

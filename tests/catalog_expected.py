@@ -49,8 +49,8 @@ def count(
     runs: tuple[int, int] | None = None,
     lumi: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """Rows in range, rows per bit and per pair of bits; a bit given by name is looked up in each row's
-    task's names (None: the task's menu lacks it)."""
+    """Rows in range, rows per bit and per pair of bits; a bit given by name is looked up in the names of
+    each row's task and input file (None: that menu lacks it)."""
     scanned = 0
     counts = np.zeros(len(bits), np.int64)
     pairs = np.zeros((len(bits), len(bits)), np.int64)
@@ -63,7 +63,7 @@ def count(
         hits = []
         for mask, bit in bits:
             if isinstance(bit, str):
-                names = case.trigger_names[(row["dataset"], row["task"])]
+                names = case.trigger_names.get((row["dataset"], row["task"], row["input_guid"]), [])
                 bit = names.index(bit) if bit in names else None
             hits.append(bit is not None and bit_set(row[mask], bit))
         vector = np.array(hits, np.int64)

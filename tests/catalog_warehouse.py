@@ -11,8 +11,11 @@ Datasets and tasks (row groups of 300 rows, files of 900, so tasks span several 
 Next to them, never committed: dsA/tU (a load that died: its claim and staged parts in `_staging`,
 seed 9) and dsA/tV (parts in place without a marker, as on S3 before a commit, seed 10).
 
-Trigger names are written into the markers (as a commit would record them): dsA/t1 names the L1 items
-`L1_ITEM_<bit>`, the other dsA tasks name the same items one bit further on, dsB names none.
+Trigger names are written into the markers (as a commit records them): the dsA tasks name the L1
+items `L1_ITEM_<bit>` one bit further on (`trigger_names`, a later menu), except t1, whose lists
+differ by input file (`trigger_name_sets`): j1's file names the items at their bits, a file without
+rows names them one bit further on, and j2's file is in no list (its rows have no names); dsB names
+none.
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ class CatalogCase:
     url: str
     root: Path  # the pipeline's work directory
     warehouse: Warehouse
-    trigger_names: dict[tuple[str, str], list[str | None]] = field(default_factory=dict)
+    trigger_names: dict[tuple[str, str, str], list[str | None]] = field(default_factory=dict)
 
     def events(self) -> pa.Table:
         """Every committed row as the warehouse must hold it (dataset, task, job, attempt and the event
@@ -169,11 +172,20 @@ def _write_parquet(warehouse: Warehouse, path: str, table: pa.Table) -> None:
         pq.write_table(table, out, compression="zstd")
 
 
-def _rewrite_marker(warehouse: Warehouse, dataset: str, task: str, names: list[str | None]) -> None:
+def _rewrite_marker(warehouse: Warehouse, dataset: str, task: str, names: dict[str, list[str | None]]) -> None:
+    """Record trigger names in a marker: {input GUID: names}, as `trigger_names` when every input file
+    agrees, else as `trigger_name_sets`."""
     path = f"{warehouse.task_dir(dataset, task)}/{MARKER}"
     with warehouse.fs.open_input_stream(path) as src:
         marker = json.loads(src.read())
-    marker["trigger_names"] = {"l1_tbp": names, "l1_tap": names, "l1_tav": names}
+    masks = ("l1_tbp", "l1_tap", "l1_tav")
+    lists = list(names.values())
+    if all(each == lists[0] for each in lists):
+        marker["trigger_names"] = dict.fromkeys(masks, lists[0])
+    else:
+        marker["trigger_name_sets"] = [
+            {"column": mask, "names": value, "input_guids": [guid]} for mask in masks for guid, value in names.items()
+        ]
     with warehouse.fs.open_output_stream(path) as out:
         out.write(json.dumps(marker).encode())
 
@@ -208,7 +220,13 @@ def build(root: Path, url: str) -> CatalogCase:
     )
     case = CatalogCase(url, root, warehouse)
     for task in ("t1", "t2", "t3", "t4", "t5", "t6"):
-        names = names_first() if task == "t1" else names_shifted()
+        seeds = {job.seed for job in COMMITTED if (job.dataset, job.task) == ("dsA", task)}
+        names = {SyntheticInput(EVENTS[seed], seed).guid: names_shifted() for seed in seeds}
+        if task == "t1":
+            names = {
+                SyntheticInput(EVENTS[1], 1).guid: names_first(),
+                "0BADF11E-0000-4000-8000-000000000000": names_shifted(),
+            }
         _rewrite_marker(warehouse, "dsA", task, names)
-        case.trigger_names[("dsA", task)] = names
+        case.trigger_names.update({("dsA", task, guid): value for guid, value in names.items()})
     return case
