@@ -3,8 +3,9 @@
 Header (little-endian, 68 bytes):
 
     magic        4s   b"EIC1" (chunk) or b"EIM1" (manifest)
-    version      u16  format version: chunks 2 (1 is still read: chunks written before the
-                      `*_absent` presence columns, whose values are all present), manifests 1
+    version      u16  format version: chunks 3 when a mask column is dense (bitmaps), else 2;
+                      1 is still read (chunks written before the `*_absent` presence columns,
+                      whose values are all present); manifests 1
     codec        u8   1 = zstd
     flags        u8   0
     header_size  u16  68
@@ -30,7 +31,7 @@ import pyarrow as pa
 import zstandard
 from google.protobuf.message import DecodeError
 
-from eventindex.columns import FORMAT_VERSION, READABLE_VERSIONS, Body, decode_body, encode_body
+from eventindex.columns import READABLE_VERSIONS, Body, decode_body, encode_versioned_body
 from eventindex.errors import (
     CorruptObjectError,
     OversizedObjectError,
@@ -140,7 +141,8 @@ def _unpack(data: bytes, magic: bytes, max_uncompressed: int) -> tuple[Header, b
 
 
 def encode_chunk(table: pa.Table, level: int = DEFAULT_ZSTD_LEVEL) -> EncodedObject:
-    return _pack(CHUNK_MAGIC, FORMAT_VERSION, encode_body(table), table.num_rows, level)
+    body, version = encode_versioned_body(table)
+    return _pack(CHUNK_MAGIC, version, body, table.num_rows, level)
 
 
 def decode_chunk_body(data: bytes, max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED) -> Body:

@@ -13,6 +13,9 @@ A value the input did not carry is null, never 0 or false: every column may be n
 run_number, event_number and input_guid (and the task, job and attempt the loader adds). On the
 wire, each nullable column has an `X_absent` column, empty when every value is present
 (proto/eventindex/v1/eventindex.proto, chunk format version 2).
+
+A mask column travels either as the set bits of each row (sparse) or as the bitmaps themselves
+(dense, chunk format version 3), whichever its density makes cheaper: real ATLAS masks are dense.
 """
 
 from __future__ import annotations
@@ -26,9 +29,12 @@ from eventindex.errors import CorruptObjectError
 from eventindex.schema import eventindex_pb2 as pb
 from eventindex.wire import Fields, Writer
 
-#: The chunk format version this build writes: 2 added the `*_absent` columns. Version 1 is read too.
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+#: The chunk format versions: 2 added the `*_absent` columns, 3 dense mask columns. A chunk is
+#: written as version 3 only when it holds a dense mask column (a version 2 reader would see no
+#: bits there), else as version 2, which every reader since 2 reads. All three are read.
+FORMAT_VERSION = 3
+SPARSE_FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2, 3)
 
 L1_MASK_BYTES = 512 // 8
 HLT_MASK_BYTES = 8192 // 8
@@ -172,46 +178,77 @@ def _put_scalar(out: Writer, array: pa.Array, spec: Scalar, name: str) -> None:
         out.packed(_BODY[f"{name}_absent"], absent, "|b1")
 
 
-def _encode_mask(column: pa.ChunkedArray, width_bytes: int, name: str) -> Writer:
-    """Bitmaps (binary, `width_bytes` each, or null) -> set-bit positions per row.
+#: A mask column is written dense (bitmaps) when more than one bit in this many is set, i.e. when its
+#: 32-bit positions would take more than half the bitmaps' bytes. Positions cost ~100x the CPU of a
+#: bitmap byte per set bit, and dense real masks compress smaller as bitmaps; sparse masks (a few
+#: bits in 512 or 8192, like the synthetic ones) stay positions, much smaller than their bitmaps.
+DENSE_ONE_BIT_IN = 64
+#: How many bytes of a column's masks (its first present rows) are counted to judge its density.
+_DENSITY_SAMPLE_BYTES = 1 << 18
+
+
+def _encode_mask(column: pa.ChunkedArray, width_bytes: int, name: str) -> tuple[Writer, bool]:
+    """Bitmaps (binary, `width_bytes` each, or null) -> a MaskColumn, and whether it is dense.
 
     Chunk by chunk: combining the chunks would copy every bitmap once more."""
-    parts = [_mask_positions(chunk.cast(pa.binary()), width_bytes, name) for chunk in column.chunks]
-    none = np.empty(0, dtype=np.uint32)
-    counts = np.concatenate([counts for counts, _, _ in parts] or [none])
-    positions = np.concatenate([positions for _, positions, _ in parts] or [none])
-    valid = np.concatenate([valid for _, _, valid in parts] or [none.astype(bool)])
+    parts = [_mask_rows(chunk.cast(pa.binary()), width_bytes, name) for chunk in column.chunks]
+    valid = np.concatenate([valid for valid, _ in parts] or [np.empty(0, dtype=bool)])
+    datas = [data for _, data in parts if len(data)]
+    dense = _is_dense(datas)
     out = Writer()
     out.uint(_MASK["width_bits"], width_bytes * 8)
-    out.packed(_MASK["counts"], counts, "<u4")
-    out.packed(_MASK["positions"], positions, "<u4")
+    if dense:
+        out.bytes_field(_MASK["bitmaps"], b"".join(data.data for data in datas))
+    else:
+        sparse = [_mask_positions(valid, data, width_bytes) for valid, data in parts]
+        none = np.empty(0, dtype=np.uint32)
+        out.packed(_MASK["counts"], np.concatenate([counts for counts, _ in sparse] or [none]), "<u4")
+        out.packed(_MASK["positions"], np.concatenate([positions for _, positions in sparse] or [none]), "<u4")
     if not valid.all():
         out.packed(_MASK["absent"], ~valid, "|b1")
-    return out
+    return out, dense
 
 
-def _mask_positions(array: pa.Array, width_bytes: int, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(set bits per row, their positions row after row, which rows hold a mask) of a binary array."""
-    rows = len(array)
+def _is_dense(datas: list[np.ndarray]) -> bool:
+    """Are the masks (bytes of the present rows) dense, judged by the set bits of their first bytes?"""
+    set_bits = sampled = 0
+    for data in datas:
+        sample = data[: _DENSITY_SAMPLE_BYTES - sampled]
+        set_bits += int(np.bitwise_count(sample.view("<u8") if not len(sample) % 8 else sample).sum())
+        sampled += len(sample)
+        if sampled >= _DENSITY_SAMPLE_BYTES:
+            break
+    return set_bits * DENSE_ONE_BIT_IN > sampled * 8
+
+
+def _mask_rows(array: pa.Array, width_bytes: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(which rows hold a mask, the masks of those rows back to back as uint8) of a binary array."""
     valid = _np(array.is_valid(), "bool")
     n_valid = int(valid.sum())
-    counts = np.zeros(rows, dtype=np.uint32)
+    if not n_valid:
+        return valid, np.empty(0, dtype=np.uint8)
+    # The masks, back to back (a null may hold bytes: leave those out).
+    present = array if n_valid == len(array) else array.filter(pa.array(valid))
+    offsets = np.frombuffer(present.buffers()[1], dtype=np.int32)[present.offset : present.offset + n_valid + 1]
+    lengths = np.diff(offsets)
+    if np.any(lengths != width_bytes):
+        bad = int(lengths[lengths != width_bytes][0])
+        raise ValueError(f"column {name}: a mask of {bad} bytes, expected {width_bytes}")
+    data = present.buffers()[2]
+    assert data is not None
+    return valid, np.frombuffer(data, dtype=np.uint8, count=n_valid * width_bytes, offset=int(offsets[0]))
+
+
+def _mask_positions(valid: np.ndarray, data: np.ndarray, width_bytes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(set bits per row, their positions row after row) of the present rows' masks `data`."""
+    counts = np.zeros(len(valid), dtype=np.uint32)
     positions = np.empty(0, dtype=np.uint32)
+    n_valid = len(data) // width_bytes
     if n_valid:
-        # The masks, back to back (a null may hold bytes: leave those out).
-        dense = array if n_valid == rows else array.filter(pa.array(valid))
-        offsets = np.frombuffer(dense.buffers()[1], dtype=np.int32)[dense.offset : dense.offset + n_valid + 1]
-        lengths = np.diff(offsets)
-        if np.any(lengths != width_bytes):
-            bad = int(lengths[lengths != width_bytes][0])
-            raise ValueError(f"column {name}: a mask of {bad} bytes, expected {width_bytes}")
-        data = dense.buffers()[2]
-        assert data is not None
-        start = int(offsets[0])
         # Masks are sparse: scan 64-bit words, then the bytes of the non-zero words, then expand
         # each non-zero byte into its set bits through a 256-entry table. (flatnonzero of the
         # comparison is ~3x faster than of the words: it walks one byte per word.)
-        words = np.frombuffer(data, dtype=np.uint8, count=n_valid * width_bytes, offset=start).view("<u8")
+        words = data.view("<u8")
         hit_words = np.flatnonzero(words != 0)
         word_bytes = words[hit_words].view(np.uint8)
         nz = np.flatnonzero(word_bytes)
@@ -224,7 +261,7 @@ def _mask_positions(array: pa.Array, width_bytes: int, name: str) -> tuple[np.nd
         row = np.repeat(byte_index // width_bytes, per_byte)
         counts[np.nonzero(valid)[0]] = np.bincount(row, minlength=n_valid)
         positions = (np.repeat(byte_index % width_bytes, per_byte) * 8 + bit).astype(np.uint32)
-    return counts, positions, valid
+    return counts, positions
 
 
 def _encode_strings(array: pa.Array, name: str, nullable: bool) -> Writer:
@@ -249,13 +286,22 @@ def encode_body(table: pa.Table) -> bytes:
     Raises ValueError for what no reader may hand over: a null in a column that may not hold one,
     an integer outside its wire range, a mask of the wrong width.
     """
+    return encode_versioned_body(table)[0]
+
+
+def encode_versioned_body(table: pa.Table) -> tuple[bytes, int]:
+    """`encode_body`, and the chunk format version its header must give (3 with a dense mask column, else 2)."""
     table = table.select(EVENT_SCHEMA.names)  # columns are combined one by one, as they are needed
     out = Writer()
     out.uint(_BODY["rows"], table.num_rows)
     for spec in SCALAR_COLUMNS:
         _put_scalar(out, table.column(spec.name).combine_chunks(), spec, spec.name)
+    version = SPARSE_FORMAT_VERSION
     for name, width in MASK_COLUMNS:
-        out.message(_BODY[name], _encode_mask(table.column(name), width, name))
+        column, dense = _encode_mask(table.column(name), width, name)
+        out.message(_BODY[name], column)
+        if dense:
+            version = FORMAT_VERSION
     prov = table.column("provenance").combine_chunks()
     out.packed(_BODY["provenance_count"], _np(prov.value_lengths().fill_null(0), "uint32"), "<u4")
     if prov.null_count:
@@ -268,7 +314,7 @@ def encode_body(table: pa.Table) -> bytes:
     for spec in PROVENANCE_NUMBERS:
         _put_scalar(out, refs.field(spec.name), spec, f"provenance_{spec.name}")
     out.message(_BODY["input_guid"], _encode_strings(table.column("input_guid").combine_chunks(), "input_guid", False))
-    return out.getvalue()
+    return out.getvalue(), version
 
 
 # ---------------------------------------------------------------- ChunkBody -> Arrow
@@ -394,20 +440,32 @@ def _set_bits(matrix: np.ndarray, byte_index: np.ndarray, bits: np.ndarray) -> N
         matrix[where[starts]] = np.bitwise_or.reduceat(pairs, starts)
 
 
-def _decode_mask(column: Fields | None, rows: int, name: str, width_bytes: int, check_only: bool = False) -> pa.Array:
+def _decode_mask(
+    column: Fields | None, rows: int, name: str, width_bytes: int, check_only: bool = False, version: int = 3
+) -> pa.Array:
     """A MaskColumn -> `width_bytes` bitmaps per row, null where absent (only the checks if check_only).
 
-    Each set bit becomes one (byte index, bit value) pair, and the pairs are scattered into a
-    matrix of zeros; a column without set bits takes shared zeros instead.
+    Dense: the bitmaps are the column's data as they are (no copy). Sparse: each set bit becomes
+    one (byte index, bit value) pair, and the pairs are scattered into a matrix of zeros; a column
+    without set bits takes shared zeros instead.
     """
     if column is None:
         raise CorruptObjectError(f"column {name} is missing")
     width_bits = column.uint(_MASK["width_bits"])
     if width_bits != width_bytes * 8:
         raise CorruptObjectError(f"column {name} holds {width_bits}-bit masks, expected {width_bytes * 8}")
-    counts = _checked(column.packed(_MASK["counts"], "<u4"), rows, name)
+    bitmaps = column.packed(_MASK["bitmaps"], "|u1")
     positions = column.packed(_MASK["positions"], "<u4")
-    total = _sum(counts)
+    if len(bitmaps):
+        if version < 3:
+            raise CorruptObjectError(f"column {name}: dense masks in a version {version} chunk")
+        if len(column.packed(_MASK["counts"], "<u4")) or len(positions):
+            raise CorruptObjectError(f"column {name}: both bitmaps and set-bit positions")
+        counts = np.zeros(0, dtype=np.uint32)
+        total = 0
+    else:
+        counts = _checked(column.packed(_MASK["counts"], "<u4"), rows, name)
+        total = _sum(counts)
     if total != len(positions):
         raise CorruptObjectError(f"column {name}: counts add up to {total}, {len(positions)} positions")
     if total and int(np.maximum.reduce(positions)) >= width_bits:
@@ -426,6 +484,10 @@ def _decode_mask(column: Fields | None, rows: int, name: str, width_bytes: int, 
     size = n_valid * width_bytes
     if size > _MAX_BINARY_BYTES:
         raise CorruptObjectError(f"column {name}: {n_valid} masks of {width_bytes} bytes do not fit one column")
+    if len(bitmaps) and len(bitmaps) != size:
+        raise CorruptObjectError(
+            f"column {name}: {len(bitmaps)} bytes of bitmaps, {n_valid} masks of {width_bytes} bytes expected"
+        )
     if check_only:
         return pa.nulls(0, pa.binary())
     if valid is None:
@@ -437,7 +499,9 @@ def _decode_mask(column: Fields | None, rows: int, name: str, width_bytes: int, 
         if n_valid:
             np.cumsum(valid, dtype=np.int32, out=offsets[1:])
             offsets *= width_bytes
-    if total:
+    if len(bitmaps):
+        data = pa.py_buffer(bitmaps)
+    elif total:
         # From Arrow's memory pool, which reuses freed pages: a fresh np.zeros of this size is an mmap
         # whose every page faults on first touch (2-5x the cost of clearing a reused block).
         data = pa.allocate_buffer(size)
@@ -527,7 +591,7 @@ def _decode(body: Body, check_only: bool) -> dict[str, pa.Array | None]:
     for spec in SCALAR_COLUMNS:
         arrays[spec.name] = _scalar(body, spec, spec.name, rows, check_only)
     for name, width in MASK_COLUMNS:
-        arrays[name] = _decode_mask(fields.message(_BODY[name], name), rows, name, width, check_only)
+        arrays[name] = _decode_mask(fields.message(_BODY[name], name), rows, name, width, check_only, body.version)
     arrays["provenance"] = _provenance(body, check_only)
     arrays["input_guid"] = _decode_strings(fields.message(_BODY["input_guid"], "input_guid"), rows, "input_guid",
                                            check_only)  # fmt: skip

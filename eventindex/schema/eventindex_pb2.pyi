@@ -118,16 +118,18 @@ class StringColumn(_message.Message):
     def __init__(self, values: _Optional[_Iterable[str]] = ..., index: _Optional[_Iterable[int]] = ..., absent: _Optional[_Iterable[bool]] = ...) -> None: ...
 
 class MaskColumn(_message.Message):
-    __slots__ = ("width_bits", "counts", "positions", "absent")
+    __slots__ = ("width_bits", "counts", "positions", "absent", "bitmaps")
     WIDTH_BITS_FIELD_NUMBER: _ClassVar[int]
     COUNTS_FIELD_NUMBER: _ClassVar[int]
     POSITIONS_FIELD_NUMBER: _ClassVar[int]
     ABSENT_FIELD_NUMBER: _ClassVar[int]
+    BITMAPS_FIELD_NUMBER: _ClassVar[int]
     width_bits: int
     counts: _containers.RepeatedScalarFieldContainer[int]
     positions: _containers.RepeatedScalarFieldContainer[int]
     absent: _containers.RepeatedScalarFieldContainer[bool]
-    def __init__(self, width_bits: _Optional[int] = ..., counts: _Optional[_Iterable[int]] = ..., positions: _Optional[_Iterable[int]] = ..., absent: _Optional[_Iterable[bool]] = ...) -> None: ...
+    bitmaps: bytes
+    def __init__(self, width_bits: _Optional[int] = ..., counts: _Optional[_Iterable[int]] = ..., positions: _Optional[_Iterable[int]] = ..., absent: _Optional[_Iterable[bool]] = ..., bitmaps: _Optional[bytes] = ...) -> None: ...
 
 class ChunkBody(_message.Message):
     __slots__ = ("rows", "run_number", "event_number", "lumi_block", "timestamp", "timestamp_ns_offset", "bcid", "extended_level1_id", "extended_level1_id_present", "is_simulation", "is_calibration", "is_testbeam", "mc_channel_number", "mc_event_weight", "smk", "hlt_psk", "l1_psk", "l1_tbp", "l1_tap", "l1_tav", "l2_passed_physics", "l2_passed_through", "l2_resurrected", "hlt_passed_physics", "hlt_passed_through", "hlt_resurrected", "provenance_count", "provenance_stream", "provenance_guid", "provenance_container", "provenance_clid", "provenance_tech", "provenance_oid1", "provenance_oid2", "input_guid", "lumi_block_absent", "timestamp_absent", "timestamp_ns_offset_absent", "bcid_absent", "extended_level1_id_absent", "is_simulation_absent", "is_calibration_absent", "is_testbeam_absent", "mc_channel_number_absent", "mc_event_weight_absent", "smk_absent", "hlt_psk_absent", "l1_psk_absent", "provenance_absent", "provenance_tech_absent", "provenance_oid1_absent", "provenance_oid2_absent")

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from eventindex import codec
-from eventindex.columns import EVENT_SCHEMA, PROVENANCE_TYPE, encode_body
+from eventindex.columns import EVENT_SCHEMA, PROVENANCE_TYPE, Body, decode_body, encode_body, validate_body
 from eventindex.errors import (
     CodecError,
     CorruptObjectError,
@@ -252,13 +252,16 @@ def test_complete_events_carry_no_presence_columns(events: pa.Table) -> None:
     assert all(len(getattr(message, f"provenance_{name}").absent) == 0 for name in ("container", "clid"))
 
 
-def test_chunks_are_version_2_and_manifests_version_1(events: pa.Table) -> None:
+def test_chunks_are_version_2_or_3_and_manifests_version_1(events: pa.Table) -> None:
+    """Sparse masks only: version 2, which readers before dense masks read; a dense mask column: version 3."""
     chunk = codec.encode_chunk(events.slice(0, 3)).data
     manifest = codec.encode_manifest(pb.Manifest(schema_version=1, task="t")).data
     assert struct.unpack_from("<4sH", chunk) == (b"EIC1", 2)
     assert struct.unpack_from("<4sH", manifest) == (b"EIM1", 1)
-    with pytest.raises(UnsupportedVersionError, match="reads 1, 2"):
-        codec.decode_chunk(_reheader(chunk, version=3))
+    dense = _dense_masks(events.slice(0, 3))
+    assert struct.unpack_from("<4sH", codec.encode_chunk(dense).data) == (b"EIC1", 3)
+    with pytest.raises(UnsupportedVersionError, match="reads 1, 2, 3"):
+        codec.decode_chunk(_reheader(chunk, version=4))
     with pytest.raises(UnsupportedVersionError, match="version 2 is not supported"):
         codec.decode_manifest(_reheader(manifest, version=2))
 
@@ -349,3 +352,93 @@ def test_the_encoder_refuses_what_no_reader_may_hand_over(events: pa.Table, colu
     )  # fmt: skip
     with pytest.raises(ValueError, match=words):
         codec.encode_chunk(table)
+
+
+# ---------------------------------------------------------------- dense masks (format version 3)
+
+
+def _dense_masks(events: pa.Table, seed: int = 4, absent: float = 0.0) -> pa.Table:
+    """The events with dense L1 masks (~20 % of the bits set, real ATLAS masks have ~110 of 512) and
+    a dense HLT physics mask (~3 %), the other masks as they were; a share `absent` of them null."""
+    rng = np.random.default_rng(seed)
+    n = events.num_rows
+    columns = {name: events.column(name) for name in EVENT_SCHEMA.names}
+    for name, width, density in [("l1_tbp", 64, 0.2), ("l1_tap", 64, 0.15), ("l1_tav", 64, 0.1),
+                                 ("hlt_passed_physics", 1024, 0.03)]:  # fmt: skip
+        masks = np.packbits(rng.random((n, width * 8)) < density, axis=1, bitorder="little")
+        nulls = rng.random(n) < absent
+        columns[name] = pa.array([None if a else bytes(m) for m, a in zip(masks, nulls, strict=True)], pa.binary())
+    return pa.Table.from_arrays([columns[name] for name in EVENT_SCHEMA.names], schema=EVENT_SCHEMA)
+
+
+def test_dense_masks_travel_as_bitmaps_and_sparse_ones_as_positions(events: pa.Table) -> None:
+    table = _dense_masks(events.slice(0, 400), absent=0.1)
+    message = pb.ChunkBody.FromString(encode_body(table))
+    for name in ("l1_tbp", "l1_tap", "l1_tav", "hlt_passed_physics"):
+        column = getattr(message, name)
+        present = table.column(name).drop_null()
+        assert column.bitmaps == b"".join(present.to_pylist()), name
+        assert len(column.counts) == len(column.positions) == 0
+        assert list(column.absent) == table.column(name).is_null().to_pylist()
+    sparse = message.hlt_passed_through  # the synthetic events' own, a few bits in 8192
+    assert not sparse.bitmaps and len(sparse.counts) == table.num_rows
+    decoded = codec.decode_chunk(codec.encode_chunk(table).data)
+    decoded.validate(full=True)
+    assert decoded.equals(table)
+    assert decoded.to_pylist() == table.to_pylist()
+
+
+def test_dense_masks_of_several_chunks_and_slices_round_trip(events: pa.Table) -> None:
+    table = _dense_masks(events.slice(0, 600), seed=5, absent=0.3)
+    several = pa.concat_tables([table.slice(0, 250), table.slice(250, 1), table.slice(251)])
+    assert several.column("l1_tbp").num_chunks == 3
+    assert codec.decode_chunk(codec.encode_chunk(several).data).to_pylist() == table.to_pylist()
+    part = table.slice(77, 300)
+    assert codec.decode_chunk(codec.encode_chunk(part).data).to_pylist() == part.to_pylist()
+
+
+def test_density_decides_the_form_per_column(events: pa.Table) -> None:
+    """Dense when the set bits are more than 1 in 64 of the bits (their positions would outweigh
+    half the bitmaps); a column whose masks are all null is sparse, whatever."""
+    n = 64
+    columns = {name: events.column(name).slice(0, n) for name in EVENT_SCHEMA.names}
+    columns["l1_tbp"] = pa.array([bytes([1]) + bytes(63)] * n, pa.binary())  # 1 bit in 512: sparse
+    columns["l1_tap"] = pa.array([bytes([0xFF, 0x01]) + bytes(62)] * n, pa.binary())  # 9 in 512: dense
+    columns["l1_tav"] = pa.nulls(n, pa.binary())
+    table = pa.Table.from_arrays([columns[name] for name in EVENT_SCHEMA.names], schema=EVENT_SCHEMA)
+    message = pb.ChunkBody.FromString(encode_body(table))
+    assert not message.l1_tbp.bitmaps and list(message.l1_tbp.positions) == [0] * n
+    assert message.l1_tap.bitmaps == (bytes([0xFF, 0x01]) + bytes(62)) * n
+    assert not message.l1_tav.bitmaps and list(message.l1_tav.absent) == [True] * n
+    assert codec.decode_chunk(codec.encode_chunk(table).data).equals(table)
+
+
+def _dense_mangled(events: pa.Table, mangle) -> bytes:  # type: ignore[no-untyped-def]
+    message = pb.ChunkBody.FromString(encode_body(_dense_masks(events.slice(0, 20), absent=0.2)))
+    mangle(message)
+    return message.SerializeToString()
+
+
+@pytest.mark.parametrize(
+    ("mangle", "words"),
+    [
+        (lambda m: setattr(m.l1_tbp, "bitmaps", m.l1_tbp.bitmaps[:-1]), "l1_tbp: .* bytes of bitmaps, .* masks of 64"),
+        (lambda m: setattr(m.l1_tap, "bitmaps", m.l1_tap.bitmaps + bytes(64)), "l1_tap: .* bytes of bitmaps"),
+        (lambda m: m.l1_tav.counts.extend([0] * 20), "l1_tav: both bitmaps and set-bit positions"),
+        (lambda m: m.hlt_passed_physics.positions.append(3), "hlt_passed_physics: both bitmaps and set-bit"),
+        (lambda m: m.l1_tbp.ClearField("absent"), "l1_tbp: .* bytes of bitmaps, 20 masks of 64 bytes expected"),
+        (lambda m: setattr(m.hlt_passed_through, "bitmaps", bytes(1024 * 20)), "both bitmaps and set-bit positions"),
+    ],
+)
+def test_dense_mask_faults_are_corrupt(events: pa.Table, mangle, words: str) -> None:  # type: ignore[no-untyped-def]
+    raw = _dense_mangled(events, mangle)
+    for check in (validate_body, decode_body):
+        with pytest.raises(CorruptObjectError, match=words):
+            check(Body(raw))
+
+
+def test_dense_masks_in_a_version_2_chunk_are_corrupt(events: pa.Table) -> None:
+    """A version 2 reader would see no bits in a dense column: a chunk claiming version 2 must not hold one."""
+    chunk = codec.encode_chunk(_dense_masks(events.slice(0, 5))).data
+    with pytest.raises(CorruptObjectError, match="l1_tbp: dense masks in a version 2 chunk"):
+        codec.decode_chunk(_reheader(chunk, version=2))

@@ -32,6 +32,12 @@ def _reference_masks(column: pb.MaskColumn, rows: int, width_bytes: int) -> list
     absent = list(column.absent) or [False] * rows
     out: list[bytes | None] = []
     at = 0
+    if column.bitmaps:  # dense: the present rows' bitmaps back to back
+        for row in range(rows):
+            out.append(None if absent[row] else column.bitmaps[at : at + width_bytes])
+            at += 0 if absent[row] else width_bytes
+        assert at == len(column.bitmaps)
+        return out
     for row in range(rows):
         count = column.counts[row]
         if absent[row]:
