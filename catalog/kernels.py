@@ -151,6 +151,8 @@ def tally_patterns(words: np.ndarray, counts: np.ndarray, query: BitQuery) -> Ta
     is bit i % 63 of word i // 63), as an engine that groups rows by their pattern returns it."""
     k = len(query.bits)
     rows = np.asarray(counts, dtype=np.int64)
+    if not len(rows):
+        return Tally.empty(query)
     words = np.asarray(words, dtype=np.int64).reshape(len(rows), -1)
     hits = np.zeros((len(rows), k), dtype=np.float64)  # float64: BLAS, and exact for sums below 2^53
     for i in range(k):

@@ -111,7 +111,7 @@ def lookup(session: Session, requests: pa.Table, dataset_globs: Sequence[str]) -
     datasets = match_datasets(view, dataset_globs)
     runs = requests.column("run_number").to_numpy()
     events = requests.column("event_number").to_numpy()
-    files = files_with_keys(view, datasets, pack(runs, events))
+    files = files_with_keys(view, datasets, _keys(requests))
     found = pa.Table.from_pylist([], schema=LOOKUP_SCHEMA)
     if files:
         engine = session.engine
@@ -134,11 +134,13 @@ def lookup(session: Session, requests: pa.Table, dataset_globs: Sequence[str]) -
     return Answer(_lookup_rows(found, missing), lambda: _lookup_document(requests, found, missing))
 
 
+def _keys(table: pa.Table) -> np.ndarray:
+    return pack(table.column("run_number").to_numpy(), table.column("event_number").to_numpy())
+
+
 def _missing(requests: pa.Table, found: pa.Table) -> pa.Table:
-    seen = pa.table({"run_number": found.column("run_number"), "event_number": found.column("event_number")})
-    return requests.join(seen.group_by(["run_number", "event_number"]).aggregate([]),
-                         ["run_number", "event_number"], join_type="left anti").sort_by(
-        [("run_number", "ascending"), ("event_number", "ascending")])  # fmt: skip
+    """The requests (sorted, distinct) that no row answers."""
+    return requests.filter(pa.array(~np.isin(_keys(requests), _keys(found))))
 
 
 def _lookup_rows(found: pa.Table, missing: pa.Table) -> pa.Table:

@@ -51,6 +51,7 @@ class DuckDBEngine(Engine):
         config: dict[str, str | bool | int | float | list[str]] = {"threads": threads} if threads else {}
         try:
             self.con = duckdb.connect(config=config)
+            self.con.execute("SET parquet_metadata_cache = true")  # committed files never change
         except duckdb.Error as exc:
             raise EngineError(f"DuckDB: {exc}") from exc
         self.local = isinstance(reader.fs, pafs.LocalFileSystem)

@@ -81,3 +81,5 @@ def test_a_pattern_histogram_gives_the_same_tally() -> None:
     assert histogram.counts.tolist() == direct.counts.tolist()
     assert histogram.pairs is not None and direct.pairs is not None
     assert histogram.pairs.tolist() == direct.pairs.tolist()
+    nothing = tally_patterns(np.zeros((0, 2), np.int64), np.zeros(0, np.int64), query)  # a query without rows
+    assert nothing.events == 0 and nothing.pairs is not None and not nothing.pairs.any()
