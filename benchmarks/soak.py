@@ -6,10 +6,12 @@ into a `file://` store and their three messages (expectation, chunk pointer, man
 into the embedded `sqlite://` queue, a few thousand tasks ahead of the supersink. The chunk is
 encoded once by the real producer (`JobRunner`) and stored under every task's key; each task gets
 its own manifest. The supersink is the real service (`supersink.service.Supersink.run`, as
-`ei-supersink run` runs it, logging to a file) in this process, with retention on: transit
-objects deleted at the first sweep after each commit (`--delete-transit-after 0`) and task
-summaries forgotten `--forget-after` seconds later (production defaults: 3 days and 90 days;
-the soak compresses time so that the steady state of months is reached within minutes).
+`ei-supersink run` runs it, logging to a file, its commit-notification outbox pruned as `run`
+prunes it) in this process, with retention on: transit objects deleted at the first sweep after
+each commit (`--delete-transit-after 0`) and task summaries (and notifications) forgotten
+`--forget-after` seconds later (production defaults: 3 days and 90 days; the soak compresses time
+so that the steady state of months is reached within minutes; for the same reason the outbox is
+pruned every tenth of `--forget-after` instead of hourly).
 
 Every `--every` committed tasks it records this process's CPU time (the supersink alone: the
 feeder is another process), its RSS, the ledger's size on disk (database + WAL) and rows, and
@@ -59,8 +61,10 @@ from eventindex.transport import Publisher, open_consumer
 from eventindex.transport.embedded import EmbeddedQueue
 from producer.inputs.synthetic import SyntheticInput
 from producer.job import JobRunner, JobSpec
+from supersink import notify
 from supersink.completeness import TaskView
 from supersink.ledger import Ledger
+from supersink.notify import Notifier
 from supersink.retention import RetentionPolicy
 from supersink.service import Supersink
 from supersink.warehouse import Warehouse
@@ -177,6 +181,7 @@ class Sample:
     ledger_bytes: int
     ledger_tasks: int
     ledger_chunk_rows: int
+    ledger_notification_rows: int
     store_objects: int
     purged: int
     forgotten: int
@@ -210,19 +215,21 @@ class SoakSupersink(Supersink):
         ledger_bytes = files_bytes(db, Path(f"{db}-wal"), Path(f"{db}-shm"))
         (tasks,) = self.ledger.db.execute("SELECT count(*) FROM tasks").fetchone()
         (chunks,) = self.ledger.db.execute("SELECT count(*) FROM chunks").fetchone()
+        (notes,) = self.ledger.db.execute("SELECT count(*) FROM notifications").fetchone()
         objects = sum(len(files) for _, _, files in os.walk(self.workdir / "store"))
         retention = self.retention.counters if self.retention is not None else None
         self.samples.append(
             Sample(
                 loaded, round(cpu, 3), round(time.monotonic() - self.wall0, 3), rss, hwm, ledger_bytes, int(tasks),
-                int(chunks), objects, retention.tasks_purged if retention else 0,
+                int(chunks), int(notes), objects, retention.tasks_purged if retention else 0,
                 retention.tasks_forgotten if retention else 0,
             )
         )  # fmt: skip
         last = self.samples[-1]
         log(
             f"soak: {loaded:,} tasks, {cpu:.1f} CPU-s, RSS {rss / MIB:.1f} MiB, ledger {ledger_bytes / MIB:.2f} MiB "
-            f"({last.ledger_tasks:,} task rows, {last.ledger_chunk_rows:,} chunk rows), store objects {objects:,}, "
+            f"({last.ledger_tasks:,} task, {last.ledger_chunk_rows:,} chunk, {last.ledger_notification_rows:,} "
+            f"notification rows), store objects {objects:,}, "
             f"purged {last.purged:,}, forgotten {last.forgotten:,}"
         )
         self.sampling_cpu += time.process_time() - began
@@ -230,7 +237,7 @@ class SoakSupersink(Supersink):
 
 def segments(samples: list[Sample]) -> list[dict[str, float]]:
     out = []
-    previous = Sample(0, 0.0, 0.0, 0, 0, 0, 0, 0, 0, 0, 0)
+    previous = Sample(0, 0.0, 0.0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
     for s in samples:
         n = s.tasks - previous.tasks
         out.append(
@@ -319,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="ei-supersink: %(message)s", filename=str(workdir / "supersink.log"))
     started = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    notify.PRUNE_EVERY = min(notify.PRUNE_EVERY, args.forget_after / 10)  # time compressed like the forgetting
     store_url, broker = (workdir / "store").as_uri(), f"sqlite://{workdir / 'queue.db'}"
     try:
         chunk, manifest = template(workdir, args.events)
@@ -334,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         sink = SoakSupersink(
             ledger, store, Warehouse.from_url((workdir / "wh").as_uri()),
             retention=RetentionPolicy(transit=0.0, forget=args.forget_after, quarantine=None),
+            notifier=Notifier(ledger, None, args.forget_after),  # as `run` without --notify: the outbox pruned
             every=args.every, target=args.tasks, stop=stop, workdir=workdir,
         )  # fmt: skip
         log(f"soak: {args.tasks:,} tasks of {args.events} events in {workdir}")
@@ -381,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
             "events": args.events,
             "forget_after": args.forget_after,
             "delete_transit_after": 0.0,
+            "notifications_pruned_every": notify.PRUNE_EVERY,
             "workdir_filesystem": "tmpfs" if str(workdir).startswith("/dev/shm") else "disk",
         },
         "machine": machine(),
