@@ -180,10 +180,10 @@ class _Decoded:
 
     numbers: dict[str, np.ndarray]  # every _NUMBERS column, in its dtype
     absent: dict[str, np.ndarray]  # the OPTIONAL_NUMBERS columns: where the record lacks the field
-    masks: list[list[str]]  # the three mask strings ("" where unset), in _MASK_FIELDS order
+    masks: list[pa.Array]  # the three mask strings ("" where unset), in _MASK_FIELDS order
     token_counts: np.ndarray  # int32, tokens per event
-    streams: list[str]  # every token's name, event after event
-    tokens: list[str]
+    streams: pa.Array  # every token's name, event after event
+    tokens: pa.Array
 
 
 def _fast(batch: _Batch) -> _Decoded:
@@ -208,8 +208,7 @@ def _fast(batch: _Batch) -> _Decoded:
             numbers[column] = values
         if (column, field, dtype) in OPTIONAL_NUMBERS:
             absent[column] = ~events.present[:, number]
-    text = batch.raw.decode("latin-1")  # one character per byte: slices of it are the strings, if ASCII
-    masks = [_strings(batch.raw, text, events, _NUMBER_OF[field]) for field in _MASK_FIELDS]
+    masks = [_strings(batch.raw, events, _NUMBER_OF[field]) for field in _MASK_FIELDS]
     index, begin, end = events.repeated[_TOKEN_FIELD]
     tokens = scan(batch.data, begin, end, _TOKEN)
     if not tokens.present[:, _TOKEN_REQUIRED].all():
@@ -219,24 +218,31 @@ def _fast(batch: _Batch) -> _Decoded:
         absent,
         masks,
         np.bincount(index, minlength=n).astype(np.int32),
-        _strings(batch.raw, text, tokens, _NAME),
-        _strings(batch.raw, text, tokens, _TOKEN_TEXT),
+        _strings(batch.raw, tokens, _NAME),
+        _strings(batch.raw, tokens, _TOKEN_TEXT),
     )
 
 
-def _strings(raw: bytes, text: str, scanned: Scanned, number: int) -> list[str]:
-    """A LEN field of every message ("" where absent); `text` is `raw` decoded as Latin-1.
+def _strings(raw: bytes, scanned: Scanned, number: int) -> pa.Array:
+    """A LEN field of every message ("" where absent), as an Arrow string array cut out of `raw`.
 
-    Unusual for bytes that are not UTF-8."""
+    The strings lie in `raw` in message order: an Arrow binary array over `raw` whose entries are
+    the gaps and the strings in turn ([0, b0), [b0, e0), [e0, b1), ...) costs no copy, and taking
+    every second entry copies the strings out with no Python object per string.
+    Unusual for bytes that are not UTF-8 (or strings out of order, which a scan does not give)."""
     present = scanned.present[:, number]
-    begin = np.where(present, scanned.values[:, number].astype(np.int64), 0).tolist()
-    end = np.where(present, scanned.ends[:, number], 0).tolist()
-    values = [text[b:e] for b, e in zip(begin, end, strict=True)]
-    if "".join(values).isascii():
-        return values
+    n = len(present)
+    end = np.where(present, scanned.ends[:, number], 0)
+    last = np.maximum.accumulate(end) if n else end  # where the strings so far end: an absent one is empty there
+    bounds = np.zeros(2 * n + 1, dtype=np.int64)
+    bounds[1::2] = np.where(present, scanned.values[:, number].astype(np.int64), last)
+    bounds[2::2] = last
+    if bounds[-1] >= 2**31 or np.any(bounds[1:] < bounds[:-1]):
+        raise Unusual("strings out of order")
+    cut = pa.Array.from_buffers(pa.binary(), 2 * n, [None, pa.py_buffer(bounds.astype(np.int32)), pa.py_buffer(raw)])
     try:
-        return [raw[b:e].decode() for b, e in zip(begin, end, strict=True)]
-    except UnicodeDecodeError:
+        return cut.take(pa.array(np.arange(1, 2 * n, 2))).cast(pa.string())
+    except pa.ArrowInvalid:
         raise Unusual("a string that is not UTF-8") from None
 
 
@@ -262,10 +268,10 @@ def _slow(batch: _Batch, error: Callable[[int, str], InputError]) -> _Decoded:
     return _Decoded(
         {column: np.array(columns[i], dtype=dtype) for i, (column, _, dtype) in enumerate(_NUMBERS)},
         {column: ~flags[:, k] for k, (column, _, _) in enumerate(OPTIONAL_NUMBERS)},
-        [list(columns[len(_NUMBERS) + k]) for k in range(len(_MASK_FIELDS))],
+        [pa.array(columns[len(_NUMBERS) + k], pa.string()) for k in range(len(_MASK_FIELDS))],
         np.array(counts, dtype=np.int32),
-        streams,
-        tokens,
+        pa.array(streams, pa.string()),
+        pa.array(tokens, pa.string()),
     )
 
 
@@ -298,10 +304,10 @@ def _table(decoded: _Decoded, batch: _Batch, provenance_ref: bool, error: Callab
     for column, _, _ in _NUMBERS:
         columns[column] = pa.array(decoded.numbers[column], mask=decoded.absent.get(column))
     for strings, (decode, names) in zip(decoded.masks, _MASK_COLUMNS, strict=True):
-        distinct = pa.array(strings, pa.string()).dictionary_encode()
+        distinct = strings.dictionary_encode()
         index = distinct.indices.to_numpy()
         try:
-            masks = decode(distinct.dictionary.to_pylist())
+            masks = decode(distinct.dictionary)
         except TriggerFormatError as exc:
             raise error(int(np.flatnonzero(index == exc.index)[0]), exc.reason) from None
         for column, mask in zip(names, masks, strict=True):
@@ -334,7 +340,7 @@ def _provenance(decoded: _Decoded, provenance_ref: bool, error: Callable[[int, s
             raise token_error(index, out_of_range(f"provenance.{name}", oids[index].as_py()))
     structs = pa.StructArray.from_arrays(
         [
-            pa.array(decoded.streams, pa.string()),
+            decoded.streams,
             tokens.guid,
             tokens.container,
             tokens.clid,
