@@ -198,7 +198,8 @@ def _encode_mask(column: pa.ChunkedArray, width_bytes: int, name: str) -> tuple[
     out = Writer()
     out.uint(_MASK["width_bits"], width_bytes * 8)
     if dense:
-        out.bytes_field(_MASK["bitmaps"], b"".join(data.data for data in datas))
+        # One chunk (the usual case): the body's final join is the bitmaps' only copy.
+        out.bytes_field(_MASK["bitmaps"], datas[0].data if len(datas) == 1 else b"".join(d.data for d in datas))
     else:
         sparse = [_mask_positions(valid, data, width_bytes) for valid, data in parts]
         none = np.empty(0, dtype=np.uint32)

@@ -43,14 +43,19 @@ class Writer:
     """Appends fields to a message being built."""
 
     def __init__(self) -> None:
-        self._parts: list[bytes] = []
+        self._parts: list[bytes | memoryview] = []  # joined once, by getvalue (bitmaps are megabytes)
 
     def uint(self, number: int, value: int) -> None:
         if value:
             self._parts += [_varint(number << 3 | VARINT), _varint(value)]
 
-    def bytes_field(self, number: int, value: bytes) -> None:
-        self._parts += [_varint(number << 3 | LEN), _varint(len(value)), value]
+    def bytes_field(self, number: int, value: bytes | memoryview) -> None:
+        """A LEN field; a memoryview is kept, not copied, until getvalue (it must not change before)."""
+        self._parts += [
+            _varint(number << 3 | LEN),
+            _varint(value.nbytes if isinstance(value, memoryview) else len(value)),
+            value,
+        ]
 
     def packed(self, number: int, array: np.ndarray, dtype: str) -> None:
         """A packed fixed-width column (`dtype` like "<u4", "<u8", "<f4", "|b1")."""
@@ -58,7 +63,8 @@ class Writer:
             self.bytes_field(number, np.ascontiguousarray(array, dtype=dtype).tobytes())
 
     def message(self, number: int, inner: Writer) -> None:
-        self.bytes_field(number, inner.getvalue())
+        size = sum(part.nbytes if isinstance(part, memoryview) else len(part) for part in inner._parts)
+        self._parts += [_varint(number << 3 | LEN), _varint(size), *inner._parts]
 
     def getvalue(self) -> bytes:
         return b"".join(self._parts)

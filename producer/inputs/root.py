@@ -623,10 +623,9 @@ def _mask(values: Any, width: int, check: Callable[[bool, str], None], start: in
     matrix = np.zeros((len(kept), width * 8 // bits_each), dtype=unit)
     if len(kept) and (kept == kept[0]).all():
         matrix[:, : kept[0]] = flat.reshape(len(kept), int(kept[0]))
-    elif len(kept):
-        rows = np.repeat(np.arange(len(kept)), kept)
-        firsts = np.cumsum(kept) - kept
-        matrix[rows, np.arange(len(flat)) - np.repeat(firsts, kept)] = flat
+    elif len(kept):  # element j of row r goes to flat index r * row_size + j: one scatter
+        shift = np.arange(len(kept)) * matrix.shape[1] - (np.cumsum(kept) - kept)
+        matrix.reshape(-1)[np.arange(len(flat)) + np.repeat(shift, kept)] = flat
     data = np.packbits(matrix, axis=1, bitorder="little") if bits_each == 1 else matrix.view(np.uint8)
     return _binary(data, valid)
 
