@@ -527,6 +527,8 @@ def parse_tokens(tokens: Sequence[str] | pa.Array) -> Tokens:
     container: pa.Array = pa.Array.from_buffers(
         pa.string(), n, [None, pa.py_buffer(c_offsets.astype(np.int32)), pa.py_buffer(c_bytes.tobytes())]
     )
+    if not ok.all():  # their frames may cut a character in two: the slow path fills these rows in
+        frame[~ok] = ord("0")
     guid = _fixed_strings(_UPPER[frame[:, _GUID_AT]])
     clid = _fixed_strings(frame[:, _CLID_AT])
     tech = _hex(nibbles[:, _TECH_AT])

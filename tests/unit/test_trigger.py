@@ -285,3 +285,49 @@ def test_bad_tokens_name_the_token(token: str, reason: str) -> None:
         parse_tokens([good, good, token, good])
     assert info.value.index == 2
     assert reason in str(info.value)
+
+
+@pytest.mark.parametrize("char", ["/", ":", "@", "`", "g", "G", "[", " ", "\x00", "é"])
+@pytest.mark.parametrize("field", ["DB", "CLID", "TECH", "OID1", "OID2"])
+def test_a_non_hex_byte_in_the_producers_layout_is_refused(field: str, char: str) -> None:
+    """The layout's hex digits are checked by byte arithmetic: the bytes next to '0'-'9', 'A'-'F' and
+    'a'-'f' (and the others) are not hex digits, wherever they stand."""
+    good = format_token(GUID, "c", GUID, 0xABCDEF12, 0xFEDCBA9876543210, 0x0123456789ABCDEF)
+    at = {"DB": 4, "CLID": good.index("[CLID=") + 6, "TECH": good.index("[TECH=") + 6,
+          "OID1": good.index("[OID=") + 5, "OID2": good.index("[OID=") + 22}[field]  # fmt: skip
+    bad = good[:at] + char + good[at + 1 :]
+    if field == "CLID" and char != "[":  # any text but a bracket outside the producer's layout (é: once a crash)
+        assert parse_tokens([good, bad]).clid.to_pylist() == [GUID, bad[bad.index("[CLID=") + 6 : bad.index("][TECH")]]
+        return
+    with pytest.raises(TokenFormatError) as info:
+        parse_tokens([good, good, bad])
+    assert info.value.index == 2
+
+
+def test_hex_digits_of_either_case_in_the_producers_layout() -> None:
+    token = format_token(GUID.lower(), "c", GUID.lower(), 0xABCDEF12, 0xFEDCBA9876543210, 0x0123456789ABCDEF)
+    lower = token.replace("ABCDEF12", "abcdef12").replace("FEDCBA98", "fedcba98").replace("89ABCDEF", "89abcdef")
+    parsed = parse_tokens([token, lower])
+    assert parsed.guid.to_pylist() == [GUID, GUID] and parsed.clid.to_pylist() == [GUID.lower()] * 2
+    assert parsed.tech.to_pylist() == [0xABCDEF12] * 2
+    assert parsed.oid1.to_pylist() == [0xFEDCBA9876543210] * 2 and parsed.oid2.to_pylist() == [0x0123456789ABCDEF] * 2
+
+
+def test_masks_from_arrow_arrays_decode_like_lists() -> None:
+    """The SPB reader hands over Arrow string arrays (sliced, chunked): same masks, same errors, as lists."""
+    rng = np.random.default_rng(8)
+    words = [rng.integers(0, 2**32, 48, dtype=np.uint64) * (rng.random(48) < 0.3) for _ in range(6)]
+    l1 = [reference_encode(words_to_bits(w)) for w in words] + ["", reference_encode(words_to_bits(words[0]))]
+    padded = pa.array(["junk", *l1, "junk"]).slice(1, len(l1))
+    for given in (padded, pa.chunked_array([l1[:3], l1[3:]])):
+        for ours, theirs in zip(decode_l1(given), decode_l1(l1), strict=True):
+            assert ours.column().equals(theirs.column())
+    hlt = [f"{a};{b};" for a, b in zip(l1, reversed(l1), strict=True)]
+    for ours, theirs in zip(decode_hlt(pa.array(hlt)), decode_hlt(hlt), strict=True):
+        assert ours.column().equals(theirs.column())
+    mixed = ["", "B!", "B!;;", ";B!;"]  # older files: the physics mask alone
+    for ours, theirs in zip(decode_hlt(pa.array(mixed)), decode_hlt(mixed), strict=True):
+        assert ours.column().equals(theirs.column())
+    with pytest.raises(MaskFormatError, match="non-ASCII") as info:
+        decode_rle(pa.array(["x", "B!", "B!é", "B!é"]).slice(1), 16)
+    assert info.value.index == 1
