@@ -138,6 +138,8 @@ _ADDED_COLUMNS = (
 )
 #: Tables that hold per-attempt rows, compacted away after retention.
 _ATTEMPT_TABLES = ("chunks", "listed_chunks", "attempts", "seen_jobs", "mq_parts", "mq_files", "attempt_inputs")
+#: How a purge note starts when retention left a task's data alone (such a task is never forgotten).
+NOT_PURGED = "not purged: "
 #: Largest message body the quarantine keeps; the rest of a bigger one is cut (its size is kept).
 MAX_QUARANTINE_BODY = 4 * 1024 * 1024
 
@@ -548,8 +550,15 @@ class Ledger:
         self.db.execute("UPDATE tasks SET purged_at = ?, purge_note = ? WHERE task = ?", (time.time(), note, task))
 
     def forget(self, purged_before: float) -> list[str]:
-        """Delete every row of the tasks purged before `purged_before`; returns their names."""
-        tasks = [row[0] for row in self.db.execute("SELECT task FROM tasks WHERE purged_at < ?", (purged_before,))]
+        """Delete every row of the tasks purged before `purged_before`, but not of those retention had to
+        leave alone (NOT_PURGED: an operator must look at them); returns their names."""
+        tasks = [
+            row[0]
+            for row in self.db.execute(
+                "SELECT task FROM tasks WHERE purged_at < ? AND coalesce(purge_note, '') NOT LIKE ?",
+                (purged_before, NOT_PURGED + "%"),
+            )
+        ]
         for table in (*_ATTEMPT_TABLES, "tasks"):
             self.db.executemany(f"DELETE FROM {table} WHERE task = ?", [(task,) for task in tasks])
         return tasks

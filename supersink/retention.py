@@ -28,7 +28,7 @@ from typing import Any
 from eventindex.errors import EventIndexError, StoreUnavailableError
 from eventindex.store import ObjectStore
 from supersink.completeness import LOADED_STATES, committed_attempts
-from supersink.ledger import Ledger, LedgerError
+from supersink.ledger import NOT_PURGED, Ledger, LedgerError
 from supersink.warehouse import Warehouse
 
 DAY = 86_400.0
@@ -130,9 +130,10 @@ class Retention:
                     raise
                 except Exception as exc:  # this task's problem: report it, keep its data, go on
                     reason = str(exc) if isinstance(exc, EventIndexError) else f"unexpected {type(exc).__name__}: {exc}"
-                    self._not_purged(row["task"], f"not purged: {reason}")
+                    self._not_purged(row["task"], reason)
 
-    def _not_purged(self, task: str, note: str) -> None:
+    def _not_purged(self, task: str, reason: str) -> None:
+        note = NOT_PURGED + reason
         with self.ledger.transaction():
             self.ledger.mark_purged(task, note)
         self.counters.not_purged.append(task)
@@ -142,7 +143,7 @@ class Retention:
         """Delete a committed task's transit objects and compact its ledger rows (see the module doc)."""
         committed = self.warehouse.committed(dataset, task)
         if committed is None:
-            self._not_purged(task, "not purged: the warehouse has no commit marker for it")
+            self._not_purged(task, "the warehouse has no commit marker for it")
             return
         accounted = set(committed_attempts(committed.marker))
         for amendment in committed.amendments:

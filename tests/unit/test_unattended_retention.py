@@ -136,6 +136,8 @@ def test_nothing_is_deleted_before_the_grace_period_or_without_the_commit_marker
     assert sink.retention is not None and sink.retention.counters.not_purged == ["task1"]
     assert pipe.status()["purge_note"] == "not purged: the warehouse has no commit marker for it"
     assert rows(pipe, "chunks") == 3, "rows are not compacted either"
+    run(pipe, policy=RetentionPolicy(transit=0.0, forget=0.0))
+    assert pipe.status()["purge_note"].startswith("not purged"), "never forgotten: an operator must look at it"
 
 
 def test_a_partial_load_keeps_its_rows_and_late_jobs_still_amend_then_go_too(pipe: Pipeline) -> None:
