@@ -2,7 +2,9 @@
 
 The store is the source of truth. A manifest the ledger lacks (its pointer was lost by the
 broker, or the ledger was rebuilt) is fetched, verified and recorded, with the chunks it lists,
-exactly as if its pointer had arrived.
+exactly as if its pointer had arrived. A manifest the ledger has is not fetched again: objects are
+write-once, so its key names the bytes recorded (the service rescans incomplete tasks this way
+every minute, and a task of thousands of jobs would otherwise cost thousands of GETs each time).
 """
 
 from __future__ import annotations
@@ -36,14 +38,13 @@ def reconcile(sink: Intake, prefix: str = "") -> ReconcileReport:
             report.problems.append(f"{key}: not a task/job/attempt/manifest.eim key")
             continue
         task, job, attempt = parts[0], parts[1], int(parts[2])
+        if sink.ledger.attempt(task, job, attempt) is not None:
+            report.already_known += 1
+            continue
         try:
             manifest, digest = fetch_manifest(sink.store, key, None, None)
         except (CodecError, ObjectNotFoundError) as exc:
             report.problems.append(f"{key}: {exc}")
-            continue
-        known = sink.ledger.attempt(task, job, attempt)
-        if known is not None and bytes(known["manifest_sha256"]) == digest:
-            report.already_known += 1
             continue
         try:
             with sink.ledger.transaction():
