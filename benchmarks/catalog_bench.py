@@ -13,11 +13,12 @@ this measures, on this machine, with the index warm and cold:
   drawn from 5 runs (a pick list from one analysis of a few runs), warm and cold;
 - counting 5 L1 trigger bits over every event (target >= 20 million events/s), and 5 HLT bits;
 - a 64 x 64 L1 overlap matrix over every event, in one pass;
-- the same on Spark local[2] (single lookups, the pick, the counts; the overlap matrix unless
-  --spark-overlap-limit says it would take too long), side by side.
+- the same on Spark local[2], side by side (a measurement that exceeds --spark-budget seconds is
+  cancelled and reported as such).
 
     .venv/bin/python -m benchmarks.catalog_bench --warehouse /work/catalog-bench/warehouse
-        [--work /work/catalog-bench] [--samples 300] [--cold-samples 30] [--no-spark] [--out benchmarks/results]
+        [--work /work/catalog-bench] [--samples 300] [--cold-samples 30] [--spark-budget 1200] [--no-spark]
+        [--out benchmarks/results]
 
 Writes benchmarks/results/catalog-<timestamp>/results.json, results.md and plots; prints the table.
 """
@@ -29,6 +30,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -39,6 +41,7 @@ import pyarrow.parquet as pq
 
 from benchmarks.metrics import machine
 from catalog.bits import parse_bits
+from catalog.errors import EngineError
 from catalog.keys import request_table
 from catalog.questions import count, lookup
 from catalog.session import Session
@@ -258,10 +261,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 Keys = list[tuple[int, int]]
 
 
+def budgeted(session: Session, seconds: float, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run a Spark measurement; past `seconds` its jobs are cancelled and the result says so."""
+    from catalog.engines.spark_engine import SparkEngine
+
+    engine = session.engine
+    assert isinstance(engine, SparkEngine)
+    timer = threading.Timer(seconds, engine.spark.sparkContext.cancelAllJobs)
+    timer.start()
+    started = time.perf_counter()
+    try:
+        return measure()
+    except EngineError as exc:
+        if time.perf_counter() - started < seconds:
+            raise
+        return {"cancelled_after_seconds": seconds, "error": str(exc)[:200]}
+    finally:
+        timer.cancel()
+
+
 def spark(url: str, index: Path, singles: Keys, uniform: Keys, clustered: Keys, l1: list[int], hlt: list[int],
           args: argparse.Namespace) -> dict[str, Any]:  # fmt: skip
-    out: dict[str, Any] = {"master": "local[2]"}
+    out: dict[str, Any] = {"master": "local[2]", "budget_seconds": args.spark_budget}
     conf = {"spark.sql.shuffle.partitions": "4", "spark.driver.memory": "4g"}
+    budget = args.spark_budget
     log("Spark: start")
     with Session(url, index_path=index, engine="spark", master="local[2]", conf=conf) as session:
         started, _ = timed(lambda: session.engine)
@@ -269,16 +292,19 @@ def spark(url: str, index: Path, singles: Keys, uniform: Keys, clustered: Keys, 
         lookups(session, singles[:3])
         out["lookup_warm"] = percentiles(lookups(session, singles[: args.spark_samples]))
         log(f"  {out['lookup_warm']}")
-        out["pick_uniform_warm"] = pick(session, uniform)
-        out["pick_5_runs_warm"] = pick(session, clustered)
-        log(f"  {out['pick_uniform_warm']} {out['pick_5_runs_warm']}")
-        out["count_5_l1_bits"] = counting(session, ",".join(f"l1_tav:{b}" for b in l1[:5]), False)
+        out["pick_5_runs_warm"] = budgeted(session, budget, lambda: pick(session, clustered))
+        log(f"  {out['pick_5_runs_warm']}")
+        out["pick_uniform_warm"] = budgeted(session, budget, lambda: pick(session, uniform))
+        log(f"  {out['pick_uniform_warm']}")
+        five_l1 = ",".join(f"l1_tav:{b}" for b in l1[:5])
+        out["count_5_l1_bits"] = budgeted(session, budget, lambda: counting(session, five_l1, False))
         log(f"  {out['count_5_l1_bits']}")
-        out["count_5_hlt_bits"] = counting(session, ",".join(f"hlt_passed_physics:{b}" for b in hlt), False)
+        five_hlt = ",".join(f"hlt_passed_physics:{b}" for b in hlt)
+        out["count_5_hlt_bits"] = budgeted(session, budget, lambda: counting(session, five_hlt, False))
         log(f"  {out['count_5_hlt_bits']}")
-        if args.spark_overlap:
-            out["overlap_64_l1_bits"] = counting(session, ",".join(f"l1_tav:{b}" for b in l1), True)
-            log(f"  {out['overlap_64_l1_bits']}")
+        all_l1 = ",".join(f"l1_tav:{b}" for b in l1)
+        out["overlap_64_l1_bits"] = budgeted(session, budget, lambda: counting(session, all_l1, True))
+        log(f"  {out['overlap_64_l1_bits']}")
     return out
 
 
@@ -292,10 +318,14 @@ def markdown(results: dict[str, Any]) -> str:
         return f"{d['p50_ms']:,.0f} / {d['p99_ms']:,.0f} ms (n={d['n']})" if d else "-"
 
     def seconds(d: dict[str, Any] | None) -> str:
+        if d and "cancelled_after_seconds" in d:
+            return f"> {d['cancelled_after_seconds']:,.0f} s (cancelled)"
         return f"{d['seconds']:,.1f} s" if d else "-"
 
     def rate(d: dict[str, Any] | None) -> str:
-        return f"{d['seconds']:,.1f} s, {d['events_per_second'] / 1e6:,.1f} M events/s" if d else "-"
+        if d and "cancelled_after_seconds" in d:
+            return seconds(d)
+        return f"{d['seconds']:,.1f} s, {d['events_per_second'] / 1e6:,.2f} M events/s" if d else "-"
 
     lines = [
         f"# ei-catalog on {cat['events']:,} events ({results['started']})",
@@ -373,8 +403,10 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
     names = ["count_5_l1_bits", "count_5_hlt_bits", "overlap_64_l1_bits"]
     x = np.arange(len(names))
     for offset, (engine, d) in zip((-0.2, 0.2), (("DuckDB", duck), ("Spark local[2]", spark_)), strict=True):
-        ax.bar(x + offset, [d[n]["events_per_second"] / 1e6 if n in d else 0 for n in names], 0.4, label=engine)
+        rates = [d[n]["events_per_second"] / 1e6 if "events_per_second" in d.get(n, {}) else 0 for n in names]
+        ax.bar(x + offset, rates, 0.4, label=engine)
     ax.axhline(20, color="tab:green", linestyle="--", label="target (5 bits)")
+    ax.set_yscale("log")
     ax.set_xticks(x, ["5 L1 bits", "5 HLT bits", "64x64 L1 overlap"])
     ax.set_ylabel("million events / s")
     ax.set_title(f"trigger counting over {results['catalogue']['events']:,} events")
@@ -393,7 +425,7 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=300, help="warm single lookups")
     parser.add_argument("--cold-samples", type=int, default=30, help="cold single lookups (each way)")
     parser.add_argument("--spark-samples", type=int, default=30, help="single lookups on Spark")
-    parser.add_argument("--spark-overlap", action="store_true", help="also the 64x64 overlap matrix on Spark")
+    parser.add_argument("--spark-budget", type=float, default=1200, help="seconds a Spark measurement may take")
     parser.add_argument("--no-spark", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
