@@ -254,14 +254,15 @@ def _mask_positions(valid: np.ndarray, data: np.ndarray, width_bytes: int) -> tu
         word_bytes = words[hit_words].view(np.uint8)
         nz = np.flatnonzero(word_bytes)
         values = word_bytes[nz]
-        byte_index = hit_words[nz // 8] * 8 + nz % 8  # in the whole array
+        byte_index = hit_words[nz >> 3] * 8 + (nz & 7)  # in the whole array
         per_byte = _POPCOUNT[values]
-        total = int(per_byte.sum())
-        first = np.repeat(np.cumsum(per_byte) - per_byte, per_byte)
-        bit = _BIT_LIST[np.repeat(_BIT_START[values], per_byte) + np.arange(total) - first]
-        row = np.repeat(byte_index // width_bytes, per_byte)
-        counts[np.nonzero(valid)[0]] = np.bincount(row, minlength=n_valid)
-        positions = (np.repeat(byte_index % width_bytes, per_byte) * 8 + bit).astype(np.uint32)
+        ends = np.cumsum(per_byte)
+        total = int(ends[-1]) if len(ends) else 0
+        # The k-th set bit of a byte is _BIT_LIST[_BIT_START[value] + k]; k counts from the byte's first.
+        bit = _BIT_LIST[np.repeat(_BIT_START[values] - (ends - per_byte), per_byte) + np.arange(total)]
+        row, column = np.divmod(byte_index, width_bytes)
+        counts[np.nonzero(valid)[0]] = np.bincount(row, weights=per_byte, minlength=n_valid)
+        positions = (np.repeat(column * 8, per_byte) + bit).astype(np.uint32)
     return counts, positions
 
 
