@@ -457,8 +457,10 @@ _CLID_AT = slice(len(_HEAD) + 7, len(_HEAD) + 43)
 _TECH_AT = slice(len(_HEAD) + 50, len(_HEAD) + 58)
 _OID1_AT = slice(len(_HEAD) + 64, len(_HEAD) + 80)
 _OID2_AT = slice(len(_HEAD) + 81, len(_HEAD) + 97)
-_UPPER = np.arange(256, dtype=np.uint8)
-_UPPER[ord("a") : ord("z") + 1] -= 32
+
+
+def _shift(at: slice, by: int) -> slice:
+    return slice(at.start + by, at.stop + by)
 
 
 def _fixed_strings(matrix: np.ndarray) -> pa.Array:
@@ -476,11 +478,11 @@ def _cut(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.
 
 
 def _hex(nibbles: np.ndarray) -> np.ndarray:
-    """(n, digits) nibble values -> uint64 values (garbage, not an error, where a digit was not hex)."""
+    """(n, 8 or 16) nibble values, most significant first -> uint64 values (garbage, not an error,
+    where a digit was not hex): pairs of nibbles make the bytes of a big-endian integer."""
     digits = nibbles.shape[1]
-    shifts = np.arange(4 * (digits - 1), -1, -4, dtype=np.uint64)
-    values: np.ndarray = np.bitwise_or.reduce(nibbles.astype(np.uint64) << shifts, axis=1)
-    return values
+    packed = np.ascontiguousarray((nibbles[:, 0::2] << 4) | (nibbles[:, 1::2] & 0x0F), dtype=np.uint8)
+    return packed.view(f">u{digits // 2}").reshape(-1).astype(np.uint64)
 
 
 def parse_tokens(tokens: Sequence[str] | pa.Array) -> Tokens:
@@ -514,7 +516,8 @@ def parse_tokens(tokens: Sequence[str] | pa.Array) -> Tokens:
     lower = frame | 0x20
     digit = (frame - ord("0")) < 10
     ok &= np.where(_IS_HEX, digit | ((lower - ord("a")) < 6), frame == _TEMPLATE).all(axis=1)
-    nibbles = np.where(digit, frame - ord("0"), lower - (ord("a") - 10))
+    numbers = slice(_TECH_AT.start, None)  # TECH and OID, the hex digits read as numbers
+    nibbles = np.where(digit[:, numbers], frame[:, numbers] - ord("0"), lower[:, numbers] - (ord("a") - 10))
     # The container: between the head and the tail, with no bracket in it.
     c_len = np.where(ok, lengths - fixed, 0)
     c_offsets, c_bytes = _cut(data, starts + len(_HEAD), c_len)
@@ -529,11 +532,10 @@ def parse_tokens(tokens: Sequence[str] | pa.Array) -> Tokens:
     )
     if not ok.all():  # their frames may cut a character in two: the slow path fills these rows in
         frame[~ok] = ord("0")
-    guid = _fixed_strings(_UPPER[frame[:, _GUID_AT]])
+    db = frame[:, _GUID_AT]
+    guid = _fixed_strings(np.where((db - ord("a")) < 26, db - 32, db))  # uppercase
     clid = _fixed_strings(frame[:, _CLID_AT])
-    tech = _hex(nibbles[:, _TECH_AT])
-    oid1 = _hex(nibbles[:, _OID1_AT])
-    oid2 = _hex(nibbles[:, _OID2_AT])
+    tech, oid1, oid2 = (_hex(nibbles[:, _shift(at, -_TECH_AT.start)]) for at in (_TECH_AT, _OID1_AT, _OID2_AT))
     odd = np.flatnonzero(~ok)
     if len(odd):
         # Rare: another field order or hex width, or a bad token (parse_token raises for the first bad one).
