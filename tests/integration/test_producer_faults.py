@@ -444,7 +444,8 @@ def test_https_store_with_a_ca_bundle(
     assert len(keys(server, "ei-tls", f"chunks/{task}/")) == 3
     expect(backend, task, 1, 2_000)
     load_and_check(backend, tmp_path, ProducedTask(task, expected((2_000, 71))), fault_report)
-    assert any(key.endswith("part-00000.parquet") for key in keys(server, "ei-tls", f"warehouse/{DATASET}/{task}/"))
+    parts = keys(server, "ei-tls", f"warehouse/dataset={DATASET}/task={task}/")
+    assert any(key.endswith("part-00000.parquet") for key in parts)
     unverified = Backend("tls", f"s3://ei-tls/other?endpoint={endpoint}", backend.broker, backend.warehouse,
                          server.client_env())  # fmt: skip
     argv = producer_argv(unverified, task, "job1", 2_000, 71, "--broker", backend.broker, "--store-attempts", "1")
