@@ -14,10 +14,13 @@ so that the steady state of months is reached within minutes; for the same reaso
 pruned every tenth of `--forget-after` instead of hourly).
 
 Every `--every` committed tasks it records this process's CPU time (the supersink alone: the
-feeder is another process), its RSS, the ledger's size on disk (database + WAL) and rows, and
-the objects left in the store. Targets: the CPU per task and the RSS of the last `--every` tasks
-within 10 % of the first's, and a bounded ledger. At the end a sample of tasks is read back from
-the warehouse and compared event by event with what was produced.
+feeder is another process), its RSS, the ledger's size on disk (database + WAL) and rows, the
+objects left in the store and the machine's load (CPU time per task rises with the load of a
+shared machine: caches and cores are shared). Targets: the CPU per task and the RSS of the last
+`--every` tasks within 10 % of the first's, and a bounded ledger: never more than twice its size
+after the first `--every` tasks (by then summaries are forgotten as fast as tasks commit; how many
+it holds follows the throughput, not the tasks done), and fewer chunk rows than `--every`. At the
+end a sample of tasks is read back from the warehouse and compared event by event.
 
     .venv/bin/python benchmarks/soak.py [--tasks 100000] [--every 10000] [--events 10]
                                         [--forget-after 60] [--workdir DIR] [--keep]
@@ -185,6 +188,7 @@ class Sample:
     store_objects: int
     purged: int
     forgotten: int
+    loadavg_1m: float
 
 
 class SoakSupersink(Supersink):
@@ -222,7 +226,7 @@ class SoakSupersink(Supersink):
             Sample(
                 loaded, round(cpu, 3), round(time.monotonic() - self.wall0, 3), rss, hwm, ledger_bytes, int(tasks),
                 int(chunks), int(notes), objects, retention.tasks_purged if retention else 0,
-                retention.tasks_forgotten if retention else 0,
+                retention.tasks_forgotten if retention else 0, round(os.getloadavg()[0], 2),
             )
         )  # fmt: skip
         last = self.samples[-1]
@@ -237,7 +241,7 @@ class SoakSupersink(Supersink):
 
 def segments(samples: list[Sample]) -> list[dict[str, float]]:
     out = []
-    previous = Sample(0, 0.0, 0.0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    previous = Sample(0, 0.0, 0.0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0)
     for s in samples:
         n = s.tasks - previous.tasks
         out.append(
@@ -248,6 +252,7 @@ def segments(samples: list[Sample]) -> list[dict[str, float]]:
                 "wall_ms_per_task": round(1000 * (s.wall_seconds - previous.wall_seconds) / n, 3),
                 "rss_mib": round(s.rss_bytes / MIB, 1),
                 "ledger_mib": round(s.ledger_bytes / MIB, 3),
+                "loadavg_1m_at_end": s.loadavg_1m,
             }
         )
         previous = s
@@ -288,6 +293,10 @@ def plot(result: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     axes[0].bar(x, [s["cpu_ms_per_task"] for s in segs], width=0.8 * (x[0] if x else 1))
     axes[0].set(title="supersink CPU per task (each segment)", xlabel="tasks committed (thousands)", ylabel="ms")
+    load = axes[0].twinx()
+    load.plot(x, [s["loadavg_1m"] for s in samples], marker="x", color="tab:red", linestyle="none")
+    load.set_ylabel("machine load (1 min, x)", color="tab:red")
+    load.set_ylim(bottom=0)
     axes[1].plot(x, [s["rss_bytes"] / MIB for s in samples], marker="o", label="RSS")
     axes[1].plot(x, [s["hwm_bytes"] / MIB for s in samples], marker=".", linestyle=":", label="peak RSS")
     axes[1].set(title="supersink memory", xlabel="tasks committed (thousands)", ylabel="MiB")
@@ -369,16 +378,16 @@ def main(argv: list[str] | None = None) -> int:
     samples = [asdict(s) for s in sink.samples]
     segs = segments(sink.samples)
     first, last = segs[0], segs[-1]
-    ledger_tail = [s["ledger_bytes"] for s in samples[len(samples) // 2 :]]
     targets = {
         "cpu_last_vs_first": round(last["cpu_ms_per_task"] / first["cpu_ms_per_task"], 3),
         "rss_last_vs_first": round(samples[-1]["rss_bytes"] / samples[0]["rss_bytes"], 3),
-        "ledger_second_half_max_over_min": round(max(ledger_tail) / min(ledger_tail), 3),
+        "ledger_max_vs_first": round(max(s["ledger_bytes"] for s in samples) / samples[0]["ledger_bytes"], 3),
+        "ledger_max_chunk_rows": max(s["ledger_chunk_rows"] for s in samples),
     }
     ok = {
         "cpu_within_10_percent": abs(targets["cpu_last_vs_first"] - 1) <= TOLERANCE,
         "rss_within_10_percent": abs(targets["rss_last_vs_first"] - 1) <= TOLERANCE,
-        "ledger_bounded": targets["ledger_second_half_max_over_min"] <= 1 + TOLERANCE,
+        "ledger_bounded": targets["ledger_max_vs_first"] <= 2 and targets["ledger_max_chunk_rows"] < args.every,
         "sample_identical": checked["identical"] == checked["sampled"] and checked["markers"] == args.tasks,
     }
     result = {
