@@ -46,9 +46,14 @@ def new_task() -> str:
     return f"task.{uuid.uuid4().hex[:10]}"
 
 
-def sink(backend: Backend, state: Path, *extra: str) -> dict[str, int]:
+def sink(backend: Backend, state: Path, *extra: str, stuck: str | None = None) -> dict[str, int]:
+    """Run the supersink until idle: exit 0, or with `stuck` (a task), exit 3 naming that task."""
     ran = run_sink(backend, state, 2.0, None, *extra)
-    assert ran.returncode == 0, tail(ran.stderr)
+    if stuck is None:
+        assert ran.returncode == 0, tail(ran.stderr)
+    else:
+        assert ran.returncode == 3, tail(ran.stderr)
+        assert f"task {stuck} " in ran.stderr
     counters: dict[str, int] = json.loads(ran.stdout.strip().splitlines()[-1])
     return counters
 
@@ -73,9 +78,9 @@ def test_manifest_listing_a_chunk_that_never_arrived(backend: Backend, tmp_path:
     delete_object(backend, chunk_key(task, "job1", 1, 2))
     send_raw(backend, *[body for body, _, _ in rec.sent if b"chunk-000002" not in body])
     expect(backend, task, 1)
-    sink(backend, tmp_path / "ledger.db")
+    sink(backend, tmp_path / "ledger.db", stuck=task)
     st = task_state(tmp_path / "ledger.db", task, backend.env)
-    assert (st["state"], st["jobs_resolved"], st["events_loaded"]) == ("waiting", 0, None)
+    assert (st["state"], st["jobs_resolved"], st["events_loaded"]) == ("damaged", 0, None)
     missing = st["missing"]
     assert isinstance(missing, list)
     assert any(m.startswith("job job1 attempt 1: chunk-000002 missing (") and "not found" in m for m in missing)
@@ -184,7 +189,7 @@ def test_deadline_then_forced_partial_load(backend: Backend, tmp_path: Path) -> 
     produce_job(backend, task, "job1", 1, seed=71)
     expect(backend, task, 2, events=6_000)
     state = tmp_path / "ledger.db"
-    sink(backend, state, "--task-deadline", "0")
+    sink(backend, state, "--task-deadline", "0", stuck=task)
     st = task_state(state, task, backend.env)
     assert st["state"] == "failed"
     assert "1 of 2 expected jobs not seen yet" in str(st["detail"])
