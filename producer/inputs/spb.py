@@ -1,4 +1,4 @@
-"""`*.ei.spb`: the files the ATLAS EventIndex producer writes (REFERENCE.md §1).
+"""`*.ei.spb`: the files the ATLAS EventIndex producer writes (docs/spb-format.md).
 
 A gzip stream: little-endian uint32 magic 0x6e56c8c7 and version 1, then records
 `[uint32 (type << 8 | msgversion 1)][uint32 length][EventIndex_p1 protobuf]`, in the order

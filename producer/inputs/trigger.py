@@ -1,4 +1,4 @@
-"""ATLAS EventIndex trigger masks and POOL tokens, as the SPB producer writes them (REFERENCE.md §1).
+"""ATLAS EventIndex trigger masks and POOL tokens, as the SPB producer writes them (docs/spb-format.md).
 
 Pure functions, vectorised over a batch of events (the SPB reader calls them once per batch).
 

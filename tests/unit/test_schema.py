@@ -118,7 +118,7 @@ def test_event_message_carries_every_eievent_field() -> None:
     from eventindex.schema import eventindex_pb2 as pb
 
     names = set(pb.Event.DESCRIPTOR.fields_by_name)
-    # EIEvent_p1 fields (REFERENCE.md section 1), by their v1 names.
+    # EIEvent_p1 fields (docs/spb-format.md), by their v1 names.
     for name in (
         "run_number",
         "event_number",

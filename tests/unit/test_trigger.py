@@ -1,4 +1,4 @@
-"""Trigger masks and tokens of ATLAS SPB files (REFERENCE.md §1): run-length code, bit order, tokens."""
+"""Trigger masks and tokens of ATLAS SPB files (docs/spb-format.md): run-length code, bit order, tokens."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ GUID = "4DDBD295-EFCE-472A-9EC8-15CD35A9EB8D"
 
 
 def reference_encode(bits: str) -> str:
-    """The code as REFERENCE.md describes it, written independently: runs of 0s in base 64, 1 -> '!'."""
+    """The code as docs/spb-format.md describes it, written independently: runs of 0s in base 64, 1 -> '!'."""
 
     def b64(n: int) -> str:
         return (b64(n // 64) if n >= 64 else "") + ALPHABET[n % 64]
