@@ -26,6 +26,8 @@ POINTS = (
 
 _target, _, _count = os.environ.get(ENV, "").partition(":")
 _remaining = int(_count) if _count.isdigit() else 1
+if _target and _target not in POINTS:  # a misspelt point would silently never fire
+    raise SystemExit(f"{ENV}={_target!r}: no such crash point; one of {', '.join(POINTS)}")
 
 
 def crashpoint(name: str) -> None:

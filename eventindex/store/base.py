@@ -28,7 +28,7 @@ MAX_PARTS = 10_000
 #: HTTP connections one store keeps open (botocore's pool); at least the upload threads.
 DEFAULT_CONNECTIONS = 10
 MAX_CONNECTIONS = 256
-#: Attempts per S3 request (botocore standard mode, the single retry layer for S3). With its backoff
+#: Attempts per S3 request (botocore standard mode, the retry layer inside the S3 adapter). With its backoff
 #: (full jitter, 50 ms * 2**i for errors that are not throttling, capped at 20 s) 6 attempts give up
 #: on an unreachable store within ~1.6 s; 10 ride out ~25 s (about 13 s expected).
 DEFAULT_MAX_ATTEMPTS = 6

@@ -17,8 +17,10 @@ Every write is write-once:
   manifest (small, one atomic `PutObject`) carries each chunk's sha256 and the supersink checks it.
 
 Retries: botocore's own loop (standard mode: capped exponential backoff with jitter, retrying 5xx,
-throttling, timeouts and connection resets) is the single retry mechanism for S3; each request of a
-multipart upload (every part, the completion) is retried by it, so a failed part is re-sent alone.
+throttling, timeouts and connection resets) retries each request, so a failed part of a multipart
+upload is re-sent alone. It is the only retry inside this adapter; above it, the producer retries a
+whole write through a store outage (producer.patience) and the supersink postpones a task's load
+with its own backoff.
 """
 
 from __future__ import annotations
@@ -45,7 +47,6 @@ from eventindex.errors import (
     StoreUnavailableError,
 )
 from eventindex.store.base import (
-    DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_OBJECT_BYTES,
     MAX_PARTS,
     ObjectStore,
@@ -59,10 +60,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: botocore's own retry loop (standard mode: capped exponential backoff with jitter, retrying
-#: 5xx, throttling, timeouts and connection resets) is the single retry mechanism for S3.
-#: The default attempts per request; `StoreOptions.max_attempts` overrides it.
-S3_MAX_ATTEMPTS = DEFAULT_MAX_ATTEMPTS
 S3_CONNECT_TIMEOUT = 10.0
 S3_READ_TIMEOUT = 60.0
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
