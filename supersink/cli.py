@@ -126,15 +126,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     expect = sub.add_parser("expect", help="send a task expectation")
-    expect.add_argument("--broker", required=True)
-    expect.add_argument("--task", required=True)
-    expect.add_argument("--jobs", required=True, type=_whole(1, MAX_JOBS))
-    expect.add_argument("--events", type=_whole(0, MAX_EVENTS), default=None)
+    expect.add_argument(
+        "--broker",
+        required=True,
+        help="the queue: sqlite:///abs/queue.db, stomp://host:61613/queue/NAME, amqp://host:5672/QUEUE",
+    )
+    expect.add_argument("--task", required=True, help="the task name")
+    expect.add_argument("--jobs", required=True, type=_whole(1, MAX_JOBS), help="how many jobs the task has")
+    expect.add_argument(
+        "--events", type=_whole(0, MAX_EVENTS), default=None, help="how many events the task has, if known"
+    )
 
     run = sub.add_parser("run", help="run the service")
-    run.add_argument("--broker", required=True)
+    run.add_argument(
+        "--broker",
+        required=True,
+        help="the queue: sqlite:///abs/queue.db, stomp://host:61613/queue/NAME, amqp://host:5672/QUEUE",
+    )
     run.add_argument("--store", required=True, help="the only store pointers may point into")
-    run.add_argument("--warehouse", required=True, help="file:///dir")
+    run.add_argument(
+        "--warehouse",
+        required=True,
+        help="the warehouse: file:///abs/dir, s3://bucket/prefix?endpoint=…, webhdfs://nn:9870[,nn2:9870]/path",
+    )
     run.add_argument("--state", required=True, type=Path, help="the SQLite ledger file")
     run.add_argument(
         "--until-idle",
@@ -186,10 +200,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(run, _whole(1, 65535))
 
     load = sub.add_parser("load", help="load one task now")
-    load.add_argument("--task", required=True)
-    load.add_argument("--store", required=True)
-    load.add_argument("--warehouse", required=True)
-    load.add_argument("--state", required=True, type=Path)
+    load.add_argument("--task", required=True, help="the task to load")
+    load.add_argument(
+        "--store", required=True, help="the object store: file:///abs/dir or s3://bucket/prefix?endpoint=…"
+    )
+    load.add_argument(
+        "--warehouse",
+        required=True,
+        help="the warehouse: file:///abs/dir, s3://bucket/prefix?endpoint=…, webhdfs://nn:9870[,nn2:9870]/path",
+    )
+    load.add_argument("--state", required=True, type=Path, help="the ledger (SQLite file)")
     how = load.add_mutually_exclusive_group()
     how.add_argument("--force", action="store_true", help="load the resolved jobs even if the task is incomplete")
     how.add_argument(
@@ -206,8 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     rec = sub.add_parser("reconcile", help="rebuild the ledger from the manifests in the store")
-    rec.add_argument("--store", required=True)
-    rec.add_argument("--state", required=True, type=Path)
+    rec.add_argument(
+        "--store", required=True, help="the object store: file:///abs/dir or s3://bucket/prefix?endpoint=…"
+    )
+    rec.add_argument("--state", required=True, type=Path, help="the ledger (SQLite file)")
     rec.add_argument("--warehouse", default=None, help="also load the tasks that are now complete")
     rec.add_argument("--prefix", default="", help="only manifests under this key prefix (e.g. a task name + '/')")
 
@@ -228,24 +250,24 @@ def build_parser() -> argparse.ArgumentParser:
     mig.add_argument("--warehouse", required=True, help="the warehouse URL (stop its supersinks first)")
 
     notes = sub.add_parser("notifications", help="list the commit notifications the ledger keeps, as JSON lines")
-    notes.add_argument("--state", required=True, type=Path)
+    notes.add_argument("--state", required=True, type=Path, help="the ledger (SQLite file)")
     notes.add_argument(
         "--since", required=True, help="those recorded since: an ISO 8601 time (UTC unless given) or 30m, 12h, 3d ago"
     )
     notes.add_argument("--notify", default=None, metavar="URL", help="also publish them again to this destination")
 
     st = sub.add_parser("status", help="show tasks")
-    st.add_argument("--state", required=True, type=Path)
-    st.add_argument("--json", action="store_true")
+    st.add_argument("--state", required=True, type=Path, help="the ledger (SQLite file)")
+    st.add_argument("--json", action="store_true", help="the report as JSON")
 
     quarantine = sub.add_parser("quarantine", help="inspect refused messages")
     qsub = quarantine.add_subparsers(dest="action", required=True)
     qlist = qsub.add_parser("list")
-    qlist.add_argument("--state", required=True, type=Path)
-    qlist.add_argument("--json", action="store_true")
+    qlist.add_argument("--state", required=True, type=Path, help="the ledger (SQLite file)")
+    qlist.add_argument("--json", action="store_true", help="the entries as JSON")
     qretry = qsub.add_parser("retry", help="send held messages to the broker again")
-    qretry.add_argument("--state", required=True, type=Path)
-    qretry.add_argument("--broker", required=True)
+    qretry.add_argument("--state", required=True, type=Path, help="the ledger (SQLite file)")
+    qretry.add_argument("--broker", required=True, help="the queue to send them to")
     which = qretry.add_mutually_exclusive_group(required=True)
     which.add_argument("--id", type=_whole(1, 2**63 - 1), action="append", dest="ids", help="an entry id (repeatable)")
     which.add_argument("--all", action="store_true", help="every held entry")
