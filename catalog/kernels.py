@@ -85,19 +85,21 @@ class _Masks:
         base = int(self.starts[0]) if n else 0
         self.matrix = self.data[base : base + n * width].reshape(n, width) if uniform else None
 
-    def bit(self, bit: int) -> np.ndarray:
-        """Whether `bit` is set in each row's mask (False where the mask is null or shorter)."""
-        byte, shift = bit >> 3, bit & 7
+    def byte(self, byte: int) -> np.ndarray:
+        """Byte `byte` of each row's mask (0 where the mask is null or shorter)."""
         if self.matrix is not None:
             if byte >= self.matrix.shape[1]:
-                return np.zeros(self.n, dtype=bool)
-            values = self.matrix[:, byte]
-        else:
-            present = self.lengths > byte
-            if self.valid is not None:
-                present &= self.valid
-            values = np.where(present, self.data[np.where(present, self.starts + byte, 0)], 0)
-        result: np.ndarray = (values >> shift) & 1 == 1
+                return np.zeros(self.n, dtype=np.uint8)
+            column: np.ndarray = self.matrix[:, byte]
+            return column
+        present = self.lengths > byte
+        if self.valid is not None:
+            present &= self.valid
+        return np.where(present, self.data[np.where(present, self.starts + byte, 0)], 0).astype(np.uint8)
+
+    def bit(self, bit: int) -> np.ndarray:
+        """Whether `bit` is set in each row's mask (False where the mask is null or shorter)."""
+        result: np.ndarray = self.byte(bit >> 3) & np.uint8(1 << (bit & 7)) != 0
         return result
 
 
@@ -115,24 +117,28 @@ _BYTE_POPCOUNT = np.array([bin(v).count("1") for v in range(256)], dtype=np.uint
 def tally_batch(batch: pa.RecordBatch, query: BitQuery) -> Tally:
     """The tally of one batch holding (at least) the query's mask columns.
 
-    Each requested bit becomes a row of bits packed in 64-bit words; a pair's overlap is the popcount
-    of the AND of two such rows, so k bits cost k(k+1)/2 passes over n/64 words.
+    Counts alone test each bit where it lies. For overlaps each requested bit becomes a row of bits
+    packed in 64-bit words; a pair's overlap is the popcount of the AND of two such rows, so k bits
+    cost k(k+1)/2 passes over n/64 words.
     """
     n, k = batch.num_rows, len(query.bits)
-    words = np.zeros((k, (n + 63) // 64), dtype=np.uint64)
     masks = {name: _Masks(batch.column(name)) for name in query.columns} if n else {}
+    if not query.overlap:  # counts only: test each bit in place
+        counts = np.zeros(k, dtype=np.int64)
+        for i, bit in enumerate(query.bits):
+            if bit is not None and n:
+                counts[i] = np.count_nonzero(masks[bit[0]].byte(bit[1] >> 3) & np.uint8(1 << (bit[1] & 7)))
+        return Tally(n, counts, None)
+    words = np.zeros((k, (n + 63) // 64), dtype=np.uint64)
     for i, bit in enumerate(query.bits):
         if bit is not None and n:
             packed = np.packbits(masks[bit[0]].bit(bit[1]), bitorder="little")
             words[i].view(np.uint8)[: len(packed)] = packed
-    tally = Tally(n, _popcount(words), None)
-    if query.overlap:
-        pairs = np.zeros((k, k), dtype=np.int64)
-        for i in range(k):
-            pairs[i, i:] = _popcount(words[i] & words[i:])
-            pairs[i:, i] = pairs[i, i:]
-        tally.pairs = pairs
-    return tally
+    pairs = np.zeros((k, k), dtype=np.int64)
+    for i in range(k):
+        pairs[i, i:] = _popcount(words[i] & words[i:])
+        pairs[i:, i] = pairs[i, i:]
+    return Tally(n, np.diag(pairs).copy(), pairs)
 
 
 def tally_batches(batches: Iterable[pa.RecordBatch], query: BitQuery) -> Tally:

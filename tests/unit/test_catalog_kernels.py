@@ -48,6 +48,8 @@ def test_counts_and_pairs_match_the_bytes(nulls: bool, ragged: bool, large: bool
     assert tally.events == n - offset
     assert tally.counts.tolist() == counts and tally.pairs is not None and tally.pairs.tolist() == pairs
     assert sum(counts) > 0
+    alone = tally_batch(batch, BitQuery(tuple(bits), overlap=False))
+    assert (alone.events, alone.counts.tolist(), alone.pairs) == (n - offset, counts, None)
 
 
 def test_batches_add_up_and_an_empty_batch_counts_nothing() -> None:
