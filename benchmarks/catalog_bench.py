@@ -208,7 +208,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "bytes": sum(p.stat().st_size for p in data_files),
         }  # fmt: skip
         results["index"] = {"build_seconds": round(build, 2), "refresh_seconds": round(refresh, 3),
-                            "bytes": index.stat().st_size, "report": report.as_dict()}  # fmt: skip
+                            "bytes": sum(p.stat().st_size for p in index_files if p.exists()),
+                            "report": report.as_dict()}  # fmt: skip
         log(f"catalogue: {results['catalogue']}; index: {results['index']}")
         singles = keys_file(work, "singles", lambda: sample_keys(session, args.samples, 1))
         uniform = keys_file(work, "pick-uniform", lambda: sample_keys(session, PICK, 2))

@@ -331,6 +331,8 @@ class CatalogIndex:
                     self.db.execute("DELETE FROM tasks WHERE dataset = ? AND task = ?", key)
                 for committed, files in [*added, *amended]:
                     self._insert(committed, files)
+            if added or amended or gone:  # the changes into the main file: the write-ahead log stays small
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             counts = self.db.execute(
                 "SELECT (SELECT count(*) FROM tasks), (SELECT count(*) FROM files), (SELECT count(*) FROM row_groups)"
             ).fetchone()
