@@ -362,7 +362,7 @@ class Supersink:
                 failures += 1
                 self.counters.transient_failures += 1
                 delay = compute_backoff(failures, cap=MAX_TRANSIENT_BACKOFF)
-                self.on_event(f"store failure, message put back, retrying in {delay:.1f}s: {exc}")
+                self.on_problem(f"store failure, message put back, retrying in {delay:.1f}s: {exc}")
                 stop.wait(delay)
                 idle_since = time.monotonic()
                 continue
