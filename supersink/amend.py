@@ -25,7 +25,11 @@ from supersink.warehouse import Warehouse
 
 
 class NothingToAmendError(EventIndexError):
-    """An amendment was asked for a task that is not loaded, or has no late job."""
+    """An amendment was asked for a loaded task that has no late job (not an error: exit 0)."""
+
+
+class NotLoadedError(EventIndexError):
+    """An amendment was asked for a task that has no commit to amend (it needs `load` first: exit 3)."""
 
 
 def loaded_attempts(marker: dict[str, Any] | None) -> dict[str, int]:
@@ -99,13 +103,14 @@ def amend(
     """Load a committed task's late jobs as its next amendment; returns the amendment.
 
     Amendments the warehouse holds but the ledger does not know (a crash after the amendment's
-    commit) are adopted first. NothingToAmendError when the task is not loaded or nothing is late.
+    commit) are adopted first. NotLoadedError when the task is not loaded, NothingToAmendError when
+    nothing is late.
     """
     view = evaluate(ledger, task)
     row = ledger.task(task)
     marker = json.loads(row["marker"]) if row is not None and row["marker"] else None
     if marker is None or view.dataset is None:
-        raise NothingToAmendError(f"task {task} is not loaded yet: use `ei-supersink load` (with --force if partial)")
+        raise NotLoadedError(f"task {task} is not loaded yet: use `ei-supersink load` (with --force if partial)")
     committed = warehouse.committed(view.dataset, task)
     known = set(marker.get("amendments", []))
     adopted = []

@@ -40,7 +40,7 @@ from eventindex.store import ObjectStore, open_store
 from eventindex.store.counting import CountingStore
 from eventindex.store.local import LocalStore
 from eventindex.transport import open_consumer, open_publisher
-from supersink.amend import NothingToAmendError, amend
+from supersink.amend import NothingToAmendError, NotLoadedError, amend
 from supersink.committed import FORMATS as COMMITTED_FORMATS
 from supersink.committed import render as render_committed
 from supersink.completeness import LOADED_STATES
@@ -566,7 +566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             code, text = EXIT_USAGE, f"{exc.name} is not installed: pip install 'eventindex-collect[{extra}]'"
     except ConfigError as exc:
         code, text = EXIT_USAGE, str(exc)
-    except TaskNotLoadableError as exc:
+    except (TaskNotLoadableError, NotLoadedError) as exc:
         code, text = EXIT_ATTENTION, str(exc)
     except NothingToAmendError as exc:
         code, text = EXIT_OK, str(exc)
