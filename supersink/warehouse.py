@@ -139,7 +139,7 @@ class Warehouse(WarehouseReader):
         return infos
 
     def sync(self, path: str) -> None:
-        """Make a closed part durable before it is moved into place (local files: fsync)."""
+        """Make a closed part (or a directory's entries) durable before what follows (local files: fsync)."""
         if isinstance(self.fs, pafs.LocalFileSystem):
             fd = os.open(path, os.O_RDONLY)
             try:
@@ -171,7 +171,7 @@ class Warehouse(WarehouseReader):
                     if self.fs.get_file_info(target).type != pafs.FileType.NotFound:
                         self.fs.delete_file(target)
                     self.fs.move(staged, target)
-                self._sync_dir(final)
+                self.sync(final)
             keep = set(names)
             removed = []
             for name in list(self.parts(dataset, task)):
@@ -181,14 +181,6 @@ class Warehouse(WarehouseReader):
             return removed
         except OSError as exc:
             raise WarehouseError(f"cannot move the parts of {task} into {self.location(dataset, task)}: {exc}") from exc
-
-    def _sync_dir(self, directory: str) -> None:
-        if isinstance(self.fs, pafs.LocalFileSystem):
-            fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
 
     def write_side_file(self, dataset: str, task: str, name: str, value: dict[str, Any]) -> None:
         """A small JSON file next to the parts (deterministic content: a rerun rewrites it the same)."""
