@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
+import subprocess
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +29,20 @@ from supersink.ledger import Ledger
 from supersink.service import Supersink
 from supersink.status import task_status
 from supersink.warehouse import Warehouse
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sink_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """`ei-supersink ARGS` as a process of this checkout; its output as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "supersink.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )
+
 
 SORT = [("run_number", "ascending"), ("event_number", "ascending")]
 

@@ -26,7 +26,7 @@ from supersink.ledger import Ledger
 from supersink.loader import FileLayout
 from supersink.service import Supersink
 from supersink.warehouse import Warehouse
-from tests.helpers import SORT, Pipeline, synthetic
+from tests.helpers import SORT, Pipeline, sink_cli, synthetic
 from testservers.webhdfs import Fault, WebHdfsEndpoint
 
 pytestmark = pytest.mark.integration
@@ -146,16 +146,6 @@ def test_a_namenode_down_mid_load_fails_over_to_the_other(tmp_path: Path, webhdf
     assert _committed_events(url).equals(synthetic(1, events=20_000))
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "supersink.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=120,
-    )
-
-
 def test_reconcile_force_amend_and_status_on_webhdfs(tmp_path: Path, webhdfs: str) -> None:
     """The operator's commands on a WebHDFS warehouse: reconcile a ledger from the store, force a partial
     load, amend it with the late job, and read the state back."""
@@ -164,18 +154,18 @@ def test_reconcile_force_amend_and_status_on_webhdfs(tmp_path: Path, webhdfs: st
     pipe.produce("j2", 2)
     state = str(tmp_path / "rebuilt.db")
     store = (tmp_path / "store").as_uri()
-    rebuilt = _cli("reconcile", "--store", store, "--state", state)
+    rebuilt = sink_cli("reconcile", "--store", store, "--state", state)
     assert rebuilt.returncode == 0, rebuilt.stderr
-    forced = _cli("load", "--task", "task1", "--store", store, "--warehouse", webhdfs, "--state", state, "--force")
+    forced = sink_cli("load", "--task", "task1", "--store", store, "--warehouse", webhdfs, "--state", state, "--force")
     assert forced.returncode == 0, forced.stderr
     assert json.loads(forced.stdout)["rows"] == 6_000 and json.loads(forced.stdout)["partial"] is True
     pipe.produce("j3", 3)
-    assert _cli("reconcile", "--store", store, "--state", state).returncode == 0
-    status = json.loads(_cli("status", "--state", state, "--json").stdout)["tasks"][0]
+    assert sink_cli("reconcile", "--store", store, "--state", state).returncode == 0
+    status = json.loads(sink_cli("status", "--state", state, "--json").stdout)["tasks"][0]
     assert status["late_jobs"] == [{"job": "j3", "attempt": 1, "events": 3_000}]
-    amended = _cli("load", "--task", "task1", "--store", store, "--warehouse", webhdfs, "--state", state, "--amend")
+    amended = sink_cli("load", "--task", "task1", "--store", store, "--warehouse", webhdfs, "--state", state, "--amend")
     assert amended.returncode == 0, amended.stderr
     assert json.loads(amended.stdout)["amendment"] == 1
-    status = json.loads(_cli("status", "--state", state, "--json").stdout)["tasks"][0]
+    status = json.loads(sink_cli("status", "--state", state, "--json").stdout)["tasks"][0]
     assert (status["events_loaded"], status["late_jobs"]) == (9_000, [])
     assert _committed_events(webhdfs).equals(synthetic(1, 2, 3))

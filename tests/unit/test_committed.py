@@ -4,9 +4,6 @@ the migration of an old-layout warehouse."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.dataset as pads
@@ -15,19 +12,9 @@ import pytest
 from eventindex.columns import EVENT_SCHEMA
 from supersink.committed import spark_sql
 from supersink.warehouse import Warehouse
-from tests.helpers import SORT, Pipeline, synthetic
+from tests.helpers import SORT, Pipeline, sink_cli, synthetic
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def sink_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "supersink.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=120,
-    )
 
 
 @pytest.fixture
