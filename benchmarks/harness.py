@@ -435,6 +435,7 @@ class Run:
         store_cpu = _delta(base.get("store"), end_cpu.get("store"))
         row["store_server_cpu_seconds"] = None if store_cpu is None else round(store_cpu, 2)
         row["store_server_rss_bytes"] = store_watch.last_rss if store_watch else None
+        row.update(_central_cost(row, sink_cpu, broker_cpu, store_cpu, self.transport))
         # errors
         failed = [j for j in ran if not j.ok]
         row["errors"] = {
@@ -447,6 +448,29 @@ class Run:
         }
         if sink is not None and sink.returncode not in (0, None) and row["status"] == "ok":
             row["status"], row["reason"] = "failed", f"ei-supersink run exited with {sink.returncode}"
+
+
+def _central_cost(
+    row: dict[str, Any], sink_cpu: float | None, broker_cpu: float | None, store_cpu: float | None, transport: str
+) -> dict[str, Any]:
+    """What the central services (broker, object-store server, supersink) spent on the run's events.
+
+    The broker's and the store server's CPU are counted from just before the first producer starts to the last
+    commit, so they include the producers' sends and PUTs; the supersink's as in ``supersink_cpu_seconds``. The
+    broker-only transport does not use the store, but its server runs all the same and is counted (its idle cost).
+    A part whose CPU could not be read (servers the harness did not start) leaves the total unknown.
+    """
+    parts = {"broker": broker_cpu, "store_server": store_cpu, "supersink": sink_cpu}
+    events = row.get("events_loaded") or 0
+    known = all(v is not None for v in parts.values())
+    total = sum(v for v in parts.values() if v is not None) if known else None
+    return {
+        "central_cpu_seconds_by_service": {k: None if v is None else round(v, 3) for k, v in parts.items()},
+        "central_cpu_seconds": None if total is None else round(total, 3),
+        "central_cpu_seconds_per_1000_events": round(1000 * total / events, 4) if total and events else None,
+        "events_per_central_cpu_second": round(events / total) if total and events else None,
+        "central_cpu_note": "" if known else "CPU of a server the harness did not start cannot be read",
+    }
 
 
 def _first_line(text: str) -> str:

@@ -23,7 +23,7 @@ from testservers import ActiveMQ, SeaweedFS
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PLOTS = ("events_per_second.png", "broker.png", "latency.png")
+PLOTS = ("central_cost.png", "events_per_second.png", "broker.png", "latency.png")
 QUICK_PRODUCERS = [1, 4]
 #: Numbers every successful run reports (None is not allowed).
 REQUIRED = (
