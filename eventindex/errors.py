@@ -75,7 +75,19 @@ class MessageError(EventIndexError):
     """A message body could not be understood."""
 
 
-class WarehouseError(EventIndexError):
+class StateError(EventIndexError):
+    """The service's own durable state (its ledger, its warehouse) could not be read or written."""
+
+
+class NeedsAttentionError(EventIndexError):
+    """A valid request that cannot be carried out now: an operator has to look at what it names."""
+
+
+class NothingToDoError(EventIndexError):
+    """A valid request that found nothing to do: not a failure, but said in one line."""
+
+
+class WarehouseError(StateError):
     """Writing the warehouse failed."""
 
 

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any
 
-from eventindex.errors import EventIndexError
+from eventindex.errors import NeedsAttentionError, NothingToDoError
 from eventindex.store import ObjectStore
 from supersink.completeness import AttemptView, TaskView, chosen_chunks, evaluate
 from supersink.ledger import Ledger
@@ -24,11 +24,11 @@ from supersink.notify import add_commit
 from supersink.warehouse import Warehouse
 
 
-class NothingToAmendError(EventIndexError):
+class NothingToAmendError(NothingToDoError):
     """An amendment was asked for a loaded task that has no late job (not an error: exit 0)."""
 
 
-class NotLoadedError(EventIndexError):
+class NotLoadedError(NeedsAttentionError):
     """An amendment was asked for a task that has no commit to amend (it needs `load` first: exit 3)."""
 
 

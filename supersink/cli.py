@@ -23,7 +23,6 @@ import logging
 import math
 import re
 import signal
-import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -33,20 +32,27 @@ from typing import NoReturn
 from urllib.parse import urlsplit
 
 from eventindex import __version__
-from eventindex.errors import ConfigError, EventIndexError, StoreError, TransportError, WarehouseError
+from eventindex.errors import ConfigError, StoreError
+from eventindex.exit_codes import EXIT_ATTENTION, EXIT_OK, EXIT_USAGE, exit_status
+
+# The codes this command ends with (the README's table; exit_status maps the errors to them).
+from eventindex.exit_codes import EXIT_BROKER as EXIT_BROKER
+from eventindex.exit_codes import EXIT_INTERNAL as EXIT_INTERNAL
+from eventindex.exit_codes import EXIT_INTERRUPTED as EXIT_INTERRUPTED
+from eventindex.exit_codes import EXIT_STATE as EXIT_STATE
+from eventindex.exit_codes import EXIT_STORE as EXIT_STORE
 from eventindex.names import validate_name
 from eventindex.pointers import expectation_pointer, headers_for
 from eventindex.store import ObjectStore, open_store
 from eventindex.store.counting import CountingStore
 from eventindex.store.local import LocalStore
 from eventindex.transport import open_consumer, open_publisher
-from supersink.amend import NothingToAmendError, NotLoadedError, amend
+from supersink.amend import amend
 from supersink.committed import FORMATS as COMMITTED_FORMATS
 from supersink.committed import render as render_committed
 from supersink.completeness import LOADED_STATES
-from supersink.fetch import ChunkUnusableError
 from supersink.intake import Intake
-from supersink.ledger import Ledger, LedgerError
+from supersink.ledger import Ledger
 from supersink.loader import ROW_GROUP_ROWS, ROWS_PER_FILE, FileLayout
 from supersink.migrate import migrate_layout
 from supersink.notify import parse_since, replay
@@ -57,23 +63,12 @@ from supersink.service import DEFAULT_RESCAN_SECONDS, STATES, Supersink, TaskNot
 from supersink.status import render, status
 from supersink.warehouse import Warehouse
 
-EXIT_OK = 0
-EXIT_INTERNAL = 1
-EXIT_USAGE = 2
-EXIT_ATTENTION = 3
-EXIT_STORE = 4
-EXIT_BROKER = 5
-EXIT_STATE = 6
-EXIT_INTERRUPTED = 130
-
 #: The protocol's ranges (uint32 expected_jobs; event numbers below 2**63).
 MAX_JOBS = 2**32 - 1
 MAX_EVENTS = 2**63 - 1
 #: The longest duration any option takes (a century): beyond it is a typo, not a plan.
 MAX_SECONDS = 100 * 365 * DAY
 MAX_ROWS = 10**9
-#: Optional dependencies: the module, and the extra that installs it.
-EXTRAS = {"stomp": "stomp", "pika": "amqp", "hdfs": "hdfs"}
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY}
 
 
@@ -556,35 +551,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except KeyboardInterrupt:
-        code, text = EXIT_INTERRUPTED, "interrupted"
-    except ModuleNotFoundError as exc:
-        extra = EXTRAS.get((exc.name or "").partition(".")[0])
-        if extra is None:
-            code, text = EXIT_INTERNAL, f"internal error: {exc}"
-        else:
-            code, text = EXIT_USAGE, f"{exc.name} is not installed: pip install 'eventindex-collect[{extra}]'"
-    except ConfigError as exc:
-        code, text = EXIT_USAGE, str(exc)
-    except (TaskNotLoadableError, NotLoadedError) as exc:
-        code, text = EXIT_ATTENTION, str(exc)
-    except NothingToAmendError as exc:
-        code, text = EXIT_OK, str(exc)
-    except StoreError as exc:
-        code, text = EXIT_STORE, f"store error: {exc}"
-    except TransportError as exc:
-        code, text = EXIT_BROKER, f"broker error: {exc}"
-    except (LedgerError, WarehouseError) as exc:
-        code, text = EXIT_STATE, str(exc)
-    except sqlite3.Error as exc:
-        code, text = EXIT_STATE, f"ledger error: {exc}"
-    except ChunkUnusableError as exc:
-        code, text = EXIT_ATTENTION, str(exc)
-    except EventIndexError as exc:
-        code, text = EXIT_INTERNAL, f"error: {exc}"
-    except Exception as exc:  # a bug: still one line, with what it was
-        code, text = EXIT_INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
-    print(f"ei-supersink: {' '.join(text.split())}", file=sys.stderr)
+    except (Exception, KeyboardInterrupt) as exc:  # every error, a bug too, ends in one line and its code
+        code, text = exit_status(exc)
+    print(f"ei-supersink: {text}", file=sys.stderr)
     return code
 
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from eventindex.codec import decode_chunk_body, decode_manifest
 from eventindex.columns import decode_body, event_keys, validate_body
-from eventindex.errors import CodecError, CorruptObjectError, EventIndexError, ObjectNotFoundError
+from eventindex.errors import CodecError, CorruptObjectError, NeedsAttentionError, ObjectNotFoundError
 from eventindex.schema import eventindex_pb2 as pb
 from eventindex.store import ObjectStore
 
@@ -139,7 +139,7 @@ def key_range(table: pa.Table) -> tuple[bytes | None, bytes | None]:
     return _range(*event_keys(table))
 
 
-class ChunkUnusableError(EventIndexError):
+class ChunkUnusableError(NeedsAttentionError):
     """A chunk verified at intake is missing, changed or undecodable when its task loads: the chunk's
     problem, not the service's (its attempt becomes incomplete again)."""
 

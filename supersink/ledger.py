@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eventindex.errors import ConfigError, EventIndexError
+from eventindex.errors import ConfigError, EventIndexError, StateError
 
 SCHEMA_VERSION = 2
 
@@ -144,7 +144,7 @@ NOT_PURGED = "not purged: "
 MAX_QUARANTINE_BODY = 4 * 1024 * 1024
 
 
-class LedgerError(EventIndexError):
+class LedgerError(StateError):
     """The ledger could not be opened or written."""
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventindex.backoff import compute_backoff
-from eventindex.errors import AlreadyCommittedError, EventIndexError, StoreError
+from eventindex.errors import AlreadyCommittedError, EventIndexError, NeedsAttentionError, StoreError
 from eventindex.store import ObjectStore
 from eventindex.transport import Consumer
 from supersink.completeness import LOADED_STATES, TaskView, chosen_chunks, evaluate
@@ -71,7 +71,7 @@ class StuckTask:
         return f"task {self.task} {self.state}: {self.detail}"
 
 
-class TaskNotLoadableError(EventIndexError):
+class TaskNotLoadableError(NeedsAttentionError):
     """A forced load of a task with nothing to load."""
 
 

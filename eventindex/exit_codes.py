@@ -1,0 +1,88 @@
+"""The exit codes of `ei-producer` and `ei-supersink`, and the one mapping from an error to a code and a line.
+
+The codes are stable (the README's table, docs/producer.md, docs/operations.md):
+
+  0    ok; also a request with nothing to do (`NothingToDoError`, e.g. an amendment with no late job)
+  1    internal error: a bug, still reported in one line
+  2    usage: bad command line, URL, name, number or path (`ConfigError`), or an optional dependency
+       that is not installed (the line names the pip extra that installs it)
+  3    the producer: an input is unreadable or inconsistent (`InputError`);
+       the supersink: something needs attention (`NeedsAttentionError`: a task that cannot be loaded now)
+  4    the object store failed (`StoreError`)
+  5    the broker failed (`TransportError`)
+  6    the producer: everything stored but the pointers were spooled (a result, not an error);
+       the supersink: its ledger or warehouse failed (`StateError`, or SQLite itself)
+  130  interrupted
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import NamedTuple
+
+from eventindex.errors import (
+    ConfigError,
+    EventIndexError,
+    InputError,
+    NeedsAttentionError,
+    NothingToDoError,
+    StateError,
+    StoreError,
+    TransportError,
+)
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_INPUT = 3
+EXIT_ATTENTION = 3
+EXIT_STORE = 4
+EXIT_BROKER = 5
+EXIT_SPOOLED = 6
+EXIT_STATE = 6
+EXIT_INTERRUPTED = 130
+
+#: Optional dependencies: the top-level module, and the pip extra that installs it.
+EXTRAS = {"stomp": "stomp", "pika": "amqp", "hdfs": "hdfs"}
+
+
+class ExitStatus(NamedTuple):
+    """What a command line tool ends with: its exit code and the one line it prints on stderr."""
+
+    code: int
+    text: str
+
+
+def exit_status(exc: BaseException) -> ExitStatus:
+    """The exit code for an error that ended a command, and its one-line text (whitespace folded)."""
+    code, text = _classify(exc)
+    return ExitStatus(code, " ".join(text.split()))
+
+
+def _classify(exc: BaseException) -> tuple[int, str]:
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED, "interrupted"
+    if isinstance(exc, ModuleNotFoundError):
+        extra = EXTRAS.get((exc.name or "").partition(".")[0])
+        if extra is None:
+            return EXIT_INTERNAL, f"internal error: {exc}"
+        return EXIT_USAGE, f"{exc.name} is not installed: pip install 'eventindex-collect[{extra}]'"
+    if isinstance(exc, ConfigError):
+        return EXIT_USAGE, str(exc)
+    if isinstance(exc, NeedsAttentionError):
+        return EXIT_ATTENTION, str(exc)
+    if isinstance(exc, NothingToDoError):
+        return EXIT_OK, str(exc)
+    if isinstance(exc, InputError):
+        return EXIT_INPUT, f"input error: {exc}"
+    if isinstance(exc, StoreError):
+        return EXIT_STORE, f"store error: {exc}"
+    if isinstance(exc, TransportError):
+        return EXIT_BROKER, f"broker error: {exc}"
+    if isinstance(exc, StateError):
+        return EXIT_STATE, str(exc)
+    if isinstance(exc, sqlite3.Error):
+        return EXIT_STATE, f"ledger error: {exc}"
+    if isinstance(exc, EventIndexError):
+        return EXIT_INTERNAL, f"error: {exc}"
+    return EXIT_INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
