@@ -120,7 +120,9 @@ def _run_job(args: tuple[str, str, int, int, int]) -> tuple[str, int, int, float
     store = open_store(store_url)
     try:
         with open_publisher(broker_url) as publisher:
-            result = JobRunner(spec, store, publisher, on_progress).run([SyntheticInput(events, seed=index)])
+            result = JobRunner(spec, store, publisher, on_progress=on_progress).run(
+                [SyntheticInput(events, seed=index)]
+            )
     finally:
         store.close()
     return job, result.events, result.bytes, result.seconds

@@ -349,11 +349,11 @@ def _run(
             from producer.mq import MqJobRunner
 
             with publisher:
-                result = MqJobRunner(spec, publisher, show).run(inputs)
+                result = MqJobRunner(spec, publisher, on_progress=show).run(inputs)
         else:
             store = open_store(args.store, options)
             with publisher:
-                runner = JobRunner(spec, store, publisher, show, upload, patience)
+                runner = JobRunner(spec, store, publisher, on_progress=show, upload=upload, patience=patience)
                 result = runner.run(inputs)
                 retries = runner.retry.retries
     except EventIndexError as exc:

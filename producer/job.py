@@ -229,6 +229,7 @@ class JobRunner:
         spec: JobSpec,
         store: ObjectStore,
         publisher: Publisher,
+        *,
         on_progress: Callable[[Progress], None] | None = None,
         upload: UploadConfig | None = None,
         patience: Patience | None = None,
@@ -275,7 +276,7 @@ class JobRunner:
     def run(self, inputs: list[InputSource]) -> JobResult:
         spec = self.spec
         manifest = _new_manifest(spec)
-        with Uploader(self._store_chunk, self._stored, self.upload) as uploader:
+        with Uploader(store_one=self._store_chunk, on_stored=self._stored, config=self.upload) as uploader:
             try:
                 found = _encode_inputs(spec, inputs, manifest, uploader.submit)
                 uploader.finish()

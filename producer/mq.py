@@ -32,7 +32,7 @@ _FIELD_OVERHEAD = 4  # tag + length varint of one repeated Event inside an Event
 
 class MqJobRunner:
     def __init__(
-        self, spec: JobSpec, publisher: Publisher, on_progress: Callable[[Progress], None] | None = None
+        self, spec: JobSpec, publisher: Publisher, *, on_progress: Callable[[Progress], None] | None = None
     ) -> None:
         self.spec = spec
         self.publisher = publisher

@@ -63,10 +63,12 @@ class Chunk:
 
 
 class Uploader:
-    """`with Uploader(...) as up: up.submit(chunk) ...; up.finish()` (see the module docstring)."""
+    """`with Uploader(store_one=..., on_stored=...) as up: up.submit(chunk) ...; up.finish()` (see the module
+    docstring)."""
 
     def __init__(
         self,
+        *,
         store_one: Callable[[Chunk], None],
         on_stored: Callable[[Chunk], None],
         config: UploadConfig | None = None,

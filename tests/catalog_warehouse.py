@@ -131,7 +131,7 @@ class _Builder:
     def produce(self, job: Job) -> None:
         spec = JobSpec(task=job.task, job=job.job, attempt=job.attempt, dataset=job.dataset, chunk_events=500)
         with open_publisher(self.pipe.broker) as pub:
-            JobRunner(spec, self.pipe.store, pub, lambda progress: None).run(
+            JobRunner(spec, self.pipe.store, pub, on_progress=lambda progress: None).run(
                 [SyntheticInput(EVENTS[job.seed], job.seed)]
             )
 

@@ -97,7 +97,7 @@ class Pipeline:
 
         pub = publisher or open_publisher(self.broker)
         try:
-            JobRunner(spec, self.store, pub, maybe_die).run([SyntheticInput(events, seed)])
+            JobRunner(spec, self.store, pub, on_progress=maybe_die).run([SyntheticInput(events, seed)])
         except Died:
             pass
         finally:

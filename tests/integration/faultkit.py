@@ -126,7 +126,9 @@ def _produce(
                             raise _Died
 
                     with contextlib.suppress(_Died):
-                        JobRunner(spec, store, publisher, stop_half_way).run([SyntheticInput(events, seed_base + job)])
+                        JobRunner(spec, store, publisher, on_progress=stop_half_way).run(
+                            [SyntheticInput(events, seed_base + job)]
+                        )
             if expectation_last:
                 send_expectation(publisher, task, jobs, jobs * events)
             for body, headers, group in reversed(recorder.sent):

@@ -56,7 +56,7 @@ class Slow:
 def test_announces_in_seq_order_after_each_upload() -> None:
     slow = Slow()
     announced: list[int] = []
-    with Uploader(slow, lambda c: announced.append(c.seq), UploadConfig(threads=4)) as up:
+    with Uploader(store_one=slow, on_stored=lambda c: announced.append(c.seq), config=UploadConfig(threads=4)) as up:
         for seq in range(4):
             up.submit(chunk(seq))
         for seq in (3, 1, 2):  # later chunks finish first
@@ -74,7 +74,7 @@ def test_the_window_bounds_chunks_and_bytes() -> None:
     slow = Slow()
     announced: list[int] = []
     config = UploadConfig(threads=2, window=3, window_bytes=1000)
-    with Uploader(slow, lambda c: announced.append(c.seq), config) as up:
+    with Uploader(store_one=slow, on_stored=lambda c: announced.append(c.seq), config=config) as up:
 
         def submit_six() -> None:
             for seq in range(6):
@@ -91,7 +91,9 @@ def test_the_window_bounds_chunks_and_bytes() -> None:
     assert announced == list(range(6))
     assert up.peak_chunks <= 3 and up.peak_bytes <= 1000
     # one chunk bigger than the byte window still goes, alone
-    with Uploader(lambda c: None, lambda c: None, UploadConfig(threads=2, window_bytes=100)) as up:
+    with Uploader(
+        store_one=lambda c: None, on_stored=lambda c: None, config=UploadConfig(threads=2, window_bytes=100)
+    ) as up:
         up.submit(chunk(0, 500))
         up.submit(chunk(1, 500))
         up.finish()
@@ -102,7 +104,10 @@ def test_a_failed_upload_cancels_the_rest_and_announces_nothing_after_it() -> No
     slow = Slow(fail=1)
     announced: list[int] = []
     config = UploadConfig(threads=1, window=8)
-    with pytest.raises(StoreError, match="injected"), Uploader(slow, lambda c: announced.append(c.seq), config) as up:
+    with (
+        pytest.raises(StoreError, match="injected"),
+        Uploader(store_one=slow, on_stored=lambda c: announced.append(c.seq), config=config) as up,
+    ):
         for seq in range(6):
             up.submit(chunk(seq))
         slow.release[0].set()
@@ -119,7 +124,10 @@ def test_an_interrupt_in_the_caller_waits_for_running_uploads_then_propagates() 
     slow = Slow()
     announced: list[int] = []
     config = UploadConfig(threads=2, window=8)
-    with pytest.raises(KeyboardInterrupt), Uploader(slow, lambda c: announced.append(c.seq), config) as up:
+    with (
+        pytest.raises(KeyboardInterrupt),
+        Uploader(store_one=slow, on_stored=lambda c: announced.append(c.seq), config=config) as up,
+    ):
         for seq in range(5):
             up.submit(chunk(seq))
         threading.Timer(0.2, slow.release_all).start()
