@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
@@ -29,7 +29,9 @@ from eventindex.errors import ConfigError, ObjectNotFoundError, StoreError, Ware
 from eventindex.names import validate_name
 from eventindex.store.base import ObjectStore
 from eventindex.store.local import LocalStore, file_url_path
-from eventindex.store.s3 import S3Location, S3Store
+
+if TYPE_CHECKING:  # boto3 is imported only when an s3:// warehouse is opened
+    from eventindex.store.s3 import S3Location
 
 MARKER = "_SUCCESS.json"
 CLAIM = "_CLAIM.json"
@@ -114,6 +116,8 @@ class WarehouseReader:
             path = file_url_path(url)
             return cls(path.as_uri(), pafs.LocalFileSystem(), str(path), LocalStore(path), renames=True)
         if scheme == "s3":
+            from eventindex.store.s3 import S3Location, S3Store
+
             location = S3Location.from_url(url)
             root = f"{location.bucket}/{location.prefix}".rstrip("/")
             return cls(url, _s3_filesystem(location), root, S3Store(location), renames=False)
