@@ -46,9 +46,9 @@ from producer.inputs import InputSource, open_input
 from producer.inputs.branch_map import BranchMap
 from producer.job import DEFAULT_CHUNK_EVENTS, JobResult, JobRunner, JobSpec, Progress, check_inputs
 from producer.metrics import write_metrics
-from producer.patience import DEFAULT_OUTAGE_SECONDS, Patience
-from producer.spool import DEFAULT_SPOOL, Spool, SpoolingPublisher
+from producer.spool import DEFAULT_SPOOL, PointerSpool, SpoolingPublisher
 from producer.upload import DEFAULT_THREADS, UploadConfig
+from producer.write_retry import DEFAULT_OUTAGE_SECONDS, WriteRetryPolicy
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -277,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             fail_after_chunks=args.fail_after_chunks,
         )
         upload = UploadConfig(threads=args.threads)
-        patience = Patience(args.store_outage)
+        retry_policy = WriteRetryPolicy(args.store_outage)
         options = StoreOptions(
             multipart_threshold=args.multipart_mb * MIB,
             part_size=max(args.multipart_mb * MIB, MIN_PART_BYTES),
@@ -316,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_summary(result, dry_run=True))
         return EXIT_OK
     figures: dict[str, float] = {}
-    code = _run(spec, inputs, args, upload, options, patience, show, figures)
+    code = _run(spec, inputs, args, upload, options, retry_policy, show, figures)
     if args.metrics_file is not None:
         try:
             write_metrics(args.metrics_file, code, figures)
@@ -331,7 +331,7 @@ def _run(
     args: argparse.Namespace,
     upload: UploadConfig,
     options: StoreOptions,
-    patience: Patience,
+    retry_policy: WriteRetryPolicy,
     show: Callable[[Progress], None] | None,
     figures: dict[str, float],
 ) -> int:
@@ -342,7 +342,7 @@ def _run(
     try:
         brokers = FailoverPublisher(args.brokers)
         if not args.no_spool:
-            spooling = SpoolingPublisher(brokers, Spool(args.spool))
+            spooling = SpoolingPublisher(brokers, PointerSpool(args.spool))
         counted = CountingPublisher(spooling or brokers)
         publisher: Publisher = counted
         if args.mode == "mq":
@@ -353,7 +353,7 @@ def _run(
         else:
             store = open_store(args.store, options)
             with publisher:
-                runner = JobRunner(spec, store, publisher, on_progress=show, upload=upload, patience=patience)
+                runner = JobRunner(spec, store, publisher, on_progress=show, upload=upload, retry_policy=retry_policy)
                 result = runner.run(inputs)
                 retries = runner.retry.retries
     except EventIndexError as exc:
@@ -394,7 +394,7 @@ def _run(
 
 def flush_main(argv: Sequence[str]) -> int:
     args = build_flush_parser().parse_args(argv)
-    spool = Spool(args.spool)
+    spool = PointerSpool(args.spool)
     try:
         with FailoverPublisher(args.brokers) as publisher:
             result = spool.flush(publisher)

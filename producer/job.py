@@ -35,9 +35,9 @@ from eventindex.schema import eventindex_pb2 as pb
 from eventindex.store import ObjectStore
 from eventindex.transport import Publisher
 from producer.inputs import InputSource
-from producer.patience import Patience, Retrier
 from producer.summary import FileSummaryBuilder, JobInputs
 from producer.upload import Chunk, UploadConfig, Uploader
+from producer.write_retry import WriteRetrier, WriteRetryPolicy
 
 DEFAULT_CHUNK_EVENTS = 10_000
 MAX_CHUNK_EVENTS = 1_000_000
@@ -232,7 +232,7 @@ class JobRunner:
         *,
         on_progress: Callable[[Progress], None] | None = None,
         upload: UploadConfig | None = None,
-        patience: Patience | None = None,
+        retry_policy: WriteRetryPolicy | None = None,
     ) -> None:
         self.spec = spec
         self.store = store
@@ -240,7 +240,7 @@ class JobRunner:
         self.on_progress = on_progress
         self.upload = upload or UploadConfig()
         self.progress = Progress()
-        self.retry = Retrier(patience or Patience())
+        self.retry = WriteRetrier(retry_policy or WriteRetryPolicy())
 
     def _announce(self, kind: pb.PointerKind, key: str, obj: EncodedObject, seq: int = 0) -> None:
         spec = self.spec

@@ -58,8 +58,8 @@ class FlushResult:
     left: int
 
 
-class SpoolError(TransportError):
-    """The spool file cannot be written or read."""
+class PointerSpoolError(TransportError):
+    """The pointer spool file cannot be written or read."""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -105,8 +105,8 @@ def _decode(line: bytes) -> Record | None:
         return None
 
 
-class Spool:
-    """An append-only file of pointer messages (see the module docstring)."""
+class PointerSpool:
+    """The pointer spool: an append-only file of pointer messages (see the module docstring)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -118,7 +118,7 @@ class Spool:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
-            raise SpoolError(f"cannot lock the spool {self.path}: {exc.strerror}") from exc
+            raise PointerSpoolError(f"cannot lock the spool {self.path}: {exc.strerror}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -147,7 +147,7 @@ class Spool:
                 if created:
                     _fsync_dir(self.path.parent)
             except OSError as exc:
-                raise SpoolError(f"cannot write the spool {self.path}: {exc.strerror}") from exc
+                raise PointerSpoolError(f"cannot write the spool {self.path}: {exc.strerror}") from exc
 
     def _read(self) -> tuple[list[Record], int]:
         records: list[Record] = []
@@ -165,7 +165,7 @@ class Spool:
         except FileNotFoundError:
             return [], 0
         except OSError as exc:
-            raise SpoolError(f"cannot read the spool {self.path}: {exc.strerror}") from exc
+            raise PointerSpoolError(f"cannot read the spool {self.path}: {exc.strerror}") from exc
         return records, skipped
 
     def pending(self) -> int:
@@ -214,18 +214,18 @@ class Spool:
             os.replace(tmp, self.path)
             _fsync_dir(self.path.parent)
         except OSError as exc:
-            raise SpoolError(f"cannot rewrite the spool {self.path}: {exc.strerror}") from exc
+            raise PointerSpoolError(f"cannot rewrite the spool {self.path}: {exc.strerror}") from exc
 
 
 class SpoolingPublisher(Publisher):
-    """Sends through `inner`; once no broker is reachable, keeps every later message in `spool`.
+    """Sends through `inner`; once no broker is reachable, keeps every later message in the pointer spool.
 
     The switch is sticky for the rest of the job: after the brokers' bounded attempts all failed,
     trying again per message would only slow the job down. Only BrokerConnectionError (nothing
     reachable) spools; a broker that answers and refuses (TransportError) is an error.
     """
 
-    def __init__(self, inner: Publisher, spool: Spool) -> None:
+    def __init__(self, inner: Publisher, spool: PointerSpool) -> None:
         self.inner = inner
         self.spool = spool
         self.spooled = 0

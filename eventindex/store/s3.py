@@ -19,7 +19,7 @@ Every write is write-once:
 Retries: botocore's own loop (standard mode: capped exponential backoff with jitter, retrying 5xx,
 throttling, timeouts and connection resets) retries each request, so a failed part of a multipart
 upload is re-sent alone. It is the only retry inside this adapter; above it, the producer retries a
-whole write through a store outage (producer.patience) and the supersink postpones a task's load
+whole write through a store outage (producer.write_retry) and the supersink postpones a task's load
 with its own backoff.
 """
 

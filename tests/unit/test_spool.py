@@ -19,7 +19,7 @@ from eventindex.pointers import parse_pointer
 from eventindex.transport import Publisher, open_consumer, open_publisher
 from eventindex.transport.embedded import EmbeddedQueue
 from eventindex.transport.failover import FailoverPublisher
-from producer.spool import Spool, SpoolingPublisher
+from producer.spool import PointerSpool, SpoolingPublisher
 from tests.helpers import Pipeline, assert_same_events, synthetic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,7 +57,7 @@ def closed_port() -> int:
 
 
 def test_append_then_flush_sends_in_order_and_empties(tmp_path: Path) -> None:
-    spool = Spool(tmp_path / "p.spool")
+    spool = PointerSpool(tmp_path / "p.spool")
     for i in range(5):
         spool.append(bytes([i, 0, 255]) * 10, {"ei-kind": "chunk", "n": str(i)}, group="task1")
     assert spool.pending() == 5
@@ -75,12 +75,12 @@ def test_append_then_flush_sends_in_order_and_empties(tmp_path: Path) -> None:
 
 def test_flushing_a_missing_spool_sends_nothing(tmp_path: Path) -> None:
     with open_publisher(f"sqlite://{tmp_path / 'q.db'}") as pub:
-        assert Spool(tmp_path / "none.spool").flush(pub).sent == 0
+        assert PointerSpool(tmp_path / "none.spool").flush(pub).sent == 0
 
 
 def test_a_torn_or_damaged_line_is_skipped_and_the_next_record_starts_clean(tmp_path: Path) -> None:
     path = tmp_path / "p.spool"
-    spool = Spool(path)
+    spool = PointerSpool(path)
     spool.append(b"first", group="t")
     with path.open("ab") as handle:
         handle.write(b'{"v": 1, "body": "dG9ybg')  # a crash in the middle of an append
@@ -99,7 +99,7 @@ def test_a_torn_or_damaged_line_is_skipped_and_the_next_record_starts_clean(tmp_
 
 
 def test_a_flush_that_fails_part_way_keeps_exactly_what_was_not_sent(tmp_path: Path) -> None:
-    spool = Spool(tmp_path / "p.spool")
+    spool = PointerSpool(tmp_path / "p.spool")
     for i in range(6):
         spool.append(f"m{i}".encode(), group="t")
     broker = f"sqlite://{tmp_path / 'q.db'}"
@@ -112,7 +112,7 @@ def test_a_flush_that_fails_part_way_keeps_exactly_what_was_not_sent(tmp_path: P
 
 
 def test_concurrent_appenders_never_interleave(tmp_path: Path) -> None:
-    spool = Spool(tmp_path / "p.spool")
+    spool = PointerSpool(tmp_path / "p.spool")
 
     def writer(n: int) -> None:
         for i in range(50):
@@ -132,7 +132,7 @@ def test_concurrent_appenders_never_interleave(tmp_path: Path) -> None:
 
 def test_spooling_publisher_switches_once_and_stays_spooling(tmp_path: Path) -> None:
     broker = f"sqlite://{tmp_path / 'q.db'}"
-    spool = Spool(tmp_path / "p.spool")
+    spool = PointerSpool(tmp_path / "p.spool")
     pub = SpoolingPublisher(FailAfter(open_publisher(broker), 2), spool)
     for i in range(5):
         pub.send(f"p{i}".encode(), {"k": "v"}, group="t")
@@ -150,14 +150,14 @@ def test_a_refusing_broker_is_an_error_not_a_spool(tmp_path: Path) -> None:
         def close(self) -> None:
             pass
 
-    pub = SpoolingPublisher(Refuses(), Spool(tmp_path / "p.spool"))
+    pub = SpoolingPublisher(Refuses(), PointerSpool(tmp_path / "p.spool"))
     with pytest.raises(TransportError, match="not authorized"):
         pub.send(b"x")
     assert pub.spooled == 0
 
 
 def test_spooling_through_an_unreachable_stomp_broker(tmp_path: Path) -> None:
-    spool = Spool(tmp_path / "p.spool")
+    spool = PointerSpool(tmp_path / "p.spool")
     pub = SpoolingPublisher(FailoverPublisher([f"stomp://127.0.0.1:{closed_port()}/queue/q"]), spool)
     with pub:
         pub.send(b"a", group="t")
@@ -192,7 +192,7 @@ def test_no_broker_exit_6_then_flush_spool_then_the_task_loads_once(tmp_path: Pa
     kinds = [parse_pointer(base64.b64decode(json.loads(line)["body"])).kind for line in spool.read_text().splitlines()]
     assert kinds == [1, 1, 1, 2], "three chunk pointers, then the manifest's"
     flush = cli("flush-spool", "--broker", dead, cwd=tmp_path)
-    assert flush.returncode == 5 and Spool(spool).pending() == 4, "still no broker: the spool is kept"
+    assert flush.returncode == 5 and PointerSpool(spool).pending() == 4, "still no broker: the spool is kept"
     flush = cli("flush-spool", "--broker", dead, "--broker", pipe.broker, cwd=tmp_path)
     assert flush.returncode == 0, flush.stderr
     assert json.loads(flush.stdout)["sent"] == 4

@@ -1,4 +1,5 @@
-"""Riding out a store outage: retry a whole object write until the store has been down too long.
+"""Whole-write retries: a chunk or manifest write that failed because the store was unavailable is
+retried whole, with backoff, until the store has been down longer than `--store-outage`.
 
 botocore retries each S3 request a few times (`--store-attempts`), which covers blips. It cannot
 cover an outage: its retry quota is shared by every thread of a client (500 tokens, 14 per retry,
@@ -35,7 +36,9 @@ RETRY_CAP = 10.0
 
 
 @dataclass(frozen=True)
-class Patience:
+class WriteRetryPolicy:
+    """How long a store outage one write rides out (`--store-outage`), and the backoff between its retries."""
+
     outage_seconds: float = DEFAULT_OUTAGE_SECONDS
     base: float = RETRY_BASE
     cap: float = RETRY_CAP
@@ -45,18 +48,18 @@ class Patience:
             raise ConfigError(f"--store-outage must be in 0..{MAX_OUTAGE_SECONDS:.0f} seconds")
 
 
-class Retrier:
+class WriteRetrier:
     """Retries whole writes for one job (see the module docstring); thread-safe. Says once, on
     stderr via logging, that the store is unavailable and the job is waiting for it."""
 
     def __init__(
         self,
-        patience: Patience,
+        policy: WriteRetryPolicy,
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] | None = None,
     ) -> None:
-        self.patience = patience
+        self.policy = policy
         self._clock = clock
         self._cancelled = threading.Event()
         self._sleep = sleep or self._cancelled.wait
@@ -73,7 +76,7 @@ class Retrier:
         """Run `action`; while it raises StoreUnavailableError, wait and run it again, for at most
         `outage_seconds` after its first failure. Then the last error propagates, saying for how
         long the store was unavailable."""
-        patience = self.patience
+        policy = self.policy
         first_failure: float | None = None
         attempt = 0
         while True:
@@ -84,12 +87,12 @@ class Retrier:
                 if first_failure is None:
                     first_failure = now
                 down = now - first_failure
-                left = patience.outage_seconds - down
+                left = policy.outage_seconds - down
                 if self._cancelled.is_set():
                     raise StoreUnavailableError(f"{exc}; not retried: the job is stopping") from exc
                 if left <= 0:
                     raise StoreUnavailableError(
-                        f"{exc}; store unavailable for {down:.0f} s (--store-outage {patience.outage_seconds:g})"
+                        f"{exc}; store unavailable for {down:.0f} s (--store-outage {policy.outage_seconds:g})"
                     ) from exc
                 attempt += 1
                 with self._lock:
@@ -99,7 +102,7 @@ class Retrier:
                     log.warning(
                         "store unavailable (writing %s), retrying each write for up to %g s: %s",
                         what,
-                        patience.outage_seconds,
+                        policy.outage_seconds,
                         exc,
                     )
-                self._sleep(min(compute_backoff(attempt, patience.base, patience.cap), left))
+                self._sleep(min(compute_backoff(attempt, policy.base, policy.cap), left))

@@ -24,7 +24,7 @@ from eventindex.transport import open_publisher
 from producer.cli import main
 from producer.inputs.synthetic import SyntheticInput
 from producer.job import JobRunner, JobSpec
-from producer.patience import Patience, Retrier
+from producer.write_retry import WriteRetrier, WriteRetryPolicy
 
 
 class Clock:
@@ -56,7 +56,7 @@ def failing(times: int, error: type[StoreError] = StoreUnavailableError) -> tupl
 
 def test_a_write_is_retried_until_the_store_is_back() -> None:
     clock = Clock()
-    retry = Retrier(Patience(60), clock=clock, sleep=clock.sleep)
+    retry = WriteRetrier(WriteRetryPolicy(60), clock=clock, sleep=clock.sleep)
     calls, action = failing(5)
     assert retry("k", action) == "done"  # type: ignore[arg-type]
     assert len(calls) == 6 and retry.retries == 5
@@ -64,26 +64,26 @@ def test_a_write_is_retried_until_the_store_is_back() -> None:
     assert sum(clock.sleeps) < 60
 
 
-def test_the_store_down_longer_than_the_patience_fails_with_how_long(caplog: pytest.LogCaptureFixture) -> None:
+def test_the_store_down_longer_than_the_outage_limit_fails_with_how_long(caplog: pytest.LogCaptureFixture) -> None:
     clock = Clock()
-    retry = Retrier(Patience(30), clock=clock, sleep=clock.sleep)
+    retry = WriteRetrier(WriteRetryPolicy(30), clock=clock, sleep=clock.sleep)
     calls, action = failing(10**6)
     with pytest.raises(StoreUnavailableError) as info:
         retry("k", action)  # type: ignore[arg-type]
     message = str(info.value)
     assert message.startswith("cannot write k: failure") and message.endswith("(--store-outage 30)")
     assert "store unavailable for 30 s" in message
-    assert clock.now - 1000.0 == pytest.approx(30), "waited exactly the patience, not more"
+    assert clock.now - 1000.0 == pytest.approx(30), "waited exactly the outage limit, not more"
     assert len(calls) > 5, "backoff capped at 10 s: several tries in 30 s"
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "retrying each write for up to 30 s" in warnings[0]
 
 
-def test_a_zero_patience_fails_at_the_first_error() -> None:
+def test_a_zero_outage_limit_fails_at_the_first_error() -> None:
     clock = Clock()
     calls, action = failing(1)
     with pytest.raises(StoreUnavailableError, match="unavailable for 0 s"):
-        Retrier(Patience(0), clock=clock, sleep=clock.sleep)("k", action)  # type: ignore[arg-type]
+        WriteRetrier(WriteRetryPolicy(0), clock=clock, sleep=clock.sleep)("k", action)  # type: ignore[arg-type]
     assert len(calls) == 1 and clock.sleeps == []
 
 
@@ -92,14 +92,14 @@ def test_errors_that_waiting_cannot_fix_fail_at_once(error: type[StoreError]) ->
     clock = Clock()
     calls, action = failing(1, error)
     with pytest.raises(error):
-        Retrier(Patience(60), clock=clock, sleep=clock.sleep)("k", action)  # type: ignore[arg-type]
+        WriteRetrier(WriteRetryPolicy(60), clock=clock, sleep=clock.sleep)("k", action)  # type: ignore[arg-type]
     assert len(calls) == 1 and clock.sleeps == []
 
 
 @pytest.mark.parametrize("seconds", [-1, 10**6])
-def test_patience_is_validated(seconds: float) -> None:
+def test_the_retry_policy_is_validated(seconds: float) -> None:
     with pytest.raises(ConfigError, match="--store-outage"):
-        Patience(seconds)
+        WriteRetryPolicy(seconds)
 
 
 def test_the_cli_rejects_a_negative_outage(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -162,7 +162,7 @@ def test_a_job_rides_out_failed_writes_and_stores_everything(tmp_path: Path) -> 
     store = FlakyStore(tmp_path / "store", failures=40)
     spec = JobSpec(task="t", job="j", attempt=1, dataset="ds", chunk_events=1_000)
     with open_publisher(f"sqlite://{tmp_path / 'q.db'}") as pub:
-        runner = JobRunner(spec, store, pub, patience=Patience(30, base=0.001, cap=0.01))
+        runner = JobRunner(spec, store, pub, retry_policy=WriteRetryPolicy(30, base=0.001, cap=0.01))
         result = runner.run([SyntheticInput(10_000, 5)])
     assert (result.events, result.chunks) == (10_000, 10)
     assert runner.retry.retries == 40
@@ -177,13 +177,15 @@ def test_a_job_whose_store_stays_down_fails_without_a_manifest(tmp_path: Path) -
         open_publisher(f"sqlite://{tmp_path / 'q.db'}") as pub,
         pytest.raises(StoreUnavailableError, match=r"--store-outage 0\.2"),
     ):
-        JobRunner(spec, store, pub, patience=Patience(0.2, base=0.01, cap=0.05)).run([SyntheticInput(3_000, 5)])
+        JobRunner(spec, store, pub, retry_policy=WriteRetryPolicy(0.2, base=0.01, cap=0.05)).run(
+            [SyntheticInput(3_000, 5)]
+        )
     assert not list(store.list())
 
 
-def test_a_cancelled_retrier_gives_up_at_the_next_failure() -> None:
+def test_a_cancelled_write_retrier_gives_up_at_the_next_failure() -> None:
     clock = Clock()
-    retry = Retrier(Patience(60), clock=clock, sleep=clock.sleep)
+    retry = WriteRetrier(WriteRetryPolicy(60), clock=clock, sleep=clock.sleep)
     retry.cancel()
     calls, action = failing(3)
     with pytest.raises(StoreUnavailableError, match="not retried: the job is stopping"):
@@ -203,6 +205,6 @@ def test_a_job_that_fails_stops_waiting_for_the_store_at_once(tmp_path: Path) ->
 
     started = time.monotonic()
     with open_publisher(f"sqlite://{tmp_path / 'q.db'}") as pub, pytest.raises(InputError, match="declares 2999"):
-        JobRunner(spec, store, pub, patience=Patience(600)).run([Declared(3_000, 5)])
+        JobRunner(spec, store, pub, retry_policy=WriteRetryPolicy(600)).run([Declared(3_000, 5)])
     assert time.monotonic() - started < 10, "the uploads gave up when the job failed"
     assert not list(store.list())
