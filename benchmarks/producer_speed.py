@@ -26,11 +26,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from benchmarks.spb_writer import write_tables
 from eventindex.codec import encode_chunk
 from eventindex.store import open_store
 from eventindex.transport import open_publisher
 from producer.inputs.spb import SpbInput
-from producer.inputs.spb_writer import write_tables
 from producer.inputs.synthetic import SyntheticInput
 from producer.job import JobRunner, JobSpec
 from testservers import SeaweedFS

@@ -3,7 +3,7 @@
 
 Setup (not measured): synthetic events (`SyntheticInput(events, seed)`: 512-bit L1 masks,
 8192-bit HLT masks, three provenance tokens per event) are written with
-`producer.inputs.spb_writer` in the original producer's layout, split into `--files` input
+`benchmarks.spb_writer` in the original producer's layout, split into `--files` input
 files (BeginGUID..EndGUID blocks). Measured: reading the whole file back into Arrow tables of
 `--max-rows` events (gunzip, record framing, protobuf decoding, run-length decoding of the
 masks, token parsing, all the checks), best of `--repeat` runs, wall clock and CPU time.
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from benchmarks.spb_writer import write_tables
 from producer.inputs.spb import SpbInput
-from producer.inputs.spb_writer import write_tables
 from producer.inputs.synthetic import SyntheticInput
 
 

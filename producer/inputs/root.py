@@ -75,8 +75,8 @@ from producer.inputs.common import (
     normalize_guid,
     out_of_range,
 )
+from producer.inputs.pool_token import TokenFormatError, parse_tokens
 from producer.inputs.root_tree import TREE_CLASSES, Field, Tree, open_tree
-from producer.inputs.trigger import TokenFormatError, parse_tokens
 
 PARAMS_TREE = "##Params"
 PARAMS_FID = re.compile(r"\[NAME=FID\]\[VALUE=([0-9A-Fa-f-]{36})\]")

@@ -32,8 +32,9 @@ from eventindex.columns import EVENT_SCHEMA, INT64_MAX, PROVENANCE_TYPE
 from eventindex.errors import InputError
 from producer.inputs import EventIndex_p1_pb2 as ei
 from producer.inputs.common import out_of_range
+from producer.inputs.pool_token import TokenFormatError, parse_tokens
 from producer.inputs.protoscan import I32, LEN, PADDING, VARINT, Layout, Scanned, Unusual, scan
-from producer.inputs.trigger import Mask, TokenFormatError, TriggerFormatError, decode_hlt, decode_l1, parse_tokens
+from producer.inputs.trigger import Mask, MaskFormatError, decode_hlt, decode_l1
 
 # (column, EIEvent_p1 field, numpy dtype): the required numbers, then the optional ones (null when absent).
 REQUIRED_NUMBERS = (
@@ -308,7 +309,7 @@ def _table(decoded: _Decoded, batch: _Batch, provenance_ref: bool, error: Callab
         index = distinct.indices.to_numpy()
         try:
             masks = decode(distinct.dictionary)
-        except TriggerFormatError as exc:
+        except MaskFormatError as exc:
             raise error(int(np.flatnonzero(index == exc.index)[0]), exc.reason) from None
         for column, mask in zip(names, masks, strict=True):
             columns[column] = Mask(mask.bitmaps, mask.valid, mask.inverse[index]).column()

@@ -1,4 +1,4 @@
-"""ATLAS EventIndex trigger masks and POOL tokens, as the SPB producer writes them (docs/spb-format.md).
+"""ATLAS EventIndex trigger masks, as the SPB producer writes them (docs/spb-format.md).
 
 Pure functions, vectorised over a batch of events (the SPB reader calls them once per batch).
 
@@ -15,17 +15,12 @@ An L2/EF value with no `;` (older files) is the physics mask only. An L1 value t
 3 x 512 bits but splits into three equal parts of whole 32-bit words (Run 1: 3 x 256) is split
 into those parts.
 
-Tokens: `[DB=<file GUID>][CNT=<container>][CLID=<class GUID>][TECH=%08X][OID=%016X-%016X]`,
-fields in any order (unknown `[KEY=value]` fields are ignored), DB an 8-4-4-4-12 GUID (returned
-uppercase), TECH 1-8 and each OID part 1-16 hex digits and nothing else.
-
-Errors are `MaskFormatError` / `TokenFormatError` carrying the index of the offending value in
-the batch, so the caller can name the file and the record.
+Errors are `MaskFormatError`, carrying the index of the offending value in the batch, so the
+caller can name the file and the record. (POOL tokens: producer.inputs.pool_token.)
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -33,7 +28,6 @@ from typing import TypeAlias
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from numpy.lib.stride_tricks import sliding_window_view
 
 from eventindex.errors import InputError
 
@@ -53,21 +47,13 @@ _LUT[ord("!")] = _ONE
 _LUT[ord(" ")] = _ZERO
 
 
-class TriggerFormatError(InputError):
-    """A mask or token of the batch is malformed; `index` is its position in the batch."""
+class MaskFormatError(InputError):
+    """A run-length coded mask string of the batch is malformed; `index` is its position in the batch."""
 
     def __init__(self, index: int, reason: str) -> None:
         super().__init__(reason)
         self.index = index
         self.reason = reason
-
-
-class MaskFormatError(TriggerFormatError):
-    """A run-length coded mask string is malformed."""
-
-
-class TokenFormatError(TriggerFormatError):
-    """A POOL token string is malformed."""
 
 
 # ---------------------------------------------------------------- run-length code
@@ -384,173 +370,3 @@ def _exact(bitmap: bytes, bits: int) -> bytes:
     if len(bitmap) != bits // 8:
         raise ValueError(f"a mask of {bits} bits is {bits // 8} bytes, got {len(bitmap)}")
     return bitmap
-
-
-# ---------------------------------------------------------------- tokens
-
-_HEX8 = r"[0-9A-Fa-f]{1,8}"
-_HEX16 = r"[0-9A-Fa-f]{1,16}"
-_GUID = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
-_FIELDS = re.compile(r"\[([A-Za-z]+)=([^\[\]]*)\]")
-_WHOLE = re.compile(r"(?:\[[A-Za-z]+=[^\[\]]*\])+")
-_GUID_RE = re.compile(_GUID)
-_HEX8_RE = re.compile(_HEX8)
-_OID_RE = re.compile(rf"({_HEX16})-({_HEX16})")
-
-
-@dataclass(frozen=True)
-class Tokens:
-    """Parsed tokens of a batch, one Arrow array per field (guid uppercase, tech uint32, oids uint64)."""
-
-    guid: pa.Array
-    container: pa.Array
-    clid: pa.Array
-    tech: pa.Array
-    oid1: pa.Array
-    oid2: pa.Array
-
-
-def parse_token(token: str, index: int = 0) -> tuple[str, str, str, int, int, int]:
-    """One token -> (guid, container, clid, tech, oid1, oid2), any field order; TokenFormatError."""
-    if not _WHOLE.fullmatch(token):
-        raise TokenFormatError(index, f"token {token[:120]!r} is not a sequence of [KEY=value] fields")
-    fields: dict[str, str] = {}
-    for key, value in _FIELDS.findall(token):
-        if key in fields:
-            raise TokenFormatError(index, f"token {token[:120]!r} has field {key} twice")
-        fields[key] = value
-    missing = [key for key in ("DB", "CNT", "CLID", "TECH", "OID") if key not in fields]
-    if missing:
-        raise TokenFormatError(index, f"token {token[:120]!r} lacks field {missing[0]}")
-    if not _GUID_RE.fullmatch(fields["DB"]):
-        raise TokenFormatError(index, f"token DB={fields['DB']!r} is not a GUID (8-4-4-4-12 hex digits)")
-    if not _HEX8_RE.fullmatch(fields["TECH"]):
-        raise TokenFormatError(index, f"token TECH={fields['TECH']!r} is not 1-8 hex digits")
-    oid = _OID_RE.fullmatch(fields["OID"])
-    if not oid:
-        raise TokenFormatError(index, f"token OID={fields['OID']!r} is not HEX-HEX (1-16 hex digits each)")
-    return (
-        fields["DB"].upper(),
-        fields["CNT"],
-        fields["CLID"],
-        int(fields["TECH"], 16),
-        int(oid.group(1), 16),
-        int(oid.group(2), 16),
-    )
-
-
-def format_token(guid: str, container: str, clid: str, tech: int, oid1: int, oid2: int) -> str:
-    """The producer's token string."""
-    return f"[DB={guid}][CNT={container}][CLID={clid}][TECH={tech:08X}][OID={oid1:016X}-{oid2:016X}]"
-
-
-# The producer's layout: a fixed head and a fixed tail ("x" = a hex digit) around the container.
-_HEAD = "[DB=xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx][CNT="
-_TAIL = "][CLID=xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx][TECH=xxxxxxxx][OID=xxxxxxxxxxxxxxxx-xxxxxxxxxxxxxxxx]"
-_TEMPLATE = np.frombuffer((_HEAD + _TAIL).encode(), dtype=np.uint8)
-
-
-#: The columns of the head + tail that hold a hex digit (the others hold the template's byte).
-_IS_HEX = np.equal(_TEMPLATE, ord("x"))
-_GUID_AT = slice(4, 40)
-_CLID_AT = slice(len(_HEAD) + 7, len(_HEAD) + 43)
-_TECH_AT = slice(len(_HEAD) + 50, len(_HEAD) + 58)
-_OID1_AT = slice(len(_HEAD) + 64, len(_HEAD) + 80)
-_OID2_AT = slice(len(_HEAD) + 81, len(_HEAD) + 97)
-
-
-def _shift(at: slice, by: int) -> slice:
-    return slice(at.start + by, at.stop + by)
-
-
-def _fixed_strings(matrix: np.ndarray) -> pa.Array:
-    """(n, width) ASCII bytes -> an Arrow string array of n values of `width` characters."""
-    n, width = matrix.shape
-    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
-    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(matrix.tobytes())])
-
-
-def _cut(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The byte ranges [start, start + length) of `data`, concatenated, and their offsets."""
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    return offsets, data[np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])]
-
-
-def _hex(nibbles: np.ndarray) -> np.ndarray:
-    """(n, 8 or 16) nibble values, most significant first -> uint64 values (garbage, not an error,
-    where a digit was not hex): pairs of nibbles make the bytes of a big-endian integer."""
-    digits = nibbles.shape[1]
-    packed = np.ascontiguousarray((nibbles[:, 0::2] << 4) | (nibbles[:, 1::2] & 0x0F), dtype=np.uint8)
-    return packed.view(f">u{digits // 2}").reshape(-1).astype(np.uint64)
-
-
-def parse_tokens(tokens: Sequence[str] | pa.Array) -> Tokens:
-    """Parse a batch of tokens (strings, or an Arrow string array without nulls); raises
-    TokenFormatError with the index of the first bad one.
-
-    Tokens in the producer's exact layout (field order, %08X and %016X widths, GUID CLID) are
-    checked and cut with numpy on the concatenated bytes; the rest go through `parse_token`,
-    which accepts any field order and 1-8/1-16 hex digits, or fails.
-    """
-    n = len(tokens)
-    if isinstance(tokens, pa.Array):
-        array = pa.concat_arrays([tokens.cast(pa.string())])  # its own buffers, from offset 0
-    else:
-        array = pa.array(tokens, pa.string())
-    offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[: n + 1].astype(np.int64)
-    fixed = len(_TEMPLATE)
-    data = np.zeros(int(offsets[-1]) + fixed, dtype=np.uint8)  # zero padding: every window is in range
-    if array.buffers()[2] is not None:
-        data[: offsets[-1]] = np.frombuffer(array.buffers()[2], dtype=np.uint8)[: offsets[-1]]
-    starts = offsets[:-1]
-    lengths = np.diff(offsets)
-    ok = lengths >= fixed
-    # The head and tail bytes of every token (short tokens read garbage, and are not ok).
-    tail_start = np.maximum(starts + lengths - len(_TAIL), starts)
-    frame = np.concatenate(
-        [sliding_window_view(data, len(_HEAD))[starts], sliding_window_view(data, len(_TAIL))[tail_start]], axis=1
-    )
-    # Hex digits by byte arithmetic (uint8 wraps: a byte below '0' or 'a' becomes large), ~5x
-    # faster than a table lookup per byte; nibbles are garbage where a byte is not a hex digit.
-    lower = frame | 0x20
-    digit = (frame - ord("0")) < 10
-    ok &= np.where(_IS_HEX, digit | ((lower - ord("a")) < 6), frame == _TEMPLATE).all(axis=1)
-    numbers = slice(_TECH_AT.start, None)  # TECH and OID, the hex digits read as numbers
-    nibbles = np.where(digit[:, numbers], frame[:, numbers] - ord("0"), lower[:, numbers] - (ord("a") - 10))
-    # The container: between the head and the tail, with no bracket in it.
-    c_len = np.where(ok, lengths - fixed, 0)
-    c_offsets, c_bytes = _cut(data, starts + len(_HEAD), c_len)
-    bad = np.flatnonzero((c_bytes == ord("[")) | (c_bytes == ord("]")))
-    if len(bad):
-        rows = np.searchsorted(c_offsets, bad, side="right") - 1
-        ok[rows] = False
-        c_len[rows] = 0
-        c_offsets, c_bytes = _cut(data, starts + len(_HEAD), c_len)
-    container: pa.Array = pa.Array.from_buffers(
-        pa.string(), n, [None, pa.py_buffer(c_offsets.astype(np.int32)), pa.py_buffer(c_bytes.tobytes())]
-    )
-    if not ok.all():  # their frames may cut a character in two: the slow path fills these rows in
-        frame[~ok] = ord("0")
-    db = frame[:, _GUID_AT]
-    guid = _fixed_strings(np.where((db - ord("a")) < 26, db - 32, db))  # uppercase
-    clid = _fixed_strings(frame[:, _CLID_AT])
-    tech, oid1, oid2 = (_hex(nibbles[:, _shift(at, -_TECH_AT.start)]) for at in (_TECH_AT, _OID1_AT, _OID2_AT))
-    odd = np.flatnonzero(~ok)
-    if len(odd):
-        # Rare: another field order or hex width, or a bad token (parse_token raises for the first bad one).
-        slow = [parse_token(str(array[int(i)].as_py()), int(i)) for i in odd]
-        lists = [guid.to_pylist(), container.to_pylist(), clid.to_pylist()]
-        for i, parsed in zip(odd, slow, strict=True):
-            for column, value in zip(lists, parsed[:3], strict=True):
-                column[i] = value
-            tech[i], oid1[i], oid2[i] = parsed[3:]
-        guid, container, clid = (pa.array(column, pa.string()) for column in lists)
-    return Tokens(
-        guid=guid,
-        container=container,
-        clid=clid,
-        tech=pa.array(tech.astype(np.uint32), pa.uint32()),
-        oid1=pa.array(oid1, pa.uint64()),
-        oid2=pa.array(oid2, pa.uint64()),
-    )

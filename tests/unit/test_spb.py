@@ -15,12 +15,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from benchmarks.spb_writer import eievents_from_table, write_spb, write_tables
 from eventindex.columns import EVENT_SCHEMA, HLT_MASK_BYTES, L1_MASK_BYTES, Body, decode_body, encode_body
 from eventindex.errors import InputError
 from producer.inputs import EventIndex_p1_pb2 as ei
 from producer.inputs import open_input, spb, spb_events
 from producer.inputs.spb import SpbFileInput, SpbInput
-from producer.inputs.spb_writer import eievents_from_table, write_spb, write_tables
 from producer.inputs.synthetic import SyntheticInput
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,6 +1,6 @@
 """Write SPB files (`*.ei.spb`) in the ATLAS producer's layout, for tests and benchmarks.
 
-The layout is the one `spb.py` documents: gzip(magic, version 1, then `[uint32 type << 8 | 1]
+The layout is the one `producer/inputs/spb.py` documents: gzip(magic, version 1, then `[uint32 type << 8 | 1]
 [uint32 length][protobuf]` records: Header, per input file BeginGUID, [TriggerMenu], EIEvent x N,
 EndGUID, then Trailer). `eievents_from_table` turns our Arrow events back into `EIEvent_p1`
 records (run-length coded masks, token strings), so that synthetic events -> SPB -> SpbInput
@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from eventindex.columns import EVENT_SCHEMA
 from producer.inputs import EventIndex_p1_pb2 as ei
+from producer.inputs.pool_token import format_token
 from producer.inputs.spb import (
     BEGIN_GUID,
     EI_EVENT,
@@ -31,7 +32,7 @@ from producer.inputs.spb import (
     VERSION,
 )
 from producer.inputs.spb_events import OPTIONAL_NUMBERS, REQUIRED_NUMBERS
-from producer.inputs.trigger import encode_hlt, encode_l1, format_token
+from producer.inputs.trigger import encode_hlt, encode_l1
 
 #: Write this many bytes to the gzip stream at a time.
 FLUSH_BYTES = 1 << 20
