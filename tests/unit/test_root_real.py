@@ -198,3 +198,17 @@ def test_the_rntuple_is_not_enumerated_by_uproots_keys(monkeypatch: pytest.Monke
     monkeypatch.setattr(HasFields, "keys", counting)
     _, table = read(FILES["physlite-rntuple"])
     assert table.num_rows == 100 and calls == []
+
+
+def test_rntuple_subfields_listed_in_one_pass_are_uproots_own() -> None:
+    """The subfields given to every RField up front (one pass over the field records) are the ones
+    uproot works out itself (a scan of all 2,401 field records per field), for every field of the file."""
+    path = FILES["physlite-rntuple"].path
+    with uproot.open(path) as seeded_file, uproot.open(path) as plain_file:
+        for name in ("EventData", "EventTag"):
+            open_tree(seeded_file, name)
+            seeded, plain = seeded_file[name].all_fields, plain_file[name].all_fields
+            assert len(seeded) == len(plain) > 0
+            assert all(field._fields is not None for field in seeded)  # seeded: uproot will not scan again
+            for ours, theirs in zip(seeded, plain, strict=True):
+                assert [f.field_id for f in ours.fields] == [f.field_id for f in theirs.fields], theirs.path
