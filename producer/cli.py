@@ -24,46 +24,23 @@ import argparse
 import json
 import logging
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from eventindex import __version__
-from eventindex.errors import ConfigError, EventIndexError, InputError, StoreError, TransportError
-from eventindex.store.base import (
-    DEFAULT_CONNECTIONS,
-    MIB,
-    MIN_PART_BYTES,
-    ObjectStore,
-    StoreOptions,
-    check_store_url,
-    open_store,
-)
-from eventindex.transport.base import Publisher
-from eventindex.transport.counting import CountingPublisher
-from eventindex.transport.failover import FailoverPublisher
-from producer.inputs import InputSource, open_input
-from producer.inputs.branch_map import BranchMap
-from producer.job import DEFAULT_CHUNK_EVENTS, JobResult, JobRunner, JobSpec, Progress, check_inputs
+from eventindex.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_SPOOLED, EXIT_USAGE, exit_status
+from eventindex.store.base import DEFAULT_CONNECTIONS, MIB, MIN_PART_BYTES, StoreOptions
+from producer.job import DEFAULT_CHUNK_EVENTS, JobSpec, check_inputs
 from producer.metrics import write_metrics
-from producer.spool import DEFAULT_SPOOL, PointerSpool, SpoolingPublisher
+from producer.progress import end_progress_line, progress_printer
+from producer.run import RunConfig, check_destinations, declared_events, open_inputs, run_job, summary_line
+from producer.spool import DEFAULT_SPOOL, flush_spool
 from producer.upload import DEFAULT_THREADS, UploadConfig
 from producer.write_retry import DEFAULT_OUTAGE_SECONDS, WriteRetryPolicy
-
-EXIT_OK = 0
-EXIT_INTERNAL = 1
-EXIT_USAGE = 2
-EXIT_INPUT = 3
-EXIT_STORE = 4
-EXIT_BROKER = 5
-EXIT_SPOOLED = 6
-EXIT_INTERRUPTED = 130
 
 FLUSH_COMMAND = "flush-spool"
 #: botocore's attempts per S3 request: enough for blips; `--store-outage` covers longer outages.
 STORE_ATTEMPTS = 5
-#: The progress line is redrawn at most this often (seconds).
-PROGRESS_INTERVAL = 0.2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,66 +168,42 @@ def build_flush_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _progress_printer(enabled: bool, total: int | None = None) -> Callable[[Progress], None] | None:
-    """The progress line; with the inputs' declared event count `total`, also the total and the percentage."""
-    last = 0.0
-
-    def show(progress: Progress) -> None:
-        nonlocal last
-        now = time.monotonic()
-        if now - last < PROGRESS_INTERVAL:
-            return
-        last = now
-        mb_s = progress.bytes / 1e6 / max(progress.seconds, 1e-9)
-        done = (
-            f"{progress.events:,} of {total:,} events ({100 * progress.events / total:.1f}%)"
-            if total
-            else (f"{progress.events:,} events")
-        )
-        sys.stderr.write(f"\r  {done}  {progress.chunks} chunks  {mb_s:.1f} MB/s ")
-        sys.stderr.flush()
-
-    return show if enabled else None
+def run_config(args: argparse.Namespace) -> RunConfig:
+    """The run's settings from its command line, each checked (ConfigError names the option)."""
+    spec = JobSpec(
+        task=args.task,
+        job=args.job,
+        attempt=args.attempt,
+        dataset=args.dataset,
+        chunk_events=args.chunk_events,
+        allow_mismatch=args.allow_mismatch,
+        fail_after_chunks=args.fail_after_chunks,
+    )
+    upload = UploadConfig(threads=args.threads)
+    retry_policy = WriteRetryPolicy(args.store_outage)
+    store_options = StoreOptions(
+        multipart_threshold=args.multipart_mb * MIB,
+        part_size=max(args.multipart_mb * MIB, MIN_PART_BYTES),
+        connections=max(DEFAULT_CONNECTIONS, args.threads + 2),
+        max_attempts=args.store_attempts,
+    )
+    return RunConfig(
+        spec=spec,
+        inputs=tuple(args.inputs),
+        brokers=tuple(args.brokers),
+        store=args.store,
+        mode=args.mode,
+        branch_map=args.branch_map,
+        spool=None if args.no_spool else args.spool,
+        upload=upload,
+        store_options=store_options,
+        retry_policy=retry_policy,
+    )
 
 
 def _fail(code: int, text: str) -> int:
     print(f"ei-producer: {text}", file=sys.stderr)
     return code
-
-
-def _error_code(exc: BaseException) -> tuple[int, str]:
-    if isinstance(exc, ConfigError):
-        return EXIT_USAGE, str(exc)
-    if isinstance(exc, InputError):
-        return EXIT_INPUT, f"input error: {exc}"
-    if isinstance(exc, StoreError):
-        return EXIT_STORE, f"store error: {exc}"
-    if isinstance(exc, TransportError):
-        return EXIT_BROKER, f"broker error: {exc}"
-    return EXIT_INTERNAL, f"error: {exc}"
-
-
-def expand(source: InputSource) -> list[InputSource]:
-    """An SPB file may hold several input files: each gets its own summary in the manifest."""
-    files = getattr(source, "files", None)
-    return list(files()) if callable(files) else [source]
-
-
-def _summary(result: JobResult, **extra: object) -> str:
-    return json.dumps(
-        {
-            "task": result.task,
-            "job": result.job,
-            "attempt": result.attempt,
-            "events": result.events,
-            "chunks": result.chunks,
-            "bytes": result.bytes,
-            "seconds": round(result.seconds, 3),
-            "manifest": result.manifest_url or None,
-            "problems": list(result.problems),
-            **extra,
-        }
-    )
 
 
 def _setup_logging() -> None:
@@ -267,56 +220,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         return flush_main(args_list[1:])
     args = build_parser().parse_args(args_list)
     try:
-        spec = JobSpec(
-            task=args.task,
-            job=args.job,
-            attempt=args.attempt,
-            dataset=args.dataset,
-            chunk_events=args.chunk_events,
-            allow_mismatch=args.allow_mismatch,
-            fail_after_chunks=args.fail_after_chunks,
-        )
-        upload = UploadConfig(threads=args.threads)
-        retry_policy = WriteRetryPolicy(args.store_outage)
-        options = StoreOptions(
-            multipart_threshold=args.multipart_mb * MIB,
-            part_size=max(args.multipart_mb * MIB, MIN_PART_BYTES),
-            connections=max(DEFAULT_CONNECTIONS, args.threads + 2),
-            max_attempts=args.store_attempts,
-        )
-        if args.mode == "objects" and not args.store:
-            raise ConfigError("--store is required (unless --mode mq)")
-        if args.mode == "mq" and args.store:
-            raise ConfigError("--mode mq sends the events through the broker: no --store")
-        if args.branch_map is not None:
-            BranchMap.from_file(args.branch_map)  # a bad map is refused whatever the inputs are
-        inputs = [
-            source
-            for spec_text in args.inputs
-            for source in expand(open_input(spec_text, args.branch_map, check_counts=not args.allow_mismatch))
-        ]
+        config = run_config(args)
+        inputs = open_inputs(config)
         if args.dry_run:
-            if args.store:
-                check_store_url(args.store)
-            FailoverPublisher(args.brokers).close()  # validates every URL; connects to none
-    except EventIndexError as exc:
-        return _fail(*_error_code(exc))
-    declared = [source.declared_events for source in inputs]
-    total = None if None in declared else sum(d for d in declared if d is not None)
-    show = _progress_printer(sys.stderr.isatty() and not args.quiet, total)
+            check_destinations(config)
+    except (Exception, KeyboardInterrupt) as exc:  # every error, a bug too, ends in one line and its code
+        return _fail(*exit_status(exc))
+    show = progress_printer(declared_events(inputs)) if sys.stderr.isatty() and not args.quiet else None
     if args.dry_run:
         try:
-            result = check_inputs(spec, inputs, show)
-        except EventIndexError as exc:
-            return _fail(*_error_code(exc))
-        except KeyboardInterrupt:
-            return _fail(EXIT_INTERRUPTED, "interrupted")
-        if show is not None:
-            sys.stderr.write("\n")
-        print(_summary(result, dry_run=True))
+            result = check_inputs(config.spec, inputs, show)
+        except (Exception, KeyboardInterrupt) as exc:
+            return _fail(*exit_status(exc))
+        end_progress_line(show)
+        print(summary_line(result, dry_run=True))
         return EXIT_OK
     figures: dict[str, float] = {}
-    code = _run(spec, inputs, args, upload, options, retry_policy, show, figures)
+    try:
+        outcome = run_job(config, inputs, show)
+    except (Exception, KeyboardInterrupt) as exc:
+        code = _fail(*exit_status(exc))
+    else:
+        end_progress_line(show)
+        figures = outcome.figures()
+        print(
+            summary_line(
+                outcome.result,
+                spooled=outcome.spooled,
+                broker_messages=outcome.broker_messages,
+                broker_bytes=outcome.broker_bytes,
+                store_retries=outcome.store_retries,
+            )
+        )
+        code = EXIT_OK
+        if outcome.spooled:
+            what = "read every event" if config.mode == "mq" else "stored everything"
+            items = "message(s)" if config.mode == "mq" else "pointer(s)"
+            code = _fail(
+                EXIT_SPOOLED,
+                f"{what}, but {outcome.spooled} {items} were spooled to {config.spool} "
+                f"(run `ei-producer {FLUSH_COMMAND}`): {outcome.spool_reason}",
+            )
     if args.metrics_file is not None:
         try:
             write_metrics(args.metrics_file, code, figures)
@@ -325,83 +269,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def _run(
-    spec: JobSpec,
-    inputs: list[InputSource],
-    args: argparse.Namespace,
-    upload: UploadConfig,
-    options: StoreOptions,
-    retry_policy: WriteRetryPolicy,
-    show: Callable[[Progress], None] | None,
-    figures: dict[str, float],
-) -> int:
-    """Run the job; `figures` gets its final figures (for --metrics-file)."""
-    store: ObjectStore | None = None
-    spooling: SpoolingPublisher | None = None
-    retries = 0
-    try:
-        brokers = FailoverPublisher(args.brokers)
-        if not args.no_spool:
-            spooling = SpoolingPublisher(brokers, PointerSpool(args.spool))
-        counted = CountingPublisher(spooling or brokers)
-        publisher: Publisher = counted
-        if args.mode == "mq":
-            from producer.mq import MqJobRunner
-
-            with publisher:
-                result = MqJobRunner(spec, publisher, on_progress=show).run(inputs)
-        else:
-            store = open_store(args.store, options)
-            with publisher:
-                runner = JobRunner(spec, store, publisher, on_progress=show, upload=upload, retry_policy=retry_policy)
-                result = runner.run(inputs)
-                retries = runner.retry.retries
-    except EventIndexError as exc:
-        return _fail(*_error_code(exc))
-    except KeyboardInterrupt:
-        return _fail(EXIT_INTERRUPTED, "interrupted")
-    finally:
-        if store is not None:
-            store.close()
-    if show is not None:
-        sys.stderr.write("\n")
-    spooled = spooling.spooled if spooling is not None else 0
-    figures.update(
-        events=result.events, chunks=result.chunks, bytes=result.bytes, seconds=result.seconds,
-        broker_messages=counted.messages, broker_bytes=counted.bytes, store_retries=retries, spooled=spooled,
-    )  # fmt: skip
-    print(
-        _summary(
-            result,
-            spooled=spooled,
-            broker_messages=counted.messages,
-            broker_bytes=counted.bytes,
-            store_retries=retries,
-        )
-    )
-    if spooling is not None and spooled:
-        return _fail(
-            EXIT_SPOOLED,
-            (
-                f"read every event, but {spooled} message(s) were spooled to {args.spool} "
-                if args.mode == "mq"
-                else f"stored everything, but {spooled} pointer(s) were spooled to {args.spool} "
-            )
-            + f"(run `ei-producer {FLUSH_COMMAND}`): {spooling.reason}",
-        )
-    return EXIT_OK
-
-
 def flush_main(argv: Sequence[str]) -> int:
     args = build_flush_parser().parse_args(argv)
-    spool = PointerSpool(args.spool)
     try:
-        with FailoverPublisher(args.brokers) as publisher:
-            result = spool.flush(publisher)
-    except EventIndexError as exc:
-        return _fail(*_error_code(exc))
+        result = flush_spool(args.spool, args.brokers)
     except KeyboardInterrupt:
         return _fail(EXIT_INTERRUPTED, "interrupted (the pointers not sent stay in the spool)")
+    except Exception as exc:  # every error, a bug too, ends in one line and its code
+        return _fail(*exit_status(exc))
     print(json.dumps({"spool": str(args.spool), "sent": result.sent, "skipped": result.skipped}))
     return EXIT_OK
 

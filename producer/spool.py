@@ -35,6 +35,7 @@ from typing import Any
 
 from eventindex.errors import BrokerConnectionError, TransportError
 from eventindex.transport.base import Publisher
+from eventindex.transport.failover import FailoverPublisher
 
 log = logging.getLogger(__name__)
 
@@ -258,3 +259,11 @@ class SpoolingPublisher(Publisher):
 
     def close(self) -> None:
         self.inner.close()
+
+
+def flush_spool(path: Path, brokers: Sequence[str]) -> FlushResult:
+    """`ei-producer flush-spool`: send the pointer spool at `path` through the first of `brokers` that takes
+    each message, then empty it; what was not sent stays in it."""
+    spool = PointerSpool(path)
+    with FailoverPublisher(brokers) as publisher:
+        return spool.flush(publisher)

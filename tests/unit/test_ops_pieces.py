@@ -12,9 +12,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from eventindex.errors import ConfigError
-from producer import cli as producer_cli
 from producer.job import Progress
 from producer.metrics import write_metrics
+from producer.progress import progress_printer
 from supersink.ledger import Ledger
 from supersink.logs import JsonFormatter, Redactor, TextFormatter
 from supersink.notify import Notifier, add_commit, parse_since, pending, since
@@ -124,8 +124,7 @@ def test_producer_metrics_file_and_progress_total(tmp_path: Path, capsys: pytest
     values = {s.name: s.value for f in text_string_to_metric_families(path.read_text()) for s in f.samples}
     assert values["ei_producer_last_job_events"] == 1234
     assert values["ei_producer_last_job_exit_code"] == 0
-    show = producer_cli._progress_printer(True, 4000)
-    assert show is not None
+    show = progress_printer(4000)
     progress = Progress(events=1000, chunks=1, bytes=10)
     show(progress)
     assert "1,000 of 4,000 events (25.0%)" in capsys.readouterr().err
