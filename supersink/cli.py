@@ -29,10 +29,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import NoReturn
-from urllib.parse import urlsplit
 
 from eventindex import __version__
-from eventindex.errors import ConfigError, StoreError
 from eventindex.exit_codes import EXIT_ATTENTION, EXIT_OK, EXIT_USAGE, exit_status
 
 # The codes this command ends with (the README's table; exit_status maps the errors to them).
@@ -43,23 +41,21 @@ from eventindex.exit_codes import EXIT_STATE as EXIT_STATE
 from eventindex.exit_codes import EXIT_STORE as EXIT_STORE
 from eventindex.names import validate_name
 from eventindex.pointers import expectation_pointer, headers_for
-from eventindex.store import ObjectStore, open_store
+from eventindex.store import open_store
 from eventindex.store.counting import CountingStore
-from eventindex.store.local import LocalStore
 from eventindex.transport import open_consumer, open_publisher
-from supersink.amend import amend
+from supersink import quarantine
 from supersink.committed import FORMATS as COMMITTED_FORMATS
 from supersink.committed import render as render_committed
-from supersink.completeness import LOADED_STATES
-from supersink.intake import Intake
 from supersink.ledger import Ledger
 from supersink.loader import ROW_GROUP_ROWS, ROWS_PER_FILE, FileLayout
+from supersink.logs import Redactor, configure
 from supersink.migrate import migrate_layout
 from supersink.notify import parse_since, replay
-from supersink.ops import Operations, add_run_arguments
-from supersink.reconcile import reconcile
+from supersink.ops import Operations, OpsConfig, add_run_arguments
+from supersink.reconcile import open_existing_store
 from supersink.retention import DAY, RetentionPolicy
-from supersink.service import DEFAULT_RESCAN_SECONDS, STATES, Supersink, TaskNotLoadableError, counters_json
+from supersink.service import DEFAULT_RESCAN_SECONDS, STATES, Supersink, reconcile_into, run_summary
 from supersink.status import render, status
 from supersink.warehouse import Warehouse
 
@@ -257,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     quarantine = sub.add_parser("quarantine", help="inspect refused messages")
     qsub = quarantine.add_subparsers(dest="action", required=True)
-    qlist = qsub.add_parser("list")
+    qlist = qsub.add_parser("list", help="list every entry: id, state, task and why it was refused")
     qlist.add_argument("--state", required=True, type=Path, help="the ledger (SQLite file)")
     qlist.add_argument("--json", action="store_true", help="the entries as JSON")
     qretry = qsub.add_parser("retry", help="send held messages to the broker again")
@@ -273,6 +269,23 @@ def _open_ledger(path: Path, must_exist: bool = False) -> Ledger:
     return Ledger(path.absolute(), must_exist)
 
 
+def _layout(args: argparse.Namespace) -> FileLayout:
+    return FileLayout(row_group_rows=args.row_group_rows, rows_per_file=args.rows_per_file)
+
+
+def _ops_config(args: argparse.Namespace) -> OpsConfig:
+    return OpsConfig(
+        broker=args.broker,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
+        http_port=args.http_port,
+        http_host=args.http_host,
+        tokens=args.tokens,
+        notify=args.notify,
+        forget_after=args.forget_after,
+    )
+
+
 def cmd_expect(args: argparse.Namespace) -> int:
     pointer = expectation_pointer(args.task, args.jobs, args.events)
     with open_publisher(args.broker) as publisher:
@@ -280,11 +293,10 @@ def cmd_expect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace, redact: Redactor) -> int:
     ledger = _open_ledger(args.state)
     try:
-        ops = Operations(args, ledger)  # logging, tokens, notifier, metrics and status servers
-        _quiet_libraries()
+        ops = Operations(_ops_config(args), ledger, redact)  # tokens, notifier, metrics and status servers
         store = CountingStore(open_store(args.store))
         warehouse = Warehouse.from_url(args.warehouse)
     except BaseException:
@@ -299,7 +311,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    retention = RetentionPolicy(args.delete_transit_after, args.forget_after, args.quarantine_expiry)
     try:
         with open_consumer(args.broker) as consumer:
             sink = Supersink(
@@ -309,32 +320,19 @@ def cmd_run(args: argparse.Namespace) -> int:
                 task_deadline=args.task_deadline,
                 layout=_layout(args),
                 rescan_seconds=args.rescan_seconds or None,
-                retention=retention,
+                retention=RetentionPolicy(args.delete_transit_after, args.forget_after, args.quarantine_expiry),
                 notifier=ops.notifier,
                 observe_load=ops.observe_load,
             )
             ops.start(sink.counters, tuple(STATES))
-            counters = sink.run(ops.consumer(consumer), stop, args.until_idle)
+            sink.run(ops.consumer(consumer), stop, args.until_idle)
             stuck = sink.stuck() if args.until_idle is not None and not stop.is_set() else []
     finally:
         ops.close()
         ledger.close()
         store.close()
         warehouse.close()
-    cache = sink.intake.cache
-    assert sink.retention is not None
-    print(
-        counters_json(
-            counters,
-            store_requests=store.stats.requests,
-            store_bytes=store.stats.bytes,
-            store_deletes=store.stats.deletes,
-            chunk_cache_hits=cache.hits,
-            chunk_cache_misses=cache.misses,
-            tasks_stuck=len(stuck),
-            **{f"retention_{k}": v for k, v in sink.retention.summary().items()},
-        )
-    )
+    print(run_summary(sink, store, stuck))
     for task in stuck:
         print(f"ei-supersink: {task.line()}", file=sys.stderr)
     return EXIT_ATTENTION if stuck else EXIT_OK
@@ -362,111 +360,39 @@ def cmd_notifications(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _quiet_libraries() -> None:
-    """Client libraries log their own retries loudly; our adapters report what matters, once."""
-    for name in ("pika", "stomp.py", "botocore", "urllib3"):
-        logging.getLogger(name).setLevel(logging.CRITICAL if name == "pika" else logging.WARNING)
-
-
-def _layout(args: argparse.Namespace) -> FileLayout:
-    return FileLayout(row_group_rows=args.row_group_rows, rows_per_file=args.rows_per_file)
-
-
-def _sink(args: argparse.Namespace, warehouse_url: str) -> Supersink:
-    logging.basicConfig(level=logging.INFO, format="ei-supersink: %(message)s", stream=sys.stderr)
-    return Supersink(
-        _open_ledger(args.state, must_exist=True),
-        open_store(args.store),
-        Warehouse.from_url(warehouse_url),
-        layout=_layout(args),
-    )
-
-
-def _close(sink: Supersink) -> None:
-    sink.ledger.close()
-    sink.store.close()
-    sink.warehouse.close()
-
-
 def cmd_load(args: argparse.Namespace) -> int:
     validate_name("task", args.task)
-    sink = _sink(args, args.warehouse)
+    sink = Supersink(
+        _open_ledger(args.state, must_exist=True),
+        open_store(args.store),
+        Warehouse.from_url(args.warehouse),
+        layout=_layout(args),
+    )
     try:
-        if sink.ledger.task(args.task) is None:
-            raise ConfigError(f"the ledger {args.state} knows no task {args.task}")
-        if args.amend:
-            amendment = amend(
-                sink.ledger,
-                sink.warehouse,
-                task=args.task,
-                store=sink.store,
-                spool=sink.intake.spool,
-                owner=sink.owner,
-                layout=sink.layout,
-            )
-            keys = ("task", "dataset", "amendment", "rows", "partial", "missing", "attempts")
-            print(json.dumps({k: amendment[k] for k in keys}))
-            return EXIT_OK
-        before = sink.ledger.task(args.task)
-        already = before is not None and before["state"] in LOADED_STATES
-        if args.force and not already:
-            sink.force_load(args.task)
-        else:
-            sink.settle(args.task)
-        row = sink.ledger.task(args.task)
+        summary = sink.amend_now(args.task) if args.amend else sink.load_now(args.task, force=args.force)
     finally:
-        _close(sink)
-    if row is None or row["state"] not in LOADED_STATES:
-        state, detail = (row["state"], row["detail"]) if row is not None else ("unknown", "")
-        hint = "" if args.force or state != "waiting" else " (use --force to load what is there)"
-        raise TaskNotLoadableError(f"task {args.task} is {state}: {detail}{hint}")
-    marker = json.loads(row["marker"])
-    out = {k: marker.get(k) for k in ("task", "dataset", "rows", "partial", "missing")}
-    print(json.dumps({**out, "already_loaded": already}))
+        sink.close()
+    print(json.dumps(summary))
     return EXIT_OK
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="ei-supersink: %(message)s", stream=sys.stderr)
-    store = _existing_store(args.store)
+    store = open_existing_store(args.store)
     ledger = _open_ledger(args.state)
     try:
-        report = reconcile(Intake(ledger, store), args.prefix)
-        if args.warehouse:
-            sink = Supersink(ledger, store, Warehouse.from_url(args.warehouse))
-            for task in sorted(report.tasks):
-                sink.settle(task)
-            sink.warehouse.close()
+        warehouse = Warehouse.from_url(args.warehouse) if args.warehouse else None
+        try:
+            report = reconcile_into(ledger, store, args.prefix, warehouse)
+        finally:
+            if warehouse is not None:
+                warehouse.close()
     finally:
         ledger.close()
         store.close()
     for problem in report.problems:
         print(f"ei-supersink: reconcile: {problem}", file=sys.stderr)
-    print(
-        json.dumps(
-            {
-                "manifests_seen": report.manifests_seen,
-                "manifests_recorded": report.manifests_recorded,
-                "already_known": report.already_known,
-                "problems": len(report.problems),
-                "tasks": sorted(report.tasks),
-            }
-        )
-    )
+    print(json.dumps(report.summary()))
     return EXIT_OK
-
-
-def _existing_store(url: str) -> ObjectStore:
-    """A store to read only: a location that does not exist is an error, not an empty store."""
-    if urlsplit(url).scheme == "file":
-        return LocalStore.from_url(url, create=False)
-    store = open_store(url)
-    try:
-        next(iter(store.list("")), None)  # an S3 bucket that does not exist fails here
-    except StoreError:
-        store.close()
-        raise
-    return store
 
 
 def cmd_committed(args: argparse.Namespace) -> int:
@@ -491,52 +417,36 @@ def cmd_migrate_layout(args: argparse.Namespace) -> int:
 
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
-    if args.action == "retry":
-        return cmd_quarantine_retry(args)
     ledger = _open_ledger(args.state, must_exist=True)
     try:
-        rows = ledger.quarantined(None)
+        if args.action == "retry":
+            print(json.dumps({"retried": quarantine.retry(ledger, args.broker, None if args.all else args.ids)}))
+            return EXIT_OK
+        listing = quarantine.entries(ledger)
     finally:
         ledger.close()
-    entries = [
-        {"id": r["id"], "task": r["task"], "reason": r["reason"], "state": r["state"], "bytes": len(r["body"])}
-        for r in rows
-    ]
-    if args.json:
-        print(json.dumps(entries, indent=2))
-    else:
-        for e in entries:
-            print(f"#{e['id']} [{e['state']}] task={e['task'] or '-'}: {e['reason']}")
+    sys.stdout.write(json.dumps(listing, indent=2) + "\n" if args.json else quarantine.render(listing))
     return EXIT_OK
 
 
-def cmd_quarantine_retry(args: argparse.Namespace) -> int:
-    ledger = _open_ledger(args.state, must_exist=True)
-    try:
-        held = {row["id"]: row for row in ledger.quarantined("held")}
-        ids = sorted(held) if args.all else args.ids
-        unknown = [i for i in ids if i not in held]
-        if unknown:
-            raise ConfigError(f"no held quarantine entry with id {', '.join(map(str, unknown))}")
-        cut = [i for i in ids if held[i]["size"] is not None and held[i]["size"] > len(held[i]["body"])]
-        if cut:
-            raise ConfigError(f"quarantine entries {', '.join(map(str, cut))} kept only the start of their body")
-        with open_publisher(args.broker) as publisher:
-            for entry_id in ids:
-                row = held[entry_id]
-                headers = json.loads(row["headers"])
-                publisher.send(bytes(row["body"]), headers, group=headers.get("JMSXGroupID") or row["task"])
-                with ledger.transaction():
-                    ledger.set_quarantine_state(entry_id, "retried")
-    finally:
-        ledger.close()
-    print(json.dumps({"retried": ids}))
-    return EXIT_OK
+#: Commands whose progress is logged (INFO); the others show warnings and errors only.
+_LOGGING_COMMANDS = ("run", "load", "reconcile")
 
 
+def _setup_logging(args: argparse.Namespace) -> Redactor:
+    """The one logging set-up, as `run` asks (--log-format, --quiet); the redactor takes the status
+    page's tokens when `run` reads them. Client libraries log their own retries loudly; our adapters
+    report what matters, once."""
+    quiet = args.command not in _LOGGING_COMMANDS or getattr(args, "quiet", False)
+    redact = configure("ei-supersink", getattr(args, "log_format", "text"), quiet)
+    for name in ("pika", "stomp.py", "botocore", "urllib3"):
+        logging.getLogger(name).setLevel(logging.CRITICAL if name == "pika" else logging.WARNING)
+    return redact
+
+
+#: The commands but `run`, which also takes the redactor.
 COMMANDS = {
     "expect": cmd_expect,
-    "run": cmd_run,
     "status": cmd_status,
     "load": cmd_load,
     "reconcile": cmd_reconcile,
@@ -550,6 +460,9 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        redact = _setup_logging(args)
+        if args.command == "run":
+            return cmd_run(args, redact)
         return COMMANDS[args.command](args)
     except (Exception, KeyboardInterrupt) as exc:  # every error, a bug too, ends in one line and its code
         code, text = exit_status(exc)

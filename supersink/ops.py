@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 from wsgiref.simple_server import WSGIServer
@@ -17,7 +18,7 @@ from eventindex.errors import ConfigError
 from eventindex.transport import Consumer, check_broker_url
 from supersink.intake import Counters
 from supersink.ledger import Ledger
-from supersink.logs import FORMATS, configure
+from supersink.logs import FORMATS, Redactor
 from supersink.metrics import LogCounter, MeteredConsumer, SinkMetrics
 from supersink.notify import Notifier
 from supersink.web import StatusServer, Tokens
@@ -63,22 +64,39 @@ def add_run_arguments(run: argparse.ArgumentParser, port: Callable[[str], int]) 
     )
 
 
-class Operations:
-    """Set up before the service starts (logging, tokens, notifier), started with its counters, closed after it."""
+@dataclass(frozen=True)
+class OpsConfig:
+    """What `run` serves beside its work (the options add_run_arguments defines)."""
 
-    def __init__(self, args: argparse.Namespace, ledger: Ledger) -> None:
-        if urlsplit(args.broker).path.startswith("/topic/"):
+    broker: str
+    metrics_port: int | None = None
+    metrics_host: str = LOOPBACK
+    http_port: int | None = None
+    http_host: str = LOOPBACK
+    tokens: Path | None = None
+    notify: str | None = None
+    #: how long a published commit notification is kept (the ledger forgets its task then too)
+    forget_after: float | None = None
+
+
+class Operations:
+    """Set up before the service starts (tokens, notifier; their secrets redacted from the log), started
+    with its counters, closed after it."""
+
+    def __init__(self, config: OpsConfig, ledger: Ledger, redact: Redactor) -> None:
+        if urlsplit(config.broker).path.startswith("/topic/"):
             raise ConfigError("--broker must be a queue: a topic delivers only to who is subscribed at the time")
-        if args.tokens is not None and args.http_port is None:
+        if config.tokens is not None and config.http_port is None:
             raise ConfigError("--tokens authorises /events of the status page: give --http-port too")
-        tokens = Tokens.from_file(args.tokens) if args.tokens is not None else None
-        configure("ei-supersink", args.log_format, args.quiet, tokens.secrets() if tokens is not None else ())
-        if args.notify is not None:
-            check_broker_url(args.notify)
-        self.args = args
+        tokens = Tokens.from_file(config.tokens) if config.tokens is not None else None
+        if tokens is not None:
+            redact.add(tokens.secrets())
+        if config.notify is not None:
+            check_broker_url(config.notify)
+        self.config = config
         self.tokens = tokens
         self.ledger_path = ledger.path
-        self.notifier = Notifier(ledger, args.notify, args.forget_after)
+        self.notifier = Notifier(ledger, config.notify, config.forget_after)
         self.logs = LogCounter()
         self.logs.install()
         self.metrics: SinkMetrics | None = None
@@ -86,20 +104,23 @@ class Operations:
         self._metrics_server: WSGIServer | None = None
 
     def start(self, counters: Counters, states: tuple[str, ...]) -> None:
-        args = self.args
-        if args.metrics_port is None and args.http_port is None:
+        config = self.config
+        if config.metrics_port is None and config.http_port is None:
             return
         self.metrics = SinkMetrics(self.ledger_path, counters, states, self.notifier, self.logs)
-        if args.metrics_port is not None:
+        if config.metrics_port is not None:
             try:
-                self._metrics_server, _ = start_http_server(args.metrics_port, args.metrics_host, self.metrics.registry)
+                self._metrics_server, _ = start_http_server(
+                    config.metrics_port, config.metrics_host, self.metrics.registry
+                )
             except OSError as exc:
                 raise ConfigError(
-                    f"--metrics-port {args.metrics_port}: cannot listen on {args.metrics_host}: {exc.strerror or exc}"
+                    f"--metrics-port {config.metrics_port}: cannot listen on {config.metrics_host}: "
+                    f"{exc.strerror or exc}"
                 ) from None
-            log.info("metrics on http://%s:%d/metrics", args.metrics_host, args.metrics_port)
-        if args.http_port is not None:
-            self.status = StatusServer(self.ledger_path, args.http_port, args.http_host, self.tokens, self.metrics)
+            log.info("metrics on http://%s:%d/metrics", config.metrics_host, config.metrics_port)
+        if config.http_port is not None:
+            self.status = StatusServer(self.ledger_path, config.http_port, config.http_host, self.tokens, self.metrics)
             self.status.start()
 
     def consumer(self, consumer: Consumer) -> Consumer:

@@ -10,8 +10,12 @@ every minute, and a task of thousands of jobs would otherwise cost thousands of 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
 
-from eventindex.errors import CodecError, ObjectNotFoundError
+from eventindex.errors import CodecError, ObjectNotFoundError, StoreError
+from eventindex.store import ObjectStore, open_store
+from eventindex.store.local import LocalStore
 from supersink.fetch import fetch_manifest
 from supersink.intake import Intake, Rejected
 
@@ -25,6 +29,29 @@ class ReconcileReport:
     already_known: int = 0
     problems: list[str] = field(default_factory=list)
     tasks: set[str] = field(default_factory=set)
+
+    def summary(self) -> dict[str, Any]:
+        """What `reconcile` prints: the counts, and the tasks it recorded manifests of."""
+        return {
+            "manifests_seen": self.manifests_seen,
+            "manifests_recorded": self.manifests_recorded,
+            "already_known": self.already_known,
+            "problems": len(self.problems),
+            "tasks": sorted(self.tasks),
+        }
+
+
+def open_existing_store(url: str) -> ObjectStore:
+    """A store to read only: a location that does not exist is an error, not an empty store."""
+    if urlsplit(url).scheme == "file":
+        return LocalStore.from_url(url, create=False)
+    store = open_store(url)
+    try:
+        next(iter(store.list("")), None)  # an S3 bucket that does not exist fails here
+    except StoreError:
+        store.close()
+        raise
+    return store
 
 
 def reconcile(sink: Intake, prefix: str = "") -> ReconcileReport:

@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventindex.backoff import compute_backoff
-from eventindex.errors import AlreadyCommittedError, EventIndexError, NeedsAttentionError, StoreError
+from eventindex.errors import AlreadyCommittedError, ConfigError, EventIndexError, NeedsAttentionError, StoreError
 from eventindex.store import ObjectStore
+from eventindex.store.counting import CountingStore
 from eventindex.transport import Consumer
+from supersink.amend import amend
 from supersink.completeness import LOADED_STATES, TaskView, chosen_chunks, evaluate
 from supersink.fetch import ChunkUnusableError
 from supersink.intake import Counters, Intake
@@ -32,7 +34,7 @@ from supersink.ledger import Ledger, LedgerError
 from supersink.loader import DEFAULT_LAYOUT, FileLayout, LoadPlan, load_task
 from supersink.notify import Notifier, add_commit
 from supersink.progress import LoadProgress
-from supersink.reconcile import reconcile
+from supersink.reconcile import ReconcileReport, reconcile
 from supersink.retention import Retention, RetentionPolicy
 from supersink.warehouse import ClaimedElsewhereError, Warehouse
 
@@ -59,6 +61,9 @@ STATES = {
 #: States that need attention: `run --until-idle` ends with a non-zero code when a task is in one.
 STUCK_STATES = ("damaged", "failed", "load-failed", "claimed-elsewhere")
 MAX_DETAIL_ITEMS = 3
+#: What `load` prints of a commit marker, and of an amendment.
+LOAD_SUMMARY = ("task", "dataset", "rows", "partial", "missing")
+AMEND_SUMMARY = ("task", "dataset", "amendment", "rows", "partial", "missing", "attempts")
 
 
 @dataclass(frozen=True)
@@ -215,6 +220,48 @@ class Supersink:
         if view.dataset is None or not view.chosen:
             raise TaskNotLoadableError(f"task {task} has no resolved job to load")
         return self.load(view, partial=not view.complete)
+
+    def load_now(self, task: str, *, force: bool = False) -> dict[str, Any]:
+        """`ei-supersink load`: settle a task now (`force`: load what is there, marked partial, when it is
+        incomplete); returns its commit's summary, with whether it was loaded already. ConfigError for a
+        task the ledger does not know, TaskNotLoadableError when the task is not loaded after this."""
+        before = self.ledger.task(task)
+        if before is None:
+            raise ConfigError(f"the ledger {self.ledger.path} knows no task {task}")
+        already = before["state"] in LOADED_STATES
+        if force and not already:
+            self.force_load(task)
+        else:
+            self.settle(task)
+        row = self.ledger.task(task)
+        if row is None or row["state"] not in LOADED_STATES:
+            state, detail = (row["state"], row["detail"]) if row is not None else ("unknown", "")
+            hint = "" if force or state != "waiting" else " (use --force to load what is there)"
+            raise TaskNotLoadableError(f"task {task} is {state}: {detail}{hint}")
+        marker = json.loads(row["marker"])
+        return {**{k: marker.get(k) for k in LOAD_SUMMARY}, "already_loaded": already}
+
+    def amend_now(self, task: str) -> dict[str, Any]:
+        """`ei-supersink load --amend`: load a committed task's late jobs as its next amendment; returns
+        the amendment's summary (NotLoadedError, NothingToAmendError: see supersink.amend)."""
+        if self.ledger.task(task) is None:
+            raise ConfigError(f"the ledger {self.ledger.path} knows no task {task}")
+        amendment = amend(
+            self.ledger,
+            self.warehouse,
+            task=task,
+            store=self.store,
+            spool=self.intake.spool,
+            owner=self.owner,
+            layout=self.layout,
+        )
+        return {k: amendment[k] for k in AMEND_SUMMARY}
+
+    def close(self) -> None:
+        """Close the ledger, the store and the warehouse this service was given."""
+        self.ledger.close()
+        self.store.close()
+        self.warehouse.close()
 
     def load(self, view: TaskView, partial: bool = False) -> dict[str, Any] | None:
         """Load a task; None when another supersink holds its claim, or when a chunk turned out to be
@@ -400,3 +447,30 @@ def counters_json(counters: Counters, **extra: int) -> str:
     data["cpu_seconds"] = round(time.process_time(), 3)
     data.update(extra)
     return json.dumps(data)
+
+
+def reconcile_into(ledger: Ledger, store: ObjectStore, prefix: str, warehouse: Warehouse | None) -> ReconcileReport:
+    """`ei-supersink reconcile`: record the manifests under `prefix` the ledger lacks; with a warehouse,
+    also load the tasks they touched that are now complete."""
+    report = reconcile(Intake(ledger, store), prefix)
+    if warehouse is not None:
+        sink = Supersink(ledger, store, warehouse)
+        for task in sorted(report.tasks):
+            sink.settle(task)
+    return report
+
+
+def run_summary(sink: Supersink, store: CountingStore, stuck: list[StuckTask]) -> str:
+    """The JSON line `run` ends with: the counters, the store's traffic, the chunk cache and retention."""
+    cache = sink.intake.cache
+    retention = sink.retention.summary() if sink.retention is not None else {}
+    return counters_json(
+        sink.counters,
+        store_requests=store.stats.requests,
+        store_bytes=store.stats.bytes,
+        store_deletes=store.stats.deletes,
+        chunk_cache_hits=cache.hits,
+        chunk_cache_misses=cache.misses,
+        tasks_stuck=len(stuck),
+        **{f"retention_{k}": v for k, v in retention.items()},
+    )
