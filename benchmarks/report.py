@@ -169,7 +169,9 @@ def _central_targets(all_runs: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def _run_label(row: dict[str, Any]) -> str:
-    return "drain" if row.get("mode") == "drain" else f"{row['producers']} producers"
+    if row.get("mode") == "drain":
+        return "drain"
+    return f"{row['producers']} producer{'s' * (row['producers'] != 1)}"
 
 
 def _central_table(all_runs: Sequence[dict[str, Any]]) -> list[str]:

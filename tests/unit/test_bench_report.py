@@ -103,12 +103,12 @@ def test_central_targets_need_every_object_store_run_and_twenty_times_cheaper() 
     ]
     lines = targets(results(runs))
     rate = next(line for line in lines if line.startswith("- events per central CPU-second"))
-    assert "128,000 (1 producers), 106,667 (4 producers)" in rate and rate.endswith("**missed**")
+    assert "128,000 (1 producer), 106,667 (4 producers)" in rate and rate.endswith("**missed**")
     cheaper = next(line for line in lines if line.startswith("- central CPU, broker only over object store"))
-    assert "20.1x (1 producers), 25.1x (4 producers)" in cheaper and cheaper.endswith(": met")
+    assert "20.1x (1 producer), 25.1x (4 producers)" in cheaper and cheaper.endswith(": met")
     table = markdown(results(runs))
     assert "## What the central services pay" in table
-    assert "| store | 1 producers | ok | 128,000 | 0.20 | 0.30 | 0.50 | 1.00 | 0.008 | 128,000 |" in table
+    assert "| store | 1 producer | ok | 128,000 | 0.20 | 0.30 | 0.50 | 1.00 | 0.008 | 128,000 |" in table
 
 
 def test_latency_target_looks_at_up_to_sixteen_producers() -> None:
