@@ -32,6 +32,7 @@ from eventindex.transport import Publisher, open_publisher
 from producer.inputs.synthetic import SyntheticInput
 from producer.job import JobRunner, JobSpec, Progress
 from supersink.warehouse import Warehouse
+from tests.faultstore import Fault, FaultyPublisher
 from tests.helpers import Recorder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,20 +49,6 @@ class Backend:
     broker: str
     warehouse: str
     env: Mapping[str, str] = field(default_factory=dict)
-
-
-class Twice(Publisher):
-    """Sends every message twice, as a broker redelivering everything would."""
-
-    def __init__(self, inner: Publisher) -> None:
-        self.inner = inner
-
-    def send(self, body: bytes, headers: Mapping[str, str] | None = None, group: str | None = None) -> None:
-        self.inner.send(body, headers, group)
-        self.inner.send(body, headers, group)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 class _Died(Exception):
@@ -107,7 +94,7 @@ def _produce(
     try:
         broker: Publisher = open_publisher(backend.broker)
         if twice:
-            broker = Twice(broker)
+            broker = FaultyPublisher(broker, Fault("send", "duplicate"))  # as a broker redelivering everything
         recorder = Recorder()
         publisher: Publisher = recorder if reverse else broker
         with broker:

@@ -22,7 +22,7 @@ from eventindex.store import open_store
 from eventindex.transport import open_publisher
 from producer.inputs.synthetic import SyntheticInput
 from producer.job import JobRunner, JobSpec
-from tests.integration.faultkit import Twice
+from tests.faultstore import Fault, FaultyPublisher
 from testservers import ActiveMQ, SeaweedFS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +62,7 @@ def test_demo_flow_on_seaweedfs_and_activemq(
     assert died.returncode == 137, died.stderr
 
     store = open_store(store_url)
-    with Twice(open_publisher(stomp_queue)) as publisher:
+    with FaultyPublisher(open_publisher(stomp_queue), Fault("send", "duplicate")) as publisher:
         for job in range(1, JOBS + 1):
             attempt = 2 if job == CRASHED_JOB else 1
             spec = JobSpec(task=task, job=f"job{job}", attempt=attempt, dataset=dataset, chunk_events=CHUNK_EVENTS)

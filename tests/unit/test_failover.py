@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -15,27 +14,13 @@ from eventindex.transport import Publisher, open_publisher
 from eventindex.transport.embedded import EmbeddedQueue
 from eventindex.transport.failover import FAILOVER_PASSES, FailoverPublisher
 from eventindex.transport.schemes import check_broker_url, redacted
+from tests.faultstore import Fault, FaultyPublisher
 
 
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-class Guarded(Publisher):
-    """A real publisher whose broker the test can take down: then `send` fails as on a lost connection."""
-
-    def __init__(self, url: str, opener: Opener) -> None:
-        self.url, self.opener, self.inner = url, opener, open_publisher(url)
-
-    def send(self, body: bytes, headers: Mapping[str, str] | None = None, group: str | None = None) -> None:
-        if self.url in self.opener.down:
-            raise BrokerConnectionError(f"connection to {self.url} lost (injected)")
-        self.inner.send(body, headers, group)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 class Opener:
@@ -52,7 +37,11 @@ class Opener:
             raise BrokerConnectionError(f"cannot connect to {url} (injected)")
         if url in self.refuse:
             raise TransportError(f"{url} refused the connection: bad credentials (injected)")
-        return Guarded(url, self)
+        # the real publisher, whose sends fail as on a lost connection while the test has its broker down
+        lost = Fault(
+            "send", "disconnected", message=f"connection to {url} lost (injected)", when=lambda: url in self.down
+        )
+        return FaultyPublisher(open_publisher(url), lost)
 
 
 def queue(tmp_path: Path, name: str) -> str:

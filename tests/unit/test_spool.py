@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -20,25 +19,15 @@ from eventindex.transport import Publisher, open_consumer, open_publisher
 from eventindex.transport.embedded import EmbeddedQueue
 from eventindex.transport.failover import FailoverPublisher
 from producer.spool import PointerSpool, SpoolingPublisher
-from tests.helpers import Pipeline, assert_same_events, synthetic
+from tests.faultstore import Fault, FaultyPublisher
+from tests.helpers import Pipeline, Recorder, assert_same_events, synthetic
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class FailAfter(Publisher):
-    """A fault injector around a real publisher: the connection is lost after `n` messages."""
-
-    def __init__(self, inner: Publisher, n: int) -> None:
-        self.inner, self.left = inner, n
-
-    def send(self, body: bytes, headers: Mapping[str, str] | None = None, group: str | None = None) -> None:
-        if self.left == 0:
-            raise BrokerConnectionError("connection lost (injected)")
-        self.left -= 1
-        self.inner.send(body, headers, group)
-
-    def close(self) -> None:
-        self.inner.close()
+def fail_after(inner: Publisher, n: int) -> FaultyPublisher:
+    """A real publisher whose connection is lost after `n` messages."""
+    return FaultyPublisher(inner, Fault("send", "disconnected", after=n, message="connection lost (injected)"))
 
 
 def drain(url: str) -> list[tuple[bytes, dict[str, str]]]:
@@ -103,7 +92,7 @@ def test_a_flush_that_fails_part_way_keeps_exactly_what_was_not_sent(tmp_path: P
     for i in range(6):
         spool.append(f"m{i}".encode(), group="t")
     broker = f"sqlite://{tmp_path / 'q.db'}"
-    with FailAfter(open_publisher(broker), 2) as pub, pytest.raises(BrokerConnectionError, match="2 sent, 4 kept"):
+    with fail_after(open_publisher(broker), 2) as pub, pytest.raises(BrokerConnectionError, match="2 sent, 4 kept"):
         spool.flush(pub)
     assert spool.pending() == 4
     with open_publisher(broker) as pub:
@@ -133,7 +122,7 @@ def test_concurrent_appenders_never_interleave(tmp_path: Path) -> None:
 def test_spooling_publisher_switches_once_and_stays_spooling(tmp_path: Path) -> None:
     broker = f"sqlite://{tmp_path / 'q.db'}"
     spool = PointerSpool(tmp_path / "p.spool")
-    pub = SpoolingPublisher(FailAfter(open_publisher(broker), 2), spool)
+    pub = SpoolingPublisher(fail_after(open_publisher(broker), 2), spool)
     for i in range(5):
         pub.send(f"p{i}".encode(), {"k": "v"}, group="t")
     pub.close()
@@ -143,14 +132,8 @@ def test_spooling_publisher_switches_once_and_stays_spooling(tmp_path: Path) -> 
 
 
 def test_a_refusing_broker_is_an_error_not_a_spool(tmp_path: Path) -> None:
-    class Refuses(Publisher):
-        def send(self, body: bytes, headers: Mapping[str, str] | None = None, group: str | None = None) -> None:
-            raise TransportError("broker refused SEND: not authorized")
-
-        def close(self) -> None:
-            pass
-
-    pub = SpoolingPublisher(Refuses(), PointerSpool(tmp_path / "p.spool"))
+    refuses = FaultyPublisher(Recorder(), Fault("send", "refused", message="broker refused SEND: not authorized"))
+    pub = SpoolingPublisher(refuses, PointerSpool(tmp_path / "p.spool"))
     with pytest.raises(TransportError, match="not authorized"):
         pub.send(b"x")
     assert pub.spooled == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from producer.cli import main
 from producer.inputs.synthetic import SyntheticInput
 from producer.job import JobRunner, JobSpec
 from producer.write_retry import WriteRetrier, WriteRetryPolicy
+from tests.faultstore import Fault, FaultyStore
 
 
 class Clock:
@@ -141,25 +141,16 @@ def test_a_refused_certificate_or_missing_credentials_is_not_an_outage(exc: Exce
 
 # ------------------------------------------------------------------------- a job through an outage
 
+REFUSED = "cannot write {key}: connection refused"
 
-class FlakyStore(LocalStore):
-    """A local store whose puts fail with StoreUnavailableError while `down` is set."""
 
-    def __init__(self, root: Path, failures: int) -> None:
-        super().__init__(root)
-        self.failures = failures
-        self.lock = threading.Lock()
-
-    def put(self, key: str, data: bytes) -> None:
-        with self.lock:
-            if self.failures > 0:
-                self.failures -= 1
-                raise StoreUnavailableError(f"cannot write {key}: connection refused")
-        super().put(key, data)
+def flaky_store(root: Path, failures: int | None) -> FaultyStore:
+    """A local store whose first `failures` puts (every put: None) fail with StoreUnavailableError."""
+    return FaultyStore(LocalStore(root), Fault("put", "unavailable", times=failures, message=REFUSED))
 
 
 def test_a_job_rides_out_failed_writes_and_stores_everything(tmp_path: Path) -> None:
-    store = FlakyStore(tmp_path / "store", failures=40)
+    store = flaky_store(tmp_path / "store", failures=40)
     spec = JobSpec(task="t", job="j", attempt=1, dataset="ds", chunk_events=1_000)
     with open_publisher(f"sqlite://{tmp_path / 'q.db'}") as pub:
         runner = JobRunner(spec, store, pub, retry_policy=WriteRetryPolicy(30, base=0.001, cap=0.01))
@@ -171,7 +162,7 @@ def test_a_job_rides_out_failed_writes_and_stores_everything(tmp_path: Path) -> 
 
 
 def test_a_job_whose_store_stays_down_fails_without_a_manifest(tmp_path: Path) -> None:
-    store = FlakyStore(tmp_path / "store", failures=10**6)
+    store = flaky_store(tmp_path / "store", failures=None)
     spec = JobSpec(task="t", job="j", attempt=1, dataset="ds", chunk_events=1_000)
     with (
         open_publisher(f"sqlite://{tmp_path / 'q.db'}") as pub,
@@ -195,7 +186,7 @@ def test_a_cancelled_write_retrier_gives_up_at_the_next_failure() -> None:
 
 def test_a_job_that_fails_stops_waiting_for_the_store_at_once(tmp_path: Path) -> None:
     """An input error while uploads wait out an outage: the job fails now, not when the outage budget ends."""
-    store = FlakyStore(tmp_path / "store", failures=10**6)
+    store = flaky_store(tmp_path / "store", failures=None)
     spec = JobSpec(task="t", job="j", attempt=1, dataset="ds", chunk_events=1_000)
 
     class Declared(SyntheticInput):
