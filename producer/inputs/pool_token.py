@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from numpy.lib.stride_tricks import sliding_window_view
 
 from eventindex.errors import InputError
@@ -130,15 +131,68 @@ def parse_tokens(tokens: Sequence[str] | pa.Array) -> Tokens:
     """Parse a batch of tokens (strings, or an Arrow string array without nulls); raises
     TokenFormatError with the index of the first bad one.
 
-    Tokens in the producer's exact layout (field order, %08X and %016X widths, GUID CLID) are
-    checked and cut with numpy on the concatenated bytes; the rest go through `parse_token`,
-    which accepts any field order and 1-8/1-16 hex digits, or fails.
+    A batch's tokens mostly differ only in their OID (the same file, container, class and
+    technology event after event): when every token ends in a full-width `[OID=%016X-%016X]`, the
+    rest of each is parsed once per distinct value and only the OIDs per token. Otherwise, and
+    whenever that finds a bad token, the whole batch goes through `_parse_each`.
     """
-    n = len(tokens)
     if isinstance(tokens, pa.Array):
         array = pa.concat_arrays([tokens.cast(pa.string())])  # its own buffers, from offset 0
     else:
         array = pa.array(tokens, pa.string())
+    grouped = _parse_grouped(array)
+    return grouped if grouped is not None else _parse_each(array)
+
+
+#: The last field of a token in the producer's layout ("x" = a hex digit).
+_OID_FIELD = np.frombuffer(b"[OID=xxxxxxxxxxxxxxxx-xxxxxxxxxxxxxxxx]", dtype=np.uint8)
+_OID_IS_HEX = np.equal(_OID_FIELD, ord("x"))
+_ANY_OID = "[OID=0000000000000000-0000000000000000]"
+
+
+def _parse_grouped(array: pa.Array) -> Tokens | None:
+    """Tokens that all end in a full-width OID field: the OIDs read from those fields, the rest
+    (everything before the OID) parsed by `_parse_each` once per distinct value with a placeholder
+    OID, which checks it exactly as the whole token would be. None when a token does not end so,
+    when most are distinct, or when one is bad (the caller then parses the batch token by token)."""
+    n = len(array)
+    width = len(_OID_FIELD)
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[: n + 1]
+    if n == 0 or array.buffers()[2] is None or (np.diff(offsets) < width).any():
+        return None
+    data = np.frombuffer(array.buffers()[2], dtype=np.uint8)
+    oids = sliding_window_view(data, width)[offsets[1:] - width]
+    lower = oids | 0x20
+    digit = (oids - ord("0")) < 10
+    if not np.where(_OID_IS_HEX, digit | ((lower - ord("a")) < 6), oids == _OID_FIELD).all():
+        return None
+    rest = pc.binary_slice(array.cast(pa.binary()), 0, -width).dictionary_encode()
+    if 2 * len(rest.dictionary) > n:
+        return None
+    try:
+        distinct = _parse_each(pa.array([value + _ANY_OID for value in rest.dictionary.cast(pa.string()).to_pylist()]))
+    except TokenFormatError:
+        return None
+    nibbles = np.where(digit, oids - ord("0"), lower - (ord("a") - 10))
+    index = rest.indices
+    return Tokens(
+        guid=distinct.guid.take(index),
+        container=distinct.container.take(index),
+        clid=distinct.clid.take(index),
+        tech=distinct.tech.take(index),
+        oid1=pa.array(_hex(nibbles[:, 5:21]), pa.uint64()),
+        oid2=pa.array(_hex(nibbles[:, 22:38]), pa.uint64()),
+    )
+
+
+def _parse_each(array: pa.Array) -> Tokens:
+    """Parse every token of a string array (offset 0, no nulls).
+
+    Tokens in the producer's exact layout (field order, %08X and %016X widths, GUID CLID) are
+    checked and cut with numpy on the concatenated bytes; the rest go through `parse_token`,
+    which accepts any field order and 1-8/1-16 hex digits, or fails.
+    """
+    n = len(array)
     offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[: n + 1].astype(np.int64)
     fixed = len(_TEMPLATE)
     data = np.zeros(int(offsets[-1]) + fixed, dtype=np.uint8)  # zero padding: every window is in range

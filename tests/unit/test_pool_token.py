@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
-from producer.inputs.pool_token import TokenFormatError, format_token, parse_token, parse_tokens
+from producer.inputs.pool_token import TokenFormatError, _parse_grouped, format_token, parse_token, parse_tokens
 
 GUID = "4DDBD295-EFCE-472A-9EC8-15CD35A9EB8D"
 
@@ -95,3 +96,45 @@ def test_hex_digits_of_either_case_in_the_producers_layout() -> None:
     assert parsed.guid.to_pylist() == [GUID, GUID] and parsed.clid.to_pylist() == [GUID.lower()] * 2
     assert parsed.tech.to_pylist() == [0xABCDEF12] * 2
     assert parsed.oid1.to_pylist() == [0xFEDCBA9876543210] * 2 and parsed.oid2.to_pylist() == [0x0123456789ABCDEF] * 2
+
+
+def per_token(tokens: list[str]) -> list[tuple[str, str, str, int, int, int]]:
+    parsed = parse_tokens(tokens)
+    columns = [parsed.guid, parsed.container, parsed.clid, parsed.tech, parsed.oid1, parsed.oid2]
+    return list(zip(*(column.to_pylist() for column in columns), strict=True))
+
+
+def test_a_batch_of_shared_heads_parses_like_each_token_alone() -> None:
+    """Tokens that differ only in their OID (what a file's events carry) are parsed once per distinct
+    head and their OIDs per token: every field equals what `parse_token` gives for that token alone."""
+    rng = np.random.default_rng(3)
+    other = "4DDBD295-EFCE-472A-9EC8-15CD35A9EB8E"
+    heads = [
+        (GUID, "POOLContainer(DataHeader)", GUID, 0x202),
+        (other.lower(), "CollectionTree(EventInfo_p4/McEventInfo)", other, 0x203),
+        (GUID, "é", "x", 1),
+    ]
+    tokens = []
+    for i in range(300):
+        guid, container, clid, tech = heads[i % 3]
+        oid1, oid2 = (int(v) for v in rng.integers(0, 2**63, 2, dtype=np.uint64) * 2 + (i % 2))
+        token = format_token(guid, container, clid, tech, oid1, oid2)
+        tokens.append(token.replace(f"{oid1:016X}", f"{oid1:016x}") if i % 7 == 0 else token)  # either case
+    tokens.append(f"[CLID={GUID}][DB={GUID}][CNT=c][TECH=ff][OID={2**64 - 1:016X}-{0:016X}]")  # another order
+    assert _parse_grouped(pa.array(tokens)) is not None  # the batch takes the per-distinct-head path
+    assert per_token(tokens) == [parse_token(t, i) for i, t in enumerate(tokens)]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        format_token(GUID, "c", GUID, 1, 2, 3).replace("[DB=4", "[DB=X"),  # a bad head, a good OID field
+        format_token(GUID, "c", GUID, 1, 2, 3).replace("[TECH=", "[OID=1-2][TECH="),  # two OID fields
+        format_token(GUID, "c", GUID, 1, 2, 3)[:-3] + "G3]",  # a bad OID digit
+    ],
+)
+def test_a_bad_token_among_shared_heads_is_named(bad: str) -> None:
+    good = [format_token(GUID, "c", GUID, 1, i, i) for i in range(50)]
+    with pytest.raises(TokenFormatError) as info:
+        parse_tokens([*good[:30], bad, *good[30:]])
+    assert info.value.index == 30
