@@ -243,15 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         end_progress_line(show)
         figures = outcome.figures()
-        print(
-            summary_line(
-                outcome.result,
-                spooled=outcome.spooled,
-                broker_messages=outcome.broker_messages,
-                broker_bytes=outcome.broker_bytes,
-                store_retries=outcome.store_retries,
-            )
-        )
+        print(outcome.summary_line())
         code = EXIT_OK
         if outcome.spooled:
             what = "read every event" if config.mode == "mq" else "stored everything"

@@ -107,6 +107,16 @@ class RunOutcome:
             "store_retries": self.store_retries, "spooled": self.spooled,
         }  # fmt: skip
 
+    def summary_line(self) -> str:
+        """The JSON line the run prints: the job's result and the broker side's figures."""
+        return summary_line(
+            self.result,
+            spooled=self.spooled,
+            broker_messages=self.broker_messages,
+            broker_bytes=self.broker_bytes,
+            store_retries=self.store_retries,
+        )
+
 
 def run_job(config: RunConfig, inputs: list[InputSource], on_progress: Callable[[Progress], None] | None) -> RunOutcome:
     """Run the job: chunks to the store and pointers to the brokers (or, `--mode mq`, the events
