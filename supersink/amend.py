@@ -11,14 +11,13 @@ loaded already cannot be amended (its events are in the warehouse): it is report
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from typing import Any
 
 from eventindex.errors import NeedsAttentionError, NothingToDoError
 from eventindex.store import ObjectStore
 from supersink.completeness import AttemptView, TaskView, chosen_chunks, evaluate
-from supersink.ledger import Ledger
+from supersink.ledger import Ledger, TaskState
 from supersink.loader import DEFAULT_LAYOUT, FileLayout, LoadPlan, amend_task
 from supersink.notify import add_commit
 from supersink.warehouse import Warehouse
@@ -84,7 +83,7 @@ def _record(
             int(marker["rows"]),
             location,
             marker,
-            "loaded-partial" if marker.get("partial") else "loaded",
+            TaskState.LOADED_PARTIAL if marker.get("partial") else TaskState.LOADED,
         )
         for amendment in amendments:
             add_commit(ledger, location, amendment)
@@ -108,7 +107,7 @@ def amend(
     """
     view = evaluate(ledger, task)
     row = ledger.task(task)
-    marker = json.loads(row["marker"]) if row is not None and row["marker"] else None
+    marker = row.marker if row is not None else None
     if marker is None or view.dataset is None:
         raise NotLoadedError(f"task {task} is not loaded yet: use `ei-supersink load` (with --force if partial)")
     committed = warehouse.committed(view.dataset, task)

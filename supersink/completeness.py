@@ -19,10 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from supersink.ledger import ChunkRecord, Ledger
-
-#: The states of a committed task.
-LOADED_STATES = ("loaded", "loaded-partial")
+from supersink.ledger import ChunkRecord, Ledger, TaskState
 
 
 def committed_attempts(marker: dict[str, Any] | None) -> set[tuple[str, int]]:
@@ -53,7 +50,7 @@ class AttemptView:
 class TaskView:
     task: str
     dataset: str | None
-    state: str
+    state: TaskState
     detail: str
     expected_jobs: int | None
     expected_events: int | None
@@ -83,30 +80,22 @@ def evaluate(ledger: Ledger, task: str) -> TaskView:
     if row is None:
         raise KeyError(task)
     views: dict[tuple[str, int], AttemptView] = {}
-    for seen in ledger.query("SELECT job, attempt FROM seen_jobs WHERE task = ?", (task,)):
-        views[(seen["job"], seen["attempt"])] = AttemptView(seen["job"], seen["attempt"])
-    valid = {
-        (c["job"], c["attempt"], c["seq"]): (c["size"], bytes(c["sha256"]), c["events"])
-        for c in ledger.query("SELECT job, attempt, seq, size, sha256, events FROM chunks WHERE task = ?", (task,))
-    }
+    for job, attempt in ledger.seen_attempts(task):
+        views[(job, attempt)] = AttemptView(job, attempt)
+    valid = {(c.job, c.attempt, c.seq): (c.size, c.sha256, c.events) for c in ledger.chunks(task)}
     for (job, attempt, _), _unused in valid.items():
         views[(job, attempt)].chunks_seen += 1
     listed: dict[tuple[str, int], list[tuple[int, str, int, bytes, int, str | None]]] = defaultdict(list)
-    for lc in ledger.query(
-        "SELECT job, attempt, seq, key, size, sha256, events, problem FROM listed_chunks WHERE task = ? ORDER BY seq",
-        (task,),
-    ):
-        listed[(lc["job"], lc["attempt"])].append(
-            (lc["seq"], lc["key"], lc["size"], bytes(lc["sha256"]), lc["events"], lc["problem"])
-        )
-    for att in ledger.query("SELECT job, attempt, events, status FROM attempts WHERE task = ?", (task,)):
-        view = views[(att["job"], att["attempt"])]
+    for lc in ledger.listed_chunks(task):
+        listed[(lc.job, lc.attempt)].append((lc.seq, lc.key, lc.size, lc.sha256, lc.events, lc.problem))
+    for att in ledger.attempts(task):
+        view = views[(att.job, att.attempt)]
         view.has_manifest = True
-        view.events = att["events"]
-        entries = listed[(att["job"], att["attempt"])]
+        view.events = att.events
+        entries = listed[(att.job, att.attempt)]
         view.chunks_listed = len(entries)
-        if att["status"] != "ok":
-            view.missing.append(f"job {view.job} attempt {view.attempt}: the producer reported status {att['status']}")
+        if att.status != "ok":
+            view.missing.append(f"job {view.job} attempt {view.attempt}: the producer reported status {att.status}")
         for seq, key, size, sha, events, problem in entries:
             if valid.get((view.job, view.attempt, seq)) != (size, sha, events):
                 why = f" ({problem})" if problem else ""
@@ -136,11 +125,11 @@ def evaluate(ledger: Ledger, task: str) -> TaskView:
             missing += [m for a in attempts for m in a.missing]
             problems += [p for a in attempts for p in a.problems]
     for entry in ledger.quarantined_for(task):
-        if entry["job"] is not None and entry["job"] not in chosen:
-            where = f"job {entry['job']} attempt {entry['attempt']}"
-            problems.append(f"{where}: message quarantined (#{entry['id']}): {entry['reason']}")
+        if entry.job is not None and entry.job not in chosen:
+            where = f"job {entry.job} attempt {entry.attempt}"
+            problems.append(f"{where}: message quarantined (#{entry.id}): {entry.reason}")
 
-    expected_jobs, expected_events = row["expected_jobs"], row["expected_events"]
+    expected_jobs, expected_events = row.expected_jobs, row.expected_events
     failure = None
     if expected_jobs is None:
         missing.append("no task expectation received yet (ei-supersink expect)")
@@ -157,9 +146,9 @@ def evaluate(ledger: Ledger, task: str) -> TaskView:
                 )
     return TaskView(
         task=task,
-        dataset=row["dataset"],
-        state=row["state"],
-        detail=row["detail"],
+        dataset=row.dataset,
+        state=row.state,
+        detail=row.detail,
         expected_jobs=expected_jobs,
         expected_events=expected_events,
         attempts=dict(by_job),
@@ -175,22 +164,5 @@ def chosen_chunks(ledger: Ledger, view: TaskView) -> list[ChunkRecord]:
     """The verified chunks of the chosen attempts, in (job, attempt, seq) order."""
     records: list[ChunkRecord] = []
     for job, chosen in sorted(view.chosen.items()):
-        for c in ledger.query(
-            "SELECT c.* FROM chunks c JOIN listed_chunks l USING (task, job, attempt, seq) "
-            "WHERE c.task = ? AND c.job = ? AND c.attempt = ? ORDER BY c.seq",
-            (view.task, job, chosen.attempt),
-        ):
-            records.append(
-                ChunkRecord(
-                    job,
-                    chosen.attempt,
-                    c["seq"],
-                    c["key"],
-                    c["size"],
-                    bytes(c["sha256"]),
-                    c["events"],
-                    c["min_key"],
-                    c["max_key"],
-                )
-            )
+        records += ledger.loadable_chunks(view.task, job, chosen.attempt)
     return records

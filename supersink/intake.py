@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import sqlite3
 import time
@@ -48,10 +47,10 @@ from eventindex.schema import eventindex_pb2 as pb
 from eventindex.store import ObjectStore
 from eventindex.store.local import LocalStore
 from eventindex.transport import Message
-from supersink.completeness import LOADED_STATES, committed_attempts
+from supersink.completeness import committed_attempts
 from supersink.crashpoints import crashpoint
 from supersink.fetch import SPOOL_PREFIX, ChunkCache, fetch_manifest, key_range, verify_chunk
-from supersink.ledger import ChunkRecord, Ledger, LedgerError
+from supersink.ledger import LOADED_STATES, ChunkRecord, Ledger, LedgerError
 
 log = logging.getLogger(__name__)
 
@@ -247,9 +246,9 @@ class Intake:
         superseded): then a pointer of it is a late duplicate, harmless even after the attempt's
         objects were deleted and its rows compacted away (retention)."""
         row = self.ledger.task(task)
-        if row is None or row["state"] not in LOADED_STATES or not row["marker"]:
+        if row is None or row.state not in LOADED_STATES or not row.marker:
             return False
-        return (job, attempt) in committed_attempts(json.loads(row["marker"]))
+        return (job, attempt) in committed_attempts(row.marker)
 
     # ------------------------------------------------------------ broker-only transport
 
@@ -264,7 +263,7 @@ class Intake:
         if not self.ledger.parts_complete(task, job, attempt, seq):
             return  # more messages of this file to come (checked without reading their payloads)
         parts = self.ledger.parts(task, job, attempt, seq)
-        payloads = [bytes(p["payload"]) for p in parts]
+        payloads = [p.payload for p in parts]
         batches = []
         for index, payload in enumerate(payloads):
             batch = pb.EventBatch()
@@ -272,7 +271,7 @@ class Intake:
                 batch.ParseFromString(payload)
             except DecodeError as exc:
                 raise Rejected(f"events message {seq}/{index} is not an EventBatch: {exc}", task) from None
-            if len(batch.events) != parts[index]["events"]:
+            if len(batch.events) != parts[index].events:
                 raise Rejected(f"events message {seq}/{index} holds {len(batch.events)} events", task)
             batches.append(batch)
         table = events_to_table(event for batch in batches for event in batch.events)
@@ -308,8 +307,8 @@ class Intake:
 
     def _check_dataset(self, task: str, dataset: str) -> None:
         row = self.ledger.task(task)
-        if row is not None and row["dataset"] not in (None, dataset):
-            raise Rejected(f"task {task} belongs to dataset {row['dataset']}, pointer says {dataset}", task)
+        if row is not None and row.dataset not in (None, dataset):
+            raise Rejected(f"task {task} belongs to dataset {row.dataset}, pointer says {dataset}", task)
         self.ledger.touch_task(task, dataset)
 
     def _record_chunk(
@@ -324,7 +323,7 @@ class Intake:
         events: int | None,
     ) -> None:
         known = self.ledger.chunk(task, job, attempt, seq)
-        if known is not None and (sha256 is None or bytes(known["sha256"]) == sha256):
+        if known is not None and (sha256 is None or known.sha256 == sha256):
             return  # a redelivered or repeated pointer: already verified
         try:
             verified = verify_chunk(self.store, key, size, sha256, events, self.cache)
@@ -354,7 +353,7 @@ class Intake:
     def _record_manifest(self, pointer: pb.Pointer, key: str) -> None:
         task, job, attempt = pointer.task, pointer.job, pointer.attempt
         known = self.ledger.attempt(task, job, attempt)
-        if known is not None and bytes(known["manifest_sha256"]) == pointer.sha256:
+        if known is not None and known.manifest_sha256 == pointer.sha256:
             return
         try:
             manifest, digest = fetch_manifest(self.store, key, pointer.size, pointer.sha256)
@@ -415,17 +414,16 @@ class Intake:
         at load): a restored object heals its attempt. Returns how many verified now."""
         healed = 0
         for listed in self.ledger.problem_chunks(task):
-            job, attempt, seq = listed["job"], listed["attempt"], listed["seq"]
+            job, attempt, seq = listed.job, listed.attempt, listed.seq
             with self.ledger.transaction():
                 try:
-                    key, size, sha256 = listed["key"], listed["size"], bytes(listed["sha256"])
-                    self._record_chunk(task, job, attempt, seq, key, size, sha256, listed["events"])
+                    self._record_chunk(task, job, attempt, seq, listed.key, listed.size, listed.sha256, listed.events)
                 except Rejected as rejected:
                     self.ledger.set_listed_problem(task, job, attempt, seq, rejected.reason)
                     continue
                 self.ledger.set_listed_problem(task, job, attempt, seq, None)
             healed += 1
-            self.on_event(f"task {task}: chunk {listed['key']} verifies again")
+            self.on_event(f"task {task}: chunk {listed.key} verifies again")
         return healed
 
 

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -148,8 +149,74 @@ class LedgerError(StateError):
     """The ledger could not be opened or written."""
 
 
+class TaskState(StrEnum):
+    """The state of a task (`tasks.state`); supersink.service.STATES says what each means."""
+
+    WAITING = "waiting"
+    DAMAGED = "damaged"
+    FAILED = "failed"
+    LOADING = "loading"
+    LOAD_FAILED = "load-failed"
+    CLAIMED_ELSEWHERE = "claimed-elsewhere"
+    LOADED = "loaded"
+    LOADED_PARTIAL = "loaded-partial"
+
+
+#: The states of a committed task.
+LOADED_STATES = (TaskState.LOADED, TaskState.LOADED_PARTIAL)
+
+
+class QuarantineState(StrEnum):
+    """The state of a quarantine entry (`quarantine.state`)."""
+
+    HELD = "held"
+    RETRIED = "retried"
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """A task's row: its expectation, state, and (once committed) its commit."""
+
+    task: str
+    dataset: str | None
+    expected_jobs: int | None
+    expected_events: int | None
+    state: TaskState
+    detail: str
+    first_seen: float
+    updated: float
+    loaded_at: float | None
+    events_loaded: int | None
+    location: str | None
+    #: the commit marker, with its amendments merged in (None before the commit)
+    marker: dict[str, Any] | None
+    purged_at: float | None
+    purge_note: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> TaskRecord:
+        return cls(
+            task=row["task"],
+            dataset=row["dataset"],
+            expected_jobs=row["expected_jobs"],
+            expected_events=row["expected_events"],
+            state=TaskState(row["state"]),
+            detail=row["detail"],
+            first_seen=row["first_seen"],
+            updated=row["updated"],
+            loaded_at=row["loaded_at"],
+            events_loaded=row["events_loaded"],
+            location=row["location"],
+            marker=json.loads(row["marker"]) if row["marker"] else None,
+            purged_at=row["purged_at"],
+            purge_note=row["purge_note"],
+        )
+
+
 @dataclass(frozen=True)
 class ChunkRecord:
+    """A verified chunk (`chunks`), as recorded and as loaded."""
+
     job: str
     attempt: int
     seq: int
@@ -159,6 +226,156 @@ class ChunkRecord:
     events: int
     min_key: bytes | None
     max_key: bytes | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> ChunkRecord:
+        return cls(
+            row["job"],
+            row["attempt"],
+            row["seq"],
+            row["key"],
+            row["size"],
+            bytes(row["sha256"]),
+            row["events"],
+            row["min_key"],
+            row["max_key"],
+        )
+
+
+@dataclass(frozen=True)
+class ListedChunk:
+    """A chunk an attempt's manifest lists (`listed_chunks`), with the problem its verification found."""
+
+    job: str
+    attempt: int
+    seq: int
+    key: str
+    size: int
+    sha256: bytes
+    events: int
+    problem: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> ListedChunk:
+        return cls(
+            row["job"],
+            row["attempt"],
+            row["seq"],
+            row["key"],
+            row["size"],
+            bytes(row["sha256"]),
+            row["events"],
+            row["problem"],
+        )
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """A recorded attempt manifest (`attempts`)."""
+
+    job: str
+    attempt: int
+    dataset: str
+    manifest_key: str
+    manifest_sha256: bytes
+    events: int
+    status: str
+    producer_version: str
+    end_time_ms: int
+    recorded: float
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> AttemptRecord:
+        return cls(
+            row["job"],
+            row["attempt"],
+            row["dataset"],
+            row["manifest_key"],
+            bytes(row["manifest_sha256"]),
+            row["events"],
+            row["status"],
+            row["producer_version"],
+            row["end_time_ms"],
+            row["recorded"],
+        )
+
+
+@dataclass(frozen=True)
+class MqPart:
+    """One message of an input file of the broker-only transport (`mq_parts`)."""
+
+    part: int
+    last: bool
+    events: int
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class QuarantineEntry:
+    """A refused message (`quarantine`), with the raw bytes kept (`size` is the whole body's)."""
+
+    id: int
+    received: float
+    task: str | None
+    reason: str
+    headers: dict[str, str]
+    body: bytes
+    state: QuarantineState
+    job: str | None
+    attempt: int | None
+    size: int | None
+
+    @property
+    def cut(self) -> bool:
+        """Whether only the start of the body was kept."""
+        return self.size is not None and self.size > len(self.body)
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> QuarantineEntry:
+        return cls(
+            id=row["id"],
+            received=row["received"],
+            task=row["task"],
+            reason=row["reason"],
+            headers=json.loads(row["headers"]),
+            body=bytes(row["body"]),
+            state=QuarantineState(row["state"]),
+            job=row["job"],
+            attempt=row["attempt"],
+            size=row["size"],
+        )
+
+
+@dataclass(frozen=True)
+class QuarantineSummary:
+    """A quarantine entry without its body: what listings show."""
+
+    id: int
+    received: float
+    task: str | None
+    reason: str
+    state: QuarantineState
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Notification:
+    """A commit notification in the outbox (`notifications`)."""
+
+    seq: int
+    id: str
+    dataset: str
+    task: str
+    committed: float
+    body: str
+    published: float | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Notification:
+        return cls(row["seq"], row["id"], row["dataset"], row["task"], row["committed"], row["body"], row["published"])
+
+    def data(self) -> dict[str, Any]:
+        return dict(json.loads(self.body))
 
 
 _COUNT_FILES = """
@@ -290,8 +507,12 @@ class Ledger:
         finally:
             self._depth = 0
 
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         return list(self.db.execute(sql, params))
+
+    def _one(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self.db.execute(sql, params).fetchone()
+        return row
 
     # ------------------------------------------------------------ tasks
 
@@ -304,23 +525,34 @@ class Ledger:
             (task, dataset, now, now),
         )
 
-    def task(self, task: str) -> sqlite3.Row | None:
-        rows = self.query("SELECT * FROM tasks WHERE task = ?", (task,))
-        return rows[0] if rows else None
+    def task(self, task: str) -> TaskRecord | None:
+        row = self._one("SELECT * FROM tasks WHERE task = ?", (task,))
+        return TaskRecord.from_row(row) if row is not None else None
 
-    def tasks(self) -> list[sqlite3.Row]:
-        return self.query("SELECT * FROM tasks ORDER BY first_seen, task")
+    def tasks(self) -> list[TaskRecord]:
+        return [TaskRecord.from_row(row) for row in self._rows("SELECT * FROM tasks ORDER BY first_seen, task")]
+
+    def state_counts(self) -> dict[str, int]:
+        """How many tasks are in each state."""
+        return {row[0]: int(row[1]) for row in self.db.execute("SELECT state, count(*) FROM tasks GROUP BY state")}
+
+    def last_commit_time(self) -> float | None:
+        """When the last commit was recorded (None before the first)."""
+        (value,) = self.db.execute("SELECT max(loaded_at) FROM tasks").fetchone()
+        return None if value is None else float(value)
 
     def set_expectation(self, task: str, jobs: int, events: int | None) -> None:
         self.touch_task(task)
         self.db.execute("UPDATE tasks SET expected_jobs = ?, expected_events = ? WHERE task = ?", (jobs, events, task))
 
-    def set_state(self, task: str, state: str, detail: str = "") -> None:
+    def set_state(self, task: str, state: TaskState, detail: str = "") -> None:
         self.db.execute(
             "UPDATE tasks SET state = ?, detail = ?, updated = ? WHERE task = ?", (state, detail, time.time(), task)
         )
 
-    def mark_loaded(self, task: str, events: int, location: str, marker: dict[str, Any], state: str = "loaded") -> None:
+    def mark_loaded(
+        self, task: str, events: int, location: str, marker: dict[str, Any], state: TaskState = TaskState.LOADED
+    ) -> None:
         """Record a commit (or an amendment): retention starts counting from now."""
         self.db.execute(
             "UPDATE tasks SET state = ?, detail = '', loaded_at = ?, events_loaded = ?, location = ?, marker = ?, "
@@ -328,10 +560,11 @@ class Ledger:
             (state, time.time(), events, location, json.dumps(marker), time.time(), task),
         )
 
-    def open_tasks(self, states: tuple[str, ...]) -> list[sqlite3.Row]:
-        """The tasks not in one of `states` (the loaded ones), oldest first."""
-        marks = ", ".join("?" * len(states))
-        return self.query(f"SELECT * FROM tasks WHERE state NOT IN ({marks}) ORDER BY first_seen, task", states)
+    def open_tasks(self) -> list[TaskRecord]:
+        """The tasks not committed (not in LOADED_STATES), oldest first."""
+        marks = ", ".join("?" * len(LOADED_STATES))
+        rows = self._rows(f"SELECT * FROM tasks WHERE state NOT IN ({marks}) ORDER BY first_seen, task", LOADED_STATES)
+        return [TaskRecord.from_row(row) for row in rows]
 
     # ------------------------------------------------------------ chunks and attempts
 
@@ -346,23 +579,48 @@ class Ledger:
         )
         self.set_listed_problem(task, job, attempt, seq, problem)
 
-    def chunk_by_key(self, task: str, key: str) -> sqlite3.Row | None:
-        rows = self.query("SELECT * FROM chunks WHERE task = ? AND key = ?", (task, key))
-        return rows[0] if rows else None
+    def chunk_by_key(self, task: str, key: str) -> ChunkRecord | None:
+        row = self._one("SELECT * FROM chunks WHERE task = ? AND key = ?", (task, key))
+        return ChunkRecord.from_row(row) if row is not None else None
 
-    def problem_chunks(self, task: str) -> list[sqlite3.Row]:
+    def problem_chunks(self, task: str) -> list[ListedChunk]:
         """Chunks a manifest lists that failed verification and are not valid now."""
-        return self.query(
+        rows = self._rows(
             "SELECT l.* FROM listed_chunks l LEFT JOIN chunks c USING (task, job, attempt, seq) "
             "WHERE l.task = ? AND l.problem IS NOT NULL AND c.key IS NULL ORDER BY l.job, l.attempt, l.seq",
             (task,),
         )
+        return [ListedChunk.from_row(row) for row in rows]
 
-    def chunk(self, task: str, job: str, attempt: int, seq: int) -> sqlite3.Row | None:
-        rows = self.query(
+    def chunk(self, task: str, job: str, attempt: int, seq: int) -> ChunkRecord | None:
+        row = self._one(
             "SELECT * FROM chunks WHERE task = ? AND job = ? AND attempt = ? AND seq = ?", (task, job, attempt, seq)
         )
-        return rows[0] if rows else None
+        return ChunkRecord.from_row(row) if row is not None else None
+
+    def chunks(self, task: str) -> list[ChunkRecord]:
+        """Every verified chunk of a task."""
+        return [ChunkRecord.from_row(row) for row in self._rows("SELECT * FROM chunks WHERE task = ?", (task,))]
+
+    def listed_chunks(self, task: str) -> list[ListedChunk]:
+        """Every chunk the task's recorded manifests list, in seq order."""
+        rows = self._rows("SELECT * FROM listed_chunks WHERE task = ? ORDER BY seq", (task,))
+        return [ListedChunk.from_row(row) for row in rows]
+
+    def loadable_chunks(self, task: str, job: str, attempt: int) -> list[ChunkRecord]:
+        """The verified chunks of an attempt that its manifest lists, in seq order."""
+        rows = self._rows(
+            "SELECT c.* FROM chunks c JOIN listed_chunks l USING (task, job, attempt, seq) "
+            "WHERE c.task = ? AND c.job = ? AND c.attempt = ? ORDER BY c.seq",
+            (task, job, attempt),
+        )
+        return [ChunkRecord.from_row(row) for row in rows]
+
+    def seen_attempts(self, task: str) -> list[tuple[str, int]]:
+        """Every (job, attempt) of the task anything arrived for."""
+        return [
+            (row[0], row[1]) for row in self.db.execute("SELECT job, attempt FROM seen_jobs WHERE task = ?", (task,))
+        ]
 
     def record_chunk(self, task: str, rec: ChunkRecord) -> None:
         self.see_job(task, rec.job, rec.attempt)
@@ -383,9 +641,18 @@ class Ledger:
             ),
         )
 
-    def attempt(self, task: str, job: str, attempt: int) -> sqlite3.Row | None:
-        rows = self.query("SELECT * FROM attempts WHERE task = ? AND job = ? AND attempt = ?", (task, job, attempt))
-        return rows[0] if rows else None
+    def attempt(self, task: str, job: str, attempt: int) -> AttemptRecord | None:
+        row = self._one("SELECT * FROM attempts WHERE task = ? AND job = ? AND attempt = ?", (task, job, attempt))
+        return AttemptRecord.from_row(row) if row is not None else None
+
+    def attempts(self, task: str) -> list[AttemptRecord]:
+        """Every recorded attempt manifest of a task."""
+        return [AttemptRecord.from_row(row) for row in self._rows("SELECT * FROM attempts WHERE task = ?", (task,))]
+
+    def last_job_end_ms(self, task: str) -> int | None:
+        """When the last of the task's recorded attempts ended (its manifest's end time), if any."""
+        (value,) = self.db.execute("SELECT max(end_time_ms) FROM attempts WHERE task = ?", (task,)).fetchone()
+        return None if value is None else int(value)
 
     def record_attempt(
         self,
@@ -477,12 +744,13 @@ class Ledger:
         # parts are distinct non-negative numbers: last_part + 1 of them, none above it, are 0..last_part
         return bool(row["max_part"] == row["last_part"] and row["received"] == row["last_part"] + 1)
 
-    def parts(self, task: str, job: str, attempt: int, seq: int) -> list[sqlite3.Row]:
-        return self.query(
+    def parts(self, task: str, job: str, attempt: int, seq: int) -> list[MqPart]:
+        rows = self.db.execute(
             "SELECT part, last, events, payload FROM mq_parts WHERE task = ? AND job = ? AND attempt = ? AND seq = ? "
             "ORDER BY part",
             (task, job, attempt, seq),
         )
+        return [MqPart(part, bool(last), events, bytes(payload)) for part, last, events, payload in rows]
 
     def drop_parts(self, task: str, job: str, attempt: int, seq: int) -> None:
         for table in ("mq_parts", "mq_files"):
@@ -509,16 +777,42 @@ class Ledger:
         )
         return int(cursor.lastrowid or 0)
 
-    def quarantined_for(self, task: str) -> list[sqlite3.Row]:
+    def quarantined_for(self, task: str) -> list[QuarantineEntry]:
         """The held entries that name a task, newest first."""
-        return self.query("SELECT * FROM quarantine WHERE task = ? AND state = 'held' ORDER BY id DESC", (task,))
+        rows = self._rows(
+            "SELECT * FROM quarantine WHERE task = ? AND state = ? ORDER BY id DESC", (task, QuarantineState.HELD)
+        )
+        return [QuarantineEntry.from_row(row) for row in rows]
 
-    def quarantined(self, state: str | None = "held") -> list[sqlite3.Row]:
+    def quarantined(self, state: QuarantineState | None = QuarantineState.HELD) -> list[QuarantineEntry]:
+        """The entries in `state` (None: every entry), oldest first."""
         if state is None:
-            return self.query("SELECT * FROM quarantine ORDER BY id")
-        return self.query("SELECT * FROM quarantine WHERE state = ? ORDER BY id", (state,))
+            rows = self._rows("SELECT * FROM quarantine ORDER BY id")
+        else:
+            rows = self._rows("SELECT * FROM quarantine WHERE state = ? ORDER BY id", (state,))
+        return [QuarantineEntry.from_row(row) for row in rows]
 
-    def set_quarantine_state(self, entry_id: int, state: str) -> None:
+    def quarantine_listing(self) -> list[QuarantineSummary]:
+        """Every entry without its body (its size instead), oldest first."""
+        rows = self.db.execute("SELECT id, received, task, reason, state, length(body) FROM quarantine ORDER BY id")
+        return [
+            QuarantineSummary(entry_id, received, task, reason, QuarantineState(state), size)
+            for entry_id, received, task, reason, state, size in rows
+        ]
+
+    def held_count(self, task: str | None = None) -> int:
+        """How many entries are held (of one task, if given)."""
+        if task is None:
+            (n,) = self.db.execute(
+                "SELECT count(*) FROM quarantine WHERE state = ?", (QuarantineState.HELD,)
+            ).fetchone()
+        else:
+            (n,) = self.db.execute(
+                "SELECT count(*) FROM quarantine WHERE task = ? AND state = ?", (task, QuarantineState.HELD)
+            ).fetchone()
+        return int(n)
+
+    def set_quarantine_state(self, entry_id: int, state: QuarantineState) -> None:
         self.db.execute("UPDATE quarantine SET state = ? WHERE id = ?", (state, entry_id))
 
     def expire_quarantine(self, before: float) -> int:
@@ -527,14 +821,15 @@ class Ledger:
 
     # ------------------------------------------------------------ retention
 
-    def due_for_purge(self, loaded_before: float, states: tuple[str, ...], limit: int) -> list[sqlite3.Row]:
-        """Committed tasks not purged yet whose commit is older than `loaded_before`."""
-        marks = ", ".join("?" * len(states))
-        return self.query(
+    def due_for_purge(self, loaded_before: float, limit: int) -> list[TaskRecord]:
+        """Committed tasks not purged yet whose commit is older than `loaded_before`, oldest commit first."""
+        marks = ", ".join("?" * len(LOADED_STATES))
+        rows = self._rows(
             f"SELECT * FROM tasks WHERE purged_at IS NULL AND loaded_at < ? AND state IN ({marks}) "
             "ORDER BY loaded_at LIMIT ?",
-            (loaded_before, *states, limit),
+            (loaded_before, *LOADED_STATES, limit),
         )
+        return [TaskRecord.from_row(row) for row in rows]
 
     def compact(self, task: str, attempts: set[tuple[str, int]]) -> int:
         """Drop the per-attempt rows of `attempts` (their objects are gone); returns the rows dropped."""
@@ -562,3 +857,41 @@ class Ledger:
         for table in (*_ATTEMPT_TABLES, "tasks"):
             self.db.executemany(f"DELETE FROM {table} WHERE task = ?", [(task,) for task in tasks])
         return tasks
+
+    # ------------------------------------------------------------ commit notifications (the outbox)
+
+    def add_notification(self, note_id: str, dataset: str, task: str, body: str) -> None:
+        """Put a notification into the outbox, unless one with its id is there already."""
+        self.db.execute(
+            "INSERT OR IGNORE INTO notifications (id, dataset, task, committed, body) VALUES (?, ?, ?, ?, ?)",
+            (note_id, dataset, task, time.time(), body),
+        )
+
+    def notifications_since(self, committed_after: float, after_seq: int, limit: int) -> list[Notification]:
+        """The notifications recorded at or after `committed_after` with a seq above `after_seq`, in order."""
+        rows = self._rows(
+            "SELECT * FROM notifications WHERE committed >= ? AND seq > ? ORDER BY seq LIMIT ?",
+            (committed_after, after_seq, limit),
+        )
+        return [Notification.from_row(row) for row in rows]
+
+    def unpublished(self, limit: int) -> list[Notification]:
+        """The notifications the broker has not taken yet, oldest first."""
+        rows = self._rows("SELECT * FROM notifications WHERE published IS NULL ORDER BY seq LIMIT ?", (limit,))
+        return [Notification.from_row(row) for row in rows]
+
+    def unpublished_count(self) -> int:
+        (n,) = self.db.execute("SELECT count(*) FROM notifications WHERE published IS NULL").fetchone()
+        return int(n)
+
+    def mark_published(self, seq: int) -> None:
+        self.db.execute("UPDATE notifications SET published = ? WHERE seq = ?", (time.time(), seq))
+
+    def drop_notifications(self, committed_before: float) -> int:
+        """Delete the notifications recorded before `committed_before`; returns how many."""
+        return int(self.db.execute("DELETE FROM notifications WHERE committed < ?", (committed_before,)).rowcount)
+
+    def last_notification_seq(self) -> int:
+        """The seq of the newest notification (0 when there is none)."""
+        (value,) = self.db.execute("SELECT max(seq) FROM notifications").fetchone()
+        return int(value or 0)

@@ -162,10 +162,10 @@ class _Collector(Collector):
         m = self.m
         ledger = Ledger.read_only(m.ledger_path)
         try:
-            counts = {row["state"]: int(row["n"]) for row in ledger.query(_STATES_SQL)}
-            held = int(ledger.query("SELECT count(*) AS n FROM quarantine WHERE state = 'held'")[0]["n"])
-            last = ledger.query("SELECT max(loaded_at) AS t FROM tasks")[0]["t"]
-            unsent = int(ledger.query("SELECT count(*) AS n FROM notifications WHERE published IS NULL")[0]["n"])
+            counts = ledger.state_counts()
+            held = ledger.held_count()
+            last = ledger.last_commit_time()
+            unsent = ledger.unpublished_count()
         finally:
             ledger.close()
         tasks = GaugeMetricFamily(f"{PREFIX}_tasks", "Tasks in the ledger, by state", labels=["state"])
@@ -182,9 +182,6 @@ class _Collector(Collector):
             yield _gauge("notifications_pending", "Commit notifications not yet confirmed by the broker", unsent)
         size = sum(_size(Path(f"{m.ledger_path}{suffix}")) for suffix in ("", "-wal"))
         yield _gauge("ledger_bytes", "Size of the ledger database and its write-ahead log", size)
-
-
-_STATES_SQL = "SELECT state, count(*) AS n FROM tasks GROUP BY state"
 
 
 def _counter(name: str, text: str, value: float) -> CounterMetricFamily:

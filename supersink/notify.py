@@ -25,11 +25,9 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sqlite3
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,7 +36,7 @@ from eventindex.errors import ConfigError, EventIndexError
 from eventindex.transport import Publisher, open_publisher
 from eventindex.warehouse import AMEND_TEMPLATE, MARKER
 from supersink.crashpoints import crashpoint
-from supersink.ledger import Ledger
+from supersink.ledger import Ledger, Notification
 
 log = logging.getLogger(__name__)
 
@@ -50,24 +48,6 @@ RETRY_BASE = 5.0
 RETRY_CAP = 300.0
 PRUNE_EVERY = 3600.0
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-@dataclass(frozen=True)
-class Notification:
-    seq: int
-    id: str
-    dataset: str
-    task: str
-    committed: float
-    body: str
-    published: float | None
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Notification:
-        return cls(row["seq"], row["id"], row["dataset"], row["task"], row["committed"], row["body"], row["published"])
-
-    def data(self) -> dict[str, Any]:
-        return dict(json.loads(self.body))
 
 
 def notification(location: str, marker: dict[str, Any]) -> dict[str, Any]:
@@ -97,19 +77,12 @@ def add_commit(ledger: Ledger, location: str, marker: dict[str, Any]) -> None:
     """Put a commit's notification into the outbox; call it inside the transaction recording the commit.
     A commit already in the outbox (the same id) is not added again."""
     data = notification(location, marker)
-    ledger.db.execute(
-        "INSERT OR IGNORE INTO notifications (id, dataset, task, committed, body) VALUES (?, ?, ?, ?, ?)",
-        (data["id"], data["dataset"], data["task"], time.time(), json.dumps(data, sort_keys=True)),
-    )
+    ledger.add_notification(data["id"], data["dataset"], data["task"], json.dumps(data, sort_keys=True))
 
 
 def since(ledger: Ledger, committed_after: float = 0.0, after_seq: int = 0, limit: int = 10_000) -> list[Notification]:
     """The notifications recorded after `committed_after` (epoch seconds) with a seq above `after_seq`, in order."""
-    rows = ledger.query(
-        "SELECT * FROM notifications WHERE committed >= ? AND seq > ? ORDER BY seq LIMIT ?",
-        (committed_after, after_seq, limit),
-    )
-    return [Notification.from_row(row) for row in rows]
+    return ledger.notifications_since(committed_after, after_seq, limit)
 
 
 def parse_since(text: str, now: float | None = None) -> float:
@@ -144,8 +117,7 @@ def replay(ledger: Ledger, committed_after: float, url: str | None = None) -> li
 
 
 def pending(ledger: Ledger, limit: int = DRAIN_BATCH) -> list[Notification]:
-    rows = ledger.query("SELECT * FROM notifications WHERE published IS NULL ORDER BY seq LIMIT ?", (limit,))
-    return [Notification.from_row(row) for row in rows]
+    return ledger.unpublished(limit)
 
 
 def headers(note: Notification) -> dict[str, str]:
@@ -197,7 +169,7 @@ class Notifier:
                 self._failed(exc)
                 break
             with self.ledger.transaction():
-                self.ledger.db.execute("UPDATE notifications SET published = ? WHERE seq = ?", (time.time(), note.seq))
+                self.ledger.mark_published(note.seq)
             self._failures = 0
             done += 1
         self.published += done
@@ -216,9 +188,7 @@ class Notifier:
             return
         self._pruned_at = time.monotonic()
         with self.ledger.transaction():
-            gone = self.ledger.db.execute(
-                "DELETE FROM notifications WHERE committed < ?", (time.time() - self.keep_seconds,)
-            ).rowcount
+            gone = self.ledger.drop_notifications(time.time() - self.keep_seconds)
         if gone:
             log.info("notifications: %d older than %.0f days removed from the ledger", gone, self.keep_seconds / 86400)
 

@@ -6,20 +6,19 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from eventindex.errors import ConfigError
 from eventindex.transport import open_publisher
-from supersink.ledger import Ledger
+from supersink.ledger import Ledger, QuarantineState
 
 
 def entries(ledger: Ledger) -> list[dict[str, Any]]:
     """Every entry, oldest first: id, task, reason, state and the size of the body kept."""
     return [
-        {"id": r["id"], "task": r["task"], "reason": r["reason"], "state": r["state"], "bytes": len(r["body"])}
-        for r in ledger.quarantined(None)
+        {"id": e.id, "task": e.task, "reason": e.reason, "state": e.state, "bytes": e.bytes}
+        for e in ledger.quarantine_listing()
     ]
 
 
@@ -32,19 +31,18 @@ def retry(ledger: Ledger, broker: str, ids: Sequence[int] | None) -> list[int]:
     """Send the held entries `ids` (None: every held one) to `broker` again, in order; returns the ids
     sent. An id that is not held, or an entry that kept only the start of its body, is refused
     (ConfigError) before anything is sent."""
-    held = {row["id"]: row for row in ledger.quarantined("held")}
+    held = {entry.id: entry for entry in ledger.quarantined(QuarantineState.HELD)}
     chosen = sorted(held) if ids is None else list(ids)
     unknown = [i for i in chosen if i not in held]
     if unknown:
         raise ConfigError(f"no held quarantine entry with id {', '.join(map(str, unknown))}")
-    cut = [i for i in chosen if held[i]["size"] is not None and held[i]["size"] > len(held[i]["body"])]
+    cut = [i for i in chosen if held[i].cut]
     if cut:
         raise ConfigError(f"quarantine entries {', '.join(map(str, cut))} kept only the start of their body")
     with open_publisher(broker) as publisher:
         for entry_id in chosen:
-            row = held[entry_id]
-            headers = json.loads(row["headers"])
-            publisher.send(bytes(row["body"]), headers, group=headers.get("JMSXGroupID") or row["task"])
+            entry = held[entry_id]
+            publisher.send(entry.body, entry.headers, group=entry.headers.get("JMSXGroupID") or entry.task)
             with ledger.transaction():
-                ledger.set_quarantine_state(entry_id, "retried")
+                ledger.set_quarantine_state(entry_id, QuarantineState.RETRIED)
     return chosen

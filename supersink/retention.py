@@ -27,8 +27,8 @@ from typing import Any
 
 from eventindex.errors import EventIndexError, StoreUnavailableError
 from eventindex.store import ObjectStore
-from supersink.completeness import LOADED_STATES, committed_attempts
-from supersink.ledger import NOT_PURGED, Ledger, LedgerError
+from supersink.completeness import committed_attempts
+from supersink.ledger import NOT_PURGED, Ledger, LedgerError, TaskRecord, TaskState
 from supersink.warehouse import Warehouse
 
 DAY = 86_400.0
@@ -114,14 +114,14 @@ class Retention:
 
     def _purge_due(self, loaded_before: float, deadline: float) -> None:
         while time.monotonic() < deadline:
-            rows = self.ledger.due_for_purge(loaded_before, LOADED_STATES, BATCH)
+            rows = self.ledger.due_for_purge(loaded_before, BATCH)
             if not rows:
                 return
             for row in rows:
                 if time.monotonic() >= deadline:
                     return
                 try:
-                    self.purge(row["task"], row["dataset"], row["state"])
+                    self.purge(row)
                 except StoreUnavailableError as exc:
                     self._paused_until = time.monotonic() + UNAVAILABLE_PAUSE
                     self.on_problem(f"retention paused {UNAVAILABLE_PAUSE:.0f}s: {exc}")
@@ -130,7 +130,7 @@ class Retention:
                     raise
                 except Exception as exc:  # this task's problem: report it, keep its data, go on
                     reason = str(exc) if isinstance(exc, EventIndexError) else f"unexpected {type(exc).__name__}: {exc}"
-                    self._not_purged(row["task"], reason)
+                    self._not_purged(row.task, reason)
 
     def _not_purged(self, task: str, reason: str) -> None:
         note = NOT_PURGED + reason
@@ -139,9 +139,10 @@ class Retention:
         self.counters.not_purged.append(task)
         self.on_problem(f"task {task}: {note}")
 
-    def purge(self, task: str, dataset: str, state: str) -> None:
+    def purge(self, row: TaskRecord) -> None:
         """Delete a committed task's transit objects and compact its ledger rows (see the module doc)."""
-        committed = self.warehouse.committed(dataset, task)
+        task = row.task
+        committed = self.warehouse.committed(row.dataset, task) if row.dataset is not None else None
         if committed is None:
             self._not_purged(task, "the warehouse has no commit marker for it")
             return
@@ -159,7 +160,7 @@ class Retention:
                 + ", ".join(_attempts_of(keep) or keep[:3])
             )
         with self.ledger.transaction():
-            rows = self.ledger.compact(task, accounted) if state == "loaded" else 0
+            rows = self.ledger.compact(task, accounted) if row.state == TaskState.LOADED else 0
             self.ledger.mark_purged(task, note)
         self.counters.tasks_purged += 1
         self.counters.objects_deleted += len(delete) + len(spooled)

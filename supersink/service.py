@@ -27,10 +27,10 @@ from eventindex.store import ObjectStore
 from eventindex.store.counting import CountingStore
 from eventindex.transport import Consumer
 from supersink.amend import amend
-from supersink.completeness import LOADED_STATES, TaskView, chosen_chunks, evaluate
+from supersink.completeness import TaskView, chosen_chunks, evaluate
 from supersink.fetch import ChunkUnusableError
 from supersink.intake import Counters, Intake
-from supersink.ledger import Ledger, LedgerError
+from supersink.ledger import LOADED_STATES, Ledger, LedgerError, TaskState
 from supersink.loader import DEFAULT_LAYOUT, FileLayout, LoadPlan, load_task
 from supersink.notify import Notifier, add_commit
 from supersink.progress import LoadProgress
@@ -49,17 +49,17 @@ MAX_TRANSIENT_BACKOFF = 30.0
 
 #: Every state a task can be in, what it means (README "Operations" says how each is healed).
 STATES = {
-    "waiting": "incomplete, nothing known to be wrong: jobs, manifests or chunks not arrived yet",
-    "damaged": "incomplete because a job it waits for has a bad or missing object or a quarantined message",
-    "failed": "past its deadline, or inconsistent (more jobs than expected, event total differs)",
-    "loading": "being loaded (a crash during a load is finished at the next start)",
-    "load-failed": "complete, but its load failed (warehouse or store error): retried with backoff",
-    "claimed-elsewhere": "another supersink holds its load claim",
-    "loaded": "committed",
-    "loaded-partial": "committed by `load --force` with jobs missing",
+    TaskState.WAITING: "incomplete, nothing known to be wrong: jobs, manifests or chunks not arrived yet",
+    TaskState.DAMAGED: "incomplete because a job it waits for has a bad or missing object or a quarantined message",
+    TaskState.FAILED: "past its deadline, or inconsistent (more jobs than expected, event total differs)",
+    TaskState.LOADING: "being loaded (a crash during a load is finished at the next start)",
+    TaskState.LOAD_FAILED: "complete, but its load failed (warehouse or store error): retried with backoff",
+    TaskState.CLAIMED_ELSEWHERE: "another supersink holds its load claim",
+    TaskState.LOADED: "committed",
+    TaskState.LOADED_PARTIAL: "committed by `load --force` with jobs missing",
 }
 #: States that need attention: `run --until-idle` ends with a non-zero code when a task is in one.
-STUCK_STATES = ("damaged", "failed", "load-failed", "claimed-elsewhere")
+STUCK_STATES = (TaskState.DAMAGED, TaskState.FAILED, TaskState.LOAD_FAILED, TaskState.CLAIMED_ELSEWHERE)
 MAX_DETAIL_ITEMS = 3
 #: What `load` prints of a commit marker, and of an amendment.
 LOAD_SUMMARY = ("task", "dataset", "rows", "partial", "missing")
@@ -69,7 +69,7 @@ AMEND_SUMMARY = ("task", "dataset", "amendment", "rows", "partial", "missing", "
 @dataclass(frozen=True)
 class StuckTask:
     task: str
-    state: str
+    state: TaskState
     detail: str
 
     def line(self) -> str:
@@ -128,7 +128,7 @@ class Supersink:
         if view.state in LOADED_STATES:
             return view
         if view.failure is not None:
-            self._set_state(view, "failed", view.failure)
+            self._set_state(view, TaskState.FAILED, view.failure)
             return view
         if not view.complete:
             self._incomplete(view)
@@ -139,13 +139,13 @@ class Supersink:
     def _incomplete(self, view: TaskView) -> None:
         if self.past_deadline(view.task):
             detail = f"not complete {self.task_deadline:g}s after it was first seen: " + "; ".join(view.missing)
-            self._set_state(view, "failed", detail)
+            self._set_state(view, TaskState.FAILED, detail)
         elif view.problems:
-            self._set_state(view, "damaged", _listing(view.problems))
+            self._set_state(view, TaskState.DAMAGED, _listing(view.problems))
         else:
-            self._set_state(view, "waiting", _listing(view.missing))
+            self._set_state(view, TaskState.WAITING, _listing(view.missing))
 
-    def _set_state(self, view: TaskView, state: str, detail: str) -> None:
+    def _set_state(self, view: TaskView, state: TaskState, detail: str) -> None:
         """Record a task's state; a new state that needs attention is reported as a problem."""
         if view.state == state and view.detail == detail:
             return
@@ -159,7 +159,7 @@ class Supersink:
         if self.task_deadline is None:
             return False
         row = self.ledger.task(task)
-        return row is not None and time.time() - row["first_seen"] > self.task_deadline
+        return row is not None and time.time() - row.first_seen > self.task_deadline
 
     def sweep(self) -> None:
         """Periodic look at the tasks not loaded yet.
@@ -173,19 +173,19 @@ class Supersink:
         - Retention, if configured: transit objects of tasks committed long enough ago are deleted.
         """
         now = time.monotonic()
-        rows = self.ledger.open_tasks(LOADED_STATES)
-        open_tasks = {row["task"] for row in rows}
+        rows = self.ledger.open_tasks()
+        open_tasks = {row.task for row in rows}
         for row in rows:
-            task = row["task"]
+            task = row.task
             if (
-                row["state"] != "claimed-elsewhere"
+                row.state != TaskState.CLAIMED_ELSEWHERE
                 and self.rescan_seconds is not None
                 and now - self._scanned.get(task, -math.inf) >= self.rescan_seconds
             ):
                 self._scanned[task] = now
                 try:
                     found = reconcile(self.intake, prefix=f"{task}/")
-                    healed = self.intake.recheck(task) if row["state"] == "damaged" else 0
+                    healed = self.intake.recheck(task) if row.state == TaskState.DAMAGED else 0
                 except StoreError as exc:
                     self.on_event(f"task {task}: rescan failed, will try again: {exc}")
                     continue
@@ -228,17 +228,17 @@ class Supersink:
         before = self.ledger.task(task)
         if before is None:
             raise ConfigError(f"the ledger {self.ledger.path} knows no task {task}")
-        already = before["state"] in LOADED_STATES
+        already = before.state in LOADED_STATES
         if force and not already:
             self.force_load(task)
         else:
             self.settle(task)
         row = self.ledger.task(task)
-        if row is None or row["state"] not in LOADED_STATES:
-            state, detail = (row["state"], row["detail"]) if row is not None else ("unknown", "")
-            hint = "" if force or state != "waiting" else " (use --force to load what is there)"
+        if row is None or row.state not in LOADED_STATES or row.marker is None:
+            state, detail = (row.state, row.detail) if row is not None else ("unknown", "")
+            hint = "" if force or state != TaskState.WAITING else " (use --force to load what is there)"
             raise TaskNotLoadableError(f"task {task} is {state}: {detail}{hint}")
-        marker = json.loads(row["marker"])
+        marker = row.marker
         return {**{k: marker.get(k) for k in LOAD_SUMMARY}, "already_loaded": already}
 
     def amend_now(self, task: str) -> dict[str, Any]:
@@ -268,7 +268,7 @@ class Supersink:
         gone or changed (the task is then damaged, its state says which chunk)."""
         assert view.dataset is not None
         with self.ledger.transaction():
-            self.ledger.set_state(view.task, "loading", "partial" if partial else "")
+            self.ledger.set_state(view.task, TaskState.LOADING, "partial" if partial else "")
         plan = LoadPlan(
             task=view.task,
             dataset=view.dataset,
@@ -297,7 +297,7 @@ class Supersink:
             self.on_event(f"task {view.task}: committed {marker['rows']:,} events to {location}")
         except ClaimedElsewhereError as exc:
             with self.ledger.transaction():
-                self.ledger.set_state(view.task, "claimed-elsewhere", str(exc))
+                self.ledger.set_state(view.task, TaskState.CLAIMED_ELSEWHERE, str(exc))
             self.on_event(f"task {view.task}: standing down: {exc}")
             return None
         except ChunkUnusableError as exc:
@@ -315,7 +315,7 @@ class Supersink:
                 int(marker["rows"]),
                 location,
                 marker,
-                "loaded-partial" if marker.get("partial") else "loaded",
+                TaskState.LOADED_PARTIAL if marker.get("partial") else TaskState.LOADED,
             )
             add_commit(self.ledger, location, marker)  # announced at least once, never before the commit
         self.counters.tasks_loaded += 1
@@ -333,13 +333,13 @@ class Supersink:
         if row is None:
             raise exc  # not a chunk of this task's ledger: a load failure like any other
         with self.ledger.transaction():
-            self.ledger.invalidate_chunk(task, row["job"], row["attempt"], row["seq"], f"at load: {exc.reason}")
+            self.ledger.invalidate_chunk(task, row.job, row.attempt, row.seq, f"at load: {exc.reason}")
         self._incomplete(evaluate(self.ledger, task))
 
     def settle_all(self) -> None:
         """At start-up: finish loads a crash interrupted, and anything complete but not loaded."""
-        for row in self.ledger.open_tasks(LOADED_STATES):
-            self.try_settle(row["task"])
+        for row in self.ledger.open_tasks():
+            self.try_settle(row.task)
 
     def try_settle(self, task: str) -> None:
         """settle(), but whatever fails in it (the warehouse, the store, anything the task's data
@@ -362,20 +362,20 @@ class Supersink:
             self._retry_at[task] = time.monotonic() + delay
             self.counters.transient_failures += 1
             with self.ledger.transaction():
-                self.ledger.set_state(task, "load-failed", f"{reason} (failure {failures}, next try in {delay:.0f}s)")
+                self.ledger.set_state(
+                    task, TaskState.LOAD_FAILED, f"{reason} (failure {failures}, next try in {delay:.0f}s)"
+                )
             self.on_problem(f"task {task} load-failed: {reason} (failure {failures}, next try in {delay:.0f}s)")
 
     def stuck(self) -> list[StuckTask]:
         """The tasks that need attention (STUCK_STATES), after a last look at those another supersink
         claimed (it may have committed them meanwhile)."""
-        for row in self.ledger.open_tasks(LOADED_STATES):
-            if row["state"] == "claimed-elsewhere":
-                self._retry_at.pop(row["task"], None)
-                self.try_settle(row["task"])
+        for row in self.ledger.open_tasks():
+            if row.state == TaskState.CLAIMED_ELSEWHERE:
+                self._retry_at.pop(row.task, None)
+                self.try_settle(row.task)
         return [
-            StuckTask(row["task"], row["state"], row["detail"])
-            for row in self.ledger.open_tasks(LOADED_STATES)
-            if row["state"] in STUCK_STATES
+            StuckTask(row.task, row.state, row.detail) for row in self.ledger.open_tasks() if row.state in STUCK_STATES
         ]
 
     # ------------------------------------------------------------ the loop

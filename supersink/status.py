@@ -3,38 +3,34 @@ chosen, superseded and quarantined, and what retention did with it."""
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 from supersink.amend import late
-from supersink.completeness import LOADED_STATES, evaluate
-from supersink.ledger import Ledger
+from supersink.completeness import evaluate
+from supersink.ledger import LOADED_STATES, Ledger, TaskState
 
 MAX_LISTED = 50
 #: States whose reason is the task's `detail` (a waiting task's are its missing items, a damaged
 #: task's its problems, both listed in full).
-REASONED_STATES = ("failed", "load-failed", "claimed-elsewhere")
+REASONED_STATES = (TaskState.FAILED, TaskState.LOAD_FAILED, TaskState.CLAIMED_ELSEWHERE)
 
 
 def task_status(ledger: Ledger, task: str) -> dict[str, Any]:
     view = evaluate(ledger, task)
     row = ledger.task(task)
     assert row is not None
-    marker = json.loads(row["marker"]) if row["marker"] else None
-    ends = ledger.query("SELECT max(end_time_ms) AS t FROM attempts WHERE task = ?", (task,))
-    last_end = ends[0]["t"] if ends else None
-    quarantined = ledger.query("SELECT count(*) AS n FROM quarantine WHERE task = ? AND state = 'held'", (task,))
+    marker = row.marker
     after = late(view, marker) if marker is not None else None
     late_attempts = [{"job": a.job, "attempt": a.attempt} for a in after.newer_attempts] if after else []
     late_jobs = [{"job": a.job, "attempt": a.attempt, "events": a.events} for a in after.jobs.values()] if after else []
     chosen = {job: a.attempt for job, a in sorted(view.chosen.items())}
     events = view.events_chosen
-    compacted = row["purged_at"] is not None and row["state"] == "loaded" and marker is not None
+    compacted = row.purged_at is not None and row.state == TaskState.LOADED and marker is not None
     if compacted:  # its rows of the loaded attempts are gone: the summary is the marker
         assert marker is not None
         chosen = {str(j): int(a) for j, a in marker.get("attempts", {}).items()}
-        events = int(row["events_loaded"] or 0)
+        events = int(row.events_loaded or 0)
     return {
         "task": task,
         "dataset": view.dataset,
@@ -45,11 +41,11 @@ def task_status(ledger: Ledger, task: str) -> dict[str, Any]:
         "jobs_seen": max(view.jobs_seen, len(chosen)),
         "jobs_resolved": len(chosen),
         "events": events,
-        "events_loaded": row["events_loaded"],
-        "loaded_at": row["loaded_at"],
-        "first_seen": row["first_seen"],
-        "last_job_end_ms": last_end,
-        "location": row["location"],
+        "events_loaded": row.events_loaded,
+        "loaded_at": row.loaded_at,
+        "first_seen": row.first_seen,
+        "last_job_end_ms": ledger.last_job_end_ms(task),
+        "location": row.location,
         "chosen": chosen,
         "superseded": [{"job": a.job, "attempt": a.attempt, "complete": a.complete} for a in view.superseded],
         "late_attempts": late_attempts,
@@ -59,18 +55,17 @@ def task_status(ledger: Ledger, task: str) -> dict[str, Any]:
         "missing_total": 0 if compacted else len(view.missing),
         "failure": None if compacted else view.failure,
         "problems": view.problems[:MAX_LISTED] if view.state not in LOADED_STATES else [],
-        "purged_at": row["purged_at"],
-        "purge_note": row["purge_note"],
+        "purged_at": row.purged_at,
+        "purge_note": row.purge_note,
         "duplicates": (marker or {}).get("duplicates", {"count": 0, "examples": []}),
         "partial": bool((marker or {}).get("partial", False)),
-        "quarantined": int(quarantined[0]["n"]),
+        "quarantined": ledger.held_count(task),
     }
 
 
 def status(ledger: Ledger) -> dict[str, Any]:
-    tasks = [task_status(ledger, row["task"]) for row in ledger.tasks()]
-    held = ledger.query("SELECT count(*) AS n FROM quarantine WHERE state = 'held'")
-    return {"tasks": tasks, "quarantined": int(held[0]["n"])}
+    tasks = [task_status(ledger, row.task) for row in ledger.tasks()]
+    return {"tasks": tasks, "quarantined": ledger.held_count()}
 
 
 def render(report: dict[str, Any]) -> str:
@@ -109,7 +104,7 @@ def render(report: dict[str, Any]) -> str:
             lines.append(f"  quarantined messages: {t['quarantined']}")
         if t["purged_at"] is not None:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t["purged_at"]))
-            done = "transit objects deleted" + (", ledger rows compacted" if t["state"] == "loaded" else "")
+            done = "transit objects deleted" + (", ledger rows compacted" if t["state"] == TaskState.LOADED else "")
             lines.append(f"  retention ({when}): {t['purge_note'] or done}")
     if not report["tasks"]:
         lines.append("no tasks")

@@ -31,7 +31,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -41,7 +41,7 @@ from urllib.parse import unquote, urlsplit
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from eventindex.errors import ConfigError
-from supersink.ledger import Ledger
+from supersink.ledger import LOADED_STATES, Ledger, QuarantineState, TaskState
 from supersink.metrics import SinkMetrics
 from supersink.notify import since
 from supersink.status import status, task_status
@@ -214,12 +214,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _quarantine(self) -> list[dict[str, Any]]:
         ledger = self.server_state.ledger()
         try:
-            rows = ledger.query(
-                "SELECT id, received, task, reason, state, length(body) AS bytes FROM quarantine ORDER BY id"
-            )
+            listing = ledger.quarantine_listing()
         finally:
             ledger.close()
-        return [{k: row[k] for k in ("id", "received", "task", "reason", "state", "bytes")} for row in rows]
+        return [asdict(entry) for entry in listing]
 
     def _task(self, task: str) -> None:
         ledger = self.server_state.ledger()
@@ -261,7 +259,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         ledger = self.server_state.ledger()
         try:
-            last = int(resume) if resume.isdigit() else _last_seq(ledger)
+            last = int(resume) if resume.isdigit() else ledger.last_notification_seq()
             self._write(f"retry: {RETRY_MS}\n: {client.name} from event {last}\n\n")
             sent_at = time.monotonic()
             while not self.server_state.stopping.is_set():
@@ -280,11 +278,6 @@ class _Handler(BaseHTTPRequestHandler):
     def _write(self, text: str) -> None:
         self.wfile.write(text.encode())
         self.wfile.flush()
-
-
-def _last_seq(ledger: Ledger) -> int:
-    row = ledger.query("SELECT max(seq) AS s FROM notifications")[0]
-    return int(row["s"] or 0)
 
 
 # ------------------------------------------------------------------------------------ the page
@@ -325,7 +318,7 @@ def render_page(
             f'<td class="missing">{"<br>".join(e(m) for m in missing)}</td>'
             f'<td class="num age">{_age(now - t["first_seen"])}</td></tr>'
         )
-    held = [q for q in quarantine if q["state"] == "held"]
+    held = [q for q in quarantine if q["state"] == QuarantineState.HELD]
     qrows = [
         f'<tr class="quarantined"><td class="num">{q["id"]}</td><td>{_when(q["received"])}</td>'
         f'<td>{e(q["task"] or "-")}</td><td class="reason">{e(q["reason"])}</td><td>{e(q["state"])}</td></tr>'
@@ -361,11 +354,11 @@ page made {_when(now)} (refreshes every {REFRESH_SECONDS} s; read-only)</div>
 
 def _reasons(t: dict[str, Any]) -> Iterator[str]:
     """Why a task is where it is: its state's detail, what failed, what is wrong (empty when loaded)."""
-    if t["state"] in ("loaded", "loaded-partial"):
+    if t["state"] in LOADED_STATES:
         if t["partial"]:
             yield "loaded partial"
         return
-    if t["detail"] and t["state"] != "waiting":
+    if t["detail"] and t["state"] != TaskState.WAITING:
         yield t["detail"]
     if t["failure"] and t["failure"] != t["detail"]:
         yield t["failure"]

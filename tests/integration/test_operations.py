@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -24,7 +25,6 @@ from pathlib import Path
 import pytest
 
 from eventindex.transport import open_consumer
-from supersink.ledger import Ledger
 from supersink.warehouse import Warehouse
 from tests.integration.conftest import server_unavailable
 from tests.integration.faultkit import ROOT, Backend, backend_env, cli, run_sink, task_state, wait_for
@@ -174,13 +174,13 @@ def _waiting_task(backend: Backend, task: str) -> None:
 
 def committed_events(backend: Backend, ledger_path: Path) -> tuple[int, int, int, int]:
     """(tasks committed, events committed, chunks verified, their bytes) as the ledger says."""
-    ledger = Ledger.read_only(ledger_path)
+    db = sqlite3.connect(f"{ledger_path.absolute().as_uri()}?mode=ro", uri=True)
     try:
-        tasks = ledger.query("SELECT count(*) AS n, sum(events_loaded) AS e FROM tasks WHERE state = 'loaded'")[0]
-        chunks = ledger.query("SELECT count(*) AS n, sum(size) AS b FROM chunks WHERE key NOT LIKE 'spool:%'")[0]
+        tasks = db.execute("SELECT count(*), sum(events_loaded) FROM tasks WHERE state = 'loaded'").fetchone()
+        chunks = db.execute("SELECT count(*), sum(size) FROM chunks WHERE key NOT LIKE 'spool:%'").fetchone()
     finally:
-        ledger.close()
-    return int(tasks["n"]), int(tasks["e"]), int(chunks["n"]), int(chunks["b"])
+        db.close()
+    return int(tasks[0]), int(tasks[1]), int(chunks[0]), int(chunks[1])
 
 
 def test_metrics_scraped_during_a_run_match_the_run(running_sink: RunningSink) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -127,8 +126,8 @@ def test_a_crash_after_the_amendment_commit_is_adopted_not_loaded_twice(pipe: Pi
     # As if the ledger had not been told: put back the partial commit's view.
     ledger = Ledger(pipe.root / "ledger.db")
     row = ledger.task("task1")
-    assert row is not None
-    marker = json.loads(row["marker"])
+    assert row is not None and row.marker is not None
+    marker = dict(row.marker)
     marker["attempts"] = {"j1": 1}
     marker["rows"], marker["partial"] = 3_000, True
     del marker["amendments"]

@@ -24,7 +24,7 @@ def test_a_file_is_complete_once_every_part_up_to_the_last_is_in_whatever_the_or
     assert not ledger.parts_complete(*FILE)
     add(ledger, 1)
     assert ledger.parts_complete(*FILE)
-    assert [row["part"] for row in ledger.parts(*FILE)] == [0, 1, 2, 3]
+    assert [row.part for row in ledger.parts(*FILE)] == [0, 1, 2, 3]
     with ledger.transaction():
         ledger.drop_parts(*FILE)
     assert not ledger.parts_complete(*FILE) and ledger.parts(*FILE) == []

@@ -178,7 +178,7 @@ def test_bad_messages_are_quarantined_and_the_service_goes_on(pipe: Pipeline) ->
     assert pipe.status()["state"] == "loaded"
     assert_same_events(pipe.loaded(), synthetic(71))
     ledger = Ledger(pipe.root / "ledger.db")
-    reasons = [r["reason"] for r in ledger.quarantined()]
+    reasons = [r.reason for r in ledger.quarantined()]
     report = status(ledger)
     ledger.close()
     assert report["quarantined"] == 6

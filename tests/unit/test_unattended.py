@@ -167,8 +167,8 @@ def test_an_unforeseen_error_handling_a_message_quarantines_that_message(
         [entry] = ledger.quarantined()
     finally:
         ledger.close()
-    assert entry["reason"].startswith("unexpected KeyError handling this message")
-    assert bytes(entry["body"]) == first_chunk[0]
+    assert entry.reason.startswith("unexpected KeyError handling this message")
+    assert entry.body == first_chunk[0]
     assert pipe.status("task2")["state"] == "loaded"
 
 
@@ -224,7 +224,7 @@ def test_messages_malformed_in_any_part_are_quarantined_with_their_raw_bytes(pip
         entries = ledger.quarantined()
     finally:
         ledger.close()
-    reasons = [e["reason"] for e in entries]
+    reasons = [e.reason for e in entries]
     assert "message body is not a protobuf Pointer" in reasons[0]
     assert "too large to be a pointer" in reasons[2]
     assert "headers are not JSON" in reasons[3] and "not a JSON object of strings" in reasons[4]
@@ -232,13 +232,13 @@ def test_messages_malformed_in_any_part_are_quarantined_with_their_raw_bytes(pip
     assert "header ei-task 'another-task' but the body names task 'task1'" in reasons[6]
     assert "header ei-kind 'manifest' but the body is a chunk pointer" in reasons[7]
     assert "lies outside the store" in reasons[8]
-    assert bytes(entries[9]["body"]) == b"\xc3\x28 not utf-8"
+    assert entries[9].body == b"\xc3\x28 not utf-8"
     for entry, (body, _headers) in zip(entries, bad, strict=False):
         assert isinstance(body, bytes)
-        assert bytes(entry["body"]) == body[: 4 * 1024 * 1024], "the raw bytes are kept"
-        assert entry["size"] == len(body)
-    assert json.loads(entries[3]["headers"]) == {"raw-headers": "{not json"}
-    assert (entries[6]["task"], entries[6]["job"], entries[6]["attempt"]) == ("task1", pointer.job, 1)
+        assert entry.body == body[: 4 * 1024 * 1024], "the raw bytes are kept"
+        assert entry.size == len(body)
+    assert entries[3].headers == {"raw-headers": "{not json"}
+    assert (entries[6].task, entries[6].job, entries[6].attempt) == ("task1", pointer.job, 1)
 
 
 def test_a_quarantined_manifest_names_its_job_in_the_tasks_problems(pipe: Pipeline) -> None:
