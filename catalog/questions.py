@@ -123,13 +123,8 @@ def lookup(session: Session, requests: pa.Table, dataset_globs: Sequence[str]) -
             where.append(f"d.run_number IN ({_values(distinct_runs)})")
         if len(events) <= PUSHDOWN_VALUES:
             where.append(f"d.event_number IN ({_values(np.unique(events))})")
-        columns = ", ".join(f"d.{f.name}" for f in LOOKUP_SCHEMA)
-        sql = (
-            f"SELECT /*+ BROADCAST(r) */ {columns} FROM {DATA_VIEW} d JOIN ei_requests r "
-            "ON d.run_number = r.run_number AND d.event_number = r.event_number"
-            + (f" WHERE {' AND '.join(where)}" if where else "")
-        )
-        found = _sorted(_conform(engine.query(sql), LOOKUP_SCHEMA))
+        table = engine.pick([f.name for f in LOOKUP_SCHEMA], where, requests.num_rows)
+        found = _sorted(_conform(table, LOOKUP_SCHEMA))
     missing = _missing(requests, found)
     return Answer(_lookup_rows(found, missing), lambda: _lookup_document(requests, found, missing))
 

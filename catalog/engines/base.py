@@ -44,6 +44,15 @@ class Engine(ABC):
     def query(self, sql: str) -> pa.Table:
         """Run a query; its rows as Arrow."""
 
+    def pick(self, columns: Sequence[str], conditions: Sequence[str], requested: int) -> pa.Table:
+        """The rows of `ei_data` whose (run, event) is in the registered table `ei_requests` (`requested` rows):
+        their `columns`. `conditions` (SQL on `d`, the data) narrow the scan to the requested runs and events."""
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        return self.query(
+            f"SELECT /*+ BROADCAST(r) */ {', '.join(f'd.{c}' for c in columns)} FROM {DATA_VIEW} d JOIN ei_requests r "
+            f"ON d.run_number = r.run_number AND d.event_number = r.event_number{where}"
+        )
+
     @abstractmethod
     def tally(self, sql: str, query: BitQuery) -> Tally:
         """Count the query's bits over the rows `sql` selects (which holds the query's mask columns)."""

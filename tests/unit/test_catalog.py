@@ -11,6 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from catalog.bits import parse_bits
+from catalog.engines import duckdb_engine
+from catalog.engines.base import Engine
 from catalog.errors import QueryError
 from catalog.keys import request_table
 from catalog.questions import count, dataset_overlap, duplicates, lookup
@@ -66,6 +68,26 @@ def test_lookup_finds_every_committed_copy_and_nothing_uncommitted(case: Catalog
     references = sum(len(c["provenance"]) for copies in want["found"].values() for c in copies)
     assert answer.table.num_rows == references + len(want["missing"])
     assert answer.table.column("status").to_pylist().count("not found") == len(want["missing"])
+
+
+def test_a_large_pick_reads_in_two_phases_with_the_same_answer(
+    case: CatalogCase, session: Session, monkeypatch: Any
+) -> None:
+    keys = expected.sample_keys(case, 5, 400) + uncommitted_keys() + [(456_000, 1), (1, 1)]
+    one_join = lookup(session, request_table(keys), ["*"])
+    monkeypatch.setattr(duckdb_engine, "TWO_PHASE_EVENTS", 0)
+
+    def one_join_only(*args: Any) -> None:
+        raise AssertionError("the pick was read in one join")
+
+    monkeypatch.setattr(Engine, "pick", one_join_only)  # what DuckDBEngine.pick falls back to
+    two_phases = lookup(session, request_table(keys), ["*"])
+    assert two_phases.table.equals(one_join.table)
+    want = expected.lookup(case, keys, ["dsA", "dsB"])
+    assert found_copies(two_phases.document()) == want["found"]
+    assert [(m["run_number"], m["event_number"]) for m in two_phases.document()["not_found"]] == want["missing"]
+    nowhere = lookup(session, request_table([(1, 2), (3, 4)]), ["*"]).document()
+    assert nowhere["found"] == 0 and len(nowhere["not_found"]) == 2
 
 
 def test_lookup_names_the_part_file_holding_each_copy(case: CatalogCase, session: Session) -> None:
