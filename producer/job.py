@@ -45,7 +45,7 @@ MAX_CHUNK_EVENTS = 1_000_000
 SIMULATED_CRASH_STATUS = 137
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class JobSpec:
     task: str
     job: str
@@ -77,7 +77,7 @@ class Progress:
         return time.monotonic() - self.started
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class JobResult:
     task: str
     job: str
@@ -211,15 +211,15 @@ def check_inputs(
     _finish_manifest(manifest, progress.events, found)
     encode_manifest(manifest)  # the manifest too must encode
     return JobResult(
-        spec.task,
-        spec.job,
-        spec.attempt,
-        progress.events,
-        progress.chunks,
-        progress.bytes,
-        progress.seconds,
-        "",
-        tuple(found),
+        task=spec.task,
+        job=spec.job,
+        attempt=spec.attempt,
+        events=progress.events,
+        chunks=progress.chunks,
+        bytes=progress.bytes,
+        seconds=progress.seconds,
+        manifest_url="",
+        problems=tuple(found),
     )
 
 
@@ -246,15 +246,15 @@ class JobRunner:
         spec = self.spec
         pointer = object_pointer(
             kind,
-            self.store.object_url(key),
-            obj.size,
-            obj.sha256,
-            obj.count,
-            spec.task,
-            spec.job,
-            spec.attempt,
-            spec.dataset,
-            seq,
+            url=self.store.object_url(key),
+            size=obj.size,
+            sha256=obj.sha256,
+            events=obj.count,
+            task=spec.task,
+            job=spec.job,
+            attempt=spec.attempt,
+            dataset=spec.dataset,
+            seq=seq,
         )
         self.publisher.send(pointer.SerializeToString(), headers_for(pointer), group=spec.task)
 
@@ -288,13 +288,13 @@ class JobRunner:
         obj = self.retry(key, lambda: store_manifest_once(self.store, key, manifest))
         self._announce(pb.POINTER_KIND_MANIFEST, key, obj)
         return JobResult(
-            spec.task,
-            spec.job,
-            spec.attempt,
-            self.progress.events,
-            self.progress.chunks,
-            self.progress.bytes,
-            self.progress.seconds,
-            self.store.object_url(key),
-            tuple(found),
+            task=spec.task,
+            job=spec.job,
+            attempt=spec.attempt,
+            events=self.progress.events,
+            chunks=self.progress.chunks,
+            bytes=self.progress.bytes,
+            seconds=self.progress.seconds,
+            manifest_url=self.store.object_url(key),
+            problems=tuple(found),
         )

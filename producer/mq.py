@@ -126,6 +126,7 @@ class MqJobRunner:
         )
         self.publisher.send(pointer.SerializeToString(), headers_for(pointer), group=spec.task)
         return JobResult(
-            spec.task, spec.job, spec.attempt, self.progress.events, self.progress.chunks, self.progress.bytes,
-            self.progress.seconds, "", tuple(found),
+            task=spec.task, job=spec.job, attempt=spec.attempt, events=self.progress.events,
+            chunks=self.progress.chunks, bytes=self.progress.bytes, seconds=self.progress.seconds, manifest_url="",
+            problems=tuple(found),
         )  # fmt: skip
