@@ -55,8 +55,8 @@ class Record:
 @dataclass(frozen=True)
 class FlushResult:
     sent: int
+    #: damaged lines left out
     skipped: int
-    left: int
 
 
 class PointerSpoolError(TransportError):
@@ -194,7 +194,7 @@ class PointerSpool:
                 raise
             if records or skipped:
                 self._keep([])
-            return FlushResult(sent, skipped, 0)
+            return FlushResult(sent, skipped)
 
     def _keep(self, records: list[Record]) -> None:
         """Make the spool hold exactly `records` (the lock is held)."""
