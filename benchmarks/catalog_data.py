@@ -57,6 +57,8 @@ FIRST_RUN = 472_000
 RUN_START = 1_715_000_000  # May 2024
 LUMI_SECONDS = 20
 EVENTS_PER_AOD_FILE = 10_000
+#: Provenance fields written dictionary-encoded, as the loader writes them.
+PROVENANCE_STRINGS = ("stream", "guid", "container", "clid")
 EVENTS_PER_ESD_FILE = 5_000
 #: Share of a run's events in each stream; express and DAOD are drawn from Main's events.
 STREAMS = {
@@ -313,7 +315,8 @@ def write_task(root: Path, plan: TaskPlan, menu: Menu) -> dict[str, Any]:
     for first in range(0, len(events), ROWS_PER_FILE):
         name = part_name(len(files))
         rows = events[first : first + ROWS_PER_FILE]
-        options = {"compression": "zstd", "use_dictionary": ["task", "job", "input_guid"], "write_statistics": True}
+        dictionary = ["task", "job", "input_guid"] + [f"provenance.list.element.{n}" for n in PROVENANCE_STRINGS]
+        options = {"compression": "zstd", "use_dictionary": dictionary, "write_statistics": True}  # as the loader
         with pq.ParquetWriter(directory / name, WAREHOUSE_SCHEMA, **options) as writer:
             for start in range(0, len(rows), BLOCK):
                 block = rows[start : start + BLOCK]

@@ -121,7 +121,10 @@ class PartWriter:
                 WAREHOUSE_SCHEMA,
                 filesystem=self.warehouse.fs,
                 compression="zstd",
-                use_dictionary=["task", "job", "input_guid"],
+                # Provenance strings repeat (a few parent files per task): as dictionaries, a reader skips the
+                # rows before a wanted one in half the time (docs/catalog.md).
+                use_dictionary=["task", "job", "input_guid"]
+                + [f"provenance.list.element.{name}" for name in ("stream", "guid", "container", "clid")],
                 write_statistics=True,
             )
             self.files.append({"name": name, "rows": 0})
