@@ -80,10 +80,10 @@ def _record(
     with ledger.transaction():
         ledger.mark_loaded(
             view.task,
-            int(marker["rows"]),
-            location,
-            marker,
-            TaskState.LOADED_PARTIAL if marker.get("partial") else TaskState.LOADED,
+            events=int(marker["rows"]),
+            location=location,
+            marker=marker,
+            state=TaskState.LOADED_PARTIAL if marker.get("partial") else TaskState.LOADED,
         )
         for amendment in amendments:
             add_commit(ledger, location, amendment)
@@ -132,6 +132,6 @@ def amend(
         missing=tuple(view.missing),
         inputs=tuple(ledger.attempt_inputs(task, {job: a.attempt for job, a in pending.jobs.items()})),
     )
-    amendment = amend_task(plan, store, spool, warehouse, owner, layout)
+    amendment = amend_task(plan, store=store, spool=spool, warehouse=warehouse, owner=owner, layout=layout)
     _record(ledger, warehouse, view, _combine(marker, amendment), [amendment])
     return amendment

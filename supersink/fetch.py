@@ -104,6 +104,7 @@ def _check(data: bytes, what: str, size: int | None, sha256: bytes | None) -> by
 def verify_chunk(
     store: ObjectStore,
     key: str,
+    *,
     size: int | None = None,
     sha256: bytes | None = None,
     events: int | None = None,
@@ -150,7 +151,7 @@ class ChunkUnusableError(NeedsAttentionError):
 
 
 def load_chunk(
-    store: ObjectStore, spool: ObjectStore, key: str, size: int, sha256: bytes, cache: ChunkCache | None = None
+    key: str, size: int, sha256: bytes, *, store: ObjectStore, spool: ObjectStore, cache: ChunkCache | None = None
 ) -> pa.Table:
     """Fetch a chunk verified before and decode it to Arrow, checking it is still the same object.
 

@@ -124,6 +124,7 @@ class Intake:
         self,
         ledger: Ledger,
         store: ObjectStore,
+        *,
         on_event: Callable[[str], None] | None = None,
         on_problem: Callable[[str], None] | None = None,
     ) -> None:
@@ -170,7 +171,12 @@ class Intake:
         reason = " ".join(rejected.reason.encode("utf-8", "backslashreplace").decode("utf-8").split())
         with self.ledger.transaction():
             self.ledger.quarantine(
-                reason, dict(message.headers), message.body, rejected.task, rejected.job, rejected.attempt
+                reason,
+                dict(message.headers),
+                message.body,
+                task=rejected.task,
+                job=rejected.job,
+                attempt=rejected.attempt,
             )
         self.counters.quarantined += 1
         self.on_problem(f"quarantined: {reason}")
@@ -259,7 +265,8 @@ class Intake:
         task, job, attempt, seq = pointer.task, pointer.job, pointer.attempt, pointer.seq
         if self.ledger.chunk(task, job, attempt, seq) is not None:
             return  # the file was assembled already: a redelivered message
-        self.ledger.record_part(task, job, attempt, seq, pointer.part, pointer.last, pointer.events, pointer.payload)
+        part, last, events = pointer.part, pointer.last, pointer.events
+        self.ledger.record_part(task, job, attempt, seq, part=part, last=last, events=events, payload=pointer.payload)
         if not self.ledger.parts_complete(task, job, attempt, seq):
             return  # more messages of this file to come (checked without reading their payloads)
         parts = self.ledger.parts(task, job, attempt, seq)
@@ -326,7 +333,7 @@ class Intake:
         if known is not None and (sha256 is None or known.sha256 == sha256):
             return  # a redelivered or repeated pointer: already verified
         try:
-            verified = verify_chunk(self.store, key, size, sha256, events, self.cache)
+            verified = verify_chunk(self.store, key, size=size, sha256=sha256, events=events, cache=self.cache)
         except ObjectNotFoundError as exc:
             raise Rejected(f"pointer to a missing object: {exc}", task) from None
         except CodecError as exc:
@@ -390,14 +397,14 @@ class Intake:
             task,
             job,
             attempt,
-            manifest.dataset,
-            key,
-            digest,
-            manifest.total_events,
-            _STATUS_NAMES.get(manifest.status, "unspecified"),
-            manifest.producer_version,
-            manifest.end_time_ms,
-            listed,
+            dataset=manifest.dataset,
+            manifest_key=key,
+            manifest_sha256=digest,
+            events=manifest.total_events,
+            status=_STATUS_NAMES.get(manifest.status, "unspecified"),
+            producer_version=manifest.producer_version,
+            end_time_ms=manifest.end_time_ms,
+            listed=listed,
         )
         self.ledger.record_attempt_inputs(task, job, attempt, _inputs_info(manifest))
         if inline:

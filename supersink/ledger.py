@@ -551,7 +551,7 @@ class Ledger:
         )
 
     def mark_loaded(
-        self, task: str, events: int, location: str, marker: dict[str, Any], state: TaskState = TaskState.LOADED
+        self, task: str, *, events: int, location: str, marker: dict[str, Any], state: TaskState = TaskState.LOADED
     ) -> None:
         """Record a commit (or an amendment): retention starts counting from now."""
         self.db.execute(
@@ -659,6 +659,7 @@ class Ledger:
         task: str,
         job: str,
         attempt: int,
+        *,
         dataset: str,
         manifest_key: str,
         manifest_sha256: bytes,
@@ -717,7 +718,7 @@ class Ledger:
     # ------------------------------------------------------------ broker-only transport
 
     def record_part(
-        self, task: str, job: str, attempt: int, seq: int, part: int, last: bool, events: int, payload: bytes
+        self, task: str, job: str, attempt: int, seq: int, *, part: int, last: bool, events: int, payload: bytes
     ) -> None:
         self.see_job(task, job, attempt)
         cursor = self.db.execute(
@@ -765,6 +766,7 @@ class Ledger:
         reason: str,
         headers: dict[str, str],
         body: bytes,
+        *,
         task: str | None = None,
         job: str | None = None,
         attempt: int | None = None,

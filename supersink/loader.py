@@ -259,6 +259,7 @@ def trigger_names(inputs: tuple[dict[str, Any], ...]) -> dict[str, Any]:
 
 def load_task(
     plan: LoadPlan,
+    *,
     store: ObjectStore,
     spool: ObjectStore,
     warehouse: Warehouse,
@@ -274,20 +275,23 @@ def load_task(
     ClaimedElsewhereError when another supersink holds the task's load claim.
     """
     try:
-        return _load(plan, store, spool, warehouse, owner, layout, on_progress, cache)
+        return _load(
+            plan, store=store, spool=spool, warehouse=warehouse, owner=owner, layout=layout, on_progress=on_progress,
+            cache=cache,
+        )  # fmt: skip
     except OSError as exc:  # pyarrow filesystems report I/O failures as OSError
         raise WarehouseError(f"writing task {plan.task} to {warehouse.url} failed: {exc}") from exc
 
 
 def _write_generation(
     plan: LoadPlan,
+    *,
     store: ObjectStore,
     spool: ObjectStore,
     warehouse: Warehouse,
     layout: FileLayout,
     on_progress: Callable[[int], None] | None,
     cache: ChunkCache | None,
-    *,
     amendment: int,
     committed: np.ndarray | None,
 ) -> tuple[list[dict[str, Any]], int, Duplicates]:
@@ -297,7 +301,10 @@ def _write_generation(
     dups = Duplicates()
     rows_in = 0
     for group in overlap_groups(plan.chunks):
-        tables = [_with_identity(load_chunk(store, spool, c.key, c.size, c.sha256, cache), plan.task, c) for c in group]
+        tables = [
+            _with_identity(load_chunk(c.key, c.size, c.sha256, store=store, spool=spool, cache=cache), plan.task, c)
+            for c in group
+        ]
         table = pa.concat_tables(tables)
         rows_in += table.num_rows
         if len(group) > 1:
@@ -319,6 +326,7 @@ def _write_generation(
 
 def _load(
     plan: LoadPlan,
+    *,
     store: ObjectStore,
     spool: ObjectStore,
     warehouse: Warehouse,
@@ -334,8 +342,9 @@ def _load(
     warehouse.begin(plan.dataset, plan.task)
     crashpoint("load.claimed")
     files, rows_in, dups = _write_generation(
-        plan, store, spool, warehouse, layout, on_progress, cache, amendment=0, committed=None
-    )
+        plan, store=store, spool=spool, warehouse=warehouse, layout=layout, on_progress=on_progress, cache=cache,
+        amendment=0, committed=None,
+    )  # fmt: skip
     crashpoint("load.parts_done")
     marker = _marker(plan, files, rows_in, dups, owner, started)
     warehouse.write_marker_once(plan.dataset, plan.task, marker)
@@ -395,6 +404,7 @@ def committed_keys(warehouse: Warehouse, dataset: str, task: str) -> np.ndarray:
 
 def amend_task(
     plan: LoadPlan,
+    *,
     store: ObjectStore,
     spool: ObjectStore,
     warehouse: Warehouse,
@@ -421,12 +431,12 @@ def amend_task(
         warehouse.begin(plan.dataset, plan.task, number)
         files, rows_in, dups = _write_generation(
             plan,
-            store,
-            spool,
-            warehouse,
-            layout,
-            None,
-            cache,
+            store=store,
+            spool=spool,
+            warehouse=warehouse,
+            layout=layout,
+            on_progress=None,
+            cache=cache,
             amendment=number,
             committed=committed_keys(warehouse, plan.dataset, plan.task),
         )

@@ -20,6 +20,7 @@ class LoadProgress:
     def __init__(
         self,
         task: str,
+        *,
         total_events: int,
         rows_per_file: int,
         say: Callable[[str], None],

@@ -81,6 +81,7 @@ class Retention:
     def __init__(
         self,
         ledger: Ledger,
+        *,
         store: ObjectStore,
         spool: ObjectStore,
         warehouse: Warehouse,

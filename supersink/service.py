@@ -86,6 +86,7 @@ class Supersink:
         ledger: Ledger,
         store: ObjectStore,
         warehouse: Warehouse,
+        *,
         on_event: Callable[[str], None] | None = None,
         task_deadline: float | None = None,
         layout: FileLayout = DEFAULT_LAYOUT,
@@ -112,12 +113,20 @@ class Supersink:
         self.on_event = on_event or (lambda text: log.info("%s", text))
         #: errors an operator must see (logged as warnings: `--quiet` keeps them)
         self.on_problem = on_problem or (lambda text: log.warning("%s", text))
-        self.intake = Intake(ledger, store, self.on_event, self.on_problem)
+        self.intake = Intake(ledger, store, on_event=self.on_event, on_problem=self.on_problem)
         self.counters: Counters = self.intake.counters
         self.retention = (
             None
             if retention is None
-            else Retention(ledger, store, self.intake.spool, warehouse, retention, self.on_event, self.on_problem)
+            else Retention(
+                ledger,
+                store=store,
+                spool=self.intake.spool,
+                warehouse=warehouse,
+                policy=retention,
+                on_event=self.on_event,
+                on_problem=self.on_problem,
+            )
         )
 
     # ------------------------------------------------------------ completeness and load
@@ -286,12 +295,21 @@ class Supersink:
         location = self.warehouse.location(view.dataset, view.task)
         try:
             progress = LoadProgress(
-                view.task, sum(c.events for c in plan.chunks), self.layout.rows_per_file, self.on_event
+                view.task,
+                total_events=sum(c.events for c in plan.chunks),
+                rows_per_file=self.layout.rows_per_file,
+                say=self.on_event,
             )
             marker = load_task(
-                plan, self.store, self.intake.spool, self.warehouse, self.owner, self.layout, progress,
-                self.intake.cache,
-            )  # fmt: skip
+                plan,
+                store=self.store,
+                spool=self.intake.spool,
+                warehouse=self.warehouse,
+                owner=self.owner,
+                layout=self.layout,
+                on_progress=progress,
+                cache=self.intake.cache,
+            )
             if self.observe_load is not None:
                 self.observe_load(time.monotonic() - progress.started)
             self.on_event(f"task {view.task}: committed {marker['rows']:,} events to {location}")
@@ -312,10 +330,10 @@ class Supersink:
         with self.ledger.transaction():
             self.ledger.mark_loaded(
                 view.task,
-                int(marker["rows"]),
-                location,
-                marker,
-                TaskState.LOADED_PARTIAL if marker.get("partial") else TaskState.LOADED,
+                events=int(marker["rows"]),
+                location=location,
+                marker=marker,
+                state=TaskState.LOADED_PARTIAL if marker.get("partial") else TaskState.LOADED,
             )
             add_commit(self.ledger, location, marker)  # announced at least once, never before the commit
         self.counters.tasks_loaded += 1

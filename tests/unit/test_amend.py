@@ -15,7 +15,7 @@ import pytest
 from eventindex.columns import EVENT_SCHEMA
 from eventindex.transport import open_consumer
 from supersink.amend import NothingToAmendError, amend
-from supersink.ledger import Ledger
+from supersink.ledger import Ledger, TaskState
 from supersink.service import Supersink
 from supersink.warehouse import Warehouse
 from tests.helpers import SORT, Pipeline, synthetic
@@ -132,7 +132,9 @@ def test_a_crash_after_the_amendment_commit_is_adopted_not_loaded_twice(pipe: Pi
     marker["rows"], marker["partial"] = 3_000, True
     del marker["amendments"]
     with ledger.transaction():
-        ledger.mark_loaded("task1", 3_000, str(pipe.task_dir()), marker, "loaded-partial")
+        ledger.mark_loaded(
+            "task1", events=3_000, location=str(pipe.task_dir()), marker=marker, state=TaskState.LOADED_PARTIAL
+        )
     ledger.close()
     with pytest.raises(NothingToAmendError):
         _amend(pipe)

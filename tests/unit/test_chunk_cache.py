@@ -44,8 +44,9 @@ def test_a_load_after_intake_reads_the_chunk_from_the_cache(tmp_path: Path) -> N
     data = encode_chunk(table).data
     store.put("t/j/1/chunk-000000.eic", data)
     cache = ChunkCache()
-    verified = verify_chunk(store, "t/j/1/chunk-000000.eic", len(data), sha(data), 2_000, cache)
+    key = "t/j/1/chunk-000000.eic"
+    verified = verify_chunk(store, key, size=len(data), sha256=sha(data), events=2_000, cache=cache)
     (tmp_path / "store" / "t/j/1/chunk-000000.eic").unlink()  # a hit needs no store
-    loaded = load_chunk(store, store, "t/j/1/chunk-000000.eic", verified.size, verified.sha256, cache)
+    loaded = load_chunk(key, verified.size, verified.sha256, store=store, spool=store, cache=cache)
     assert loaded.select(table.column_names).equals(table), "the cached bytes decode to the events stored"
     assert cache.hits == 1

@@ -12,7 +12,7 @@ FILE = ("task1", "job1", 1, 0)
 
 def add(ledger: Ledger, part: int, last: bool = False) -> None:
     with ledger.transaction():
-        ledger.record_part(*FILE, part, last, 2, f"payload {part}".encode())
+        ledger.record_part(*FILE, part=part, last=last, events=2, payload=f"payload {part}".encode())
 
 
 def test_a_file_is_complete_once_every_part_up_to_the_last_is_in_whatever_the_order(tmp_path: Path) -> None:

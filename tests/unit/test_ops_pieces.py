@@ -77,7 +77,7 @@ def test_since() -> None:
 
 def test_load_progress_lines_at_most_every_interval() -> None:
     lines: list[str] = []
-    progress = LoadProgress("t1", 1_000_000, 100_000, lines.append, interval=0.05)
+    progress = LoadProgress("t1", total_events=1_000_000, rows_per_file=100_000, say=lines.append, interval=0.05)
     progress(10)  # too early for a line
     time.sleep(0.06)
     progress(250_000)
