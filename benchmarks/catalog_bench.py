@@ -17,8 +17,8 @@ this measures, on this machine, with the index warm and cold:
   cancelled and reported as such).
 
     .venv/bin/python -m benchmarks.catalog_bench --warehouse /work/catalog-bench/warehouse
-        [--work /work/catalog-bench] [--samples 300] [--cold-samples 30] [--spark-budget 1200] [--no-spark]
-        [--out benchmarks/results]
+        [--work /work/catalog-bench] [--samples 300] [--cold-samples 30] [--spark-budget 1200]
+        [--no-spark | --spark-from EARLIER/results.json] [--out benchmarks/results]
 
 Writes benchmarks/results/catalog-<timestamp>/results.json, results.md and plots; prints the table.
 """
@@ -70,10 +70,16 @@ def evict(paths: Sequence[Path]) -> None:
             os.close(fd)
 
 
+def load() -> float:
+    """The 1-minute load average now (the machine is shared: each figure carries the load it was taken under)."""
+    return round(os.getloadavg()[0], 1)
+
+
 def percentiles(seconds: Sequence[float]) -> dict[str, float]:
     ms = np.array(seconds) * 1000
     return {"n": len(ms), "p50_ms": round(float(np.percentile(ms, 50)), 1),
-            "p99_ms": round(float(np.percentile(ms, 99)), 1), "max_ms": round(float(ms.max()), 1)}  # fmt: skip
+            "p99_ms": round(float(np.percentile(ms, 99)), 1), "max_ms": round(float(ms.max()), 1),
+            "load": load()}  # fmt: skip
 
 
 # ---------------------------------------------------------------- the events asked for
@@ -159,14 +165,14 @@ def pick(session: Session, keys: Sequence[tuple[int, int]]) -> dict[str, Any]:
     elapsed, answer = timed(lambda: lookup(session, request_table(keys), ["*"]))
     document = answer.document()
     return {"events": len(keys), "seconds": round(elapsed, 2), "found": document["found"],
-            "copies": document["copies"], "answer_rows": answer.table.num_rows}  # fmt: skip
+            "copies": document["copies"], "answer_rows": answer.table.num_rows, "load": load()}  # fmt: skip
 
 
 def counting(session: Session, bits: str, overlap: bool) -> dict[str, Any]:
     elapsed, answer = timed(lambda: count(session, ["*"], parse_bits(bits), None, None, overlap).document())
     return {"bits": len(bits.split(",")), "overlap": overlap, "events": answer["scanned"],
             "seconds": round(elapsed, 2), "events_per_second": round(answer["scanned"] / elapsed),
-            "counts": [b["events"] for b in answer["bits"]][:8]}  # fmt: skip
+            "counts": [b["events"] for b in answer["bits"]][:8], "load": load()}  # fmt: skip
 
 
 def l1_items(session: Session, n: int) -> list[int]:
@@ -252,7 +258,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log(f"  {name}: {duck[name]}")
     results["duckdb"] = duck
 
-    if not args.no_spark:
+    if args.spark_from is not None:
+        earlier = json.loads(args.spark_from.read_text())
+        results["spark"] = earlier["spark"]
+        results["spark_from"] = {"file": str(args.spark_from), "started": earlier["started"]}
+    elif not args.no_spark:
         results["spark"] = spark(url, index, singles, uniform, clustered, l1, hlt, args)
     results["machine"] = machine()
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -315,18 +325,25 @@ def spark(url: str, index: Path, singles: Keys, uniform: Keys, clustered: Keys, 
 def markdown(results: dict[str, Any]) -> str:
     cat, duck, spark_ = results["catalogue"], results["duckdb"], results.get("spark", {})
 
+    def under(d: dict[str, Any]) -> str:
+        return f", load {d['load']}" if "load" in d else ""
+
     def single(d: dict[str, Any] | None) -> str:
-        return f"{d['p50_ms']:,.0f} / {d['p99_ms']:,.0f} ms (n={d['n']})" if d else "-"
+        return f"{d['p50_ms']:,.0f} / {d['p99_ms']:,.0f} ms (n={d['n']}{under(d)})" if d else "-"
 
     def seconds(d: dict[str, Any] | None) -> str:
         if d and "cancelled_after_seconds" in d:
             return f"> {d['cancelled_after_seconds']:,.0f} s (cancelled)"
-        return f"{d['seconds']:,.1f} s" if d else "-"
+        return f"{d['seconds']:,.1f} s{' (' + under(d)[2:] + ')' if under(d) else ''}" if d else "-"
 
     def rate(d: dict[str, Any] | None) -> str:
         if d and "cancelled_after_seconds" in d:
             return seconds(d)
-        return f"{d['seconds']:,.1f} s, {d['events_per_second'] / 1e6:,.2f} M events/s" if d else "-"
+        return f"{d['seconds']:,.1f} s, {d['events_per_second'] / 1e6:,.2f} M events/s{under(d)}" if d else "-"
+
+    spark_head = "Spark local[2]"
+    if "spark_from" in results:
+        spark_head += f" (not rerun: the run of {results['spark_from']['started']})"
 
     lines = [
         f"# ei-catalog on {cat['events']:,} events ({results['started']})",
@@ -336,7 +353,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"{results['index']['build_seconds']} s, refreshed (nothing new) in {results['index']['refresh_seconds']} s, "
         f"{results['index']['bytes'] / 1e6:.1f} MB.",
         "",
-        "| question | target | DuckDB | Spark local[2] |",
+        f"| question | target | DuckDB | {spark_head} |",
         "| --- | --- | --- | --- |",
         f"| single-event lookup, warm (p50 / p99) | p99 <= 100 ms | {single(duck['lookup_warm'])} | "
         f"{single(spark_.get('lookup_warm'))} |",
@@ -358,7 +375,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{rate(spark_.get('overlap_64_l1_bits'))} |",
         "",
         f"Spark session start: {spark_.get('start_seconds', '-')} s. Machine: {results['machine']['cpus']} CPUs "
-        f"({results['machine']['cpu_model']}), shared; load average at the end "
+        f"({results['machine']['cpu_model']}), shared with other work: each DuckDB figure gives the 1-minute load "
+        f"average when it was taken (2.0 = both cores busy); at the end "
         f"{', '.join(f'{v:.1f}' for v in results['machine']['loadavg_at_end'])}.",
         "",
     ]
@@ -428,6 +446,9 @@ def main() -> int:
     parser.add_argument("--spark-samples", type=int, default=30, help="single lookups on Spark")
     parser.add_argument("--spark-budget", type=float, default=1200, help="seconds a Spark measurement may take")
     parser.add_argument("--no-spark", action="store_true")
+    parser.add_argument(
+        "--spark-from", type=Path, help="an earlier run's results.json: its Spark figures, shown as not rerun"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     results = run(args)

@@ -21,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
 from catalog.engines.base import DATA_VIEW, Engine
@@ -81,6 +80,8 @@ class DuckDBEngine(Engine):
             self.listing = ", ".join(_literal(self.path(f)) for f in files)
             self._run(f"CREATE OR REPLACE TEMP VIEW {DATA_VIEW} AS {_parquet(self.listing)}")
             return
+        import pyarrow.dataset as pads  # remote warehouses only: a local one starts without it
+
         paths = [self.path(f) for f in files]
         where = [
             (pc.field("dataset") == f.task.dataset) & (pc.field("task") == f.task.task) & (pc.field("file") == path)
