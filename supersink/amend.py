@@ -95,7 +95,7 @@ def amend(
     *,
     task: str,
     store: ObjectStore,
-    spool: ObjectStore,
+    assembly: ObjectStore,
     owner: str,
     layout: FileLayout = DEFAULT_LAYOUT,
 ) -> dict[str, Any]:
@@ -132,6 +132,6 @@ def amend(
         missing=tuple(view.missing),
         inputs=tuple(ledger.attempt_inputs(task, {job: a.attempt for job, a in pending.jobs.items()})),
     )
-    amendment = amend_task(plan, store=store, spool=spool, warehouse=warehouse, owner=owner, layout=layout)
+    amendment = amend_task(plan, store=store, assembly=assembly, warehouse=warehouse, owner=owner, layout=layout)
     _record(ledger, warehouse, view, _combine(marker, amendment), [amendment])
     return amendment

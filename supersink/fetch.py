@@ -16,8 +16,9 @@ from eventindex.errors import CodecError, CorruptObjectError, NeedsAttentionErro
 from eventindex.schema import eventindex_pb2 as pb
 from eventindex.store import ObjectStore
 
-#: Ledger keys of chunks assembled from broker-only messages start with this; they live in the spool.
-SPOOL_PREFIX = "spool:"
+#: Ledger keys of chunks assembled from broker-only messages start with this; they live in the assembly
+#: area (supersink.intake.assembly_for). The text is what ledgers hold, from when the area was called the spool.
+ASSEMBLED_PREFIX = "spool:"
 #: Largest chunk or manifest object the supersink fetches.
 MAX_OBJECT_BYTES = 256 * 1024 * 1024
 #: Bytes of verified chunk objects kept between intake and load (see ChunkCache).
@@ -151,19 +152,20 @@ class ChunkUnusableError(NeedsAttentionError):
 
 
 def load_chunk(
-    key: str, size: int, sha256: bytes, *, store: ObjectStore, spool: ObjectStore, cache: ChunkCache | None = None
+    key: str, size: int, sha256: bytes, *, store: ObjectStore, assembly: ObjectStore, cache: ChunkCache | None = None
 ) -> pa.Table:
     """Fetch a chunk verified before and decode it to Arrow, checking it is still the same object.
 
     The bytes verified at intake are taken from `cache` when they are still there.
-    A spooled chunk (broker-only transport) was assembled by this supersink; its size and sha256
-    in the ledger are those of its messages, and the codec's own checksum guards the spooled bytes.
+    An assembled chunk (broker-only transport) was put together by this supersink from its messages;
+    its size and sha256 in the ledger are those of the messages, and the codec's own checksum guards
+    the assembled bytes.
     ChunkUnusableError when the object is gone or is not the one verified; a StoreError otherwise
     (the store failing, not the object).
     """
     try:
-        if key.startswith(SPOOL_PREFIX):
-            return decode_body(decode_chunk_body(spool.get(key[len(SPOOL_PREFIX) :], MAX_OBJECT_BYTES)))
+        if key.startswith(ASSEMBLED_PREFIX):
+            return decode_body(decode_chunk_body(assembly.get(key[len(ASSEMBLED_PREFIX) :], MAX_OBJECT_BYTES)))
         data = cache.take(key, sha256) if cache is not None else None
         if data is None:
             data = store.get(key, MAX_OBJECT_BYTES)

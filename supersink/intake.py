@@ -49,7 +49,7 @@ from eventindex.store.local import LocalStore
 from eventindex.transport import Message
 from supersink.completeness import committed_attempts
 from supersink.crashpoints import crashpoint
-from supersink.fetch import SPOOL_PREFIX, ChunkCache, fetch_manifest, key_range, verify_chunk
+from supersink.fetch import ASSEMBLED_PREFIX, ChunkCache, fetch_manifest, key_range, verify_chunk
 from supersink.ledger import LOADED_STATES, ChunkRecord, Ledger, LedgerError
 
 log = logging.getLogger(__name__)
@@ -114,8 +114,9 @@ class Rejected(Exception):
         self.attempt = attempt
 
 
-def spool_for(ledger: Ledger) -> ObjectStore:
-    """Where the broker-only transport's assembled chunks live: next to the ledger."""
+def assembly_for(ledger: Ledger) -> ObjectStore:
+    """The assembly area: where the broker-only transport's assembled chunks live, next to the ledger
+    (the directory keeps the name `<ledger>.spool` it had when the area was called the spool)."""
     return LocalStore(Path(f"{ledger.path}.spool"))
 
 
@@ -131,7 +132,7 @@ class Intake:
         self.ledger = ledger
         self.store = store
         #: Chunks assembled from broker-only messages (a local store next to the ledger).
-        self.spool = spool_for(ledger)
+        self.assembly = assembly_for(ledger)
         #: Chunks verified here, kept for their load.
         self.cache = ChunkCache()
         self.counters = Counters()
@@ -259,7 +260,7 @@ class Intake:
     # ------------------------------------------------------------ broker-only transport
 
     def _record_part(self, pointer: pb.Pointer) -> None:
-        """One message of an input file; when the file's messages are all in, it becomes a spooled chunk."""
+        """One message of an input file; when the file's messages are all in, it becomes an assembled chunk."""
         if hashlib.sha256(pointer.payload).digest() != pointer.sha256:
             raise Rejected(f"events message {pointer.seq}/{pointer.part}: payload sha256 mismatch", pointer.task)
         task, job, attempt, seq = pointer.task, pointer.job, pointer.attempt, pointer.seq
@@ -284,13 +285,13 @@ class Intake:
         table = events_to_table(event for batch in batches for event in batch.events)
         obj = encode_chunk(table)
         key = chunk_key(task, job, attempt, seq)
-        with contextlib.suppress(ObjectExistsError):  # spooled before a crash: the same, deterministic bytes
-            self.spool.put(key, obj.data)
+        with contextlib.suppress(ObjectExistsError):  # assembled before a crash: the same, deterministic bytes
+            self.assembly.put(key, obj.data)
         min_key, max_key = key_range(table)
         self._note_chunk(task, job, attempt)
         self.ledger.record_chunk(
             task,
-            ChunkRecord(job, attempt, seq, SPOOL_PREFIX + key, sum(map(len, payloads)),
+            ChunkRecord(job, attempt, seq, ASSEMBLED_PREFIX + key, sum(map(len, payloads)),
                         hashlib.sha256(b"".join(payloads)).digest(), table.num_rows, min_key, max_key),
         )  # fmt: skip
         self.ledger.drop_parts(task, job, attempt, seq)

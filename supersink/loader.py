@@ -261,7 +261,7 @@ def load_task(
     plan: LoadPlan,
     *,
     store: ObjectStore,
-    spool: ObjectStore,
+    assembly: ObjectStore,
     warehouse: Warehouse,
     owner: str,
     layout: FileLayout = DEFAULT_LAYOUT,
@@ -276,9 +276,15 @@ def load_task(
     """
     try:
         return _load(
-            plan, store=store, spool=spool, warehouse=warehouse, owner=owner, layout=layout, on_progress=on_progress,
+            plan,
+            store=store,
+            assembly=assembly,
+            warehouse=warehouse,
+            owner=owner,
+            layout=layout,
+            on_progress=on_progress,
             cache=cache,
-        )  # fmt: skip
+        )
     except OSError as exc:  # pyarrow filesystems report I/O failures as OSError
         raise WarehouseError(f"writing task {plan.task} to {warehouse.url} failed: {exc}") from exc
 
@@ -287,7 +293,7 @@ def _write_generation(
     plan: LoadPlan,
     *,
     store: ObjectStore,
-    spool: ObjectStore,
+    assembly: ObjectStore,
     warehouse: Warehouse,
     layout: FileLayout,
     on_progress: Callable[[int], None] | None,
@@ -301,10 +307,8 @@ def _write_generation(
     dups = Duplicates()
     rows_in = 0
     for group in overlap_groups(plan.chunks):
-        tables = [
-            _with_identity(load_chunk(c.key, c.size, c.sha256, store=store, spool=spool, cache=cache), plan.task, c)
-            for c in group
-        ]
+        chunks = (load_chunk(c.key, c.size, c.sha256, store=store, assembly=assembly, cache=cache) for c in group)
+        tables = [_with_identity(table, plan.task, c) for table, c in zip(chunks, group, strict=True)]
         table = pa.concat_tables(tables)
         rows_in += table.num_rows
         if len(group) > 1:
@@ -328,7 +332,7 @@ def _load(
     plan: LoadPlan,
     *,
     store: ObjectStore,
-    spool: ObjectStore,
+    assembly: ObjectStore,
     warehouse: Warehouse,
     owner: str,
     layout: FileLayout,
@@ -342,7 +346,7 @@ def _load(
     warehouse.begin(plan.dataset, plan.task)
     crashpoint("load.claimed")
     files, rows_in, dups = _write_generation(
-        plan, store=store, spool=spool, warehouse=warehouse, layout=layout, on_progress=on_progress, cache=cache,
+        plan, store=store, assembly=assembly, warehouse=warehouse, layout=layout, on_progress=on_progress, cache=cache,
         amendment=0, committed=None,
     )  # fmt: skip
     crashpoint("load.parts_done")
@@ -406,7 +410,7 @@ def amend_task(
     plan: LoadPlan,
     *,
     store: ObjectStore,
-    spool: ObjectStore,
+    assembly: ObjectStore,
     warehouse: Warehouse,
     owner: str,
     layout: FileLayout = DEFAULT_LAYOUT,
@@ -432,7 +436,7 @@ def amend_task(
         files, rows_in, dups = _write_generation(
             plan,
             store=store,
-            spool=spool,
+            assembly=assembly,
             warehouse=warehouse,
             layout=layout,
             on_progress=None,

@@ -6,7 +6,7 @@ its sources go) the supersink
 1. reads the task's commit marker and amendments from the warehouse: nothing is deleted unless
    they exist, and they say which attempts the commit accounted for (loaded or superseded);
 2. deletes those attempts' chunk and manifest objects, only keys `<task>/<job>/<attempt>/...`
-   under its own store (bucket and prefix), and their spooled chunks (broker-only transport);
+   under its own store (bucket and prefix), and their assembled chunks (broker-only transport);
    objects of any other attempt (one that arrived after the commit) are kept and reported;
 3. compacts the ledger: the rows of those attempts go, the task row stays as the task's summary,
    with its marker, so that a late duplicate pointer is still recognised and ignored
@@ -83,7 +83,7 @@ class Retention:
         ledger: Ledger,
         *,
         store: ObjectStore,
-        spool: ObjectStore,
+        assembly: ObjectStore,
         warehouse: Warehouse,
         policy: RetentionPolicy,
         on_event: Callable[[str], None],
@@ -91,7 +91,7 @@ class Retention:
     ) -> None:
         self.ledger = ledger
         self.store = store
-        self.spool = spool
+        self.assembly = assembly
         self.warehouse = warehouse
         self.policy = policy
         self.on_event = on_event
@@ -151,9 +151,9 @@ class Retention:
         for amendment in committed.amendments:
             accounted |= committed_attempts(amendment)
         delete, keep = split_keys(list(self.store.list(f"{task}/")), task, accounted)
-        spooled, _ = split_keys(list(self.spool.list(f"{task}/")), task, accounted)
+        assembled, _ = split_keys(list(self.assembly.list(f"{task}/")), task, accounted)
         self.store.delete(delete)
-        self.spool.delete(spooled)
+        self.assembly.delete(assembled)
         note = None
         if keep:
             note = (
@@ -164,10 +164,10 @@ class Retention:
             rows = self.ledger.compact(task, accounted) if row.state == TaskState.LOADED else 0
             self.ledger.mark_purged(task, note)
         self.counters.tasks_purged += 1
-        self.counters.objects_deleted += len(delete) + len(spooled)
+        self.counters.objects_deleted += len(delete) + len(assembled)
         self.counters.objects_kept += len(keep)
         self.counters.rows_compacted += rows
-        self.on_event(f"task {task}: retention deleted {len(delete) + len(spooled)} transit object(s)")
+        self.on_event(f"task {task}: retention deleted {len(delete) + len(assembled)} transit object(s)")
         if note:
             self.on_problem(f"task {task}: {note}")
 

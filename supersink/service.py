@@ -121,7 +121,7 @@ class Supersink:
             else Retention(
                 ledger,
                 store=store,
-                spool=self.intake.spool,
+                assembly=self.intake.assembly,
                 warehouse=warehouse,
                 policy=retention,
                 on_event=self.on_event,
@@ -260,7 +260,7 @@ class Supersink:
             self.warehouse,
             task=task,
             store=self.store,
-            spool=self.intake.spool,
+            assembly=self.intake.assembly,
             owner=self.owner,
             layout=self.layout,
         )
@@ -303,7 +303,7 @@ class Supersink:
             marker = load_task(
                 plan,
                 store=self.store,
-                spool=self.intake.spool,
+                assembly=self.intake.assembly,
                 warehouse=self.warehouse,
                 owner=self.owner,
                 layout=self.layout,

@@ -68,7 +68,7 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     pipe.produce("j2", 5, events=1_000, task="taskC")
     _run(pipe)
     sink = _sink(pipe)
-    amend(sink.ledger, sink.warehouse, task="taskC", store=pipe.store, spool=sink.intake.spool, owner=sink.owner)
+    amend(sink.ledger, sink.warehouse, task="taskC", store=pipe.store, assembly=sink.intake.assembly, owner=sink.owner)
     sink.ledger.close()
     # taskD: a load that died half-way, staged only.
     wh = Warehouse.from_url((pipe.root / "wh").as_uri())

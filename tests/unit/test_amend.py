@@ -52,7 +52,7 @@ def _amend(pipe: Pipeline) -> dict[str, object]:
     sink = _sink(pipe)
     try:
         return amend(
-            sink.ledger, sink.warehouse, task="task1", store=pipe.store, spool=sink.intake.spool, owner=sink.owner
+            sink.ledger, sink.warehouse, task="task1", store=pipe.store, assembly=sink.intake.assembly, owner=sink.owner
         )
     finally:
         sink.ledger.close()

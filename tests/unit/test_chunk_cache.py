@@ -47,6 +47,6 @@ def test_a_load_after_intake_reads_the_chunk_from_the_cache(tmp_path: Path) -> N
     key = "t/j/1/chunk-000000.eic"
     verified = verify_chunk(store, key, size=len(data), sha256=sha(data), events=2_000, cache=cache)
     (tmp_path / "store" / "t/j/1/chunk-000000.eic").unlink()  # a hit needs no store
-    loaded = load_chunk(key, verified.size, verified.sha256, store=store, spool=store, cache=cache)
+    loaded = load_chunk(key, verified.size, verified.sha256, store=store, assembly=store, cache=cache)
     assert loaded.select(table.column_names).equals(table), "the cached bytes decode to the events stored"
     assert cache.hits == 1

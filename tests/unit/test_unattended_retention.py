@@ -158,7 +158,7 @@ def test_a_partial_load_keeps_its_rows_and_late_jobs_still_amend_then_go_too(pip
     assert pipe.status()["late_jobs"] == [{"job": "j2", "attempt": 1, "events": 3_000}]
     ledger = Ledger(pipe.root / "ledger.db")
     try:
-        amend(ledger, warehouse(pipe), task="task1", store=pipe.store, spool=sink.intake.spool, owner=sink.owner)
+        amend(ledger, warehouse(pipe), task="task1", store=pipe.store, assembly=sink.intake.assembly, owner=sink.owner)
     finally:
         ledger.close()
     assert pipe.status()["purged_at"] is None, "an amendment starts the grace period again"
