@@ -191,6 +191,8 @@ class EmbeddedConsumer(Consumer):
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._lock = threading.Lock()
         self._next_reclaim = 0.0
+        #: set by close(), from any thread: a receive waiting for a message returns at once
+        self._closed = threading.Event()
 
     def _reclaim_dead(self) -> None:
         """Hand back the leases of consumers whose process is gone (at most every RECLAIM_SECONDS: the
@@ -215,6 +217,8 @@ class EmbeddedConsumer(Consumer):
     def _claim(self) -> Message | None:
         now = time.time()
         with self._lock:
+            if self._closed.is_set():  # closed by another thread while this one was receiving
+                return None
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
@@ -244,6 +248,9 @@ class EmbeddedConsumer(Consumer):
         return Message(bytes(body or b""), headers, handle=str(msg_id), redelivered=deliveries > 0, problem=problem)
 
     def receive(self, timeout: float) -> Message | None:
+        """The next message, or None after `timeout` seconds, or at once when another thread closes the consumer."""
+        if self._closed.is_set():
+            raise TransportError(f"consumer of queue {self.queue.path} is closed")
         deadline = time.monotonic() + timeout
         pause = _POLL_MIN
         while True:
@@ -251,9 +258,8 @@ class EmbeddedConsumer(Consumer):
             if message is not None:
                 return message
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or self._closed.wait(min(pause, remaining)):
                 return None
-            time.sleep(min(pause, remaining))
             pause = min(pause * 2, _POLL_MAX)
 
     def _finish(self, message: Message, sql: str) -> None:
@@ -272,6 +278,7 @@ class EmbeddedConsumer(Consumer):
         )
 
     def close(self) -> None:
+        self._closed.set()
         with self._lock:
             with contextlib.suppress(sqlite3.Error):  # else the leases expire by themselves
                 self._db.execute(
