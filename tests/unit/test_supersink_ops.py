@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -17,24 +14,12 @@ from eventindex.transport import open_consumer, open_publisher
 from supersink.ledger import Ledger
 from supersink.service import Supersink
 from supersink.warehouse import Warehouse
-from tests.helpers import Pipeline, Recorder, assert_same_events, synthetic
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import Pipeline, Recorder, assert_same_events, sink_cli, synthetic
 
 
 @pytest.fixture
 def pipe(tmp_path: Path) -> Pipeline:
     return Pipeline(tmp_path)
-
-
-def sink_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "supersink.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=120,
-    )
 
 
 def run_with_deadline(pipe: Pipeline, deadline: float) -> Supersink:
