@@ -152,8 +152,8 @@ class _Builder:
 
     def amend(self, task: str) -> None:
         sink = self.sink()
-        amend(sink.ledger, sink.warehouse, task=task, store=self.pipe.store, spool=sink.intake.spool, owner=sink.owner,
-              layout=LAYOUT)  # fmt: skip
+        amend(sink.ledger, sink.warehouse, task=task, store=self.pipe.store, assembly=sink.intake.assembly,
+              owner=sink.owner, layout=LAYOUT)  # fmt: skip
         sink.ledger.close()
 
 
