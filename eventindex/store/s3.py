@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, SSLError
 from botocore.exceptions import ConnectionError as BotoConnectionError
@@ -110,6 +111,10 @@ class S3Location:
         return cls(parts.netloc, prefix, endpoint, query.get("region", [None])[-1], ca)
 
 
+def _raw_timestamp(value: str) -> str:
+    return value
+
+
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
@@ -129,7 +134,11 @@ class S3Store(ObjectStore):
     @staticmethod
     def _client(location: S3Location, options: StoreOptions) -> S3Client:
         try:
-            return boto3.session.Session().client(
+            core = botocore.session.Session()
+            # Response timestamps (LastModified, ...) are left as the strings the server sent: nothing here reads
+            # them, and parsing each with dateutil cost ~10 % of the CPU of a small GET (measured on SeaweedFS).
+            core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_raw_timestamp)
+            return boto3.session.Session(botocore_session=core).client(
                 "s3",
                 endpoint_url=location.endpoint,
                 region_name=location.region or None,
