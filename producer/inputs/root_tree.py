@@ -201,7 +201,7 @@ def _seed_subfields(fields: list[Any], children: dict[int, list[int]]) -> None:
 
     uproot works out an RField's subfields when first asked, by a scan of all the RNTuple's field
     records: reading one field of an ATLAS PHYSLITE file (2,401 fields) scans them once per field
-    of its subtree, ~0.25 CPU-s for the 21 fields the default map reads. The list is uproot's own
+    of its subtree, ~0.2 CPU-s for the 21 fields the default map reads. The list is uproot's own
     (`HasFields.fields`: the direct subfields in field-record order, an anonymous one replaced by its
     own subfields), cached where uproot caches it; a version of uproot without that cache
     (`_fields`) just works it out itself again.
