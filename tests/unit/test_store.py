@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,3 +107,20 @@ def test_s3_url_parsing() -> None:
         open_store("ftp://x/y")
     with pytest.raises(ConfigError):
         open_store("file://host/relative")
+
+
+def test_boto3_is_imported_only_for_s3(tmp_path: Path) -> None:
+    """A local store or warehouse, and the producer's CLI, start without boto3/botocore (~0.2 CPU-s to import)."""
+    code = (
+        "import sys\n"
+        "import producer.cli\n"
+        "from eventindex.store import open_store\n"
+        "from eventindex.warehouse import WarehouseReader\n"
+        f"open_store({(tmp_path / 'store').as_uri()!r}).close()\n"
+        f"WarehouseReader.from_url({(tmp_path / 'warehouse').as_uri()!r}).close()\n"
+        "assert not {'boto3', 'botocore'} & set(sys.modules), sorted({'boto3', 'botocore'} & set(sys.modules))\n"
+        "open_store('s3://bucket/prefix?endpoint=http://127.0.0.1:9')\n"
+        "assert 'boto3' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "AWS_ACCESS_KEY_ID": "x",
+                   "AWS_SECRET_ACCESS_KEY": "y", "AWS_EC2_METADATA_DISABLED": "true"})  # fmt: skip
