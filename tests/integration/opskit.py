@@ -117,7 +117,7 @@ class EventStream:
 
     def take(self, count: int, timeout: float) -> list[tuple[str, str, dict[str, Any]]]:
         """The next `count` events; fewer if they did not come within `timeout` seconds."""
-        got = []
+        got: list[tuple[str, str, dict[str, Any]]] = []
         deadline = time.monotonic() + timeout
         while len(got) < count and time.monotonic() < deadline:
             try:

@@ -304,7 +304,9 @@ def test_random_faults_over_many_tasks(tmp_path: Path, fault_report: Callable[[s
             assert task.fault is not None and not task.healed, (task, st["state"], st["detail"])
             expected_state = "load-failed" if task.fault == "warehouse" else "damaged"
             assert st["state"] == expected_state, (task, st["state"], st["detail"])
-            named = " ".join([str(st["detail"]), *(str(p) for p in st["problems"])])
+            problems = st["problems"]
+            assert isinstance(problems, list)
+            named = " ".join([str(st["detail"]), *(str(p) for p in problems)])
             assert task.key in named, (task, named)
             assert f"task {task.name} {expected_state}: " in final.stderr, "one line per stuck task"
             stuck.append(task)

@@ -19,12 +19,11 @@ from eventindex.names import chunk_key
 from eventindex.pointers import object_pointer
 from eventindex.schema import eventindex_pb2 as pb
 from eventindex.store import open_store
-from tests.helpers import forge_chunk
+from tests.helpers import Recorder, forge_chunk
 from tests.integration.faultkit import (
     DATASET,
     Backend,
     ProducedTask,
-    Recorder,
     assert_exactly_once,
     backend_env,
     check_warehouse,

@@ -60,7 +60,9 @@ class Raw:
 
     def to_data_port(self, method: str, path: str, data: bytes, **params: str) -> requests.Response:
         """Both steps of a CREATE or APPEND; the first must be a 307 to another port."""
-        first = self.request(method, path, **params)
+        first = self.hdfs.session.request(
+            method, f"{self.base}/webhdfs/v1{path}", params=params, allow_redirects=False, timeout=30
+        )
         assert first.status_code == 307, first.text
         assert first.content == b""
         location = first.headers["Location"]
@@ -69,14 +71,18 @@ class Raw:
         return self.hdfs.session.request(method, location, data=data, timeout=30)
 
     def read(self, path: str, **params: str) -> bytes:
-        response = self.request("GET", path, follow=True, op="OPEN", **params)
+        response = self.hdfs.session.request(
+            "GET", f"{self.base}/webhdfs/v1{path}", params={"op": "OPEN", **params}, allow_redirects=True, timeout=30
+        )
         assert response.status_code == 200, response.text
         return response.content
 
     @property
     def user(self) -> str | None:
         """The user.name sent (None with Kerberos)."""
-        value = self.hdfs.session.params.get("user.name")
+        params = self.hdfs.session.params
+        assert isinstance(params, dict)
+        value = params.get("user.name")
         return str(value) if value is not None else None
 
 

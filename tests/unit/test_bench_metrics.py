@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import pytest
 
@@ -28,6 +29,9 @@ from benchmarks.metrics import (
     read_proc,
     steady_rate,
 )
+
+if TYPE_CHECKING:
+    from testservers import StoreServer
 
 
 def test_percentile_interpolates_between_closest_ranks() -> None:
@@ -164,7 +168,7 @@ def test_a_ceph_store_is_watched_as_all_three_daemons() -> None:
             return [40]
 
     ceph, seaweed, external = Store("ceph", None), Store("seaweedfs", None), Store("seaweedfs", "http://127.0.0.1:1")
-    ceph.server, seaweed.server = FakeCeph(), FakeSeaweed()
+    ceph.server, seaweed.server = cast("StoreServer", FakeCeph()), cast("StoreServer", FakeSeaweed())
     assert ceph.process_groups() == [10, 20, 30], "mon and OSD too, not the RGW alone"
     assert seaweed.process_groups() == [40]
     assert external.process_groups() == [] and external.probe() is None

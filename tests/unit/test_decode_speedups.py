@@ -101,7 +101,9 @@ def test_masks_with_no_set_bits_are_zero_bitmaps(events: pa.Table) -> None:
 
 def test_several_bits_in_one_byte(events: pa.Table) -> None:
     rng = random.Random(1)
-    rows = [sorted(rng.sample(range(512), rng.choice([0, 1, 2, 8, 40, 300, 512]))) for _ in range(100)]
+    rows: list[list[int] | None] = [
+        sorted(rng.sample(range(512), rng.choice([0, 1, 2, 8, 40, 300, 512]))) for _ in range(100)
+    ]
     rows[0] = [0, 1, 2, 3, 4, 5, 6, 7]  # a whole byte
     rows[1] = [8, 9, 16, 17, 18, 511]  # runs of 2 and 3, the last bit
     rows[2] = list(range(512))  # every bit
@@ -121,7 +123,8 @@ def test_positions_out_of_order_give_the_same_masks(events: pa.Table) -> None:
     rng = random.Random(2)
     for name in ("l1_tbp", "hlt_passed_physics"):
         column = getattr(message, name)
-        rows, at = [], 0
+        rows: list[list[int] | None] = []
+        at = 0
         for count in column.counts:
             row = list(column.positions[at : at + count])
             rng.shuffle(row)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,7 +47,7 @@ def test_generated_atlas_code_is_fresh(tmp_path: Path) -> None:
 def test_atlas_records_keep_the_original_field_numbers() -> None:
     from producer.inputs import EventIndex_p1_pb2 as ei
 
-    def fields(message: type) -> dict[str, tuple[int, int, bool]]:
+    def fields(message: Any) -> dict[str, tuple[int, int, bool]]:
         return {f.name: (f.number, f.type, f.is_required) for f in message.DESCRIPTOR.fields}
 
     FD = ei.EIEvent_p1.DESCRIPTOR.fields_by_name["runNumber"]

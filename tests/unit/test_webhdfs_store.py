@@ -96,7 +96,8 @@ def test_kerberos_needs_the_extra() -> None:
 def test_the_user_comes_from_hadoop_user_name() -> None:
     location = WebHdfsLocation.from_url("webhdfs://127.0.0.1:9/p", environ={})
     hdfs = WebHdfs(location, environ={"HADOOP_USER_NAME": "atlevind"})
-    assert hdfs.session.params["user.name"] == "atlevind"
+    params = hdfs.session.params
+    assert isinstance(params, dict) and params["user.name"] == "atlevind"
     with pytest.raises(ConfigError, match="attempts"):
         WebHdfs(location, attempts=0, environ={})
 

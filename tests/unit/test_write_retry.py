@@ -131,7 +131,8 @@ def test_connection_failures_and_timeouts_are_outages(exc: Exception) -> None:
 
 
 @pytest.mark.parametrize(
-    "exc", [SSLError(endpoint_url="https://127.0.0.1:9", error="CERTIFICATE_VERIFY_FAILED"), NoCredentialsError()]
+    "exc",
+    [SSLError(endpoint_url="https://127.0.0.1:9", error=OSError("CERTIFICATE_VERIFY_FAILED")), NoCredentialsError()],
 )
 def test_a_refused_certificate_or_missing_credentials_is_not_an_outage(exc: Exception) -> None:
     error = s3_error(exc)
