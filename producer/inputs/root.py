@@ -384,10 +384,12 @@ class RootInput(InputSource):
 
     def _convert(self, start: int, stop: int) -> pa.Table:
         rows = stop - start
+        picked = self._elements(start, stop)
         wanted: dict[int, tuple[Tree, set[str]]] = {id(self.events): (self.events, set())}
-        for source in self.columns.values():
+        for column, source in self.columns.items():
             fields = source.fields if isinstance(source, Bits) else (source.field,)
-            wanted[id(self.events)][1].update(f.name for f in fields)
+            if column not in picked:
+                wanted[id(self.events)][1].update(f.name for f in fields)
         for tokens in self.tokens:
             wanted.setdefault(id(tokens.tree), (tokens.tree, set()))[1].add(tokens.field.name)
             if tokens.tree is not self.events:
@@ -400,12 +402,14 @@ class RootInput(InputSource):
             if isinstance(source, Bits):
                 arrays[column] = self._from_bits(column, source, step, rows)
                 continue
-            values = step[source.field.name]
             check = self._checker(column, source)
-            if column in MASK_WIDTHS:
-                arrays[column] = _mask(values, MASK_WIDTHS[column], check, start)
+            if column in picked:
+                numbers, valid = picked[column]
+            elif column in MASK_WIDTHS:
+                arrays[column] = _mask(step[source.field.name], MASK_WIDTHS[column], check, start)
                 continue
-            numbers, valid = _scalar(values, source.element, check)
+            else:
+                numbers, valid = _scalar(step[source.field.name], source.element, check)
             if column == EVENT_TYPE_BITMASK:
                 bitmask = self._integers(column, source, numbers, valid, start, check, EVENT_TYPE_LIMIT), valid
             else:
@@ -419,6 +423,23 @@ class RootInput(InputSource):
             self._check_alignment(data, start)
             arrays["provenance"] = self._provenance(data, rows, start)
         return complete_table(arrays, rows, self.guid)
+
+    def _elements(self, start: int, stop: int) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+        """column -> (numbers, validity or None when all are present) of the `NAME[k]` columns the
+        event tree reads element by element; the others (and the up-front type check, on no
+        entry) are read whole."""
+        out: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+        if stop <= start:
+            return out
+        for column, source in self.columns.items():
+            if isinstance(source, Bits) or source.element is None or column in MASK_WIDTHS:
+                continue
+            with _reading(f"{self.name}: tree {self.events.name}: entries from {start}: field {str(source)!r}"):
+                found = self.events.element(source.field, source.element, start, stop)
+            if found is not None:
+                numbers, valid = found
+                out[column] = numbers, None if valid.all() else valid
+        return out
 
     def _checker(self, column: str, source: Ref) -> Callable[[bool, str], None]:
         def check(ok: bool, expected: str) -> None:

@@ -13,7 +13,8 @@ Names are full names, so that a name never matches a nested field by its short n
 
 The RNTuple's fields are listed from its field records in one pass: uproot's own `keys()` costs
 O(fields²) (about 6 s of CPU per call on an ATLAS PHYSLITE file of 2,401 fields). Reads return Awkward arrays
-(`library="ak"`); uproot errors are left to the caller, which names the file.
+(`library="ak"`), except `element` (one element of a TTree vector branch, from its baskets, as numpy);
+uproot errors are left to the caller, which names the file.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import awkward as ak  # type: ignore[import-untyped]
+import numpy as np
 import uproot  # type: ignore[import-untyped]
 
 TREE_CLASSES = frozenset({"TTree", "TNtuple", "ROOT::RNTuple"})
@@ -92,6 +94,12 @@ class Tree(ABC):
         """name -> an Awkward array of no entries, of the field's type (for checking types up front)."""
         return self.read(names, 0, 0)
 
+    def element(self, field: Field, k: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Element `k` of a vector-of-numbers field for entries [start, stop), and where the vector
+        has one, without reading the whole vectors into arrays; None where this tree cannot (the
+        caller then reads the field whole)."""
+        return None
+
     def _add(self, field: Field) -> None:
         if field.name in self.fields:
             self.ambiguous.add(field.name)
@@ -140,6 +148,42 @@ class TTreeFields(Tree):
 
     def _read(self, field: Field, start: int, stop: int) -> Any:
         return field.source.array(entry_start=start, entry_stop=stop, library="ak")
+
+    def element(self, field: Field, k: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """From the branch's baskets: an xAOD `mcEventWeights` vector holds ~200 floats an event of
+        which one is indexed, and converting them all costs as much as decompressing them.
+
+        A `std::vector` of numbers (uproot's AsJagged of AsDtype): each entry's bytes are
+        `header_bytes` of header, then the elements; element k is the k-th item after the header.
+        """
+        interpretation = field.source.interpretation
+        if field.member is not None or not isinstance(interpretation, uproot.interpretation.jagged.AsJagged):
+            return None
+        content = interpretation.content
+        if not isinstance(content, uproot.interpretation.numerical.AsDtype):
+            return None
+        dtype = np.dtype(content.from_dtype)
+        if dtype.shape or dtype.kind not in "biuf":
+            return None
+        branch, size = field.source, dtype.itemsize
+        values = np.zeros(stop - start, dtype=dtype.newbyteorder("="))
+        valid = np.zeros(stop - start, dtype=bool)
+        bounds = branch.entry_offsets
+        for i in range(branch.num_baskets):
+            first, last = max(start, bounds[i]), min(stop, bounds[i + 1])
+            if first >= last:
+                continue
+            basket = branch.basket(i)
+            offsets = basket.byte_offsets
+            if offsets is None:
+                return None
+            begin = offsets[first - bounds[i] : last - bounds[i]] + interpretation.header_bytes
+            has = offsets[first - bounds[i] + 1 : last - bounds[i] + 1] - begin >= (k + 1) * size
+            at = begin[has] + k * size
+            picked = basket.data[at[:, None] + np.arange(size)].reshape(-1).view(dtype)
+            values[first - start : last - start][has] = picked
+            valid[first - start : last - start] = has
+        return values, valid
 
     def empty(self, names: Collection[str]) -> dict[str, Any]:
         """From the branches' types alone: uproot reads (and decompresses) a basket even for no entries."""

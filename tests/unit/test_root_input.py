@@ -625,6 +625,29 @@ def test_vector_element_mapping(tmp_path: Path) -> None:
         RootInput(path, mapped)
 
 
+def test_vector_element_of_a_ttree_across_baskets(tmp_path: Path) -> None:
+    """`NAME[k]` of a TTree vector branch (read from its baskets, not as whole vectors): empty and short
+    vectors give null, every batch size and basket boundary gives the same values as the whole vectors."""
+    import awkward as ak
+
+    rng = np.random.default_rng(4)
+    counts = rng.integers(0, 4, 1_000)
+    weights = ak.unflatten(rng.normal(size=int(counts.sum())).astype(np.float32), counts)
+    data = {"run": np.full(1_000, 7, np.uint32), "event": np.arange(1_000, dtype=np.uint64), "w": weights}
+    path = write_root(tmp_path / "v.root", data, tree="CollectionTree", step=300)  # type: ignore[arg-type]
+    mapped = tmp_path / "map.json"
+    for k in (0, 2):
+        branches = {"run_number": "run", "event_number": "event", "mc_event_weight": f"w[{k}]"}
+        mapped.write_text(json.dumps({"branches": branches}))
+        source = RootInput(path, mapped)
+        field = source.events.get("w")
+        assert field is not None and source.events.element(field, k, 0, 10) is not None  # the basket path
+        wanted = [float(v[k]) if len(v) > k else None for v in weights.tolist()]
+        for step in (1_000, 299, 7):
+            got = read_all(RootInput(path, mapped), step).column("mc_event_weight").to_pylist()
+            assert got == wanted and None in got
+
+
 def test_columns_the_file_does_not_carry_are_null(tmp_path: Path) -> None:
     table = read_all(RootInput(write_root(tmp_path / "ev.root", minimal(5)), None))
     present = {"run_number", "event_number", "input_guid"}

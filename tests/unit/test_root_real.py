@@ -212,3 +212,25 @@ def test_rntuple_subfields_listed_in_one_pass_are_uproots_own() -> None:
             assert all(field._fields is not None for field in seeded)  # seeded: uproot will not scan again
             for ours, theirs in zip(seeded, plain, strict=True):
                 assert [f.field_id for f in ours.fields] == [f.field_id for f in theirs.fields], theirs.path
+
+
+@pytest.mark.parametrize("key", ["run2-ttree", "run3-ttree"])
+def test_vector_element_read_from_the_baskets_equals_uproots_arrays(key: str) -> None:
+    """`mcEventWeights[0]` is read from the branch's baskets (std::vector<float>, 10-byte headers, 4-5
+    baskets): for entry ranges inside one basket and across basket boundaries, the values equal
+    uproot's whole-vector read, element 0."""
+    with uproot.open(FILES[key].path) as file:
+        tree = open_tree(file, "CollectionTree")
+        field = tree.get("EventInfoAuxDyn.mcEventWeights")
+        assert field is not None
+        whole = field.source.array(library="np")
+        bounds = [int(b) for b in field.source.entry_offsets]
+        assert len(bounds) > 3
+        for start, stop in [(0, tree.entries), (0, 1), (bounds[1] - 1, bounds[2] + 1), (3, tree.entries - 2)]:
+            found = tree.element(field, 0, start, stop)
+            assert found is not None
+            values, valid = found
+            assert valid.all()
+            assert values.tolist() == [float(v[0]) for v in whole[start:stop]]
+        beyond = tree.element(field, 10_000, 0, tree.entries)  # no vector is that long: all null
+        assert beyond is not None and not beyond[1].any()
