@@ -8,13 +8,14 @@ warehouse's rows) with these, event by event and bit by bit.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import awkward as ak
+import awkward as ak  # type: ignore[import-untyped]
 import pyarrow as pa
-import uproot
+import uproot  # type: ignore[import-untyped]
 
 from eventindex.columns import EVENT_SCHEMA, MASK_COLUMNS
 
@@ -147,7 +148,7 @@ def bit_names(real: RealFile, column: str) -> list[str]:
         return sorted(file[real.tree].keys(filter_name=real.bits[column] + "*"))
 
 
-def _mask_bytes(rows: list[list[int]], bits: int) -> list[bytes | None]:
+def _mask_bytes(rows: Sequence[list[int] | None], bits: int) -> list[bytes | None]:
     """Per event: the set bit positions -> a bitmap of `bits` bits (bit i = bit i % 8 of byte i // 8); None = null."""
     out: list[bytes | None] = []
     for row in rows:

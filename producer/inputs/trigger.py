@@ -21,7 +21,7 @@ caller can name the file and the record. (POOL tokens: producer.inputs.pool_toke
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -251,7 +251,7 @@ def bitmap_to_words(bitmap: bytes) -> list[int]:
     return [int(w) for w in np.frombuffer(bitmap, dtype="<u4")]
 
 
-def words_to_bits(words: Sequence[int]) -> str:
+def words_to_bits(words: Iterable[int]) -> str:
     """The producer's bit string of a word vector: each word's 32-bit binary reversed, in vector order."""
     return "".join(f"{w:032b}"[::-1] for w in words)
 

@@ -12,6 +12,7 @@ import pytest
 from eventindex.columns import EVENT_SCHEMA, MASK_COLUMNS
 from eventindex.errors import InputError
 from producer.inputs import open_input
+from producer.inputs.base import InputSource
 from producer.inputs.common import GUID_PATTERN
 from producer.inputs.jsonl import JsonLinesInput
 from tests.unit.test_root_input import assert_same_columns, cli, index_into_warehouse, sorted_events
@@ -40,7 +41,7 @@ def write(path: Path, rows: list[dict[str, Any]], header: dict[str, Any] | None 
     return path
 
 
-def read_all(source: JsonLinesInput, max_rows: int = 10_000) -> pa.Table:
+def read_all(source: InputSource, max_rows: int = 10_000) -> pa.Table:
     return pa.concat_tables(source.batches(max_rows)).combine_chunks()
 
 
@@ -89,13 +90,13 @@ def test_absent_keys_are_null(tmp_path: Path) -> None:
 def test_null_values_are_null_and_zeros_stay_values(tmp_path: Path) -> None:
     from producer.inputs.jsonl import CHECKS, _fast
 
-    rows = [
+    rows: list[dict[str, Any]] = [
         {**GOOD, "lumi_block": 0, "is_simulation": False, "mc_event_weight": 0.0, "smk": None, "provenance": []},
         {**GOOD, "lumi_block": None, "is_simulation": None, "mc_event_weight": None, "smk": 0, "provenance": None},
     ]
     source = JsonLinesInput(write(tmp_path / "n.jsonl", rows))
     table = read_all(source)
-    expected = {
+    expected: dict[str, list[Any]] = {
         "lumi_block": [0, None],
         "is_simulation": [False, None],
         "mc_event_weight": [0.0, None],

@@ -7,16 +7,18 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import uproot
+import uproot  # type: ignore[import-untyped]
 
 from eventindex.columns import EVENT_SCHEMA, MASK_COLUMNS, PROVENANCE_TYPE
 from eventindex.errors import ConfigError, InputError
 from producer.inputs import open_input
+from producer.inputs.base import InputSource
 from producer.inputs.branch_map import DEFAULT_BRANCHES, EVENT_TYPE_BITMASK, MAPPABLE
 from producer.inputs.common import GUID_PATTERN
 from producer.inputs.root import RootInput
@@ -102,7 +104,7 @@ def expected(events: pa.Table, guid: str, *, provenance: bool = False) -> pa.Tab
     return table
 
 
-def read_all(source: RootInput, max_rows: int = 10_000) -> pa.Table:
+def read_all(source: InputSource, max_rows: int = 10_000) -> pa.Table:
     return pa.concat_tables(source.batches(max_rows)).combine_chunks()
 
 
@@ -256,7 +258,7 @@ def one_line(exc: pytest.ExceptionInfo[BaseException]) -> str:
 
 
 def minimal(n: int = 10, **override: np.ndarray) -> dict[str, np.ndarray]:
-    data = {"RunNumber": np.full(n, 7, np.uint32), "EventNumber": np.arange(n, dtype=np.uint64)}
+    data: dict[str, np.ndarray] = {"RunNumber": np.full(n, 7, np.uint32), "EventNumber": np.arange(n, dtype=np.uint64)}
     data.update(override)
     return data
 
@@ -330,7 +332,8 @@ def test_mapped_branch_must_exist(tmp_path: Path) -> None:
     ],
 )
 def test_wrong_branch_type(tmp_path: Path, branch: str, values: np.ndarray, words: str) -> None:
-    path = write_root(tmp_path / "ev.root", minimal(**{branch: values}))
+    override: dict[str, Any] = {branch: values}
+    path = write_root(tmp_path / "ev.root", minimal(**override))
     with pytest.raises(InputError) as exc:
         RootInput(path, None)
     text = one_line(exc)
@@ -339,7 +342,7 @@ def test_wrong_branch_type(tmp_path: Path, branch: str, values: np.ndarray, word
 
 def test_variable_length_masks_empty_is_null_longer_is_refused(tmp_path: Path) -> None:
     """std::vector<uint32_t> masks (xAOD): any length up to the width, bit i = bit i % 32 of word i // 32."""
-    import awkward as ak
+    import awkward as ak  # type: ignore[import-untyped]
 
     words = ak.values_astype(ak.Array([[1, 0x80000000], [], [0, 0, 5]]), np.uint32)
     path = tmp_path / "jag.root"
@@ -370,9 +373,10 @@ def test_variable_length_masks_empty_is_null_longer_is_refused(tmp_path: Path) -
     ],
 )
 def test_value_out_of_range_names_the_entry(tmp_path: Path, branch: str, dtype: type, value: int, words: str) -> None:
-    numbers = np.arange(2000, dtype=dtype)
+    numbers: np.ndarray = np.arange(2000, dtype=dtype)
     numbers[1234] = value
-    path = write_root(tmp_path / "ev.root", minimal(2000, **{branch: numbers}))
+    override: dict[str, Any] = {branch: numbers}
+    path = write_root(tmp_path / "ev.root", minimal(2000, **override))
     with pytest.raises(InputError) as exc:
         list(RootInput(path, None).batches(500))
     assert "entry 1234" in one_line(exc) and f"field {branch!r}" in str(exc.value) and words in str(exc.value)
@@ -462,7 +466,7 @@ def collection(n: int = 4, **override: np.ndarray) -> dict[str, np.ndarray]:
 
 #: An xAOD CollectionTree whose EventInfo uproot cannot read: only `EventInfoAux.` (here a stand-in
 #: leaf; in real files the unsplit xAOD::EventAuxInfo_v1) and the pile-up RandomRunNumber decoy.
-UNREADABLE_EVENT_INFO = {
+UNREADABLE_EVENT_INFO: dict[str, Any] = {
     "EventInfoAux.": np.zeros(4, np.uint8),
     "EventInfoAuxDyn.RandomRunNumber": np.full(4, 349114, np.uint32),
 }
@@ -531,7 +535,7 @@ def test_cli_refuses_an_unreadable_event_info_with_exit_3(tmp_path: Path) -> Non
     assert len(lines) == 1 and "run_number" in lines[0] and "Traceback" not in proc.stderr, proc.stderr
 
 
-def xaod(n: int = 4) -> dict[str, np.ndarray]:
+def xaod(n: int = 4) -> dict[str, Any]:
     """A Run-3 CollectionTree's EventInfo."""
     return {
         "EventInfoAuxDyn.runNumber": np.full(n, 410000, np.uint32),
@@ -634,7 +638,7 @@ def test_vector_element_of_a_ttree_across_baskets(tmp_path: Path) -> None:
     counts = rng.integers(0, 4, 1_000)
     weights = ak.unflatten(rng.normal(size=int(counts.sum())).astype(np.float32), counts)
     data = {"run": np.full(1_000, 7, np.uint32), "event": np.arange(1_000, dtype=np.uint64), "w": weights}
-    path = write_root(tmp_path / "v.root", data, tree="CollectionTree", step=300)  # type: ignore[arg-type]
+    path = write_root(tmp_path / "v.root", data, tree="CollectionTree", step=300)
     mapped = tmp_path / "map.json"
     for k in (0, 2):
         branches = {"run_number": "run", "event_number": "event", "mc_event_weight": f"w[{k}]"}

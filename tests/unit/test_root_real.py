@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pytest
-import uproot
+import uproot  # type: ignore[import-untyped]
 
 from eventindex.columns import EVENT_SCHEMA
 from eventindex.errors import InputError
@@ -39,7 +40,7 @@ def set_bits(value: bytes | None) -> list[int] | None:
     return np.flatnonzero(np.unpackbits(np.frombuffer(value, np.uint8), bitorder="little")).tolist()
 
 
-def assert_columns_equal(table: pa.Table, wanted: dict[str, list[object]]) -> None:
+def assert_columns_equal(table: pa.Table, wanted: dict[str, list[Any]]) -> None:
     """Every column, event by event; masks compared as lists of set bits, and by width."""
     assert table.schema.equals(EVENT_SCHEMA)
     for name in EVENT_SCHEMA.names:
@@ -184,7 +185,7 @@ def test_ttree_fields_and_members_of_unsplit_objects() -> None:
 
 def test_the_rntuple_is_not_enumerated_by_uproots_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """uproot's keys() on the whole RNTuple costs O(fields^2), ~6 s per call on the PHYSLITE file: never called."""
-    from uproot.behaviors.RNTuple import HasFields
+    from uproot.behaviors.RNTuple import HasFields  # type: ignore[import-untyped]
     from uproot.behaviors.RNTuple import RNTuple as NTuple
 
     calls: list[str] = []
