@@ -77,7 +77,7 @@ class StuckTask:
 
 
 class TaskNotLoadableError(NeedsAttentionError):
-    """A forced load of a task with nothing to load."""
+    """`load` cannot load the task now: it is not complete (without --force), or nothing of it resolved."""
 
 
 class Supersink:
