@@ -16,6 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 import zstandard
 
 from eventindex import codec
@@ -42,6 +43,35 @@ def sink_cli(*args: str) -> subprocess.CompletedProcess[str]:
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         timeout=120,
     )
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m ARGS` (a console script's module, e.g. producer.cli) as a process of this checkout."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+
+
+def index_into_warehouse(tmp_path: Path, input_spec: str, events: int) -> pa.Table:
+    """producer CLI -> supersink expect + run -> the committed warehouse rows of the task."""
+    store, queue, warehouse = (tmp_path / "store").as_uri(), f"sqlite://{tmp_path / 'q.db'}", tmp_path / "wh"
+    produced = cli(
+        "producer.cli", "--task", "T", "--job", "J", "--attempt", "1", "--dataset", "D",
+        "--input", input_spec, "--store", store, "--broker", queue, "--chunk-events", "700",
+    )  # fmt: skip
+    assert produced.returncode == 0, produced.stderr
+    assert json.loads(produced.stdout)["events"] == events
+    expect = cli("supersink.cli", "expect", "--broker", queue, "--task", "T", "--jobs", "1", "--events", str(events))
+    assert expect.returncode == 0, expect.stderr
+    ran = cli(
+        "supersink.cli", "run", "--broker", queue, "--store", store, "--warehouse", warehouse.as_uri(),
+        "--state", str(tmp_path / "state.db"), "--until-idle", "1",
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    task_dir = warehouse / "dataset=D" / "task=T"
+    assert (task_dir / "_SUCCESS.json").exists()
+    parts = sorted(task_dir.glob("part-*.parquet"))
+    table = pa.concat_tables(pq.read_table(part) for part in parts)
+    return table.select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA).combine_chunks()
 
 
 SORT = [("run_number", "ascending"), ("event_number", "ascending")]

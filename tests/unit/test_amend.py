@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
-from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as pads
@@ -19,11 +16,6 @@ from supersink.ledger import Ledger, TaskState
 from supersink.service import Supersink
 from supersink.warehouse import Warehouse
 from tests.helpers import SORT, Pipeline, synthetic
-
-
-@pytest.fixture
-def pipe(tmp_path: Path) -> Pipeline:
-    return Pipeline(tmp_path)
 
 
 def _sink(pipe: Pipeline, deadline: float | None = None) -> Supersink:
@@ -48,7 +40,7 @@ def _force(pipe: Pipeline) -> None:
     sink.ledger.close()
 
 
-def _amend(pipe: Pipeline) -> dict[str, object]:
+def _amend(pipe: Pipeline) -> dict[str, Any]:
     sink = _sink(pipe)
     try:
         return amend(
@@ -153,23 +145,3 @@ def test_a_deadline_failed_task_that_completes_later_loads_whole(pipe: Pipeline)
     st = pipe.status()
     assert (st["state"], st["events_loaded"], st["partial"]) == ("loaded", 6_000, False)
     assert _events(_reader_view(pipe)).equals(synthetic(1, 2))
-
-
-def test_amend_cli_exit_codes_not_loaded_3_nothing_late_0(pipe: Pipeline) -> None:
-    root = Path(__file__).resolve().parents[2]
-    pipe.expect(2)
-    pipe.produce("j1", 1)
-    _run(pipe)
-    args = ["--task", "task1", "--store", (pipe.root / "store").as_uri(), "--warehouse", (pipe.root / "wh").as_uri()]
-    args += ["--state", str(pipe.root / "ledger.db"), "--amend"]
-
-    def load() -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "PYTHONPATH": str(root)}
-        command = [sys.executable, "-m", "supersink.cli", "load", *args]
-        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
-
-    not_loaded = load()
-    assert not_loaded.returncode == 3 and "not loaded yet" in not_loaded.stderr
-    _force(pipe)
-    nothing_late = load()
-    assert nothing_late.returncode == 0 and "no late job" in nothing_late.stderr

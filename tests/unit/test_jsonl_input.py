@@ -15,7 +15,7 @@ from producer.inputs import open_input
 from producer.inputs.base import InputSource
 from producer.inputs.common import GUID_PATTERN
 from producer.inputs.jsonl import JsonLinesInput
-from tests.unit.test_root_input import assert_same_columns, cli, index_into_warehouse, sorted_events
+from tests.unit.test_root_input import assert_same_columns
 
 GUID = "0F1E2D3C-4B5A-4968-8776-655443322110"
 MASKS = dict(MASK_COLUMNS)
@@ -240,35 +240,6 @@ def test_bad_header(tmp_path: Path, header: dict[str, Any], words: str) -> None:
 
 
 # ---------------------------------------------------------------- through the CLIs into the warehouse
-
-
-def test_jsonl_file_round_trips_into_the_warehouse(tmp_path: Path, events: pa.Table) -> None:
-    path = write(tmp_path / "ev.jsonl", records(events, trim=True), {"guid": GUID, "events": len(events)})
-    loaded = index_into_warehouse(tmp_path, str(path), len(events))
-    assert_same_columns(loaded, sorted_events(events))
-
-
-def test_cli_refuses_a_short_file_against_its_header(tmp_path: Path, events: pa.Table) -> None:
-    path = write(tmp_path / "ev.jsonl", records(events.slice(0, 10)), {"events": 11})
-    proc = cli(
-        "producer.cli", "--task", "T", "--job", "J", "--attempt", "1", "--dataset", "D", "--input", str(path),
-        "--store", (tmp_path / "s").as_uri(), "--broker", f"sqlite://{tmp_path / 'q.db'}",
-    )  # fmt: skip
-    assert proc.returncode == 3
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "declares 11 events, 10 were read" in lines[0], proc.stderr
-
-
-def test_cli_reports_a_bad_line_in_one_line(tmp_path: Path) -> None:
-    path = tmp_path / "bad.jsonl"
-    path.write_text(json.dumps(GOOD) + "\n{oops\n")
-    proc = cli(
-        "producer.cli", "--task", "T", "--job", "J", "--attempt", "1", "--dataset", "D", "--input", str(path),
-        "--store", (tmp_path / "s").as_uri(), "--broker", f"sqlite://{tmp_path / 'q.db'}",
-    )  # fmt: skip
-    assert proc.returncode == 3
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and f"{path}: line 2: not valid JSON" in lines[0], proc.stderr
 
 
 def test_bulk_and_line_by_line_conversions_agree(tmp_path: Path, events: pa.Table) -> None:

@@ -14,7 +14,7 @@ from eventindex.errors import InputError
 from producer.inputs import open_input
 from producer.inputs.common import GUID_PATTERN
 from producer.inputs.parquet import ParquetInput
-from tests.unit.test_root_input import assert_same_columns, cli, index_into_warehouse, sorted_events
+from tests.unit.test_root_input import assert_same_columns
 
 GUID = "5F0C1A2B-3C4D-4E5F-8A9B-0C1D2E3F4A5B"
 #: References as a writer may type them: every field nullable.
@@ -242,21 +242,3 @@ def test_bad_guid_metadata(tmp_path: Path, events: pa.Table) -> None:
 
 
 # ---------------------------------------------------------------- through the CLIs into the warehouse
-
-
-def test_parquet_file_round_trips_into_the_warehouse(tmp_path: Path, events: pa.Table) -> None:
-    path = write(tmp_path / "ev.parquet", events, guid=GUID)
-    loaded = index_into_warehouse(tmp_path, str(path), len(events))
-    assert_same_columns(loaded, sorted_events(events))
-
-
-def test_cli_reports_an_incompatible_column_in_one_line(tmp_path: Path, events: pa.Table) -> None:
-    bad = events.set_column(0, "run_number", events.column("run_number").cast(pa.float64()))
-    path = write(tmp_path / "bad.parquet", bad)
-    proc = cli(
-        "producer.cli", "--task", "T", "--job", "J", "--attempt", "1", "--dataset", "D", "--input", str(path),
-        "--store", (tmp_path / "s").as_uri(), "--broker", f"sqlite://{tmp_path / 'q.db'}",
-    )  # fmt: skip
-    assert proc.returncode == 3
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and str(path) in lines[0] and "run_number" in lines[0], proc.stderr

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 import pyarrow.compute as pc
-import pytest
 
 from eventindex.names import chunk_key
 from eventindex.pointers import object_pointer
@@ -19,11 +17,6 @@ from supersink.service import Supersink
 from supersink.status import status
 from supersink.warehouse import Warehouse
 from tests.helpers import Pipeline, Recorder, assert_same_events, synthetic
-
-
-@pytest.fixture
-def pipe(tmp_path: Path) -> Pipeline:
-    return Pipeline(tmp_path)
 
 
 def test_dead_attempt_is_superseded_and_all_events_load_once(pipe: Pipeline) -> None:

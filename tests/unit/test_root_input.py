@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import uproot  # type: ignore[import-untyped]
 
@@ -524,17 +520,6 @@ def test_a_collection_without_a_run_number_is_refused_too(tmp_path: Path) -> Non
     assert "collection tree to read" not in str(exc.value)
 
 
-def test_cli_refuses_an_unreadable_event_info_with_exit_3(tmp_path: Path) -> None:
-    path = pool_file(tmp_path / "aod.root", **UNREADABLE_EVENT_INFO)
-    proc = cli(
-        "producer.cli", "--task", "T", "--job", "J", "--attempt", "1", "--dataset", "D", "--input", str(path),
-        "--store", (tmp_path / "s").as_uri(), "--broker", f"sqlite://{tmp_path / 'q.db'}",
-    )  # fmt: skip
-    assert proc.returncode == 3
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "run_number" in lines[0] and "Traceback" not in proc.stderr, proc.stderr
-
-
 def xaod(n: int = 4) -> dict[str, Any]:
     """A Run-3 CollectionTree's EventInfo."""
     return {
@@ -707,53 +692,5 @@ def test_more_bits_than_the_mask_holds_is_refused(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- through the CLIs into the warehouse
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
-
-
-def index_into_warehouse(tmp_path: Path, input_spec: str, events: int) -> pa.Table:
-    """producer CLI -> supersink expect + run -> the committed warehouse rows of the task."""
-    store, queue, warehouse = (tmp_path / "store").as_uri(), f"sqlite://{tmp_path / 'q.db'}", tmp_path / "wh"
-    produced = cli(
-        "producer.cli", "--task", "T", "--job", "J", "--attempt", "1", "--dataset", "D",
-        "--input", input_spec, "--store", store, "--broker", queue, "--chunk-events", "700",
-    )  # fmt: skip
-    assert produced.returncode == 0, produced.stderr
-    assert json.loads(produced.stdout)["events"] == events
-    expect = cli("supersink.cli", "expect", "--broker", queue, "--task", "T", "--jobs", "1", "--events", str(events))
-    assert expect.returncode == 0, expect.stderr
-    ran = cli(
-        "supersink.cli", "run", "--broker", queue, "--store", store, "--warehouse", warehouse.as_uri(),
-        "--state", str(tmp_path / "state.db"), "--until-idle", "1",
-    )  # fmt: skip
-    assert ran.returncode == 0, ran.stderr
-    task_dir = warehouse / "dataset=D" / "task=T"
-    assert (task_dir / "_SUCCESS.json").exists()
-    parts = sorted(task_dir.glob("part-*.parquet"))
-    table = pa.concat_tables(pq.read_table(part) for part in parts)
-    return table.select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA).combine_chunks()
-
-
 def sorted_events(table: pa.Table) -> pa.Table:
     return table.sort_by([("run_number", "ascending"), ("event_number", "ascending")]).combine_chunks()
-
-
-def test_root_file_round_trips_into_the_warehouse(tmp_path: Path, events: pa.Table) -> None:
-    path = write_root(tmp_path / "ev.root", branches(events))
-    guid = RootInput(path, None).guid
-    loaded = index_into_warehouse(tmp_path, str(path), len(events))
-    assert_same_columns(loaded, sorted_events(expected(events, guid)))
-
-
-def test_cli_reports_a_truncated_root_file_in_one_line(tmp_path: Path, events: pa.Table) -> None:
-    whole = write_root(tmp_path / "whole.root", branches(events)).read_bytes()
-    cut = tmp_path / "cut.root"
-    cut.write_bytes(whole[: len(whole) // 2])
-    proc = cli(
-        "producer.cli", "--task", "T", "--job", "J", "--attempt", "1", "--dataset", "D", "--input", str(cut),
-        "--store", (tmp_path / "s").as_uri(), "--broker", f"sqlite://{tmp_path / 'q.db'}",
-    )  # fmt: skip
-    assert proc.returncode == 3
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and str(cut) in lines[0], proc.stderr

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import gzip
-import os
 import struct
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -545,41 +542,6 @@ def test_corrupt_gzip(tmp_path: Path, events: pa.Table) -> None:
         read_all(SpbInput(path))
 
 
-def test_producer_exits_with_the_input_code_and_one_line(tmp_path: Path) -> None:
-    records = good_records()
-    records[5] = record(4, end_pb(7))
-    path = write_gz(tmp_path / "bad.ei.spb", spb_bytes(*records))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "producer.cli",
-            "--task",
-            "t1",
-            "--job",
-            "j1",
-            "--attempt",
-            "1",
-            "--dataset",
-            "ds",
-            "--store",
-            (tmp_path / "store").as_uri(),
-            "--broker",
-            f"sqlite://{tmp_path / 'q.db'}",
-            "--input",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=120,
-    )
-    assert proc.returncode == 3, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and str(path) in lines[0] and "record 6 (EndGUID)" in lines[0], proc.stderr
-
-
 def two_block_records(second_event: bytes) -> list[bytes]:
     """Header(1) BeginGUID(2) EIEvent(3) EndGUID(4) BeginGUID(5) EIEvent(6) EndGUID(7) Trailer(8)."""
     return [
@@ -615,25 +577,3 @@ def test_one_input_file_reads_only_its_block(tmp_path: Path) -> None:
         read_all(second)
     with pytest.raises(InputError, match=r"record 6 \(EIEvent\)"):
         read_all(SpbInput(path))
-
-
-def test_each_input_file_of_an_spb_file_gets_its_own_manifest_summary(tmp_path: Path) -> None:
-    from eventindex.codec import decode_manifest
-    from producer.inputs.synthetic import SyntheticInput
-
-    first, second = SyntheticInput(300, 1), SyntheticInput(200, 2)
-    path = tmp_path / "job.ei.spb"
-    write_tables(path, [(first.guid, first.batches(300)), (second.guid, second.batches(200))])
-    root = Path(__file__).resolve().parents[2]
-    proc = subprocess.run(
-        [sys.executable, "-m", "producer.cli", "--task", "t", "--job", "j", "--attempt", "1", "--dataset", "d",
-         "--input", str(path), "--store", (tmp_path / "store").as_uri(), "--broker", f"sqlite://{tmp_path}/q.db"],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)}, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    manifest = decode_manifest((tmp_path / "store" / "t" / "j" / "1" / "manifest.eim").read_bytes())
-    assert [(s.guid, s.events, s.declared_events) for s in manifest.inputs] == [
-        (first.guid, 300, 300),
-        (second.guid, 200, 200),
-    ]
-    assert manifest.total_events == 500

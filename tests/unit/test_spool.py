@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import socket
@@ -14,13 +13,12 @@ from pathlib import Path
 import pytest
 
 from eventindex.errors import BrokerConnectionError, TransportError
-from eventindex.pointers import parse_pointer
 from eventindex.transport import Publisher, open_consumer, open_publisher
 from eventindex.transport.embedded import EmbeddedQueue
 from eventindex.transport.failover import FailoverPublisher
 from producer.spool import PointerSpool, SpoolingPublisher
 from tests.faultstore import Fault, FaultyPublisher
-from tests.helpers import Pipeline, Recorder, assert_same_events, synthetic
+from tests.helpers import Recorder
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -156,64 +154,3 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "producer.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120
     )
-
-
-def test_no_broker_exit_6_then_flush_spool_then_the_task_loads_once(tmp_path: Path) -> None:
-    pipe = Pipeline(tmp_path)
-    dead = f"stomp://127.0.0.1:{closed_port()}/queue/q"
-    produced = cli(
-        "--task", "task1", "--job", "j1", "--attempt", "1", "--dataset", "ds", "--input", "synthetic:3000:7",
-        "--chunk-events", "1000", "--store", (tmp_path / "store").as_uri(), "--broker", dead, "--threads", "3",
-        cwd=tmp_path,
-    )  # fmt: skip
-    assert produced.returncode == 6, produced.stderr
-    assert json.loads(produced.stdout)["spooled"] == 4
-    last = produced.stderr.strip().splitlines()[-1]
-    assert "4 pointer(s) were spooled" in last and "flush-spool" in last
-    assert len(list(pipe.store.list())) == 4, "three chunks and the manifest are stored"
-    spool = tmp_path / "ei-producer.spool"
-    kinds = [parse_pointer(base64.b64decode(json.loads(line)["body"])).kind for line in spool.read_text().splitlines()]
-    assert kinds == [1, 1, 1, 2], "three chunk pointers, then the manifest's"
-    flush = cli("flush-spool", "--broker", dead, cwd=tmp_path)
-    assert flush.returncode == 5 and PointerSpool(spool).pending() == 4, "still no broker: the spool is kept"
-    flush = cli("flush-spool", "--broker", dead, "--broker", pipe.broker, cwd=tmp_path)
-    assert flush.returncode == 0, flush.stderr
-    assert json.loads(flush.stdout)["sent"] == 4
-    again = cli("flush-spool", "--broker", pipe.broker, cwd=tmp_path)
-    assert again.returncode == 0 and json.loads(again.stdout)["sent"] == 0
-    pipe.expect(1)
-    pipe.run_supersink()
-    assert pipe.status()["state"] == "loaded"
-    assert_same_events(pipe.loaded(), synthetic(7))
-
-
-def test_no_spool_flag_fails_with_exit_5(tmp_path: Path) -> None:
-    proc = cli(
-        "--task", "t", "--job", "j", "--attempt", "1", "--dataset", "ds", "--input", "synthetic:100",
-        "--store", (tmp_path / "store").as_uri(), "--broker", f"stomp://127.0.0.1:{closed_port()}/queue/q",
-        "--no-spool", cwd=tmp_path,
-    )  # fmt: skip
-    assert proc.returncode == 5
-    assert proc.stderr.strip().splitlines()[-1].startswith("ei-producer: broker error: no broker reachable")
-    assert not (tmp_path / "ei-producer.spool").exists()
-
-
-def test_broker_only_mode_spools_whole_batches_and_flushes_them(tmp_path: Path) -> None:
-    """`--mode mq` sends each input file as one transaction; with no broker the batch is spooled whole."""
-    pipe = Pipeline(tmp_path)
-    dead = f"stomp://127.0.0.1:{closed_port()}/queue/q"
-    produced = cli(
-        "--task", "task1", "--job", "j1", "--attempt", "1", "--dataset", "ds", "--input", "synthetic:1000:8",
-        "--mode", "mq", "--broker", dead, cwd=tmp_path,
-    )  # fmt: skip
-    assert produced.returncode == 6, produced.stderr
-    summary = json.loads(produced.stdout)
-    assert summary["spooled"] == summary["chunks"] + 1, "every events message, then the manifest"
-    assert f"read every event, but {summary['spooled']} message(s) were spooled" in produced.stderr
-    assert not (tmp_path / "store").exists()
-    flush = cli("flush-spool", "--broker", pipe.broker, cwd=tmp_path)
-    assert flush.returncode == 0, flush.stderr
-    pipe.expect(1)
-    pipe.run_supersink()
-    assert pipe.status()["state"] == "loaded"
-    assert_same_events(pipe.loaded(), synthetic(8, events=1000))

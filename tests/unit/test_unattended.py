@@ -12,21 +12,16 @@ from typing import Any
 
 import pytest
 
+import supersink.fetch
+import supersink.loader
 from eventindex.names import chunk_key, manifest_key
 from eventindex.pointers import CONTENT_TYPE, object_pointer
 from eventindex.schema import eventindex_pb2 as pb
 from eventindex.transport import open_consumer, open_publisher
-from supersink import intake as intake_module
-from supersink import service as service_module
 from supersink.ledger import Ledger
 from supersink.service import StuckTask, Supersink
 from supersink.warehouse import Warehouse
 from tests.helpers import Pipeline, Recorder, assert_same_events, synthetic
-
-
-@pytest.fixture
-def pipe(tmp_path: Path) -> Pipeline:
-    return Pipeline(tmp_path)
 
 
 def run(pipe: Pipeline, **options: Any) -> tuple[Supersink, list[StuckTask]]:
@@ -124,14 +119,14 @@ def test_a_warehouse_write_failure_is_its_task_load_failed_retried_and_the_other
 def test_an_unforeseen_error_in_one_load_is_that_tasks_load_failed(
     pipe: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = service_module.load_task
+    real = supersink.loader.load_task
 
     def load_task(plan: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         if plan.task == "task1":
             raise ZeroDivisionError("a bug that only task1's data triggers")
         return real(plan, *args, **kwargs)
 
-    monkeypatch.setattr(service_module, "load_task", load_task)
+    monkeypatch.setattr("supersink.service.load_task", load_task)
     pipe.produce("j1", 1, task="task1")
     pipe.produce("j1", 2, task="task2")
     pipe.expect(1, task="task1")
@@ -145,14 +140,14 @@ def test_an_unforeseen_error_in_one_load_is_that_tasks_load_failed(
 def test_an_unforeseen_error_handling_a_message_quarantines_that_message(
     pipe: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = intake_module.verify_chunk
+    real = supersink.fetch.verify_chunk
 
     def verify_chunk(store: Any, key: str, *args: Any, **kwargs: Any) -> Any:
         if key == chunk_key("task1", "j1", 1, 0):
             raise KeyError("a bug this one object triggers")
         return real(store, key, *args, **kwargs)
 
-    monkeypatch.setattr(intake_module, "verify_chunk", verify_chunk)
+    monkeypatch.setattr("supersink.intake.verify_chunk", verify_chunk)
     pipe.produce("j1", 2, task="task2")
     pipe.expect(1, task="task2")
     rec = Recorder()

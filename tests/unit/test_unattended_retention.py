@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -25,11 +24,6 @@ from supersink.warehouse import Warehouse
 from tests.helpers import Pipeline, Recorder, assert_same_events, synthetic
 
 NOW = RetentionPolicy(transit=0.0, forget=None, quarantine=None)
-
-
-@pytest.fixture
-def pipe(tmp_path: Path) -> Pipeline:
-    return Pipeline(tmp_path)
 
 
 def run(pipe: Pipeline, policy: RetentionPolicy | None = NOW, **options: Any) -> Supersink:
