@@ -51,6 +51,14 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
 
 
+def produce_cli(tmp_path: Path, input_spec: str) -> subprocess.CompletedProcess[str]:
+    """`ei-producer` on one input, task T job J attempt 1 of dataset D, into a store and queue under tmp_path."""
+    return cli(
+        "producer.cli", "--task", "T", "--job", "J", "--attempt", "1", "--dataset", "D", "--input", input_spec,
+        "--store", (tmp_path / "s").as_uri(), "--broker", f"sqlite://{tmp_path / 'q.db'}",
+    )  # fmt: skip
+
+
 def index_into_warehouse(tmp_path: Path, input_spec: str, events: int) -> pa.Table:
     """producer CLI -> supersink expect + run -> the committed warehouse rows of the task."""
     store, queue, warehouse = (tmp_path / "store").as_uri(), f"sqlite://{tmp_path / 'q.db'}", tmp_path / "wh"

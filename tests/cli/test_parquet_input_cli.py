@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from tests.helpers import cli, index_into_warehouse
+from tests.helpers import index_into_warehouse, produce_cli
 from tests.unit.test_parquet_input import GUID, write
 from tests.unit.test_root_input import assert_same_columns, sorted_events
 
@@ -20,10 +20,7 @@ def test_parquet_file_round_trips_into_the_warehouse(tmp_path: Path, events: pa.
 def test_cli_reports_an_incompatible_column_in_one_line(tmp_path: Path, events: pa.Table) -> None:
     bad = events.set_column(0, "run_number", events.column("run_number").cast(pa.float64()))
     path = write(tmp_path / "bad.parquet", bad)
-    proc = cli(
-        "producer.cli", "--task", "T", "--job", "J", "--attempt", "1", "--dataset", "D", "--input", str(path),
-        "--store", (tmp_path / "s").as_uri(), "--broker", f"sqlite://{tmp_path / 'q.db'}",
-    )  # fmt: skip
+    proc = produce_cli(tmp_path, str(path))
     assert proc.returncode == 3
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and str(path) in lines[0] and "run_number" in lines[0], proc.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from producer.inputs.root import RootInput
-from tests.helpers import cli, index_into_warehouse
+from tests.helpers import index_into_warehouse, produce_cli
 from tests.unit.test_root_input import (
     UNREADABLE_EVENT_INFO,
     assert_same_columns,
@@ -21,10 +21,7 @@ from tests.unit.test_root_input import (
 
 def test_cli_refuses_an_unreadable_event_info_with_exit_3(tmp_path: Path) -> None:
     path = pool_file(tmp_path / "aod.root", **UNREADABLE_EVENT_INFO)
-    proc = cli(
-        "producer.cli", "--task", "T", "--job", "J", "--attempt", "1", "--dataset", "D", "--input", str(path),
-        "--store", (tmp_path / "s").as_uri(), "--broker", f"sqlite://{tmp_path / 'q.db'}",
-    )  # fmt: skip
+    proc = produce_cli(tmp_path, str(path))
     assert proc.returncode == 3
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "run_number" in lines[0] and "Traceback" not in proc.stderr, proc.stderr
@@ -41,10 +38,7 @@ def test_cli_reports_a_truncated_root_file_in_one_line(tmp_path: Path, events: p
     whole = write_root(tmp_path / "whole.root", branches(events)).read_bytes()
     cut = tmp_path / "cut.root"
     cut.write_bytes(whole[: len(whole) // 2])
-    proc = cli(
-        "producer.cli", "--task", "T", "--job", "J", "--attempt", "1", "--dataset", "D", "--input", str(cut),
-        "--store", (tmp_path / "s").as_uri(), "--broker", f"sqlite://{tmp_path / 'q.db'}",
-    )  # fmt: skip
+    proc = produce_cli(tmp_path, str(cut))
     assert proc.returncode == 3
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and str(cut) in lines[0], proc.stderr
