@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
+import pytest
 import zstandard
 
 from eventindex import codec
@@ -24,6 +25,7 @@ from eventindex.columns import EVENT_SCHEMA
 from eventindex.pointers import expectation_pointer, headers_for
 from eventindex.store import ObjectStore, open_store
 from eventindex.transport import Publisher, open_consumer, open_publisher
+from producer.inputs.base import InputSource
 from producer.inputs.synthetic import SyntheticInput
 from producer.job import JobRunner, JobSpec, Progress
 from supersink.ledger import Ledger
@@ -83,6 +85,18 @@ def index_into_warehouse(tmp_path: Path, input_spec: str, events: int) -> pa.Tab
 
 
 SORT = [("run_number", "ascending"), ("event_number", "ascending")]
+
+
+def read_all(source: InputSource, max_rows: int = 10_000) -> pa.Table:
+    """Every event of an input, read in batches of `max_rows`, as one table."""
+    return pa.concat_tables(source.batches(max_rows)).combine_chunks()
+
+
+def one_line(exc: pytest.ExceptionInfo[BaseException]) -> str:
+    """The text of a raised error, which must be one line."""
+    text = str(exc.value)
+    assert "\n" not in text
+    return text
 
 
 class Recorder(Publisher):

@@ -12,9 +12,9 @@ import pytest
 from eventindex.columns import EVENT_SCHEMA, MASK_COLUMNS
 from eventindex.errors import InputError
 from producer.inputs import open_input
-from producer.inputs.base import InputSource
 from producer.inputs.common import GUID_PATTERN
 from producer.inputs.jsonl import JsonLinesInput
+from tests.helpers import one_line, read_all
 from tests.unit.test_root_input import assert_same_columns
 
 GUID = "0F1E2D3C-4B5A-4968-8776-655443322110"
@@ -39,16 +39,6 @@ def write(path: Path, rows: list[dict[str, Any]], header: dict[str, Any] | None 
         for row in rows:
             stream.write(json.dumps(row) + "\n")
     return path
-
-
-def read_all(source: InputSource, max_rows: int = 10_000) -> pa.Table:
-    return pa.concat_tables(source.batches(max_rows)).combine_chunks()
-
-
-def one_line(exc: pytest.ExceptionInfo[BaseException]) -> str:
-    text = str(exc.value)
-    assert "\n" not in text
-    return text
 
 
 def test_full_schema_round_trips(tmp_path: Path, events: pa.Table) -> None:

@@ -14,6 +14,7 @@ from eventindex.errors import InputError
 from producer.inputs import open_input
 from producer.inputs.common import GUID_PATTERN
 from producer.inputs.parquet import ParquetInput
+from tests.helpers import one_line, read_all
 from tests.unit.test_root_input import assert_same_columns
 
 GUID = "5F0C1A2B-3C4D-4E5F-8A9B-0C1D2E3F4A5B"
@@ -26,16 +27,6 @@ def write(path: Path, table: pa.Table, *, guid: str | None = None, row_group_siz
         table = table.replace_schema_metadata({"eventindex.guid": guid})
     pq.write_table(table, path, row_group_size=row_group_size)
     return path
-
-
-def read_all(source: ParquetInput, max_rows: int = 10_000) -> pa.Table:
-    return pa.concat_tables(source.batches(max_rows)).combine_chunks()
-
-
-def one_line(exc: pytest.ExceptionInfo[BaseException]) -> str:
-    text = str(exc.value)
-    assert "\n" not in text
-    return text
 
 
 def test_full_schema_round_trips(tmp_path: Path, events: pa.Table) -> None:

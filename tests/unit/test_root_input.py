@@ -14,10 +14,10 @@ import uproot  # type: ignore[import-untyped]
 from eventindex.columns import EVENT_SCHEMA, MASK_COLUMNS, PROVENANCE_TYPE
 from eventindex.errors import ConfigError, InputError
 from producer.inputs import open_input
-from producer.inputs.base import InputSource
 from producer.inputs.branch_map import DEFAULT_BRANCHES, EVENT_TYPE_BITMASK, MAPPABLE
 from producer.inputs.common import GUID_PATTERN
 from producer.inputs.root import RootInput
+from tests.helpers import one_line, read_all
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,10 +98,6 @@ def expected(events: pa.Table, guid: str, *, provenance: bool = False) -> pa.Tab
         absent = pa.nulls(len(events), PROVENANCE_TYPE)
         table = table.set_column(EVENT_SCHEMA.get_field_index("provenance"), EVENT_SCHEMA.field("provenance"), absent)
     return table
-
-
-def read_all(source: InputSource, max_rows: int = 10_000) -> pa.Table:
-    return pa.concat_tables(source.batches(max_rows)).combine_chunks()
 
 
 def assert_same_columns(actual: pa.Table, wanted: pa.Table) -> None:
@@ -245,12 +241,6 @@ def test_default_map_covers_every_mappable_column() -> None:
 
 
 # ---------------------------------------------------------------- failures
-
-
-def one_line(exc: pytest.ExceptionInfo[BaseException]) -> str:
-    text = str(exc.value)
-    assert "\n" not in text
-    return text
 
 
 def minimal(n: int = 10, **override: np.ndarray) -> dict[str, np.ndarray]:
