@@ -16,6 +16,10 @@ from eventindex.schema import eventindex_pb2 as pb
 #: A pointer is a few hundred bytes; an EVENTS message or an inline manifest (broker-only
 #: transport) is larger; anything beyond this is refused unread.
 MAX_POINTER_BYTES = 4 * 1024 * 1024
+#: A manifest pointer of the object-store transport also carries the manifest's bytes when the manifest is
+#: at most this large (a job's usual one or two kB), so the supersink records it without a GET. The manifest
+#: object is stored all the same (rescans, audits). Pointers without the bytes are read as before.
+INLINE_MANIFEST_MAX_BYTES = 64 * 1024
 CONTENT_TYPE = "application/x-eventindex-pointer+protobuf"
 
 KIND_NAMES = {
@@ -116,5 +120,8 @@ def parse_pointer(body: bytes) -> pb.Pointer:
     elif not pointer.url:
         raise MessageError("pointer without an object URL")
     elif pointer.payload:
-        raise MessageError("a pointer with a URL carries no payload")
+        if pointer.kind != pb.POINTER_KIND_MANIFEST:
+            raise MessageError("a chunk pointer with a URL carries no payload")
+        if len(pointer.payload) != pointer.size:
+            raise MessageError(f"manifest bytes are {len(pointer.payload)} long, the pointer says {pointer.size}")
     return pointer

@@ -30,7 +30,7 @@ from eventindex.errors import (
     StoreError,
 )
 from eventindex.names import chunk_key, manifest_key, validate_attempt, validate_name
-from eventindex.pointers import headers_for, now_ms, object_pointer
+from eventindex.pointers import INLINE_MANIFEST_MAX_BYTES, headers_for, now_ms, object_pointer
 from eventindex.schema import eventindex_pb2 as pb
 from eventindex.store import ObjectStore
 from eventindex.transport import Publisher
@@ -243,6 +243,7 @@ class JobRunner:
         self.retry = WriteRetrier(retry_policy or WriteRetryPolicy())
 
     def _announce(self, kind: pb.PointerKind, key: str, obj: EncodedObject, seq: int = 0) -> None:
+        """Send the pointer to a stored object; a small manifest's pointer carries its bytes too."""
         spec = self.spec
         pointer = object_pointer(
             kind,
@@ -256,6 +257,8 @@ class JobRunner:
             dataset=spec.dataset,
             seq=seq,
         )
+        if kind == pb.POINTER_KIND_MANIFEST and obj.size <= INLINE_MANIFEST_MAX_BYTES:
+            pointer.payload = obj.data
         self.publisher.send(pointer.SerializeToString(), headers_for(pointer), group=spec.task)
 
     def _store_chunk(self, chunk: Chunk) -> None:

@@ -177,7 +177,11 @@ def load_chunk(
         raise ChunkUnusableError(key, f"changed since it was verified: {exc}") from None
 
 
-def fetch_manifest(store: ObjectStore, key: str, size: int | None, sha256: bytes | None) -> tuple[pb.Manifest, bytes]:
-    data = store.get(key, MAX_OBJECT_BYTES)
+def fetch_manifest(
+    store: ObjectStore, key: str, size: int | None, sha256: bytes | None, carried: bytes = b""
+) -> tuple[pb.Manifest, bytes]:
+    """The manifest at `key`, checked against the pointer's size and sha256: from the bytes the pointer
+    `carried` when it carried them (no GET), else from the store."""
+    data = carried or store.get(key, MAX_OBJECT_BYTES)
     digest = _check(data, key, size, sha256)
     return decode_manifest(data), digest

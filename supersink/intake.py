@@ -364,7 +364,7 @@ class Intake:
         if known is not None and known.manifest_sha256 == pointer.sha256:
             return
         try:
-            manifest, digest = fetch_manifest(self.store, key, pointer.size, pointer.sha256)
+            manifest, digest = fetch_manifest(self.store, key, pointer.size, pointer.sha256, pointer.payload)
         except ObjectNotFoundError as exc:
             raise Rejected(f"pointer to a missing object: {exc}", task) from None
         except CodecError as exc:

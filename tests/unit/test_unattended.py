@@ -15,7 +15,7 @@ import pytest
 import supersink.fetch
 import supersink.loader
 from eventindex.names import chunk_key, manifest_key
-from eventindex.pointers import CONTENT_TYPE, object_pointer
+from eventindex.pointers import CONTENT_TYPE, object_pointer, parse_pointer
 from eventindex.schema import eventindex_pb2 as pb
 from eventindex.transport import open_consumer, open_publisher
 from supersink.ledger import Ledger
@@ -236,12 +236,27 @@ def test_messages_malformed_in_any_part_are_quarantined_with_their_raw_bytes(pip
     assert (entries[6].task, entries[6].job, entries[6].attempt) == ("task1", pointer.job, 1)
 
 
-def test_a_quarantined_manifest_names_its_job_in_the_tasks_problems(pipe: Pipeline) -> None:
-    pipe.produce("j1", 6, task="task1")
-    manifest = pipe.root / "store" / manifest_key("task1", "j1", 1)
-    data = manifest.read_bytes()
-    manifest.unlink()
-    manifest.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+@pytest.mark.parametrize("carried", [True, False], ids=["bytes-in-the-pointer", "pointer-without-bytes"])
+def test_a_quarantined_manifest_names_its_job_in_the_tasks_problems(pipe: Pipeline, carried: bool) -> None:
+    """A damaged manifest: the bytes its pointer carries, or (a pointer as older producers send it, without
+    them) the stored object."""
+    rec = Recorder()
+    pipe.produce("j1", 6, task="task1", publisher=rec)
+    with open_publisher(pipe.broker) as pub:
+        for body, headers, group in rec.sent:
+            pointer = parse_pointer(body)
+            if pointer.kind == pb.POINTER_KIND_MANIFEST:
+                assert len(pointer.payload) == pointer.size > 0, "a small manifest travels in its pointer"
+                if carried:
+                    pointer.payload = pointer.payload[:-1] + bytes([pointer.payload[-1] ^ 1])
+                else:
+                    pointer.ClearField("payload")
+                    manifest = pipe.root / "store" / manifest_key("task1", "j1", 1)
+                    data = manifest.read_bytes()
+                    manifest.unlink()
+                    manifest.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+                body = pointer.SerializeToString()
+            pub.send(body, headers, group)
     pipe.expect(1, task="task1")
     _, stuck = run(pipe)
     st = pipe.status("task1")

@@ -1,0 +1,91 @@
+"""A small manifest travels in its pointer as well as to the store: the supersink records it without a GET.
+
+Pointers without the bytes (older producers, manifests above INLINE_MANIFEST_MAX_BYTES) are read as before.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import producer.job
+from eventindex.errors import MessageError
+from eventindex.names import manifest_key
+from eventindex.pointers import INLINE_MANIFEST_MAX_BYTES, object_pointer, parse_pointer
+from eventindex.schema import eventindex_pb2 as pb
+from eventindex.store.counting import CountingStore
+from eventindex.transport import open_consumer, open_publisher
+from supersink.ledger import Ledger
+from supersink.service import Supersink
+from supersink.warehouse import Warehouse
+from tests.helpers import Pipeline, Recorder, assert_same_events, synthetic
+
+
+def _pointer(kind: pb.PointerKind, payload: bytes, size: int) -> pb.Pointer:
+    pointer = object_pointer(
+        kind, url="file:///s/k", size=size, sha256=bytes(32), events=1, task="t", job="j", attempt=1, dataset="d"
+    )
+    pointer.payload = payload
+    return pointer
+
+
+def test_a_manifest_pointer_may_carry_its_bytes_a_chunk_pointer_may_not() -> None:
+    ok = _pointer(pb.POINTER_KIND_MANIFEST, b"x" * 10, 10)
+    assert parse_pointer(ok.SerializeToString()).payload == b"x" * 10
+    with pytest.raises(MessageError, match="manifest bytes are 9 long, the pointer says 10"):
+        parse_pointer(_pointer(pb.POINTER_KIND_MANIFEST, b"x" * 9, 10).SerializeToString())
+    with pytest.raises(MessageError, match="a chunk pointer with a URL carries no payload"):
+        parse_pointer(_pointer(pb.POINTER_KIND_CHUNK, b"x" * 10, 10).SerializeToString())
+
+
+def _produce(pipe: Pipeline, jobs: int) -> Recorder:
+    rec = Recorder()
+    for job in range(jobs):
+        pipe.produce(f"j{job}", job + 1, publisher=rec)
+    return rec
+
+
+def test_the_producer_sends_a_small_manifest_in_its_pointer(pipe: Pipeline) -> None:
+    rec = _produce(pipe, 1)
+    manifests = [p for p in (parse_pointer(body) for body, _, _ in rec.sent) if p.kind == pb.POINTER_KIND_MANIFEST]
+    assert len(manifests) == 1
+    stored = (pipe.root / "store" / manifest_key("task1", "j0", 1)).read_bytes()
+    assert manifests[0].payload == stored and manifests[0].size == len(stored) <= INLINE_MANIFEST_MAX_BYTES
+
+
+def test_a_manifest_above_the_limit_goes_by_url_only(pipe: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(producer.job, "INLINE_MANIFEST_MAX_BYTES", 10)
+    rec = _produce(pipe, 1)
+    manifest = next(p for p in (parse_pointer(b) for b, _, _ in rec.sent) if p.kind == pb.POINTER_KIND_MANIFEST)
+    assert manifest.size > 10 and manifest.payload == b""
+
+
+def _drain(pipe: Pipeline, rec: Recorder, strip: bool) -> CountingStore:
+    """Send what the producers sent (without the manifests' bytes if `strip`); run a supersink that does not
+    rescan the store, on a store that counts its requests."""
+    with open_publisher(pipe.broker) as pub:
+        for body, headers, group in rec.sent:
+            pointer = parse_pointer(body)
+            if strip and pointer.kind == pb.POINTER_KIND_MANIFEST:
+                pointer.ClearField("payload")
+            pub.send(pointer.SerializeToString(), headers, group)
+    pipe.expect(3)
+    store = CountingStore(pipe.store)
+    sink = Supersink(Ledger(pipe.root / "ledger.db"), store, Warehouse.from_url((pipe.root / "wh").as_uri()),
+                     rescan_seconds=None)  # fmt: skip
+    with open_consumer(pipe.broker) as consumer:
+        sink.run(consumer, threading.Event(), until_idle=0.3)
+    sink.ledger.close()
+    return store
+
+
+@pytest.mark.parametrize("strip", [False, True], ids=["bytes-in-the-pointer", "pointer-without-bytes"])
+def test_the_supersink_gets_a_carried_manifest_from_its_pointer(pipe: Pipeline, strip: bool) -> None:
+    rec = _produce(pipe, 3)  # 3 jobs x 3 chunks
+    store = _drain(pipe, rec, strip)
+    assert pipe.status()["state"] == "loaded"
+    assert_same_events(pipe.loaded().sort_by([("run_number", "ascending"), ("event_number", "ascending")]),
+                       synthetic(1, 2, 3))  # fmt: skip
+    # every chunk is read once, to verify it (its load takes the bytes kept since); manifests only by URL
+    assert store.stats.gets == 9 + (3 if strip else 0)
