@@ -101,8 +101,8 @@ def test_count_overlap_and_duplicates_formats_agree(
     code, out, _ = ask(capsys, catalog_case, index, "overlap", "--datasets", "dsA,dsB", "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(out)))
     matrix = [[int(r["events"]), int(r["dsA"]), int(r["dsB"])] for r in rows]
-    want = expected.dataset_overlap(catalog_case, ["dsA", "dsB"])
-    assert code == 0 and matrix == [[want[i][i], *want[i]] for i in range(2)]
+    want_matrix = expected.dataset_overlap(catalog_case, ["dsA", "dsB"])
+    assert code == 0 and matrix == [[want_matrix[i][i], *want_matrix[i]] for i in range(2)]
     code, out, _ = ask(capsys, catalog_case, index, "duplicates", "--dataset", "dsA", "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert code == 0 and len({(r["run_number"], r["event_number"]) for r in rows}) == 1_500 + 250

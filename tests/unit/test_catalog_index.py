@@ -130,7 +130,12 @@ def test_refresh_adds_new_commits_and_amendments_and_drops_deleted_tasks(
     # uncommitted task is asked for its marker again, as it may have committed since.
     read: list[tuple[str, str]] = []
     committed = reader.committed
-    monkeypatch.setattr(reader, "committed", lambda d, t: (read.append((d, t)), committed(d, t))[1])
+
+    def counted(dataset: str, task: str) -> Any:
+        read.append((dataset, task))
+        return committed(dataset, task)
+
+    monkeypatch.setattr(reader, "committed", counted)
     report = index.refresh(reader)
     assert (report.added, report.amended, report.dropped, read) == (0, 0, 0, [("dsA", "tV")])
 
