@@ -217,9 +217,8 @@ class SoakSupersink(Supersink):
         rss, hwm = rss_bytes()
         db = self.ledger.path
         ledger_bytes = files_bytes(db, Path(f"{db}-wal"), Path(f"{db}-shm"))
-        (tasks,) = self.ledger.db.execute("SELECT count(*) FROM tasks").fetchone()
-        (chunks,) = self.ledger.db.execute("SELECT count(*) FROM chunks").fetchone()
-        (notes,) = self.ledger.db.execute("SELECT count(*) FROM notifications").fetchone()
+        rows = self.ledger.row_counts()
+        tasks, chunks, notes = rows["tasks"], rows["chunks"], rows["notifications"]
         objects = sum(len(files) for _, _, files in os.walk(self.workdir / "store"))
         retention = self.retention.counters if self.retention is not None else None
         self.samples.append(

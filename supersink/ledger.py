@@ -536,6 +536,13 @@ class Ledger:
         """How many tasks are in each state."""
         return {row[0]: int(row[1]) for row in self.db.execute("SELECT state, count(*) FROM tasks GROUP BY state")}
 
+    def row_counts(self) -> dict[str, int]:
+        """How many rows the tables that grow with the work hold (what retention must keep bounded)."""
+        counts = {}
+        for table in ("tasks", "chunks", "notifications"):
+            (counts[table],) = self.db.execute(f"SELECT count(*) FROM {table}").fetchone()
+        return counts
+
     def last_commit_time(self) -> float | None:
         """When the last commit was recorded (None before the first)."""
         (value,) = self.db.execute("SELECT max(loaded_at) FROM tasks").fetchone()
