@@ -50,6 +50,7 @@ import pyarrow.parquet as pq
 
 from eventindex.columns import HLT_MASK_BYTES, L1_MASK_BYTES, PROVENANCE_TYPE, WAREHOUSE_SCHEMA
 from eventindex.warehouse import MARKER, part_name, partition
+from supersink.loader import PARQUET_OPTIONS
 
 ROW_GROUP_ROWS = 131_072  # the loader's defaults (supersink.loader)
 ROWS_PER_FILE = 8 * ROW_GROUP_ROWS
@@ -315,9 +316,7 @@ def write_task(root: Path, plan: TaskPlan, menu: Menu) -> dict[str, Any]:
     for first in range(0, len(events), ROWS_PER_FILE):
         name = part_name(len(files))
         rows = events[first : first + ROWS_PER_FILE]
-        dictionary = ["task", "job", "input_guid"] + [f"provenance.list.element.{n}" for n in PROVENANCE_STRINGS]
-        options = {"compression": "zstd", "use_dictionary": dictionary, "write_statistics": True}  # as the loader
-        with pq.ParquetWriter(directory / name, WAREHOUSE_SCHEMA, **options) as writer:
+        with pq.ParquetWriter(directory / name, WAREHOUSE_SCHEMA, **PARQUET_OPTIONS) as writer:
             for start in range(0, len(rows), BLOCK):
                 block = rows[start : start + BLOCK]
                 writer.write_table(task_block(plan, block, first + start, menu), row_group_size=ROW_GROUP_ROWS)

@@ -29,10 +29,7 @@ import pyarrow.parquet as pq
 
 from eventindex.columns import WAREHOUSE_SCHEMA
 from producer.inputs.synthetic import SyntheticInput
-
-ROW_GROUP_ROWS = 131_072
-ROWS_PER_FILE = 8 * ROW_GROUP_ROWS
-DICTIONARY_COLUMNS = ["task", "job", "input_guid"]
+from supersink.loader import PARQUET_OPTIONS, ROW_GROUP_ROWS, ROWS_PER_FILE
 
 
 def job_seed(task_index: int, job_index: int, jobs: int) -> int:
@@ -82,9 +79,7 @@ class TimedWriter:
                 self._writer = pq.ParquetWriter(
                     self.directory / f"part-{self.files:05d}.parquet",
                     WAREHOUSE_SCHEMA,
-                    compression="zstd",
-                    use_dictionary=DICTIONARY_COLUMNS,
-                    write_statistics=True,
+                    **PARQUET_OPTIONS,
                 )
                 self.files += 1
             self._writer.write_table(head, row_group_size=ROW_GROUP_ROWS)
