@@ -95,6 +95,8 @@ class _Masks:
         present = self.lengths > byte
         if self.valid is not None:
             present &= self.valid
+        if not present.any():  # no mask reaches this byte (every one null or shorter): nothing to index
+            return np.zeros(self.n, dtype=np.uint8)
         return np.where(present, self.data[np.where(present, self.starts + byte, 0)], 0).astype(np.uint8)
 
     def bit(self, bit: int) -> np.ndarray:

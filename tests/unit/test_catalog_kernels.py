@@ -52,6 +52,18 @@ def test_counts_and_pairs_match_the_bytes(nulls: bool, ragged: bool, large: bool
     assert (alone.events, alone.counts.tolist(), alone.pairs) == (n - offset, counts, None)
 
 
+@pytest.mark.parametrize("overlap", [False, True])
+def test_a_column_whose_masks_are_all_null_or_empty_counts_nothing(overlap: bool) -> None:
+    """A task whose inputs carry no L1 masks (CMS NanoAOD): the column holds only nulls, or empty masks."""
+    columns: dict[str, list[bytes | None]] = {"a": [None] * 5, "b": [b"", None, b"", b"", None], "c": [b"\x01"] * 5}
+    batch = pa.record_batch({name: pa.array(values, pa.binary()) for name, values in columns.items()})
+    bits: list[tuple[str, int] | None] = [("a", 0), ("b", 5), ("c", 0)]
+    tally = tally_batch(batch, BitQuery(tuple(bits), overlap=overlap))
+    counts, pairs = _expected(columns, bits)
+    assert tally.events == 5 and tally.counts.tolist() == counts == [0, 0, 5]
+    assert tally.pairs is None if not overlap else tally.pairs is not None and tally.pairs.tolist() == pairs
+
+
 def test_batches_add_up_and_an_empty_batch_counts_nothing() -> None:
     rng = np.random.default_rng(5)
     table = pa.table({"m": pa.array(_masks(rng, 300, 4, True, False), pa.binary())})
