@@ -111,6 +111,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
+def _store_argument(parser: argparse.ArgumentParser, more: str = "") -> None:
+    parser.add_argument(
+        "--store", required=True, help="the object store: file:///abs/dir or s3://bucket/prefix?endpoint=…" + more
+    )
+
+
+def _warehouse_argument(parser: argparse.ArgumentParser, more: str = "") -> None:
+    parser.add_argument(
+        "--warehouse",
+        required=True,
+        help="the warehouse: file:///abs/dir, s3://bucket/prefix?endpoint=…, webhdfs://nn:9870[,nn2:9870]/path" + more,
+    )
+
+
+def _state_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state", required=True, type=Path, help="the ledger (SQLite file)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ei-supersink", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -134,13 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="the queue: sqlite:///abs/queue.db, stomp://host:61613/queue/NAME, amqp://host:5672/QUEUE",
     )
-    run.add_argument("--store", required=True, help="the only store pointers may point into")
-    run.add_argument(
-        "--warehouse",
-        required=True,
-        help="the warehouse: file:///abs/dir, s3://bucket/prefix?endpoint=…, webhdfs://nn:9870[,nn2:9870]/path",
-    )
-    run.add_argument("--state", required=True, type=Path, help="the SQLite ledger file")
+    _store_argument(run, "; pointers may point only into it")
+    _warehouse_argument(run)
+    _state_argument(run)
     run.add_argument(
         "--until-idle",
         type=_seconds,
@@ -192,15 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     load = sub.add_parser("load", help="load one task now")
     load.add_argument("--task", required=True, help="the task to load")
-    load.add_argument(
-        "--store", required=True, help="the object store: file:///abs/dir or s3://bucket/prefix?endpoint=…"
-    )
-    load.add_argument(
-        "--warehouse",
-        required=True,
-        help="the warehouse: file:///abs/dir, s3://bucket/prefix?endpoint=…, webhdfs://nn:9870[,nn2:9870]/path",
-    )
-    load.add_argument("--state", required=True, type=Path, help="the ledger (SQLite file)")
+    _store_argument(load)
+    _warehouse_argument(load)
+    _state_argument(load)
     how = load.add_mutually_exclusive_group()
     how.add_argument("--force", action="store_true", help="load the resolved jobs even if the task is incomplete")
     how.add_argument(
@@ -217,17 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     rec = sub.add_parser("reconcile", help="rebuild the ledger from the manifests in the store")
-    rec.add_argument(
-        "--store", required=True, help="the object store: file:///abs/dir or s3://bucket/prefix?endpoint=…"
-    )
-    rec.add_argument("--state", required=True, type=Path, help="the ledger (SQLite file)")
+    _store_argument(rec)
+    _state_argument(rec)
     rec.add_argument("--warehouse", default=None, help="also load the tasks that are now complete")
     rec.add_argument("--prefix", default="", help="only manifests under this key prefix (e.g. a task name + '/')")
 
     com = sub.add_parser("committed", help="list a warehouse's committed data, from its commit markers only")
-    com.add_argument(
-        "--warehouse", required=True, help="file:///dir, s3://bucket/prefix?endpoint=…, webhdfs://nn:port/path"
-    )
+    _warehouse_argument(com)
     com.add_argument(
         "--format",
         choices=COMMITTED_FORMATS,
@@ -238,26 +242,26 @@ def build_parser() -> argparse.ArgumentParser:
     com.add_argument("--table", default="eventindex", help="the table name in the spark-sql DDL")
 
     mig = sub.add_parser("migrate-layout", help="move a warehouse written as <dataset>/<task>/ to dataset=/task=")
-    mig.add_argument("--warehouse", required=True, help="the warehouse URL (stop its supersinks first)")
+    _warehouse_argument(mig, " (stop its supersinks first)")
 
     notes = sub.add_parser("notifications", help="list the commit notifications the ledger keeps, as JSON lines")
-    notes.add_argument("--state", required=True, type=Path, help="the ledger (SQLite file)")
+    _state_argument(notes)
     notes.add_argument(
         "--since", required=True, help="those recorded since: an ISO 8601 time (UTC unless given) or 30m, 12h, 3d ago"
     )
     notes.add_argument("--notify", default=None, metavar="URL", help="also publish them again to this destination")
 
     st = sub.add_parser("status", help="show tasks")
-    st.add_argument("--state", required=True, type=Path, help="the ledger (SQLite file)")
+    _state_argument(st)
     st.add_argument("--json", action="store_true", help="the report as JSON")
 
     quarantine = sub.add_parser("quarantine", help="inspect refused messages")
     qsub = quarantine.add_subparsers(dest="action", required=True)
     qlist = qsub.add_parser("list", help="list every entry: id, state, task and why it was refused")
-    qlist.add_argument("--state", required=True, type=Path, help="the ledger (SQLite file)")
+    _state_argument(qlist)
     qlist.add_argument("--json", action="store_true", help="the entries as JSON")
     qretry = qsub.add_parser("retry", help="send held messages to the broker again")
-    qretry.add_argument("--state", required=True, type=Path, help="the ledger (SQLite file)")
+    _state_argument(qretry)
     qretry.add_argument("--broker", required=True, help="the queue to send them to")
     which = qretry.add_mutually_exclusive_group(required=True)
     which.add_argument("--id", type=_whole(1, 2**63 - 1), action="append", dest="ids", help="an entry id (repeatable)")
