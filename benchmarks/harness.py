@@ -435,7 +435,7 @@ class Run:
         store_cpu = _delta(base.get("store"), end_cpu.get("store"))
         row["store_server_cpu_seconds"] = None if store_cpu is None else round(store_cpu, 2)
         row["store_server_rss_bytes"] = store_watch.last_rss if store_watch else None
-        row.update(_central_cost(row, sink_cpu, broker_cpu, store_cpu, self.transport))
+        row.update(_central_cost(row, sink_cpu, broker_cpu, store_cpu))
         # errors
         failed = [j for j in ran if not j.ok]
         row["errors"] = {
@@ -451,7 +451,7 @@ class Run:
 
 
 def _central_cost(
-    row: dict[str, Any], sink_cpu: float | None, broker_cpu: float | None, store_cpu: float | None, transport: str
+    row: dict[str, Any], sink_cpu: float | None, broker_cpu: float | None, store_cpu: float | None
 ) -> dict[str, Any]:
     """What the central services (broker, object-store server, supersink) spent on the run's events.
 

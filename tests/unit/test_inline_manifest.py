@@ -14,11 +14,11 @@ from eventindex.errors import MessageError
 from eventindex.names import manifest_key
 from eventindex.pointers import INLINE_MANIFEST_MAX_BYTES, object_pointer, parse_pointer
 from eventindex.schema import eventindex_pb2 as pb
-from eventindex.store.counting import CountingStore
 from eventindex.transport import open_consumer, open_publisher
 from supersink.ledger import Ledger
 from supersink.service import Supersink
 from supersink.warehouse import Warehouse
+from tests.faultstore import Fault, FaultyStore
 from tests.helpers import Pipeline, Recorder, assert_same_events, synthetic
 
 
@@ -61,9 +61,9 @@ def test_a_manifest_above_the_limit_goes_by_url_only(pipe: Pipeline, monkeypatch
     assert manifest.size > 10 and manifest.payload == b""
 
 
-def _drain(pipe: Pipeline, rec: Recorder, strip: bool) -> CountingStore:
+def _drain(pipe: Pipeline, rec: Recorder, strip: bool) -> tuple[Fault, Fault]:
     """Send what the producers sent (without the manifests' bytes if `strip`); run a supersink that does not
-    rescan the store, on a store that counts its requests."""
+    rescan the store; return what it read from the store: (manifest GETs, chunk GETs), as zero-second delays."""
     with open_publisher(pipe.broker) as pub:
         for body, headers, group in rec.sent:
             pointer = parse_pointer(body)
@@ -71,21 +71,22 @@ def _drain(pipe: Pipeline, rec: Recorder, strip: bool) -> CountingStore:
                 pointer.ClearField("payload")
             pub.send(pointer.SerializeToString(), headers, group)
     pipe.expect(3)
-    store = CountingStore(pipe.store)
+    manifests, chunks = Fault("get", "delay", key="*/manifest.eim"), Fault("get", "delay", key="*/chunk-*")
+    store = FaultyStore(pipe.store, manifests, chunks)
     sink = Supersink(Ledger(pipe.root / "ledger.db"), store, Warehouse.from_url((pipe.root / "wh").as_uri()),
                      rescan_seconds=None)  # fmt: skip
     with open_consumer(pipe.broker) as consumer:
         sink.run(consumer, threading.Event(), until_idle=0.3)
     sink.ledger.close()
-    return store
+    return manifests, chunks
 
 
 @pytest.mark.parametrize("strip", [False, True], ids=["bytes-in-the-pointer", "pointer-without-bytes"])
 def test_the_supersink_gets_a_carried_manifest_from_its_pointer(pipe: Pipeline, strip: bool) -> None:
     rec = _produce(pipe, 3)  # 3 jobs x 3 chunks
-    store = _drain(pipe, rec, strip)
+    manifests, chunks = _drain(pipe, rec, strip)
     assert pipe.status()["state"] == "loaded"
     assert_same_events(pipe.loaded().sort_by([("run_number", "ascending"), ("event_number", "ascending")]),
                        synthetic(1, 2, 3))  # fmt: skip
-    # every chunk is read once, to verify it (its load takes the bytes kept since); manifests only by URL
-    assert store.stats.gets == 9 + (3 if strip else 0)
+    # every chunk is read once, to verify it (its load takes the bytes kept since); a manifest only by its URL
+    assert (manifests.seen, chunks.seen) == ((3 if strip else 0), 9)
