@@ -470,11 +470,12 @@ def counters_json(counters: Counters, **extra: int) -> str:
 def reconcile_into(ledger: Ledger, store: ObjectStore, prefix: str, warehouse: Warehouse | None) -> ReconcileReport:
     """`ei-supersink reconcile`: record the manifests under `prefix` the ledger lacks; with a warehouse,
     also load the tasks they touched that are now complete."""
-    report = reconcile(Intake(ledger, store), prefix)
-    if warehouse is not None:
-        sink = Supersink(ledger, store, warehouse)
-        for task in sorted(report.tasks):
-            sink.settle(task)
+    if warehouse is None:
+        return reconcile(Intake(ledger, store), prefix)
+    sink = Supersink(ledger, store, warehouse)
+    report = reconcile(sink.intake, prefix)  # the chunks it verifies stay in the intake's cache for their load
+    for task in sorted(report.tasks):
+        sink.settle(task)
     return report
 
 

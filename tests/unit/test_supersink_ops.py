@@ -10,9 +10,10 @@ import pytest
 from eventindex.errors import AlreadyCommittedError
 from eventindex.transport import open_consumer
 from supersink.ledger import Ledger
-from supersink.service import Supersink
+from supersink.service import Supersink, reconcile_into
 from supersink.warehouse import Warehouse
-from tests.helpers import Pipeline, assert_same_events, synthetic
+from tests.faultstore import Fault, FaultyStore
+from tests.helpers import Pipeline, Recorder, assert_same_events, synthetic
 
 
 def run_with_deadline(pipe: Pipeline, deadline: float) -> Supersink:
@@ -99,3 +100,23 @@ def test_the_claim_of_a_supersink_lost_for_good_is_released_by_deleting_it(pipe:
     assert pipe.status()["state"] == "loaded"
     assert sorted(warehouse.parts("ds", "task1")) == ["part-00000.parquet"], "the lost load's parts replaced"
     assert_same_events(pipe.loaded(), synthetic(1))
+
+
+def test_reconcile_with_a_warehouse_loads_what_it_recovered_reading_each_chunk_once(pipe: Pipeline) -> None:
+    for job, seed in (("j1", 1), ("j2", 2)):
+        pipe.produce(job, seed, publisher=Recorder())  # every pointer lost
+    pipe.expect(2)
+    pipe.run_supersink()
+    assert pipe.status()["state"] == "waiting"
+    chunks = Fault("get", "delay", key="*/chunk-*")
+    ledger = Ledger(pipe.root / "ledger.db")
+    try:
+        report = reconcile_into(
+            ledger, FaultyStore(pipe.store, chunks), "", Warehouse.from_url((pipe.root / "wh").as_uri())
+        )
+    finally:
+        ledger.close()
+    assert (report.manifests_recorded, sorted(report.tasks)) == (2, ["task1"])
+    assert pipe.status()["state"] == "loaded"
+    assert_same_events(pipe.loaded(), synthetic(1, 2))
+    assert chunks.seen == 6, "each chunk read once: verified by the reconcile, loaded from the bytes kept"
