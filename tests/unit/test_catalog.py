@@ -86,8 +86,24 @@ def test_a_large_pick_reads_in_two_phases_with_the_same_answer(
     want = expected.lookup(case, keys, ["dsA", "dsB"])
     assert found_copies(two_phases.document()) == want["found"]
     assert [(m["run_number"], m["event_number"]) for m in two_phases.document()["not_found"]] == want["missing"]
-    nowhere = lookup(session, request_table([(1, 2), (3, 4)]), ["*"]).document()
-    assert nowhere["found"] == 0 and len(nowhere["not_found"]) == 2
+    # Keys inside the committed files' (run, event) ranges but held by no row: the files are read, nothing found.
+    held = case.events()
+    held_keys = set(zip(held.column("run_number").to_pylist(), held.column("event_number").to_pylist(), strict=True))
+    absent = [(run, event + 1) for run, event in sorted(held_keys) if (run, event + 1) not in held_keys][:2]
+    assert len(absent) == 2
+    read: list[Any] = []
+    monkeypatch.setattr(duckdb_engine.DuckDBEngine, "pick", _recording(duckdb_engine.DuckDBEngine.pick, read))
+    nowhere = lookup(session, request_table(absent), ["*"]).document()
+    assert read, "the two-phase pick ran on the files holding the keys' ranges"
+    assert nowhere["found"] == 0 and [(m["run_number"], m["event_number"]) for m in nowhere["not_found"]] == absent
+
+
+def _recording(method: Any, calls: list[Any]) -> Any:
+    def recorded(self: Any, *args: Any) -> Any:
+        calls.append(args)
+        return method(self, *args)
+
+    return recorded
 
 
 def test_lookup_names_the_part_file_holding_each_copy(case: CatalogCase, session: Session) -> None:
