@@ -50,16 +50,13 @@ import pyarrow.parquet as pq
 
 from eventindex.columns import HLT_MASK_BYTES, L1_MASK_BYTES, PROVENANCE_TYPE, WAREHOUSE_SCHEMA
 from eventindex.warehouse import MARKER, part_name, partition
-from supersink.loader import PARQUET_OPTIONS
+from supersink.loader import PARQUET_OPTIONS, ROW_GROUP_ROWS, ROWS_PER_FILE
 
-ROW_GROUP_ROWS = 131_072  # the loader's defaults (supersink.loader)
-ROWS_PER_FILE = 8 * ROW_GROUP_ROWS
 FIRST_RUN = 472_000
 RUN_START = 1_715_000_000  # May 2024
 LUMI_SECONDS = 20
 EVENTS_PER_AOD_FILE = 10_000
 #: Provenance fields written dictionary-encoded, as the loader writes them.
-PROVENANCE_STRINGS = ("stream", "guid", "container", "clid")
 EVENTS_PER_ESD_FILE = 5_000
 #: Share of a run's events in each stream; express and DAOD are drawn from Main's events.
 STREAMS = {

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from eventindex import __version__
-from eventindex.columns import WAREHOUSE_SCHEMA, event_keys
+from eventindex.columns import PROVENANCE_STRINGS, WAREHOUSE_SCHEMA, event_keys
 from eventindex.errors import AlreadyCommittedError, ConfigError, WarehouseError
 from eventindex.store import ObjectStore
 from eventindex.warehouse import DUPLICATES, part_name
@@ -35,7 +35,7 @@ ROWS_PER_FILE = 8 * ROW_GROUP_ROWS
 #: Columns written as dictionaries. Provenance strings repeat (a few parent files per task): as dictionaries,
 #: a reader skips the rows before a wanted one in half the time (docs/catalog.md).
 DICTIONARY_COLUMNS = ["task", "job", "input_guid"] + [
-    f"provenance.list.element.{name}" for name in ("stream", "guid", "container", "clid")
+    f"provenance.list.element.{name}" for name, _ in PROVENANCE_STRINGS
 ]
 #: How every part file is written; the ceiling benchmark and the catalogue generator write the same way.
 PARQUET_OPTIONS: dict[str, Any] = {

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from benchmarks.catalog_data import PROVENANCE_STRINGS, generate
+from benchmarks.catalog_data import generate
 from catalog.session import Session
+from eventindex.columns import PROVENANCE_STRINGS
 from tests.catalog_fixtures import catalog_case, duckdb_session
 from tests.catalog_warehouse import CatalogCase
 
@@ -29,7 +30,7 @@ def dictionary_encoded(path: Path | str) -> dict[str, bool]:
 
 def provenance_dictionaries(path: Path | str) -> dict[str, bool]:
     encoded = dictionary_encoded(path)
-    return {name: encoded[f"provenance.list.element.{name}"] for name in PROVENANCE_STRINGS}
+    return {name: encoded[f"provenance.list.element.{name}"] for name, _ in PROVENANCE_STRINGS}
 
 
 def test_the_loader_writes_provenance_strings_as_dictionaries(
@@ -39,7 +40,7 @@ def test_the_loader_writes_provenance_strings_as_dictionaries(
     assert len(files) >= 5
     for entry in files:  # every committed part file, each written by the supersink's loader
         path = f"{catalog_case.warehouse.task_dir(entry.task.dataset, entry.task.task)}/{entry.name}"
-        assert provenance_dictionaries(path) == dict.fromkeys(PROVENANCE_STRINGS, True), path
+        assert provenance_dictionaries(path) == dict.fromkeys((name for name, _ in PROVENANCE_STRINGS), True), path
         assert not dictionary_encoded(path)["provenance.list.element.oid2"]  # numbers stay plain
 
 
@@ -48,4 +49,4 @@ def test_the_benchmark_generator_writes_them_as_the_loader_does(tmp_path: Path) 
     parts = sorted(tmp_path.rglob("part-*.parquet"))
     assert parts
     for path in parts:
-        assert provenance_dictionaries(path) == dict.fromkeys(PROVENANCE_STRINGS, True), path
+        assert provenance_dictionaries(path) == dict.fromkeys((name for name, _ in PROVENANCE_STRINGS), True), path
