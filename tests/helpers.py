@@ -36,21 +36,15 @@ from supersink.warehouse import Warehouse
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def sink_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    """`ei-supersink ARGS` as a process of this checkout; its output as text."""
-    return subprocess.run(
-        [sys.executable, "-m", "supersink.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=120,
-    )
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     """`python -m ARGS` (a console script's module, e.g. producer.cli) as a process of this checkout."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
+
+
+def sink_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """`ei-supersink ARGS` as a process of this checkout; its output as text."""
+    return cli("supersink.cli", *args)
 
 
 def produce_cli(tmp_path: Path, input_spec: str) -> subprocess.CompletedProcess[str]:

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
-from tests.helpers import Pipeline
+from tests.helpers import Pipeline, sink_cli
 from tests.unit.test_amend import _force, _run
 
 
 def test_amend_cli_exit_codes_not_loaded_3_nothing_late_0(pipe: Pipeline) -> None:
-    root = Path(__file__).resolve().parents[2]
     pipe.expect(2)
     pipe.produce("j1", 1)
     _run(pipe)
@@ -20,9 +16,7 @@ def test_amend_cli_exit_codes_not_loaded_3_nothing_late_0(pipe: Pipeline) -> Non
     args += ["--state", str(pipe.root / "ledger.db"), "--amend"]
 
     def load() -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "PYTHONPATH": str(root)}
-        command = [sys.executable, "-m", "supersink.cli", "load", *args]
-        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+        return sink_cli("load", *args)
 
     not_loaded = load()
     assert not_loaded.returncode == 3 and "not loaded yet" in not_loaded.stderr

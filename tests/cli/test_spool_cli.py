@@ -8,15 +8,16 @@ from pathlib import Path
 
 from eventindex.pointers import parse_pointer
 from producer.spool import PointerSpool
-from tests.helpers import Pipeline, assert_same_events, synthetic
-from tests.unit.test_spool import cli, closed_port
+from tests.helpers import Pipeline, assert_same_events, cli, synthetic
+from tests.unit.test_spool import closed_port
 
 
 def test_no_broker_exit_6_then_flush_spool_then_the_task_loads_once(tmp_path: Path) -> None:
     pipe = Pipeline(tmp_path)
     dead = f"stomp://127.0.0.1:{closed_port()}/queue/q"
     produced = cli(
-        "--task", "task1", "--job", "j1", "--attempt", "1", "--dataset", "ds", "--input", "synthetic:3000:7",
+        "producer.cli", "--task", "task1", "--job", "j1", "--attempt", "1", "--dataset", "ds",
+        "--input", "synthetic:3000:7",
         "--chunk-events", "1000", "--store", (tmp_path / "store").as_uri(), "--broker", dead, "--threads", "3",
         cwd=tmp_path,
     )  # fmt: skip
@@ -28,12 +29,12 @@ def test_no_broker_exit_6_then_flush_spool_then_the_task_loads_once(tmp_path: Pa
     spool = tmp_path / "ei-producer.spool"
     kinds = [parse_pointer(base64.b64decode(json.loads(line)["body"])).kind for line in spool.read_text().splitlines()]
     assert kinds == [1, 1, 1, 2], "three chunk pointers, then the manifest's"
-    flush = cli("flush-spool", "--broker", dead, cwd=tmp_path)
+    flush = cli("producer.cli", "flush-spool", "--broker", dead, cwd=tmp_path)
     assert flush.returncode == 5 and PointerSpool(spool).pending() == 4, "still no broker: the spool is kept"
-    flush = cli("flush-spool", "--broker", dead, "--broker", pipe.broker, cwd=tmp_path)
+    flush = cli("producer.cli", "flush-spool", "--broker", dead, "--broker", pipe.broker, cwd=tmp_path)
     assert flush.returncode == 0, flush.stderr
     assert json.loads(flush.stdout)["sent"] == 4
-    again = cli("flush-spool", "--broker", pipe.broker, cwd=tmp_path)
+    again = cli("producer.cli", "flush-spool", "--broker", pipe.broker, cwd=tmp_path)
     assert again.returncode == 0 and json.loads(again.stdout)["sent"] == 0
     pipe.expect(1)
     pipe.run_supersink()
@@ -43,7 +44,7 @@ def test_no_broker_exit_6_then_flush_spool_then_the_task_loads_once(tmp_path: Pa
 
 def test_no_spool_flag_fails_with_exit_5(tmp_path: Path) -> None:
     proc = cli(
-        "--task", "t", "--job", "j", "--attempt", "1", "--dataset", "ds", "--input", "synthetic:100",
+        "producer.cli", "--task", "t", "--job", "j", "--attempt", "1", "--dataset", "ds", "--input", "synthetic:100",
         "--store", (tmp_path / "store").as_uri(), "--broker", f"stomp://127.0.0.1:{closed_port()}/queue/q",
         "--no-spool", cwd=tmp_path,
     )  # fmt: skip
@@ -57,7 +58,8 @@ def test_broker_only_mode_spools_whole_batches_and_flushes_them(tmp_path: Path) 
     pipe = Pipeline(tmp_path)
     dead = f"stomp://127.0.0.1:{closed_port()}/queue/q"
     produced = cli(
-        "--task", "task1", "--job", "j1", "--attempt", "1", "--dataset", "ds", "--input", "synthetic:1000:8",
+        "producer.cli", "--task", "task1", "--job", "j1", "--attempt", "1", "--dataset", "ds",
+        "--input", "synthetic:1000:8",
         "--mode", "mq", "--broker", dead, cwd=tmp_path,
     )  # fmt: skip
     assert produced.returncode == 6, produced.stderr
@@ -65,7 +67,7 @@ def test_broker_only_mode_spools_whole_batches_and_flushes_them(tmp_path: Path) 
     assert summary["spooled"] == summary["chunks"] + 1, "every events message, then the manifest"
     assert f"read every event, but {summary['spooled']} message(s) were spooled" in produced.stderr
     assert not (tmp_path / "store").exists()
-    flush = cli("flush-spool", "--broker", pipe.broker, cwd=tmp_path)
+    flush = cli("producer.cli", "flush-spool", "--broker", pipe.broker, cwd=tmp_path)
     assert flush.returncode == 0, flush.stderr
     pipe.expect(1)
     pipe.run_supersink()

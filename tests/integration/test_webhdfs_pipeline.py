@@ -9,9 +9,6 @@ the claim run in the fault-injection suite (tests/integration/test_faults.py, "w
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -66,13 +63,7 @@ def test_pipeline_into_webhdfs_loads_every_event_once(tmp_path: Path, webhdfs: s
     assert (st["state"], st["events_loaded"]) == ("loaded", 9_000)
     assert st["location"] == f"{webhdfs}/dataset=ds/task=task1"
     assert _committed_events(webhdfs).equals(synthetic(1, 2, 3))
-    listing = subprocess.run(
-        [sys.executable, "-m", "supersink.cli", "committed", "--warehouse", webhdfs],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=120,
-    )
+    listing = sink_cli("committed", "--warehouse", webhdfs)
     assert listing.returncode == 0, listing.stderr
     assert len(listing.stdout.splitlines()) == 3 and all(
         line.startswith("webhdfs://") and "/dataset=ds/task=task1/part-0000" in line

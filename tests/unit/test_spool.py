@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -147,10 +144,3 @@ def test_spooling_through_an_unreachable_stomp_broker(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ the CLI, end to end
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "producer.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120
-    )
