@@ -231,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             result = check_inputs(config.spec, inputs, show)
         except (Exception, KeyboardInterrupt) as exc:
+            end_progress_line(show)  # the error on a line of its own, not after the progress figures
             return _fail(*exit_status(exc))
         end_progress_line(show)
         print(summary_line(result, dry_run=True))
@@ -239,6 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         outcome = run_job(config, inputs, show)
     except (Exception, KeyboardInterrupt) as exc:
+        end_progress_line(show)
         code = _fail(*exit_status(exc))
     else:
         end_progress_line(show)
