@@ -30,7 +30,7 @@ from supersink.amend import amend
 from supersink.completeness import TaskView, chosen_chunks, evaluate
 from supersink.fetch import ChunkUnusableError
 from supersink.intake import Counters, Intake
-from supersink.ledger import LOADED_STATES, Ledger, LedgerError, TaskState
+from supersink.ledger import LOADED_STATES, Ledger, LedgerError, TaskRecord, TaskState
 from supersink.loader import DEFAULT_LAYOUT, FileLayout, LoadPlan, load_task
 from supersink.notify import Notifier, add_commit
 from supersink.progress import LoadProgress
@@ -230,14 +230,18 @@ class Supersink:
             raise TaskNotLoadableError(f"task {task} has no resolved job to load")
         return self.load(view, partial=not view.complete)
 
+    def _known(self, task: str) -> TaskRecord:
+        """The task's record; ConfigError when the ledger does not know it (an operator's typo)."""
+        record = self.ledger.task(task)
+        if record is None:
+            raise ConfigError(f"the ledger {self.ledger.path} knows no task {task}")
+        return record
+
     def load_now(self, task: str, *, force: bool = False) -> dict[str, Any]:
         """`ei-supersink load`: settle a task now (`force`: load what is there, marked partial, when it is
         incomplete); returns its commit's summary, with whether it was loaded already. ConfigError for a
         task the ledger does not know, TaskNotLoadableError when the task is not loaded after this."""
-        before = self.ledger.task(task)
-        if before is None:
-            raise ConfigError(f"the ledger {self.ledger.path} knows no task {task}")
-        already = before.state in LOADED_STATES
+        already = self._known(task).state in LOADED_STATES
         if force and not already:
             self.force_load(task)
         else:
@@ -253,8 +257,7 @@ class Supersink:
     def amend_now(self, task: str) -> dict[str, Any]:
         """`ei-supersink load --amend`: load a committed task's late jobs as its next amendment; returns
         the amendment's summary (NotLoadedError, NothingToAmendError: see supersink.amend)."""
-        if self.ledger.task(task) is None:
-            raise ConfigError(f"the ledger {self.ledger.path} knows no task {task}")
+        self._known(task)
         amendment = amend(
             self.ledger,
             self.warehouse,
