@@ -404,17 +404,9 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
     central = _series(runs, lambda r: r.get("events_per_central_cpu_second"))
     _lines(ax2, central)
     ax2.axhline(CENTRAL_TARGET, color="grey", linestyle="--", label=f"target {CENTRAL_TARGET:,} (object store)")
-    for r in drains(results["runs"]):
-        if r.get("events_per_central_cpu_second"):
-            ax2.axhline(r["events_per_central_cpu_second"], color=COLOURS.get(r["transport"]), linestyle=":",
-                        label=f"{r['transport']}: drain run")  # fmt: skip
+    _drain_lines(ax2, results["runs"], "events_per_central_cpu_second", "drain run")
     _axis(ax2, runs, "events per central CPU-second", "events / central CPU-s")
-    ax2.set_yscale("log")
-    for ax in (ax1, ax2):
-        _legend(ax)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    written.append(_save(fig, out / PLOTS[0], plt))
+    written.append(_finish_pair(fig, (ax1, ax2), title, out / PLOTS[0], plt))
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
     _lines(ax1, _series(runs, lambda r: r.get("events_per_second")))
@@ -425,17 +417,9 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
     _lines(ax2, _series(runs, lambda r: r.get("supersink_events_per_cpu_second")))
     if ceiling:
         ax2.axhline(ceiling, color="grey", linestyle="--", label="ceiling: Parquet write from memory")
-    for r in drains(results["runs"]):
-        if r.get("supersink_events_per_cpu_second"):
-            ax2.axhline(r["supersink_events_per_cpu_second"], color=COLOURS.get(r["transport"]), linestyle=":",
-                        label=f"{r['transport']}: supersink on a backlog")  # fmt: skip
+    _drain_lines(ax2, results["runs"], "supersink_events_per_cpu_second", "supersink on a backlog")
     _axis(ax2, runs, "supersink efficiency", "events per supersink CPU-second")
-    ax2.set_yscale("log")
-    for ax in (ax1, ax2):
-        _legend(ax)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    written.append(_save(fig, out / PLOTS[1], plt))
+    written.append(_finish_pair(fig, (ax1, ax2), title, out / PLOTS[1], plt))
 
     fig, axes = plt.subplots(1, 4, figsize=(19, 4.5))
     for ax, key, scale, label in (
@@ -463,6 +447,23 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
     fig.tight_layout()
     written.append(_save(fig, out / PLOTS[3], plt))
     return written
+
+
+def _drain_lines(ax: Any, runs: Sequence[dict[str, Any]], key: str, label: str) -> None:
+    """A dotted horizontal line per drain run at its figure `key`."""
+    for r in drains(runs):
+        if r.get(key):
+            ax.axhline(r[key], color=COLOURS.get(r["transport"]), linestyle=":", label=f"{r['transport']}: {label}")
+
+
+def _finish_pair(fig: Any, axes: tuple[Any, Any], title: str, path: Path, plt: Any) -> Path:
+    """The two-panel figures: the right panel logarithmic, legends, title; saved."""
+    axes[1].set_yscale("log")
+    for ax in axes:
+        _legend(ax)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path, plt)
 
 
 def _yscale(ax: Any, values: list[float]) -> None:
