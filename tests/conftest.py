@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 
 from producer.inputs.synthetic import SyntheticInput
+from supersink.warehouse import Warehouse
 from tests.helpers import Pipeline
 
 
@@ -21,3 +22,19 @@ def events() -> pa.Table:
 def pipe(tmp_path: Path) -> Pipeline:
     """The embedded pipeline (file:// store, sqlite:// queue, local warehouse) in a fresh directory."""
     return Pipeline(tmp_path)
+
+
+@pytest.fixture
+def two_tasks(tmp_path: Path) -> Pipeline:
+    """task1 committed; task2 complete but claimed by a supersink that died mid-load (staged parts)."""
+    pipe = Pipeline(tmp_path)
+    pipe.produce("j1", 1)
+    pipe.produce("j2", 2)
+    pipe.expect(2)
+    pipe.run_supersink()
+    warehouse = Warehouse.from_url((tmp_path / "wh").as_uri())
+    warehouse.claim("ds", "task2", "a-supersink-that-died")
+    warehouse.begin("ds", "task2")
+    staged = Path(warehouse.staging_dir("ds", "task2"))
+    (staged / "part-00000.parquet.staged").write_bytes((pipe.task_dir() / "part-00000.parquet").read_bytes())
+    return pipe

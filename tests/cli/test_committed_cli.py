@@ -3,17 +3,8 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
-import pytest
 
 from tests.helpers import Pipeline, sink_cli
-from tests.unit.test_committed import committed_and_half_loaded
-
-
-@pytest.fixture
-def two_tasks(tmp_path: Path) -> Pipeline:
-    return committed_and_half_loaded(tmp_path)
 
 
 def test_committed_lists_the_marker_files_in_each_format(two_tasks: Pipeline) -> None:
