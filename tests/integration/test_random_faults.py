@@ -74,6 +74,9 @@ class Task:
     #: damaged after its pointers were sent: the supersink may have verified (and cached) the object
     #: first, and then loads the verified bytes; otherwise the damage is found at intake or load
     after_intake: bool = False
+    #: a manifest pointer carries the manifest's bytes (checked against its sha256), so damage to the stored
+    #: copy only matters for pointers that do not, as an older producer's do not
+    carried: bool = False
     healed: bool = False
 
     def expected(self) -> pa.Table:
@@ -199,6 +202,13 @@ def send(backend: Backend, recorded: Recorder) -> None:
             pub.send(body, headers, group)
 
 
+def strip_payload(body: bytes, headers: dict[str, str], group: str | None) -> tuple[bytes, dict[str, str], str | None]:
+    """The message as a producer from before inline manifests sent it: a manifest pointer without its bytes."""
+    pointer = pb.Pointer.FromString(body)
+    pointer.ClearField("payload")
+    return pointer.SerializeToString(), headers, group
+
+
 def play_round(number: int, backend: Backend, root: Path, rng: random.Random, faults: Faults) -> list[Task]:
     """One round: produce its tasks with their faults, heal some, kill the supersink now and then."""
     tasks = [Task(f"r{number:03d}.t{i}", rng.randint(1, 3), 1000 * number + 10 * i) for i in range(TASKS_PER_ROUND)]
@@ -220,6 +230,10 @@ def play_round(number: int, backend: Backend, root: Path, rng: random.Random, fa
             key = chunk_key(task.name, f"j{damaged_job}", 1, seq) if what == "chunk" else ""
             task.key = key or manifest_key(task.name, f"j{damaged_job}", 1)
             task.after_intake = rng.random() < 0.5
+            if what == "manifest":
+                task.carried = rng.random() < 0.5
+                if not task.carried:
+                    held.sent = [strip_payload(body, headers, group) for body, headers, group in held.sent]
             if task.after_intake:
                 send(backend, held)
                 time.sleep(rng.uniform(0.0, 1.0))
@@ -296,7 +310,9 @@ def test_random_faults_over_many_tasks(tmp_path: Path, fault_report: Callable[[s
         loaded, stuck = 0, []
         for task in tasks:
             st = report[task.name]
-            may_load = task.fault is None or task.healed or task.after_intake
+            may_load = task.fault is None or task.healed or task.after_intake or task.carried
+            if task.carried:
+                assert st["state"] == "loaded", ("the pointer carried its manifest", task, st["state"], st["detail"])
             if st["state"] == "loaded" and may_load:
                 assert_exactly_once(check_warehouse(backend, ProducedTask(task.name, task.expected())))
                 loaded += 1
@@ -324,6 +340,7 @@ def test_random_faults_over_many_tasks(tmp_path: Path, fault_report: Callable[[s
     }
     fault_report(
         f"seed {seed}, {ROUNDS} rounds, {len(tasks)} tasks ({counts}), {sum(t.healed for t in tasks)} healed, "
+        f"{sum(t.carried for t in tasks)} stored manifests damaged under pointers that carried them, "
         f"{len(stuck)} left damaged and named, {loaded} loaded exactly once, {faults.kills} SIGKILLs, "
         f"{len(faults.injected)} malformed messages quarantined, the supersink never died on its own"
     )
