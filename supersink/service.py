@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import sqlite3
 import threading
 import time
@@ -186,11 +185,7 @@ class Supersink:
         open_tasks = {row.task for row in rows}
         for row in rows:
             task = row.task
-            if (
-                row.state != TaskState.CLAIMED_ELSEWHERE
-                and self.rescan_seconds is not None
-                and now - self._scanned.get(task, -math.inf) >= self.rescan_seconds
-            ):
+            if row.state != TaskState.CLAIMED_ELSEWHERE and self._rescan_due(row, now):
                 self._scanned[task] = now
                 try:
                     found = reconcile(self.intake, prefix=f"{task}/")
@@ -220,6 +215,17 @@ class Supersink:
                 self.on_problem(f"retention pass failed, will try again: {_reason(exc)}")
         if self.notifier is not None:
             self.notifier.drain()
+
+    def _rescan_due(self, row: TaskRecord, now: float) -> bool:
+        """Every `rescan_seconds`, the first time once the task's pointers have had that long to arrive
+        (counted from when the ledger first saw the task, so a task that waited through a restart is
+        rescanned at once, and a task just announced is not fetched from the store behind its pointers)."""
+        if self.rescan_seconds is None:
+            return False
+        last = self._scanned.get(row.task)
+        if last is None:
+            return time.time() - row.first_seen >= self.rescan_seconds
+        return now - last >= self.rescan_seconds
 
     def force_load(self, task: str) -> dict[str, Any] | None:
         """Load what is there now: the resolved jobs' chosen attempts, marked partial if incomplete."""

@@ -90,3 +90,31 @@ def test_the_supersink_gets_a_carried_manifest_from_its_pointer(pipe: Pipeline, 
                        synthetic(1, 2, 3))  # fmt: skip
     # every chunk is read once, to verify it (its load takes the bytes kept since); a manifest only by its URL
     assert (manifests.seen, chunks.seen) == ((3 if strip else 0), 9)
+
+
+def test_a_task_just_announced_is_not_rescanned_behind_its_pointers(pipe: Pipeline) -> None:
+    """The first rescan of a task waits `rescan_seconds` from when the ledger first saw it: a supersink
+    starting on a backlog takes the manifests from their pointers, not from a store listing."""
+    rec = _produce(pipe, 3)
+    pipe.expect(3)
+
+    def drain(rescan_seconds: float) -> tuple[Fault, Fault]:
+        manifests, chunks = Fault("get", "delay", key="*/manifest.eim"), Fault("get", "delay", key="*/chunk-*")
+        store = FaultyStore(pipe.store, manifests, chunks)
+        sink = Supersink(Ledger(pipe.root / "ledger.db"), store, Warehouse.from_url((pipe.root / "wh").as_uri()),
+                         rescan_seconds=rescan_seconds)  # fmt: skip
+        with open_consumer(pipe.broker) as consumer:
+            sink.run(consumer, threading.Event(), until_idle=0.3)
+        sink.ledger.close()
+        return manifests, chunks
+
+    drain(3600.0)  # the expectation alone: the ledger knows the task from now on
+    assert pipe.status()["state"] == "waiting"
+    with open_publisher(pipe.broker) as pub:
+        for body, headers, group in rec.sent:
+            pub.send(body, headers, group)
+    manifests, chunks = drain(3600.0)  # restarted: its first sweep finds the task open, seen just now
+    assert pipe.status()["state"] == "loaded"
+    assert (manifests.seen, chunks.seen) == (0, 9)
+    assert_same_events(pipe.loaded().sort_by([("run_number", "ascending"), ("event_number", "ascending")]),
+                       synthetic(1, 2, 3))  # fmt: skip
