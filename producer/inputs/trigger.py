@@ -45,6 +45,11 @@ _LUT = np.full(256, _BAD, dtype=np.uint8)
 _LUT[np.frombuffer(ALPHABET.encode(), dtype=np.uint8)] = np.arange(64, dtype=np.uint8)
 _LUT[ord("!")] = _ONE
 _LUT[ord(" ")] = _ZERO
+#: What a character (by its _LUT value) adds to the bit count before its run's place value: a digit
+#: its value, `!` and ` ` one bit.
+_ADDS = np.ones(_ZERO + 1, dtype=np.int64)
+_ADDS[:_ONE] = np.arange(_ONE)
+_ADDS32 = _ADDS.astype(np.int32)
 
 
 class MaskFormatError(InputError):
@@ -150,6 +155,66 @@ def _string_bytes(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _decode_distinct(texts: pa.Array, max_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """(bitmaps, nbits) of each string, character by character, with no array per token.
+
+    Every character adds to the bit count: `!` and ` ` one bit, a digit its value times 64 to the
+    power of the digits after it in its run (so a run adds its length); a cumulative sum then puts
+    each `!` at its bit. Anything this does not decode plainly (a character outside the alphabet,
+    a run of more than MAX_RUN_DIGITS digits or longer than `max_bits`, too many bits) goes to
+    `_decode_tokens`, which raises the error naming the first bad value."""
+    n = len(texts)
+    width = (max_bits + 7) // 8
+    out = np.zeros((n, width), dtype=np.uint8)
+    nbits = np.zeros(n, dtype=np.int64)
+    raw, lengths = _string_bytes(texts)
+    if not n or not lengths.any():
+        return out, nbits
+    vals = _LUT[raw]
+    if int(vals.max()) > _ZERO:  # a character outside the alphabet (_BAD)
+        return _decode_tokens(texts, max_bits)
+    is_digit = vals < _ONE
+    starts = np.cumsum(lengths) - lengths  # where each string starts in raw
+    # follows[i]: character i + 1 is a digit of the same run as digit i.
+    follows = np.zeros(len(vals), dtype=bool)
+    np.logical_and(is_digit[1:], is_digit[:-1], out=follows[:-1])
+    follows[starts[(starts > 0) & (lengths > 0)] - 1] = False
+    # after[i]: how many digits follow digit i in its run.
+    after = follows.astype(np.uint8)
+    chain = follows
+    k = 0
+    for k in range(1, MAX_RUN_DIGITS):
+        chain = chain[:-1] & follows[k:]
+        if not chain.any():
+            break
+        after[: len(chain)] += chain
+    else:
+        return _decode_tokens(texts, max_bits)  # a run of more than MAX_RUN_DIGITS digits
+    # With at most 4 digits a run (after <= 3) a digit's place value is below 2**24: 32 bits will do.
+    adds = (_ADDS32 if k <= 4 else _ADDS)[vals]
+    adds <<= after * adds.dtype.type(6)
+    if int(adds.max()) > max_bits:
+        return _decode_tokens(texts, max_bits)  # one run alone is too long
+    ends = np.cumsum(adds, dtype=np.int64)  # bits up to and including each character, over all strings
+    has = lengths > 0
+    before = np.zeros(n, dtype=np.int64)  # bits of the strings before each one
+    before[has] = ends[starts[has]] - adds[starts[has]]
+    nbits[has] = ends[starts[has] + lengths[has] - 1] - before[has]
+    if int(nbits.max()) > max_bits:
+        return _decode_tokens(texts, max_bits)
+    ones = np.flatnonzero(vals == _ONE)
+    if len(ones):
+        row = np.searchsorted(starts, ones, side="right") - 1
+        pos = ends[ones] - 1 - before[row]
+        flat = row * width + (pos >> 3)
+        bit = (np.int64(1) << (pos & 7)).astype(np.uint8)
+        first = np.flatnonzero(np.diff(flat, prepend=-1))
+        out.reshape(-1)[flat[first]] = np.add.reduceat(bit, first)
+    return out, nbits
+
+
+def _decode_tokens(texts: pa.Array, max_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """`_decode_distinct` token by token (arrays over the runs and `!`s), checking as it goes:
+    raises MaskFormatError naming the first bad value."""
     n = len(texts)
     width = (max_bits + 7) // 8
     out = np.zeros((n, width), dtype=np.uint8)

@@ -235,3 +235,47 @@ def test_masks_from_arrow_arrays_decode_like_lists() -> None:
     with pytest.raises(MaskFormatError, match="non-ASCII") as info:
         decode_rle(pa.array(["x", "B!", "B!é", "B!é"]).slice(1), 16)
     assert info.value.index == 1
+
+
+def test_character_decoder_matches_the_token_decoder() -> None:
+    """`_decode_distinct` (a bit count per character) gives what `_decode_tokens` (arrays of runs) gives:
+    empty strings among others, runs of 1-10 digits with leading zeros, runs crossing bytes, spaces,
+    codes of exactly the width and far short of it, strings cut out of the middle of an Arrow array."""
+    from producer.inputs.trigger import _decode_distinct, _decode_tokens
+
+    rng = np.random.default_rng(21)
+    texts = ["", "!", " ", "A", "AAAAAAAAAB!", "B!", "H!!", "G!A!", "", "Ya", "!" * 16, "P!H!", "BA!", ""]
+    for _ in range(600):
+        n = int(rng.integers(1, 1600))
+        bits = "".join("1" if x else "0" for x in rng.random(n) < rng.choice([0.002, 0.05, 0.5, 0.95]))
+        code = reference_encode(bits)
+        if rng.random() < 0.1:
+            code = code.replace("!", " !", 1) if "!" in code else code + " "
+        if rng.random() < 0.1:
+            code = "A" * int(rng.integers(1, 4)) + code if code and code[0] != "!" else code
+        texts.append("" if rng.random() < 0.05 else code)
+    array = pa.array(["junk!", *texts, "!junk"]).slice(1, len(texts))
+    for width in (1700, 8192):
+        ours, ours_bits = _decode_distinct(array, width)
+        theirs, their_bits = _decode_tokens(array, width)
+        assert (ours == theirs).all()
+        assert (ours_bits == their_bits).all()
+    maps, sizes = _decode_distinct(pa.array(["AAAAAAAAAB!", "CAA", "", " !"]), 8192)
+    assert list(sizes) == [2, 8192, 0, 2]
+    assert maps[0][0] == 0b10 and maps[3][0] == 0b10 and not maps[1].any()
+
+
+@pytest.mark.parametrize(
+    ("texts", "index", "reason"),
+    [
+        (["B!", "!", "AAAAAAAAAAAB!"], 2, "more than 10 digits"),
+        (["B!", "BAA"], 1, "more than 16 bits"),
+        (["B!", "P!", "Q!", "!!"], 2, "17 bits, more than 16"),
+        (["B!", "!\n"], 1, "invalid character"),
+    ],
+)
+def test_character_decoder_leaves_errors_to_the_token_decoder(texts: list[str], index: int, reason: str) -> None:
+    with pytest.raises(MaskFormatError) as info:
+        decode_rle(texts, 16)
+    assert info.value.index == index
+    assert reason in str(info.value)
