@@ -143,11 +143,6 @@ def _np(array: pa.ChunkedArray | pa.Array, dtype: str) -> np.ndarray:
     return np.asarray(array.to_numpy(zero_copy_only=False), dtype=dtype)
 
 
-# For each byte value: how many bits are set, and where its list of set bits starts in _BIT_LIST.
-_POPCOUNT = np.array([bin(v).count("1") for v in range(256)], dtype=np.int64)
-_BIT_START = np.concatenate([[0], np.cumsum(_POPCOUNT)[:-1]])
-_BIT_LIST = np.array([b for v in range(256) for b in range(8) if v >> b & 1], dtype=np.int64)
-
 # Field numbers come from the generated schema, the single source of the wire contract.
 _BODY = {f.name: f.number for f in pb.ChunkBody.DESCRIPTOR.fields}
 _MASK = {f.name: f.number for f in pb.MaskColumn.DESCRIPTOR.fields}
@@ -246,23 +241,26 @@ def _mask_positions(valid: np.ndarray, data: np.ndarray, width_bytes: int) -> tu
     positions = np.empty(0, dtype=np.uint32)
     n_valid = len(data) // width_bytes
     if n_valid:
-        # Masks are sparse: scan 64-bit words, then the bytes of the non-zero words, then expand
-        # each non-zero byte into its set bits through a 256-entry table. (flatnonzero of the
-        # comparison is ~3x faster than of the words: it walks one byte per word.)
+        # Masks are sparse: find the non-zero 64-bit words (bit b of a little-endian word is bit
+        # b % 8 of its byte b // 8), then take their set bits lowest first, one per word a step:
+        # a step per bit of the fullest word, each over the words that still have one.
         words = data.view("<u8")
-        hit_words = np.flatnonzero(words != 0)
-        word_bytes = words[hit_words].view(np.uint8)
-        nz = np.flatnonzero(word_bytes)
-        values = word_bytes[nz]
-        byte_index = hit_words[nz >> 3] * 8 + (nz & 7)  # in the whole array
-        per_byte = _POPCOUNT[values]
-        ends = np.cumsum(per_byte)
-        total = int(ends[-1]) if len(ends) else 0
-        # The k-th set bit of a byte is _BIT_LIST[_BIT_START[value] + k]; k counts from the byte's first.
-        bit = _BIT_LIST[np.repeat(_BIT_START[values] - (ends - per_byte), per_byte) + np.arange(total)]
-        row, column = np.divmod(byte_index, width_bytes)
-        counts[np.nonzero(valid)[0]] = np.bincount(row, weights=per_byte, minlength=n_valid)
-        positions = (np.repeat(column * 8, per_byte) + bit).astype(np.uint32)
+        hit = np.flatnonzero(words != 0)
+        left = words[hit]
+        per_word = np.bitwise_count(left).astype(np.int64)
+        where = np.cumsum(per_word) - per_word  # each word's first bit in `positions`
+        total = int(per_word.sum())
+        found = np.empty(total, dtype=np.int64)
+        base = (hit % (width_bytes // 8)) * 64  # the word's first bit in its mask
+        while len(left):
+            lowest = left & (~left + np.uint64(1))
+            found[where] = base + np.bitwise_count(lowest - np.uint64(1))
+            left ^= lowest
+            more = left != 0
+            left, where, base = left[more], where[more] + 1, base[more]
+        row = hit // (width_bytes // 8)
+        counts[np.nonzero(valid)[0]] = np.bincount(row, weights=per_word, minlength=n_valid)
+        positions = found.astype(np.uint32)
     return counts, positions
 
 
