@@ -27,6 +27,9 @@ A task whose marker exists is kept, so an interrupted run resumes where it stopp
 
     .venv/bin/python -m benchmarks.catalog_data --root /work/catalog-bench/warehouse [--events 100000000]
         [--runs 250] [--workers 2] [--seed 1]
+
+`--rewrite` rewrites a catalogue written before the provenance strings were dictionary-encoded with the
+loader's current writer options (one file at a time, each replaced by a rename; rerunning resumes).
 """
 
 from __future__ import annotations
@@ -363,6 +366,44 @@ def generate(root: Path, events: int, runs: int, seed: int, workers: int) -> dic
     return {"tasks": len(plans), "events": done_rows, "bytes": size, "seconds": round(time.monotonic() - started, 1)}
 
 
+def _dictionary_encoded(meta: pq.FileMetaData) -> bool:
+    """Whether a part file's provenance strings are written as dictionaries (as the loader writes them now)."""
+    columns = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
+    guid = columns["provenance.list.element.guid"]
+    return all("RLE_DICTIONARY" in meta.row_group(g).column(guid).encodings for g in range(meta.num_row_groups))
+
+
+def rewrite(root: Path) -> dict[str, Any]:
+    """Rewrite every part file written before the loader's dictionary encoding of the provenance strings with
+    the current writer options: the same rows in the same row groups (the index's footer ranges stay true),
+    each file replaced whole by a rename. A file already written so is left alone, so a rerun resumes."""
+    started, cpu = time.monotonic(), time.process_time()
+    paths = sorted(root.rglob("part-*.parquet"))
+    done = 0
+    for number, path in enumerate(paths, 1):
+        source = pq.ParquetFile(path)
+        if _dictionary_encoded(source.metadata):
+            continue
+        tmp = path.with_name(f".{path.name}.rewrite")
+        with pq.ParquetWriter(tmp, source.schema_arrow, **PARQUET_OPTIONS) as writer:
+            for group in range(source.num_row_groups):
+                table = source.read_row_group(group)
+                writer.write_table(table, row_group_size=table.num_rows)
+        written = pq.read_metadata(tmp)
+        before = [source.metadata.row_group(g).num_rows for g in range(source.num_row_groups)]
+        after = [written.row_group(g).num_rows for g in range(written.num_row_groups)]
+        if before != after or not written.schema.equals(source.metadata.schema):
+            raise SystemExit(f"rewriting {path}: the rewritten file differs in row groups or schema")
+        os.replace(tmp, path)
+        done += 1
+        print(f"\r{number}/{len(paths)} files, {done} rewritten, {time.monotonic() - started:.0f} s", end="",
+              file=sys.stderr)  # fmt: skip
+    print(file=sys.stderr)
+    return {"files": len(paths), "rewritten": done, "seconds": round(time.monotonic() - started, 1),
+            "cpu_seconds": round(time.process_time() - cpu, 1),
+            "bytes": sum(p.stat().st_size for p in root.rglob("*.parquet"))}  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, required=True, help="the warehouse directory to write")
@@ -370,7 +411,13 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=250)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--rewrite", action="store_true", help="rewrite an existing catalogue's files with the current writer options"
+    )
     args = parser.parse_args()
+    if args.rewrite:
+        print(json.dumps(rewrite(args.root.resolve())))
+        return 0
     print(json.dumps(generate(args.root.resolve(), args.events, args.runs, args.seed, args.workers)))
     return 0
 

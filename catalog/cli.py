@@ -2,7 +2,7 @@
 
   ei-catalog lookup     --warehouse URL (--event RUN:EVENT ... | --events-file FILE) [--dataset GLOB]
   ei-catalog count      --warehouse URL --dataset GLOB --bits MASK:BIT[,MASK:BIT...]
-                        [--runs A-B] [--lumi A-B] [--overlap]
+                        [--runs A-B] [--lumi A-B] [--overlap] [--scan]
   ei-catalog overlap    --warehouse URL --datasets A,B[,...]
   ei-catalog duplicates --warehouse URL --dataset GLOB
   ei-catalog index      --warehouse URL [--rebuild]
@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     bits.add_argument("--runs", metavar="A-B")
     bits.add_argument("--lumi", metavar="A-B")
     bits.add_argument("--overlap", action="store_true", help="also the events passing both bits of each pair")
+    bits.add_argument(
+        "--scan", action="store_true", help="read the masks even where the index holds the counts of the rows"
+    )
     both = sub.add_parser("overlap", parents=[common], help="events in each dataset and in each pair")
     both.add_argument("--datasets", required=True, metavar="A,B[,...]")
     dups = sub.add_parser("duplicates", parents=[common], help="every (run, event) held more than once")
@@ -110,7 +113,7 @@ def _ask(session: Session, args: argparse.Namespace) -> Answer:
     if args.command == "count":
         runs = Range.parse(args.runs, "--runs") if args.runs else None
         lumi = Range.parse(args.lumi, "--lumi") if args.lumi else None
-        return count(session, args.dataset, parse_bits(args.bits), runs, lumi, args.overlap)
+        return count(session, args.dataset, parse_bits(args.bits), runs, lumi, args.overlap, args.scan)
     if args.command == "overlap":
         names = [name.strip() for name in args.datasets.split(",") if name.strip()]
         if not names:

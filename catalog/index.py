@@ -6,10 +6,14 @@ What it holds, per committed task (nothing else: a task enters it only through i
   input files disagree; each distinct list is kept once) and the side file listing the duplicates
   it dropped;
 - each committed part file (the marker's and the amendments' file lists, never a directory listing);
-- each row group of those files: rows, (run, event) range, run range and lumi-block range, from the
-  Parquet footer statistics. Row groups hold sorted keys, so the range from the statistics,
-  (min run, min event) .. (max run, max event), contains every key of the row group (exactly when
-  the row group holds one run, a little wider when it spans runs).
+- each row group of those files: rows, (run, event) range, run range and lumi-block range (and how
+  many rows have no lumi block), from the Parquet footer statistics. Row groups hold sorted keys, so
+  the range from the statistics, (min run, min event) .. (max run, max event), contains every key of
+  the row group (exactly when the row group holds one run, a little wider when it spans runs);
+- each row group's trigger-bit counts: for every mask column, how many of its rows have each bit set
+  (the bits set in at least one row), computed from the data when the file is indexed. A count whose
+  run and lumi-block ranges take whole row groups adds these instead of reading the masks
+  (catalog.questions.count). Reading every mask column costs about as much as one full count.
 
 Where: a SQLite file on the reader's machine (`--index PATH`; by default under
 `$XDG_CACHE_HOME/eventindex/catalog/`, one per warehouse URL). A reader may not write the warehouse
@@ -32,23 +36,26 @@ import json
 import os
 import sqlite3
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from catalog.errors import CatalogIndexError
+from catalog.kernels import bit_counts
 from catalog.keys import HIGHEST, LOWEST, pack
+from eventindex.columns import MASK_COLUMNS
 from eventindex.errors import ConfigError, EventIndexError
 from eventindex.names import validate_name
 from eventindex.warehouse import DATASET_KEY, TASK_KEY, CommittedTask, WarehouseReader
 
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 #: Markers and footers are read on this many threads (S3 and WebHDFS answer in milliseconds each).
 READ_THREADS = 8
 _INT64_MIN = np.iinfo(np.int64).min
@@ -86,8 +93,16 @@ CREATE TABLE IF NOT EXISTS row_groups (
     ordinal INTEGER NOT NULL,
     rows INTEGER NOT NULL,
     min_run INTEGER, min_event INTEGER, max_run INTEGER, max_event INTEGER,
-    min_lumi INTEGER, max_lumi INTEGER,
+    min_lumi INTEGER, max_lumi INTEGER, lumi_nulls INTEGER,
     PRIMARY KEY (file_id, ordinal)
+);
+CREATE TABLE IF NOT EXISTS bit_counts (
+    file_id INTEGER NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+    ordinal INTEGER NOT NULL,
+    mask TEXT NOT NULL,
+    bits BLOB NOT NULL,
+    counts BLOB NOT NULL,
+    PRIMARY KEY (mask, file_id, ordinal)
 );
 """
 
@@ -153,7 +168,10 @@ class IndexView:
     rg_max_run: np.ndarray
     rg_min_lumi: np.ndarray
     rg_max_lumi: np.ndarray
+    rg_lumi_nulls: np.ndarray  # -1: not known
     names: Callable[[str], list[str | None]]
+    #: (mask column, bit numbers) -> (which row groups have stored counts, their counts of each bit)
+    stored_counts: Callable[[str, Sequence[int]], tuple[np.ndarray, np.ndarray]]
 
     def datasets(self) -> list[str]:
         return sorted({t.dataset for t in self.tasks})
@@ -166,7 +184,8 @@ class IndexView:
 class _RowGroup:
     ordinal: int
     rows: int
-    stats: tuple[int | None, ...]  # min_run, min_event, max_run, max_event, min_lumi, max_lumi
+    stats: tuple[int | None, ...]  # min_run, min_event, max_run, max_event, min_lumi, max_lumi, lumi_nulls
+    bits: dict[str, tuple[bytes, bytes]]  # mask column -> its set bits (int32) and their counts (int64)
 
 
 @dataclass(frozen=True)
@@ -186,20 +205,37 @@ def _column_range(meta: pq.RowGroupMetaData, index: int | None) -> tuple[int | N
     return int(stats.min), int(stats.max)
 
 
+def _null_count(meta: pq.RowGroupMetaData, index: int | None) -> int | None:
+    if index is None:
+        return None
+    stats = meta.column(index).statistics
+    return int(stats.null_count) if stats is not None and stats.has_null_count else None
+
+
 def read_footer(fs: pafs.FileSystem, path: str, generation: int, name: str) -> _File:
-    """A part file's row groups and their key, run and lumi ranges, from its footer."""
+    """A part file's row groups: their key, run and lumi ranges from its footer, and the bit counts of their
+    mask columns from the masks themselves."""
     try:
-        meta = pq.read_metadata(path, filesystem=fs)
-    except (OSError, ValueError) as exc:
-        raise CatalogIndexError(f"cannot read the Parquet footer of {path}: {exc}") from exc
-    columns = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
-    groups = []
-    for ordinal in range(meta.num_row_groups):
-        group = meta.row_group(ordinal)
-        min_run, max_run = _column_range(group, columns.get("run_number"))
-        min_event, max_event = _column_range(group, columns.get("event_number"))
-        min_lumi, max_lumi = _column_range(group, columns.get("lumi_block"))
-        groups.append(_RowGroup(ordinal, group.num_rows, (min_run, min_event, max_run, max_event, min_lumi, max_lumi)))
+        with fs.open_input_file(path) as stream:
+            parquet = pq.ParquetFile(stream)
+            meta = parquet.metadata
+            columns = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
+            masks = [mask for mask, _ in MASK_COLUMNS if mask in columns]
+            groups = []
+            for ordinal in range(meta.num_row_groups):
+                group = meta.row_group(ordinal)
+                min_run, max_run = _column_range(group, columns.get("run_number"))
+                min_event, max_event = _column_range(group, columns.get("event_number"))
+                min_lumi, max_lumi = _column_range(group, columns.get("lumi_block"))
+                lumi_nulls = _null_count(group, columns.get("lumi_block"))
+                stats = (min_run, min_event, max_run, max_event, min_lumi, max_lumi, lumi_nulls)
+                bits = {}
+                for mask in masks:
+                    numbers, counts = bit_counts(parquet.read_row_group(ordinal, columns=[mask]).column(0))
+                    bits[mask] = (numbers.astype("<i4").tobytes(), counts.astype("<i8").tobytes())
+                groups.append(_RowGroup(ordinal, group.num_rows, stats, bits))
+    except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
+        raise CatalogIndexError(f"cannot index the Parquet file {path}: {exc}") from exc
     return _File(generation, name, meta.num_rows, groups)
 
 
@@ -273,7 +309,7 @@ class CatalogIndex:
     def clear(self) -> None:
         """Forget everything (the next refresh reads every marker and footer again)."""
         with self._transaction():
-            for table in ("row_groups", "files", "generations", "tasks", "names"):
+            for table in ("bit_counts", "row_groups", "files", "generations", "tasks", "names"):
                 self.db.execute(f"DELETE FROM {table}")
 
     # -------------------------------------------------------- refresh
@@ -391,8 +427,12 @@ class CatalogIndex:
             )
             file_id = int(cursor.lastrowid or 0)
             self.db.executemany(
-                "INSERT INTO row_groups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO row_groups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(file_id, g.ordinal, g.rows, *g.stats) for g in part.row_groups],
+            )
+            self.db.executemany(
+                "INSERT INTO bit_counts VALUES (?, ?, ?, ?, ?)",
+                [(file_id, g.ordinal, mask, *value) for g in part.row_groups for mask, value in g.bits.items()],
             )
 
     # -------------------------------------------------------- load
@@ -427,12 +467,13 @@ class CatalogIndex:
             file_pos[fid] = len(files)
             files.append(FileEntry(tasks[tid], name, generation, file_rows))
         rows = self.db.execute(
-            "SELECT file_id, rows, min_run, min_event, max_run, max_event, min_lumi, max_lumi FROM row_groups "
-            "ORDER BY file_id, ordinal"
+            "SELECT file_id, rows, min_run, min_event, max_run, max_event, min_lumi, max_lumi, lumi_nulls, ordinal "
+            "FROM row_groups ORDER BY file_id, ordinal"
         ).fetchall()
         table = np.array(
-            [[file_pos[r[0]], r[1], *(_INT64_MIN if v is None else v for v in r[2:])] for r in rows], dtype=np.int64
-        ).reshape(-1, 8)
+            [[file_pos[r[0]], r[1], *(_INT64_MIN if v is None else v for v in r[2:9])] for r in rows], dtype=np.int64
+        ).reshape(-1, 9)
+        position = {(r[0], r[9]): i for i, r in enumerate(rows)}  # (file id, ordinal) -> row group in the view
         known = table[:, 2:6] != _INT64_MIN
         exact = known.all(axis=1)
         bounds = np.where(known, table[:, 2:6], 0)
@@ -443,6 +484,7 @@ class CatalogIndex:
         lumi_known = table[:, 6] != _INT64_MIN
         min_lumi = np.where(lumi_known, table[:, 6], _INT64_MIN)
         max_lumi = np.where(lumi_known, table[:, 7], _INT64_MAX)
+        lumi_nulls = np.where(table[:, 8] != _INT64_MIN, table[:, 8], -1)
 
         def name_list(digest: str) -> list[str | None]:
             row = self.db.execute("SELECT names FROM names WHERE digest = ?", (digest,)).fetchone()
@@ -451,8 +493,29 @@ class CatalogIndex:
             value: list[str | None] = json.loads(row[0])
             return value
 
+        def stored_counts(mask: str, numbers: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+            present = np.zeros(len(rows), dtype=bool)
+            counts = np.zeros((len(rows), len(numbers)), dtype=np.int64)
+            wanted = np.asarray(numbers, dtype=np.int32)
+            try:
+                stored = self.db.execute(
+                    "SELECT file_id, ordinal, bits, counts FROM bit_counts WHERE mask = ?", (mask,)
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise CatalogIndexError(f"index {self.path}: {exc}") from exc
+            for file_id, ordinal, bits, values in stored:
+                group = position.get((file_id, ordinal))
+                if group is None:
+                    continue
+                set_bits = np.frombuffer(bits, dtype="<i4")
+                at = np.minimum(np.searchsorted(set_bits, wanted), max(len(set_bits) - 1, 0))
+                hit = (set_bits[at] == wanted) if len(set_bits) else np.zeros(len(wanted), dtype=bool)
+                counts[group] = np.where(hit, np.frombuffer(values, dtype="<i8")[at] if len(set_bits) else 0, 0)
+                present[group] = True
+            return present, counts
+
         return IndexView(list(tasks.values()), files, table[:, 0], table[:, 1], lo, hi, min_run, max_run,
-                         min_lumi, max_lumi, name_list)  # fmt: skip
+                         min_lumi, max_lumi, lumi_nulls, name_list, stored_counts)  # fmt: skip
 
 
 def _footers(reader: WarehouseReader, committed: CommittedTask, first_generation: int) -> list[_File]:

@@ -168,3 +168,55 @@ def tally_patterns(words: np.ndarray, counts: np.ndarray, query: BitQuery) -> Ta
     weighted = hits * rows[:, None]
     pairs = np.rint(weighted.T @ hits).astype(np.int64) if query.overlap else None
     return Tally(int(rows.sum()), np.rint(weighted.sum(axis=0)).astype(np.int64), pairs)
+
+
+#: Bits set in each byte value: _BYTE_BITS[v, j] is bit j of v.
+_BYTE_BITS = ((np.arange(256)[:, None] >> np.arange(8)) & 1).astype(np.int64)
+
+
+def bit_counts(array: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """How many rows of a mask column have each bit set: (bit numbers, counts) of the bits set in at least one
+    row, ascending. Null masks and bytes past a shorter mask count as unset (as :func:`tally_batch` reads them)."""
+    masks = _Masks(array)
+    if masks.matrix is not None:
+        counts = _matrix_bit_counts(masks.matrix)
+    else:
+        lengths = masks.lengths.astype(np.int64)
+        if masks.valid is not None:
+            lengths = np.where(masks.valid, lengths, 0)
+        total = int(lengths.sum())
+        width = int(lengths.max()) if masks.n else 0
+        # Byte k of the masks laid end to end is byte (k - first byte of its row) of its row's mask.
+        byte = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        values = masks.data[np.repeat(masks.starts.astype(np.int64), lengths) + byte]
+        counts = _sparse_bit_counts(byte, values, width)
+    bits = np.flatnonzero(counts)
+    return bits.astype(np.int32), counts[bits]
+
+
+def _matrix_bit_counts(matrix: np.ndarray) -> np.ndarray:
+    """Per-bit counts of masks of one width (rows of a uint8 matrix). Sparse masks (HLT: a few chains of
+    thousands pass) by their nonzero 64-bit words only; dense ones by a histogram of each used byte's values."""
+    width = matrix.shape[1]
+    if width % 8:
+        nonzero = np.flatnonzero(matrix)
+        return _sparse_bit_counts(nonzero % width, matrix.reshape(-1)[nonzero], width)
+    words = np.ascontiguousarray(matrix).view(np.uint64).reshape(-1)
+    used = np.flatnonzero(words)
+    if len(used) * 4 <= len(words):
+        octets = words[used].view(np.uint8).reshape(-1, 8)
+        word, within = np.nonzero(octets)
+        return _sparse_bit_counts((used[word] % (width // 8)) * 8 + within, octets[word, within], width)
+    counts = np.zeros((width, 8), dtype=np.int64)
+    columns = np.ascontiguousarray(matrix.T)
+    for byte in np.flatnonzero(matrix.any(axis=0)):
+        counts[byte] = np.bincount(columns[byte], minlength=256) @ _BYTE_BITS
+    return counts.reshape(-1)
+
+
+def _sparse_bit_counts(byte: np.ndarray, values: np.ndarray, width: int) -> np.ndarray:
+    """Per-bit counts from bytes given by their byte number in the mask and their value."""
+    counts = np.zeros(width * 8, dtype=np.int64)
+    for j in range(8):
+        counts[j::8] = np.bincount(byte[(values & np.uint8(1 << j)) != 0], minlength=width)
+    return counts

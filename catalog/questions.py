@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from catalog.bits import BitSpec, NameResolver, Rows, Slice
 from catalog.engines import DATA_VIEW
 from catalog.errors import CatalogIndexError, QueryError
-from catalog.index import FileEntry
+from catalog.index import FileEntry, IndexView
 from catalog.kernels import BitQuery, Tally
 from catalog.keys import pack
 from catalog.selection import (
@@ -208,8 +208,12 @@ def count(
     runs: Range | None,
     lumi: Range | None,
     overlap: bool,
+    scan: bool = False,
 ) -> Answer:
-    """Rows with each bit set and (overlap) with both bits of each pair set, in one pass over the rows."""
+    """Rows with each bit set and (overlap) with both bits of each pair set, in one pass over the rows.
+
+    Counts without overlaps add the index's stored counts of the files whose row groups the run and
+    lumi-block ranges take whole (:func:`_stored_tally`) and scan the other files; `scan` scans them all."""
     view = session.view()
     datasets = match_datasets(view, dataset_globs)
     resolver = NameResolver(view.names)
@@ -224,6 +228,12 @@ def count(
         query = BitQuery(positions, overlap)
         if not query.columns:  # no bit is in these rows' menus: only the rows are counted
             query = BitQuery(positions, False)
+        if not overlap and rows is None and not scan:
+            stored, files = _stored_tally(view, files, query, runs, lumi)
+            tally.events += stored.events
+            tally.counts += stored.counts
+            if not files:
+                continue
         session.engine.use_data(files)
         columns = ", ".join(query.columns) if query.columns else "run_number"
         part = session.engine.tally(f"SELECT {columns} FROM {DATA_VIEW}{_conditions(runs, lumi, rows)}", query)
@@ -236,6 +246,37 @@ def count(
         found = {bit[1] for (positions, _) in groups if (bit := positions[i]) is not None}
         used.append([spec.number] if spec.number is not None else sorted(found))
     return _count_answer(specs, used, tally)
+
+
+def _stored_tally(
+    view: IndexView, files: Sequence[FileEntry], query: BitQuery, runs: Range | None, lumi: Range | None
+) -> tuple[Tally, list[FileEntry]]:
+    """The tally of the files whose every row group that may hold rows of the ranges lies wholly inside them
+    (by the footer statistics: run and lumi-block ranges, no row without a lumi block) and has stored bit
+    counts, from the index; and the other files, which are to be scanned."""
+    number = {id(entry): i for i, entry in enumerate(view.files)}
+    wanted = np.zeros(len(view.files), dtype=bool)
+    wanted[[number[id(entry)] for entry in files]] = True
+    groups = wanted[view.rg_file] & (view.rg_rows > 0)
+    inside = np.ones(len(view.rg_file), dtype=bool)
+    if runs is not None:
+        groups &= (view.rg_max_run >= runs.low) & (view.rg_min_run <= runs.high)
+        inside &= (view.rg_min_run >= runs.low) & (view.rg_max_run <= runs.high)
+    if lumi is not None:
+        groups &= (view.rg_max_lumi >= lumi.low) & (view.rg_min_lumi <= lumi.high)
+        inside &= (view.rg_min_lumi >= lumi.low) & (view.rg_max_lumi <= lumi.high) & (view.rg_lumi_nulls == 0)
+    counts = np.zeros((len(view.rg_file), len(query.bits)), dtype=np.int64)
+    for mask in query.columns:
+        slots = [i for i, bit in enumerate(query.bits) if bit is not None and bit[0] == mask]
+        present, stored = view.stored_counts(mask, [bit[1] for i in slots if (bit := query.bits[i]) is not None])
+        inside &= present
+        counts[:, slots] = stored
+    # A file is counted from the index when none of its row groups that may hold wanted rows is cut.
+    cut = np.zeros(len(view.files), dtype=bool)
+    cut[view.rg_file[groups & ~inside]] = True
+    use = groups & ~cut[view.rg_file]
+    tally = Tally(int(view.rg_rows[use].sum()), counts[use].sum(axis=0), None)
+    return tally, [entry for entry in files if cut[number[id(entry)]]]
 
 
 def _count_answer(specs: Sequence[BitSpec], used: list[list[int]], tally: Tally) -> Answer:

@@ -189,6 +189,50 @@ def test_count_bits_and_overlaps_match_the_bytes(
     assert answer.table.column("events").to_pylist() == want["counts"]
 
 
+COUNT_BITS = (
+    "l1_tav:0,l1_tav:7,l1_tap:14,l1_tbp:21,l1_tav:1,hlt_passed_physics:3,hlt_passed_through:3,l2_passed_physics:5"
+)
+
+
+@pytest.mark.parametrize(
+    ("runs", "lumi"),
+    [(None, None), ((456_000, 456_000), None), ((0, 10**9), (0, 10**6)), (None, (40, 41)),
+     ((456_001, 456_009), (1, 10_000))],
+)  # fmt: skip
+def test_counts_from_the_index_match_the_bytes_and_a_scan(
+    case: CatalogCase, session: Session, monkeypatch: Any, runs: Any, lumi: Any
+) -> None:
+    """Every row group here holds one run and one lumi block, so no range cuts one: no file is read.
+    (tests/unit/test_catalog_counts.py has ranges that cut row groups.)"""
+    scanned: list[str] = []
+    use_data = session.engine.use_data
+
+    def spy(files: Any) -> None:
+        scanned.extend(f"{f.task.task}/{f.name}" for f in files)
+        use_data(files)
+
+    monkeypatch.setattr(session.engine, "use_data", spy)
+    ranges = Range(*runs) if runs else None, Range(*lumi) if lumi else None
+    document = count(session, ["*"], parse_bits(COUNT_BITS), *ranges, overlap=False).document()
+    from_index = list(scanned)
+    scanned.clear()
+    read = count(session, ["*"], parse_bits(COUNT_BITS), *ranges, overlap=False, scan=True).document()
+    want = expected.count(case, ["dsA", "dsB"], _bits(COUNT_BITS), runs, lumi)
+    assert document == read
+    assert document["scanned"] == want["scanned"] > 0
+    assert [b["events"] for b in document["bits"]] == want["counts"]
+    assert want["counts"][1] > 0 and want["counts"][4] == 0 and want["counts"][7] == 0  # l2 masks: all null
+    assert from_index == [] and scanned
+
+
+def test_count_by_name_where_input_files_disagree_reads_those_files(case: CatalogCase, session: Session) -> None:
+    spec = "l1_tav:L1_ITEM_7,l1_tap:L1_ITEM_14,l1_tav:7"
+    document = count(session, ["dsA"], parse_bits(spec), None, None, overlap=False).document()
+    want = expected.count(case, ["dsA"], _bits(spec), None, None)
+    assert [b["events"] for b in document["bits"]] == want["counts"] and document["scanned"] == want["scanned"]
+    assert document == count(session, ["dsA"], parse_bits(spec), None, None, overlap=False, scan=True).document()
+
+
 def test_count_by_trigger_name_takes_each_tasks_menu(case: CatalogCase, session: Session) -> None:
     spec = "l1_tav:L1_ITEM_7,l1_tav:L1_ITEM_14,l1_tbp:L1_ITEM_7,l1_tav:7,l1_tav:8"
     document = count(session, ["dsA"], parse_bits(spec), None, None, overlap=True).document()

@@ -1,5 +1,6 @@
 """The trigger-bit kernel against bit tests done byte by byte in Python, on every shape a mask column takes:
-one width, nulls, shorter masks, slices, large_binary; and the pattern histogram Spark returns."""
+one width, nulls, shorter masks, slices, large_binary; the pattern histogram Spark returns; and the per-bit
+counts the index stores."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from catalog.kernels import BitQuery, tally_batch, tally_batches, tally_patterns
+from catalog.kernels import BitQuery, bit_counts, tally_batch, tally_batches, tally_patterns
 
 
 def _masks(rng: np.random.Generator, n: int, width: int, nulls: bool, ragged: bool) -> list[bytes | None]:
@@ -97,3 +98,51 @@ def test_a_pattern_histogram_gives_the_same_tally() -> None:
     assert histogram.pairs.tolist() == direct.pairs.tolist()
     nothing = tally_patterns(np.zeros((0, 2), np.int64), np.zeros(0, np.int64), query)  # a query without rows
     assert nothing.events == 0 and nothing.pairs is not None and not nothing.pairs.any()
+
+
+def _bit_counts_by_hand(masks: list[bytes | None]) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for mask in masks:
+        for byte, value in enumerate(mask or b""):
+            for j in range(8):
+                if value >> j & 1:
+                    counts[8 * byte + j] = counts.get(8 * byte + j, 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize(
+    ("width", "density", "nulls", "ragged", "large", "offset"),
+    [
+        (64, 0.3, False, False, False, 0),  # L1-like, dense: byte histograms
+        (1024, 0.002, False, False, False, 0),  # HLT-like, sparse: nonzero words only
+        (1024, 0.002, False, False, False, 29),  # a slice (not aligned to 8 bytes)
+        (13, 0.3, False, False, False, 0),  # a width that is not whole words
+        (64, 0.3, True, False, False, 0),
+        (64, 0.3, True, True, True, 5),
+        (1024, 0.002, False, True, False, 0),
+    ],
+)
+def test_bit_counts_match_the_bytes(
+    width: int, density: float, nulls: bool, ragged: bool, large: bool, offset: int
+) -> None:
+    rng = np.random.default_rng(width + offset)
+    masks: list[bytes | None] = []
+    for _ in range(600 + offset):
+        if nulls and rng.random() < 0.2:
+            masks.append(None)
+            continue
+        size = int(rng.integers(0, width + 1)) if ragged else width
+        masks.append(bytes((rng.random(size) < density) * rng.integers(1, 256, size)))
+    array = pa.array(masks, pa.large_binary() if large else pa.binary()).slice(offset)
+    bits, counts = bit_counts(array)
+    want = _bit_counts_by_hand(masks[offset:])
+    assert dict(zip(bits.tolist(), counts.tolist(), strict=True)) == want
+    assert bits.tolist() == sorted(want) and len(want) > 5
+    chunked = pa.chunked_array([array.slice(0, 100), array.slice(100)])
+    assert [a.tolist() for a in bit_counts(chunked)] == [bits.tolist(), counts.tolist()]
+
+
+@pytest.mark.parametrize("masks", [[None] * 50, [b""] * 50, [], [None, b"", b"\x00" * 64]])
+def test_bit_counts_of_masks_all_null_empty_or_zero_are_none(masks: list[bytes | None]) -> None:
+    bits, counts = bit_counts(pa.array(masks, pa.binary()))
+    assert bits.tolist() == [] and counts.tolist() == []
