@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from eventindex import __version__
-from eventindex.columns import PROVENANCE_STRINGS, WAREHOUSE_SCHEMA, event_keys
+from eventindex.columns import MASK_COLUMNS, PROVENANCE_STRINGS, WAREHOUSE_SCHEMA, event_keys
 from eventindex.errors import AlreadyCommittedError, ConfigError, WarehouseError
 from eventindex.store import ObjectStore
 from eventindex.warehouse import DUPLICATES, part_name
@@ -37,11 +37,28 @@ ROWS_PER_FILE = 8 * ROW_GROUP_ROWS
 DICTIONARY_COLUMNS = ["task", "job", "input_guid"] + [
     f"provenance.list.element.{name}" for name, _ in PROVENANCE_STRINGS
 ]
+
+
+def _leaf_paths(field: pa.Field, prefix: str = "") -> list[str]:
+    """The Parquet column paths of a field (a list's items are named `element`, as pyarrow writes them)."""
+    path = prefix + field.name
+    if pa.types.is_list(field.type):
+        return _leaf_paths(field.type.value_field.with_name("element"), path + ".list.")
+    if pa.types.is_struct(field.type):
+        return [leaf for child in field.type for leaf in _leaf_paths(child, path + ".")]
+    return [path]
+
+
+#: Columns with min/max statistics: every column but the trigger masks. A mask's minimum and maximum
+#: (bitmaps up to 1 KiB, compared as bytes) prune nothing, and writing them cost a fifth of the write.
+STATISTICS_COLUMNS = [
+    leaf for field in WAREHOUSE_SCHEMA if field.name not in dict(MASK_COLUMNS) for leaf in _leaf_paths(field)
+]
 #: How every part file is written; the ceiling benchmark and the catalogue generator write the same way.
 PARQUET_OPTIONS: dict[str, Any] = {
     "compression": "zstd",
     "use_dictionary": DICTIONARY_COLUMNS,
-    "write_statistics": True,
+    "write_statistics": STATISTICS_COLUMNS,
 }
 ROW_GROUP_BYTES = 256 * 1024 * 1024
 

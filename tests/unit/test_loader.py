@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from eventindex.columns import WAREHOUSE_SCHEMA
+from eventindex.columns import MASK_COLUMNS, WAREHOUSE_SCHEMA
 from eventindex.errors import ConfigError
 from producer.inputs.synthetic import SyntheticInput
 from supersink.fetch import sort_key
@@ -88,6 +88,20 @@ def test_row_groups_are_also_cut_by_bytes(tmp_path: Path) -> None:
     assert meta.num_row_groups >= 3
     assert max(meta.row_group(i).num_rows for i in range(meta.num_row_groups)) <= 1_400
     assert pq.read_table(where / str(files[0]["name"])).equals(table)
+
+
+def test_every_column_but_the_masks_has_statistics_and_the_provenance_strings_are_dictionaries(
+    tmp_path: Path,
+) -> None:
+    files, where = _write(tmp_path, FileLayout(row_group_rows=1_000, rows_per_file=2_000), _events(1_500))
+    meta = pq.ParquetFile(where / str(files[0]["name"])).metadata.row_group(0)
+    columns = {meta.column(i).path_in_schema: meta.column(i) for i in range(meta.num_columns)}
+    masks = {name for name, _ in MASK_COLUMNS}
+    assert {path for path, column in columns.items() if not column.is_stats_set} == masks
+    for path in ("run_number", "event_number", "lumi_block", "provenance.list.element.guid", "task", "attempt"):
+        assert columns[path].statistics.has_min_max, path
+    assert "RLE_DICTIONARY" in columns["provenance.list.element.stream"].encodings
+    assert "RLE_DICTIONARY" not in columns["l1_tav"].encodings
 
 
 @pytest.mark.parametrize(
