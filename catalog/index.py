@@ -107,6 +107,10 @@ CREATE TABLE IF NOT EXISTS bit_counts (
 """
 
 
+#: The tables of what is indexed, children first.
+_TABLES = ("bit_counts", "row_groups", "files", "generations", "tasks", "names")
+
+
 def default_index_path(warehouse_url: str) -> Path:
     """Where the index of a warehouse lives unless --index says otherwise: one file per warehouse URL."""
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -290,14 +294,17 @@ class CatalogIndex:
             self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.executescript(_SCHEMA)
+            self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+            if meta.get("warehouse", warehouse_url) != warehouse_url:
+                raise CatalogIndexError(f"index {path} belongs to warehouse {meta['warehouse']}, not {warehouse_url}")
+            if int(meta.get("version", INDEX_VERSION)) != INDEX_VERSION:  # another layout: built again
+                with self._transaction():
+                    for table in _TABLES:
+                        self.db.execute(f"DROP TABLE IF EXISTS {table}")
+            self.db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise CatalogIndexError(f"index {path}: {exc}") from exc
-        if meta.get("warehouse", warehouse_url) != warehouse_url:
-            raise CatalogIndexError(f"index {path} belongs to warehouse {meta['warehouse']}, not {warehouse_url}")
-        if int(meta.get("version", INDEX_VERSION)) != INDEX_VERSION:
-            self.clear()
         self.db.executemany(
             "INSERT OR REPLACE INTO meta VALUES (?, ?)",
             [("warehouse", warehouse_url), ("version", str(INDEX_VERSION))],
@@ -309,7 +316,7 @@ class CatalogIndex:
     def clear(self) -> None:
         """Forget everything (the next refresh reads every marker and footer again)."""
         with self._transaction():
-            for table in ("bit_counts", "row_groups", "files", "generations", "tasks", "names"):
+            for table in _TABLES:
                 self.db.execute(f"DELETE FROM {table}")
 
     # -------------------------------------------------------- refresh

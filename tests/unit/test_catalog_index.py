@@ -181,6 +181,20 @@ def test_an_index_of_another_version_is_rebuilt(tmp_path: Path, root: Path) -> N
     assert index.refresh(reader).added == 2
 
 
+def test_an_index_of_an_older_layout_is_rebuilt_in_the_new_one(tmp_path: Path, root: Path) -> None:
+    index, reader = _index(tmp_path, root)
+    index.refresh(reader)
+    index.close()
+    with sqlite3.connect(tmp_path / "index.sqlite") as db:  # version 2: no lumi null counts, no bit counts
+        db.execute("DROP TABLE bit_counts")
+        db.execute("ALTER TABLE row_groups DROP COLUMN lumi_nulls")
+        db.execute("UPDATE meta SET value = '2' WHERE key = 'version'")
+    index, reader = _index(tmp_path, root)
+    assert index.refresh(reader).added == 2
+    view = index.load()
+    assert (view.rg_lumi_nulls == 0).all() and view.stored_counts("l1_tav", [7])[0].all()
+
+
 def test_a_marker_with_a_malformed_file_list_is_an_index_error(tmp_path: Path, root: Path) -> None:
     commit(root, "dsA", "t9", [7])
     (root / partition("dsA", "t9") / MARKER).write_text(json.dumps({"files": [{"name": "../x"}]}))
