@@ -145,8 +145,9 @@ class Intake:
         """Record one message durably; return the task it touched (None if quarantined).
 
         `may_complete` tells afterwards whether the message may have completed its task (a new
-        expectation or manifest, or a new chunk of an attempt whose manifest is in): re-evaluating
-        a task after every chunk would cost time quadratic in its chunks."""
+        expectation or manifest, or a new chunk of an attempt whose manifest is in, once the task has
+        as many jobs with a manifest as expected, or more jobs than expected): re-evaluating a task
+        after every chunk, or every manifest, would cost time quadratic in its chunks or jobs."""
         self.counters.messages += 1
         if message.redelivered:
             self.counters.redelivered += 1
@@ -156,6 +157,7 @@ class Intake:
                 raise Rejected(message.problem)
             with self.ledger.transaction():
                 task = self._handle(message)
+                self.may_complete = self.may_complete and self.ledger.could_complete(task)
             crashpoint("intake.recorded")
             return task
         except Rejected as rejected:

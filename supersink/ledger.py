@@ -623,6 +623,20 @@ class Ledger:
         )
         return [ChunkRecord.from_row(row) for row in rows]
 
+    def could_complete(self, task: str) -> bool:
+        """Whether the task may be complete or failed now: its expectation is in, and either as many jobs
+        as expected have a manifest or more jobs than expected were seen. A cheap test (two counts) that
+        spares the full evaluation after every manifest of a task still short of jobs."""
+        row = self.db.execute(
+            "SELECT expected_jobs, (SELECT COUNT(DISTINCT job) FROM attempts WHERE task = ?1),"
+            " (SELECT COUNT(DISTINCT job) FROM seen_jobs WHERE task = ?1) FROM tasks WHERE task = ?1",
+            (task,),
+        ).fetchone()
+        if row is None or row[0] is None:
+            return False
+        expected, with_manifest, seen = row
+        return bool(with_manifest >= expected or seen > expected)
+
     def seen_attempts(self, task: str) -> list[tuple[str, int]]:
         """Every (job, attempt) of the task anything arrived for."""
         return [
