@@ -3,7 +3,8 @@
 The catalogue is written once by `python -m benchmarks.catalog_data` (1,025 committed tasks, ~7 GB);
 this measures, on this machine, with the index warm and cold:
 
-- the index: built from nothing (every marker and footer), then refreshed with nothing new;
+- the index: built from nothing (every marker and footer, and the bit counts of every row group's
+  masks), then refreshed with nothing new; wall and CPU time, size;
 - single-event lookups, p50/p99 (targets: p99 <= 100 ms warm, <= 1 s cold):
   warm: one session (index loaded, DuckDB started, files in the page cache), one event at a time;
   cold: before each lookup the index and every data file are evicted from the page cache
@@ -11,14 +12,17 @@ this measures, on this machine, with the index warm and cold:
   process (interpreter start and imports included);
 - a 100,000-event pick (target <= 10 s): events drawn uniformly over the whole catalogue, and events
   drawn from 5 runs (a pick list from one analysis of a few runs), warm and cold;
-- counting 5 L1 trigger bits over every event (target >= 20 million events/s), and 5 HLT bits;
+- counting 5 L1 trigger bits over every event (target >= 20 million events/s), and 5 HLT bits: from
+  the index's stored bit counts (what `ei-catalog count` does), and by reading the masks (`--scan`);
 - a 64 x 64 L1 overlap matrix over every event, in one pass;
 - the same on Spark local[2], side by side (a measurement that exceeds --spark-budget seconds is
   cancelled and reported as such).
 
     .venv/bin/python -m benchmarks.catalog_bench --warehouse /work/catalog-bench/warehouse
         [--work /work/catalog-bench] [--samples 300] [--cold-samples 30] [--spark-budget 1200]
-        [--no-spark | --spark-from EARLIER/results.json] [--out benchmarks/results]
+        [--no-spark | --spark-from EARLIER/results.json] [--reuse-index] [--note TEXT] [--out benchmarks/results]
+
+`--reuse-index` keeps the index a previous run built in --work (and reports that build's figures).
 
 Writes benchmarks/results/catalog-<timestamp>/results.json, results.md and plots; prints the table.
 """
@@ -184,12 +188,12 @@ def pick(session: Session, keys: Sequence[tuple[int, int]]) -> dict[str, Any]:
             "load": load()}  # fmt: skip
 
 
-def counting(session: Session, bits: str, overlap: bool) -> dict[str, Any]:
+def counting(session: Session, bits: str, overlap: bool, scan: bool = False) -> dict[str, Any]:
     used = cpu()
-    elapsed, answer = timed(lambda: count(session, ["*"], parse_bits(bits), None, None, overlap).document())
+    elapsed, answer = timed(lambda: count(session, ["*"], parse_bits(bits), None, None, overlap, scan).document())
     used = cpu() - used
     return {"bits": len(bits.split(",")), "overlap": overlap, "events": answer["scanned"],
-            "seconds": round(elapsed, 2), "events_per_second": round(answer["scanned"] / elapsed),
+            "seconds": round(elapsed, 4), "events_per_second": round(answer["scanned"] / elapsed),
             "cpu_seconds": round(used, 1), "events_per_cpu_second": round(answer["scanned"] / used),
             "counts": [b["events"] for b in answer["bits"]][:8], "load": load()}  # fmt: skip
 
@@ -219,12 +223,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     index_files = [index, index.with_name(index.name + "-wal")]
     results: dict[str, Any] = {"warehouse": str(args.warehouse), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
-    log("index: built from nothing")
-    for path in index_files:
-        path.unlink(missing_ok=True)
-    evict(data_files)
+    built = work / "index-build.json"
+    reuse = args.reuse_index and index.exists() and built.exists()
+    if not reuse:
+        log("index: built from nothing")
+        for path in [*index_files, built]:
+            path.unlink(missing_ok=True)
+        evict(data_files)
     with Session(url, index_path=index, refresh=False) as session:
-        build, report = timed(session.refresh)
+        if reuse:
+            build_figures = json.loads(built.read_text())
+        else:
+            used = cpu()
+            build, report = timed(session.refresh)
+            build_figures = {"build_seconds": round(build, 1), "build_cpu_seconds": round(cpu() - used, 1),
+                             "build_load": load(), "built": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                             "report": report.as_dict()}  # fmt: skip
+            built.write_text(json.dumps(build_figures))
         refresh, _ = timed(session.refresh)
         view = session.view()
         results["catalogue"] = {
@@ -232,9 +247,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "row_groups": len(view.rg_file), "events": int(view.rg_rows.sum()),
             "bytes": sum(p.stat().st_size for p in data_files),
         }  # fmt: skip
-        results["index"] = {"build_seconds": round(build, 2), "refresh_seconds": round(refresh, 3),
+        per_million = build_figures["build_cpu_seconds"] / results["catalogue"]["events"] * 1e6
+        results["index"] = {**build_figures, "refresh_seconds": round(refresh, 3), "reused": reuse,
                             "bytes": sum(p.stat().st_size for p in index_files if p.exists()),
-                            "report": report.as_dict()}  # fmt: skip
+                            "build_cpu_seconds_per_million_events": round(per_million, 2)}  # fmt: skip
         log(f"catalogue: {results['catalogue']}; index: {results['index']}")
         singles = keys_file(work, "singles", lambda: sample_keys(session, args.samples, 1))
         uniform = keys_file(work, "pick-uniform", lambda: sample_keys(session, PICK, 2))
@@ -257,10 +273,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log(f"  {duck['pick_uniform_warm']} {duck['pick_5_runs_warm']}")
         log("DuckDB: counting")
         five = ",".join(f"l1_tav:{b}" for b in l1[:5])
-        duck["count_5_l1_bits"] = counting(session, five, False)
-        log(f"  {duck['count_5_l1_bits']}")
-        duck["count_5_hlt_bits"] = counting(session, ",".join(f"hlt_passed_physics:{b}" for b in hlt), False)
-        log(f"  {duck['count_5_hlt_bits']}")
+        five_hlt = ",".join(f"hlt_passed_physics:{b}" for b in hlt)
+        for name, bits in (("count_5_l1_bits", five), ("count_5_hlt_bits", five_hlt)):
+            duck[name] = counting(session, bits, False)
+            duck[f"{name}_scan"] = counting(session, bits, False, scan=True)
+            assert duck[name]["counts"] == duck[f"{name}_scan"]["counts"]
+            log(f"  {duck[name]} {duck[f'{name}_scan']}")
         duck["overlap_64_l1_bits"] = counting(session, ",".join(f"l1_tav:{b}" for b in l1), True)
         log(f"  {duck['overlap_64_l1_bits']}")
     log("DuckDB: cold single lookups (new session, caches evicted)")
@@ -283,6 +301,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results["spark_from"] = {"file": str(args.spark_from), "started": earlier["started"]}
     elif not args.no_spark:
         results["spark"] = spark(url, index, singles, uniform, clustered, l1, hlt, args)
+    if args.note:
+        results["note"] = args.note
     results["machine"] = machine()
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     return results
@@ -342,6 +362,17 @@ def spark(url: str, index: Path, singles: Keys, uniform: Keys, clustered: Keys, 
 # ---------------------------------------------------------------- report
 
 
+def index_line(index: dict[str, Any]) -> str:
+    build = f"Index: built in {index['build_seconds']:,} s"
+    if "build_cpu_seconds" in index:
+        earlier = "; an earlier run" if index.get("reused") else ""
+        build += (
+            f" (CPU {index['build_cpu_seconds']:,} s, {index['build_cpu_seconds_per_million_events']} CPU-s "
+            f"per 10^6 events, load {index['build_load']}{earlier})"
+        )
+    return f"{build}, refreshed (nothing new) in {index['refresh_seconds']} s, {index['bytes'] / 1e6:.1f} MB."
+
+
 def markdown(results: dict[str, Any]) -> str:
     cat, duck, spark_ = results["catalogue"], results["duckdb"], results.get("spark", {})
 
@@ -369,8 +400,14 @@ def markdown(results: dict[str, Any]) -> str:
         if not d:
             return "-"
         used = f"; {d['events_per_cpu_second'] / 1e6:,.2f} M per CPU-s" if "events_per_cpu_second" in d else ""
-        return f"{d['seconds']:,.1f} s, {d['events_per_second'] / 1e6:,.2f} M events/s{used}{under(d)}"
+        took = f"{d['seconds']:,.1f} s" if d["seconds"] >= 1 else f"{d['seconds'] * 1000:,.0f} ms"
+        return f"{took}, {d['events_per_second'] / 1e6:,.2f} M events/s{used}{under(d)}"
 
+    # A Spark run from before the index held bit counts scanned the masks: its counts are scan figures.
+    spark_index = "count_5_l1_bits_scan" in spark_
+    spark_scan = (
+        {k.removesuffix("_scan"): v for k, v in spark_.items() if k.endswith("_scan")} if spark_index else spark_
+    )
     spark_head = "Spark local[2]"
     if "spark_from" in results:
         spark_head += f" (not rerun: the run of {results['spark_from']['started']})"
@@ -379,9 +416,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"# ei-catalog on {cat['events']:,} events ({results['started']})",
         "",
         f"{cat['tasks']:,} committed tasks in {cat['datasets']} datasets, {cat['files']:,} files, "
-        f"{cat['row_groups']:,} row groups, {cat['bytes'] / 1e9:.2f} GB. Index: built in "
-        f"{results['index']['build_seconds']} s, refreshed (nothing new) in {results['index']['refresh_seconds']} s, "
-        f"{results['index']['bytes'] / 1e6:.1f} MB.",
+        f"{cat['row_groups']:,} row groups, {cat['bytes'] / 1e9:.2f} GB. {index_line(results['index'])}",
         "",
         f"| question | target | DuckDB | {spark_head} |",
         "| --- | --- | --- | --- |",
@@ -397,10 +432,14 @@ def markdown(results: dict[str, Any]) -> str:
         f"| 100,000-event pick from 5 runs, warm | <= 10 s | {seconds(duck['pick_5_runs_warm'])} | "
         f"{seconds(spark_.get('pick_5_runs_warm'))} |",
         f"| 100,000-event pick from 5 runs, cold | <= 10 s | {seconds(duck['pick_5_runs_cold'])} | - |",
-        f"| count 5 L1 bits over every event | >= 20 M events/s | {rate(duck['count_5_l1_bits'])} | "
-        f"{rate(spark_.get('count_5_l1_bits'))} |",
-        f"| count 5 HLT bits over every event | - | {rate(duck['count_5_hlt_bits'])} | "
-        f"{rate(spark_.get('count_5_hlt_bits'))} |",
+        f"| count 5 L1 bits over every event, from the index's bit counts | >= 20 M events/s | "
+        f"{rate(duck['count_5_l1_bits'])} | {rate(spark_.get('count_5_l1_bits')) if spark_index else '-'} |",
+        f"| count 5 L1 bits over every event, scan (`--scan`) | >= 20 M events/s | "
+        f"{rate(duck.get('count_5_l1_bits_scan'))} | {rate(spark_scan.get('count_5_l1_bits'))} |",
+        f"| count 5 HLT bits over every event, from the index's bit counts | - | {rate(duck['count_5_hlt_bits'])} | "
+        f"{rate(spark_.get('count_5_hlt_bits')) if spark_index else '-'} |",
+        f"| count 5 HLT bits over every event, scan (`--scan`) | - | {rate(duck.get('count_5_hlt_bits_scan'))} | "
+        f"{rate(spark_scan.get('count_5_hlt_bits'))} |",
         f"| 64 x 64 L1 overlap matrix, one pass | report | {rate(duck['overlap_64_l1_bits'])} | "
         f"{rate(spark_.get('overlap_64_l1_bits'))} |",
         "",
@@ -410,6 +449,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{', '.join(f'{v:.1f}' for v in results['machine']['loadavg_at_end'])}.",
         "",
     ]
+    if "note" in results:
+        lines += [results["note"], ""]
     return "\n".join(lines)
 
 
@@ -479,6 +520,8 @@ def main() -> int:
     parser.add_argument(
         "--spark-from", type=Path, help="an earlier run's results.json: its Spark figures, shown as not rerun"
     )
+    parser.add_argument("--reuse-index", action="store_true", help="keep the index an earlier run built in --work")
+    parser.add_argument("--note", help="a note on the catalogue, printed under the table")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     results = run(args)
