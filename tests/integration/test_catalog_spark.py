@@ -93,6 +93,24 @@ def test_count(
     assert document["overlap"]["events"] == want["pairs"]
 
 
+@pytest.mark.parametrize(("runs", "lumi"), [(None, None), ((456_000, 456_001), (40, 100))])
+def test_counts_from_the_index_and_from_scans_agree_on_both_engines(
+    catalog_case: CatalogCase, duckdb_session: Session, spark_session: Session, runs: Any, lumi: Any
+) -> None:
+    bits = "l1_tav:7,l1_tap:14,l1_tbp:21,hlt_passed_physics:3,l2_passed_physics:5"
+
+    def ask(session: Session, scan: bool) -> Answer:
+        return count(session, ["*"], parse_bits(bits), Range(*runs) if runs else None,
+                     Range(*lumi) if lumi else None, overlap=False, scan=scan)  # fmt: skip
+
+    document = _same(ask(spark_session, False), ask(duckdb_session, False))
+    assert _same(ask(spark_session, True), ask(duckdb_session, True)) == document
+    specs = [(s.mask, s.number) for s in parse_bits(bits)]
+    want = expected.count(catalog_case, ["dsA", "dsB"], specs, runs, lumi)
+    assert document["scanned"] == want["scanned"] > 0
+    assert [b["events"] for b in document["bits"]] == want["counts"]
+
+
 def test_dataset_overlap(catalog_case: CatalogCase, duckdb_session: Session, spark_session: Session) -> None:
     document = _same(dataset_overlap(spark_session, ["dsB", "dsA"]), dataset_overlap(duckdb_session, ["dsB", "dsA"]))
     matrix = expected.dataset_overlap(catalog_case, ["dsB", "dsA"])

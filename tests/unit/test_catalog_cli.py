@@ -98,6 +98,8 @@ def test_count_overlap_and_duplicates_formats_agree(
     assert [[int(r["l1_tav:7"]), int(r["l1_tbp:14"])] for r in rows] == document["overlap"]["events"]
     want = expected.count(catalog_case, ["dsA", "dsB"], [("l1_tav", 7), ("l1_tbp", 14)])
     assert document["overlap"]["events"] == want["pairs"]
+    counts = [ask(capsys, catalog_case, index, *args[:-1], *scan, "--format", "json") for scan in ([], ["--scan"])]
+    assert [(code, json.loads(out)["bits"]) for code, out, _ in counts] == [(0, document["bits"])] * 2
     code, out, _ = ask(capsys, catalog_case, index, "overlap", "--datasets", "dsA,dsB", "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(out)))
     matrix = [[int(r["events"]), int(r["dsA"]), int(r["dsB"])] for r in rows]
