@@ -158,10 +158,11 @@ def _decode_distinct(texts: pa.Array, max_bits: int) -> tuple[np.ndarray, np.nda
     """(bitmaps, nbits) of each string, character by character, with no array per token.
 
     Every character adds to the bit count: `!` and ` ` one bit, a digit its value times 64 to the
-    power of the digits after it in its run (so a run adds its length); a cumulative sum then puts
-    each `!` at its bit. Anything this does not decode plainly (a character outside the alphabet,
-    a run of more than MAX_RUN_DIGITS digits or longer than `max_bits`, too many bits) goes to
-    `_decode_tokens`, which raises the error naming the first bad value."""
+    power of the digits after it in its run (so a run adds its length); a cumulative sum of that
+    over all the strings (each starting at its row of the bitmaps) then puts each `!` at its bit.
+    Anything this does not decode plainly (a character outside the alphabet, a run of more than
+    MAX_RUN_DIGITS digits or longer than `max_bits`, too many bits) goes to `_decode_tokens`, which
+    raises the error naming the first bad value."""
     n = len(texts)
     width = (max_bits + 7) // 8
     out = np.zeros((n, width), dtype=np.uint8)
@@ -189,24 +190,27 @@ def _decode_distinct(texts: pa.Array, max_bits: int) -> tuple[np.ndarray, np.nda
         after[: len(chain)] += chain
     else:
         return _decode_tokens(texts, max_bits)  # a run of more than MAX_RUN_DIGITS digits
-    # With at most 4 digits a run (after <= 3) a digit's place value is below 2**24: 32 bits will do.
-    adds = (_ADDS32 if k <= 4 else _ADDS)[vals]
+    # With at most 4 digits a run (after <= 3) a digit's place value is below 2**24, and when the rows'
+    # bits, back to back, number under 2**31 too, 32 bits will do.
+    narrow = k <= 4 and n * width * 8 < 2**31
+    adds = (_ADDS32 if narrow else _ADDS)[vals]
     adds <<= after * adds.dtype.type(6)
     if int(adds.max()) > max_bits:
         return _decode_tokens(texts, max_bits)  # one run alone is too long
-    ends = np.cumsum(adds, dtype=np.int64)  # bits up to and including each character, over all strings
-    has = lengths > 0
-    before = np.zeros(n, dtype=np.int64)  # bits of the strings before each one
-    before[has] = ends[starts[has]] - adds[starts[has]]
-    nbits[has] = ends[starts[has] + lengths[has] - 1] - before[has]
+    rows = np.flatnonzero(lengths)
+    firsts = starts[rows]
+    nbits[rows] = np.add.reduceat(adds, firsts, dtype=np.int64)
     if int(nbits.max()) > max_bits:
         return _decode_tokens(texts, max_bits)
     ones = np.flatnonzero(vals == _ONE)
     if len(ones):
-        row = np.searchsorted(starts, ones, side="right") - 1
-        pos = ends[ones] - 1 - before[row]
-        flat = row * width + (pos >> 3)
-        bit = (np.int64(1) << (pos & 7)).astype(np.uint8)
+        # Each string's first character also adds the distance from the previous string's last bit to
+        # its own row's first bit in `out`: the cumulative sum then gives every `!` its bit in `out`.
+        before = np.cumsum(nbits[rows]) - nbits[rows]  # bits of the strings before, back to back
+        adds[firsts] += np.diff(rows * (width * 8) - before, prepend=0).astype(adds.dtype)
+        at = np.cumsum(adds)[ones] - 1
+        flat = at >> 3
+        bit = (np.int64(1) << (at & 7)).astype(np.uint8)
         first = np.flatnonzero(np.diff(flat, prepend=-1))
         out.reshape(-1)[flat[first]] = np.add.reduceat(bit, first)
     return out, nbits
