@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import threading
 from dataclasses import dataclass
 from typing import Final
 
@@ -31,7 +32,7 @@ import pyarrow as pa
 import zstandard
 from google.protobuf.message import DecodeError
 
-from eventindex.columns import READABLE_VERSIONS, Body, decode_body, encode_versioned_body
+from eventindex.columns import READABLE_VERSIONS, Body, body_writer, decode_body
 from eventindex.errors import (
     CorruptObjectError,
     OversizedObjectError,
@@ -77,7 +78,7 @@ class EncodedObject:
         return len(self.data)
 
 
-def _pack(magic: bytes, version: int, body: bytes, count: int, level: int) -> EncodedObject:
+def _pack(magic: bytes, version: int, body: bytes | memoryview, count: int, level: int) -> EncodedObject:
     compressed = zstandard.ZstdCompressor(level=level, write_content_size=True).compress(body)
     header = _HEADER.pack(
         magic,
@@ -86,7 +87,7 @@ def _pack(magic: bytes, version: int, body: bytes, count: int, level: int) -> En
         0,
         HEADER_SIZE,
         0,
-        len(body),
+        body.nbytes if isinstance(body, memoryview) else len(body),
         count,
         len(compressed),
         hashlib.sha256(compressed).digest(),
@@ -140,9 +141,25 @@ def _unpack(data: bytes, magic: bytes, max_uncompressed: int) -> tuple[Header, b
 # ---------------------------------------------------------------- chunks
 
 
+#: Per thread, the buffer chunk bodies are joined into before they are compressed (see Writer.join_into),
+#: kept for bodies of at most SCRATCH_MAX_BYTES (a 10,000-event chunk of real ATLAS masks is ~13 MB).
+_scratch = threading.local()
+SCRATCH_MAX_BYTES: Final = 64 * 1024 * 1024
+
+
 def encode_chunk(table: pa.Table, level: int = DEFAULT_ZSTD_LEVEL) -> EncodedObject:
-    body, version = encode_versioned_body(table)
-    return _pack(CHUNK_MAGIC, version, body, table.num_rows, level)
+    writer, version = body_writer(table)
+    size = writer.size
+    buffer: bytearray = getattr(_scratch, "buffer", bytearray())
+    if len(buffer) < size:
+        buffer = bytearray(size)
+        if size <= SCRATCH_MAX_BYTES:
+            _scratch.buffer = buffer
+    body = writer.join_into(buffer)
+    try:
+        return _pack(CHUNK_MAGIC, version, body, table.num_rows, level)
+    finally:
+        body.release()
 
 
 def decode_chunk_body(data: bytes, max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED) -> Body:

@@ -291,6 +291,12 @@ def encode_body(table: pa.Table) -> bytes:
 
 def encode_versioned_body(table: pa.Table) -> tuple[bytes, int]:
     """`encode_body`, and the chunk format version its header must give (3 with a dense mask column, else 2)."""
+    body, version = body_writer(table)
+    return body.getvalue(), version
+
+
+def body_writer(table: pa.Table) -> tuple[Writer, int]:
+    """`encode_versioned_body` before its parts are joined (eventindex.codec joins them into a buffer it reuses)."""
     table = table.select(EVENT_SCHEMA.names)  # columns are combined one by one, as they are needed
     out = Writer()
     out.uint(_BODY["rows"], table.num_rows)
@@ -314,7 +320,7 @@ def encode_versioned_body(table: pa.Table) -> tuple[bytes, int]:
     for spec in PROVENANCE_NUMBERS:
         _put_scalar(out, refs.field(spec.name), spec, f"provenance_{spec.name}")
     out.message(_BODY["input_guid"], _encode_strings(table.column("input_guid").combine_chunks(), "input_guid", False))
-    return out.getvalue(), version
+    return out, version
 
 
 # ---------------------------------------------------------------- ChunkBody -> Arrow
