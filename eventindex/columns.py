@@ -414,7 +414,7 @@ _SHARED_ZEROS_MAX = 64 * 1024 * 1024
 _shared_zeros = pa.py_buffer(b"")
 
 
-def _zeros(size: int) -> pa.Buffer:
+def shared_zeros(size: int) -> pa.Buffer:
     """`size` zero bytes, read-only: a slice of one shared buffer unless that would be too big."""
     global _shared_zeros
     if size > _SHARED_ZEROS_MAX:
@@ -521,7 +521,7 @@ def _decode_mask(
         np.left_shift(np.uint8(1), bits, out=bits)
         _set_bits(matrix, byte_index, bits)
     else:
-        data = _zeros(size)
+        data = shared_zeros(size)
     return pa.Array.from_buffers(pa.binary(), rows, [validity, pa.py_buffer(offsets), data], null_count=rows - n_valid)
 
 

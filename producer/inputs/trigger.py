@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from eventindex.columns import shared_zeros
 from eventindex.errors import InputError
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -347,7 +348,10 @@ class Mask:
         valid = self.valid[self.inverse]
         offsets = np.zeros(n + 1, dtype=np.int32)
         np.cumsum(valid.astype(np.int32) * width, out=offsets[1:])
-        data = pa.py_buffer(np.ascontiguousarray(self.bitmaps[self.inverse[valid]]))
+        if self.bitmaps[self.valid].any():
+            data = pa.py_buffer(np.ascontiguousarray(self.bitmaps[self.inverse[valid]]))
+        else:  # no bit set in any (resurrected masks, usually): megabytes of zeros, shared rather than written
+            data = shared_zeros(int(offsets[-1]))
         if valid.all():
             return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), data])
         validity = pa.array(valid).buffers()[1]

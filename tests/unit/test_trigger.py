@@ -207,6 +207,19 @@ def test_mask_column_nulls_span_no_bytes() -> None:
     assert column.null_count == 2
 
 
+def test_a_mask_column_with_no_bit_set_shares_its_zeros() -> None:
+    """Resurrected masks are usually all zero: their bitmaps are one shared buffer, equal to written ones."""
+    more = decode_hlt(["CAA;CAA;CAA"] * 5)[2].column()
+    masks = decode_hlt(["B!;CAA;CAA", ";;", "!;B!;CAA", "CAA;CAA;CAA"])
+    resurrected = masks[2].column()
+    resurrected.validate(full=True)
+    assert resurrected.to_pylist() == [bytes(1024), None, bytes(1024), bytes(1024)]
+    assert more.buffers()[2].address == resurrected.buffers()[2].address  # one buffer of zeros for both
+    through = masks[1].column()  # a bit set in one row: written out
+    assert through.to_pylist() == [bytes(1024), None, b"\x02" + bytes(1023), bytes(1024)]
+    assert through.buffers()[2].address != resurrected.buffers()[2].address
+
+
 def test_encode_checks_widths_and_all_or_nothing_l1() -> None:
     with pytest.raises(ValueError, match="all present or all null"):
         encode_l1(bytes(64), None, bytes(64))
