@@ -158,7 +158,6 @@ class Intake:
             with self.ledger.transaction():
                 task = self._handle(message)
                 self.may_complete = self.may_complete and self.ledger.could_complete(task)
-            crashpoint("intake.recorded")
             return task
         except Rejected as rejected:
             self._quarantine(message, rejected)

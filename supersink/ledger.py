@@ -484,11 +484,23 @@ class Ledger:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """One durable step: everything inside commits together, or nothing does."""
+        """One durable step: everything inside commits together, or nothing does.
+
+        Nested in another, it is a savepoint: an exception leaving it undoes its own writes alone (the
+        outer transaction, if it goes on, commits the rest), so one message of a batch recorded in one
+        transaction can fail without undoing the others."""
         if self._depth:
+            name = f"step{self._depth}"
+            self.db.execute(f"SAVEPOINT {name}")
             self._depth += 1
             try:
                 yield
+            except BaseException:
+                self.db.execute(f"ROLLBACK TO {name}")
+                self.db.execute(f"RELEASE {name}")
+                raise
+            else:
+                self.db.execute(f"RELEASE {name}")
             finally:
                 self._depth -= 1
             return

@@ -24,9 +24,10 @@ from eventindex.backoff import compute_backoff
 from eventindex.errors import AlreadyCommittedError, ConfigError, EventIndexError, NeedsAttentionError, StoreError
 from eventindex.store import ObjectStore
 from eventindex.store.counting import CountingStore
-from eventindex.transport import Consumer
+from eventindex.transport import Consumer, Message
 from supersink.amend import amend
 from supersink.completeness import TaskView, chosen_chunks, evaluate
+from supersink.crashpoints import crashpoint
 from supersink.fetch import ChunkUnusableError
 from supersink.intake import Counters, Intake
 from supersink.ledger import LOADED_STATES, Ledger, LedgerError, TaskRecord, TaskState
@@ -45,6 +46,10 @@ DEFAULT_RESCAN_SECONDS = 60.0
 LOAD_RETRY_BASE = 5.0
 LOAD_RETRY_CAP = 300.0
 MAX_TRANSIENT_BACKOFF = 30.0
+#: Group commit: the messages recorded in one ledger transaction (and acked after it) at most, and the
+#: time the batch may take. A batch holds what is already waiting; a lone message is committed at once.
+BATCH_MESSAGES = 100
+BATCH_SECONDS = 0.05
 
 #: Every state a task can be in, what it means (README "Operations" says how each is healed).
 STATES = {
@@ -407,6 +412,30 @@ class Supersink:
 
     # ------------------------------------------------------------ the loop
 
+    def _record_batch(
+        self, consumer: Consumer, first: Message, stop: threading.Event
+    ) -> tuple[list[tuple[Message, str | None, bool]], tuple[StoreError, Message] | None]:
+        """Record `first` and the messages already waiting behind it in one ledger transaction (group
+        commit: one durable write for up to BATCH_MESSAGES messages, or BATCH_SECONDS of work), each
+        message in a savepoint of its own. Returns, once committed, the messages recorded (or
+        quarantined), each with its task and whether it may have completed it, and the message a store
+        failure stopped at, if one did (its own writes undone). Nothing is acked here: the caller acks
+        what the ledger now holds."""
+        recorded: list[tuple[Message, str | None, bool]] = []
+        deadline = time.monotonic() + BATCH_SECONDS
+        message: Message | None = first
+        with self.ledger.transaction():
+            while message is not None:
+                try:
+                    task = self.intake.handle(message)
+                except StoreError as exc:
+                    return recorded, (exc, message)
+                recorded.append((message, task, self.intake.may_complete))
+                if len(recorded) >= BATCH_MESSAGES or time.monotonic() >= deadline or stop.is_set():
+                    break
+                message = consumer.receive(0)
+        return recorded, None
+
     def run(self, consumer: Consumer, stop: threading.Event, until_idle: float | None = None) -> Counters:
         """Consume until `stop` is set, or until `until_idle` seconds pass with nothing to do."""
         self.settle_all()
@@ -428,26 +457,30 @@ class Supersink:
             idle_since = time.monotonic()
             if self.counters.cpu_at_first_message is None:
                 self.counters.cpu_at_first_message = time.process_time()
-            try:
-                task = self.intake.handle(message)
-            except StoreError as exc:
+            recorded, failed = self._record_batch(consumer, message, stop)
+            for done, _, _ in recorded:
+                crashpoint("intake.recorded")
+                consumer.ack(done)
+            if failed is not None:
                 # Not the message's fault: give it back and wait; the work stays pending.
-                consumer.release(message)
+                exc, undone = failed
+                consumer.release(undone)
                 failures += 1
                 self.counters.transient_failures += 1
                 delay = compute_backoff(failures, cap=MAX_TRANSIENT_BACKOFF)
                 self.on_problem(f"store failure, message put back, retrying in {delay:.1f}s: {exc}")
-                stop.wait(delay)
-                idle_since = time.monotonic()
-                continue
-            failures = 0
-            consumer.ack(message)
-            if task is not None:
-                if self.intake.may_complete:
+            else:
+                failures = 0
+            for _, task, may_complete in recorded:
+                if task is None:
+                    continue
+                if may_complete:
                     dirty.discard(task)
                     self.try_settle(task)
                 else:
                     dirty.add(task)  # re-evaluated when the queue pauses: keeps `status` current
+            if failed is not None:
+                stop.wait(delay)
             idle_since = time.monotonic()
         return self.counters
 
