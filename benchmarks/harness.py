@@ -39,6 +39,10 @@ DATASET = "bench.synthetic"
 MIB = 1 << 20
 POLL_SECONDS = 0.25
 SINK_READY_TIMEOUT = 120.0
+#: Before each run's producers start, the broker's and the store server's CPU is read over this many
+#: seconds of idleness: their upkeep (a JVM's timers and GC, a store's heartbeats), which they pay per
+#: second whether events flow or not. The run's central cost is also reported without it.
+IDLE_SECONDS = 10.0
 
 
 class Run:
@@ -68,6 +72,8 @@ class Run:
         self.task_names = [f"bench.{stamp}.{self.name}.t{t:03d}" for t in range(cfg.tasks)]
         self.mq_unavailable = mq_unavailable
         self.env: dict[str, str] = {}
+        #: the broker's and the store server's idle CPU per second, read just before the run
+        self.idle: dict[str, float | None] = {}
         self.label = f"[{index}/{total}] {transport} transport, {producers} producer{'s' * (producers != 1)}"
         if drain:
             self.label = f"[{index}/{total}] {transport} transport, supersink draining a backlog"
@@ -168,6 +174,7 @@ class Run:
             if reason:
                 row["reason"] = reason
                 return
+            self.idle = self._idle_rates(sampler)
             base = self._cpu_now(sampler)
             jobs = self._jobs()
             pool = ProducerPool(self._producer_argv, jobs, self.producers, self.env, cfg.run_timeout, self.dir)
@@ -190,6 +197,7 @@ class Run:
             if reason:
                 row["reason"] = reason
                 return
+            self.idle = self._idle_rates(sampler)
             base = self._cpu_now(sampler)
             pool = ProducerPool(self._producer_argv, jobs, self.producers, self.env, cfg.run_timeout, self.dir)
             pool.start()
@@ -224,9 +232,24 @@ class Run:
         self._figures(row, jobs, pool, sink, ledger, sampler, base, end_cpu)
 
     def _cpu_now(self, sampler: Sampler) -> dict[str, float | None]:
-        """The broker's, the store's and the supersink's CPU seconds, sampled now."""
+        """The broker's, the store's and the supersink's CPU seconds, sampled now, and the time ("wall")."""
         sampler.sample_now()
-        return {name: (w.last_cpu if w else None) for name, w in self._watches(sampler).items()}
+        now: dict[str, float | None] = {name: (w.last_cpu if w else None) for name, w in self._watches(sampler).items()}
+        now["wall"] = time.monotonic()
+        return now
+
+    def _idle_rates(self, sampler: Sampler) -> dict[str, float | None]:
+        """The broker's and the store server's CPU seconds per second over IDLE_SECONDS of nothing to do."""
+        self.progress.live(f"  {self.name}: reading the servers' idle CPU for {IDLE_SECONDS:.0f} s")
+        first = self._cpu_now(sampler)
+        time.sleep(IDLE_SECONDS)
+        last = self._cpu_now(sampler)
+        wall = _delta(first["wall"], last["wall"]) or IDLE_SECONDS
+        rates: dict[str, float | None] = {}
+        for name in ("broker", "store"):
+            used = _delta(first.get(name), last.get(name))
+            rates[name] = None if used is None else max(0.0, used) / wall
+        return rates
 
     def _wind_down(
         self, pool: ProducerPool | None, sink: SinkProcess | None, sampler: Sampler
@@ -436,6 +459,7 @@ class Run:
         row["store_server_cpu_seconds"] = None if store_cpu is None else round(store_cpu, 2)
         row["store_server_rss_bytes"] = store_watch.last_rss if store_watch else None
         row.update(_central_cost(row, sink_cpu, broker_cpu, store_cpu))
+        row.update(_above_idle(row, self.idle, _delta(base.get("wall"), end_cpu.get("wall"))))
         # errors
         failed = [j for j in ran if not j.ok]
         row["errors"] = {
@@ -470,6 +494,30 @@ def _central_cost(
         "central_cpu_seconds_per_1000_events": round(1000 * total / events, 4) if total and events else None,
         "events_per_central_cpu_second": round(events / total) if total and events else None,
         "central_cpu_note": "" if known else "CPU of a server the harness did not start cannot be read",
+    }
+
+
+def _above_idle(row: dict[str, Any], idle: dict[str, float | None], wall: float | None) -> dict[str, Any]:
+    """The central cost without the servers' idle upkeep: each server's idle CPU per second (read before the
+    run) times the run's duration, taken from its CPU. What is left is what the events cost them."""
+    parts = row.get("central_cpu_seconds_by_service") or {}
+    events = row.get("events_loaded") or 0
+    upkeep = {
+        name: None if rate is None or wall is None else rate * wall
+        for name, rate in (("broker", idle.get("broker")), ("store_server", idle.get("store")))
+    }
+    above: dict[str, float | None] = {}
+    for name, spent in upkeep.items():
+        used = parts.get(name)
+        above[name] = None if spent is None or used is None else max(0.0, used - spent)
+    sink = parts.get("supersink")
+    known = sink is not None and all(v is not None for v in above.values())
+    total = sink + sum(v for v in above.values() if v is not None) if known and sink is not None else None
+    return {
+        "idle_cpu_per_second": {k: None if v is None else round(v, 4) for k, v in idle.items()},
+        "central_idle_cpu_seconds": {k: None if v is None else round(v, 3) for k, v in upkeep.items()},
+        "central_cpu_seconds_above_idle": None if total is None else round(total, 3),
+        "events_per_central_cpu_second_above_idle": round(events / total) if total and events else None,
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.harness import _central_cost
+from benchmarks.harness import _above_idle, _central_cost
 from benchmarks.report import markdown, targets
 
 
@@ -92,6 +92,23 @@ def test_central_cost_adds_the_three_services() -> None:
     unknown.update(_central_cost(unknown, 0.25, None, 0.25))
     assert unknown["central_cpu_seconds"] is None and unknown["events_per_central_cpu_second"] is None
     assert unknown["central_cpu_note"], "a server whose CPU cannot be read is said, not counted as 0"
+
+
+def test_above_idle_takes_each_servers_upkeep_over_the_run_off_its_cpu() -> None:
+    r = central("store", 4, broker=5.0, store=2.0, sink=1.0)
+    r.update(_above_idle(r, {"broker": 0.04, "store": 0.01}, wall=100.0))  # upkeep: 4 s and 1 s
+    assert r["central_idle_cpu_seconds"] == {"broker": 4.0, "store_server": 1.0}
+    assert r["central_cpu_seconds_above_idle"] == 3.0  # 1 + 1 + the supersink's 1
+    assert r["events_per_central_cpu_second_above_idle"] == round(128_000 / 3.0)
+    busy = central("store", 4, broker=1.0, store=2.0, sink=1.0)
+    busy.update(_above_idle(busy, {"broker": 0.05, "store": 0.0}, wall=100.0))
+    assert busy["central_cpu_seconds_above_idle"] == 3.0, "never below zero for a server"
+    unread = central("store", 4, broker=1.0, store=2.0, sink=1.0)
+    unread.update(_above_idle(unread, {"broker": None, "store": 0.0}, wall=100.0))
+    assert unread["central_cpu_seconds_above_idle"] is None, "an unread upkeep leaves the figure unknown"
+    page = markdown(results([r]))
+    assert "| 0.040 / 0.010 | 3.00 | 42,667 |" in page
+    assert "without the servers' idle upkeep (above idle; reported, the target is on the whole): 42,667" in page
 
 
 def test_central_targets_need_every_object_store_run_and_twenty_times_cheaper() -> None:
