@@ -36,13 +36,15 @@ class Sweep:
     events: int
     producers: tuple[int, ...]
     run_timeout: float
+    #: seconds over which each run first reads the servers' idle CPU
+    idle_seconds: float
 
 
 #: The full sweep: 4 tasks x 32 jobs x 1,000 events (an ATLAS grid job indexes ~1,150 events) = 128,000
 #: events per run; 128 jobs keep 64 producers busy for two rounds. About 20 minutes here (see README.md).
-FULL = Sweep(tasks=4, jobs=32, events=1_000, producers=(1, 4, 16, 64), run_timeout=900.0)
+FULL = Sweep(tasks=4, jobs=32, events=1_000, producers=(1, 4, 16, 64), run_timeout=900.0, idle_seconds=10.0)
 #: --quick, the CI smoke test: 1 task x 4 jobs x 2,000 events, 1 and 4 producers.
-QUICK = Sweep(tasks=1, jobs=4, events=2_000, producers=(1, 4), run_timeout=300.0)
+QUICK = Sweep(tasks=1, jobs=4, events=2_000, producers=(1, 4), run_timeout=300.0, idle_seconds=2.0)
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -126,6 +128,7 @@ def config_from(args: argparse.Namespace, work: Path, out: Path) -> BenchConfig:
         quick=args.quick,
         keep=args.keep,
         drain_producers=args.drain_producers,
+        idle_seconds=sweep.idle_seconds,
     )
 
 

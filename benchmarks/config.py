@@ -33,6 +33,8 @@ class BenchConfig:
     keep: bool = False
     #: producers of each transport's drain run (the supersink started on the queued workload); 0: no drain runs
     drain_producers: int = 4
+    #: seconds of idleness over which each run first reads the broker's and the store server's upkeep CPU
+    idle_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if min(self.tasks, self.jobs, self.events) < 1:

@@ -39,10 +39,6 @@ DATASET = "bench.synthetic"
 MIB = 1 << 20
 POLL_SECONDS = 0.25
 SINK_READY_TIMEOUT = 120.0
-#: Before each run's producers start, the broker's and the store server's CPU is read over this many
-#: seconds of idleness: their upkeep (a JVM's timers and GC, a store's heartbeats), which they pay per
-#: second whether events flow or not. The run's central cost is also reported without it.
-IDLE_SECONDS = 10.0
 
 
 class Run:
@@ -239,12 +235,15 @@ class Run:
         return now
 
     def _idle_rates(self, sampler: Sampler) -> dict[str, float | None]:
-        """The broker's and the store server's CPU seconds per second over IDLE_SECONDS of nothing to do."""
-        self.progress.live(f"  {self.name}: reading the servers' idle CPU for {IDLE_SECONDS:.0f} s")
+        """The broker's and the store server's CPU seconds per second over `idle_seconds` of nothing to do:
+        their upkeep (a JVM's timers and garbage collection, a store's heartbeats), paid whether events
+        flow or not. The run's central cost is also reported without it."""
+        seconds = self.cfg.idle_seconds
+        self.progress.live(f"  {self.name}: reading the servers' idle CPU for {seconds:.0f} s")
         first = self._cpu_now(sampler)
-        time.sleep(IDLE_SECONDS)
+        time.sleep(seconds)
         last = self._cpu_now(sampler)
-        wall = _delta(first["wall"], last["wall"]) or IDLE_SECONDS
+        wall = _delta(first["wall"], last["wall"]) or seconds
         rates: dict[str, float | None] = {}
         for name in ("broker", "store"):
             used = _delta(first.get(name), last.get(name))

@@ -191,8 +191,9 @@ def _central_table(all_runs: Sequence[dict[str, Any]]) -> list[str]:
         "broker-only transport does not use the store; its server's idle CPU is counted all the same.",
         "",
         "The servers pay an upkeep whether events flow or not (a JVM's timers and garbage collection, the store's "
-        "heartbeats). Each run first reads the broker's and the store server's CPU over "
-        "10 s of idleness; *above idle* takes that rate times the run's duration off their CPU, which leaves what "
+        "heartbeats). Each run first reads the broker's and the store server's CPU over a few "
+        "seconds of idleness (10 in the full sweep); *above idle* takes that rate times the run's duration off "
+        "their CPU, which leaves what "
         "the events cost. On this machine a run lasts as long as its producers' start-ups (~0.4 CPU-s each), so "
         "the upkeep weighs more here than on a central installation fed by thousands of grid nodes.",
         "",
