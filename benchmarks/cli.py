@@ -105,6 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument(
         "--work", type=Path, help="scratch directory for servers, ledgers, warehouses (default: a temp dir)"
     )
+    cmp.add_argument(
+        "--producer-nice",
+        type=int,
+        default=10,
+        choices=range(20),
+        metavar="N",
+        help="run the producers at this CPU priority (nice 0-19; default 10): grid jobs run on other machines, "
+        "so here they yield the CPU to the central services whose latency and cost are measured",
+    )
     cmp.add_argument("--keep", action="store_true", help="keep the scratch directory")
     return parser
 
@@ -129,6 +138,7 @@ def config_from(args: argparse.Namespace, work: Path, out: Path) -> BenchConfig:
         keep=args.keep,
         drain_producers=args.drain_producers,
         idle_seconds=sweep.idle_seconds,
+        producer_nice=args.producer_nice,
     )
 
 

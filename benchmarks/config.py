@@ -35,6 +35,9 @@ class BenchConfig:
     drain_producers: int = 4
     #: seconds of idleness over which each run first reads the broker's and the store server's upkeep CPU
     idle_seconds: float = 10.0
+    #: the producers' CPU priority (nice): grid jobs run on worker nodes, not on the central machine; here they
+    #: share its cores, and at a lower priority they leave the central services the CPU they would have alone
+    producer_nice: int = 10
 
     def __post_init__(self) -> None:
         if min(self.tasks, self.jobs, self.events) < 1:

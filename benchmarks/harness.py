@@ -92,6 +92,8 @@ class Run:
             argv += ["--mode", "mq"]
         else:
             argv += ["--store", self.store_url]
+        if self.cfg.producer_nice:  # grid jobs run on other machines: here they yield the CPU to the central services
+            argv = ["nice", "-n", str(self.cfg.producer_nice), *argv]
         return argv
 
     def _marker(self, task: str) -> Path:
@@ -643,6 +645,8 @@ def compare(cfg: BenchConfig, progress: Progress | None = None) -> dict[str, Any
             "quick": cfg.quick,
             "run_timeout": cfg.run_timeout,
             "drain_producers": cfg.drain_producers,
+            "idle_seconds": cfg.idle_seconds,
+            "producer_nice": cfg.producer_nice,
             "input": "synthetic:E:SEED, seed = task_index * J + job_index + 1",
         },
         "mq_mode_available": mq_ok,

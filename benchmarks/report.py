@@ -234,7 +234,14 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"Workload per run: {cfg['tasks']} task(s) x {cfg['jobs_per_task']} jobs x {cfg['events_per_job']:,} events "
         f"= {cfg['events_per_run']:,} events ({cfg['input']}); concurrent producers "
-        f"{', '.join(map(str, cfg['producers']))}.",
+        f"{', '.join(map(str, cfg['producers']))}."
+        + (
+            f" Producers run at nice {cfg['producer_nice']}: grid jobs run on worker nodes, not on the central machine;"
+            " here they share its 2 cores, and at a lower priority they leave the central services (broker, store"
+            " server, supersink) the CPU they would have alone."
+            if cfg.get("producer_nice")
+            else ""
+        ),
         "",
     ]
     if ceiling.get("events_per_cpu_second"):

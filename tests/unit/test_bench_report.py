@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import _above_idle, _central_cost
+from benchmarks.cli import build_parser, config_from
+from benchmarks.harness import Run, _above_idle, _central_cost
+from benchmarks.processes import JobOutcome
 from benchmarks.report import markdown, targets
 
 
@@ -136,3 +139,16 @@ def test_latency_target_looks_at_up_to_sixteen_producers() -> None:
     ]
     line = next(x for x in targets(results(runs)) if x.startswith("- last job"))
     assert "0.40 s at 4, 0.90 s at 16 (target ≤ 1 s): met" in line and "at 64" not in line
+
+
+def test_producers_run_niced_unless_told_otherwise(tmp_path: Path) -> None:
+    def argv(*options: str) -> list[str]:
+        cfg = config_from(build_parser().parse_args(["compare", "--quick", *options]), tmp_path, tmp_path)
+        run = Run(cfg, "store", 1, 1, 1, "s", None, None, "b", None, "")  # type: ignore[arg-type]
+        run.broker_url, run.store_url = "stomp://127.0.0.1:1", "s3://b/p"
+        job = JobOutcome(task="t", job="j1", seed=1)
+        return run._producer_argv(job)
+
+    assert argv()[:3] == ["nice", "-n", "10"] and "ei-producer" in argv()[3]
+    assert "ei-producer" in argv("--producer-nice", "0")[0]
+    assert argv("--producer-nice", "19")[:3] == ["nice", "-n", "19"]
