@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -188,10 +189,16 @@ class TaskRecord:
     loaded_at: float | None
     events_loaded: int | None
     location: str | None
-    #: the commit marker, with its amendments merged in (None before the commit)
-    marker: dict[str, Any] | None
+    #: the commit marker as the ledger holds it (JSON), decoded on first use by `marker`
+    marker_json: str | None
     purged_at: float | None
     purge_note: str | None
+
+    @cached_property
+    def marker(self) -> dict[str, Any] | None:
+        """The commit marker, with its amendments merged in (None before the commit)."""
+        decoded: dict[str, Any] | None = json.loads(self.marker_json) if self.marker_json else None
+        return decoded
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> TaskRecord:
@@ -207,7 +214,7 @@ class TaskRecord:
             loaded_at=row["loaded_at"],
             events_loaded=row["events_loaded"],
             location=row["location"],
-            marker=json.loads(row["marker"]) if row["marker"] else None,
+            marker_json=row["marker"] or None,
             purged_at=row["purged_at"],
             purge_note=row["purge_note"],
         )
