@@ -16,7 +16,7 @@ import re
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -826,13 +826,21 @@ class Ledger:
         )
         return [QuarantineEntry.from_row(row) for row in rows]
 
-    def quarantined(self, state: QuarantineState | None = QuarantineState.HELD) -> list[QuarantineEntry]:
-        """The entries in `state` (None: every entry), oldest first."""
-        if state is None:
-            rows = self._rows("SELECT * FROM quarantine ORDER BY id")
-        else:
-            rows = self._rows("SELECT * FROM quarantine WHERE state = ? ORDER BY id", (state,))
-        return [QuarantineEntry.from_row(row) for row in rows]
+    def quarantined(
+        self, state: QuarantineState | None = QuarantineState.HELD, ids: Sequence[int] | None = None
+    ) -> list[QuarantineEntry]:
+        """The entries in `state` (None: every entry), only those of `ids` if given, oldest first. Each
+        entry comes with its body: ask for the ids wanted rather than filter afterwards."""
+        where: list[str] = []
+        params: list[Any] = []
+        if state is not None:
+            where.append("state = ?")
+            params.append(state)
+        if ids is not None:
+            where.append(f"id IN ({', '.join('?' * len(ids))})")
+            params += ids
+        sql = "SELECT * FROM quarantine" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+        return [QuarantineEntry.from_row(row) for row in self._rows(sql, tuple(params))]
 
     def quarantine_listing(self) -> list[QuarantineSummary]:
         """Every entry without its body (its size instead), oldest first."""

@@ -31,7 +31,7 @@ def retry(ledger: Ledger, broker: str, ids: Sequence[int] | None) -> list[int]:
     """Send the held entries `ids` (None: every held one) to `broker` again, in order; returns the ids
     sent. An id that is not held, or an entry that kept only the start of its body, is refused
     (ConfigError) before anything is sent."""
-    held = {entry.id: entry for entry in ledger.quarantined(QuarantineState.HELD)}
+    held = {entry.id: entry for entry in ledger.quarantined(QuarantineState.HELD, ids)}
     chosen = sorted(held) if ids is None else list(ids)
     unknown = [i for i in chosen if i not in held]
     if unknown:
