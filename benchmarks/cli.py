@@ -3,13 +3,15 @@
   ei-bench compare   the broker-only transport against the object-store transport, side by side
 
 Exit codes: 0 every run succeeded, 1 internal error, 2 bad command line, 3 some runs failed
-(results are written all the same), 4 a server could not be started or reached.
+(results are written all the same), 4 a server could not be started or reached, 130 interrupted (Ctrl-C or
+SIGTERM: the servers, producers and supersink it started are stopped first).
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -25,6 +27,7 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_RUNS_FAILED = 3
 EXIT_SERVER = 4
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM: the runs stopped, their servers and producers with them
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -151,12 +154,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"ei-bench: {exc}", file=sys.stderr)
         return EXIT_USAGE
     progress = Progress()
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         results = compare(cfg, progress)
     except BenchError as exc:
         print(f"ei-bench: {exc}", file=sys.stderr)
         return EXIT_SERVER
+    except KeyboardInterrupt:
+        progress.line("ei-bench: interrupted; the servers and producers it started are stopped, no results written")
+        return EXIT_INTERRUPTED
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if not args.keep and args.work is None:
             shutil.rmtree(work, ignore_errors=True)
     from benchmarks.report import write
@@ -164,6 +172,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     paths = write(results, out)
     progress.line(f"results: {', '.join(str(p) for p in paths)}")
     return EXIT_OK if all(r.get("status") == "ok" for r in results["runs"]) else EXIT_RUNS_FAILED
+
+
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so every server, producer and supersink started is stopped on the way out."""
+    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:

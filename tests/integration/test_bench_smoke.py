@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -69,6 +70,10 @@ def check_run(row: dict[str, Any], events: int) -> None:
     assert row["events_per_second"] > 0 and row["supersink_cpu_seconds"] > 0, where
     assert row["broker_peak_rss_bytes"] > 10 * 1024 * 1024, where  # a JVM
     assert row["errors"]["producer_failures"] == 0 and row["errors"]["supersink_exit"] == 0, where
+    idle = row["idle_cpu_per_second"]
+    assert isinstance(idle["broker"], float) and isinstance(idle["store"], float), f"{where}: {idle}"
+    above = row["central_cpu_seconds_above_idle"]
+    assert 0 < above <= row["central_cpu_seconds"], f"{where}: {above} of {row['central_cpu_seconds']}"
 
 
 def check_drain(row: dict[str, Any], events: int) -> None:
@@ -144,3 +149,49 @@ def test_quick_compare_writes_results_and_plots(tmp_path: Path) -> None:
         check_run(rows[("mq", producers)], events)
         assert rows[("mq", producers)]["producer_store_requests"] == 0
     check_drain(drained["mq"], events)
+
+
+def _processes_of(work: Path) -> list[str]:
+    """Command lines of the running processes that name `work` or run in it (the producers do)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue  # gone meanwhile, or not ours to look at
+        if str(work) in argv or cwd.startswith(str(work)):
+            found.append(argv)
+    return found
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_sigterm_stops_the_servers_producers_and_supersink_it_started(tmp_path: Path) -> None:
+    construct_server(lambda: ActiveMQ(tmp_path / "probe-activemq"))
+    construct_server(lambda: SeaweedFS(tmp_path / "probe-seaweedfs"))
+    work, log = tmp_path / "w", tmp_path / "stderr.log"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.cli", "compare", "--quick", "--transports", "store",
+             "--producers", "1", "--jobs", "50", "--drain-producers", "0",
+             "--out", str(tmp_path / "out"), "--work", str(work)],
+            stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not any("ei-producer" in argv for argv in _processes_of(work)):
+            assert proc.poll() is None, log.read_text()[-2000:]
+            assert time.monotonic() < deadline, "no producer started"
+            time.sleep(0.2)
+        running = _processes_of(work)
+        assert any("ei-supersink" in argv for argv in running), running
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 130, log.read_text()[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "interrupted" in log.read_text()
+    left = _processes_of(work)
+    assert left == [], f"left running: {left}"
+    assert not (tmp_path / "out" / "results.json").exists()
