@@ -18,6 +18,7 @@ error, 5 broker error, 6 ledger or warehouse error, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -298,14 +299,6 @@ def cmd_expect(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace, redact: Redactor) -> int:
-    ledger = _open_ledger(args.state)
-    try:
-        ops = Operations(_ops_config(args), ledger, redact)  # tokens, notifier, metrics and status servers
-        store = CountingStore(open_store(args.store))
-        warehouse = Warehouse.from_url(args.warehouse)
-    except BaseException:
-        ledger.close()
-        raise
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -313,9 +306,17 @@ def cmd_run(args: argparse.Namespace, redact: Redactor) -> int:
             raise SystemExit(128 + signum)
         stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    try:
+    with contextlib.ExitStack() as resources:  # what opened is closed, in reverse, whatever fails after it
+        ledger = _open_ledger(args.state)
+        resources.callback(ledger.close)
+        ops = Operations(_ops_config(args), ledger, redact)  # tokens, notifier, metrics and status servers
+        resources.callback(ops.close)
+        store = CountingStore(open_store(args.store))
+        resources.callback(store.close)
+        warehouse = Warehouse.from_url(args.warehouse)
+        resources.callback(warehouse.close)
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
         with open_consumer(args.broker) as consumer:
             sink = Supersink(
                 ledger,
@@ -331,11 +332,6 @@ def cmd_run(args: argparse.Namespace, redact: Redactor) -> int:
             ops.start(sink.counters, tuple(STATES))
             sink.run(ops.consumer(consumer), stop, args.until_idle)
             stuck = sink.stuck() if args.until_idle is not None and not stop.is_set() else []
-    finally:
-        ops.close()
-        ledger.close()
-        store.close()
-        warehouse.close()
     print(run_summary(sink, store, stuck))
     for task in stuck:
         print(f"ei-supersink: {task.line()}", file=sys.stderr)
@@ -366,16 +362,15 @@ def cmd_notifications(args: argparse.Namespace) -> int:
 
 def cmd_load(args: argparse.Namespace) -> int:
     validate_name("task", args.task)
-    sink = Supersink(
-        _open_ledger(args.state, must_exist=True),
-        open_store(args.store),
-        Warehouse.from_url(args.warehouse),
-        layout=_layout(args),
-    )
-    try:
+    with contextlib.ExitStack() as resources:  # what opened is closed, whatever fails after it
+        ledger = _open_ledger(args.state, must_exist=True)
+        resources.callback(ledger.close)
+        store = open_store(args.store)
+        resources.callback(store.close)
+        warehouse = Warehouse.from_url(args.warehouse)
+        resources.callback(warehouse.close)
+        sink = Supersink(ledger, store, warehouse, layout=_layout(args))
         summary = sink.amend_now(args.task) if args.amend else sink.load_now(args.task, force=args.force)
-    finally:
-        sink.close()
     print(json.dumps(summary))
     return EXIT_OK
 

@@ -280,12 +280,6 @@ class Supersink:
         )
         return {k: amendment[k] for k in AMEND_SUMMARY}
 
-    def close(self) -> None:
-        """Close the ledger, the store and the warehouse this service was given."""
-        self.ledger.close()
-        self.store.close()
-        self.warehouse.close()
-
     def load(self, view: TaskView, partial: bool = False) -> dict[str, Any] | None:
         """Load a task; None when another supersink holds its claim, or when a chunk turned out to be
         gone or changed (the task is then damaged, its state says which chunk)."""
