@@ -11,7 +11,8 @@ The codes are stable (the README's table, docs/producer.md, docs/operations.md):
   4    the object store failed (`StoreError`)
   5    the broker failed (`TransportError`)
   6    the producer: everything stored but the pointers were spooled (a result, not an error);
-       the supersink: its ledger or warehouse failed (`StateError`, or SQLite itself)
+       the supersink: its ledger or warehouse failed (`StateError`, or SQLite itself; the producer
+       has neither, and would report one as an internal error, 1)
   130  interrupted
 """
 
@@ -53,9 +54,14 @@ class ExitStatus(NamedTuple):
     text: str
 
 
-def exit_status(exc: BaseException) -> ExitStatus:
-    """The exit code for an error that ended a command, and its one-line text (whitespace folded)."""
+def exit_status(exc: BaseException, *, keeps_state: bool = True) -> ExitStatus:
+    """The exit code for an error that ended a command, and its one-line text (whitespace folded).
+
+    `keeps_state`: the tool has a ledger (the supersink). A tool without one (the producer, whose 6 means
+    "spooled") reports a state or SQLite error as an internal error instead: it should never meet one."""
     code, text = _classify(exc)
+    if code == EXIT_STATE and not keeps_state:
+        code, text = EXIT_INTERNAL, f"internal error: {text}"
     return ExitStatus(code, " ".join(text.split()))
 
 

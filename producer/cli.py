@@ -225,14 +225,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.dry_run:
             check_destinations(config)
     except (Exception, KeyboardInterrupt) as exc:  # every error, a bug too, ends in one line and its code
-        return _fail(*exit_status(exc))
+        return _fail(*exit_status(exc, keeps_state=False))
     show = progress_printer(declared_events(inputs)) if sys.stderr.isatty() and not args.quiet else None
     if args.dry_run:
         try:
             result = check_inputs(config.spec, inputs, show)
         except (Exception, KeyboardInterrupt) as exc:
             end_progress_line(show)  # the error on a line of its own, not after the progress figures
-            return _fail(*exit_status(exc))
+            return _fail(*exit_status(exc, keeps_state=False))
         end_progress_line(show)
         print(summary_line(result, dry_run=True))
         return EXIT_OK
@@ -241,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         outcome = run_job(config, inputs, show)
     except (Exception, KeyboardInterrupt) as exc:
         end_progress_line(show)
-        code = _fail(*exit_status(exc))
+        code = _fail(*exit_status(exc, keeps_state=False))
     else:
         end_progress_line(show)
         figures = outcome.figures()
@@ -270,7 +270,7 @@ def flush_main(argv: Sequence[str]) -> int:
     except KeyboardInterrupt:
         return _fail(EXIT_INTERRUPTED, "interrupted (the pointers not sent stay in the spool)")
     except Exception as exc:  # every error, a bug too, ends in one line and its code
-        return _fail(*exit_status(exc))
+        return _fail(*exit_status(exc, keeps_state=False))
     print(json.dumps({"spool": str(args.spool), "sent": result.sent, "skipped": result.skipped}))
     return EXIT_OK
 

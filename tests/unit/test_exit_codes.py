@@ -68,3 +68,11 @@ def test_a_missing_module_that_is_no_extra_is_a_bug() -> None:
 
 def test_the_line_is_one_line() -> None:
     assert exit_status(LedgerError("cannot open\n  the ledger\tx")).text == "cannot open the ledger x"
+
+
+def test_a_tool_without_a_ledger_reports_a_state_error_as_internal_not_as_spooled() -> None:
+    assert exit_status(sqlite3.OperationalError("disk I/O error"), keeps_state=False) == ExitStatus(
+        1, "internal error: ledger error: disk I/O error"
+    )
+    assert exit_status(LedgerError("x"), keeps_state=False).code == 1
+    assert exit_status(BrokerConnectionError("refused"), keeps_state=False) == ExitStatus(5, "broker error: refused")
