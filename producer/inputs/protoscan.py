@@ -67,6 +67,40 @@ def varints(data: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     values = first.astype(np.uint64)
     if not len(more):
         return values, sizes
+    # Varints of up to 8 bytes from the 8 bytes at each position, read as one little-endian word:
+    # the lowest byte without a continuation bit ends the varint; its 7-bit groups are packed
+    # together by three shift-and-mask steps.
+    words = np.ndarray((len(data) - 7,), dtype="<u8", buffer=np.ascontiguousarray(data), strides=(1,))[at[more]]
+    ends = ~words & _CONTINUATION
+    last = ends & (~ends + np.uint64(1))  # the ending byte's high bit (0: more than 8 bytes)
+    below = last - np.uint64(1)
+    found = words & below & _GROUPS
+    for keep, shift in _PACK:
+        found = (found & keep) | ((found & ~keep) >> shift)
+    values[more] = found
+    sizes[more] = (np.bitwise_count(below).astype(np.int64) + 1) >> 3
+    long = np.flatnonzero(last == 0)
+    if len(long):
+        values[more[long]], sizes[more[long]] = _long_varints(data, at[more[long]])
+    return values, sizes
+
+
+_CONTINUATION = np.uint64(0x8080808080808080)
+_GROUPS = np.uint64(0x7F7F7F7F7F7F7F7F)
+#: (the bits that stay, how far the others move down): 7-bit groups -> 14 -> 28 -> 56 bits.
+_PACK = [
+    (np.uint64(0x007F007F007F007F), np.uint64(1)),
+    (np.uint64(0x00003FFF00003FFF), np.uint64(2)),
+    (np.uint64(0x000000000FFFFFFF), np.uint64(4)),
+]
+
+
+def _long_varints(data: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Varints of any length (up to 10 bytes) at positions `at`, a byte at a time."""
+    first = data[at]
+    sizes = np.ones(len(at), dtype=np.int64)
+    more = np.flatnonzero(first >= 0x80)
+    values = first.astype(np.uint64)
     values[more] &= np.uint64(0x7F)
     shift = np.uint64(7)
     for _ in range(9):

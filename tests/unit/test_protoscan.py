@@ -122,3 +122,23 @@ def test_varints_of_every_length() -> None:
     data, starts, _ = _pack(encoded)
     found, sizes = varints(data, starts)
     assert found.tolist() == values and sizes.tolist() == [len(e) for e in encoded]
+
+
+def test_varints_of_mixed_lengths_at_any_offset() -> None:
+    """Words read at unaligned positions, varints of 1-10 bytes side by side, decoded like a byte at a time."""
+    rng = np.random.default_rng(13)
+    values = [int(v) >> int(s) for v, s in zip(rng.integers(0, 2**63, 3_000), rng.integers(0, 64, 3_000), strict=True)]
+    values += [2**64 - 1, 2**56 - 1, 2**56, 2**49 - 1, 2**49, 0, 127, 128]
+    encoded = []
+    for value in values:
+        out = bytearray()
+        while True:
+            out.append((value & 0x7F) | (0x80 if value > 0x7F else 0))
+            value >>= 7
+            if not value:
+                break
+        encoded.append(bytes(out))
+    data, starts, _ = _pack(encoded)
+    found, sizes = varints(data, starts)
+    assert found.tolist() == values and sizes.tolist() == [len(e) for e in encoded]
+    assert {len(e) for e in encoded} == set(range(1, 11))
