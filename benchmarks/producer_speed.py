@@ -6,7 +6,8 @@
    producer's own overhead per event, the figure the issue's 300,000 events/s target is about.
 2. SPB file -> uploaded chunks: a whole job on an ATLAS-layout `*.ei.spb` file (read, decode
    trigger masks and tokens, encode, upload to a real SeaweedFS started here on loopback, and
-   announce each chunk on the embedded queue), wall and CPU time.
+   announce each chunk on the embedded queue), wall and CPU time of the one of `--repeat` jobs
+   (attempts 1, 2, ...) that took the least CPU.
 
     .venv/bin/python -m benchmarks.producer_speed [--events 200000] [--chunk-events 10000]
                                                   [--spb-events 50000] [--repeat 3]
@@ -48,7 +49,8 @@ def encode_rate(tables: list[pa.Table], repeat: int) -> tuple[float, float]:
     return best, size / events
 
 
-def spb_job(work: Path, events: int, chunk_events: int) -> dict[str, float]:
+def spb_job(work: Path, events: int, chunk_events: int, repeat: int) -> dict[str, float]:
+    """The job `repeat` times (attempts 1, 2, ...): the figures of the one that took the least CPU."""
     path = work / "job.ei.spb"
     source = SyntheticInput(events, 11)
     write_tables(path, [(source.guid, source.batches(10_000))], compresslevel=6)
@@ -56,12 +58,15 @@ def spb_job(work: Path, events: int, chunk_events: int) -> dict[str, float]:
         seaweed.create_bucket("bench")
         os.environ.update(seaweed.client_env())
         store = open_store(f"s3://bench/chunks?endpoint={seaweed.endpoint}")
+        runs = []
         with open_publisher(f"sqlite://{work / 'queue.db'}") as publisher:
-            spec = JobSpec(task="bench", job="job1", attempt=1, dataset="bench", chunk_events=chunk_events)
-            wall, cpu = time.perf_counter(), time.process_time()
-            result = JobRunner(spec, store, publisher).run([SpbInput(path)])
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            for attempt in range(1, repeat + 1):
+                spec = JobSpec(task="bench", job="job1", attempt=attempt, dataset="bench", chunk_events=chunk_events)
+                wall, cpu = time.perf_counter(), time.process_time()
+                result = JobRunner(spec, store, publisher).run([SpbInput(path)])
+                runs.append((time.process_time() - cpu, time.perf_counter() - wall))
         store.close()
+    cpu, wall = min(runs)
     return {
         "events": result.events,
         "chunks": result.chunks,
@@ -87,7 +92,7 @@ def main() -> int:
     print(f"events -> chunk bytes: {rate:,.0f} events per CPU-second, {per_event:.1f} B/event", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="ei-producer-speed-") as tmp:
         print(f"SPB job of {args.spb_events:,} events to SeaweedFS ...", file=sys.stderr)
-        job = spb_job(Path(tmp), args.spb_events, args.chunk_events)
+        job = spb_job(Path(tmp), args.spb_events, args.chunk_events, args.repeat)
     print(f"SPB file -> uploaded chunks: {job['events_per_cpu_second']:,} events per CPU-second", file=sys.stderr)
     print(json.dumps({
         "encode_events_per_cpu_second": round(rate),
