@@ -235,10 +235,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if reuse:
             build_figures = json.loads(built.read_text())
         else:
-            used = cpu()
+            used, started_load = cpu(), load()
             build, report = timed(session.refresh)
             build_figures = {"build_seconds": round(build, 1), "build_cpu_seconds": round(cpu() - used, 1),
-                             "build_load": load(), "built": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                             "build_load": started_load, "load_at_end": load(),
+                             "built": time.strftime("%Y-%m-%dT%H:%M:%S"),
                              "report": report.as_dict()}  # fmt: skip
             built.write_text(json.dumps(build_figures))
         refresh, _ = timed(session.refresh)
@@ -371,7 +372,8 @@ def index_line(index: dict[str, Any]) -> str:
         earlier = "; an earlier run" if index.get("reused") else ""
         build += (
             f" (CPU {index['build_cpu_seconds']:,} s, {index['build_cpu_seconds_per_million_events']} CPU-s "
-            f"per 10^6 events, load {index['build_load']}{earlier})"
+            f"per 10^6 events, load {index['build_load']}"
+            f"{'-' + str(index['load_at_end']) if 'load_at_end' in index else ''}{earlier})"
         )
     return f"{build}, refreshed (nothing new) in {index['refresh_seconds']} s, {index['bytes'] / 1e6:.1f} MB."
 
@@ -397,14 +399,17 @@ def markdown(results: dict[str, Any]) -> str:
         notes = ", ".join(n for n in (used, under(d)[2:]) if n)
         return f"{d['seconds']:,.1f} s" + (f" ({notes})" if notes else "")
 
+    def millions(rate: float) -> str:
+        return f"{rate / 1e9:,.1f} G" if rate >= 1e9 else f"{rate / 1e6:,.2f} M"
+
     def rate(d: dict[str, Any] | None) -> str:
         if d and "cancelled_after_seconds" in d:
             return seconds(d)
         if not d:
             return "-"
-        used = f"; {d['events_per_cpu_second'] / 1e6:,.2f} M per CPU-s" if "events_per_cpu_second" in d else ""
+        used = f"; {millions(d['events_per_cpu_second'])} per CPU-s" if "events_per_cpu_second" in d else ""
         took = f"{d['seconds']:,.1f} s" if d["seconds"] >= 1 else f"{d['seconds'] * 1000:,.0f} ms"
-        return f"{took}, {d['events_per_second'] / 1e6:,.2f} M events/s{used}{under(d)}"
+        return f"{took}, {millions(d['events_per_second'])} events/s{used}{under(d)}"
 
     # A Spark run from before the index held bit counts scanned the masks: its counts are scan figures.
     spark_index = "count_5_l1_bits_scan" in spark_
