@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from benchmarks.catalog_data import generate
+from benchmarks.catalog_data import generate, rewrite
 from catalog.session import Session
 from eventindex.columns import PROVENANCE_STRINGS
 from tests.catalog_fixtures import catalog_case, duckdb_session
@@ -50,3 +50,22 @@ def test_the_benchmark_generator_writes_them_as_the_loader_does(tmp_path: Path) 
     assert parts
     for path in parts:
         assert provenance_dictionaries(path) == dict.fromkeys((name for name, _ in PROVENANCE_STRINGS), True), path
+
+
+def test_rewrite_gives_a_catalogue_written_before_the_dictionaries_the_loaders_layout(tmp_path: Path) -> None:
+    generate(tmp_path, events=3_000, runs=2, seed=1, workers=1)
+    parts = sorted(tmp_path.rglob("part-*.parquet"))
+    tables = {}
+    for path in parts:  # as the catalogue was written before: provenance strings plain
+        tables[path] = pq.read_table(path)
+        pq.write_table(tables[path], path, row_group_size=500, compression="zstd", use_dictionary=False)
+        assert not any(provenance_dictionaries(path).values())
+    groups = {path: pq.read_metadata(path).num_row_groups for path in parts}
+    assert max(groups.values()) > 1
+    assert rewrite(tmp_path)["rewritten"] == len(parts)
+    for path in parts:
+        assert provenance_dictionaries(path) == dict.fromkeys((name for name, _ in PROVENANCE_STRINGS), True), path
+        assert pq.read_metadata(path).num_row_groups == groups[path]
+        assert pq.read_table(path).equals(tables[path])
+    assert rewrite(tmp_path)["rewritten"] == 0  # a rerun leaves rewritten files alone
+    assert not list(tmp_path.rglob(".*.rewrite"))
