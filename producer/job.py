@@ -8,6 +8,10 @@ never loaded. A retried attempt uses a new attempt number, hence new keys.
 
 Chunks are encoded in the calling thread and stored by a bounded pool (`producer.upload`):
 pointers leave in seq order, each after its own chunk is stored; the manifest waits for all.
+A job of one chunk (a grid job of ~1,000 events) whose chunk is still uploading when its inputs end
+sends no chunk pointer: the manifest's pointer, which lists the chunk (and carries the manifest when
+it is small), is its one message, and the supersink verifies the listed chunk from the store. A job
+of more chunks announces each as it is stored, so one that dies part-way is seen.
 `check_inputs` (`--dry-run`) runs the same reading, validation and encoding, and stores nothing.
 """
 
@@ -241,6 +245,9 @@ class JobRunner:
         self.upload = upload or UploadConfig()
         self.progress = Progress()
         self.retry = WriteRetrier(retry_policy or WriteRetryPolicy())
+        #: set once every input is read and the job turned out to be one chunk: that chunk then needs no
+        #: pointer of its own, the manifest's (which lists it) is the job's one message
+        self._single_chunk = False
 
     def _announce(self, kind: pb.PointerKind, key: str, obj: EncodedObject, seq: int = 0) -> None:
         """Send the pointer to a stored object; a small manifest's pointer carries its bytes too."""
@@ -267,7 +274,8 @@ class JobRunner:
 
     def _stored(self, chunk: Chunk) -> None:
         """In the calling thread, in seq order, once the chunk is stored."""
-        self._announce(pb.POINTER_KIND_CHUNK, chunk.key, chunk.obj, chunk.seq)
+        if not self._single_chunk:
+            self._announce(pb.POINTER_KIND_CHUNK, chunk.key, chunk.obj, chunk.seq)
         self.progress.events += chunk.obj.count
         self.progress.chunks += 1
         self.progress.bytes += chunk.obj.size
@@ -282,6 +290,7 @@ class JobRunner:
         with Uploader(store_one=self._store_chunk, on_stored=self._stored, config=self.upload) as uploader:
             try:
                 found = _encode_inputs(spec, inputs, manifest, uploader.submit)
+                self._single_chunk = len(manifest.chunks) == 1 and self.progress.chunks == 0
                 uploader.finish()
             except BaseException:
                 self.retry.cancel()  # uploads waiting out an outage stop now: the job fails anyway

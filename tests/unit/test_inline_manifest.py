@@ -6,7 +6,9 @@ Pointers without the bytes (older producers, manifests above INLINE_MANIFEST_MAX
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
+import pyarrow as pa
 import pytest
 
 import producer.job
@@ -15,11 +17,15 @@ from eventindex.names import manifest_key
 from eventindex.pointers import INLINE_MANIFEST_MAX_BYTES, object_pointer, parse_pointer
 from eventindex.schema import eventindex_pb2 as pb
 from eventindex.transport import open_consumer, open_publisher
+from producer.inputs.synthetic import SyntheticInput
+from producer.job import JobRunner, JobSpec
 from supersink.ledger import Ledger
 from supersink.service import Supersink
 from supersink.warehouse import Warehouse
 from tests.faultstore import Fault, FaultyStore
 from tests.helpers import Pipeline, Recorder, assert_same_events, synthetic
+
+SORT = [("run_number", "ascending"), ("event_number", "ascending")]
 
 
 def _pointer(kind: pb.PointerKind, payload: bytes, size: int) -> pb.Pointer:
@@ -118,3 +124,30 @@ def test_a_task_just_announced_is_not_rescanned_behind_its_pointers(pipe: Pipeli
     assert (manifests.seen, chunks.seen) == (0, 9)
     assert_same_events(pipe.loaded().sort_by([("run_number", "ascending"), ("event_number", "ascending")]),
                        synthetic(1, 2, 3))  # fmt: skip
+
+
+def test_a_job_of_one_chunk_is_one_message_and_its_chunk_is_verified_from_the_manifest(pipe: Pipeline) -> None:
+    # the chunk still uploading when the input ends, as a PUT to a real store is
+    slow = FaultyStore(pipe.store, Fault("put", "delay", key="*/chunk-*", seconds=0.2))
+    single, several = Recorder(), Recorder()
+    spec = JobSpec(task="task1", job="j1", attempt=1, dataset="ds", chunk_events=1_000)
+    JobRunner(spec, slow, single).run([SyntheticInput(1_000, 1)])
+    JobRunner(replace(spec, job="j2"), slow, several).run([SyntheticInput(2_500, 2)])
+    kinds = [[parse_pointer(body).kind for body, _, _ in rec.sent] for rec in (single, several)]
+    assert kinds == [[pb.POINTER_KIND_MANIFEST], [pb.POINTER_KIND_CHUNK] * 3 + [pb.POINTER_KIND_MANIFEST]]
+    assert parse_pointer(single.sent[0][0]).payload, "the one message carries the manifest"
+
+    with open_publisher(pipe.broker) as pub:
+        for body, headers, group in single.sent + several.sent:
+            pub.send(body, headers, group)
+    pipe.expect(2)
+    manifests, chunks = Fault("get", "delay", key="*/manifest.eim"), Fault("get", "delay", key="*/chunk-*")
+    sink = Supersink(Ledger(pipe.root / "ledger.db"), FaultyStore(pipe.store, manifests, chunks),
+                     Warehouse.from_url((pipe.root / "wh").as_uri()), rescan_seconds=None)  # fmt: skip
+    with open_consumer(pipe.broker) as consumer:
+        sink.run(consumer, threading.Event(), until_idle=0.3)
+    sink.ledger.close()
+    assert pipe.status()["state"] == "loaded"
+    assert (manifests.seen, chunks.seen) == (0, 4), "each chunk read once: the single one as its manifest lists it"
+    expected = pa.concat_tables([*SyntheticInput(1_000, 1).batches(1_000), *SyntheticInput(2_500, 2).batches(2_500)])
+    assert_same_events(pipe.loaded().sort_by(SORT), expected.sort_by(SORT))
