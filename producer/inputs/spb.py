@@ -31,15 +31,15 @@ from __future__ import annotations
 import gzip
 import re
 import struct
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import numpy as np
 import pyarrow as pa
 from google.protobuf.message import DecodeError, Message
+from isal import igzip, isal_zlib
 
 from eventindex.errors import InputError
 from producer.inputs import EventIndex_p1_pb2 as ei
@@ -63,6 +63,10 @@ MAX_RECORD_BYTES = 16 << 20
 #: How much decompressed data is read at a time.
 READ_BLOCK = 1 << 20
 
+#: ISA-L's gzip reader (python-isal): the standard library's GzipFile (the same checks of the CRC, the
+#: length and the members) with its decompression ~3x faster; its own errors besides OSError/EOFError.
+_GzipFile: type[gzip.GzipFile] = igzip.IGzipFile
+_ISAL_ERROR = cast(type[Exception], isal_zlib.error)  # the stubs declare an instance
 _WORDS = struct.Struct("<II")
 _EVENT_WORD = EI_EVENT << 8 | MSG_VERSION
 _GUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
@@ -119,7 +123,7 @@ class _Records:
         self._pos = 0
         self._base = 0  # uncompressed offset of _buf[0]
         try:
-            self._stream = gzip.open(path, "rb")  # noqa: SIM115 (closed by close(), the reader spans calls)
+            self._stream = _GzipFile(path, "rb")  # closed by close(): the reader spans calls
         except OSError as exc:
             raise InputError(f"input {name}: cannot open: {one_line(exc)}") from None
         try:
@@ -169,7 +173,7 @@ class _Records:
                 raise self.error(
                     number, self._base + have, kind, "truncated gzip stream (no end-of-stream marker)"
                 ) from None
-            except (OSError, zlib.error) as exc:
+            except (OSError, _ISAL_ERROR) as exc:
                 raise self.error(number, self._base + have, kind, f"unreadable gzip stream: {one_line(exc)}") from None
             if not block:
                 break

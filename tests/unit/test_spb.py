@@ -577,3 +577,29 @@ def test_one_input_file_reads_only_its_block(tmp_path: Path) -> None:
         read_all(second)
     with pytest.raises(InputError, match=r"record 6 \(EIEvent\)"):
         read_all(SpbInput(path))
+
+
+@pytest.mark.parametrize(
+    ("where", "reason"),
+    [
+        (-8, "unreadable gzip stream: CRC check failed"),  # the member's CRC32
+        (-4, "unreadable gzip stream: Incorrect length of data produced"),  # its length
+        (None, "unreadable gzip stream"),  # a deflate block of the reserved type
+    ],
+)
+def test_gzip_checks_are_one_line_errors(tmp_path: Path, events: pa.Table, where: int | None, reason: str) -> None:
+    """The gzip reader (ISA-L's) checks the CRC and the length of each member; a broken deflate stream is
+    its own error type: every one ends as an InputError of one line naming the record."""
+    path = tmp_path / "full.ei.spb"
+    write_tables(path, [(GUID_A, [events])], compresslevel=1)
+    data = bytearray(path.read_bytes())
+    if where is None:
+        data = bytearray(gzip.compress(b"", mtime=0)[:10] + b"\x07" + bytes(32))  # BFINAL 1, BTYPE 11
+    else:
+        data[where] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError) as info:
+        read_all(SpbInput(path))
+    message = str(info.value)
+    assert message.startswith(f"input {path}: record ") and "\n" not in message
+    assert reason in message
