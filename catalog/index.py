@@ -10,10 +10,13 @@ What it holds, per committed task (nothing else: a task enters it only through i
   many rows have no lumi block), from the Parquet footer statistics. Row groups hold sorted keys, so
   the range from the statistics, (min run, min event) .. (max run, max event), contains every key of
   the row group (exactly when the row group holds one run, a little wider when it spans runs);
-- each row group's trigger-bit counts: for every mask column, how many of its rows have each bit set
-  (the bits set in at least one row), computed from the data when the file is indexed. A count whose
-  run and lumi-block ranges take whole row groups adds these instead of reading the masks
-  (catalog.questions.count). Reading every mask column costs about as much as one full count.
+- each row group's trigger-bit counts, filled lazily: for a mask column, how many of the row group's
+  rows have each bit set (the bits set in at least one row). Building or refreshing the index reads
+  only markers and footers; the first count that adds a file's stored counts for a mask column
+  (catalog.questions.count) reads that column of that file, counts its bits and stores them, and
+  later counts reuse them. Reading a mask column costs about as much as counting its bits once.
+  Counts belong to the file's row in the index (ids are never reused, and dropping a task drops its
+  counts); a file is counted only if its footer is still the one indexed.
 
 Where: a SQLite file on the reader's machine (`--index PATH`; by default under
 `$XDG_CACHE_HOME/eventindex/catalog/`, one per warehouse URL). A reader may not write the warehouse
@@ -40,7 +43,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -55,7 +58,7 @@ from eventindex.errors import ConfigError, EventIndexError
 from eventindex.names import validate_name
 from eventindex.warehouse import DATASET_KEY, TASK_KEY, CommittedTask, WarehouseReader
 
-INDEX_VERSION = 3
+INDEX_VERSION = 4
 #: Markers and footers are read on this many threads (S3 and WebHDFS answer in milliseconds each).
 READ_THREADS = 8
 _INT64_MIN = np.iinfo(np.int64).min
@@ -81,11 +84,13 @@ CREATE TABLE IF NOT EXISTS generations (
     PRIMARY KEY (task_id, number)
 );
 CREATE TABLE IF NOT EXISTS files (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     task_id INTEGER NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
     generation INTEGER NOT NULL,
     name TEXT NOT NULL,
     rows INTEGER NOT NULL,
+    footer TEXT NOT NULL,
+    masks TEXT NOT NULL,
     UNIQUE (task_id, name)
 );
 CREATE TABLE IF NOT EXISTS row_groups (
@@ -156,6 +161,18 @@ class FileEntry:
     name: str
     generation: int
     rows: int
+    file_id: int = field(default=0, compare=False)  # its row in the index
+    footer: str = field(default="", compare=False)  # digest of the footer it was indexed from
+    masks: tuple[str, ...] = field(default=(), compare=False)  # the mask columns it holds
+
+
+class StoredCounts(Protocol):
+    def __call__(
+        self, mask: str, numbers: Sequence[int], chosen: Sequence[FileEntry] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Which row groups have stored counts of the mask column, and their counts of each bit number; the
+        missing counts of the chosen files (None: every file) are filled first."""
+        ...
 
 
 @dataclass
@@ -174,8 +191,9 @@ class IndexView:
     rg_max_lumi: np.ndarray
     rg_lumi_nulls: np.ndarray  # -1: not known
     names: Callable[[str], list[str | None]]
-    #: (mask column, bit numbers) -> (which row groups have stored counts, their counts of each bit)
-    stored_counts: Callable[[str, Sequence[int]], tuple[np.ndarray, np.ndarray]]
+    stored_counts: StoredCounts
+    #: (mask columns, files) -> how many files' masks were read to store their missing counts
+    fill_counts: Callable[[Sequence[str], Sequence[FileEntry] | None], int]
 
     def datasets(self) -> list[str]:
         return sorted({t.dataset for t in self.tasks})
@@ -189,7 +207,6 @@ class _RowGroup:
     ordinal: int
     rows: int
     stats: tuple[int | None, ...]  # min_run, min_event, max_run, max_event, min_lumi, max_lumi, lumi_nulls
-    bits: dict[str, tuple[bytes, bytes]]  # mask column -> its set bits (int32) and their counts (int64)
 
 
 @dataclass(frozen=True)
@@ -198,6 +215,16 @@ class _File:
     name: str
     rows: int
     row_groups: list[_RowGroup]
+    footer: str
+    masks: list[str]
+
+
+def footer_digest(meta: pq.FileMetaData) -> str:
+    """A digest of a Parquet footer (row groups, their column chunks' offsets, sizes and statistics): a file
+    rewritten under the same name has another."""
+    out = pa.BufferOutputStream()
+    meta.write_metadata_file(out)
+    return hashlib.sha256(out.getvalue().to_pybytes()).hexdigest()[:32]
 
 
 def _column_range(meta: pq.RowGroupMetaData, index: int | None) -> tuple[int | None, int | None]:
@@ -217,12 +244,10 @@ def _null_count(meta: pq.RowGroupMetaData, index: int | None) -> int | None:
 
 
 def read_footer(fs: pafs.FileSystem, path: str, generation: int, name: str) -> _File:
-    """A part file's row groups: their key, run and lumi ranges from its footer, and the bit counts of their
-    mask columns from the masks themselves."""
+    """A part file's row groups: their key, run and lumi ranges, from its footer alone."""
     try:
         with fs.open_input_file(path) as stream:
-            parquet = pq.ParquetFile(stream)
-            meta = parquet.metadata
+            meta = pq.ParquetFile(stream).metadata
             columns = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
             masks = [mask for mask, _ in MASK_COLUMNS if mask in columns]
             groups = []
@@ -233,14 +258,35 @@ def read_footer(fs: pafs.FileSystem, path: str, generation: int, name: str) -> _
                 min_lumi, max_lumi = _column_range(group, columns.get("lumi_block"))
                 lumi_nulls = _null_count(group, columns.get("lumi_block"))
                 stats = (min_run, min_event, max_run, max_event, min_lumi, max_lumi, lumi_nulls)
-                bits = {}
-                for mask in masks:
-                    numbers, counts = bit_counts(parquet.read_row_group(ordinal, columns=[mask]).column(0))
-                    bits[mask] = (numbers.astype("<i4").tobytes(), counts.astype("<i8").tobytes())
-                groups.append(_RowGroup(ordinal, group.num_rows, stats, bits))
+                groups.append(_RowGroup(ordinal, group.num_rows, stats))
+            footer = footer_digest(meta)
     except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
         raise CatalogIndexError(f"cannot index the Parquet file {path}: {exc}") from exc
-    return _File(generation, name, meta.num_rows, groups)
+    return _File(generation, name, meta.num_rows, groups, footer, masks)
+
+
+def count_bits(
+    fs: pafs.FileSystem, path: str, footer: str, masks: Sequence[str]
+) -> list[tuple[int, str, bytes, bytes]]:
+    """The bit counts of each row group of a part file's mask columns, as (ordinal, mask, bits, counts) with the
+    set bits as int32 and their counts as int64; CatalogIndexError if its footer is not the one indexed."""
+    try:
+        with fs.open_input_file(path) as stream:
+            parquet = pq.ParquetFile(stream)
+            if footer_digest(parquet.metadata) != footer:
+                raise CatalogIndexError(
+                    f"{path} changed since it was indexed (a task deleted and loaded again under the same name?): "
+                    "run ei-catalog index --rebuild"
+                )
+            found = []
+            for ordinal in range(parquet.metadata.num_row_groups):
+                table = parquet.read_row_group(ordinal, columns=list(masks))
+                for mask in masks:
+                    numbers, counts = bit_counts(table.column(mask))
+                    found.append((ordinal, mask, numbers.astype("<i4").tobytes(), counts.astype("<i8").tobytes()))
+    except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
+        raise CatalogIndexError(f"cannot count the trigger bits of {path}: {exc}") from exc
+    return found
 
 
 def _names(record: dict[str, Any], what: str) -> tuple[dict[str, list[Any]], list[tuple[str, list[Any], list[str]]]]:
@@ -287,8 +333,10 @@ class RefreshReport:
 class CatalogIndex:
     """The index of one warehouse, in a SQLite file."""
 
-    def __init__(self, path: Path, warehouse_url: str) -> None:
+    def __init__(self, path: Path, warehouse_url: str, reader: WarehouseReader | None = None) -> None:
         self.path = path
+        #: The warehouse the index reads mask columns from to fill bit counts: given here, or the last refreshed.
+        self.reader = reader
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
@@ -330,6 +378,7 @@ class CatalogIndex:
 
     def refresh(self, reader: WarehouseReader, dataset_glob: str | None = None) -> RefreshReport:
         """Bring the index up to date with the warehouse's commits (of the datasets matching the glob)."""
+        self.reader = reader
         listed: dict[tuple[str, str], None] = {}
         try:
             datasets = [d for d in reader.datasets() if dataset_glob is None or fnmatch.fnmatchcase(d, dataset_glob)]
@@ -429,18 +478,61 @@ class CatalogIndex:
             if part.generation < first:
                 continue
             cursor = self.db.execute(
-                "INSERT INTO files (task_id, generation, name, rows) VALUES (?, ?, ?, ?)",
-                (task_id, part.generation, part.name, part.rows),
+                "INSERT INTO files (task_id, generation, name, rows, footer, masks) VALUES (?, ?, ?, ?, ?, ?)",
+                (task_id, part.generation, part.name, part.rows, part.footer, ",".join(part.masks)),
             )
             file_id = int(cursor.lastrowid or 0)
             self.db.executemany(
                 "INSERT INTO row_groups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(file_id, g.ordinal, g.rows, *g.stats) for g in part.row_groups],
             )
-            self.db.executemany(
-                "INSERT INTO bit_counts VALUES (?, ?, ?, ?, ?)",
-                [(file_id, g.ordinal, mask, *value) for g in part.row_groups for mask, value in g.bits.items()],
-            )
+
+    # -------------------------------------------------------- bit counts, filled lazily
+
+    def fill_counts(self, files: Sequence[FileEntry], masks: Sequence[str]) -> int:
+        """Store the bit counts of those of the mask columns that the files hold and the index has no counts of
+        yet: each such file's missing columns are read (on several threads) and their bits counted, and its
+        counts stored in a transaction of their own (an interrupted fill keeps what it stored). A file whose
+        task was dropped meanwhile gets none. Returns how many files were read; none without a reader."""
+        reader = self.reader
+        if reader is None or not masks:
+            return 0
+        try:
+            counted = {
+                mask: {
+                    fid for (fid,) in self.db.execute("SELECT DISTINCT file_id FROM bit_counts WHERE mask = ?", (mask,))
+                }
+                for mask in masks
+            }
+        except sqlite3.Error as exc:
+            raise CatalogIndexError(f"index {self.path}: {exc}") from exc
+        todo: list[tuple[FileEntry, list[str]]] = []
+        for entry in files:
+            missing = [mask for mask in masks if mask in entry.masks and entry.file_id not in counted[mask]]
+            if missing and entry.rows > 0:
+                todo.append((entry, missing))
+        if not todo:
+            return 0
+
+        def read(item: tuple[FileEntry, list[str]]) -> tuple[FileEntry, list[tuple[int, str, bytes, bytes]]]:
+            entry, missing = item
+            path = f"{reader.task_dir(entry.task.dataset, entry.task.task)}/{entry.name}"
+            return entry, count_bits(reader.fs, path, entry.footer, missing)
+
+        try:
+            with ThreadPoolExecutor(min(READ_THREADS, len(todo))) as pool:
+                for entry, found in pool.map(read, todo):
+                    with self._transaction():
+                        still = "SELECT 1 FROM files WHERE id = ? AND footer = ?"
+                        if self.db.execute(still, (entry.file_id, entry.footer)).fetchone() is not None:
+                            self.db.executemany(
+                                "INSERT OR IGNORE INTO bit_counts VALUES (?, ?, ?, ?, ?)",
+                                [(entry.file_id, *row) for row in found],
+                            )
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            raise CatalogIndexError(f"index {self.path}: {exc}") from exc
+        return len(todo)
 
     # -------------------------------------------------------- load
 
@@ -467,12 +559,14 @@ class CatalogIndex:
             tasks[tid].generations.append(Generation(number, recorded["names"], dict(sets), duplicates_in))
         files: list[FileEntry] = []
         file_pos: dict[int, int] = {}
-        for fid, tid, generation, name, file_rows in self.db.execute(
-            "SELECT f.id, f.task_id, f.generation, f.name, f.rows FROM files f "
+        for fid, tid, generation, name, file_rows, footer, masks in self.db.execute(
+            "SELECT f.id, f.task_id, f.generation, f.name, f.rows, f.footer, f.masks FROM files f "
             "JOIN tasks t ON t.id = f.task_id ORDER BY t.dataset, t.task, f.generation, f.name"
         ):
             file_pos[fid] = len(files)
-            files.append(FileEntry(tasks[tid], name, generation, file_rows))
+            files.append(
+                FileEntry(tasks[tid], name, generation, file_rows, fid, footer, tuple(filter(None, masks.split(","))))
+            )
         rows = self.db.execute(
             "SELECT file_id, rows, min_run, min_event, max_run, max_event, min_lumi, max_lumi, lumi_nulls, ordinal "
             "FROM row_groups ORDER BY file_id, ordinal"
@@ -500,7 +594,13 @@ class CatalogIndex:
             value: list[str | None] = json.loads(row[0])
             return value
 
-        def stored_counts(mask: str, numbers: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        def fill_counts(masks: Sequence[str], chosen: Sequence[FileEntry] | None) -> int:
+            return self.fill_counts(files if chosen is None else chosen, masks)
+
+        def stored_counts(
+            mask: str, numbers: Sequence[int], chosen: Sequence[FileEntry] | None = None
+        ) -> tuple[np.ndarray, np.ndarray]:
+            fill_counts([mask], chosen)
             present = np.zeros(len(rows), dtype=bool)
             counts = np.zeros((len(rows), len(numbers)), dtype=np.int64)
             wanted = np.asarray(numbers, dtype=np.int32)
@@ -522,7 +622,7 @@ class CatalogIndex:
             return present, counts
 
         return IndexView(list(tasks.values()), files, table[:, 0], table[:, 1], lo, hi, min_run, max_run,
-                         min_lumi, max_lumi, lumi_nulls, name_list, stored_counts)  # fmt: skip
+                         min_lumi, max_lumi, lumi_nulls, name_list, stored_counts, fill_counts)  # fmt: skip
 
 
 def _footers(reader: WarehouseReader, committed: CommittedTask, first_generation: int) -> list[_File]:

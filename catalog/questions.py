@@ -253,7 +253,8 @@ def _stored_tally(
 ) -> tuple[Tally, list[FileEntry]]:
     """The tally of the files whose every row group that may hold rows of the ranges lies wholly inside them
     (by the footer statistics: run and lumi-block ranges, no row without a lumi block) and has stored bit
-    counts, from the index; and the other files, which are to be scanned."""
+    counts, from the index; and the other files, which are to be scanned. Those files' counts of the query's
+    mask columns that the index lacks yet are filled first (their masks read once, the counts stored)."""
     number = {id(entry): i for i, entry in enumerate(view.files)}
     wanted = np.zeros(len(view.files), dtype=bool)
     wanted[[number[id(entry)] for entry in files]] = True
@@ -265,10 +266,15 @@ def _stored_tally(
     if lumi is not None:
         groups &= (view.rg_max_lumi >= lumi.low) & (view.rg_min_lumi <= lumi.high)
         inside &= (view.rg_min_lumi >= lumi.low) & (view.rg_max_lumi <= lumi.high) & (view.rg_lumi_nulls == 0)
+    whole = np.ones(len(view.files), dtype=bool)
+    whole[view.rg_file[groups & ~inside]] = False
+    candidates = [entry for entry in files if whole[number[id(entry)]]]
+    view.fill_counts(query.columns, candidates)
     counts = np.zeros((len(view.rg_file), len(query.bits)), dtype=np.int64)
     for mask in query.columns:
         slots = [i for i, bit in enumerate(query.bits) if bit is not None and bit[0] == mask]
-        present, stored = view.stored_counts(mask, [bit[1] for i in slots if (bit := query.bits[i]) is not None])
+        numbers = [bit[1] for i in slots if (bit := query.bits[i]) is not None]
+        present, stored = view.stored_counts(mask, numbers, candidates)
         inside &= present
         counts[:, slots] = stored
     # A file is counted from the index when none of its row groups that may hold wanted rows is cut.

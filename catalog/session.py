@@ -26,7 +26,7 @@ class Session:
         threads: int | None = None,
     ) -> None:
         self.reader = WarehouseReader.from_url(warehouse_url)
-        self.index = CatalogIndex(index_path or default_index_path(self.reader.url), self.reader.url)
+        self.index = CatalogIndex(index_path or default_index_path(self.reader.url), self.reader.url, self.reader)
         self.refresh_first = refresh
         self.engine_name, self.master, self.conf, self.threads = engine, master, dict(conf or {}), threads
         self._view: IndexView | None = None
