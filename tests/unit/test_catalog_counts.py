@@ -1,11 +1,15 @@
 """Trigger counts from the index's stored per-row-group bit counts, against counts done with numpy on the
 rows the test wrote: ranges that take whole row groups and ranges that cut them (files read), masks all
 null and partly null, rows without a lumi block, an uncommitted task, and a task committed after the index
-was built (the next refresh stores its counts)."""
+was built. The counts are filled lazily: building the index reads no mask; the first count that needs a
+mask column's counts of a file reads that column of that file and stores them; later counts reuse them;
+a file rewritten since it was indexed is refused, a task dropped loses its counts."""
 
 from __future__ import annotations
 
 import json
+import shutil
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from catalog.bits import parse_bits
+from catalog.errors import CatalogIndexError
 from catalog.questions import count
 from catalog.selection import Range
 from catalog.session import Session
@@ -61,7 +66,7 @@ def _write(root: Path, dataset: str, task: str, tables: Sequence[pa.Table], *, m
         (directory / MARKER).write_text(json.dumps({**record, "partial": False}))
 
 
-def _expected(tables: Sequence[pa.Table], runs: Range | None, lumi: Range | None) -> dict[str, Any]:
+def _expected(tables: Sequence[pa.Table], runs: Range | None, lumi: Range | None, bits: str = BITS) -> dict[str, Any]:
     """Rows in the ranges and rows with each bit set, with numpy on the rows themselves."""
     rows = pa.concat_tables(tables)
     keep = np.ones(rows.num_rows, dtype=bool)
@@ -73,7 +78,7 @@ def _expected(tables: Sequence[pa.Table], runs: Range | None, lumi: Range | None
         valid = rows.column("lumi_block").is_valid().to_numpy(zero_copy_only=False)
         keep &= valid & (np.nan_to_num(block, nan=-1) >= lumi.low) & (np.nan_to_num(block, nan=-1) <= lumi.high)
     counts = []
-    for spec in parse_bits(BITS):
+    for spec in parse_bits(bits):
         assert spec.number is not None
         masks = rows.column(spec.mask).to_pylist()
         byte, bit = spec.number // 8, spec.number % 8
@@ -149,3 +154,141 @@ def test_stored_counts_are_those_of_each_row_group(tmp_path: Path) -> None:
                         for b in bits]  # fmt: skip
                 assert stored[group].tolist() == want
         assert view.stored_counts("l1_tav", [7])[1][view.rg_rows > 0].sum() > 0
+
+
+# ---------------------------------------------------------------- lazily filled counts
+
+
+class _Reads:
+    """The columns pyarrow reads from Parquet data pages (footers are not data), and the files the engine scans."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.columns: list[str] = []
+        self.scanned: list[str] = []
+        for method in ("read_row_group", "read_row_groups", "read", "iter_batches"):
+            original = getattr(pq.ParquetFile, method)
+
+            def spy(parquet: pq.ParquetFile, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+                self.columns.extend(kwargs.get("columns") or ["<all>"])
+                return _original(parquet, *args, **kwargs)
+
+            monkeypatch.setattr(pq.ParquetFile, method, spy)
+
+    def watch(self, session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+        use_data = session.engine.use_data
+
+        def spy(files: Any) -> None:
+            self.scanned.extend(f"{f.task.task}/{f.name}" for f in files)
+            use_data(files)
+
+        monkeypatch.setattr(session.engine, "use_data", spy)
+
+    def clear(self) -> None:
+        self.columns.clear()
+        self.scanned.clear()
+
+
+def _stored(session: Session) -> dict[str, set[str]]:
+    """mask column -> the files (task/name) the index holds bit counts of, each for every row group."""
+    rows = session.index.db.execute(
+        "SELECT b.mask, t.task, f.name, count(*), (SELECT count(*) FROM row_groups r WHERE r.file_id = f.id) "
+        "FROM bit_counts b JOIN files f ON f.id = b.file_id JOIN tasks t ON t.id = f.task_id "
+        "GROUP BY b.mask, f.id"
+    ).fetchall()
+    assert all(groups == every for *_, groups, every in rows)
+    found: dict[str, set[str]] = {}
+    for mask, task, name, _, _ in rows:
+        found.setdefault(mask, set()).add(f"{task}/{name}")
+    return found
+
+
+def _ask(session: Session, datasets: list[str], bits: str) -> dict[str, Any]:
+    document: dict[str, Any] = count(session, datasets, parse_bits(bits), None, None, False).document()
+    return {"scanned": document["scanned"], "counts": [b["events"] for b in document["bits"]]}
+
+
+def test_counts_are_filled_by_the_first_count_that_needs_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "wh"
+    a = [_rows(1, "t1", 1000, null_lumi=True), _rows(2, "t1", 1000)]
+    _write(root, "dsA", "t1", a)
+    b = [_rows(3, "t2", 1000)]
+    _write(root, "dsB", "t2", b)
+    _write(root, "dsA", "tV", [_rows(10, "tV", 1000)], marker=False)  # not committed
+    reads = _Reads(monkeypatch)
+    with Session(root.as_uri(), index_path=tmp_path / "index.sqlite") as session:
+        assert session.refresh().files == 3
+        # Building the index reads footers only: no data page, no stored count.
+        assert reads.columns == [] and _stored(session) == {}
+        reads.watch(session, monkeypatch)
+        l1 = "l1_tav:0,l1_tav:7,l1_tav:100"
+        assert _ask(session, ["dsA"], l1) == _expected(a, None, None, l1)
+        groups = {t: pq.ParquetFile(root / partition(d, t.split("/")[0]) / t.split("/")[1]).num_row_groups
+                  for d, t in (("dsA", "t1/part-00000.parquet"), ("dsA", "t1/part-00001.parquet"),
+                               ("dsB", "t2/part-00000.parquet"))}  # fmt: skip
+        t1_groups = groups["t1/part-00000.parquet"] + groups["t1/part-00001.parquet"]
+        assert Counter(reads.columns) == {"l1_tav": t1_groups} and reads.scanned == []
+        assert _stored(session) == {"l1_tav": {"t1/part-00000.parquet", "t1/part-00001.parquet"}}
+        # Later counts of that column in those files read nothing, whatever the bits.
+        reads.clear()
+        assert _ask(session, ["dsA"], "l1_tav:3,l1_tav:21") == _expected(a, None, None, "l1_tav:3,l1_tav:21")
+        assert reads.columns == [] and reads.scanned == []
+        # Another column, and another dataset: only what the index lacks is read.
+        reads.clear()
+        both = "l1_tav:7,hlt_passed_physics:3"
+        assert _ask(session, ["*"], both) == _expected(a + b, None, None, both)
+        t2_groups = groups["t2/part-00000.parquet"]
+        assert Counter(reads.columns) == {"hlt_passed_physics": t1_groups + t2_groups, "l1_tav": t2_groups}
+        assert reads.scanned == []
+        assert _stored(session) == {
+            "l1_tav": {"t1/part-00000.parquet", "t1/part-00001.parquet", "t2/part-00000.parquet"},
+            "hlt_passed_physics": {"t1/part-00000.parquet", "t1/part-00001.parquet", "t2/part-00000.parquet"},
+        }
+        # A task committed after those counts gets its own at the next count; nothing else is read again.
+        c = [_rows(4, "t3", 1000)]
+        _write(root, "dsA", "t3", c)
+        session.refresh()
+        assert "t3/part-00000.parquet" not in _stored(session).get("l1_tav", set())
+        reads.clear()
+        assert _ask(session, ["dsA"], l1) == _expected(a + c, None, None, l1)
+        assert reads.columns == ["l1_tav"] * pq.ParquetFile(root / partition("dsA", "t3") / part_name(0)).num_row_groups
+        assert "t3/part-00000.parquet" in _stored(session)["l1_tav"] and reads.scanned == []
+        assert not any("tV/" in name for names in _stored(session).values() for name in names)
+
+
+def test_a_file_rewritten_since_it_was_indexed_is_not_counted(tmp_path: Path) -> None:
+    root = tmp_path / "wh"
+    _write(root, "dsA", "t1", [_rows(1, "t1", 1000)])
+    with Session(root.as_uri(), index_path=tmp_path / "index.sqlite") as session:
+        session.refresh()
+        # The task deleted and loaded again under the same name, other rows: the index still describes the old file.
+        shutil.rmtree(root / partition("dsA", "t1"))
+        again = [_rows(5, "t1", 1000)]
+        _write(root, "dsA", "t1", again)
+        with pytest.raises(CatalogIndexError, match=r"changed since it was indexed.*--rebuild"):
+            _ask(session, ["dsA"], "l1_tav:7")
+        assert _stored(session) == {}
+    with Session(root.as_uri(), index_path=tmp_path / "index.sqlite") as session:
+        session.index.clear()  # ei-catalog index --rebuild
+        assert _ask(session, ["dsA"], "l1_tav:7,l1_tav:0") == _expected(again, None, None, "l1_tav:7,l1_tav:0")
+
+
+def test_a_task_dropped_from_the_index_drops_its_counts(tmp_path: Path) -> None:
+    root = tmp_path / "wh"
+    first = [_rows(1, "t1", 1000)]
+    _write(root, "dsA", "t1", first)
+    _write(root, "dsA", "t2", [_rows(2, "t2", 1000)])
+    with Session(root.as_uri(), index_path=tmp_path / "index.sqlite") as session:
+        assert _ask(session, ["dsA"], "l1_tav:7")["counts"][0] > 0
+        old = {fid for (fid,) in session.index.db.execute("SELECT id FROM files")}
+        shutil.rmtree(root / partition("dsA", "t1"))
+        assert session.refresh().dropped == 1
+        assert _stored(session) == {"l1_tav": {"t2/part-00000.parquet"}}
+        # Loaded again under the same name: a new file row (ids are never reused), counted afresh.
+        again = [_rows(5, "t1", 1000)]
+        _write(root, "dsA", "t1", again)
+        session.refresh()
+        new = {fid for (fid,) in session.index.db.execute("SELECT id FROM files")} - old
+        assert len(new) == 1 and min(new) > max(old)
+        assert _ask(session, ["dsA"], "l1_tav:7,l1_tav:1") == _expected(
+            [*again, _rows(2, "t2", 1000)], None, None, "l1_tav:7,l1_tav:1"
+        )
