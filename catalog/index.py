@@ -14,7 +14,7 @@ What it holds, per committed task (nothing else: a task enters it only through i
   rows have each bit set (the bits set in at least one row). Building or refreshing the index reads
   only markers and footers; the first count that adds a file's stored counts for a mask column
   (catalog.questions.count) reads that column of that file, counts its bits and stores them, and
-  later counts reuse them. Reading a mask column costs about as much as counting its bits once.
+  later counts reuse them (a first count costs a few scans of the column: docs/catalog.md).
   Counts belong to the file's row in the index (ids are never reused, and dropping a task drops its
   counts); a file is counted only if its footer is still the one indexed.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from catalog.bits import parse_bits
+from catalog.cli import main
 from catalog.errors import CatalogIndexError
 from catalog.questions import count
 from catalog.selection import Range
@@ -292,3 +294,28 @@ def test_a_task_dropped_from_the_index_drops_its_counts(tmp_path: Path) -> None:
         assert _ask(session, ["dsA"], "l1_tav:7,l1_tav:1") == _expected(
             [*again, _rows(2, "t2", 1000)], None, None, "l1_tav:7,l1_tav:1"
         )
+
+
+def test_the_index_command_and_lookups_store_no_counts_and_a_count_stores_its_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "wh"
+    rows = [_rows(1, "t1", 1000)]
+    _write(root, "dsA", "t1", rows)
+    index = tmp_path / "index.sqlite"
+    common = ["--warehouse", root.as_uri(), "--index", str(index), "--format", "json"]
+
+    def stored() -> list[str]:
+        with sqlite3.connect(index) as db:
+            return [mask for (mask,) in db.execute("SELECT DISTINCT mask FROM bit_counts ORDER BY mask")]
+
+    assert main(["index", *common]) == 0
+    key = f"{rows[0].column('run_number')[0]}:{rows[0].column('event_number')[0]}"
+    assert main(["lookup", *common, "--event", key]) == 0
+    assert stored() == []
+    capsys.readouterr()
+    assert main(["count", *common, "--dataset", "dsA", "--bits", "l1_tbp:21,l1_tbp:3"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    want = _expected(rows, None, None, "l1_tbp:21,l1_tbp:3")
+    assert [b["events"] for b in document["bits"]] == want["counts"] and document["scanned"] == want["scanned"]
+    assert stored() == ["l1_tbp"]
