@@ -25,7 +25,8 @@ this measures, on this machine, with the index warm and cold:
         [--no-spark | --spark-from EARLIER/results.json] [--reuse-index] [--no-hlt-scan] [--note TEXT]
         [--out benchmarks/results]
 
-`--reuse-index` keeps the index a previous run built in --work (and reports that build's figures).
+`--reuse-index` keeps the index a previous run built in --work (and reports that build's figures), unless
+it is of another index format (which the catalogue would rebuild anyway): then it is built and measured.
 
 Writes benchmarks/results/catalog-<timestamp>/results.json, results.md and plots; prints the table.
 """
@@ -33,9 +34,11 @@ Writes benchmarks/results/catalog-<timestamp>/results.json, results.md and plots
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -50,6 +53,7 @@ import pyarrow.parquet as pq
 from benchmarks.metrics import machine
 from catalog.bits import parse_bits
 from catalog.errors import EngineError
+from catalog.index import INDEX_VERSION
 from catalog.keys import request_table
 from catalog.questions import count, lookup
 from catalog.session import Session
@@ -201,6 +205,16 @@ def counting(session: Session, bits: str, overlap: bool, scan: bool = False) -> 
             "counts": [b["events"] for b in answer["bits"]][:8], "load": load()}  # fmt: skip
 
 
+def index_version(path: Path) -> int | None:
+    """The format of an index file (None: not readable as one)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+    except sqlite3.Error:
+        return None
+    return int(row[0]) if row else None
+
+
 def stored_files(session: Session, mask: str) -> int:
     """How many files the index holds the bit counts of a mask column of."""
     row = session.index.db.execute("SELECT count(DISTINCT file_id) FROM bit_counts WHERE mask = ?", (mask,)).fetchone()
@@ -233,7 +247,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"warehouse": str(args.warehouse), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
     built = work / "index-build.json"
-    reuse = args.reuse_index and index.exists() and built.exists()
+    reuse = args.reuse_index and index.exists() and built.exists() and index_version(index) == INDEX_VERSION
     if not reuse:
         log("index: built from nothing")
         for path in [*index_files, built]:
@@ -460,14 +474,14 @@ def markdown(results: dict[str, Any]) -> str:
         f"| 100,000-event pick from 5 runs, warm | <= 10 s | {seconds(duck['pick_5_runs_warm'])} | "
         f"{seconds(spark_.get('pick_5_runs_warm'))} |",
         f"| 100,000-event pick from 5 runs, cold | <= 10 s | {seconds(duck['pick_5_runs_cold'])} | - |",
-        f"| count 5 L1 bits over every event, first count (reads `l1_tav` once, stores its bit counts) | "
+        f"| count 5 L1 bits over every event, first count of the run (fills the `l1_tav` counts the index lacks) | "
         f">= 20 M events/s | {first(duck.get('count_5_l1_bits_first'))} | - |",
         f"| count 5 L1 bits over every event, from the index's bit counts | >= 20 M events/s | "
         f"{rate(duck['count_5_l1_bits'])} | {rate(spark_.get('count_5_l1_bits')) if spark_index else '-'} |",
         f"| count 5 L1 bits over every event, scan (`--scan`) | >= 20 M events/s | "
         f"{rate(duck.get('count_5_l1_bits_scan'))} | {rate(spark_scan.get('count_5_l1_bits'))} |",
-        f"| count 5 HLT bits over every event, first count (reads `hlt_passed_physics` once, stores its bit counts) "
-        f"| - | {first(duck.get('count_5_hlt_bits_first'))} | - |",
+        f"| count 5 HLT bits over every event, first count of the run (fills the `hlt_passed_physics` counts "
+        f"the index lacks) | - | {first(duck.get('count_5_hlt_bits_first'))} | - |",
         f"| count 5 HLT bits over every event, from the index's bit counts | - | {rate(duck['count_5_hlt_bits'])} | "
         f"{rate(spark_.get('count_5_hlt_bits')) if spark_index else '-'} |",
         f"| count 5 HLT bits over every event, scan (`--scan`) | - | {rate(duck.get('count_5_hlt_bits_scan'))} | "
