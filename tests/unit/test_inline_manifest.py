@@ -77,10 +77,15 @@ def _drain(pipe: Pipeline, rec: Recorder, strip: bool) -> tuple[Fault, Fault]:
                 pointer.ClearField("payload")
             pub.send(pointer.SerializeToString(), headers, group)
     pipe.expect(3)
+    return _run_counting_reads(pipe)
+
+
+def _run_counting_reads(pipe: Pipeline, rescan_seconds: float | None = None) -> tuple[Fault, Fault]:
+    """Run a supersink until idle; return what it read from the store: (manifest GETs, chunk GETs)."""
     manifests, chunks = Fault("get", "delay", key="*/manifest.eim"), Fault("get", "delay", key="*/chunk-*")
     store = FaultyStore(pipe.store, manifests, chunks)
     sink = Supersink(Ledger(pipe.root / "ledger.db"), store, Warehouse.from_url((pipe.root / "wh").as_uri()),
-                     rescan_seconds=None)  # fmt: skip
+                     rescan_seconds=rescan_seconds)  # fmt: skip
     with open_consumer(pipe.broker) as consumer:
         sink.run(consumer, threading.Event(), until_idle=0.3)
     sink.ledger.close()
@@ -104,22 +109,14 @@ def test_a_task_just_announced_is_not_rescanned_behind_its_pointers(pipe: Pipeli
     rec = _produce(pipe, 3)
     pipe.expect(3)
 
-    def drain(rescan_seconds: float) -> tuple[Fault, Fault]:
-        manifests, chunks = Fault("get", "delay", key="*/manifest.eim"), Fault("get", "delay", key="*/chunk-*")
-        store = FaultyStore(pipe.store, manifests, chunks)
-        sink = Supersink(Ledger(pipe.root / "ledger.db"), store, Warehouse.from_url((pipe.root / "wh").as_uri()),
-                         rescan_seconds=rescan_seconds)  # fmt: skip
-        with open_consumer(pipe.broker) as consumer:
-            sink.run(consumer, threading.Event(), until_idle=0.3)
-        sink.ledger.close()
-        return manifests, chunks
-
-    drain(3600.0)  # the expectation alone: the ledger knows the task from now on
+    _run_counting_reads(pipe, 3600.0)  # the expectation alone: the ledger knows the task from now on
     assert pipe.status()["state"] == "waiting"
     with open_publisher(pipe.broker) as pub:
         for body, headers, group in rec.sent:
             pub.send(body, headers, group)
-    manifests, chunks = drain(3600.0)  # restarted: its first sweep finds the task open, seen just now
+    manifests, chunks = _run_counting_reads(
+        pipe, 3600.0
+    )  # restarted: its first sweep finds the task open, seen just now
     assert pipe.status()["state"] == "loaded"
     assert (manifests.seen, chunks.seen) == (0, 9)
     assert_same_events(pipe.loaded().sort_by([("run_number", "ascending"), ("event_number", "ascending")]),
@@ -141,12 +138,7 @@ def test_a_job_of_one_chunk_is_one_message_and_its_chunk_is_verified_from_the_ma
         for body, headers, group in single.sent + several.sent:
             pub.send(body, headers, group)
     pipe.expect(2)
-    manifests, chunks = Fault("get", "delay", key="*/manifest.eim"), Fault("get", "delay", key="*/chunk-*")
-    sink = Supersink(Ledger(pipe.root / "ledger.db"), FaultyStore(pipe.store, manifests, chunks),
-                     Warehouse.from_url((pipe.root / "wh").as_uri()), rescan_seconds=None)  # fmt: skip
-    with open_consumer(pipe.broker) as consumer:
-        sink.run(consumer, threading.Event(), until_idle=0.3)
-    sink.ledger.close()
+    manifests, chunks = _run_counting_reads(pipe)
     assert pipe.status()["state"] == "loaded"
     assert (manifests.seen, chunks.seen) == (0, 4), "each chunk read once: the single one as its manifest lists it"
     expected = pa.concat_tables([*SyntheticInput(1_000, 1).batches(1_000), *SyntheticInput(2_500, 2).batches(2_500)])
