@@ -108,17 +108,19 @@ def test_what_scan_does_not_decode_is_unusual(message: bytes, why: str) -> None:
         scan(data, starts, ends, layout)
 
 
+def _varint(value: int) -> bytes:
+    """A protobuf varint, a byte at a time (the reference the scanner is checked against)."""
+    out = bytearray()
+    while True:
+        out.append((value & 0x7F) | (0x80 if value > 0x7F else 0))
+        value >>= 7
+        if not value:
+            return bytes(out)
+
+
 def test_varints_of_every_length() -> None:
     values = [0, 1, 127, 128, 300, 2**21, 2**35 - 1, 2**56 + 3, 2**63, 2**64 - 1]
-    encoded = []
-    for value in values:
-        out = bytearray()
-        while True:
-            out.append((value & 0x7F) | (0x80 if value > 0x7F else 0))
-            value >>= 7
-            if not value:
-                break
-        encoded.append(bytes(out))
+    encoded = [_varint(value) for value in values]
     data, starts, _ = _pack(encoded)
     found, sizes = varints(data, starts)
     assert found.tolist() == values and sizes.tolist() == [len(e) for e in encoded]
@@ -129,15 +131,7 @@ def test_varints_of_mixed_lengths_at_any_offset() -> None:
     rng = np.random.default_rng(13)
     values = [int(v) >> int(s) for v, s in zip(rng.integers(0, 2**63, 3_000), rng.integers(0, 64, 3_000), strict=True)]
     values += [2**64 - 1, 2**56 - 1, 2**56, 2**49 - 1, 2**49, 0, 127, 128]
-    encoded = []
-    for value in values:
-        out = bytearray()
-        while True:
-            out.append((value & 0x7F) | (0x80 if value > 0x7F else 0))
-            value >>= 7
-            if not value:
-                break
-        encoded.append(bytes(out))
+    encoded = [_varint(value) for value in values]
     data, starts, _ = _pack(encoded)
     found, sizes = varints(data, starts)
     assert found.tolist() == values and sizes.tolist() == [len(e) for e in encoded]
