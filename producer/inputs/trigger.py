@@ -144,6 +144,11 @@ def decode_rle_distinct(texts: Texts, max_bits: int) -> tuple[np.ndarray, np.nda
     return bitmaps, nbits, inverse
 
 
+def _no_bits(rows: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The bitmaps (`width` bytes a row) and bit counts of `rows` masks with no bit set, to fill in."""
+    return np.zeros((rows, width), dtype=np.uint8), np.zeros(rows, dtype=np.int64)
+
+
 def _string_bytes(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """(the bytes of every string back to back as uint8, each string's length) of an Arrow string array."""
     n = len(array)
@@ -164,10 +169,8 @@ def _decode_distinct(texts: pa.Array, max_bits: int) -> tuple[np.ndarray, np.nda
     Anything this does not decode plainly (a character outside the alphabet, a run of more than
     MAX_RUN_DIGITS digits or longer than `max_bits`, too many bits) goes to `_decode_tokens`, which
     raises the error naming the first bad value."""
-    n = len(texts)
-    width = (max_bits + 7) // 8
-    out = np.zeros((n, width), dtype=np.uint8)
-    nbits = np.zeros(n, dtype=np.int64)
+    n, width = len(texts), (max_bits + 7) // 8
+    out, nbits = _no_bits(n, width)
     raw, lengths = _string_bytes(texts)
     if not n or not lengths.any():
         return out, nbits
@@ -220,10 +223,8 @@ def _decode_distinct(texts: pa.Array, max_bits: int) -> tuple[np.ndarray, np.nda
 def _decode_tokens(texts: pa.Array, max_bits: int) -> tuple[np.ndarray, np.ndarray]:
     """`_decode_distinct` token by token (arrays over the runs and `!`s), checking as it goes:
     raises MaskFormatError naming the first bad value."""
-    n = len(texts)
-    width = (max_bits + 7) // 8
-    out = np.zeros((n, width), dtype=np.uint8)
-    nbits = np.zeros(n, dtype=np.int64)
+    n, width = len(texts), (max_bits + 7) // 8
+    out, nbits = _no_bits(n, width)
     raw, lengths = _string_bytes(texts)
     if not n or not lengths.any():
         return out, nbits
