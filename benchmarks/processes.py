@@ -151,12 +151,18 @@ class SinkProcess:
     def stop(self, timeout: float = SINK_STOP_TIMEOUT) -> None:
         """SIGTERM (a graceful stop: it prints its counters), wait4 for its CPU, SIGKILL after timeout."""
         pid = self.proc.pid
-        if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
+        if self.proc.returncode is not None:  # it ended on its own and Popen reaped it: its CPU is gone with it
+            self.returncode = self.proc.returncode
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while True:
-            waited, status, usage = os.wait4(pid, os.WNOHANG)
+            try:
+                waited, status, usage = os.wait4(pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere meanwhile
+                self.returncode = self.proc.poll()
+                return
             if waited == pid:
                 self.returncode = os.waitstatus_to_exitcode(status)
                 self.proc.returncode = self.returncode  # reaped here; Popen must not wait again
