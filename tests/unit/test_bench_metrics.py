@@ -29,6 +29,7 @@ from benchmarks.metrics import (
     read_proc,
     steady_rate,
 )
+from benchmarks.processes import SinkProcess
 
 if TYPE_CHECKING:
     from testservers import StoreServer
@@ -172,3 +173,11 @@ def test_a_ceph_store_is_watched_as_all_three_daemons() -> None:
     assert ceph.process_groups() == [10, 20, 30], "mon and OSD too, not the RGW alone"
     assert seaweed.process_groups() == [40]
     assert external.process_groups() == [] and external.probe() is None
+
+
+def test_stopping_a_supersink_that_ended_on_its_own_reports_its_exit(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    proc.wait()  # reaped, as the harness's poll() does when it sees the process gone
+    sink = SinkProcess(proc, tmp_path / "out", tmp_path / "err")
+    sink.stop(timeout=1)
+    assert sink.returncode == 3 and sink.cpu_total is None
