@@ -8,10 +8,11 @@ never loaded. A retried attempt uses a new attempt number, hence new keys.
 
 Chunks are encoded in the calling thread and stored by a bounded pool (`producer.upload`):
 pointers leave in seq order, each after its own chunk is stored; the manifest waits for all.
-A job of one chunk (a grid job of ~1,000 events) whose chunk is still uploading when its inputs end
-sends no chunk pointer: the manifest's pointer, which lists the chunk (and carries the manifest when
-it is small), is its one message, and the supersink verifies the listed chunk from the store. A job
-of more chunks announces each as it is stored, so one that dies part-way is seen.
+A job of one chunk (a grid job of ~1,000 events; the uploader never announces a chunk within its
+own submit, so that is known first) sends no chunk pointer: the manifest's pointer, which lists the
+chunk (and carries the manifest when it is small), is its one message, and the supersink verifies
+the listed chunk from the store. A job of more chunks announces each as it is stored, so one that
+dies part-way is seen.
 `check_inputs` (`--dry-run`) runs the same reading, validation and encoding, and stores nothing.
 """
 
@@ -290,7 +291,7 @@ class JobRunner:
         with Uploader(store_one=self._store_chunk, on_stored=self._stored, config=self.upload) as uploader:
             try:
                 found = _encode_inputs(spec, inputs, manifest, uploader.submit)
-                self._single_chunk = len(manifest.chunks) == 1 and self.progress.chunks == 0
+                self._single_chunk = len(manifest.chunks) == 1
                 uploader.finish()
             except BaseException:
                 self.retry.cancel()  # uploads waiting out an outage stop now: the job fails anyway

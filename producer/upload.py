@@ -97,7 +97,9 @@ class Uploader:
         self._bytes += chunk.obj.size
         self.peak_chunks = max(self.peak_chunks, len(self._window))
         self.peak_bytes = max(self.peak_bytes, self._bytes)
-        while self._window and self._window[0][1].done():
+        # Announce the uploads already done, but never the chunk just submitted: it is announced at the next
+        # submit or at finish(), so whether a job turns out to be one chunk is known by then (producer.job).
+        while len(self._window) > 1 and self._window[0][1].done():
             self._complete_oldest()
 
     def _complete_oldest(self) -> None:

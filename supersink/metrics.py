@@ -200,39 +200,60 @@ def _size(path: Path) -> int:
 
 
 class MeteredConsumer(Consumer):
-    """The service's consumer, counting each message by kind and outcome when it is acked or put back."""
+    """The service's consumer, counting each message by kind and outcome when it is acked or put back.
+
+    A message's outcome is what its handling moved in the service's counters: the service handles each
+    message it received before it receives the next, so the change from one `receive` to the next (or
+    to the ack, for the last one of a batch) is that message's, even when a batch is acked together."""
 
     def __init__(self, inner: Consumer, metrics: SinkMetrics) -> None:
         self.inner = inner
         self.metrics = metrics
         self._before: dict[str, int] = {}
+        self._pending: Message | None = None  # received, its handling maybe not over yet
+        self._outcomes: dict[int, tuple[str, str]] = {}  # by id(message): (kind, outcome), until acked
 
     def _snapshot(self) -> dict[str, int]:
         c = self.metrics.counters
         return {name: getattr(c, name) for name in (*_RECORDED, "quarantined", "after_commit")}
 
-    def receive(self, timeout: float) -> Message | None:
-        message = self.inner.receive(timeout)
-        if message is not None:
-            self._before = self._snapshot()
-        return message
-
-    def ack(self, message: Message) -> None:
-        self.inner.ack(message)
+    def _close_pending(self) -> None:
+        """The message received last has been handled: keep what its handling did."""
+        message, self._pending = self._pending, None
+        if message is None:
+            return
         after = self._snapshot()
         moved = [name for name, value in after.items() if value != self._before.get(name, value)]
         claimed = message.headers.get("ei-kind", "")
         claimed = claimed if claimed in KIND_NAMES.values() else "unknown"
         if "quarantined" in moved:
-            self.metrics.messages.labels(claimed, "quarantined").inc()
+            self._outcomes[id(message)] = (claimed, "quarantined")
         elif "after_commit" in moved:
-            self.metrics.messages.labels(claimed, "late-duplicate").inc()
+            self._outcomes[id(message)] = (claimed, "late-duplicate")
         else:
             recorded = [_RECORDED[name] for name in moved if name in _RECORDED]
-            self.metrics.messages.labels(recorded[0] if recorded else claimed, "recorded").inc()
+            self._outcomes[id(message)] = (recorded[0] if recorded else claimed, "recorded")
+
+    def receive(self, timeout: float) -> Message | None:
+        self._close_pending()
+        message = self.inner.receive(timeout)
+        if message is not None:
+            self._before = self._snapshot()
+            self._pending = message
+        return message
+
+    def ack(self, message: Message) -> None:
+        self.inner.ack(message)
+        if self._pending is message:
+            self._close_pending()
+        kind, outcome = self._outcomes.pop(id(message), ("unknown", "recorded"))
+        self.metrics.messages.labels(kind, outcome).inc()
 
     def release(self, message: Message) -> None:
         self.inner.release(message)
+        if self._pending is message:
+            self._pending = None
+        self._outcomes.pop(id(message), None)
         self.metrics.put_back += 1
         claimed = message.headers.get("ei-kind", "")
         self.metrics.messages.labels(claimed if claimed in KIND_NAMES.values() else "unknown", "put-back").inc()

