@@ -455,14 +455,15 @@ class Supersink:
             for done, _, _ in recorded:
                 crashpoint("intake.recorded")
                 consumer.ack(done)
+            backoff = 0.0
             if failed is not None:
                 # Not the message's fault: give it back and wait; the work stays pending.
                 exc, undone = failed
                 consumer.release(undone)
                 failures += 1
                 self.counters.transient_failures += 1
-                delay = compute_backoff(failures, cap=MAX_TRANSIENT_BACKOFF)
-                self.on_problem(f"store failure, message put back, retrying in {delay:.1f}s: {exc}")
+                backoff = compute_backoff(failures, cap=MAX_TRANSIENT_BACKOFF)
+                self.on_problem(f"store failure, message put back, retrying in {backoff:.1f}s: {exc}")
             else:
                 failures = 0
             for _, task, may_complete in recorded:
@@ -473,8 +474,8 @@ class Supersink:
                     self.try_settle(task)
                 else:
                     dirty.add(task)  # re-evaluated when the queue pauses: keeps `status` current
-            if failed is not None:
-                stop.wait(delay)
+            if backoff:
+                stop.wait(backoff)
             idle_since = time.monotonic()
         return self.counters
 
