@@ -8,7 +8,7 @@
   ei-catalog index      --warehouse URL [--rebuild]
 
 Every command takes --format table|json|csv, --index PATH, --no-refresh, --engine duckdb|spark
-[--master URL] [--conf KEY=VALUE] [--threads N].
+[--master URL] [--conf KEY=VALUE] [--spark-reader arrow|hadoop] [--threads N].
 
 Exit codes: 0 an answer (an empty one too), 1 internal error, 2 bad command line or question (unknown
 dataset, malformed event list, bit out of range, bad URL), 3 the engine is missing or failed,
@@ -27,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 
 from catalog.bits import parse_bits
-from catalog.engines import ENGINES
+from catalog.engines import ENGINES, SPARK_READERS
 from catalog.errors import CatalogIndexError, EngineError, QueryError
 from catalog.keys import parse_pair, read_events_file, request_table
 from catalog.output import FORMATS, render
@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--engine", choices=ENGINES, default="duckdb")
     common.add_argument("--master", help="Spark master URL (default local[*])")
     common.add_argument("--conf", type=_conf, action="append", default=[], metavar="KEY=VALUE", help="a Spark setting")
+    common.add_argument(
+        "--spark-reader",
+        choices=SPARK_READERS,
+        help="how Spark reads an S3 or WebHDFS warehouse: arrow (default: pyarrow on the executors, no Hadoop "
+        "connector needed) or hadoop (Spark's own reader through s3a:// or webhdfs://)",
+    )
     common.add_argument("--threads", type=int, help="DuckDB threads (default: one per core)")
 
     parser = _Parser(prog="ei-catalog", description=__doc__.splitlines()[0])
@@ -130,8 +136,8 @@ def _ask(session: Session, args: argparse.Namespace) -> Answer:
 def run(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise QueryError("--threads: give a positive number")
-    if args.engine != "spark" and (args.master or args.conf):
-        raise QueryError("--master and --conf are Spark settings: add --engine spark")
+    if args.engine != "spark" and (args.master or args.conf or args.spark_reader):
+        raise QueryError("--master, --conf and --spark-reader are Spark settings: add --engine spark")
     with Session(
         args.warehouse,
         index_path=args.index,
@@ -140,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         master=args.master,
         conf=dict(args.conf),
         threads=args.threads,
+        spark_reader=args.spark_reader,
     ) as session:
         render(_ask(session, args), args.format, sys.stdout)
     return EXIT_OK

@@ -24,11 +24,13 @@ class Session:
         master: str | None = None,
         conf: Mapping[str, str] | None = None,
         threads: int | None = None,
+        spark_reader: str | None = None,
     ) -> None:
         self.reader = WarehouseReader.from_url(warehouse_url)
         self.index = CatalogIndex(index_path or default_index_path(self.reader.url), self.reader.url, self.reader)
         self.refresh_first = refresh
         self.engine_name, self.master, self.conf, self.threads = engine, master, dict(conf or {}), threads
+        self.spark_reader = spark_reader
         self._view: IndexView | None = None
         self._engine: Engine | None = None
 
@@ -57,7 +59,12 @@ class Session:
     def engine(self) -> Engine:
         if self._engine is None:
             self._engine = open_engine(
-                self.engine_name, self.reader, master=self.master, conf=self.conf, threads=self.threads
+                self.engine_name,
+                self.reader,
+                master=self.master,
+                conf=self.conf,
+                threads=self.threads,
+                spark_reader=self.spark_reader,
             )
         return self._engine
 

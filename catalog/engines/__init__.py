@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from catalog.engines.base import DATA_VIEW, Engine
+from catalog.engines.base import DATA_VIEW, SPARK_READERS, Engine
 from catalog.errors import QueryError
 from eventindex.warehouse import WarehouseReader
 
 ENGINES = ("duckdb", "spark")
 
-__all__ = ["DATA_VIEW", "ENGINES", "Engine", "open_engine"]
+__all__ = ["DATA_VIEW", "ENGINES", "SPARK_READERS", "Engine", "open_engine"]
 
 
 def open_engine(
@@ -20,6 +20,7 @@ def open_engine(
     master: str | None = None,
     conf: Mapping[str, str] | None = None,
     threads: int | None = None,
+    spark_reader: str | None = None,
 ) -> Engine:
     """Start the named engine over a warehouse."""
     if name == "duckdb":
@@ -29,5 +30,5 @@ def open_engine(
     if name == "spark":
         from catalog.engines.spark_engine import SparkEngine
 
-        return SparkEngine(reader, master=master, conf=conf or {})
+        return SparkEngine(reader, master=master, conf=conf or {}, read_with=spark_reader)
     raise QueryError(f"engine {name!r}: choose one of {', '.join(ENGINES)}")

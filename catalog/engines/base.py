@@ -20,6 +20,8 @@ from catalog.kernels import BitQuery, Tally
 from eventindex.warehouse import WarehouseReader
 
 DATA_VIEW = "ei_data"
+#: How the Spark engine reads an S3 or WebHDFS warehouse (catalog.engines.spark_engine); the default is the first.
+SPARK_READERS = ("arrow", "hadoop")
 
 
 class Engine(ABC):

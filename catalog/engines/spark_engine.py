@@ -1,10 +1,16 @@
 """Spark (pyspark): the same questions as DataFrames over the committed files, for catalogues larger than
 one machine. `--master` is `local[*]` by default, or a cluster's master URL.
 
-Spark reads the files itself, through Hadoop filesystems: `file://` for a local warehouse,
-`webhdfs://` / `swebhdfs://` (the first namenode of the URL) for HDFS, and `s3a://` for S3, which
-needs the hadoop-aws connector and its settings (endpoint, credentials provider) on the cluster or as
-`--conf` options. Partition values are read as strings (`dataset`, `task`), never as numbers.
+Spark reads a local warehouse itself (`file://`). An S3 or WebHDFS warehouse is read one of two ways
+(`reader`, the command line's `--spark-reader`):
+- `arrow` (the default): the executors' Python workers read the part files with pyarrow through the
+  warehouse's own filesystem (catalog.engines.arrow_parts), as the supersink and DuckDB do, so a
+  pip-installed pyspark needs no Hadoop connector; the workers take credentials from their own
+  environment or profile. Spark pushes no filter or projection into this scan.
+- `hadoop`: Spark's own Parquet reader through Hadoop filesystems, `s3a://` (needs the hadoop-aws
+  connector and its settings on the cluster or as `--conf` options) or `webhdfs://` / `swebhdfs://`
+  (the first namenode of the URL), with its filter and column pushdown.
+Partition values are read as strings (`dataset`, `task`), never as numbers.
 
 Trigger bits are tested in Spark SQL on the executors (no Python there): the rows are grouped by
 the pattern of their requested bits, and the driver turns that histogram into counts and overlaps
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -23,8 +30,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from catalog.engines.base import DATA_VIEW, Engine
-from catalog.errors import EngineError
+from catalog.engines.arrow_parts import LISTING_SCHEMA, PARTS_SCHEMA, read_parts
+from catalog.engines.base import DATA_VIEW, SPARK_READERS, Engine
+from catalog.errors import EngineError, QueryError
 from catalog.index import FileEntry
 from catalog.kernels import PATTERN_BITS, BitQuery, Tally, tally_patterns
 from eventindex.warehouse import WarehouseReader
@@ -34,6 +42,7 @@ try:
     from pyspark.errors import PySparkException
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import from_arrow_schema
 except ImportError as exc:  # the optional `spark` extra
     raise EngineError(f"the Spark engine needs pyspark: pip install 'eventindex-collect[spark]' ({exc})") from exc
 
@@ -71,8 +80,13 @@ def _java() -> bool:
 class SparkEngine(Engine):
     name = "spark"
 
-    def __init__(self, reader: WarehouseReader, *, master: str | None, conf: Mapping[str, str]) -> None:
+    def __init__(
+        self, reader: WarehouseReader, *, master: str | None, conf: Mapping[str, str], read_with: str | None = None
+    ) -> None:
         super().__init__(reader)
+        if read_with not in (None, *SPARK_READERS):
+            raise QueryError(f"--spark-reader {read_with!r}: choose one of {', '.join(SPARK_READERS)}")
+        self.arrow = not isinstance(reader.fs, pafs.LocalFileSystem) and (read_with or "arrow") == "arrow"
         if not _java():
             raise EngineError("the Spark engine needs a Java runtime (java on PATH, or JAVA_HOME)")
         master = master or DEFAULT_MASTER
@@ -85,10 +99,21 @@ class SparkEngine(Engine):
             self.spark = builder.getOrCreate()
         except _SPARK_ERRORS as exc:
             raise EngineError(f"Spark did not start ({master}): {_first_line(exc)}") from exc
+        if master.startswith("local") and "PYSPARK_PYTHON" not in os.environ:
+            # A local master's Python workers run on this machine: with this interpreter and its packages
+            # (pyspark's default is the `python3` on PATH).
+            self.spark.sparkContext.pythonExec = sys.executable
 
     def use_data(self, files: Sequence[FileEntry]) -> None:
-        urls = [hadoop_url(self.reader, self.path(f)) for f in files]
         try:
+            if self.arrow:
+                listing = [(self.path(f), f.task.dataset) for f in files]
+                rows = self.spark.sparkContext.parallelize(listing, len(listing))  # a partition per file
+                parts = self.spark.createDataFrame(rows, LISTING_SCHEMA)
+                frame = parts.mapInArrow(read_parts(self.reader.url), from_arrow_schema(PARTS_SCHEMA))
+                frame.createOrReplaceTempView(DATA_VIEW)
+                return
+            urls = [hadoop_url(self.reader, self.path(f)) for f in files]
             frame = self.spark.read.option("basePath", hadoop_url(self.reader, self.reader.root)).parquet(*urls)
             frame.select("*", F.col("_metadata.file_path").alias("file")).createOrReplaceTempView(DATA_VIEW)
         except _SPARK_ERRORS as exc:
@@ -153,4 +178,10 @@ def _first_line(exc: Exception) -> str:
         return exc.__class__.__name__
     if lines[0].startswith("An error occurred while calling") and len(lines) > 1:
         return lines[1].lstrip(": ")
+    if "Traceback (most recent call last):" in lines:  # a Python worker's: its exception, the traceback's last line
+        traceback = lines[lines.index("Traceback (most recent call last):") + 1 :]
+        end = next((i for i, line in enumerate(traceback) if line.startswith(("at ", "JVM stacktrace"))), None)
+        traceback = traceback[:end]
+        if traceback:
+            return f"{lines[0].rstrip(':')}: {traceback[-1]}"
     return lines[0]

@@ -134,6 +134,8 @@ def test_the_index_command(capsys: pytest.CaptureFixture[str], catalog_case: Cat
         (["overlap", "--datasets", "dsA,dsQ"], "dsQ"),
         (["duplicates", "--dataset", "x"], "no committed task"),
         (["lookup", "--event", "1:1", "--master", "local[2]"], "--engine spark"),
+        (["lookup", "--event", "1:1", "--spark-reader", "arrow"], "--engine spark"),
+        (["lookup", "--event", "1:1", "--engine", "spark", "--spark-reader", "jdbc"], "invalid choice"),
         (["lookup", "--event", "1:1", "--format", "xml"], "invalid choice"),
     ],
 )

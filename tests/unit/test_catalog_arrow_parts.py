@@ -1,0 +1,69 @@
+"""The part reader Spark's executors run for a remote warehouse (catalog.engines.arrow_parts): every row of
+each listed file in the warehouse schema, with its dataset and path, in batches; a column a file predates
+is null; and a Python worker's failure reaches the user as one line naming the exception."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from catalog.engines.arrow_parts import PARTS_SCHEMA, read_parts
+from eventindex.columns import WAREHOUSE_SCHEMA
+from eventindex.warehouse import partition
+from supersink.loader import PARQUET_OPTIONS
+from tests.catalog_warehouse import synthetic_events
+
+
+def _part(root: Path, dataset: str, task: str, seed: int, drop: str | None = None) -> tuple[str, pa.Table]:
+    table = synthetic_events(seed)
+    n = table.num_rows
+    table = (
+        table.append_column("task", pa.array([task] * n))
+        .append_column("job", pa.array([f"j{i % 3}" for i in range(n)]))
+        .append_column("attempt", pa.array(np.ones(n, np.int32)))
+        .cast(WAREHOUSE_SCHEMA)
+    )
+    path = root / partition(dataset, task) / "part-00000.parquet"
+    path.parent.mkdir(parents=True)
+    pq.write_table(table.drop_columns([drop]) if drop else table, path, row_group_size=300, **PARQUET_OPTIONS)
+    return str(path), table
+
+
+def test_the_listed_files_rows_with_dataset_and_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("catalog.engines.arrow_parts.BATCH_ROWS", 256)
+    first, a = _part(tmp_path, "dsA", "t1", 1)
+    second, b = _part(tmp_path, "dsB", "t2", 2, drop="mc_event_weight")  # a file older than the column
+    listing = pa.record_batch({"path": [first, second], "dataset": ["dsA", "dsB"]})
+    batches = list(read_parts(tmp_path.as_uri())(iter([listing])))
+    assert len(batches) > 2 and all(batch.num_rows <= 256 for batch in batches)
+    assert all(batch.schema.equals(PARTS_SCHEMA) for batch in batches)
+    got = pa.Table.from_batches(batches)
+    assert got.column("dataset").to_pylist() == ["dsA"] * a.num_rows + ["dsB"] * b.num_rows
+    assert got.column("file").to_pylist() == [first] * a.num_rows + [second] * b.num_rows
+    rows = got.select(WAREHOUSE_SCHEMA.names)
+    assert rows.slice(0, a.num_rows).to_pylist() == a.to_pylist()
+    older = rows.slice(a.num_rows).to_pylist()
+    assert all(row["mc_event_weight"] is None for row in older)
+    want = b.to_pylist()
+    for row in want:
+        row["mc_event_weight"] = None
+    assert older == want
+
+
+def test_a_python_worker_failure_is_one_line() -> None:
+    pytest.importorskip("pyspark")
+    from catalog.engines.spark_engine import _first_line
+
+    text = (
+        "An exception was thrown from the Python worker:\nTraceback (most recent call last):\n"
+        '  File "/x/warehouse.py", line 26, in <module>\n    import pyarrow.fs as pafs\n'
+        "ModuleNotFoundError: No module named 'pyarrow'\n\n"
+        "JVM stacktrace:\norg.apache.spark.SparkException: Job aborted\n\tat org.apache.spark.Foo(Foo.scala:1)\n"
+    )
+    assert _first_line(Exception(text)) == (
+        "An exception was thrown from the Python worker: ModuleNotFoundError: No module named 'pyarrow'"
+    )
