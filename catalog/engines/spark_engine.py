@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from catalog.engines.arrow_parts import LISTING_SCHEMA, PARTS_SCHEMA, read_parts
+from catalog.engines.arrow_parts import FORMAT, SPARK_SCHEMA, PartsSource, listing
 from catalog.engines.base import DATA_VIEW, SPARK_READERS, Engine
 from catalog.errors import EngineError, QueryError
 from catalog.index import FileEntry
@@ -42,7 +42,6 @@ try:
     from pyspark.errors import PySparkException
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
-    from pyspark.sql.pandas.types import from_arrow_schema
 except ImportError as exc:  # the optional `spark` extra
     raise EngineError(f"the Spark engine needs pyspark: pip install 'eventindex-collect[spark]' ({exc})") from exc
 
@@ -103,15 +102,18 @@ class SparkEngine(Engine):
             # A local master's Python workers run on this machine: with this interpreter and its packages
             # (pyspark's default is the `python3` on PATH).
             self.spark.sparkContext.pythonExec = sys.executable
+        if self.arrow:
+            try:
+                self.spark.dataSource.register(PartsSource)
+            except _SPARK_ERRORS as exc:
+                raise EngineError(f"Spark: {_first_line(exc)}") from exc
 
     def use_data(self, files: Sequence[FileEntry]) -> None:
         try:
             if self.arrow:
-                listing = [(self.path(f), f.task.dataset) for f in files]
-                rows = self.spark.sparkContext.parallelize(listing, len(listing))  # a partition per file
-                parts = self.spark.createDataFrame(rows, LISTING_SCHEMA)
-                frame = parts.mapInArrow(read_parts(self.reader.url), from_arrow_schema(PARTS_SCHEMA))
-                frame.createOrReplaceTempView(DATA_VIEW)
+                files_option = listing([(self.path(f), f.task.dataset) for f in files])
+                read = self.spark.read.format(FORMAT).schema(SPARK_SCHEMA).option("warehouse", self.reader.url)
+                read.option("files", files_option).load().createOrReplaceTempView(DATA_VIEW)
                 return
             urls = [hadoop_url(self.reader, self.path(f)) for f in files]
             frame = self.spark.read.option("basePath", hadoop_url(self.reader, self.reader.root)).parquet(*urls)

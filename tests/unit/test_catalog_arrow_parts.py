@@ -1,6 +1,6 @@
-"""The part reader Spark's executors run for a remote warehouse (catalog.engines.arrow_parts): every row of
-each listed file in the warehouse schema, with its dataset and path, in batches; a column a file predates
-is null; and a Python worker's failure reaches the user as one line naming the exception."""
+"""The data source Spark's executors read a remote warehouse with (catalog.engines.arrow_parts): a partition
+per listed file, every row of it in the warehouse schema with its dataset and path, in batches; a column
+a file predates is null; and a Python worker's failure reaches the user as one line naming the exception."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from catalog.engines.arrow_parts import PARTS_SCHEMA, read_parts
+pytest.importorskip("pyspark")
+from catalog.engines.arrow_parts import PARTS_SCHEMA, PartsReader, PartsSource, listing
 from eventindex.columns import WAREHOUSE_SCHEMA
 from eventindex.warehouse import partition
 from supersink.loader import PARQUET_OPTIONS
@@ -37,8 +38,10 @@ def test_the_listed_files_rows_with_dataset_and_path(tmp_path: Path, monkeypatch
     monkeypatch.setattr("catalog.engines.arrow_parts.BATCH_ROWS", 256)
     first, a = _part(tmp_path, "dsA", "t1", 1)
     second, b = _part(tmp_path, "dsB", "t2", 2, drop="mc_event_weight")  # a file older than the column
-    listing = pa.record_batch({"path": [first, second], "dataset": ["dsA", "dsB"]})
-    batches = list(read_parts(tmp_path.as_uri())(iter([listing])))
+    source = PartsSource({"warehouse": tmp_path.as_uri(), "files": listing([(first, "dsA"), (second, "dsB")])})
+    reader = source.reader(source.schema())
+    assert isinstance(reader, PartsReader)
+    batches = [batch for partition in reader.partitions() for batch in reader.read(partition)]
     assert len(batches) > 2 and all(batch.num_rows <= 256 for batch in batches)
     assert all(batch.schema.equals(PARTS_SCHEMA) for batch in batches)
     got = pa.Table.from_batches(batches)
@@ -55,7 +58,6 @@ def test_the_listed_files_rows_with_dataset_and_path(tmp_path: Path, monkeypatch
 
 
 def test_a_python_worker_failure_is_one_line() -> None:
-    pytest.importorskip("pyspark")
     from catalog.engines.spark_engine import _first_line
 
     text = (
