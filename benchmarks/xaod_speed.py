@@ -34,6 +34,7 @@ import awkward as ak  # type: ignore[import-untyped]
 import numpy as np
 import uproot  # type: ignore[import-untyped]
 
+from benchmarks.processes import tool
 from eventindex.codec import encode_chunk
 from producer.inputs.root import RootInput
 
@@ -118,11 +119,12 @@ def read_to_chunks(path: Path, chunk_events: int, repeat: int) -> dict[str, floa
 
 
 def producer_process(path: Path, work: Path, job: str, env: dict[str, str] | None = None) -> tuple[float, float]:
-    """A whole `ei-producer` run on `path` to a file:// store and a sqlite:// queue: (CPU seconds, wall seconds)."""
+    """A whole `ei-producer` run (the console script, as a job runs it) on `path` to a file:// store and a
+    sqlite:// queue: (CPU seconds, wall seconds)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "producer.cli", "--task", "bench", "--job", job, "--attempt", "1",
+        [tool("ei-producer"), "--task", "bench", "--job", job, "--attempt", "1",
          "--dataset", "bench", "--input", str(path), "--store", (work / "store").as_uri(),
          "--broker", f"sqlite://{work / 'queue.db'}", "--quiet"],
         check=True, cwd=ROOT, capture_output=True, env=env,

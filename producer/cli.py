@@ -30,6 +30,7 @@ from pathlib import Path
 from eventindex import __version__
 from eventindex.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_SPOOLED, EXIT_USAGE, exit_status
 from eventindex.store.base import DEFAULT_CONNECTIONS, MIB, MIN_PART_BYTES, StoreOptions
+from producer import startup
 from producer.job import DEFAULT_CHUNK_EVENTS, JobSpec, check_inputs
 from producer.metrics import write_metrics
 from producer.progress import end_progress_line, progress_printer
@@ -226,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_destinations(config)
     except (Exception, KeyboardInterrupt) as exc:  # every error, a bug too, ends in one line and its code
         return _fail(*exit_status(exc, keeps_state=False))
+    finally:
+        startup.resume()  # the readers' libraries are imported: the collector runs again (producer.startup)
     show = progress_printer(declared_events(inputs)) if sys.stderr.isatty() and not args.quiet else None
     if args.dry_run:
         try:
