@@ -76,15 +76,15 @@ def test_namenode_failovers_during_the_load_lose_and_duplicate_nothing(
 ) -> None:
     url = webhdfs_endpoint.url_for("/failover")
     pipe = Pipeline(tmp_path)
-    for job in range(1, 5):
-        pipe.produce(f"j{job}", job, events=5_000)
+    for job in range(1, 5):  # enough events for the load to take a few seconds, even on a quiet machine
+        pipe.produce(f"j{job}", job, events=12_000)
     pipe.expect(4)
     stop = threading.Event()
     switched = 0
 
-    def flip() -> None:  # the active namenode changes every 0.2 s while the supersink works
+    def flip() -> None:  # the active namenode changes every 0.1 s while the supersink works
         nonlocal switched
-        while not stop.wait(0.2):
+        while not stop.wait(0.1):
             active = webhdfs_endpoint.active()
             webhdfs_endpoint.failover(1 - (active or 0))
             switched += 1
@@ -105,8 +105,8 @@ def test_namenode_failovers_during_the_load_lose_and_duplicate_nothing(
         flipper.join()
     assert switched >= 5, f"only {switched} failovers happened during the run"
     st = pipe.status()
-    assert (st["state"], st["events_loaded"]) == ("loaded", 20_000), st
-    assert _committed_events(url).equals(synthetic(1, 2, 3, 4, events=5_000))
+    assert (st["state"], st["events_loaded"]) == ("loaded", 48_000), st
+    assert _committed_events(url).equals(synthetic(1, 2, 3, 4, events=12_000))
 
 
 def test_a_namenode_down_mid_load_fails_over_to_the_other(tmp_path: Path, webhdfs_endpoint: WebHdfsEndpoint) -> None:
