@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from catalog.engines.base import DATA_VIEW, Engine
@@ -28,7 +27,6 @@ from catalog.errors import EngineError
 from catalog.index import FileEntry
 from catalog.kernels import BitQuery, Tally, tally_batches
 from catalog.rows import take_rows
-from eventindex.columns import WAREHOUSE_SCHEMA
 from eventindex.warehouse import WarehouseReader
 
 try:
@@ -43,8 +41,6 @@ BATCH_ROWS = 1 << 20
 TWO_PHASE_EVENTS = 1_000
 #: Files read at once in the second phase of a pick (each is one DuckDB scan, on one thread).
 PICK_THREADS = os.cpu_count() or 1
-#: The columns of a remote warehouse's rows: the files' own, and dataset, task and file from where each file is.
-REMOTE_SCHEMA = pa.schema([*WAREHOUSE_SCHEMA, pa.field("dataset", pa.string()), pa.field("file", pa.string())])
 
 
 def _literal(text: str) -> str:
@@ -83,16 +79,10 @@ class DuckDBEngine(Engine):
             self.listing = ", ".join(_literal(self.path(f)) for f in files)
             self._run(f"CREATE OR REPLACE TEMP VIEW {DATA_VIEW} AS {_parquet(self.listing)}")
             return
-        import pyarrow.dataset as pads  # remote warehouses only: a local one starts without it
+        from catalog.engines.parts import Part, parts_dataset  # remote only: a local warehouse starts without it
 
-        paths = [self.path(f) for f in files]
-        where = [
-            (pc.field("dataset") == f.task.dataset) & (pc.field("task") == f.task.task) & (pc.field("file") == path)
-            for f, path in zip(files, paths, strict=True)
-        ]
-        dataset = pads.FileSystemDataset.from_paths(
-            paths, schema=REMOTE_SCHEMA, format=pads.ParquetFileFormat(), filesystem=self.reader.fs, partitions=where
-        )
+        parts = [Part(self.path(f), f.task.dataset, f.task.task) for f in files]
+        dataset = parts_dataset(self.reader.fs, parts)
         self.con.register("ei_files", dataset)
         self._run(f"CREATE OR REPLACE TEMP VIEW {DATA_VIEW} AS SELECT * FROM ei_files")
 

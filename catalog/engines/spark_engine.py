@@ -32,6 +32,7 @@ import pyarrow.fs as pafs
 
 from catalog.engines.arrow_parts import FORMAT, SPARK_SCHEMA, PartsSource, listing
 from catalog.engines.base import DATA_VIEW, SPARK_READERS, Engine
+from catalog.engines.parts import Part
 from catalog.errors import EngineError, QueryError
 from catalog.index import FileEntry
 from catalog.kernels import PATTERN_BITS, BitQuery, Tally, tally_patterns
@@ -111,7 +112,7 @@ class SparkEngine(Engine):
     def use_data(self, files: Sequence[FileEntry]) -> None:
         try:
             if self.arrow:
-                files_option = listing([(self.path(f), f.task.dataset) for f in files])
+                files_option = listing([Part(self.path(f), f.task.dataset, f.task.task) for f in files])
                 read = self.spark.read.format(FORMAT).schema(SPARK_SCHEMA).option("warehouse", self.reader.url)
                 read.option("files", files_option).load().createOrReplaceTempView(DATA_VIEW)
                 return

@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 pytest.importorskip("pyspark")
-from catalog.engines.arrow_parts import PARTS_SCHEMA, PartsReader, PartsSource, listing
+from catalog.engines.arrow_parts import PartsReader, PartsSource, listing
+from catalog.engines.parts import DATA_SCHEMA, Part
 from eventindex.columns import WAREHOUSE_SCHEMA
 from eventindex.warehouse import partition
 from supersink.loader import PARQUET_OPTIONS
@@ -38,12 +39,14 @@ def test_the_listed_files_rows_with_dataset_and_path(tmp_path: Path, monkeypatch
     monkeypatch.setattr("catalog.engines.arrow_parts.BATCH_ROWS", 256)
     first, a = _part(tmp_path, "dsA", "t1", 1)
     second, b = _part(tmp_path, "dsB", "t2", 2, drop="mc_event_weight")  # a file older than the column
-    source = PartsSource({"warehouse": tmp_path.as_uri(), "files": listing([(first, "dsA"), (second, "dsB")])})
+    source = PartsSource(
+        {"warehouse": tmp_path.as_uri(), "files": listing([Part(first, "dsA", "t1"), Part(second, "dsB", "t2")])}
+    )
     reader = source.reader(source.schema())
     assert isinstance(reader, PartsReader)
     batches = [batch for partition in reader.partitions() for batch in reader.read(partition)]
     assert len(batches) > 2 and all(batch.num_rows <= 256 for batch in batches)
-    assert all(batch.schema.equals(PARTS_SCHEMA) for batch in batches)
+    assert all(batch.schema.equals(DATA_SCHEMA) for batch in batches)
     got = pa.Table.from_batches(batches)
     assert got.column("dataset").to_pylist() == ["dsA"] * a.num_rows + ["dsB"] * b.num_rows
     assert got.column("file").to_pylist() == [first] * a.num_rows + [second] * b.num_rows
