@@ -41,13 +41,25 @@ class Sweep:
     run_timeout: float
     #: seconds over which each run first reads the servers' idle CPU
     idle_seconds: float
+    #: producer-like connections that warm up each fresh broker (and store requests the store server) first
+    warmup_connections: int
 
 
 #: The full sweep: 4 tasks x 32 jobs x 1,000 events (an ATLAS grid job indexes ~1,150 events) = 128,000
 #: events per run; 128 jobs keep 64 producers busy for two rounds. About 20 minutes here (see README.md).
-FULL = Sweep(tasks=4, jobs=32, events=1_000, producers=(1, 4, 16, 64), run_timeout=900.0, idle_seconds=10.0)
+FULL = Sweep(
+    tasks=4,
+    jobs=32,
+    events=1_000,
+    producers=(1, 4, 16, 64),
+    run_timeout=900.0,
+    idle_seconds=10.0,
+    warmup_connections=512,
+)
 #: --quick, the CI smoke test: 1 task x 4 jobs x 2,000 events, 1 and 4 producers.
-QUICK = Sweep(tasks=1, jobs=4, events=2_000, producers=(1, 4), run_timeout=300.0, idle_seconds=2.0)
+QUICK = Sweep(
+    tasks=1, jobs=4, events=2_000, producers=(1, 4), run_timeout=300.0, idle_seconds=2.0, warmup_connections=32
+)
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -141,6 +153,7 @@ def config_from(args: argparse.Namespace, work: Path, out: Path) -> BenchConfig:
         keep=args.keep,
         drain_producers=args.drain_producers,
         idle_seconds=sweep.idle_seconds,
+        warmup_connections=sweep.warmup_connections,
         producer_nice=args.producer_nice,
     )
 

@@ -35,6 +35,9 @@ class BenchConfig:
     drain_producers: int = 4
     #: seconds of idleness over which each run first reads the broker's and the store server's upkeep CPU
     idle_seconds: float = 10.0
+    #: producer-like connections (and chunk PUT/GET rounds) that warm up each fresh broker and the store server
+    #: before a run's CPU is counted (benchmarks.warmup); 0: none
+    warmup_connections: int = 512
     #: the producers' CPU priority (nice): grid jobs run on worker nodes, not on the central machine; here they
     #: share its cores, and at a lower priority they leave the central services the CPU they would have alone
     producer_nice: int = 10
@@ -54,6 +57,8 @@ class BenchConfig:
             raise ValueError("--protocol must be stomp or amqp")
         if self.run_timeout <= 0:
             raise ValueError("--run-timeout must be positive")
+        if self.warmup_connections < 0:
+            raise ValueError("the warm-up cannot be negative")
         if self.drain_producers < 0:
             raise ValueError("--drain-producers cannot be negative")
 

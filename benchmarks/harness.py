@@ -4,6 +4,8 @@ One *run* is one transport (``store`` or ``mq``) at one number of concurrent pro
 
 1. a fresh broker (when the harness manages it: a new server and data directory per run, so its
    peak RSS and CPU belong to this run alone), a fresh queue, bucket prefix, ledger and warehouse;
+   the broker and the store server are warmed up as a running installation's would be (benchmarks.warmup),
+   then their idle CPU is read;
 2. ``ei-supersink run`` is started, ``ei-supersink expect`` announces each task (T jobs, JxE
    events), and the harness waits until ``ei-supersink status`` lists them: the sink is consuming;
 3. TxJ ``ei-producer --quiet`` processes (one per job, ``synthetic:E:SEED``, a distinct seed per
@@ -39,6 +41,8 @@ DATASET = "bench.synthetic"
 MIB = 1 << 20
 POLL_SECONDS = 0.25
 SINK_READY_TIMEOUT = 120.0
+#: after the warm-up, time for the broker's JIT compiler to finish what the warm-up queued
+WARMUP_SETTLE_SECONDS = 2.0
 
 
 class Run:
@@ -168,7 +172,7 @@ class Run:
         jobs: list[JobOutcome] = []
         base: dict[str, float | None] = {}
         try:
-            reason = self._announce_tasks(ledger, sink)
+            reason = self._announce_tasks(ledger, sink) or self._warm_up(row)
             if reason:
                 row["reason"] = reason
                 return
@@ -191,7 +195,7 @@ class Run:
         sink: SinkProcess | None = None
         base: dict[str, float | None] = {}
         try:
-            reason = self._send_expectations()
+            reason = self._send_expectations() or self._warm_up(row)
             if reason:
                 row["reason"] = reason
                 return
@@ -235,6 +239,26 @@ class Run:
         now: dict[str, float | None] = {name: (w.last_cpu if w else None) for name, w in self._watches(sampler).items()}
         now["wall"] = time.monotonic()
         return now
+
+    def _warm_up(self, row: dict[str, Any]) -> str:
+        """Warm up the fresh broker and the store server as clients of a running installation would have
+        (benchmarks.warmup, on a queue and keys of the warm-up's own); "" when done, else why not."""
+        count = self.cfg.warmup_connections
+        if not count:
+            return ""
+        self.progress.live(f"  {self.name}: warming up the broker and the store server ({count} connections)")
+        started = time.monotonic()
+        argv = [sys.executable, "-m", "benchmarks.warmup", self.broker.queue_url(f"{self.queue}.warm-up"),
+                self.store.s3_url(self.bucket, f"{self.name}.warm-up"), str(count)]  # fmt: skip
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=self.cfg.run_timeout)
+        except subprocess.TimeoutExpired:
+            return f"the warm-up took over {self.cfg.run_timeout:.0f} s"
+        if done.returncode:
+            return f"the warm-up failed: {_first_line(done.stderr) or f'exit {done.returncode}'}"
+        row["warmup"] = {"connections": count, "seconds": round(time.monotonic() - started, 1)}
+        time.sleep(WARMUP_SETTLE_SECONDS)
+        return ""
 
     def _idle_rates(self, sampler: Sampler) -> dict[str, float | None]:
         """The broker's and the store server's CPU seconds per second over `idle_seconds` of nothing to do:

@@ -190,6 +190,7 @@ def _central_table(all_runs: Sequence[dict[str, Any]]) -> list[str]:
         "and PUTs). In a drain run the supersink's figure is its own busy CPU, first message to last commit. The "
         "broker-only transport does not use the store; its server's idle CPU is counted all the same.",
         "",
+        *_warmup_lines(all_runs),
         "The servers pay an upkeep whether events flow or not (a JVM's timers and garbage collection, the store's "
         "heartbeats). Each run first reads the broker's and the store server's CPU over a few "
         "seconds of idleness (10 in the full sweep); *above idle* takes that rate times the run's duration off "
@@ -217,6 +218,22 @@ def _central_table(all_runs: Sequence[dict[str, Any]]) -> list[str]:
             f"| {_num(r.get('store_server_rss_bytes'), 0, MIB)} |"
         )
     return lines
+
+
+def _warmup_lines(all_runs: Sequence[dict[str, Any]]) -> list[str]:
+    """The paragraph saying how the servers were warmed up before each run (nothing when they were not)."""
+    warmed = [r["warmup"] for r in all_runs if r.get("warmup")]
+    if not warmed:
+        return []
+    seconds = [w["seconds"] for w in warmed]
+    return [
+        f"Before its CPU is counted, each run warms up its fresh broker and the store server as the clients of a "
+        f"running installation would have: {warmed[0]['connections']:,} producer-like connections, each sending one "
+        f"pointer-sized message, one consumer taking them, and as many chunk and manifest PUTs and chunk GETs "
+        f"({min(seconds):.0f}-{max(seconds):.0f} s; benchmarks/warmup.py). A fresh JVM compiles its hot paths over "
+        f"its first few hundred connections: on ActiveMQ, 128 such connections cost 1.3 CPU-s cold and ~0.45 warm.",
+        "",
+    ]
 
 
 def markdown(results: dict[str, Any]) -> str:

@@ -134,6 +134,9 @@ def test_quick_compare_writes_results_and_plots(tmp_path: Path) -> None:
     table = (out / "results.md").read_text()
     assert "| store | 1 |" in table and "| mq | 4 |" in table
     assert "## The supersink on a backlog (drain runs)" in table and "## Against the targets" in table
+    # every run warmed up its fresh broker and the store server before counting their CPU, and says so
+    assert all(r["warmup"]["connections"] == 32 for r in results["runs"] if r["status"] == "ok"), results["runs"]
+    assert "producer-like connections" in table
 
     for producers in QUICK_PRODUCERS:
         check_run(rows[("store", producers)], events)
