@@ -3,8 +3,10 @@
 File format: one JSON object per line (UTF-8), appended and fsync'd one record at a time:
     {"v": 1, "time_ms": ..., "group": "<task>" | null, "headers": {...}, "body": "<base64>", "crc32": N}
 `crc32` is of the decoded body. A line that is not a complete, valid record (a write torn by a
-crash, a damaged disk block) is skipped and counted when the spool is flushed; every append starts
-on a fresh line, so one bad line never spoils the next record.
+crash, a damaged disk block) is skipped and counted when the spool is flushed, and moved to
+`<spool>.damaged` (appended, fsync'd) before the spool is emptied: nothing is thrown away. Every append
+starts on a fresh line, so one bad line never spoils the next record. A file none of whose lines is a
+record is not a spool (a mistyped --spool): flush refuses it and leaves it as it is.
 
 Concurrency and durability: every append and every flush holds an exclusive `flock` on
 `<spool>.lock`, so several producers (one spool per working directory, or a shared one) and a
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eventindex.errors import BrokerConnectionError, TransportError
+from eventindex.errors import BrokerConnectionError, ConfigError, TransportError
 from eventindex.transport.base import Publisher
 from eventindex.transport.failover import FailoverPublisher
 
@@ -61,6 +63,10 @@ class FlushResult:
 
 class PointerSpoolError(TransportError):
     """The pointer spool file cannot be written or read."""
+
+
+class NotASpoolError(ConfigError):
+    """The file named as the spool has lines, none of them a pointer record: it was left untouched."""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -150,9 +156,15 @@ class PointerSpool:
             except OSError as exc:
                 raise PointerSpoolError(f"cannot write the spool {self.path}: {exc.strerror}") from exc
 
-    def _read(self) -> tuple[list[Record], int]:
+    @property
+    def damaged_path(self) -> Path:
+        """Where flush moves the lines that are not records."""
+        return self.path.with_name(self.path.name + ".damaged")
+
+    def _read(self) -> tuple[list[Record], list[bytes]]:
+        """The valid records, and the lines that are not records."""
         records: list[Record] = []
-        skipped = 0
+        damaged: list[bytes] = []
         try:
             with self.path.open("rb") as handle:
                 while line := handle.readline(MAX_RECORD_BYTES + 1):
@@ -160,26 +172,39 @@ class PointerSpool:
                         continue
                     record = _decode(line)
                     if record is None:
-                        skipped += 1
+                        damaged.append(line)
                     else:
                         records.append(record)
         except FileNotFoundError:
-            return [], 0
+            return [], []
         except OSError as exc:
             raise PointerSpoolError(f"cannot read the spool {self.path}: {exc.strerror}") from exc
-        return records, skipped
+        return records, damaged
 
     def pending(self) -> int:
         """Valid records waiting in the spool."""
+        if not self.path.exists():
+            return 0
         with self._locked():
             return len(self._read()[0])
 
     def flush(self, publisher: Publisher) -> FlushResult:
-        """Send every record in order; empty the spool, or keep what could not be sent and raise."""
+        """Send every record in order; empty the spool, or keep what could not be sent and raise.
+        Lines that are not records go to `damaged_path` first; NotASpoolError (nothing touched) when
+        no line is a record. A spool that does not exist has nothing to send (nothing is created)."""
+        if not self.path.exists():
+            return FlushResult(0, 0)
         with self._locked():
-            records, skipped = self._read()
-            if skipped:
-                log.warning("spool %s: %d damaged line(s) skipped", self.path, skipped)
+            records, damaged = self._read()
+            if damaged and not records:
+                raise NotASpoolError(
+                    f"spool {self.path}: none of its {len(damaged)} line(s) is a pointer record; "
+                    "not a pointer spool? left as it is"
+                )
+            if damaged:
+                self._set_aside(damaged)
+                log.warning("spool %s: %d damaged line(s) moved to %s", self.path, len(damaged), self.damaged_path)
+            skipped = len(damaged)
             sent = 0
             try:
                 for record in records:
@@ -195,6 +220,20 @@ class PointerSpool:
             if records or skipped:
                 self._keep([])
             return FlushResult(sent, skipped)
+
+    def _set_aside(self, lines: list[bytes]) -> None:
+        """Append `lines` to the damaged-lines file, on disk before the spool is rewritten (the lock is held)."""
+        try:
+            created = not self.damaged_path.exists()
+            with self.damaged_path.open("ab") as handle:
+                for line in lines:
+                    handle.write(line if line.endswith(b"\n") else line + b"\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            if created:
+                _fsync_dir(self.path.parent)
+        except OSError as exc:
+            raise PointerSpoolError(f"cannot keep the damaged lines in {self.damaged_path}: {exc.strerror}") from exc
 
     def _keep(self, records: list[Record]) -> None:
         """Make the spool hold exactly `records` (the lock is held)."""

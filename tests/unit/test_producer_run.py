@@ -75,3 +75,15 @@ def test_flush_spool_sends_what_was_spooled_and_empties_it(tmp_path: Path) -> No
     with open_consumer(broker) as consumer:
         received = [consumer.receive(0.2) for _ in range(2)]
     assert [m.body for m in received if m is not None] == [b"a", b"b"]
+
+
+def test_flush_spool_of_a_file_that_is_not_a_spool_is_exit_2_and_touches_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("line one\nline two\n")
+    code = cli.main(["flush-spool", "--broker", f"sqlite://{tmp_path / 'q.db'}", "--spool", str(notes)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and "not a pointer spool" in err
+    assert notes.read_text() == "line one\nline two\n"

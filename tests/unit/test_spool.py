@@ -13,7 +13,7 @@ from eventindex.errors import BrokerConnectionError, TransportError
 from eventindex.transport import Publisher, open_consumer, open_publisher
 from eventindex.transport.embedded import EmbeddedQueue
 from eventindex.transport.failover import FailoverPublisher
-from producer.spool import PointerSpool, SpoolingPublisher
+from producer.spool import FlushResult, NotASpoolError, PointerSpool, SpoolingPublisher
 from tests.faultstore import Fault, FaultyPublisher
 from tests.helpers import Recorder
 
@@ -80,6 +80,27 @@ def test_a_torn_or_damaged_line_is_skipped_and_the_next_record_starts_clean(tmp_
         result = spool.flush(pub)
     assert (result.sent, result.skipped) == (2, 2)
     assert [body for body, _ in drain(broker)] == [b"first", b"second"]
+    # the damaged lines are kept beside the spool, not thrown away
+    kept = spool.damaged_path.read_bytes().splitlines()
+    assert kept == [b'{"v": 1, "body": "dG9ybg', json.dumps(damaged).encode()]
+    assert path.read_bytes() == b""
+
+
+def test_a_file_that_is_not_a_spool_is_refused_and_left_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"line one\nline two\n")
+    with open_publisher(f"sqlite://{tmp_path / 'q.db'}") as pub, pytest.raises(NotASpoolError, match="none of its 2"):
+        PointerSpool(path).flush(pub)
+    assert path.read_bytes() == b"line one\nline two\n"
+    assert not PointerSpool(path).damaged_path.exists()
+
+
+def test_flushing_a_missing_spool_creates_nothing(tmp_path: Path) -> None:
+    spool = PointerSpool(tmp_path / "typo" / "p.spool")
+    with open_publisher(f"sqlite://{tmp_path / 'q.db'}") as pub:
+        assert spool.flush(pub) == FlushResult(0, 0)
+    assert spool.pending() == 0
+    assert not (tmp_path / "typo").exists()
 
 
 def test_a_flush_that_fails_part_way_keeps_exactly_what_was_not_sent(tmp_path: Path) -> None:
