@@ -39,9 +39,9 @@ def parse_bits(text: str) -> list[BitSpec]:
             raise QueryError(f"--bits {label!r}: expected MASK:BIT (a bit number or a trigger name)")
         if mask not in MASK_BITS:
             raise QueryError(f"--bits {label!r}: unknown mask {mask!r} (one of {', '.join(MASK_BITS)})")
-        if bit.isdigit():
+        if bit.isdigit() or (bit[:1] in "+-" and bit[1:].isdigit()):  # a number, a signed one too (never a name)
             number = int(bit)
-            if number >= MASK_BITS[mask]:
+            if not 0 <= number < MASK_BITS[mask]:
                 raise QueryError(
                     f"--bits {label!r}: bit {number} is out of range for {mask} (0..{MASK_BITS[mask] - 1})"
                 )

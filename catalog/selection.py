@@ -44,6 +44,11 @@ class Range:
 def match_datasets(view: IndexView, globs: Sequence[str]) -> list[str]:
     """The indexed datasets matching any glob; QueryError when a glob matches none."""
     known = view.datasets()
+    if not known:
+        raise QueryError(
+            "the warehouse holds no committed task (is the URL the warehouse's root, the directory of the "
+            "dataset=... partitions?)"
+        )
     chosen: set[str] = set()
     for glob in globs:
         found = [d for d in known if fnmatch.fnmatchcase(d, glob)]

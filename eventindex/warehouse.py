@@ -101,6 +101,9 @@ class WarehouseReader:
     committed parts only; otherwise (S3) parts appear in place before their commit.
     """
 
+    #: whether from_url creates a local warehouse directory that does not exist (a reader does not)
+    CREATES = False
+
     def __init__(self, url: str, fs: pafs.FileSystem, root: str, control: ObjectStore, *, renames: bool) -> None:
         self.url = url
         self.fs = fs
@@ -109,11 +112,15 @@ class WarehouseReader:
         self.renames = renames
 
     @classmethod
-    def from_url(cls, url: str) -> Self:
-        """Open `file:///dir`, `s3://bucket/prefix?endpoint=…[&ca=…]` or `[s]webhdfs://nn:port[,nn2:port]/path`."""
+    def from_url(cls, url: str, *, create: bool | None = None) -> Self:
+        """Open `file:///dir`, `s3://bucket/prefix?endpoint=…[&ca=…]` or `[s]webhdfs://nn:port[,nn2:port]/path`.
+        A local directory that does not exist is created when `create` (by default: when the class writes,
+        CREATES), else a ConfigError: nothing is created by a reader's typo."""
         scheme = urlsplit(url).scheme
         if scheme == "file":
             path = file_url_path(url)
+            if not (cls.CREATES if create is None else create) and not path.is_dir():
+                raise ConfigError(f"warehouse {path.as_uri()}: no such directory")
             return cls(path.as_uri(), pafs.LocalFileSystem(), str(path), LocalStore(path), renames=True)
         if scheme == "s3":
             from eventindex.store.s3 import S3Location, S3Store

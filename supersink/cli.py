@@ -395,7 +395,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
 
 def cmd_committed(args: argparse.Namespace) -> int:
-    warehouse = Warehouse.from_url(args.warehouse)
+    warehouse = Warehouse.from_url(args.warehouse, create=False)
     try:
         sys.stdout.write(render_committed(warehouse, args.format, args.table))
     finally:
@@ -404,7 +404,7 @@ def cmd_committed(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate_layout(args: argparse.Namespace) -> int:
-    warehouse = Warehouse.from_url(args.warehouse)
+    warehouse = Warehouse.from_url(args.warehouse, create=False)
     try:
         result = migrate_layout(warehouse)
     finally:

@@ -62,6 +62,8 @@ def _is_generation(name: str, amendment: int) -> bool:
 class Warehouse(WarehouseReader):
     """A warehouse the supersink writes: everything a reader has, plus claims, staging and commits."""
 
+    CREATES = True
+
     def staging_dir(self, dataset: str, task: str) -> str:
         return f"{self.root}/{STAGING}/{partition(dataset, task)}"
 

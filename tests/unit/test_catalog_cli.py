@@ -128,6 +128,7 @@ def test_the_index_command(capsys: pytest.CaptureFixture[str], catalog_case: Cat
         (["lookup"], "give --event"),
         (["lookup", "--event", "1:1", "--dataset", "nope*"], "no committed task"),
         (["count", "--dataset", "dsA", "--bits", "l1_tav:600"], "out of range"),
+        (["count", "--dataset", "dsA", "--bits", "l1_tav:-1"], "out of range"),
         (["count", "--dataset", "dsA", "--bits", "l1_tav:1", "--runs", "9-3"], "--runs"),
         (["count", "--dataset", "dsA", "--bits", "l1_tav:1", "--lumi", "x"], "--lumi"),
         (["count", "--dataset", "dsZ", "--bits", "l1_tav:1"], "no committed task"),
@@ -166,6 +167,22 @@ def test_empty_answers_exit_0(capsys: pytest.CaptureFixture[str], catalog_case: 
     assert code == 0 and json.loads(out)["scanned"] == 0
     code, out, _ = ask(capsys, catalog_case, index, "duplicates", "--dataset", "dsB", "--format", "csv")
     assert code == 0 and out.strip().startswith('"run_number"') and len(out.splitlines()) == 1
+
+
+def test_a_missing_or_empty_warehouse_is_named_and_nothing_is_created(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    missing = tmp_path / "typo"
+    for command in (["lookup", "--event", "1:2"], ["index"]):
+        code = main([command[0], "--warehouse", missing.as_uri(), "--index", str(tmp_path / "i.sqlite"), *command[1:]])
+        _, err = capsys.readouterr()
+        assert code == 2 and err.count("\n") == 1 and "no such directory" in err, err
+    assert not missing.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code = main(["lookup", "--warehouse", empty.as_uri(), "--index", str(tmp_path / "i.sqlite"), "--event", "1:2"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "holds no committed task" in err and "dataset '*'" not in err, err
 
 
 def test_the_console_script_gives_one_line_not_a_traceback(catalog_case: CatalogCase, tmp_path: Path) -> None:

@@ -35,3 +35,14 @@ def test_a_warehouse_that_cannot_be_opened_leaves_the_ledger_and_store_closed(
     assert code == 2, capsys.readouterr().err
     assert "nosuchscheme" in capsys.readouterr().err
     assert sorted(closed) == ["ledger", "store"]
+
+
+@pytest.mark.parametrize("command", ["committed", "migrate-layout"])
+def test_read_only_commands_do_not_create_a_mistyped_warehouse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    typo = tmp_path / "warehuose"
+    assert supersink.cli.main([command, "--warehouse", typo.as_uri()]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such directory" in err, err
+    assert not typo.exists()

@@ -117,7 +117,7 @@ def test_boto3_is_imported_only_for_s3(tmp_path: Path) -> None:
         "from eventindex.store import open_store\n"
         "from eventindex.warehouse import WarehouseReader\n"
         f"open_store({(tmp_path / 'store').as_uri()!r}).close()\n"
-        f"WarehouseReader.from_url({(tmp_path / 'warehouse').as_uri()!r}).close()\n"
+        f"WarehouseReader.from_url({tmp_path.as_uri()!r}).close()\n"
         "assert not {'boto3', 'botocore'} & set(sys.modules), sorted({'boto3', 'botocore'} & set(sys.modules))\n"
         "open_store('s3://bucket/prefix?endpoint=http://127.0.0.1:9')\n"
         "assert 'boto3' in sys.modules\n"
