@@ -27,6 +27,7 @@ from catalog.errors import EngineError
 from catalog.index import FileEntry
 from catalog.kernels import BitQuery, Tally, tally_batches
 from catalog.rows import take_rows
+from eventindex.errors import WarehouseError
 from eventindex.warehouse import WarehouseReader
 
 try:
@@ -93,13 +94,13 @@ class DuckDBEngine(Engine):
         try:
             self.con.execute(sql)
         except duckdb.Error as exc:
-            raise EngineError(f"DuckDB: {_first_line(exc)}") from exc
+            raise _failure(exc) from exc
 
     def query(self, sql: str) -> pa.Table:
         try:
             table: pa.Table = self.con.sql(sql).to_arrow_table()
         except duckdb.Error as exc:
-            raise EngineError(f"DuckDB: {_first_line(exc)}") from exc
+            raise _failure(exc) from exc
         return table
 
     def pick(self, columns: Sequence[str], conditions: Sequence[str], requested: int) -> pa.Table:
@@ -139,16 +140,30 @@ class DuckDBEngine(Engine):
             with ThreadPoolExecutor(min(self.threads, len(rows))) as pool:
                 return pa.concat_tables(pool.map(read, sorted(rows)))
         except (OSError, ValueError, pa.ArrowException) as exc:
-            raise EngineError(f"reading the picked rows: {exc}") from exc
+            raise WarehouseError(f"reading the picked rows: {_one_line(str(exc))}") from exc
 
     def tally(self, sql: str, query: BitQuery) -> Tally:
         try:
             return tally_batches(self.con.sql(sql).to_arrow_reader(BATCH_ROWS), query)
-        except (duckdb.Error, pa.ArrowException) as exc:
-            raise EngineError(f"DuckDB: {_first_line(exc)}") from exc
+        except duckdb.Error as exc:
+            raise _failure(exc) from exc
+        except pa.ArrowException as exc:
+            raise WarehouseError(f"warehouse: {_one_line(str(exc))}") from exc
 
     def close(self) -> None:
         self.con.close()
+
+
+def _failure(exc: Exception) -> EngineError | WarehouseError:
+    """DuckDB's error as ours: a data file it could not open or read (missing, not Parquet, damaged) is the
+    warehouse's problem (ei-catalog exit 4, as when the index reads the same file); the rest the engine's."""
+    if isinstance(exc, (duckdb.IOException, duckdb.InvalidInputException)):
+        return WarehouseError(f"warehouse: {_first_line(exc)}")
+    return EngineError(f"DuckDB: {_first_line(exc)}")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _first_line(exc: Exception) -> str:

@@ -185,6 +185,27 @@ def test_a_missing_or_empty_warehouse_is_named_and_nothing_is_created(
     assert code == 2 and "holds no committed task" in err and "dataset '*'" not in err, err
 
 
+def test_a_damaged_data_file_is_the_warehouses_error_in_every_question(
+    capsys: pytest.CaptureFixture[str], catalog_case: CatalogCase, tmp_path: Path
+) -> None:
+    """A part file overwritten after it was indexed: lookup and count both exit 4 with one line."""
+    import shutil
+
+    root = tmp_path / "wh"
+    shutil.copytree(Path(catalog_case.warehouse.root), root)
+    index = str(tmp_path / "i.sqlite")
+    assert main(["index", "--warehouse", root.as_uri(), "--index", index]) == 0
+    capsys.readouterr()
+    for part in root.rglob("*.parquet"):
+        part.write_bytes(b"not parquet any more" * 100)
+    run, event = expected.sample_keys(catalog_case, 3, 1)[0]
+    for question in (["lookup", "--event", f"{run}:{event}"], ["count", "--dataset", "*", "--bits", "l1_tav:1",
+                                                                "--scan"]):  # fmt: skip
+        code = main([question[0], "--warehouse", root.as_uri(), "--index", index, *question[1:]])
+        out, err = capsys.readouterr()
+        assert code == 4 and out == "" and err.count("\n") == 1, (question, code, err)
+
+
 def test_the_console_script_gives_one_line_not_a_traceback(catalog_case: CatalogCase, tmp_path: Path) -> None:
     run = subprocess.run(
         [sys.executable, "-m", "catalog.cli", "lookup", "--warehouse", "http://example.org/x", "--event", "1:1"],
