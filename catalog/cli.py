@@ -35,19 +35,13 @@ from catalog.questions import Answer, count, dataset_overlap, duplicates, lookup
 from catalog.selection import Range
 from catalog.session import Session
 from eventindex.errors import ConfigError, EventIndexError, StoreError, WarehouseError
+from eventindex.exit_codes import OneLineParser
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 EXIT_ENGINE = 3
 EXIT_WAREHOUSE = 4
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse whose errors are one line and exit 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"ei-catalog: error: {message}\n")
 
 
 def _conf(text: str) -> tuple[str, str]:
@@ -58,7 +52,7 @@ def _conf(text: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _Parser(add_help=False)
+    common = OneLineParser(add_help=False)
     common.add_argument(
         "--warehouse", required=True, help="file:///dir, s3://bucket/prefix?endpoint=..., webhdfs://nn:port/path"
     )
@@ -80,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--threads", type=int, help="DuckDB threads (default: one per core)")
 
-    parser = _Parser(prog="ei-catalog", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog="ei-catalog", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     pick = sub.add_parser("lookup", parents=[common], help="event picking: where each (run, event) is")
     pick.add_argument("--event", nargs="+", action="extend", default=[], metavar="RUN:EVENT")
     pick.add_argument("--events-file", help="one RUN:EVENT per line ('-': standard input)")

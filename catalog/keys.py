@@ -48,8 +48,10 @@ def read_events_file(path: str) -> list[tuple[int, int]]:
     """An event list: one RUN:EVENT per line ('-' reads stdin); blank lines and `#` comments are skipped."""
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise QueryError(f"events file {path}: cannot read it ({exc.__class__.__name__}: {exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise QueryError(f"events file {path}: not a text file (byte {exc.start} is not UTF-8)") from exc
+    except OSError as exc:
+        raise QueryError(f"events file {path}: cannot read it ({exc.strerror or exc})") from exc
     pairs = []
     for number, line in enumerate(text.splitlines(), 1):
         content = line.split("#", 1)[0]

@@ -18,8 +18,9 @@ The codes are stable (the README's table, docs/producer.md, docs/operations.md):
 
 from __future__ import annotations
 
+import argparse
 import sqlite3
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 from eventindex.errors import (
     ConfigError,
@@ -45,6 +46,13 @@ EXIT_INTERRUPTED = 130
 
 #: Optional dependencies: the top-level module, and the pip extra that installs it.
 EXTRAS = {"stomp": "stomp", "pika": "amqp", "hdfs": "hdfs"}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line and exit 2, like every other error of the tools."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
 class ExitStatus(NamedTuple):

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from eventindex import __version__
-from eventindex.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_SPOOLED, EXIT_USAGE, exit_status
+from eventindex.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_SPOOLED, EXIT_USAGE, OneLineParser, exit_status
 from eventindex.store.base import DEFAULT_CONNECTIONS, MIB, MIN_PART_BYTES, StoreOptions
 from producer import startup
 from producer.job import DEFAULT_CHUNK_EVENTS, JobSpec, check_inputs
@@ -45,7 +45,7 @@ STORE_ATTEMPTS = 5
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="ei-producer",
         description=__doc__.splitlines()[0],
         epilog=f"`ei-producer {FLUSH_COMMAND} --help`: send the pointers a run spooled (exit 6).",
@@ -86,8 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=StoreOptions().multipart_threshold // MIB,
         metavar="MIB",
-        help="S3: objects above this many MiB are uploaded in parts of this size, at least 5 MiB "
-        "(default %(default)s, min 1)",
+        help="S3: objects above this many MiB (at least 1; default %(default)s) go up as a multipart upload, "
+        "in parts of this size or 5 MiB, whichever is larger (S3's smallest part)",
     )
     parser.add_argument(
         "--store-attempts",
@@ -160,7 +160,7 @@ def _broker_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_flush_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=f"ei-producer {FLUSH_COMMAND}",
         description="Send the pointers spooled by runs that found no broker (exit 6), then empty the spool. "
         "Safe to re-run: a pointer sent twice is harmless.",

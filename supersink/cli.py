@@ -29,10 +29,9 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
 
 from eventindex import __version__
-from eventindex.exit_codes import EXIT_ATTENTION, EXIT_OK, EXIT_USAGE, exit_status
+from eventindex.exit_codes import EXIT_ATTENTION, EXIT_OK, OneLineParser, exit_status
 
 # The codes this command ends with (the README's table; exit_status maps the errors to them).
 from eventindex.exit_codes import EXIT_BROKER as EXIT_BROKER
@@ -105,13 +104,6 @@ def _duration(text: str) -> float | None:
     return value
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (and exit code 2), like every other error."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: {' '.join(message.split())} (see {self.prog} --help)\n")
-
-
 def _store_argument(parser: argparse.ArgumentParser, more: str = "") -> None:
     parser.add_argument(
         "--store", required=True, help="the object store: file:///abs/dir or s3://bucket/prefix?endpoint=…" + more
@@ -131,7 +123,7 @@ def _state_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="ei-supersink", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="ei-supersink", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 

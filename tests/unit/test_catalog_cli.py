@@ -157,6 +157,10 @@ def test_a_malformed_events_file_names_its_line(
     assert code == 2 and "line 4" in err and err.count("\n") == 1
     code, _, err = ask(capsys, catalog_case, index, "lookup", "--events-file", str(tmp_path / "none.txt"))
     assert code == 2 and "cannot read" in err
+    binary = tmp_path / "events.bin"
+    binary.write_bytes(b"1:1\n\xff\xfe\x00")
+    code, _, err = ask(capsys, catalog_case, index, "lookup", "--events-file", str(binary))
+    assert code == 2 and err.count("\n") == 1 and "not a text file (byte 4 is not UTF-8)" in err, err
 
 
 def test_empty_answers_exit_0(capsys: pytest.CaptureFixture[str], catalog_case: CatalogCase, index: Path) -> None:
