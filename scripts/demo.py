@@ -3,7 +3,10 @@
 Runs the supersink as a service, sends the task expectation, runs 8 producer jobs two at a
 time (one job's first attempt is killed half-way and retried), waits for the task to be
 committed, stops the service, then checks the warehouse holds exactly the produced events
-(every column of every event, not just counts). The last line printed is one JSON object.
+(every column of every event, not just counts). Last, it asks the catalogue (`ei-catalog`) what
+an event index is for: where some events are (and that an absent one is absent) and how many
+events passed two trigger bits, each answer checked against the produced events. The last line
+printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -103,6 +106,50 @@ def expected_events(args: argparse.Namespace) -> pa.Table:
     return pa.concat_tables(tables).sort_by([("run_number", "ascending"), ("event_number", "ascending")])
 
 
+def catalog(*args: str) -> Any:
+    """One `ei-catalog` question, its JSON answer."""
+    proc = subprocess.run([str(BIN / "ei-catalog"), *args, "--format", "json"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"demo: ei-catalog {args[0]} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return json.loads(proc.stdout)
+
+
+def ask_the_catalogue(work: Path, warehouse: str, expected: pa.Table) -> bool:
+    """Look up three events and one that is not there, and count two L1 bits with their overlap; check each
+    answer against the produced events."""
+    log("[5/5] asking the catalogue (ei-catalog, DuckDB)")
+    index = ["--warehouse", warehouse, "--index", str(work / "catalog-index.sqlite")]
+    rows = [0, expected.num_rows // 2, expected.num_rows - 1]
+    wanted = [(expected.column("run_number")[i].as_py(), expected.column("event_number")[i].as_py()) for i in rows]
+    absent = (wanted[0][0], max(expected.column("event_number").to_pylist()) + 1)
+    events = ",".join(f"{r}:{e}" for r, e in [*wanted, absent])
+    found = catalog("lookup", *index, "--event", events)
+    copies = {(c["run_number"], c["event_number"]): c for c in found["events"] if c["copies"]}
+    for run, event in wanted:
+        copy = copies.get((run, event), {}).get("copies", [{}])[0]
+        log(f"  lookup {run}:{event}: task {copy.get('task')}, job {copy.get('job')}, "
+            f"input file {copy.get('input_guid')}, lumi block {copy.get('lumi_block')}")  # fmt: skip
+    log(f"  lookup {absent[0]}:{absent[1]}: not found")
+    not_found = {(m["run_number"], m["event_number"]) for m in found["not_found"]}
+    lookup_ok = found["found"] == len(wanted) and set(copies) == set(wanted) and not_found == {absent}
+    counted = catalog("count", *index, "--dataset", "*", "--bits", "l1_tav:0,l1_tav:7", "--overlap")
+    bits = [_bit_set(expected, "l1_tav", b) for b in (0, 7)]
+    truth = [int(b.sum()) for b in bits] + [int((bits[0] & bits[1]).sum())]
+    got = [b["events"] for b in counted["bits"]] + [counted["overlap"]["events"][0][1]]
+    log(f"  count l1_tav bits 0 and 7 over {counted['scanned']:,} events: {got[0]:,} and {got[1]:,}, "
+        f"both {got[2]:,}")  # fmt: skip
+    ok = lookup_ok and got == truth and counted["scanned"] == expected.num_rows
+    log(f"  answers identical to the produced events: {ok}")
+    return ok
+
+
+def _bit_set(table: pa.Table, mask: str, bit: int) -> Any:
+    import numpy as np
+
+    values = table.column(mask).to_pylist()
+    return np.array([v is not None and len(v) > bit // 8 and bool(v[bit // 8] >> (bit % 8) & 1) for v in values])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=8)
@@ -123,7 +170,7 @@ def main() -> int:
     warehouse, state = (work / "warehouse").as_uri(), work / "ledger.db"
     log(f"demo: {args.jobs} jobs x {args.events:,} events, store {store}, queue {broker}")
 
-    log("[1/4] starting the supersink service")
+    log("[1/5] starting the supersink service")
     sink_log = (work / "supersink.log").open("wb")
     supersink = subprocess.Popen(
         [
@@ -142,12 +189,12 @@ def main() -> int:
         stderr=subprocess.STDOUT,
     )
     try:
-        log("[2/4] announcing the task")
+        log("[2/5] announcing the task")
         subprocess.run(
             [str(BIN / "ei-supersink"), "expect", "--broker", broker, "--task", args.task, "--jobs", str(args.jobs)],
             check=True,
         )
-        log(f"[3/4] running {args.jobs} producer jobs, {args.parallel} at a time")
+        log(f"[3/5] running {args.jobs} producer jobs, {args.parallel} at a time")
         crash_job = max(1, args.jobs // 2)
         chunks_per_job = -(-args.events // args.chunk_events)
         plans: list[tuple[int, int, int | None]] = [(j, 1, None) for j in range(1, args.jobs + 1) if j != crash_job]
@@ -157,7 +204,7 @@ def main() -> int:
             results = [f.result() for f in futures]
         retry = run_job(args, store, broker, crash_job, 2, None)
         produced = sum(r["events"] for r in results) + retry["events"]
-        log("[4/4] waiting for the task to be complete and committed")
+        log("[4/5] waiting for the task to be complete and committed")
         task_status = wait_loaded(state, args.task, supersink, timeout=600)
     finally:
         supersink.send_signal(signal.SIGTERM)
@@ -177,6 +224,7 @@ def main() -> int:
         f"  verified: {loaded.num_rows:,} events in {len(files)} Parquet file(s), "
         f"identical to the produced events: {same}"
     )
+    asked = ask_the_catalogue(work, warehouse, expected)
     summary = {
         "task": args.task,
         "dataset": args.dataset,
@@ -187,10 +235,11 @@ def main() -> int:
         "duplicates": marker["duplicates"]["count"],
         "superseded": task_status["superseded"],
         "warehouse": str(location),
+        "catalog_answers_verified": asked,
         "seconds": round(time.monotonic() - started, 2),
     }
     print(json.dumps(summary), flush=True)
-    ok = same and summary["events_loaded"] == produced == args.jobs * args.events
+    ok = same and asked and summary["events_loaded"] == produced == args.jobs * args.events
     return 0 if ok else 1
 
 
