@@ -39,6 +39,7 @@ from eventindex.exit_codes import EXIT_INTERNAL as EXIT_INTERNAL
 from eventindex.exit_codes import EXIT_INTERRUPTED as EXIT_INTERRUPTED
 from eventindex.exit_codes import EXIT_STATE as EXIT_STATE
 from eventindex.exit_codes import EXIT_STORE as EXIT_STORE
+from eventindex.exit_codes import EXIT_USAGE as EXIT_USAGE
 from eventindex.names import validate_name
 from eventindex.pointers import expectation_pointer, headers_for
 from eventindex.store import open_store
