@@ -48,6 +48,7 @@ from eventindex.transport import open_consumer, open_publisher
 from supersink import quarantine
 from supersink.committed import FORMATS as COMMITTED_FORMATS
 from supersink.committed import render as render_committed
+from supersink.instance import run_lock
 from supersink.ledger import Ledger
 from supersink.loader import ROW_GROUP_ROWS, ROWS_PER_FILE, FileLayout
 from supersink.logs import Redactor, configure
@@ -302,6 +303,7 @@ def cmd_run(args: argparse.Namespace, redact: Redactor) -> int:
     with contextlib.ExitStack() as resources:  # what opened is closed, in reverse, whatever fails after it
         ledger = _open_ledger(args.state)
         resources.callback(ledger.close)
+        resources.enter_context(run_lock(ledger.path))  # one service per ledger
         ops = Operations(_ops_config(args), ledger, redact)  # tokens, notifier, metrics and status servers
         resources.callback(ops.close)
         store = CountingStore(open_store(args.store))

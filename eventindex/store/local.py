@@ -25,6 +25,7 @@ from eventindex.errors import (
     ObjectNotFoundError,
     OversizedObjectError,
     StoreError,
+    StoreUnavailableError,
 )
 from eventindex.store.base import DEFAULT_MAX_OBJECT_BYTES, ObjectStore, check_key
 
@@ -72,6 +73,7 @@ class LocalStore(ObjectStore):
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
+        self._check_root()  # never recreate a store directory that went away (under an unmounted mount point)
         try:
             tmp, fd = self._create_temporary(path)
         except OSError as exc:  # FileExistsError too: a file where a directory of the key should be
@@ -134,13 +136,21 @@ class LocalStore(ObjectStore):
                     raise OversizedObjectError(f"object {key} is {size} bytes, above the limit of {max_bytes}")
                 return handle.read()
         except FileNotFoundError:
+            self._check_root()
             raise ObjectNotFoundError(f"object {key} not found in {self.url}") from None
         except IsADirectoryError:
             raise ObjectNotFoundError(f"object {key} not found in {self.url} (a directory)") from None
         except OSError as exc:
             raise StoreError(f"cannot read {key} in {self.url}: {exc.strerror}") from exc
 
+    def _check_root(self) -> None:
+        """StoreUnavailableError when the store's directory itself is gone (unmounted, moved): the store's
+        failure, to be retried, not every object missing."""
+        if not self.root.is_dir():
+            raise StoreUnavailableError(f"store directory {self.root} is gone (unmounted or moved?)")
+
     def list(self, prefix: str = "") -> Iterator[str]:
+        self._check_root()
         keys = []
         # walk only the directory the prefix's complete parts name (a task's, not the whole store)
         parts = prefix.split("/")[:-1]

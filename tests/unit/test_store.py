@@ -17,6 +17,7 @@ from eventindex.errors import (
     ObjectExistsError,
     ObjectNotFoundError,
     OversizedObjectError,
+    StoreUnavailableError,
 )
 from eventindex.store import ObjectStore, open_store
 from eventindex.store.s3 import S3Location
@@ -124,3 +125,23 @@ def test_boto3_is_imported_only_for_s3(tmp_path: Path) -> None:
     )
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "AWS_ACCESS_KEY_ID": "x",
                    "AWS_SECRET_ACCESS_KEY": "y", "AWS_EC2_METADATA_DISABLED": "true"})  # fmt: skip
+
+
+def test_a_local_store_whose_directory_went_away_is_unavailable_not_empty(tmp_path: Path) -> None:
+    """An unmounted or moved store directory is the store failing (retried), not every object missing; a write
+    does not recreate the directory under the mount point."""
+    root = tmp_path / "store"
+    store = open_store(root.as_uri())
+    store.put("t/j/1/chunk-000000.eic", b"data")
+    root.rename(tmp_path / "store.moved")
+    with pytest.raises(StoreUnavailableError, match="is gone"):
+        store.get("t/j/1/chunk-000000.eic")
+    with pytest.raises(StoreUnavailableError, match="is gone"):
+        list(store.list("t/"))
+    with pytest.raises(StoreUnavailableError, match="is gone"):
+        store.put("t/j/1/chunk-000001.eic", b"more")
+    assert not root.exists()
+    (tmp_path / "store.moved").rename(root)
+    assert store.get("t/j/1/chunk-000000.eic") == b"data"
+    with pytest.raises(ObjectNotFoundError):
+        store.get("t/j/1/chunk-000009.eic")

@@ -1,0 +1,50 @@
+"""One `ei-supersink run` per ledger: an exclusive lock on `<ledger>.lock`, held while the service runs.
+
+Two services on one ledger would share one supersink identity (it lives in the ledger), so the warehouse's
+load claims could not keep them apart: both would load the same tasks (the write-once commit marker keeps the
+data right, but the work is done twice). The lock is a `flock` on a file beside the ledger, released by the
+kernel when the process ends however it ends, so a crash never leaves it behind. The file holds the pid of
+the process that holds it, for the error a second `run` prints. One-shot commands (`load`, `status`,
+`quarantine`, ...) do not take it: they are meant to be used while the service runs.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from eventindex.errors import ConfigError, StateError
+
+
+class LedgerInUseError(ConfigError):
+    """Another `ei-supersink run` holds the ledger's lock (a usage error: exit 2, and systemd does not restart)."""
+
+
+def lock_path(ledger: Path) -> Path:
+    return ledger.with_name(ledger.name + ".lock")
+
+
+@contextmanager
+def run_lock(ledger: Path) -> Iterator[None]:
+    """Hold the ledger's run lock for the duration; LedgerInUseError at once if another process holds it."""
+    path = lock_path(ledger)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise StateError(f"cannot open the ledger's lock {path}: {exc.strerror}") from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            raise LedgerInUseError(
+                f"ledger {ledger} is in use by another `ei-supersink run` (pid {holder}): one supersink per ledger"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
