@@ -338,8 +338,8 @@ class Intake:
             verified = verify_chunk(self.store, key, size=size, sha256=sha256, events=events, cache=self.cache)
         except ObjectNotFoundError as exc:
             raise Rejected(f"pointer to a missing object: {exc}", task) from None
-        except CodecError as exc:
-            raise Rejected(f"chunk {key}: {exc}", task) from None
+        except CodecError as exc:  # the reason names the key once (the verification's own text may start with it)
+            raise Rejected(f"chunk {key}: {str(exc).removeprefix(key).lstrip()}", task) from None
         crashpoint("intake.fetched")
         self.counters.chunks_verified += 1
         self.counters.bytes_verified += verified.size

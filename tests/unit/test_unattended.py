@@ -292,3 +292,17 @@ def test_message_with_unparsable_headers_from_the_queue_carries_a_problem(pipe: 
     assert first.problem is not None and "not JSON" in first.problem
     assert second.problem is None and second.headers == {"content-type": CONTENT_TYPE}
     assert hashlib.sha256(first.body).digest() == hashlib.sha256(b"body").digest()
+
+
+def test_a_chunk_that_fails_verification_at_intake_is_named_once_per_problem(pipe: Pipeline) -> None:
+    pipe.expect(1, task="task1")
+    pipe.produce("j1", 1, task="task1")
+    bad = chunk_path(pipe, "task1", "j1", 1, 1)
+    bad.write_bytes(bad.read_bytes()[:-10] + b"corrupted!")
+    run(pipe)
+    st = pipe.status("task1")
+    key = chunk_key("task1", "j1", 1, 1)
+    assert st["state"] == "damaged"
+    named = [p for p in st["problems"] if key in p]
+    assert named and all(p.count(key) == 1 for p in named), named
+    assert any("sha256" in p for p in named), named
