@@ -48,6 +48,11 @@ def listing(parts: Sequence[Part]) -> str:
     return json.dumps([list(part) for part in parts])
 
 
+class PartUnreadableError(Exception):
+    """A part file a Python worker could not read (missing, not Parquet, damaged, access refused). Its name is
+    how the driver tells the warehouse's failure from the engine's in the text Spark passes on."""
+
+
 class PartsReader(DataSourceReader):
     """Reads the listed part files: one partition each."""
 
@@ -60,7 +65,10 @@ class PartsReader(DataSourceReader):
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
         part = Part(*partition.value)
-        yield from parts_dataset(warehouse(self.url).fs, [part]).to_batches(batch_size=BATCH_ROWS)
+        try:
+            yield from parts_dataset(warehouse(self.url).fs, [part]).to_batches(batch_size=BATCH_ROWS)
+        except (OSError, pa.ArrowException) as exc:
+            raise PartUnreadableError(f"{part.path}: {' '.join(str(exc).split())}") from exc
 
 
 class PartsSource(DataSource):

@@ -36,6 +36,7 @@ from catalog.engines.parts import Part
 from catalog.errors import EngineError, QueryError
 from catalog.index import FileEntry
 from catalog.kernels import PATTERN_BITS, BitQuery, Tally, tally_patterns
+from eventindex.errors import WarehouseError
 from eventindex.warehouse import WarehouseReader
 
 try:
@@ -107,7 +108,7 @@ class SparkEngine(Engine):
             try:
                 self.spark.dataSource.register(PartsSource)
             except _SPARK_ERRORS as exc:
-                raise EngineError(f"Spark: {_first_line(exc)}") from exc
+                raise _failure(exc) from exc
 
     def use_data(self, files: Sequence[FileEntry]) -> None:
         try:
@@ -120,19 +121,19 @@ class SparkEngine(Engine):
             frame = self.spark.read.option("basePath", hadoop_url(self.reader, self.reader.root)).parquet(*urls)
             frame.select("*", F.col("_metadata.file_path").alias("file")).createOrReplaceTempView(DATA_VIEW)
         except _SPARK_ERRORS as exc:
-            raise EngineError(f"Spark: {_first_line(exc)}") from exc
+            raise _failure(exc) from exc
 
     def register(self, name: str, table: pa.Table) -> None:
         try:
             self.spark.createDataFrame(table).createOrReplaceTempView(name)
         except _SPARK_ERRORS as exc:
-            raise EngineError(f"Spark: {_first_line(exc)}") from exc
+            raise _failure(exc) from exc
 
     def query(self, sql: str) -> pa.Table:
         try:
             table: pa.Table = self.spark.sql(sql).toArrow()
         except _SPARK_ERRORS as exc:
-            raise EngineError(f"Spark: {_first_line(exc)}") from exc
+            raise _failure(exc) from exc
         return table
 
     def tally(self, sql: str, query: BitQuery) -> Tally:
@@ -145,7 +146,7 @@ class SparkEngine(Engine):
                 f"SELECT {grouped}, count(*) AS n FROM (SELECT {selects} FROM ({sql}) AS q) AS p GROUP BY {grouped}"
             ).toArrow()
         except _SPARK_ERRORS as exc:
-            raise EngineError(f"Spark: {_first_line(exc)}") from exc
+            raise _failure(exc) from exc
         columns = [table.column(name).to_numpy(zero_copy_only=False) for name in names]
         matrix = np.stack(columns, axis=1) if columns else np.zeros((table.num_rows, 0), np.int64)
         return tally_patterns(matrix, table.column("n").to_numpy(zero_copy_only=False), query)
@@ -172,6 +173,19 @@ def _pattern_words(query: BitQuery) -> list[str]:
         ]
         words.append(" | ".join(terms) if terms else "cast(0 AS BIGINT)")
     return words
+
+
+#: In the text of a Spark failure: a data file could not be read (Spark's own reader's error class, or the
+#: arrow reader's Python exception).
+_READ_FAILURES = ("FAILED_READ_FILE", "PartUnreadableError")
+
+
+def _failure(exc: Exception) -> EngineError | WarehouseError:
+    """Spark's error as ours: a part file that could not be read is the warehouse's problem (ei-catalog exit 4,
+    as with DuckDB); the rest the engine's."""
+    if any(marker in str(exc) for marker in _READ_FAILURES):
+        return WarehouseError(f"warehouse (Spark): {_first_line(exc)}")
+    return EngineError(f"Spark: {_first_line(exc)}")
 
 
 def _first_line(exc: Exception) -> str:

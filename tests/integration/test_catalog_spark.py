@@ -140,3 +140,22 @@ def test_the_command_line_with_engine_spark(
     code_duckdb = main(["lookup", *args, "--event", f"{key[0]}:{key[1]}"])
     assert (code, code_duckdb) == (0, 0)
     assert on_spark == json.loads(capsys.readouterr().out) and on_spark["found"] == 1
+
+
+def test_a_damaged_data_file_is_the_warehouses_error_on_spark_too(
+    capsys: pytest.CaptureFixture[str], catalog_case: CatalogCase, spark_session: Session, tmp_path: Any
+) -> None:
+    """A part file overwritten after it was indexed: exit 4 and one line, as with DuckDB."""
+    root = tmp_path / "wh"
+    shutil.copytree(catalog_case.warehouse.root, root)
+    index = str(tmp_path / "i.sqlite")
+    assert main(["index", "--warehouse", root.as_uri(), "--index", index]) == 0
+    capsys.readouterr()
+    for part in root.rglob("*.parquet"):
+        part.write_bytes(b"not parquet any more" * 100)
+    key = expected.sample_keys(catalog_case, 3, 1)[0]
+    code = main(["lookup", "--warehouse", root.as_uri(), "--index", index, "--event", f"{key[0]}:{key[1]}",
+                 "--engine", "spark", "--master", "local[2]"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 4 and out == "" and err.count("\n") == 1, (code, err)
+    assert "warehouse (Spark)" in err

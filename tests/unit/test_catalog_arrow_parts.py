@@ -72,3 +72,27 @@ def test_a_python_worker_failure_is_one_line() -> None:
     assert _first_line(Exception(text)) == (
         "An exception was thrown from the Python worker: ModuleNotFoundError: No module named 'pyarrow'"
     )
+
+
+def test_a_part_a_worker_cannot_read_is_the_warehouses_failure(tmp_path: Path) -> None:
+    from catalog.engines.arrow_parts import PartUnreadableError
+    from catalog.engines.spark_engine import _failure
+    from catalog.errors import EngineError
+    from eventindex.errors import WarehouseError
+
+    path, _ = _part(tmp_path, "dsA", "t1", 1)
+    Path(path).write_bytes(b"not parquet any more" * 100)
+    source = PartsSource({"warehouse": tmp_path.as_uri(), "files": listing([Part(path, "dsA", "t1")])})
+    reader = source.reader(source.schema())
+    with pytest.raises(PartUnreadableError, match=r"part-00000\.parquet") as raised:
+        list(reader.read(reader.partitions()[0]))
+    # as Spark passes it on: the worker's traceback inside the JVM's error
+    spark_text = (
+        "An exception was thrown from the Python worker:\nTraceback (most recent call last):\n"
+        f'  File "/x/arrow_parts.py", line 80, in read\n'
+        f"catalog.engines.arrow_parts.PartUnreadableError: {raised.value}\n\nJVM stacktrace:\n"
+    )
+    assert isinstance(_failure(Exception(spark_text)), WarehouseError)
+    spark_own = "[FAILED_READ_FILE.NO_HINT] Encountered error while reading file file:///w/part-00000.parquet. SQLSTATE"
+    assert isinstance(_failure(Exception(spark_own)), WarehouseError)
+    assert isinstance(_failure(Exception("[UNRESOLVED_COLUMN] A column cannot be resolved")), EngineError)
