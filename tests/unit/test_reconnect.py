@@ -361,3 +361,25 @@ def test_close_ends_a_blocked_receive_and_a_later_receive_is_an_error() -> None:
     consumer.close()  # idempotent
     with pytest.raises(TransportError, match="TEST consumer for test://x is closed"):
         consumer.receive(timeout=0.1)
+
+
+def test_connect_keeps_trying_for_its_least_time_whatever_the_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A publisher's reconnect lasts at least RECONNECT_SECONDS, not however long its attempts' random waits add
+    up to: 10 attempts with full jitter can be over in a few seconds, before a restarted broker is back."""
+    monkeypatch.setattr(reconnect, "compute_backoff", lambda attempt, base, cap: 0.01)
+    tried: list[int] = []
+
+    def refuse(generation: int) -> FakeLink:
+        tried.append(generation)
+        raise reconnect.LinkLost("refused")
+
+    started = time.monotonic()
+    with pytest.raises(BrokerConnectionError, match="refused"):
+        reconnect.connect(refuse, generation=2, attempts=3, stop=threading.Event(), protocol="STOMP", address="a",
+                          logger=logging.getLogger("test"), min_seconds=0.3)  # fmt: skip
+    assert time.monotonic() - started >= 0.3 and len(tried) > 3
+    tried.clear()
+    with pytest.raises(BrokerConnectionError):
+        reconnect.connect(refuse, generation=2, attempts=3, stop=threading.Event(), protocol="STOMP", address="a",
+                          logger=logging.getLogger("test"))  # fmt: skip
+    assert len(tried) == 3  # without a least time: the attempts alone
