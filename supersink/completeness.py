@@ -101,8 +101,7 @@ def evaluate(ledger: Ledger, task: str) -> TaskView:
                 why = f" ({problem})" if problem else ""
                 view.missing.append(f"job {view.job} attempt {view.attempt}: chunk-{seq:06d} missing{why}")
                 if problem:
-                    reason = problem.removeprefix(f"chunk {key}: ")  # the intake's reason names the chunk already
-                    view.problems.append(f"job {view.job} attempt {view.attempt}: chunk {key}: {reason}")
+                    view.problems.append(f"job {view.job} attempt {view.attempt}: chunk {key}: {problem}")
         view.complete = not view.missing
     for view in views.values():
         if not view.has_manifest:

@@ -106,12 +106,23 @@ class Counters:
 class Rejected(Exception):
     """The message is refused for good: quarantine it with this reason (and the job it names, if any)."""
 
-    def __init__(self, reason: str, task: str | None = None, job: str | None = None, attempt: int | None = None):
+    def __init__(
+        self,
+        reason: str,
+        task: str | None = None,
+        job: str | None = None,
+        attempt: int | None = None,
+        *,
+        about_chunk: str | None = None,
+    ):
         super().__init__(reason)
         self.reason = reason
         self.task = task
         self.job = job
         self.attempt = attempt
+        #: a chunk's verification failed: what is wrong with it, without its key (the manifest's listing of the
+        #: chunk keeps this; status names the chunk itself)
+        self.about_chunk = about_chunk or reason
 
 
 def assembly_for(ledger: Ledger) -> ObjectStore:
@@ -338,8 +349,9 @@ class Intake:
             verified = verify_chunk(self.store, key, size=size, sha256=sha256, events=events, cache=self.cache)
         except ObjectNotFoundError as exc:
             raise Rejected(f"pointer to a missing object: {exc}", task) from None
-        except CodecError as exc:  # the reason names the key once (the verification's own text may start with it)
-            raise Rejected(f"chunk {key}: {str(exc).removeprefix(key).lstrip()}", task) from None
+        except CodecError as exc:
+            problem = str(exc).removeprefix(key).lstrip()  # the verification's own text may start with the key
+            raise Rejected(f"chunk {key}: {problem}", task, about_chunk=problem) from None
         crashpoint("intake.fetched")
         self.counters.chunks_verified += 1
         self.counters.bytes_verified += verified.size
@@ -416,7 +428,7 @@ class Intake:
                 self._record_chunk(task, job, attempt, seq, chunk, size, sha, events)
                 self.ledger.set_listed_problem(task, job, attempt, seq, None)
             except Rejected as rejected:
-                self.ledger.set_listed_problem(task, job, attempt, seq, rejected.reason)
+                self.ledger.set_listed_problem(task, job, attempt, seq, rejected.about_chunk)
 
     def recheck(self, task: str) -> int:
         """Verify again, from the store, the chunks of a task whose verification failed (at intake or
@@ -428,7 +440,7 @@ class Intake:
                 try:
                     self._record_chunk(task, job, attempt, seq, listed.key, listed.size, listed.sha256, listed.events)
                 except Rejected as rejected:
-                    self.ledger.set_listed_problem(task, job, attempt, seq, rejected.reason)
+                    self.ledger.set_listed_problem(task, job, attempt, seq, rejected.about_chunk)
                     continue
                 self.ledger.set_listed_problem(task, job, attempt, seq, None)
             healed += 1
