@@ -129,8 +129,8 @@ def ask_the_catalogue(work: Path, warehouse: str, expected: pa.Table) -> bool:
         copy = copies.get((run, event), {}).get("copies", [{}])[0]
         log(f"  lookup {run}:{event}: task {copy.get('task')}, job {copy.get('job')}, "
             f"input file {copy.get('input_guid')}, lumi block {copy.get('lumi_block')}")  # fmt: skip
-    log(f"  lookup {absent[0]}:{absent[1]}: not found")
     not_found = {(m["run_number"], m["event_number"]) for m in found["not_found"]}
+    log(f"  lookup {absent[0]}:{absent[1]}: {'not found' if absent in not_found else 'found (it should not be)'}")
     lookup_ok = found["found"] == len(wanted) and set(copies) == set(wanted) and not_found == {absent}
     counted = catalog("count", *index, "--dataset", "*", "--bits", "l1_tav:0,l1_tav:7", "--overlap")
     bits = [_bit_set(expected, "l1_tav", b) for b in (0, 7)]
