@@ -166,6 +166,7 @@ def main() -> int:
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
+    (work / "store").mkdir()  # the supersink refuses a store directory that does not exist
     store, broker = (work / "store").as_uri(), f"sqlite://{work / 'queue.db'}"
     warehouse, state = (work / "warehouse").as_uri(), work / "ledger.db"
     log(f"demo: {args.jobs} jobs x {args.events:,} events, store {store}, queue {broker}")

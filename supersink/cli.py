@@ -306,7 +306,7 @@ def cmd_run(args: argparse.Namespace, redact: Redactor) -> int:
         resources.enter_context(run_lock(ledger.path))  # one service per ledger
         ops = Operations(_ops_config(args), ledger, redact)  # tokens, notifier, metrics and status servers
         resources.callback(ops.close)
-        store = CountingStore(open_store(args.store))
+        store = CountingStore(open_store(args.store, create=False))  # a missing directory is not an empty store
         resources.callback(store.close)
         warehouse = Warehouse.from_url(args.warehouse)
         resources.callback(warehouse.close)
@@ -360,7 +360,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as resources:  # what opened is closed, whatever fails after it
         ledger = _open_ledger(args.state, must_exist=True)
         resources.callback(ledger.close)
-        store = open_store(args.store)
+        store = open_store(args.store, create=False)
         resources.callback(store.close)
         warehouse = Warehouse.from_url(args.warehouse)
         resources.callback(warehouse.close)

@@ -15,7 +15,6 @@ from urllib.parse import urlsplit
 
 from eventindex.errors import CodecError, ObjectNotFoundError, StoreError
 from eventindex.store import ObjectStore, open_store
-from eventindex.store.local import LocalStore
 from supersink.fetch import fetch_manifest
 from supersink.intake import Intake, Rejected
 
@@ -43,9 +42,9 @@ class ReconcileReport:
 
 def open_existing_store(url: str) -> ObjectStore:
     """A store to read only: a location that does not exist is an error, not an empty store."""
+    store = open_store(url, create=False)
     if urlsplit(url).scheme == "file":
-        return LocalStore.from_url(url, create=False)
-    store = open_store(url)
+        return store
     try:
         next(iter(store.list("")), None)  # an S3 bucket that does not exist fails here
     except StoreError:

@@ -116,6 +116,7 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)  # the queue, store and ledger refuse a missing directory
+        (self.root / "store").mkdir(exist_ok=True)  # as an installation's store exists before its supersink starts
 
     @property
     def broker(self) -> str:

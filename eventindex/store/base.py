@@ -102,13 +102,14 @@ def check_key(key: str) -> str:
     return key
 
 
-def open_store(url: str, options: StoreOptions | None = None) -> ObjectStore:
-    """Open the store a URL names: `file:///abs/dir` or `s3://bucket[/prefix][?endpoint=...&ca=...]`."""
+def open_store(url: str, options: StoreOptions | None = None, *, create: bool = True) -> ObjectStore:
+    """Open the store a URL names: `file:///abs/dir` or `s3://bucket[/prefix][?endpoint=...&ca=...]`.
+    `create` (file:// only): make a missing directory; without it a missing directory is a ConfigError."""
     scheme = urlsplit(url).scheme
     if scheme == "file":
         from eventindex.store.local import LocalStore
 
-        return LocalStore.from_url(url)
+        return LocalStore.from_url(url, create)
     if scheme == "s3":
         from eventindex.store.s3 import S3Store
 

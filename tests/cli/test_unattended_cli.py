@@ -127,7 +127,7 @@ def test_typos_in_paths_create_nothing(pipe: Pipeline) -> None:
     for override, words in (
         ({"broker": f"sqlite://{typo}/q.db"}, f"sqlite queue {typo}/q.db: directory {typo} does not exist"),
         ({"state": str(typo / "l.db")}, f"ledger {typo}/l.db: directory {typo} does not exist"),
-        ({"store": (typo / "store").as_uri()}, f"store directory {typo}/store: directory {typo} does not exist"),
+        ({"store": (typo / "store").as_uri()}, f"store directory {typo}/store does not exist"),
     ):
         proc = sink(*run_args(pipe, **override), "--until-idle", "0")
         assert proc.returncode == 2, proc.stderr

@@ -110,6 +110,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     (the test endpoint, or the cluster EI_WEBHDFS_URL names)."""
     if request.param in ("embedded", "webhdfs"):
         warehouse = request.getfixturevalue("webhdfs") if request.param == "webhdfs" else (tmp_path / "wh").as_uri()
+        (tmp_path / "store").mkdir(exist_ok=True)  # the supersink refuses a store directory that does not exist
         return Backend(request.param, (tmp_path / "store").as_uri(), f"sqlite://{tmp_path / 'queue.db'}", warehouse)
     seaweedfs: SeaweedFS = request.getfixturevalue("seaweedfs")
     bucket: str = request.getfixturevalue("s3_env")

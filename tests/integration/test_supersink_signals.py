@@ -31,8 +31,8 @@ import supersink.cli as cli
 from eventindex.store import open_store
 from tests.faultstore import Fault, FaultyStore
 
-def slow_store(url, *args):
-    return FaultyStore(open_store(url, *args), Fault("get", "delay", key="*.eic", seconds={DELAY}))
+def slow_store(url, *args, **kwargs):
+    return FaultyStore(open_store(url, *args, **kwargs), Fault("get", "delay", key="*.eic", seconds={DELAY}))
 
 cli.open_store = slow_store
 sys.exit(cli.main(sys.argv[1:]))

@@ -16,6 +16,7 @@ def test_a_warehouse_that_cannot_be_opened_leaves_the_ledger_and_store_closed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: str
 ) -> None:
     Ledger(tmp_path / "ledger.db").close()  # `load` needs a ledger that exists
+    (tmp_path / "store").mkdir()  # and both a store directory that exists
     closed: list[str] = []
     for cls, name in ((Ledger, "ledger"), (LocalStore, "store")):
         original = cls.close
