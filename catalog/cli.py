@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     pick = sub.add_parser("lookup", parents=[common], help="event picking: where each (run, event) is")
     pick.add_argument("--event", nargs="+", action="extend", default=[], metavar="RUN:EVENT")
+    # `--event -1:5` is a (bad) value, for parse_pair to refuse, not an unknown option: argparse takes what
+    # this matches for a value when no option of the parser looks like a negative number
+    pick._negative_number_matcher = re.compile(r"^-\d+(:-?\d+)?$|^-\d*\.\d+$")
     pick.add_argument("--events-file", help="one RUN:EVENT per line ('-': standard input)")
     pick.add_argument("--dataset", action="append", metavar="GLOB", help="only these datasets (repeatable)")
     bits = sub.add_parser("count", parents=[common], help="events per trigger bit, and pairwise overlaps")
