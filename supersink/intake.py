@@ -31,6 +31,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from eventindex.codec import decode_manifest, encode_chunk
+from eventindex.columns import INT64_MAX
 from eventindex.errors import (
     CodecError,
     ForbiddenLocationError,
@@ -103,6 +104,19 @@ class Counters:
         return max(0.0, self.cpu_at_last_commit - self.cpu_at_first_message)
 
 
+def _not_the_message(exc: Exception) -> bool:
+    """A failure of the store or the ledger, not of the message being handled. A constraint the ledger
+    enforces (sqlite3.IntegrityError) is the message's: its transaction is rolled back, the ledger is whole."""
+    if isinstance(exc, sqlite3.IntegrityError):
+        return False
+    return isinstance(exc, (StoreError, LedgerError, sqlite3.Error))
+
+
+def _unexpected(exc: Exception) -> Rejected:
+    log.debug("unexpected error handling a message", exc_info=exc)
+    return Rejected(f"unexpected {type(exc).__name__} handling this message: {exc}")
+
+
 class Rejected(Exception):
     """The message is refused for good: quarantine it with this reason (and the job it names, if any)."""
 
@@ -153,7 +167,8 @@ class Intake:
         self.may_complete = False
 
     def handle(self, message: Message) -> str | None:
-        """Record one message durably; return the task it touched (None if quarantined).
+        """Record one message durably; return the task it touched. For a quarantined message, that is
+        the task it names when the ledger knows the task (re-evaluated, it shows the job's problem), else None.
 
         `may_complete` tells afterwards whether the message may have completed its task (a new
         expectation or manifest, or a new chunk of an attempt whose manifest is in, once the task has
@@ -171,15 +186,13 @@ class Intake:
                 self.may_complete = self.may_complete and self.ledger.could_complete(task)
             return task
         except Rejected as rejected:
-            self._quarantine(message, rejected)
-        except (StoreError, LedgerError, sqlite3.Error):
-            raise  # not the message's fault: the caller retries it, or stops
-        except Exception as exc:  # any other failure is this message's: it must not stop the service
-            log.debug("unexpected error handling a message", exc_info=True)
-            self._quarantine(message, Rejected(f"unexpected {type(exc).__name__} handling this message: {exc}"))
-        return None
+            return self._quarantine(message, rejected)
+        except Exception as exc:
+            if _not_the_message(exc):
+                raise  # the caller retries it, or stops
+            return self._quarantine(message, _unexpected(exc))  # this message's failure: the service goes on
 
-    def _quarantine(self, message: Message, rejected: Rejected) -> None:
+    def _quarantine(self, message: Message, rejected: Rejected) -> str | None:
         # one line, and text SQLite can store whatever bytes the reason quotes
         reason = " ".join(rejected.reason.encode("utf-8", "backslashreplace").decode("utf-8").split())
         with self.ledger.transaction():
@@ -193,6 +206,7 @@ class Intake:
             )
         self.counters.quarantined += 1
         self.on_problem(f"quarantined: {reason}")
+        return rejected.task if rejected.task and self.ledger.task(rejected.task) is not None else None
 
     def _handle(self, message: Message) -> str:
         try:
@@ -207,6 +221,14 @@ class Intake:
             if rejected.job is None:
                 rejected.job, rejected.attempt = job, attempt
             raise
+        except CodecError as exc:  # what a message carries that does not decode: still its task's message
+            raise Rejected(str(exc), pointer.task, job, attempt) from None
+        except Exception as exc:
+            if _not_the_message(exc):
+                raise
+            unexpected = _unexpected(exc)
+            unexpected.task, unexpected.job, unexpected.attempt = pointer.task, job, attempt
+            raise unexpected from None
 
     def _record(self, pointer: pb.Pointer, headers: Mapping[str, str]) -> str:
         _check_headers(pointer, headers)
@@ -294,8 +316,11 @@ class Intake:
             if len(batch.events) != parts[index].events:
                 raise Rejected(f"events message {seq}/{index} holds {len(batch.events)} events", task)
             batches.append(batch)
-        table = events_to_table(event for batch in batches for event in batch.events)
-        obj = encode_chunk(table)
+        try:
+            table = events_to_table(event for batch in batches for event in batch.events)
+            obj = encode_chunk(table)
+        except (CodecError, ValueError, OverflowError) as exc:  # an event the warehouse schema cannot hold
+            raise Rejected(f"events messages of input file {seq}: {exc}", task) from None
         key = chunk_key(task, job, attempt, seq)
         with contextlib.suppress(ObjectExistsError):  # assembled before a crash: the same, deterministic bytes
             self.assembly.put(key, obj.data)
@@ -398,11 +423,19 @@ class Intake:
         if key != manifest_key(task, job, attempt):
             raise Rejected(f"manifest {key} names task {task} job {job} attempt {attempt}", task)
         listed = []
+        seen: set[int] = set()
         for entry in manifest.chunks:
             expected = chunk_key(task, job, attempt, entry.seq)
             if entry.key != expected:
                 raise Rejected(f"manifest {key} lists chunk key {entry.key}, expected {expected}", task)
+            if entry.seq in seen:
+                raise Rejected(f"manifest {key} lists chunk {entry.seq} twice", task)
+            if max(entry.size, entry.events) > INT64_MAX:
+                raise Rejected(f"manifest {key}: chunk {entry.seq}'s size or event count is out of range", task)
+            seen.add(entry.seq)
             listed.append((entry.seq, entry.key, entry.size, bytes(entry.sha256), entry.events))
+        if manifest.total_events > INT64_MAX:
+            raise Rejected(f"manifest {key}: total {manifest.total_events} events is out of range", task)
         if sum(e[4] for e in listed) != manifest.total_events:
             raise Rejected(f"manifest {key}: chunk events do not add up to total {manifest.total_events}", task)
         self._check_dataset(task, manifest.dataset)

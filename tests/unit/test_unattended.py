@@ -14,10 +14,14 @@ import pytest
 
 import supersink.fetch
 import supersink.loader
+from eventindex.codec import decode_manifest, encode_manifest
 from eventindex.names import chunk_key, manifest_key
 from eventindex.pointers import CONTENT_TYPE, object_pointer, parse_pointer
 from eventindex.schema import eventindex_pb2 as pb
 from eventindex.transport import open_consumer, open_publisher
+from producer.inputs.synthetic import SyntheticInput
+from producer.job import JobSpec
+from producer.mq import MqJobRunner
 from supersink.ledger import Ledger
 from supersink.service import StuckTask, Supersink
 from supersink.warehouse import Warehouse
@@ -306,3 +310,112 @@ def test_a_chunk_that_fails_verification_at_intake_is_named_once_per_problem(pip
     named = [p for p in st["problems"] if key in p]
     assert named and all(p.count(key) == 1 for p in named), named
     assert any("sha256" in p for p in named), named
+
+
+def _sent_with(pipe: Pipeline, sent: list[tuple[bytes, dict[str, str], str | None]], change: Any) -> None:
+    """Send what a producer sent, each pointer passed through `change` (which edits it in place)."""
+    with open_publisher(pipe.broker) as pub:
+        for body, headers, group in sent:
+            pointer = parse_pointer(body)
+            change(pointer)
+            pub.send(pointer.SerializeToString(), headers, group)
+
+
+def _quarantined(pipe: Pipeline) -> list[Any]:
+    ledger = Ledger(pipe.root / "ledger.db")
+    try:
+        return ledger.quarantined()
+    finally:
+        ledger.close()
+
+
+def test_a_manifest_listing_a_chunk_twice_is_quarantined_and_the_service_goes_on(pipe: Pipeline) -> None:
+    """Found by fault-hunting: the ledger's uniqueness constraint stopped the service (exit 6) at every
+    restart, with every message behind it waiting."""
+    rec = Recorder()
+    pipe.produce("j1", 11, task="task1", publisher=rec)
+
+    def listed_twice(pointer: pb.Pointer) -> None:
+        if pointer.kind == pb.POINTER_KIND_MANIFEST:
+            manifest = decode_manifest(pointer.payload)
+            manifest.chunks.append(manifest.chunks[0])
+            manifest.total_events += manifest.chunks[0].events
+            pointer.payload = encode_manifest(manifest).data
+            pointer.size, pointer.sha256 = len(pointer.payload), hashlib.sha256(pointer.payload).digest()
+
+    _sent_with(pipe, rec.sent, listed_twice)
+    pipe.expect(1, task="task1")
+    pipe.produce("j1", 12, task="task2")
+    pipe.expect(1, task="task2")
+    _, stuck = run(pipe)
+
+    [entry] = _quarantined(pipe)
+    assert "manifest task1/j1/1/manifest.eim lists chunk 0 twice" in entry.reason
+    assert (entry.task, entry.job, entry.attempt) == ("task1", "j1", 1)
+    assert pipe.status("task1")["state"] == "damaged" and [s.task for s in stuck] == ["task1"]
+    assert pipe.status("task2")["state"] == "loaded", "the messages behind it flow"
+    assert_same_events(pipe.loaded("task2"), synthetic(12))
+
+
+def test_a_constraint_the_ledger_enforces_is_the_messages_failure_not_the_services(
+    pipe: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever a message holds that the intake's checks miss but a ledger constraint refuses: its
+    transaction is rolled back and the message quarantined; a ledger that fails otherwise still stops it."""
+    real = Ledger.record_attempt
+
+    def record_attempt(self: Ledger, task: str, *args: Any, **kwargs: Any) -> None:
+        if task == "task1":
+            raise sqlite3.IntegrityError("UNIQUE constraint failed: a check the intake lacks")
+        real(self, task, *args, **kwargs)
+
+    monkeypatch.setattr(Ledger, "record_attempt", record_attempt)
+    pipe.produce("j1", 13, task="task1")
+    pipe.expect(1, task="task1")
+    pipe.produce("j1", 14, task="task2")
+    pipe.expect(1, task="task2")
+    _, stuck = run(pipe)
+    [entry] = _quarantined(pipe)
+    assert entry.reason.startswith("unexpected IntegrityError handling this message: UNIQUE constraint failed")
+    assert (entry.task, entry.job, entry.attempt) == ("task1", "j1", 1)
+    assert pipe.status("task1")["state"] == "damaged" and [s.task for s in stuck] == ["task1"]
+    assert pipe.status("task2")["state"] == "loaded"
+
+    def broken(self: Ledger, *args: Any, **kwargs: Any) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(Ledger, "record_attempt", broken)
+    pipe.produce("j1", 15, task="task3")
+    with pytest.raises(sqlite3.OperationalError):
+        run(pipe)
+
+
+def test_broker_only_events_the_schema_cannot_hold_damage_their_task(pipe: Pipeline) -> None:
+    """An event message whose event does not fit (an event number of 2^64-1, a 100-byte L1 mask): quarantined
+    under its task, which is damaged (and `run --until-idle` names it), not left waiting for ever."""
+    for job, change in (("j1", "event_number"), ("j2", "l1_tav")):
+        rec = Recorder()
+        spec = JobSpec(task="task1", job=job, attempt=1, dataset="ds", chunk_events=1_000)
+        MqJobRunner(spec, rec).run([SyntheticInput(300, 20 + len(job))])
+        edited = [False]
+
+        def unfit(pointer: pb.Pointer, change: str = change, edited: list[bool] = edited) -> None:
+            if pointer.kind == pb.POINTER_KIND_EVENTS and not edited[0]:
+                batch = pb.EventBatch.FromString(pointer.payload)
+                if change == "event_number":
+                    batch.events[0].event_number = 2**64 - 1
+                else:
+                    batch.events[0].l1_tav = b"\x01" * 100
+                pointer.payload = batch.SerializeToString()
+                pointer.size, pointer.sha256 = len(pointer.payload), hashlib.sha256(pointer.payload).digest()
+                edited[0] = True
+
+        _sent_with(pipe, rec.sent, unfit)
+    pipe.expect(2, task="task1")
+    _, stuck = run(pipe)
+    entries = _quarantined(pipe)
+    assert [(e.task, e.job) for e in entries] == [("task1", "j1"), ("task1", "j2")]
+    assert all(e.reason.startswith("events messages of input file 0: ") for e in entries), entries
+    st = pipe.status("task1")
+    assert st["state"] == "damaged" and [s.task for s in stuck] == ["task1"]
+    assert sum("message quarantined" in p for p in st["problems"]) == 2
