@@ -330,16 +330,42 @@ class RefreshReport:
         return dict(self.__dict__)
 
 
+def _check_is_index(db: sqlite3.Connection, path: Path) -> None:
+    """Refuse, before writing anything, a SQLite file that holds tables and is not an index (a supersink
+    ledger, a queue: `--index` pointed at the wrong file), so nothing of it is changed or dropped."""
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables = {name for name in tables if not name.startswith("sqlite_")}
+    if not tables:
+        return  # a new index
+    foreign = sorted(tables - {"meta", *_TABLES})
+    known = "meta" in tables and db.execute("SELECT 1 FROM meta WHERE key = 'warehouse'").fetchone() is not None
+    if foreign or not known:
+        held = ", ".join((foreign or sorted(tables))[:5])
+        raise ConfigError(f"{path} is not an ei-catalog index (it holds the tables {held})")
+
+
 class CatalogIndex:
     """The index of one warehouse, in a SQLite file."""
 
-    def __init__(self, path: Path, warehouse_url: str, reader: WarehouseReader | None = None) -> None:
+    def __init__(
+        self, path: Path, warehouse_url: str, reader: WarehouseReader | None = None, *, create_parent: bool = True
+    ) -> None:
+        """`create_parent`: make the file's directory when missing (the default place); without it a missing
+        directory is a ConfigError (a path given by hand: a typo is not created)."""
         self.path = path
         #: The warehouse the index reads mask columns from to fill bit counts: given here, or the last refreshed.
         self.reader = reader
+        if not create_parent and not path.parent.is_dir():
+            raise ConfigError(f"index {path}: directory {path.parent} does not exist")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if create_parent:
+                path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
+            try:
+                _check_is_index(self.db, path)
+            except ConfigError:
+                self.db.close()
+                raise
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")

@@ -27,7 +27,14 @@ class Session:
         spark_reader: str | None = None,
     ) -> None:
         self.reader = WarehouseReader.from_url(warehouse_url)
-        self.index = CatalogIndex(index_path or default_index_path(self.reader.url), self.reader.url, self.reader)
+        try:
+            self.index = CatalogIndex(
+                index_path or default_index_path(self.reader.url), self.reader.url, self.reader,
+                create_parent=index_path is None,
+            )  # fmt: skip
+        except BaseException:
+            self.reader.close()
+            raise
         self.refresh_first = refresh
         self.engine_name, self.master, self.conf, self.threads = engine, master, dict(conf or {}), threads
         self.spark_reader = spark_reader

@@ -160,19 +160,33 @@ class WarehouseReader:
         except StoreError as exc:
             raise WarehouseError(f"cannot read {key}: {exc}") from exc
         try:
-            value: dict[str, Any] = json.loads(data)
+            value = json.loads(data)
         except ValueError as exc:
             raise WarehouseError(f"{key} is not JSON: {exc}") from exc
+        if not isinstance(value, dict):
+            raise WarehouseError(f"{key} is not a JSON object")
         return value
 
+    def _read_record(self, key: str) -> dict[str, Any] | None:
+        """A commit marker or amendment: a JSON object with its list of part files."""
+        record = self._read_json(key)
+        files = None if record is None else record.get("files")
+        if record is not None and not (
+            isinstance(files, list) and all(isinstance(f, dict) and isinstance(f.get("name"), str) for f in files)
+        ):
+            raise WarehouseError(f"{key}: its list of part files is missing or malformed")
+        return record
+
     def read_marker(self, dataset: str, task: str) -> dict[str, Any] | None:
-        return self._read_json(f"{partition(dataset, task)}/{MARKER}")
+        return self._read_record(f"{partition(dataset, task)}/{MARKER}")
 
     def amendments(self, dataset: str, task: str) -> list[dict[str, Any]]:
         """The amendments of a committed task, in order."""
         found: list[dict[str, Any]] = []
         number = 1
-        while (amendment := self._read_json(f"{partition(dataset, task)}/{AMEND_TEMPLATE.format(number)}")) is not None:
+        while (
+            amendment := self._read_record(f"{partition(dataset, task)}/{AMEND_TEMPLATE.format(number)}")
+        ) is not None:
             found.append(amendment)
             number += 1
         return found

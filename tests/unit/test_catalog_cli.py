@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from catalog.cli import main
+from supersink.ledger import Ledger
 from tests import catalog_expected as expected
 from tests.catalog_fixtures import catalog_case
 from tests.catalog_warehouse import CatalogCase
@@ -229,3 +230,29 @@ def test_the_console_script_gives_one_line_not_a_traceback(catalog_case: Catalog
         json.loads(run.stdout)["bits"][0]["events"]
         == expected.count(catalog_case, ["dsA"], [("hlt_passed_physics", 3)])["counts"][0]
     )
+
+
+def test_an_index_path_that_is_not_an_index_is_refused_unchanged(
+    capsys: pytest.CaptureFixture[str], catalog_case: CatalogCase, tmp_path: Path
+) -> None:
+    """`--index` pointed at a supersink ledger (or any SQLite file of other tables) is refused before anything
+    is written into it (it used to gain the index's tables, and lose its own `tasks` at an index-format change);
+    a directory that does not exist is not created."""
+    ledger_path = tmp_path / "ledger.db"
+    Ledger(ledger_path).close()
+    before = ledger_path.read_bytes()
+    for command in (["index"], ["lookup", "--event", "1:1"], ["index", "--rebuild"]):
+        code, out, err = ask(capsys, catalog_case, ledger_path, *command)
+        assert code == 2 and out == "", err
+        assert err.count("\n") == 1 and f"{ledger_path} is not an ei-catalog index (it holds the tables " in err
+        assert ledger_path.read_bytes() == before
+    assert not ledger_path.with_name("ledger.db-wal").exists()
+
+    code, _, err = ask(capsys, catalog_case, tmp_path / "typo" / "i.sqlite", "index")
+    assert code == 2 and "directory" in err and "does not exist" in err
+    assert not (tmp_path / "typo").exists()
+
+    code, out, err = ask(capsys, catalog_case, tmp_path / "i.sqlite", "index", "--format", "json")
+    assert code == 0 and json.loads(out)["added"] == 7, err
+    code, out, err = ask(capsys, catalog_case, tmp_path / "i.sqlite", "index", "--format", "json")
+    assert code == 0 and json.loads(out)["tasks"] == 7, "an index of its own is opened again"

@@ -201,3 +201,25 @@ def test_a_marker_with_a_malformed_file_list_is_an_index_error(tmp_path: Path, r
     index, reader = _index(tmp_path, root)
     with pytest.raises(CatalogIndexError, match="malformed"):
         index.refresh(reader)
+
+
+@pytest.mark.parametrize(
+    ("marker", "message"),
+    [
+        ("[]", "is not a JSON object"),
+        (json.dumps({"rows": 5_000}), "its list of part files is missing or malformed"),
+        (json.dumps({"files": "oops"}), "its list of part files is missing or malformed"),
+        (json.dumps({"files": [{"rows": 3}]}), "its list of part files is missing or malformed"),
+    ],
+    ids=["a-list", "no-files", "files-not-a-list", "a-file-without-a-name"],
+)
+def test_a_marker_that_is_not_a_commit_record_is_the_warehouses_error(
+    tmp_path: Path, root: Path, marker: str, message: str
+) -> None:
+    """Found by fault-hunting: `[]` was an internal error (exit 1) in every question, and a marker without
+    `files` was indexed as an empty task, its events gone from every answer with exit 0."""
+    commit(root, "dsA", "t9", [7])
+    (root / partition("dsA", "t9") / MARKER).write_text(marker)
+    index, reader = _index(tmp_path, root)
+    with pytest.raises(CatalogIndexError, match=message):
+        index.refresh(reader)
