@@ -59,6 +59,11 @@ class StoreUnavailableError(StoreError):
     """The store did not answer, or answered with a retryable failure, after the retries."""
 
 
+class StoreAccessError(StoreError):
+    """The store refuses this client whatever it asks: credentials, permissions, certificate or clock.
+    Waiting does not fix it; a service stops on it rather than retry every message for ever."""
+
+
 class ForbiddenLocationError(StoreError):
     """A URL points outside the configured store (bucket, prefix or endpoint)."""
 

@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventindex.backoff import compute_backoff
-from eventindex.errors import AlreadyCommittedError, ConfigError, EventIndexError, NeedsAttentionError, StoreError
+from eventindex.errors import (
+    AlreadyCommittedError,
+    ConfigError,
+    EventIndexError,
+    NeedsAttentionError,
+    StoreAccessError,
+    StoreError,
+)
 from eventindex.store import ObjectStore
 from eventindex.store.counting import CountingStore
 from eventindex.transport import Consumer, Message
@@ -460,6 +467,8 @@ class Supersink:
                 # Not the message's fault: give it back and wait; the work stays pending.
                 exc, undone = failed
                 consumer.release(undone)
+                if isinstance(exc, StoreAccessError):
+                    raise exc  # the store refuses us (credentials, certificate): every message would fail alike
                 failures += 1
                 self.counters.transient_failures += 1
                 backoff = compute_backoff(failures, cap=MAX_TRANSIENT_BACKOFF)

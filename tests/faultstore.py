@@ -10,8 +10,9 @@ holds if given. What firing does is its `kind`:
 
 - store: `unavailable` (StoreUnavailableError, as on a connection refused), `not-found`
   (ObjectNotFoundError), `exists` (ObjectExistsError), `error` (StoreError: a failure waiting cannot
-  fix), `corrupt` (a `get` returns the object with one byte flipped), `delay` (`seconds` of sleep,
-  then the real operation);
+  fix), `denied` (StoreAccessError: the store refuses the client, as on wrong credentials), `corrupt`
+  (a `get` returns the object with one byte flipped), `delay` (`seconds` of sleep, then the real
+  operation);
 - publisher: `disconnected` (BrokerConnectionError: the broker is unreachable), `refused`
   (TransportError: a broker that answers and says no), `duplicate` (the message is sent twice, as a
   broker redelivering would), `delay`.
@@ -33,6 +34,7 @@ from eventindex.errors import (
     BrokerConnectionError,
     ObjectExistsError,
     ObjectNotFoundError,
+    StoreAccessError,
     StoreError,
     StoreUnavailableError,
     TransportError,
@@ -43,16 +45,17 @@ from eventindex.transport.base import Publisher
 StoreOp = Literal["put", "get", "list", "delete"]
 PublisherOp = Literal["send"]
 Kind = Literal[
-    "unavailable", "not-found", "exists", "error", "corrupt", "delay", "disconnected", "refused", "duplicate"
+    "unavailable", "not-found", "exists", "error", "denied", "corrupt", "delay", "disconnected", "refused", "duplicate"
 ]
 
-_STORE_KINDS = {"unavailable", "not-found", "exists", "error", "corrupt", "delay"}
+_STORE_KINDS = {"unavailable", "not-found", "exists", "error", "denied", "corrupt", "delay"}
 _PUBLISHER_KINDS = {"disconnected", "refused", "duplicate", "delay"}
 _ERRORS: dict[str, type[Exception]] = {
     "unavailable": StoreUnavailableError,
     "not-found": ObjectNotFoundError,
     "exists": ObjectExistsError,
     "error": StoreError,
+    "denied": StoreAccessError,
     "disconnected": BrokerConnectionError,
     "refused": TransportError,
 }

@@ -44,6 +44,7 @@ from eventindex.errors import (
     ObjectExistsError,
     ObjectNotFoundError,
     OversizedObjectError,
+    StoreAccessError,
     StoreError,
     StoreUnavailableError,
 )
@@ -176,11 +177,13 @@ class S3Store(ObjectStore):
                 return StoreUnavailableError(
                     f"{what} {key} in {self.url}: {code} (HTTP {status}), {self.options.max_attempts} attempts"
                 )
+            if status in (401, 403):  # wrong or expired credentials, no permission, a skewed clock
+                return StoreAccessError(f"{what} {key} in {self.url}: {code} (HTTP {status})")
             return StoreError(f"{what} {key} in {self.url}: {code} (HTTP {status})")
         detail = f"{what} {key} in {self.url}: {type(exc).__name__}: {exc}"
         if isinstance(exc, SSLError) or not isinstance(exc, (BotoConnectionError, HTTPClientError)):
             # a refused certificate or missing credentials: waiting will not fix it
-            return StoreError(detail)
+            return StoreAccessError(detail)
         return StoreUnavailableError(f"{detail}, {self.options.max_attempts} attempts")
 
     def put(self, key: str, data: bytes) -> None:

@@ -127,3 +127,28 @@ def test_retention_on_s3_deletes_only_under_the_store_prefix(seaweedfs: SeaweedF
     assert keys("") == sorted([*decoys, *keys("warehouse/")])
     assert_exactly_once(check_warehouse(backend, ProducedTask(task, synthetic(21, 22))))
     assert task_state(state, task, backend.env)["purged_at"] is not None
+
+
+def test_a_store_that_refuses_the_supersinks_credentials_ends_the_run_with_exit_4(
+    seaweedfs: SeaweedFS, s3_env: str, tmp_path: Path
+) -> None:
+    """A wrong secret key: SeaweedFS answers every GET with 403. `run --until-idle` used to put each message
+    back and retry for ever; it now exits 4 with one line, and nothing is lost: with the right key the task loads."""
+    bucket, endpoint = s3_env, seaweedfs.endpoint
+    backend = Backend(
+        "s3", f"s3://{bucket}/chunks?endpoint={endpoint}", f"sqlite://{tmp_path / 'queue.db'}",
+        f"s3://{bucket}/warehouse?endpoint={endpoint}", seaweedfs.client_env(),
+    )  # fmt: skip
+    task = f"task.{uuid.uuid4().hex[:8]}"
+    produce_job(backend, task, "j1", 1, seed=31)
+    expect(backend, task, 1, 3_000)
+    state = tmp_path / "ledger.db"
+    wrong = Backend(backend.name, backend.store, backend.broker, backend.warehouse,
+                    {**backend.env, "AWS_SECRET_ACCESS_KEY": "not-the-secret"})  # fmt: skip
+    refused = run_sink(wrong, state, 5.0)
+    assert refused.returncode == 4, tail(refused.stderr)
+    last = refused.stderr.strip().splitlines()[-1]
+    assert last.startswith("ei-supersink: store error: cannot read ") and "(HTTP 403)" in last, last
+    ran = run_sink(backend, state, 1.0)
+    assert ran.returncode == 0, tail(ran.stderr)
+    assert_exactly_once(check_warehouse(backend, ProducedTask(task, synthetic(31))))

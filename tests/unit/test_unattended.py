@@ -15,6 +15,7 @@ import pytest
 import supersink.fetch
 import supersink.loader
 from eventindex.codec import decode_manifest, encode_manifest
+from eventindex.errors import StoreAccessError
 from eventindex.names import chunk_key, manifest_key
 from eventindex.pointers import CONTENT_TYPE, object_pointer, parse_pointer
 from eventindex.schema import eventindex_pb2 as pb
@@ -25,6 +26,7 @@ from producer.mq import MqJobRunner
 from supersink.ledger import Ledger
 from supersink.service import StuckTask, Supersink
 from supersink.warehouse import Warehouse
+from tests.faultstore import Fault, FaultyStore
 from tests.helpers import Pipeline, Recorder, assert_same_events, synthetic
 
 
@@ -419,3 +421,24 @@ def test_broker_only_events_the_schema_cannot_hold_damage_their_task(pipe: Pipel
     st = pipe.status("task1")
     assert st["state"] == "damaged" and [s.task for s in stuck] == ["task1"]
     assert sum("message quarantined" in p for p in st["problems"]) == 2
+
+
+def test_a_store_that_refuses_the_supersinks_credentials_stops_it_with_the_message_put_back(pipe: Pipeline) -> None:
+    """Found on SeaweedFS with a wrong secret key: every GET answered 403, and `run --until-idle` put each
+    message back and retried for ever. A store that refuses this client ends the run (exit 4 on the command
+    line) with nothing lost: the message goes back to the queue, and a run with the right credentials loads it."""
+    pipe.produce("j1", 16, task="task1")
+    pipe.expect(1, task="task1")
+    ledger = Ledger(pipe.root / "ledger.db")
+    refused = FaultyStore(
+        pipe.store, Fault("get", "denied", message="cannot read {key}: SignatureDoesNotMatch (HTTP 403)")
+    )
+    sink = Supersink(ledger, refused, Warehouse.from_url((pipe.root / "wh").as_uri()))
+    try:
+        with open_consumer(pipe.broker) as consumer, pytest.raises(StoreAccessError, match="HTTP 403"):
+            sink.run(consumer, threading.Event(), until_idle=0.3)
+    finally:
+        ledger.close()
+    _, stuck = run(pipe)
+    assert stuck == [] and pipe.status("task1")["state"] == "loaded"
+    assert_same_events(pipe.loaded("task1"), synthetic(16))

@@ -15,7 +15,14 @@ from botocore.exceptions import (
 )
 
 from eventindex.codec import decode_manifest
-from eventindex.errors import ConfigError, InputError, ObjectExistsError, StoreError, StoreUnavailableError
+from eventindex.errors import (
+    ConfigError,
+    InputError,
+    ObjectExistsError,
+    StoreAccessError,
+    StoreError,
+    StoreUnavailableError,
+)
 from eventindex.store.base import open_store
 from eventindex.store.local import LocalStore
 from eventindex.store.s3 import S3Location, S3Store
@@ -136,7 +143,7 @@ def test_connection_failures_and_timeouts_are_outages(exc: Exception) -> None:
 )
 def test_a_refused_certificate_or_missing_credentials_is_not_an_outage(exc: Exception) -> None:
     error = s3_error(exc)
-    assert type(error) is StoreError
+    assert type(error) is StoreAccessError, "the store refuses this client: not retried, by a job or a service"
     assert str(error).startswith("cannot write k in s3://b: ")
 
 
