@@ -115,11 +115,13 @@ class WarehouseReader:
     def from_url(cls, url: str, *, create: bool | None = None) -> Self:
         """Open `file:///dir`, `s3://bucket/prefix?endpoint=…[&ca=…]` or `[s]webhdfs://nn:port[,nn2:port]/path`.
         A local directory that does not exist is created when `create` (by default: when the class writes,
-        CREATES), else a ConfigError: nothing is created by a reader's typo."""
+        CREATES), else a ConfigError: nothing is created by a reader's typo; nor is an S3 bucket that does not
+        exist read as an empty warehouse."""
         scheme = urlsplit(url).scheme
+        creates = cls.CREATES if create is None else create
         if scheme == "file":
             path = file_url_path(url)
-            if not (cls.CREATES if create is None else create) and not path.is_dir():
+            if not creates and not path.is_dir():
                 raise ConfigError(f"warehouse {path.as_uri()}: no such directory")
             return cls(path.as_uri(), pafs.LocalFileSystem(), str(path), LocalStore(path), renames=True)
         if scheme == "s3":
@@ -127,7 +129,14 @@ class WarehouseReader:
 
             location = S3Location.from_url(url)
             root = f"{location.bucket}/{location.prefix}".rstrip("/")
-            return cls(url, _s3_filesystem(location), root, S3Store(location), renames=False)
+            bucket = S3Store(location)
+            if not creates:
+                try:
+                    bucket.check_bucket()
+                except BaseException:
+                    bucket.close()
+                    raise
+            return cls(url, _s3_filesystem(location), root, bucket, renames=False)
         if scheme in ("webhdfs", "swebhdfs"):
             from eventindex.store.webhdfs import webhdfs_warehouse
 

@@ -283,6 +283,18 @@ class S3Store(ObjectStore):
         except (ClientError, BotoCoreError) as exc:
             raise self._fail("cannot read", key, exc) from exc
 
+    def check_bucket(self) -> None:
+        """ConfigError when the bucket does not exist (a typo in a URL to read from: an empty answer
+        would pass for a real one); a StoreError when the store cannot tell."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if _status(exc) == 404 or _code(exc) in ("NoSuchBucket", "404", "NotFound"):
+                raise ConfigError(f"{self.url}: no such bucket {self.bucket!r}") from exc
+            raise self._fail("cannot reach bucket", self.bucket, exc) from exc
+        except BotoCoreError as exc:
+            raise self._fail("cannot reach bucket", self.bucket, exc) from exc
+
     def list(self, prefix: str = "") -> Iterator[str]:
         base = f"{self.location.prefix}/" if self.location.prefix else ""
         try:

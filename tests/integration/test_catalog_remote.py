@@ -11,7 +11,11 @@ pyspark's shaded Hadoop jars fails to load its Jersey runtime (ClassNotFoundExce
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,7 @@ from catalog.selection import Range
 from catalog.session import Session
 from tests import catalog_expected as expected
 from tests.catalog_warehouse import CatalogCase, build, synthetic_events
+from tests.helpers import ROOT
 from tests.integration.conftest import server_unavailable
 from testservers import SeaweedFS
 
@@ -136,3 +141,26 @@ def _check_lazy(session: Session, ask: Callable[[], dict[str, Answer]]) -> dict[
     answers = ask()
     assert sorted(mask for (mask,) in session.index.db.execute(stored)) == ["hlt_passed_physics", "l1_tav"]
     return answers
+
+
+def test_a_bucket_that_does_not_exist_is_named_not_read_as_an_empty_warehouse(
+    seaweedfs: SeaweedFS, s3_env: str, tmp_path: Path
+) -> None:
+    """Found on SeaweedFS: a misspelt bucket gave empty answers with exit 0 (`committed`, `migrate-layout`,
+    `ei-catalog index`), as a `file://` typo no longer does."""
+    missing = f"s3://no-such-{uuid.uuid4().hex[:8]}/warehouse?endpoint={seaweedfs.endpoint}"
+    env = {**os.environ, **seaweedfs.client_env(), "PYTHONPATH": str(ROOT)}
+    for tool, *args in (
+        ("catalog.cli", "index", "--warehouse", missing, "--index", str(tmp_path / "i.sqlite")),
+        ("catalog.cli", "lookup", "--warehouse", missing, "--index", str(tmp_path / "i.sqlite"), "--event", "1:2"),
+        ("supersink.cli", "committed", "--warehouse", missing),
+        ("supersink.cli", "migrate-layout", "--warehouse", missing),
+    ):
+        done = subprocess.run([sys.executable, "-m", tool, *args], capture_output=True, text=True, env=env, cwd=ROOT)
+        assert done.returncode == 2 and done.stdout == "", (args, done.stderr)
+        assert done.stderr.count("\n") == 1 and "no such bucket 'no-such-" in done.stderr, done.stderr
+    assert not (tmp_path / "i.sqlite").exists()
+    existing = f"s3://{s3_env}/empty-{uuid.uuid4().hex[:8]}?endpoint={seaweedfs.endpoint}"
+    done = subprocess.run([sys.executable, "-m", "supersink.cli", "committed", "--warehouse", existing],
+                          capture_output=True, text=True, env=env, cwd=ROOT)  # fmt: skip
+    assert done.returncode == 0 and done.stdout == "", "an existing bucket with nothing committed is an empty answer"
