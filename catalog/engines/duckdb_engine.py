@@ -148,7 +148,7 @@ class DuckDBEngine(Engine):
         except duckdb.Error as exc:
             raise _failure(exc) from exc
         except pa.ArrowException as exc:
-            raise WarehouseError(f"warehouse: {_one_line(str(exc))}") from exc
+            raise WarehouseError(f"DuckDB cannot read a data file: {_one_line(str(exc))}") from exc
 
     def close(self) -> None:
         self.con.close()
@@ -158,7 +158,7 @@ def _failure(exc: Exception) -> EngineError | WarehouseError:
     """DuckDB's error as ours: a data file it could not open or read (missing, not Parquet, damaged) is the
     warehouse's problem (ei-catalog exit 4, as when the index reads the same file); the rest the engine's."""
     if isinstance(exc, (duckdb.IOException, duckdb.InvalidInputException)):
-        return WarehouseError(f"warehouse: {_first_line(exc)}")
+        return WarehouseError(f"DuckDB cannot read a data file: {_first_line(exc)}")
     return EngineError(f"DuckDB: {_first_line(exc)}")
 
 

@@ -184,8 +184,21 @@ def _failure(exc: Exception) -> EngineError | WarehouseError:
     """Spark's error as ours: a part file that could not be read is the warehouse's problem (ei-catalog exit 4,
     as with DuckDB); the rest the engine's."""
     if any(marker in str(exc) for marker in _READ_FAILURES):
-        return WarehouseError(f"warehouse (Spark): {_first_line(exc)}")
+        return WarehouseError(f"Spark cannot read a data file: {_read_failure(exc)}")
     return EngineError(f"Spark: {_first_line(exc)}")
+
+
+def _read_failure(exc: Exception) -> str:
+    """What Spark says of a part it could not read (the file, and the first cause), not the driver's wrapper."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for marker in _READ_FAILURES:
+        found = next((line for line in lines if marker in line), None)
+        if found is not None:
+            text = found[found.index(f"[{marker}") :] if f"[{marker}" in found else found
+            causes = [line.removeprefix("Caused by: ") for line in lines if line.startswith("Caused by: ")]
+            cause = next((line for line in causes if marker not in line), None)
+            return " ".join((f"{text} ({cause})" if cause else text).split())
+    return _first_line(exc)
 
 
 def _first_line(exc: Exception) -> str:
