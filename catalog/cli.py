@@ -107,7 +107,7 @@ def _requests(args: argparse.Namespace) -> list[tuple[int, int]]:
         raise QueryError("lookup: give --event RUN:EVENT ... or --events-file FILE (one of them)")
     if args.events_file:
         return read_events_file(args.events_file)
-    return [parse_pair(text, "--event") for item in args.event for text in item.split(",") if text.strip()]
+    return [parse_pair(text, "--event") for item in args.event for text in item.split(",")]  # '' is no event
 
 
 def _ask(session: Session, args: argparse.Namespace) -> Answer:

@@ -20,7 +20,7 @@ LOWEST = np.array([b"\x00" * 12], dtype="S12")[0]
 HIGHEST = np.array([b"\xff" * 12], dtype="S12")[0]
 REQUEST_SCHEMA = pa.schema([pa.field("run_number", pa.int64(), False), pa.field("event_number", pa.int64(), False)])
 
-_PAIR = re.compile(r"\s*(\d+)\s*[:,\s]\s*(\d+)\s*")
+_PAIR = re.compile(r"\s*([0-9]+)\s*[:,\s]\s*([0-9]+)\s*")  # ASCII digits only: no other script's digits
 
 
 def pack(runs: np.ndarray, events: np.ndarray) -> np.ndarray:

@@ -125,6 +125,9 @@ def test_the_index_command(capsys: pytest.CaptureFixture[str], catalog_case: Cat
     [
         (["lookup", "--event", "12"], "is not RUN:EVENT"),
         (["lookup", "--event", "-1:5"], "'-1:5' is not RUN:EVENT"),
+        (["lookup", "--event", ""], "'' is not RUN:EVENT"),
+        (["lookup", "--event", "1:2,,3:4"], "'' is not RUN:EVENT"),
+        (["lookup", "--event", "\u0661:\u0662"], "is not RUN:EVENT"),
         (["lookup", "--event", "1:2", "-3:-4"], "'-3:-4' is not RUN:EVENT"),
         (["lookup", "--event", "1:99999999999999999999"], "out of range"),
         (["lookup", "--event", "4294967296:1"], "out of range"),
