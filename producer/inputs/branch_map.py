@@ -82,6 +82,8 @@ EVENT_TYPE_BITS = {"is_simulation": 1, "is_testbeam": 2, "is_calibration": 4}
 MASK_NAMES = frozenset(name for name, _ in MASK_COLUMNS)
 
 _ELEMENT = re.compile(r"(?P<name>.+)\[(?P<index>\d+)\]")
+#: The largest element index `NAME[k]` may name: a ROOT vector's length is a 32-bit integer.
+MAX_ELEMENT = 2**31 - 2
 
 
 def parse_ref(text: str) -> tuple[str, int | None]:
@@ -318,6 +320,13 @@ def _branches(overrides: object, where: str) -> tuple[dict[str, tuple[str, ...]]
             raise ConfigError(f'{what} must be a branch name, a list of them, null, or {{"bits": ...}}')
         if column in MASK_NAMES and any(parse_ref(name)[1] is not None for name in names):
             raise ConfigError(f"{what}: a trigger mask is a whole vector field, not an element NAME[k]")
+        for name in names:
+            element = parse_ref(name)[1]
+            if element is not None and element > MAX_ELEMENT:
+                raise ConfigError(
+                    f"{what}: {name[:80]!r}: element index {str(element)[:30]} is too large "
+                    f"(a vector holds at most {MAX_ELEMENT + 1} elements: 0..{MAX_ELEMENT})"
+                )
         branches[column] = names
     return branches, bits, required
 

@@ -4,7 +4,7 @@ A value the file does not carry is null, never a stand-in 0, false or "" (docs/i
 
 - `run_number` and `event_number` are required;
 - every other column the file lacks is null for every event, `input_guid` excepted (the file's GUID);
-- a provenance reference needs its `stream` and `guid`; its other fields may be null.
+- a provenance reference needs its `stream` and `guid` (not empty strings); its other fields may be null.
 
 Integers are range-checked for every format alike (`checked_integers`, `out_of_range`): every
 integer column holds values in 0..INTEGER_LIMITS[column], so an event number or OID of 2^63 or
@@ -62,6 +62,13 @@ def first_true(mask: pa.Array | np.ndarray) -> int:
         mask = mask.fill_null(False).to_numpy(zero_copy_only=False)
     hits = np.flatnonzero(mask)
     return int(hits[0]) if len(hits) else -1
+
+
+def first_blank(array: pa.Array) -> int:
+    """Index of the first empty or whitespace-only string of a string array (nulls aside), or -1."""
+    if len(array) == array.null_count:
+        return -1
+    return first_true(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(array)), 0))
 
 
 def out_of_range(column: str, value: int) -> str:
@@ -144,7 +151,17 @@ def normalize_provenance(array: pa.Array, where: str, first_row: int) -> pa.Arra
     bad = first_true(structs.is_null())
     if bad >= 0:
         raise InputError(f"{where}: row {row(bad)}: provenance holds a null reference")
-    present = {field.name for field in structs.type}
+    names = [field.name for field in structs.type]
+    known = [field.name for field in PROVENANCE_TYPE.value_type]
+    unknown = [name for name in names if name not in known]
+    if unknown:  # a misspelt field is never silently taken for an absent one
+        raise InputError(
+            f"{where}: provenance field {unknown[0]!r} is not a provenance field (expected {', '.join(known)})"
+        )
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise InputError(f"{where}: provenance field {twice[0]!r} is there twice")
+    present = set(names)
     for field in PROVENANCE_TYPE.value_type:
         if field.nullable:
             continue
@@ -159,9 +176,16 @@ def normalize_provenance(array: pa.Array, where: str, first_row: int) -> pa.Arra
                 raise InputError(f"{where}: provenance field {name!r} has type {child.type}, expected an integer")
             _checked_integers(child, f"provenance.{name}", where, row)
     try:
-        return array.cast(PROVENANCE_TYPE)
+        cast = array.cast(PROVENANCE_TYPE)
     except pa.ArrowException as exc:
         raise InputError(f"{where}: column 'provenance' cannot be read: {' '.join(str(exc).split())}") from None
+    references = cast.flatten()
+    for field in PROVENANCE_TYPE.value_type:
+        if not field.nullable and pa.types.is_string(field.type):
+            bad = first_blank(references.field(field.name))
+            if bad >= 0:
+                raise InputError(f"{where}: row {row(bad)}: a provenance reference has an empty or blank {field.name}")
+    return cast
 
 
 def complete_table(columns: dict[str, pa.Array], rows: int, guid: str) -> pa.Table:

@@ -14,12 +14,15 @@
   null, as is a `null` value (`input_guid`: absent is the file's GUID; it may not be null, nor may
   the two required columns). Integers are JSON integers (not floats, not booleans) in the column's
   range (0..2^32-1 for the ATLAS 32-bit fields, 0..2^63-1 for event_number: a larger one is
-  refused); flags are `true`/`false`; `mc_event_weight` is a number.
+  refused); flags are `true`/`false`; `mc_event_weight` is a finite number a 32-bit float holds
+  (not NaN, Infinity or 1e400, which Python's json reads but JSON does not have); `input_guid`
+  is a string, not empty or blank.
 - Trigger masks are hex strings of the bitmap bytes, byte 0 first (bit i of the vector is bit
   i % 8 of byte i // 8), upper or lower case: at most 128 digits for the L1 vectors and 2048 for
   the L2/HLT ones. Trailing zero bytes may be left out (a shorter mask is zero-padded), so `"00"`
   is an all-zero mask (trigger info present, nothing fired); `""` means absent, as `null` does.
-- `provenance` is a list of objects with `stream` and `guid` (required strings), `container` and
+- `provenance` is a list of objects with `stream` and `guid` (required strings, not empty or
+  blank), `container` and
   `clid` (strings), `tech` (0..2^32-1), `oid1`, `oid2` (0..2^63-1): those five may be absent or
   `null` (null).
 - `task`, `job`, `attempt` (a warehouse row's identity) are ignored; any other key is an error.
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import binascii
 import json
+import math
 from collections.abc import Callable, Iterator
 from itertools import chain
 from operator import itemgetter
@@ -54,6 +58,7 @@ from producer.inputs.common import (
     binary_from_matrix,
     complete_table,
     content_guid,
+    first_blank,
     normalize_guid,
     out_of_range,
 )
@@ -69,6 +74,8 @@ REF_KEYS = frozenset(REF_FIELDS)
 HEX_VALUES = np.full(256, 255, dtype=np.uint8)
 HEX_VALUES[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16)
 HEX_VALUES[np.frombuffer(b"ABCDEF", dtype=np.uint8)] = np.arange(10, 16)
+#: The largest magnitude `mc_event_weight` (a 32-bit float) holds; beyond it a value would be stored as infinity.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class BadValue(Exception):
@@ -95,14 +102,27 @@ def _flag(value: Any) -> Any:
 
 
 def _number(value: Any) -> Any:
+    """A finite number that a 32-bit float holds: Python's json reads NaN, Infinity and 1e400 (inf),
+    which JSON does not have, and a larger number would be stored as infinity."""
     if type(value) not in (int, float):
         raise BadValue(f"expected a number, got {json.dumps(value)[:40]}")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of 309 digits or more
+        number = math.inf
+    if type(value) is float and not math.isfinite(number):
+        raise BadValue(f"expected a finite number, got {json.dumps(value)[:40]}")
+    if abs(number) > FLOAT32_MAX:
+        raise BadValue(f"{json.dumps(value)[:40]} is beyond the range of a 32-bit float (about 3.4e38)")
     return value
 
 
 def _string(value: Any) -> Any:
+    """A string that is not empty or whitespace only (input_guid)."""
     if type(value) is not str:
         raise BadValue(f"expected a string, got {json.dumps(value)[:40]}")
+    if not value.strip():
+        raise BadValue("an empty or blank string")
     return value
 
 
@@ -142,6 +162,8 @@ def _provenance(value: Any) -> Any:
             elif key in REF_STRINGS:
                 if type(item) is not str:
                     raise BadValue(f"reference {k}: {key} must be a string")
+                if not nullable and not item.strip():
+                    raise BadValue(f"reference {k}: {key} is an empty or blank string")
             else:
                 try:
                     _integer(f"provenance.{key}")(item)
@@ -210,11 +232,16 @@ def _fast(name: str, typ: pa.DataType, values: list[Any]) -> pa.Array | None:
             if not kinds <= TYPES_OK[name]:
                 return None
             array = pa.array(values, typ)  # raises beyond int64
-            return array if name not in INTEGER_LIMITS or _in_range(array, INTEGER_LIMITS[name]) else None
+            if name in INTEGER_LIMITS:
+                return array if _in_range(array, INTEGER_LIMITS[name]) else None
+            if pa.types.is_floating(typ):  # NaN, an infinity, or a number beyond the float type's range
+                return array if pc.all(pc.is_finite(array)).as_py() is not False else None
+            return array
         if kinds == {str} and name in MASK_WIDTHS:
             return _fast_masks(values, MASK_WIDTHS[name])
         if kinds == {str} and name == "input_guid":
-            return pa.array(values, typ)
+            array = pa.array(values, typ)
+            return array if first_blank(array) < 0 else None
         if kinds <= {list, _NONE} and name == "provenance":
             return _fast_provenance(values)
     except (pa.ArrowException, OverflowError, ValueError, KeyError):
@@ -252,6 +279,8 @@ def _fast_provenance(values: list[list[Any] | None]) -> pa.Array | None:
     structs = array.flatten()
     if any(structs.field(name).null_count for name, nullable in REF_FIELDS.items() if not nullable):
         return None  # a reference without its stream or guid
+    if any(first_blank(structs.field(name)) >= 0 for name, nullable in REF_FIELDS.items() if not nullable):
+        return None  # an empty stream or guid
     if not all(_in_range(structs.field(name), limit) for name, limit in PROVENANCE_LIMITS.items()):
         return None
     return array
@@ -280,7 +309,7 @@ class JsonLinesInput(InputSource):
     def _read_header(self, line: bytes, number: int) -> None:
         try:
             first = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             return  # not a header: batches() reports the bad line
         if not (isinstance(first, dict) and set(first) == {HEADER_KEY}):
             return
@@ -323,6 +352,8 @@ class JsonLinesInput(InputSource):
         except ValueError as exc:
             text = " ".join(str(exc).split())
             raise InputError(f"{self.name}: line {number}: not valid JSON ({text})") from None
+        except RecursionError:  # arrays or objects nested thousands deep: no event is
+            raise InputError(f"{self.name}: line {number}: JSON nested too deeply to be an event") from None
         if type(record) is not dict:
             raise InputError(f"{self.name}: line {number}: expected a JSON object of event columns")
         unknown = record.keys() - KNOWN_KEYS

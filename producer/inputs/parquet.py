@@ -3,12 +3,14 @@
 - `run_number` and `event_number` are required; any other schema column may be absent, and is
   then null for every event (`input_guid`: the file's GUID). A null value stays null. `task`, `job`
   and `attempt` (a warehouse file's identity columns) are ignored; any other column is an error, so
-  a misspelt column is never silently taken for an absent one.
+  a misspelt column is never silently taken for an absent one; so is a column name given twice. An
+  empty `input_guid` is refused.
 - Compatible types are cast: any integer type to an integer column when every value is in the
   column's range (0..2^32-1 for the ATLAS 32-bit fields, 0..2^63-1 for event_number: a larger
   event number is refused), integers or floats to `mc_event_weight`, binary/large/fixed-size binary
   to the masks, string/large string/dictionary to `input_guid`, list/large list of structs with the
-  provenance field names (container, clid, tech, oid1, oid2 may be absent or null: null). Anything
+  provenance field names (container, clid, tech, oid1, oid2 may be absent or null: null; stream and
+  guid may not, nor be empty; any other field is an error). Anything
   else (a float run number, a string mask, ...) is an InputError naming the column; a value that
   does not fit, or a null in a column that may not hold one, is one naming the column and the row
   (rows count from 0).
@@ -39,6 +41,7 @@ from producer.inputs.common import (
     checked_integers,
     complete_table,
     content_guid,
+    first_blank,
     first_true,
     normalize_guid,
     normalize_mask,
@@ -84,6 +87,9 @@ class ParquetInput(InputSource):
             raise InputError(f"{self.name}: not a readable Parquet file: {_one_line(exc)}") from None
         self.rows = metadata.num_rows
         self.row_groups = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+        twice = sorted({name for name in schema.names if schema.names.count(name) > 1})
+        if twice:  # which of them is the column? never a guess
+            raise InputError(f"{self.name}: column {twice[0]!r} is there twice")
         unknown = [name for name in schema.names if name not in EVENT_SCHEMA.names and name not in IDENTITY_COLUMNS]
         if unknown:
             raise InputError(f"{self.name}: column {unknown[0]!r} is not an event column (docs/inputs.md)")
@@ -150,5 +156,9 @@ class ParquetInput(InputSource):
                 array = array.cast(field.type, safe=not pa.types.is_floating(field.type))
                 if name in MASK_WIDTHS:
                     array = normalize_mask(array, name, self.name, start)
+                elif name == "input_guid" and (blank := first_blank(array)) >= 0:
+                    raise InputError(
+                        f"{self.name}: row {start + blank}: column 'input_guid' is an empty or blank string"
+                    )
             arrays[name] = array
         return complete_table(arrays, batch.num_rows, self.guid)

@@ -28,6 +28,10 @@ Values, whatever the layout (anything else is an InputError naming the file, the
   boolean field per bit, the names kept in `trigger_names` for the manifest;
 - GUID and provenance token fields: strings.
 
+A file shorter than the end its header records is refused as truncated before uproot reads it; an
+error uproot raises while reading (a damaged streamer, basket or key, also when the map looks up a
+member of an object branch) is an InputError naming the file.
+
 A column the file does not carry is null; so is `NAME[k]` for an event whose vector is shorter.
 The file is read in steps of at most `max_rows` entries, so memory stays bounded whatever its size;
 entry numbers in messages start at 0. The file stays open from construction to the end of the
@@ -42,6 +46,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import struct
 from collections import ChainMap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -79,6 +84,10 @@ from producer.inputs.common import (
 from producer.inputs.pool_token import TokenFormatError, parse_tokens
 from producer.inputs.root_tree import TREE_CLASSES, Field, Tree, open_tree
 
+#: The start of a ROOT file's header: "root", fVersion, fBEGIN, then fEND (an int32; an int64 from
+#: fVersion 1000000 on, the large-file format, and then 4 bytes longer).
+ROOT_HEADER = struct.Struct(">4siii")
+ROOT_LARGE_FILE = 1_000_000
 PARAMS_TREE = "##Params"
 PARAMS_FID = re.compile(r"\[NAME=FID\]\[VALUE=([0-9A-Fa-f-]{36})\]")
 LINKS_TREE = "##Links"
@@ -177,8 +186,26 @@ class RootInput(InputSource):
     def _open(self) -> Any:
         # Memory-mapped: uproot's default source for paths (fsspec) hands every read to an event-loop
         # thread, which costs a quarter of the CPU time of reading an xAOD file.
+        self._check_length()
         with _reading(f"{self.name}: not a readable ROOT file"):
             return uproot.open(self.path, handler=uproot.MemmapSource, custom_classes=CLASSES)
+
+    def _check_length(self) -> None:
+        """A file shorter than the end its header records is truncated: refused before uproot reads it,
+        which reads only what it is asked for (a file cut in its streamers or keys would fail later, or
+        not at all, its events being whole)."""
+        with self.path.open("rb") as stream:
+            header = stream.read(ROOT_HEADER.size + 4)
+            size = stream.seek(0, 2)
+        if len(header) < ROOT_HEADER.size + 4 or header[:4] != b"root":
+            return  # not a ROOT file, or too short for one: uproot says so
+        _magic, version, _begin, end = ROOT_HEADER.unpack_from(header)
+        if version >= ROOT_LARGE_FILE:
+            end = int.from_bytes(header[12:20], "big")
+        if size < end:
+            raise InputError(
+                f"{self.name}: truncated ROOT file: {size} bytes, but its header says the file ends at byte {end}"
+            )
 
     def _close(self) -> None:
         if self._file is not None:
@@ -251,10 +278,21 @@ class RootInput(InputSource):
         """The field `name` of `tree`, which must exist and be the only one of that name."""
         if name in tree.ambiguous:
             raise InputError(f"{self.name}: tree {tree.name} has several fields named {name!r} ({what})")
-        field = tree.get(name)
+        field = self._lookup(tree, name)
         if field is None:
             raise InputError(f"{self.name}: tree {tree.name} has no field {name!r} ({what})")
         return field
+
+    def _lookup(self, tree: Tree, name: str) -> Field | None:
+        """`tree.get(name)`: a TTree works out a branch's interpretation (its streamers) when a member of
+        it is asked for, which a truncated or damaged file fails (an InputError naming the file)."""
+        with _reading(f"{self.name}: tree {tree.name}: field {name!r}"):
+            return tree.get(name)
+
+    def _typename(self, field: Field) -> str:
+        """`field.typename`, for messages: uproot works a TTree branch's out from the file's streamers."""
+        with _reading(f"{self.name}: field {field.name!r}: its type"):
+            return field.typename
 
     def _resolve(self, tree: Tree) -> tuple[dict[str, Ref | Bits], str]:
         """(column -> where it is read from, a description of the missing required column or "")."""
@@ -266,7 +304,7 @@ class RootInput(InputSource):
                 continue
             for candidate in candidates:
                 name, element = parse_ref(candidate)
-                found = tree.get(name)
+                found = self._lookup(tree, name)
                 if found is not None:
                     columns[column] = Ref(found, element)
                     break
@@ -287,7 +325,7 @@ class RootInput(InputSource):
                 field = tree.fields.get(parent)
                 if dot and field is not None:
                     return (
-                        f"; {parent} ({field.typename}) is there, but no member of it that uproot can read "
+                        f"; {parent} ({self._typename(field)}) is there, but no member of it that uproot can read "
                         f"(an object stored unsplit is read whole or not at all)"
                     )
         return ""
@@ -310,7 +348,7 @@ class RootInput(InputSource):
         if self.map.provenance:
             return [self._token_field(events, ref) for ref in self.map.provenance]
         own = events if events.name in self.map.collections else collection
-        token = None if own is None else own.get(COLLECTION_TOKEN)
+        token = None if own is None else self._lookup(own, COLLECTION_TOKEN)
         if own is None or token is None:
             return []
         if own is collection:
@@ -320,7 +358,7 @@ class RootInput(InputSource):
                     f"{events.entries}: its tokens were not read"
                 )
                 return []
-            if any(collection.get(key) is None for key in COLLECTION_KEYS):
+            if any(self._lookup(collection, key) is None for key in COLLECTION_KEYS):
                 self.notes.append(
                     f"POOL collection tree {collection.name} has no {' or '.join(COLLECTION_KEYS)} to check "
                     f"against tree {events.name}: its tokens were not read"
@@ -367,7 +405,9 @@ class RootInput(InputSource):
             with _reading(f"{self.name}: guid field {field.name!r}: entry 0"):
                 values = self.events.read([field.name], 0, 1)[field.name]
             if not _is_string(values):
-                raise InputError(f"{self.name}: guid field {field.name!r} has type {field.typename}, expected a string")
+                raise InputError(
+                    f"{self.name}: guid field {field.name!r} has type {self._typename(field)}, expected a string"
+                )
             return normalize_guid(str(values[0]), f"{self.name}: guid field {field.name!r}: entry 0")
         if self.map.guid_object is not None:
             key = self.map.guid_object
@@ -465,7 +505,7 @@ class RootInput(InputSource):
         def check(ok: bool, expected: str) -> None:
             if not ok:
                 raise InputError(
-                    f"{self.name}: field {source.field.name!r} ({column}) has type {source.field.typename}, "
+                    f"{self.name}: field {source.field.name!r} ({column}) has type {self._typename(source.field)}, "
                     f"expected {expected}"
                 )
 
@@ -530,7 +570,7 @@ class RootInput(InputSource):
             numbers = ak.to_numpy(values) if ok else None
             if numbers is None or numbers.dtype.kind not in "biu":
                 raise InputError(
-                    f"{self.name}: field {field.name!r} (bit {i} of {column}) has type {field.typename}, "
+                    f"{self.name}: field {field.name!r} (bit {i} of {column}) has type {self._typename(field)}, "
                     f"expected a bool"
                 )
             matrix[:, i] = numbers != 0
@@ -566,7 +606,7 @@ class RootInput(InputSource):
             if not _is_string(values):
                 raise InputError(
                     f"{self.name}: field {tokens.field.name!r} (provenance {tokens.stream}) has type "
-                    f"{tokens.field.typename}, expected a string"
+                    f"{self._typename(tokens.field)}, expected a string"
                 )
             texts = pc.utf8_trim_whitespace(ak.to_arrow(values, extensionarray=False).cast(pa.string()))
             given = pc.greater(pc.binary_length(texts), 0)

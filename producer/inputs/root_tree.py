@@ -174,9 +174,9 @@ class TTreeFields(Tree):
             if first >= last:
                 continue
             basket = branch.basket(i)
-            offsets = basket.byte_offsets
-            if offsets is None:
+            if basket.byte_offsets is None:
                 return None
+            offsets = basket.byte_offsets.astype(np.int64)  # int32: (k + 1) * size may not fit
             begin = offsets[first - bounds[i] : last - bounds[i]] + interpretation.header_bytes
             has = offsets[first - bounds[i] + 1 : last - bounds[i] + 1] - begin >= (k + 1) * size
             at = begin[has] + k * size

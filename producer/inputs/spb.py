@@ -44,7 +44,7 @@ from isal import igzip, isal_zlib
 from eventindex.errors import InputError
 from producer.inputs import EventIndex_p1_pb2 as ei
 from producer.inputs.base import InputSource
-from producer.inputs.spb_events import EventRun, decode_events, missing_fields, one_line
+from producer.inputs.spb_events import EventRun, decode_events, missing_fields, not_utf8_fields, one_line
 
 MAGIC = 0x6E56C8C7
 VERSION = 1
@@ -432,6 +432,8 @@ class SpbInput(InputSource):
         if not message.IsInitialized():
             missing = ", ".join(missing_fields(message))
             raise records.error(number, offset, kind, f"missing required fields: {missing}")
+        if not_utf8 := not_utf8_fields(message):
+            raise records.error(number, offset, kind, f"not UTF-8 text: {', '.join(not_utf8)}")
         return message
 
     @staticmethod

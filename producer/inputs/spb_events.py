@@ -31,7 +31,7 @@ from google.protobuf.message import DecodeError, Message
 from eventindex.columns import EVENT_SCHEMA, INT64_MAX, PROVENANCE_TYPE
 from eventindex.errors import InputError
 from producer.inputs import EventIndex_p1_pb2 as ei
-from producer.inputs.common import out_of_range
+from producer.inputs.common import first_blank, out_of_range
 from producer.inputs.pool_token import TokenFormatError, parse_tokens
 from producer.inputs.protoscan import I32, LEN, PADDING, VARINT, Layout, Scanned, Unusual, scan
 from producer.inputs.trigger import Mask, MaskFormatError, decode_hlt, decode_l1
@@ -109,6 +109,25 @@ def missing_fields(message: Message, prefix: str = "") -> list[str]:
             for index, item in enumerate(getattr(message, field.name)):
                 missing += missing_fields(item, f"{prefix}{field.name}[{index}].")
     return missing
+
+
+def not_utf8_fields(message: Message, prefix: str = "") -> list[str]:
+    """The string fields whose bytes are not UTF-8, nested ones as `eitoken[0].token`.
+
+    proto2 does not check strings when parsing: protobuf's upb runtime hands such a field out as bytes."""
+    bad = []
+    for field in message.DESCRIPTOR.fields:
+        value = getattr(message, field.name)
+        if field.type == field.TYPE_STRING:
+            if any(isinstance(v, bytes) for v in (value if field.is_repeated else [value])):
+                bad.append(prefix + field.name)
+        elif field.type == field.TYPE_MESSAGE:
+            if field.is_repeated:
+                for index, item in enumerate(value):
+                    bad += not_utf8_fields(item, f"{prefix}{field.name}[{index}].")
+            elif message.HasField(field.name):
+                bad += not_utf8_fields(value, f"{prefix}{field.name}.")
+    return bad
 
 
 @dataclass(frozen=True)
@@ -258,6 +277,8 @@ def _slow(batch: _Batch, error: Callable[[int, str], InputError]) -> _Decoded:
             raise error(row, f"undecodable protobuf: {one_line(exc)}") from None
         if not event.IsInitialized():
             raise error(row, f"missing required fields: {', '.join(missing_fields(event))}")
+        if not_utf8 := not_utf8_fields(event):
+            raise error(row, f"not UTF-8 text: {', '.join(not_utf8)}")
         fields.append(_EVENT_FIELDS(event))
         present.append(tuple(map(event.HasField, _OPTIONAL_FIELDS)))
         counts.append(len(event.eitoken))
@@ -330,6 +351,9 @@ def _provenance(decoded: _Decoded, provenance_ref: bool, error: Callable[[int, s
         event = int(np.searchsorted(offsets, index, side="right")) - 1
         return error(event, f"eitoken {index - int(offsets[event])}: {reason}")
 
+    blank = first_blank(decoded.streams)
+    if blank >= 0:
+        raise token_error(blank, "the name (the stream) is an empty or blank string")
     try:
         tokens = parse_tokens(decoded.tokens)
     except TokenFormatError as exc:

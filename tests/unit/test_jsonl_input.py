@@ -192,6 +192,24 @@ def test_unreadable_file(tmp_path: Path) -> None:
             "reference 0: oid2: expected an integer, got 2.5",
         ),
         ('{"run_number": 1, "event_number": 2, "input_guid": 7}', "input_guid: expected a string"),
+        ('{"run_number": 1, "event_number": 2, "input_guid": ""}', "input_guid: an empty or blank string"),
+        ('{"run_number": 1, "event_number": 2, "input_guid": " "}', "input_guid: an empty or blank string"),
+        (
+            '{"run_number": 1, "event_number": 2, "provenance": [{"stream": "", "guid": "G"}]}',
+            "reference 0: stream is an empty or blank string",
+        ),
+        (
+            '{"run_number": 1, "event_number": 2, "provenance": [{"stream": "S", "guid": " "}]}',
+            "reference 0: guid is an empty or blank string",
+        ),
+        ('{"run_number": 1, "event_number": 2, "mc_event_weight": NaN}', "expected a finite number, got NaN"),
+        ('{"run_number": 1, "event_number": 2, "mc_event_weight": Infinity}', "expected a finite number"),
+        ('{"run_number": 1, "event_number": 2, "mc_event_weight": -Infinity}', "expected a finite number"),
+        ('{"run_number": 1, "event_number": 2, "mc_event_weight": 1e400}', "expected a finite number"),
+        ('{"run_number": 1, "event_number": 2, "mc_event_weight": 1e39}', "beyond the range of a 32-bit float"),
+        ('{"run_number": 1, "event_number": 2, "mc_event_weight": ' + "9" * 400 + "}", "beyond the range"),
+        ("[" * 100_000, "JSON nested too deeply"),
+        ('{"run_number": 1, "event_number": 2, "provenance": ' + "[" * 100_000, "JSON nested too deeply"),
     ],
 )
 def test_bad_line_names_its_number(tmp_path: Path, line: str, words: str) -> None:
@@ -202,6 +220,21 @@ def test_bad_line_names_its_number(tmp_path: Path, line: str, words: str) -> Non
         list(JsonLinesInput(path).batches(2))
     text = one_line(exc)
     assert text.startswith(f"{path}: line 5: ") and words in text, text
+
+
+def test_a_deeply_nested_first_line_is_not_taken_for_a_header(tmp_path: Path) -> None:
+    path = tmp_path / "deep.jsonl"
+    path.write_text('{"eventindex": ' + "[" * 100_000 + "\n")
+    with pytest.raises(InputError) as exc:
+        list(JsonLinesInput(path).batches(10))
+    assert one_line(exc) == f"{path}: line 1: JSON nested too deeply to be an event"
+
+
+def test_the_largest_weights_a_float32_holds_are_read(tmp_path: Path) -> None:
+    lines = [{**GOOD, "event_number": n, "mc_event_weight": w} for n, w in enumerate([3.4e38, -3.4e38, 1e-50, 2])]
+    path = write(tmp_path / "w.jsonl", lines)
+    weights = read_all(JsonLinesInput(path)).column("mc_event_weight").to_pylist()
+    assert weights == pytest.approx([3.4e38, -3.4e38, 0.0, 2.0], rel=1e-6)
 
 
 def test_truncated_file_names_the_last_line(tmp_path: Path, events: pa.Table) -> None:

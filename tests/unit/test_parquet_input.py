@@ -209,6 +209,16 @@ def test_incompatible_column_is_refused(tmp_path: Path, column: str, array: pa.A
             {"provenance": pa.array([[], [], [{"stream": "S", "guid": None}]], REFS)},
             "row 2: a provenance reference has no guid",
         ),
+        ({"input_guid": pa.array([GUID, "", GUID])}, "row 1: column 'input_guid' is an empty or blank string"),
+        ({"input_guid": pa.array([GUID, GUID, " \t"]).dictionary_encode()}, "row 2: column 'input_guid' is an empty"),
+        (
+            {"provenance": pa.array([[], [{"stream": "S", "guid": GUID}, {"stream": "", "guid": GUID}], []], REFS)},
+            "row 1: a provenance reference has an empty or blank stream",
+        ),
+        (
+            {"provenance": pa.array([[], [], [{"stream": "S", "guid": "  "}]], REFS)},
+            "row 2: a provenance reference has an empty or blank guid",
+        ),
     ],
 )
 def test_bad_value_names_the_row(tmp_path: Path, extra: dict[str, pa.Array], words: str) -> None:
@@ -218,6 +228,52 @@ def test_bad_value_names_the_row(tmp_path: Path, extra: dict[str, pa.Array], wor
     with pytest.raises(InputError) as exc:
         list(ParquetInput(path).batches(10))
     assert str(path) in one_line(exc) and words in str(exc.value)
+
+
+def test_a_column_given_twice_is_refused(tmp_path: Path) -> None:
+    """Which of two `event_number` columns is the event number? Never a guess (nor a KeyError)."""
+    numbers = pa.array([1, 2], pa.uint64())
+    table = pa.Table.from_arrays(
+        [pa.array([1, 1], pa.uint32()), numbers, numbers], names=["run_number", "event_number", "event_number"]
+    )
+    path = write(tmp_path / "twice.parquet", table)
+    with pytest.raises(InputError) as exc:
+        list(open_input(str(path)).batches(10))
+    assert str(path) in one_line(exc) and "column 'event_number' is there twice" in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"stream": "S", "guid": GUID, "oid_1": 4}, "provenance field 'oid_1' is not a provenance field"),
+        ({"stream": "S", "guid": GUID, "contianer": "C"}, "provenance field 'contianer' is not a provenance field"),
+    ],
+)
+def test_an_unknown_provenance_field_is_refused(tmp_path: Path, fields: dict[str, object], words: str) -> None:
+    """A misspelt reference field is never silently taken for an absent one (null), as in JSON lines."""
+    table = pa.table(
+        {
+            "run_number": pa.array([1, 1], pa.uint32()),
+            "event_number": pa.array([1, 2], pa.uint64()),
+            "provenance": pa.array([[], [fields]]),
+        }
+    )
+    path = write(tmp_path / "refs.parquet", table)
+    with pytest.raises(InputError) as exc:
+        list(ParquetInput(path).batches(10))
+    assert str(path) in one_line(exc) and words in str(exc.value)
+
+
+def test_a_provenance_field_given_twice_is_refused(tmp_path: Path) -> None:
+    struct = pa.StructArray.from_arrays(
+        [pa.array(["S"]), pa.array([GUID]), pa.array(["T"])], names=["stream", "guid", "stream"]
+    )
+    refs = pa.ListArray.from_arrays(pa.array([0, 0, 1], pa.int32()), struct)
+    table = pa.table({"run_number": pa.array([1, 1], pa.uint32()), "event_number": pa.array([1, 2], pa.uint64())})
+    path = write(tmp_path / "refs.parquet", table.append_column("provenance", refs))
+    with pytest.raises(InputError) as exc:
+        list(ParquetInput(path).batches(10))
+    assert str(path) in one_line(exc) and "provenance field 'stream' is there twice" in str(exc.value)
 
 
 def test_missing_required_column(tmp_path: Path) -> None:

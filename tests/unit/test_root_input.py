@@ -392,6 +392,9 @@ def test_bad_token_names_the_entry(tmp_path: Path) -> None:
         ('{"branches": {"l1_tbp": {"bits": ["a", "a"]}}}', "names a field twice"),
         ('{"branches": {"l1_tbp": {"bits": 3}}}', '{"bits": "GLOB"}'),
         ('{"branches": {"l1_tbp": "words[0]"}}', "not an element NAME[k]"),
+        ('{"branches": {"mc_event_weight": "w[99999999999999999999]"}}', "element index 99999999999999999999 is too"),
+        ('{"branches": {"mc_event_weight": ["w[9223372036854775807]"]}}', "element index 9223372036854775807 is too"),
+        ('{"branches": {"bcid": "b[2147483647]"}}', "0..2147483646"),
         ('{"collection": 3}', "'collection' must be a tree name or null"),
         ('{"collection": "C", "provenance": [{"stream": "S", "token": "T"}]}', "give one"),
     ],
@@ -625,6 +628,23 @@ def test_vector_element_of_a_ttree_across_baskets(tmp_path: Path) -> None:
         for step in (1_000, 299, 7):
             got = read_all(RootInput(path, mapped), step).column("mc_event_weight").to_pylist()
             assert got == wanted and None in got
+
+
+def test_the_largest_vector_element_index_reads_null(tmp_path: Path) -> None:
+    """`NAME[2^31-2]`, the largest index a branch map may give: null for every event (read from the
+    baskets of a TTree, or from whole vectors of an RNTuple), never an overflow."""
+    import awkward as ak
+
+    weights = ak.Array([[1.0, 2.0], [], [3.0]])
+    data = {"run": np.full(3, 7, np.uint32), "event": np.arange(3, dtype=np.uint64), "w": weights}
+    path = write_root(tmp_path / "v.root", data, tree="CollectionTree")
+    mapped = tmp_path / "map.json"
+    branches = {"run_number": "run", "event_number": "event", "mc_event_weight": "w[2147483646]"}
+    mapped.write_text(json.dumps({"branches": branches}))
+    assert read_all(RootInput(path, mapped)).column("mc_event_weight").to_pylist() == [None] * 3
+    mapped.write_text(json.dumps({"branches": {"mc_event_weight": "EventInfoAuxDyn:mcEventWeights[2147483646]"}}))
+    table = read_all(RootInput(rntuple_xaod(tmp_path / "w.root"), mapped))
+    assert table.column("mc_event_weight").to_pylist() == [None] * 3
 
 
 def test_columns_the_file_does_not_carry_are_null(tmp_path: Path) -> None:

@@ -235,3 +235,34 @@ def test_vector_element_read_from_the_baskets_equals_uproots_arrays(key: str) ->
             assert values.tolist() == [float(v[0]) for v in whole[start:stop]]
         beyond = tree.element(field, 10_000, 0, tree.entries)  # no vector is that long: all null
         assert beyond is not None and not beyond[1].any()
+
+
+@pytest.mark.parametrize("key", sorted(FILES))
+@pytest.mark.parametrize("cut", [10, 500, 5000])
+def test_a_real_file_cut_short_is_an_input_error_naming_it(tmp_path: Path, key: str, cut: int) -> None:
+    """A file whose end is missing (the streamers, the keys): refused, naming the file, even when uproot
+    could read every event of it (it never looks at the end the header records)."""
+    real = FILES[key]
+    path = tmp_path / f"cut-{real.name}"
+    path.write_bytes(real.path.read_bytes()[:-cut])
+    with pytest.raises(InputError) as exc:
+        list(open_input(str(path), real.branch_map).batches(1000))
+    text = str(exc.value)
+    assert "\n" not in text and str(path) in text and "truncated ROOT file" in text
+
+
+@pytest.mark.parametrize("offset", [0, 40, 1000])
+def test_damaged_streamers_are_an_input_error_naming_the_file(tmp_path: Path, offset: int) -> None:
+    """The streamers of a Run-2 xAOD file zeroed in part: looking up `TrigConfKeys.m_smk` (a member of an
+    unsplit object, whose type comes from the streamers) fails in uproot, an InputError naming the field."""
+    real = FILES["run2-ttree"]
+    data = bytearray(real.path.read_bytes())
+    with uproot.open(real.path) as file:
+        seek = file.file.fSeekInfo
+    data[seek + offset : seek + offset + 200] = bytes(200)
+    path = tmp_path / "damaged.root"
+    path.write_bytes(data)
+    with pytest.raises(InputError) as exc:
+        list(open_input(str(path)).batches(1000))
+    text = str(exc.value)
+    assert "\n" not in text and str(path) in text and "TrigConfKeys.m_smk" in text

@@ -476,6 +476,32 @@ BAD_RECORDS = {
     "bad HLT levels": (replace(4, record(6, event_pb(ef="CAA;CAA"))), 5, "2 ';'-separated parts"),
     "bad BeginGUID guid": (replace(1, record(3, begin_pb("not-a-guid"))), 2, "'not-a-guid' is not 8-4-4-4-12"),
     "header lacks a required field": (replace(0, record(1, fv(1, 5))), 1, "missing required fields"),
+    "token not UTF-8": (
+        replace(
+            4, record(6, event_pb(tokens=()) + fs(20, fs(1, "StreamAOD") + fs(2, AOD_TOKEN.encode()[:-2] + b"\xe7]")))
+        ),
+        5,
+        "(EIEvent) at byte 692: not UTF-8 text: eitoken[0].token",
+    ),
+    "stream name not UTF-8": (
+        replace(
+            3, record(6, event_pb(tokens=(("StreamAOD", AOD_TOKEN),)) + fs(20, fs(1, b"Str\xffeam") + fs(2, RAW_TOKEN)))
+        ),
+        4,
+        "not UTF-8 text: eitoken[1].name",
+    ),
+    "empty stream name": (
+        replace(4, record(6, event_pb(tokens=(("StreamAOD", AOD_TOKEN), (" ", RAW_TOKEN))))),
+        5,
+        "eitoken 1: the name (the stream) is an empty or blank string",
+    ),
+    "mask not UTF-8": (
+        replace(3, record(6, event_pb(ef="") + fs(13, b"B\xe7"))),
+        4,
+        "not UTF-8 text: EFPassedTrigMask",
+    ),
+    "BeginGUID guid not UTF-8": (replace(1, record(3, begin_pb() + fs(5, b"\xe7" * 36))), 2, "not UTF-8 text: guid"),
+    "Header task not UTF-8": (replace(0, record(1, header_pb() + fs(2, b"\xe7"))), 1, "not UTF-8 text: taskID"),
     "BeginGUID first": (drop(0), 1, "the first record must be the Header"),
     "no input file": (lambda r: [r[0], record(2, trailer_pb(0, 0))], 2, "the file holds no input file"),
     "Header only": (lambda r: r[:1], 2, "the file ends before its first BeginGUID"),
