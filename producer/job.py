@@ -68,6 +68,8 @@ class JobSpec:
         validate_attempt(self.attempt)
         if not 1 <= self.chunk_events <= MAX_CHUNK_EVENTS:
             raise ConfigError(f"--chunk-events must be in 1..{MAX_CHUNK_EVENTS}")
+        if self.fail_after_chunks is not None and self.fail_after_chunks < 0:
+            raise ConfigError("--fail-after-chunks must be 0 or more")
 
 
 @dataclass

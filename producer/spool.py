@@ -303,6 +303,8 @@ class SpoolingPublisher(Publisher):
 def flush_spool(path: Path, brokers: Sequence[str]) -> FlushResult:
     """`ei-producer flush-spool`: send the pointer spool at `path` through the first of `brokers` that takes
     each message, then empty it; what was not sent stays in it."""
+    if path.is_dir():
+        raise ConfigError(f"--spool {path} is a directory, not a pointer spool")
     spool = PointerSpool(path)
     with FailoverPublisher(brokers) as publisher:
         return spool.flush(publisher)

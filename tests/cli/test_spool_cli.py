@@ -55,7 +55,6 @@ def test_no_spool_flag_fails_with_exit_5(tmp_path: Path) -> None:
 
 def test_broker_only_mode_spools_whole_batches_and_flushes_them(tmp_path: Path) -> None:
     """`--mode mq` sends each input file as one transaction; with no broker the batch is spooled whole."""
-    pipe = Pipeline(tmp_path)
     dead = f"stomp://127.0.0.1:{closed_port()}/queue/q"
     produced = cli(
         "producer.cli", "--task", "task1", "--job", "j1", "--attempt", "1", "--dataset", "ds",
@@ -67,9 +66,30 @@ def test_broker_only_mode_spools_whole_batches_and_flushes_them(tmp_path: Path) 
     assert summary["spooled"] == summary["chunks"] + 1, "every events message, then the manifest"
     assert f"read every event, but {summary['spooled']} message(s) were spooled" in produced.stderr
     assert not (tmp_path / "store").exists()
+    pipe = Pipeline(tmp_path)  # the supersink's (with its store directory)
     flush = cli("producer.cli", "flush-spool", "--broker", pipe.broker, cwd=tmp_path)
     assert flush.returncode == 0, flush.stderr
     pipe.expect(1)
     pipe.run_supersink()
     assert pipe.status()["state"] == "loaded"
     assert_same_events(pipe.loaded(), synthetic(8, events=1000))
+
+
+def test_a_directory_given_as_the_spool_and_a_negative_crash_point_are_usage_errors(tmp_path: Path) -> None:
+    """Found by fault-hunting: `flush-spool --spool DIR` was exit 5 ("broker error"), and
+    `--fail-after-chunks -1` died at once with exit 137."""
+    (tmp_path / "d").mkdir()
+    proc = cli(
+        "producer.cli", "flush-spool", "--spool", str(tmp_path / "d"), "--broker", f"sqlite://{tmp_path / 'q.db'}"
+    )
+    assert (
+        proc.returncode == 2
+        and proc.stderr == f"ei-producer: --spool {tmp_path / 'd'} is a directory, not a pointer spool\n"
+    )
+    proc = cli(
+        "producer.cli", "--task", "t", "--job", "j", "--attempt", "1", "--dataset", "ds", "--input", "synthetic:100",
+        "--store", (tmp_path / "store").as_uri(), "--broker", f"sqlite://{tmp_path / 'q.db'}",
+        "--fail-after-chunks", "-1", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr == "ei-producer: --fail-after-chunks must be 0 or more\n"
+    assert not (tmp_path / "store").exists()
