@@ -117,6 +117,10 @@ def _unexpected(exc: Exception) -> Rejected:
     return Rejected(f"unexpected {type(exc).__name__} handling this message: {exc}")
 
 
+def _expectation(jobs: int, events: int | None) -> str:
+    return f"{jobs} jobs" + ("" if events is None else f" of {events} events")
+
+
 class Rejected(Exception):
     """The message is refused for good: quarantine it with this reason (and the job it names, if any)."""
 
@@ -236,11 +240,17 @@ class Intake:
             self.counters.after_commit += 1
             return pointer.task
         if pointer.kind == pb.POINTER_KIND_TASK_EXPECTATION:
-            self.ledger.set_expectation(
-                pointer.task,
-                pointer.expected_jobs,
-                pointer.expected_events if pointer.HasField("expected_events") else None,
-            )
+            events = pointer.expected_events if pointer.HasField("expected_events") else None
+            known = self.ledger.task(pointer.task)
+            if known is not None and known.expected_jobs is not None:
+                before, now = (known.expected_jobs, known.expected_events), (pointer.expected_jobs, events)
+                if before != now:  # a correction, or two announcements that disagree: the last one counts
+                    late = f" (after its commit, state {known.state})" if known.state in LOADED_STATES else ""
+                    self.on_problem(
+                        f"task {pointer.task}: expectation changed from {_expectation(*before)} "
+                        f"to {_expectation(*now)}{late}"
+                    )
+            self.ledger.set_expectation(pointer.task, pointer.expected_jobs, events)
             self.counters.expectations += 1
             self.may_complete = True
             return pointer.task

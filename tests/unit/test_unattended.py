@@ -442,3 +442,23 @@ def test_a_store_that_refuses_the_supersinks_credentials_stops_it_with_the_messa
     _, stuck = run(pipe)
     assert stuck == [] and pipe.status("task1")["state"] == "loaded"
     assert_same_events(pipe.loaded("task1"), synthetic(16))
+
+
+def test_an_expectation_that_changes_is_reported(pipe: Pipeline, caplog: pytest.LogCaptureFixture) -> None:
+    """Two announcements for one task that disagree: the last one counts, and the change is a problem
+    line an operator sees (a redelivered announcement, the same again, is not)."""
+    pipe.produce("j1", 17, task="task1")
+    pipe.expect(2, task="task1")
+    pipe.expect(2, task="task1")
+    pipe.expect(1, 3_000, task="task1")
+    with caplog.at_level("WARNING"):
+        _, stuck = run(pipe)
+    changes = [r.getMessage() for r in caplog.records if "expectation changed" in r.getMessage()]
+    assert changes == ["task task1: expectation changed from 2 jobs to 1 jobs of 3000 events"]
+    assert stuck == [] and pipe.status("task1")["state"] == "loaded"
+    pipe.expect(3, task="task1")
+    with caplog.at_level("WARNING"):
+        run(pipe)
+    assert "task task1: expectation changed from 1 jobs of 3000 events to 3 jobs (after its commit, state loaded)" in [
+        r.getMessage() for r in caplog.records
+    ]
