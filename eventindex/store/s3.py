@@ -285,12 +285,15 @@ class S3Store(ObjectStore):
 
     def check_bucket(self) -> None:
         """ConfigError when the bucket does not exist (a typo in a URL to read from: an empty answer
-        would pass for a real one); a StoreError when the store cannot tell."""
+        would pass for a real one); a StoreError when the store cannot be reached. A refusal (403: a
+        policy may grant reading a prefix and not HeadBucket) is left for the reads themselves to report."""
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except ClientError as exc:
             if _status(exc) == 404 or _code(exc) in ("NoSuchBucket", "404", "NotFound"):
                 raise ConfigError(f"{self.url}: no such bucket {self.bucket!r}") from exc
+            if _status(exc) in (401, 403):
+                return
             raise self._fail("cannot reach bucket", self.bucket, exc) from exc
         except BotoCoreError as exc:
             raise self._fail("cannot reach bucket", self.bucket, exc) from exc

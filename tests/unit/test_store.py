@@ -17,6 +17,7 @@ from eventindex.errors import (
     ObjectExistsError,
     ObjectNotFoundError,
     OversizedObjectError,
+    StoreError,
     StoreUnavailableError,
 )
 from eventindex.store import ObjectStore, open_store
@@ -145,3 +146,28 @@ def test_a_local_store_whose_directory_went_away_is_unavailable_not_empty(tmp_pa
     assert store.get("t/j/1/chunk-000000.eic") == b"data"
     with pytest.raises(ObjectNotFoundError):
         store.get("t/j/1/chunk-000009.eic")
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "outcome"),
+    [(404, "NoSuchBucket", "no such bucket"), (403, "AccessDenied", None), (500, "InternalError", "HTTP 500")],
+)
+def test_check_bucket_names_a_missing_bucket_and_leaves_a_refusal_to_the_reads(
+    status: int, code: str, outcome: str | None
+) -> None:
+    """A reader's HEAD of its bucket: 404 is a typo (ConfigError); 403 cannot tell (a policy may grant reading
+    a prefix and not HeadBucket), so the reads report it; anything else is the store's failure."""
+    from botocore.exceptions import ClientError
+
+    from eventindex.store.s3 import S3Store
+
+    class Client:
+        def head_bucket(self, Bucket: str) -> None:
+            raise ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "HeadBucket")
+
+    store = S3Store(S3Location.from_url("s3://typo/warehouse"), client=Client())
+    if outcome is None:
+        store.check_bucket()
+    else:
+        with pytest.raises((ConfigError, StoreError), match=outcome):
+            store.check_bucket()
