@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -163,7 +164,8 @@ def test_check_bucket_names_a_missing_bucket_and_leaves_a_refusal_to_the_reads(
 
     class Client:
         def head_bucket(self, Bucket: str) -> None:
-            raise ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "HeadBucket")
+            response: Any = {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+            raise ClientError(response, "HeadBucket")
 
     store = S3Store(S3Location.from_url("s3://typo/warehouse"), client=Client())
     if outcome is None:
