@@ -269,6 +269,12 @@ class Supersink:
             state, detail = (row.state, row.detail) if row is not None else ("unknown", "")
             hint = "" if force or state != TaskState.WAITING else " (use --force to load what is there)"
             raise TaskNotLoadableError(f"task {task} is {state}: {detail}{hint}")
+        if already and row.dataset is not None and self.warehouse.read_marker(row.dataset, task) is None:
+            given = self.warehouse.url.split("?", 1)[0]
+            raise ConfigError(
+                f"task {task} was loaded to {row.location}, but {given} holds no commit of it: "
+                "is this the warehouse it was loaded to?"
+            )
         marker = row.marker
         return {**{k: marker.get(k) for k in LOAD_SUMMARY}, "already_loaded": already}
 

@@ -175,6 +175,13 @@ def test_load_an_unknown_task_is_exit_2_an_incomplete_one_3_a_loaded_one_0(
     proc = sink("load", "--task", "task1", *common)
     assert proc.returncode == 0 and proc.stderr.count("\n") <= 1
     assert json.loads(proc.stdout)["already_loaded"] is True
+    (pipe.root / "other").mkdir()  # not the warehouse the task was loaded to: the ledger alone does not say "loaded"
+    proc = sink("load", "--task", "task1", *common[:2], "--warehouse", (pipe.root / "other").as_uri(), *common[4:])
+    assert proc.returncode == 2, proc.stderr
+    assert (
+        f"but {(pipe.root / 'other').as_uri()} holds no commit of it: is this the warehouse it was loaded to?"
+        in one_line(proc)
+    )
     proc = sink("load", "--task", "task1", "--state", str(pipe.root / "none.db"), *common[:4])
     assert proc.returncode == 6 and "no ledger at" in one_line(proc)
 
