@@ -27,7 +27,7 @@ import pyarrow.fs as pafs
 
 from eventindex.errors import ConfigError, ObjectNotFoundError, StoreError, WarehouseError
 from eventindex.names import validate_name
-from eventindex.store.base import ObjectStore
+from eventindex.store.base import ObjectStore, open_store
 from eventindex.store.local import LocalStore, file_url_path
 
 if TYPE_CHECKING:  # boto3 is imported only when an s3:// warehouse is opened
@@ -125,18 +125,12 @@ class WarehouseReader:
                 raise ConfigError(f"warehouse {path.as_uri()}: no such directory")
             return cls(path.as_uri(), pafs.LocalFileSystem(), str(path), LocalStore(path), renames=True)
         if scheme == "s3":
-            from eventindex.store.s3 import S3Location, S3Store
+            from eventindex.store.s3 import S3Location
 
             location = S3Location.from_url(url)
             root = f"{location.bucket}/{location.prefix}".rstrip("/")
-            bucket = S3Store(location)
-            if not creates:
-                try:
-                    bucket.check_bucket()
-                except BaseException:
-                    bucket.close()
-                    raise
-            return cls(url, _s3_filesystem(location), root, bucket, renames=False)
+            control = open_store(url, create=creates)  # a reader's bucket must exist
+            return cls(url, _s3_filesystem(location), root, control, renames=False)
         if scheme in ("webhdfs", "swebhdfs"):
             from eventindex.store.webhdfs import webhdfs_warehouse
 

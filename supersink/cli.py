@@ -55,7 +55,6 @@ from supersink.logs import Redactor, configure
 from supersink.migrate import migrate_layout
 from supersink.notify import parse_since, replay
 from supersink.ops import Operations, OpsConfig, add_run_arguments
-from supersink.reconcile import open_existing_store
 from supersink.retention import DAY, RetentionPolicy
 from supersink.service import DEFAULT_RESCAN_SECONDS, STATES, Supersink, reconcile_into, run_summary
 from supersink.status import render, status
@@ -371,7 +370,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    store = open_existing_store(args.store)
+    store = open_store(args.store, create=False)  # a location that does not exist is not an empty store
     ledger = _open_ledger(args.state)
     try:
         warehouse = Warehouse.from_url(args.warehouse) if args.warehouse else None

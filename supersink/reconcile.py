@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
-from eventindex.errors import CodecError, ObjectNotFoundError, StoreError
-from eventindex.store import ObjectStore, open_store
+from eventindex.errors import CodecError, ObjectNotFoundError
 from supersink.fetch import fetch_manifest
 from supersink.intake import Intake, Rejected
 
@@ -38,19 +36,6 @@ class ReconcileReport:
             "problems": len(self.problems),
             "tasks": sorted(self.tasks),
         }
-
-
-def open_existing_store(url: str) -> ObjectStore:
-    """A store to read only: a location that does not exist is an error, not an empty store."""
-    store = open_store(url, create=False)
-    if urlsplit(url).scheme == "file":
-        return store
-    try:
-        next(iter(store.list("")), None)  # an S3 bucket that does not exist fails here
-    except StoreError:
-        store.close()
-        raise
-    return store
 
 
 def reconcile(sink: Intake, prefix: str = "") -> ReconcileReport:

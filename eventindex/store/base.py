@@ -104,7 +104,8 @@ def check_key(key: str) -> str:
 
 def open_store(url: str, options: StoreOptions | None = None, *, create: bool = True) -> ObjectStore:
     """Open the store a URL names: `file:///abs/dir` or `s3://bucket[/prefix][?endpoint=...&ca=...]`.
-    `create` (file:// only): make a missing directory; without it a missing directory is a ConfigError."""
+    Without `create`, a location that does not exist is a ConfigError, not an empty store: a missing
+    directory (with `create`, it is made), an S3 bucket the store says does not exist (asked once)."""
     scheme = urlsplit(url).scheme
     if scheme == "file":
         from eventindex.store.local import LocalStore
@@ -113,7 +114,14 @@ def open_store(url: str, options: StoreOptions | None = None, *, create: bool = 
     if scheme == "s3":
         from eventindex.store.s3 import S3Store
 
-        return S3Store.from_url(url, options)
+        store = S3Store.from_url(url, options)
+        if not create:
+            try:
+                store.check_bucket()
+            except BaseException:
+                store.close()
+                raise
+        return store
     raise ConfigError(f"store URL {url!r}: scheme must be file:// or s3://")
 
 

@@ -284,19 +284,16 @@ class S3Store(ObjectStore):
             raise self._fail("cannot read", key, exc) from exc
 
     def check_bucket(self) -> None:
-        """ConfigError when the bucket does not exist (a typo in a URL to read from: an empty answer
-        would pass for a real one); a StoreError when the store cannot be reached. A refusal (403: a
-        policy may grant reading a prefix and not HeadBucket) is left for the reads themselves to report."""
+        """ConfigError when the store says the bucket does not exist (a typo: an empty answer, or every
+        object missing, would pass for a real one). Any other answer cannot tell (a 403: a policy may grant
+        reading a prefix and not HeadBucket; a store that does not answer): the operations report it."""
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except ClientError as exc:
             if _status(exc) == 404 or _code(exc) in ("NoSuchBucket", "404", "NotFound"):
                 raise ConfigError(f"{self.url}: no such bucket {self.bucket!r}") from exc
-            if _status(exc) in (401, 403):
-                return
-            raise self._fail("cannot reach bucket", self.bucket, exc) from exc
-        except BotoCoreError as exc:
-            raise self._fail("cannot reach bucket", self.bucket, exc) from exc
+        except BotoCoreError:
+            pass
 
     def list(self, prefix: str = "") -> Iterator[str]:
         base = f"{self.location.prefix}/" if self.location.prefix else ""

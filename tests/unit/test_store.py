@@ -18,7 +18,6 @@ from eventindex.errors import (
     ObjectExistsError,
     ObjectNotFoundError,
     OversizedObjectError,
-    StoreError,
     StoreUnavailableError,
 )
 from eventindex.store import ObjectStore, open_store
@@ -151,13 +150,13 @@ def test_a_local_store_whose_directory_went_away_is_unavailable_not_empty(tmp_pa
 
 @pytest.mark.parametrize(
     ("status", "code", "outcome"),
-    [(404, "NoSuchBucket", "no such bucket"), (403, "AccessDenied", None), (500, "InternalError", "HTTP 500")],
+    [(404, "NoSuchBucket", "no such bucket"), (403, "AccessDenied", None), (500, "InternalError", None)],
 )
 def test_check_bucket_names_a_missing_bucket_and_leaves_a_refusal_to_the_reads(
     status: int, code: str, outcome: str | None
 ) -> None:
-    """A reader's HEAD of its bucket: 404 is a typo (ConfigError); 403 cannot tell (a policy may grant reading
-    a prefix and not HeadBucket), so the reads report it; anything else is the store's failure."""
+    """A HEAD of the bucket: 404 is a typo (ConfigError); anything else cannot tell (a policy may grant
+    reading a prefix and not HeadBucket; a failing store), so the operations themselves report it."""
     from botocore.exceptions import ClientError
 
     from eventindex.store.s3 import S3Store
@@ -171,5 +170,16 @@ def test_check_bucket_names_a_missing_bucket_and_leaves_a_refusal_to_the_reads(
     if outcome is None:
         store.check_bucket()
     else:
-        with pytest.raises((ConfigError, StoreError), match=outcome):
+        with pytest.raises(ConfigError, match=outcome):
             store.check_bucket()
+
+
+def test_a_store_opened_without_create_refuses_a_missing_bucket(aws_env: None) -> None:
+    """What `run`, `load`, `reconcile` and every warehouse reader open: the bucket must exist."""
+    moto = pytest.importorskip("moto")
+    with moto.mock_aws():
+        boto3.client("s3").create_bucket(Bucket="bucket")
+        open_store("s3://bucket/p", create=False).close()
+        with pytest.raises(ConfigError, match="no such bucket 'typo'"):
+            open_store("s3://typo/p", create=False)
+        open_store("s3://typo/p").close()  # a writer's: the store answers its writes
