@@ -60,8 +60,8 @@ class StoreUnavailableError(StoreError):
 
 
 class StoreAccessError(StoreError):
-    """The store refuses this client whatever it asks: credentials, permissions, certificate or clock.
-    Waiting does not fix it; a service stops on it rather than retry every message for ever."""
+    """The store refuses this client whatever it asks: credentials, permissions, certificate or clock, or
+    the bucket is gone. Waiting does not fix it; a service stops on it rather than retry every message for ever."""
 
 
 class ForbiddenLocationError(StoreError):

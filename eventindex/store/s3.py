@@ -177,7 +177,8 @@ class S3Store(ObjectStore):
                 return StoreUnavailableError(
                     f"{what} {key} in {self.url}: {code} (HTTP {status}), {self.options.max_attempts} attempts"
                 )
-            if status in (401, 403):  # wrong or expired credentials, no permission, a skewed clock
+            if status in (401, 403) or code == "NoSuchBucket":  # wrong credentials, no permission, a skewed
+                # clock, the bucket gone: every request fails alike
                 return StoreAccessError(f"{what} {key} in {self.url}: {code} (HTTP {status})")
             return StoreError(f"{what} {key} in {self.url}: {code} (HTTP {status})")
         detail = f"{what} {key} in {self.url}: {type(exc).__name__}: {exc}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 import uuid
 from pathlib import Path
 
@@ -21,8 +22,10 @@ from tests.integration.faultkit import (
     check_warehouse,
     cli,
     expect,
+    kill,
     produce_job,
     run_sink,
+    start_sink,
     synthetic,
     tail,
     task_state,
@@ -152,3 +155,54 @@ def test_a_store_that_refuses_the_supersinks_credentials_ends_the_run_with_exit_
     ran = run_sink(backend, state, 1.0)
     assert ran.returncode == 0, tail(ran.stderr)
     assert_exactly_once(check_warehouse(backend, ProducedTask(task, synthetic(31))))
+
+
+def test_a_store_bucket_gone_under_a_running_supersink_ends_the_run_with_exit_4(
+    seaweedfs: SeaweedFS, s3_env: str, tmp_path: Path
+) -> None:
+    """The store's bucket deleted while `run` waits for messages: every GET said NoSuchBucket, and the
+    service put each message back and retried for ever. It now exits 4 with one line, the messages still
+    queued; with the bucket back, the task loads, every event once."""
+    endpoint, transit = seaweedfs.endpoint, f"transit-{uuid.uuid4().hex[:8]}"
+    client = seaweedfs.s3_client()
+    client.create_bucket(Bucket=transit)
+    queue, source = tmp_path / "queue.db", tmp_path / "source.db"
+    backend = Backend(
+        "s3", f"s3://{transit}/chunks?endpoint={endpoint}", f"sqlite://{queue}",
+        f"s3://{s3_env}/warehouse?endpoint={endpoint}", seaweedfs.client_env(),
+    )  # fmt: skip
+    producing = Backend(backend.name, backend.store, f"sqlite://{source}", backend.warehouse, backend.env)
+    task = f"task.{uuid.uuid4().hex[:8]}"
+    produce_job(producing, task, "j1", 1, seed=41)
+    expect(producing, task, 1, 3_000)
+    expect(backend, "task.other", 1)  # taken once the supersink is past its start-up (the bucket there)
+    state = tmp_path / "ledger.db"
+    sink = start_sink(backend, state, 60.0)
+    try:
+        deadline = time.monotonic() + 60
+        while sqlite3.connect(queue).execute("SELECT count(*) FROM messages").fetchone()[0]:
+            assert sink.poll() is None and time.monotonic() < deadline, "the supersink did not start"
+            time.sleep(0.1)
+        kept = {}
+        for item in client.list_objects_v2(Bucket=transit).get("Contents", []):
+            kept[item["Key"]] = client.get_object(Bucket=transit, Key=item["Key"])["Body"].read()
+            client.delete_object(Bucket=transit, Key=item["Key"])
+        client.delete_bucket(Bucket=transit)
+        with sqlite3.connect(source) as src, sqlite3.connect(queue) as dst:
+            rows = src.execute("SELECT queue, body, headers, enqueued FROM messages").fetchall()
+            dst.execute("DELETE FROM messages")
+            dst.executemany("INSERT INTO messages (queue, body, headers, enqueued) VALUES (?, ?, ?, ?)", rows)
+        _, stderr = sink.communicate(timeout=120)
+    finally:
+        kill(sink)
+    assert sink.returncode == 4, tail(stderr)
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("ei-supersink: store error: cannot read ") and "NoSuchBucket" in last, last
+    with sqlite3.connect(queue) as db:
+        assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == len(rows), "every message still queued"
+    client.create_bucket(Bucket=transit)
+    for key, body in kept.items():
+        client.put_object(Bucket=transit, Key=key, Body=body)
+    ran = run_sink(backend, state, 1.0)
+    assert ran.returncode == 0, tail(ran.stderr)
+    assert_exactly_once(check_warehouse(backend, ProducedTask(task, synthetic(41))))

@@ -18,6 +18,7 @@ from eventindex.errors import (
     ObjectExistsError,
     ObjectNotFoundError,
     OversizedObjectError,
+    StoreAccessError,
     StoreUnavailableError,
 )
 from eventindex.store import ObjectStore, open_store
@@ -183,3 +184,22 @@ def test_a_store_opened_without_create_refuses_a_missing_bucket(aws_env: None) -
         with pytest.raises(ConfigError, match="no such bucket 'typo'"):
             open_store("s3://typo/p", create=False)
         open_store("s3://typo/p").close()  # a writer's: the store answers its writes
+
+
+def test_a_bucket_gone_while_in_use_is_not_an_object_missing_nor_an_outage(aws_env: None) -> None:
+    """Found by deleting the store's bucket under a running supersink (SeaweedFS): every GET said
+    NoSuchBucket, a StoreError the service put back and retried for ever. It fails every request alike,
+    as wrong credentials do (StoreAccessError: `run` exits 4)."""
+    moto = pytest.importorskip("moto")
+    with moto.mock_aws():
+        client = boto3.client("s3")
+        client.create_bucket(Bucket="bucket")
+        store = open_store("s3://bucket/p", create=False)
+        store.put("t/j/1/chunk-000000.eic", b"zero")
+        client.delete_object(Bucket="bucket", Key="p/t/j/1/chunk-000000.eic")
+        client.delete_bucket(Bucket="bucket")
+        with pytest.raises(StoreAccessError, match="NoSuchBucket"):
+            store.get("t/j/1/chunk-000000.eic")
+        with pytest.raises(StoreAccessError, match="NoSuchBucket"):
+            list(store.list("t/"))
+        store.close()
