@@ -68,7 +68,8 @@ def first_blank(array: pa.Array) -> int:
     """Index of the first empty or whitespace-only string of a string array (nulls aside), or -1."""
     if len(array) == array.null_count:
         return -1
-    return first_true(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(array)), 0))
+    empty, spaces = pc.equal(pc.binary_length(array), 0), pc.utf8_is_space(array)  # no string is built
+    return first_true(pc.or_(empty, spaces)) if pc.any(empty).as_py() or pc.any(spaces).as_py() else -1
 
 
 def out_of_range(column: str, value: int) -> str:
