@@ -96,5 +96,9 @@ class WarehouseError(StateError):
     """Writing the warehouse failed."""
 
 
+class WarehouseUnavailableError(WarehouseError):
+    """The warehouse did not answer, or answered with a retryable failure, after the retries: waiting may fix it."""
+
+
 class AlreadyCommittedError(WarehouseError):
     """The task was committed by someone else (its commit marker exists)."""

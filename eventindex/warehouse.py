@@ -25,7 +25,14 @@ from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
 
-from eventindex.errors import ConfigError, ObjectNotFoundError, StoreError, WarehouseError
+from eventindex.errors import (
+    ConfigError,
+    ObjectNotFoundError,
+    StoreError,
+    StoreUnavailableError,
+    WarehouseError,
+    WarehouseUnavailableError,
+)
 from eventindex.names import validate_name
 from eventindex.store.base import ObjectStore, open_store
 from eventindex.store.local import LocalStore, file_url_path
@@ -160,6 +167,8 @@ class WarehouseReader:
             data = self.control.get(key, MAX_CONTROL_BYTES)
         except ObjectNotFoundError:
             return None
+        except StoreUnavailableError as exc:
+            raise WarehouseUnavailableError(f"cannot read {key}: {exc}") from exc
         except StoreError as exc:
             raise WarehouseError(f"cannot read {key}: {exc}") from exc
         try:

@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 CREATE INDEX IF NOT EXISTS tasks_state ON tasks (state);
 CREATE INDEX IF NOT EXISTS tasks_purge ON tasks (purged_at, loaded_at);
+CREATE INDEX IF NOT EXISTS tasks_not_purged ON tasks (purged_at) WHERE purge_note LIKE 'not purged: %';
 CREATE TABLE IF NOT EXISTS chunks (
     task TEXT NOT NULL, job TEXT NOT NULL, attempt INTEGER NOT NULL, seq INTEGER NOT NULL,
     key TEXT NOT NULL,
@@ -871,14 +872,23 @@ class Ledger:
 
     # ------------------------------------------------------------ retention
 
-    def due_for_purge(self, loaded_before: float, limit: int) -> list[TaskRecord]:
-        """Committed tasks not purged yet whose commit is older than `loaded_before`, oldest commit first."""
+    def due_for_purge(self, loaded_before: float, limit: int, retry_before: float | None = None) -> list[TaskRecord]:
+        """Committed tasks not purged yet whose commit is older than `loaded_before`, oldest commit first; then
+        (`retry_before` given) those retention last had to leave alone (NOT_PURGED) before `retry_before`."""
         marks = ", ".join("?" * len(LOADED_STATES))
         rows = self._rows(
             f"SELECT * FROM tasks WHERE purged_at IS NULL AND loaded_at < ? AND state IN ({marks}) "
             "ORDER BY loaded_at LIMIT ?",
             (loaded_before, *LOADED_STATES, limit),
         )
+        if retry_before is not None and len(rows) < limit:
+            # the literal matches the partial index tasks_not_purged (a bound pattern would not); +state keeps
+            # SQLite from choosing tasks_state, which holds every loaded task
+            rows += self._rows(
+                f"SELECT * FROM tasks WHERE purged_at < ? AND purge_note LIKE 'not purged: %' AND +state IN ({marks}) "
+                "ORDER BY purged_at LIMIT ?",
+                (retry_before, *LOADED_STATES, limit - len(rows)),
+            )
         return [TaskRecord.from_row(row) for row in rows]
 
     def compact(self, task: str, attempts: set[tuple[str, int]]) -> int:

@@ -4,7 +4,9 @@ Some time after a task's commit (`transit`, default 3 days: time to look at a fr
 its sources go) the supersink
 
 1. reads the task's commit marker and amendments from the warehouse: nothing is deleted unless
-   they exist, and they say which attempts the commit accounted for (loaded or superseded);
+   they exist (a task without its marker is noted NOT_PURGED and tried again `retry` later; a warehouse
+   or store that does not answer pauses the passes), and they say which attempts the commit accounted
+   for (loaded or superseded);
 2. deletes those attempts' chunk and manifest objects, only keys `<task>/<job>/<attempt>/...`
    under its own store (bucket and prefix), and their assembled chunks (broker-only transport);
    objects of any other attempt (one that arrived after the commit) are kept and reported;
@@ -25,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventindex.errors import EventIndexError, StoreUnavailableError
+from eventindex.errors import EventIndexError, StoreUnavailableError, WarehouseUnavailableError
 from eventindex.store import ObjectStore
 from supersink.completeness import committed_attempts
 from supersink.ledger import NOT_PURGED, Ledger, LedgerError, TaskRecord, TaskState
@@ -43,11 +45,14 @@ UNAVAILABLE_PAUSE = 60.0
 @dataclass(frozen=True)
 class RetentionPolicy:
     """Seconds after a commit before its transit data goes (None: never), after that before the
-    task's summary goes, and after receipt before a quarantine entry goes."""
+    task's summary goes, and after receipt before a quarantine entry goes; and how long after retention
+    had to leave a task alone (NOT_PURGED: e.g. no commit marker on a warehouse that was unmounted) it tries
+    that task again."""
 
     transit: float | None = 3 * DAY
     forget: float | None = 90 * DAY
     quarantine: float | None = 30 * DAY
+    retry: float = 3600.0
 
 
 @dataclass
@@ -105,7 +110,7 @@ class Retention:
         started = time.monotonic()
         now = time.time()
         if self.policy.transit is not None and started >= self._paused_until:
-            self._purge_due(now - self.policy.transit, started + budget)
+            self._purge_due(now - self.policy.transit, now - self.policy.retry, started + budget)
         with self.ledger.transaction():
             if self.policy.forget is not None:
                 forgotten = self.ledger.forget(now - self.policy.forget)
@@ -113,9 +118,9 @@ class Retention:
             if self.policy.quarantine is not None:
                 self.counters.quarantine_expired += self.ledger.expire_quarantine(now - self.policy.quarantine)
 
-    def _purge_due(self, loaded_before: float, deadline: float) -> None:
+    def _purge_due(self, loaded_before: float, retry_before: float, deadline: float) -> None:
         while time.monotonic() < deadline:
-            rows = self.ledger.due_for_purge(loaded_before, BATCH)
+            rows = self.ledger.due_for_purge(loaded_before, BATCH, retry_before)
             if not rows:
                 return
             for row in rows:
@@ -123,7 +128,7 @@ class Retention:
                     return
                 try:
                     self.purge(row)
-                except StoreUnavailableError as exc:
+                except (StoreUnavailableError, WarehouseUnavailableError) as exc:
                     self._paused_until = time.monotonic() + UNAVAILABLE_PAUSE
                     self.on_problem(f"retention paused {UNAVAILABLE_PAUSE:.0f}s: {exc}")
                     return

@@ -11,6 +11,22 @@ from producer.inputs.synthetic import SyntheticInput
 from supersink.warehouse import Warehouse
 from tests.helpers import Pipeline
 
+#: ``user_properties`` name of the integration tests' fault-injection lines (see ``fault_report``).
+FAULT_LINE = "fault_report"
+FAULT_REPORT: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "teardown":
+        FAULT_REPORT.extend(str(value) for name, value in report.user_properties if name == FAULT_LINE)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if FAULT_REPORT:
+        terminalreporter.section("fault injection: events per scenario")
+        for line in FAULT_REPORT:
+            terminalreporter.line(line)
+
 
 @pytest.fixture(scope="session")
 def events() -> pa.Table:

@@ -14,6 +14,7 @@ from typing import NoReturn, TypeVar
 
 import pytest
 
+from tests.conftest import FAULT_LINE
 from tests.integration.faultkit import Backend
 from tests.webhdfs_fixture import webhdfs, webhdfs_endpoint  # noqa: F401 - fixtures
 from testservers import ActiveMQ, RabbitMQ, SeaweedFS, ServerUnavailable
@@ -83,24 +84,19 @@ def stomp_queue(activemq: ActiveMQ) -> str:
 
 # ---------------------------------------------------------------- the fault-injection report
 
-FAULT_REPORT: list[str] = []
-
 
 @pytest.fixture
 def fault_report(request: pytest.FixtureRequest) -> Callable[[str], None]:
-    """Record one line per scenario; printed in the terminal summary."""
+    """Record one line per scenario; printed in the terminal summary.
+
+    The line travels in the test's report (``user_properties``), so it reaches the summary from a pytest-xdist
+    worker as well as from this process.
+    """
 
     def record(line: str) -> None:
-        FAULT_REPORT.append(f"{request.node.name}: {line}")
+        request.node.user_properties.append((FAULT_LINE, f"{request.node.name}: {line}"))
 
     return record
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if FAULT_REPORT:
-        terminalreporter.section("fault injection: events per scenario")
-        for line in FAULT_REPORT:
-            terminalreporter.line(line)
 
 
 @pytest.fixture(params=["embedded", "servers"])

@@ -13,7 +13,9 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pytest
 
+from eventindex.errors import StoreUnavailableError
 from eventindex.names import chunk_key
+from eventindex.store.local import LocalStore
 from eventindex.transport import open_consumer, open_publisher
 from supersink.amend import amend
 from supersink.ledger import Ledger
@@ -132,6 +134,53 @@ def test_nothing_is_deleted_before_the_grace_period_or_without_the_commit_marker
     assert rows(pipe, "chunks") == 3, "rows are not compacted either"
     run(pipe, policy=RetentionPolicy(transit=0.0, forget=0.0))
     assert pipe.status()["purge_note"].startswith("not purged"), "never forgotten: an operator must look at it"
+    assert objects(pipe) == before, "not tried again within the retry interval"
+
+
+def test_a_task_left_alone_is_tried_again_and_purged_once_its_marker_is_back(pipe: Pipeline) -> None:
+    """A warehouse that was not mounted (or a marker restored from a backup) must not switch retention off."""
+    pipe.expect(1)
+    pipe.produce("j1", 1)
+    run(pipe, policy=None)
+    marker = pipe.task_dir() / "_SUCCESS.json"
+    saved = marker.read_bytes()
+    marker.unlink()
+    run(pipe, policy=RetentionPolicy(transit=0.0, forget=None, quarantine=None, retry=0.0))
+    assert pipe.status()["purge_note"] == "not purged: the warehouse has no commit marker for it"
+    assert len(objects(pipe)) == 4
+    marker.write_bytes(saved)
+    sink = run(pipe, policy=RetentionPolicy(transit=0.0, forget=None, quarantine=None, retry=0.0))
+    assert sink.retention is not None and sink.retention.counters.tasks_purged == 1
+    st = pipe.status()
+    assert (st["state"], st["purge_note"], st["events_loaded"]) == ("loaded", None, 3_000)
+    assert st["purged_at"] is not None and objects(pipe) == [] and rows(pipe, "chunks") == 0
+    assert_same_events(pipe.loaded(), synthetic(1))
+
+
+def test_a_warehouse_that_does_not_answer_pauses_retention_and_marks_nothing(
+    pipe: Pipeline, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    pipe.expect(1)
+    pipe.produce("j1", 1)
+    pipe.produce("j1", 2, task="task2")
+    pipe.expect(1, task="task2")
+    run(pipe, policy=None)
+    before = objects(pipe) + objects(pipe, "task2")
+
+    def unavailable(self: object, key: str, max_bytes: int = 0) -> bytes:
+        raise StoreUnavailableError(f"GET {key}: 503 Slow Down, after 5 attempts")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(LocalStore, "get", unavailable)  # the warehouse's control files (the chunk store is not read)
+        with caplog.at_level(logging.WARNING):
+            sink = run(pipe)
+    assert sink.retention is not None and sink.retention.counters.not_purged == []
+    assert any("retention paused 60s" in r.message and "503" in r.message for r in caplog.records), caplog.text
+    assert objects(pipe) + objects(pipe, "task2") == before
+    assert (pipe.status()["purged_at"], pipe.status("task2")["purged_at"]) == (None, None), "nothing marked"
+    run(pipe)
+    assert objects(pipe) == [] and objects(pipe, "task2") == []
+    assert pipe.status()["purge_note"] is None and pipe.status("task2")["purge_note"] is None
 
 
 def test_a_partial_load_keeps_its_rows_and_late_jobs_still_amend_then_go_too(pipe: Pipeline) -> None:
