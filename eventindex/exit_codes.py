@@ -13,6 +13,8 @@ The codes are stable (the README's table, docs/producer.md, docs/operations.md):
   6    the producer: everything stored but the pointers were spooled (a result, not an error);
        the supersink: its ledger or warehouse failed (`StateError`, or SQLite itself; the producer
        has neither, and would report one as an internal error, 1)
+  129  `ei-supersink run` stopped by SIGHUP (as gently as by SIGTERM; not 0, so that a service manager
+       restarting on failure starts it again)
   130  interrupted
 """
 
@@ -42,6 +44,7 @@ EXIT_STORE = 4
 EXIT_BROKER = 5
 EXIT_SPOOLED = 6
 EXIT_STATE = 6
+EXIT_HANGUP = 129
 EXIT_INTERRUPTED = 130
 
 #: Optional dependencies: the top-level module, and the pip extra that installs it.

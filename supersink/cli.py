@@ -31,7 +31,7 @@ from pathlib import Path
 from types import FrameType
 
 from eventindex import __version__
-from eventindex.exit_codes import EXIT_ATTENTION, EXIT_OK, OneLineParser, exit_status
+from eventindex.exit_codes import EXIT_ATTENTION, EXIT_HANGUP, EXIT_OK, OneLineParser, exit_status
 
 # The codes this command ends with (the README's table; exit_status maps the errors to them).
 from eventindex.exit_codes import EXIT_BROKER as EXIT_BROKER
@@ -293,10 +293,13 @@ def cmd_expect(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace, redact: Redactor) -> int:
     stop = threading.Event()
+    hangup = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
             raise SystemExit(128 + signum)
+        if signum == signal.SIGHUP:
+            hangup.set()
         stop.set()
 
     with contextlib.ExitStack() as resources:  # what opened is closed, in reverse, whatever fails after it
@@ -309,8 +312,8 @@ def cmd_run(args: argparse.Namespace, redact: Redactor) -> int:
         resources.callback(store.close)
         warehouse = Warehouse.from_url(args.warehouse)
         resources.callback(warehouse.close)
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, on_signal)
         with open_consumer(args.broker) as consumer:
             sink = Supersink(
                 ledger,
@@ -329,6 +332,8 @@ def cmd_run(args: argparse.Namespace, redact: Redactor) -> int:
     print(run_summary(sink, store, stuck))
     for task in stuck:
         print(f"ei-supersink: {task.line()}", file=sys.stderr)
+    if hangup.is_set():  # stopped as gently as by SIGTERM; not 0, so that a Restart=on-failure unit starts it again
+        return EXIT_HANGUP
     return EXIT_ATTENTION if stuck else EXIT_OK
 
 
