@@ -193,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_duration,
         default=RetentionPolicy.quarantine,
         metavar="DURATION",
-        help="delete quarantine entries this long after they were received. Default: 30d",
+        help="delete quarantine entries this long after they were received, but not those of a task not fully "
+        "loaded (their message may heal it). Default: 30d",
     )
     run.add_argument("--quiet", action="store_true", help="log warnings and errors only (never hides an error)")
     add_run_arguments(run, _whole(1, 65535))

@@ -867,8 +867,16 @@ class Ledger:
         self.db.execute("UPDATE quarantine SET state = ? WHERE id = ?", (state, entry_id))
 
     def expire_quarantine(self, before: float) -> int:
-        """Delete the quarantine entries received before `before`; returns how many."""
-        return int(self.db.execute("DELETE FROM quarantine WHERE received < ?", (before,)).rowcount)
+        """Delete the quarantine entries received before `before`, but not those of a task the ledger holds
+        and has not loaded in full (its raw message may be what heals it, by `quarantine retry`); returns how
+        many went."""
+        return int(
+            self.db.execute(
+                "DELETE FROM quarantine WHERE received < ? AND (task IS NULL OR NOT EXISTS "
+                "(SELECT 1 FROM tasks WHERE tasks.task = quarantine.task AND tasks.state != ?))",
+                (before, TaskState.LOADED),
+            ).rowcount
+        )
 
     # ------------------------------------------------------------ retention
 

@@ -233,3 +233,32 @@ def test_summaries_are_forgotten_and_quarantine_entries_expire(pipe: Pipeline) -
     finally:
         ledger.close()
     assert_same_events(pipe.loaded(), synthetic(1))
+
+
+def test_the_quarantine_entries_of_a_task_not_loaded_do_not_expire(pipe: Pipeline) -> None:
+    """The raw message of a damaged task's entry may be what heals it (`quarantine retry`); expiring it made
+    the task look merely `waiting`, and its exit-3 line named an entry that was gone."""
+    pipe.expect(1)
+    pipe.produce("j1", 1)
+    chunk = pipe.root / "store" / chunk_key("task1", "j1", 1, 1)
+    chunk.write_bytes(b"\0" * 64 + chunk.read_bytes()[64:])  # damaged after its producer stored it
+    pipe.send_raw(b"garbage")
+    keep = RetentionPolicy(transit=0.0, forget=None, quarantine=3600.0)
+    run(pipe, policy=keep)
+    assert pipe.status()["state"] == "damaged"
+    ledger = Ledger(pipe.root / "ledger.db")
+    try:
+        entries = {entry.task for entry in ledger.quarantined(None)}
+    finally:
+        ledger.close()
+    assert entries == {None, "task1"}
+
+    sink = run(pipe, policy=RetentionPolicy(transit=0.0, forget=0.0, quarantine=0.0))
+    assert sink.retention is not None and sink.retention.counters.quarantine_expired == 1, "the garbage only"
+    ledger = Ledger(pipe.root / "ledger.db")
+    try:
+        assert [entry.task for entry in ledger.quarantined(None)] == ["task1"]
+    finally:
+        ledger.close()
+    st = pipe.status()
+    assert (st["state"], st["quarantined"]) == ("damaged", 1), st
