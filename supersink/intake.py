@@ -236,7 +236,7 @@ class Intake:
 
     def _record(self, pointer: pb.Pointer, headers: Mapping[str, str]) -> str:
         _check_headers(pointer, headers)
-        if pointer.job and self._accounted_for(pointer.task, pointer.job, pointer.attempt):
+        if pointer.job and self.accounted_for(pointer.task, pointer.job, pointer.attempt):
             self.counters.after_commit += 1
             return pointer.task
         if pointer.kind == pb.POINTER_KIND_TASK_EXPECTATION:
@@ -292,7 +292,7 @@ class Intake:
             self.counters.manifests += 1
         return pointer.task
 
-    def _accounted_for(self, task: str, job: str, attempt: int) -> bool:
+    def accounted_for(self, task: str, job: str, attempt: int) -> bool:
         """Whether the task is committed and its commit accounted for this attempt (loaded or
         superseded): then a pointer of it is a late duplicate, harmless even after the attempt's
         objects were deleted and its rows compacted away (retention)."""

@@ -151,7 +151,7 @@ class _Collector(Collector):
         )  # fmt: skip
         yield _counter("broker_errors", "Broker connection losses and refusals", m.logs.broker_errors)
         yield _counter("broker_reconnects", "Broker consumer reconnections", m.logs.broker_reconnects)
-        if m.notifier is not None:
+        if m.notifier is not None and m.notifier.url is not None:  # with --notify, as notifications_pending
             yield _counter("notifications_published", "Commit notifications the broker confirmed", m.notifier.published)
         uptime = GaugeMetricFamily(f"{PREFIX}_start_time_seconds", "When this supersink started (Unix time)")
         uptime.add_metric([], m.started)
@@ -175,8 +175,10 @@ class _Collector(Collector):
         yield _gauge("quarantined_messages", "Messages held in the quarantine", held)
         if last is not None:  # no commit yet: no sample, rather than a made-up age
             yield _gauge("last_commit_timestamp_seconds", "When the ledger recorded the last commit (Unix time)", last)
-            yield _gauge(
-                "seconds_since_last_commit", "Seconds since the ledger recorded the last commit", time.time() - last
+            yield _gauge(  # never negative, should the clock be set back
+                "seconds_since_last_commit",
+                "Seconds since the ledger recorded the last commit",
+                max(0.0, time.time() - last),
             )
         if m.notifier is not None and m.notifier.url is not None:
             yield _gauge("notifications_pending", "Commit notifications not yet confirmed by the broker", unsent)

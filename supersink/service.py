@@ -297,6 +297,8 @@ class Supersink:
         """Load a task; None when another supersink holds its claim, or when a chunk turned out to be
         gone or changed (the task is then damaged, its state says which chunk)."""
         assert view.dataset is not None
+        before = self.ledger.task(view.task)
+        claimed_before = before is not None and before.state == TaskState.CLAIMED_ELSEWHERE
         with self.ledger.transaction():
             self.ledger.set_state(view.task, TaskState.LOADING, "partial" if partial else "")
         plan = LoadPlan(
@@ -337,7 +339,10 @@ class Supersink:
         except ClaimedElsewhereError as exc:
             with self.ledger.transaction():
                 self.ledger.set_state(view.task, TaskState.CLAIMED_ELSEWHERE, str(exc))
-            self.on_event(f"task {view.task}: standing down: {exc}")
+            if claimed_before:
+                self.on_event(f"task {view.task}: standing down: {exc}")  # looked at again at every sweep
+            else:  # a state that needs attention: a warning, as the README says, once
+                self.on_problem(f"task {view.task} claimed-elsewhere: standing down: {exc}")
             return None
         except ChunkUnusableError as exc:
             self._chunk_unusable(view.task, exc)

@@ -28,6 +28,7 @@ import hmac
 import html
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -53,6 +54,8 @@ POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15.0
 #: What a client waits before reconnecting (the SSE `retry` field), in milliseconds.
 RETRY_MS = 2000
+#: A `Last-Event-ID` this server can have sent: a notification's sequence number (ASCII digits, an int64).
+_EVENT_ID = re.compile(r"[0-9]{1,18}")
 REFRESH_SECONDS = 10
 MAX_LISTED_MISSING = 5
 
@@ -165,6 +168,8 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     #: who made the request, for the request log: a token's client name, never the token
     client_name = "-"
+    #: whether a status line went out (an error after it can only close the connection)
+    _answered = False
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s " + format, self.address_string(), self.client_name, *args)
@@ -188,6 +193,15 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8", b"not found\n")
         except (BrokenPipeError, ConnectionResetError):
             return  # the client went away
+        except Exception as exc:  # one line in the log, never a traceback; the service goes on
+            log.warning("status page: GET %s failed: %s: %s", path, type(exc).__name__, exc)
+            if not self._answered:
+                self._send(HTTPStatus.INTERNAL_SERVER_ERROR, "text/plain; charset=utf-8", b"internal error\n")
+            self.close_connection = True
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self._answered = True
+        super().send_response(code, message)
 
     # ------------------------------------------------------------ plain answers
 
@@ -251,6 +265,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.client_name = client.name
         resume = (self.headers.get("Last-Event-ID") or "").strip()
+        if resume and not _EVENT_ID.fullmatch(resume):
+            self._send(
+                HTTPStatus.BAD_REQUEST,
+                "text/plain; charset=utf-8",
+                b"Last-Event-ID must be the id of an event this server sent (a notification sequence number)\n",
+            )
+            return
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-store")
@@ -259,7 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         ledger = self.server_state.ledger()
         try:
-            last = int(resume) if resume.isdigit() else ledger.last_notification_seq()
+            last = int(resume) if resume else ledger.last_notification_seq()
             self._write(f"retry: {RETRY_MS}\n: {client.name} from event {last}\n\n")
             sent_at = time.monotonic()
             while not self.server_state.stopping.is_set():

@@ -207,6 +207,7 @@ def test_metrics_scraped_during_a_run_match_the_run(running_sink: RunningSink) -
     assert m[("ei_supersink_load_duration_seconds_count", ())] == 3
     assert 0 <= m[("ei_supersink_seconds_since_last_commit", ())] < 600
     assert m[("ei_supersink_ledger_bytes", ())] > 0
+    assert not any(name.startswith("ei_supersink_notifications") for name, _ in m), "only with --notify"
     # the same registry on the status server
     assert samples(sink.http_port)[("ei_supersink_tasks_committed_total", ())] == 3
 
@@ -314,7 +315,11 @@ def test_the_http_server_changes_nothing_and_refuses_bad_tokens(running_sink: Ru
     for headers in ({}, {"Authorization": "Bearer not-a-token-at-all-xx"}, {"Authorization": f"Basic {ALICE}"}):
         status, body = get(port, "/events", headers)
         assert (status, body) == (401, b"")
+    for bad in ("\xb2", "9" * 23, "abc", "-1", "1.5"):  # '²'.isdigit() is true, int('²') is not
+        status, body = get(port, "/events", {"Authorization": f"Bearer {ALICE}", "Last-Event-ID": bad})
+        assert status == 400 and body.startswith(b"Last-Event-ID must be"), (bad, status, body)
     assert ALICE not in running_sink.log() and BOB not in running_sink.log()
+    assert "Traceback" not in running_sink.log()
 
 
 @SERVERS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
@@ -42,16 +43,23 @@ def test_deadline_fails_the_task_naming_what_is_missing_and_late_data_still_load
     assert_same_events(pipe.loaded(), synthetic(1, 2, 3))
 
 
-def test_a_task_claimed_by_another_supersink_is_not_written_and_its_commit_is_adopted(pipe: Pipeline) -> None:
+def test_a_task_claimed_by_another_supersink_is_not_written_and_its_commit_is_adopted(
+    pipe: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
     pipe.produce("j1", 1)
     pipe.expect(1)
     warehouse = Warehouse.from_url((pipe.root / "wh").as_uri())
     warehouse.begin("ds", "task1")
     warehouse.claim("ds", "task1", "the-other-supersink")
-    pipe.run_supersink()
-    st = pipe.status()
-    assert st["state"] == "claimed-elsewhere" and "the-other-supersink" in st["detail"]
-    assert list(warehouse.parts("ds", "task1")) == []
+    with caplog.at_level(logging.INFO):
+        pipe.run_supersink()
+        st = pipe.status()
+        assert st["state"] == "claimed-elsewhere" and "the-other-supersink" in st["detail"]
+        assert list(warehouse.parts("ds", "task1")) == []
+        pipe.run_supersink()  # looked at again: still claimed
+    warned = [r.message for r in caplog.records if r.levelno >= logging.WARNING and "claimed-elsewhere" in r.message]
+    assert len(warned) == 1 and "the-other-supersink" in warned[0], "a warning (seen with --quiet), once"
+    assert any("standing down" in r.message and r.levelno == logging.INFO for r in caplog.records)
     # The other supersink commits; ours adopts the commit on its next look.
     warehouse.write_marker_once("ds", "task1", {"task": "task1", "dataset": "ds", "rows": 3000, "files": []})
     with pytest.raises(AlreadyCommittedError):

@@ -20,7 +20,7 @@ from eventindex.transport import open_consumer, open_publisher
 from supersink.amend import amend
 from supersink.ledger import Ledger
 from supersink.retention import RetentionPolicy
-from supersink.service import Supersink
+from supersink.service import Supersink, reconcile_into
 from supersink.status import render, status
 from supersink.warehouse import Warehouse
 from tests.helpers import Pipeline, Recorder, assert_same_events, synthetic
@@ -262,3 +262,25 @@ def test_the_quarantine_entries_of_a_task_not_loaded_do_not_expire(pipe: Pipelin
         ledger.close()
     st = pipe.status()
     assert (st["state"], st["quarantined"]) == ("damaged", 1), st
+
+
+def test_reconcile_after_retention_does_not_record_an_attempt_the_commit_accounted_for(pipe: Pipeline) -> None:
+    """A rerun of a loaded job (same attempt) after its rows were compacted: its objects are a late duplicate
+    for reconcile as for the intake, not a new attempt that would make status say j1 is chosen and superseded."""
+    pipe.expect(1)
+    pipe.produce("j1", 1)
+    run(pipe, policy=None)
+    run(pipe)  # purged
+    assert objects(pipe) == [] and rows(pipe, "attempts") == 0
+    pipe.produce("j1", 1)  # the same attempt again: identical data
+    pipe.produce("j1", 1, attempt=2)  # and a later attempt, after the commit
+    run(pipe, policy=None)
+    ledger = Ledger(pipe.root / "ledger.db")
+    try:
+        report = reconcile_into(ledger, pipe.store, "", None)
+    finally:
+        ledger.close()
+    assert (report.manifests_seen, report.manifests_recorded, report.already_known) == (2, 0, 2)
+    st = pipe.status()
+    assert (st["state"], st["chosen"], st["events_loaded"]) == ("loaded", {"j1": 1}, 3_000)
+    assert st["superseded"] == [] and st["late_attempts"] == [{"job": "j1", "attempt": 2}], st
