@@ -353,9 +353,27 @@ class Supersink:
                 raise
             marker = existing
             self.on_event(f"task {view.task}: already committed in {location} ({marker.get('rows')} events)")
+        self._record_commit(view.task, location, marker)
+        return marker
+
+    def adopt_commit(self, task: str) -> bool:
+        """Record the warehouse's commit of a task the ledger has not loaded (a ledger rebuilt by `reconcile`
+        after the commit: its expectation may be long gone); False when the warehouse has none."""
+        row = self.ledger.task(task)
+        if row is None or row.dataset is None or row.state in LOADED_STATES:
+            return False
+        marker = self.warehouse.read_marker(row.dataset, task)
+        if marker is None:
+            return False
+        location = self.warehouse.location(row.dataset, task)
+        self.on_event(f"task {task}: already committed in {location} ({marker.get('rows')} events)")
+        self._record_commit(task, location, marker)
+        return True
+
+    def _record_commit(self, task: str, location: str, marker: dict[str, Any]) -> None:
         with self.ledger.transaction():
             self.ledger.mark_loaded(
-                view.task,
+                task,
                 events=int(marker["rows"]),
                 location=location,
                 marker=marker,
@@ -368,7 +386,6 @@ class Supersink:
         self.counters.commits.append((int(marker["rows"]), round(self.counters.cpu_at_last_commit, 3)))
         if self.notifier is not None:
             self.notifier.drain()
-        return marker
 
     def _chunk_unusable(self, task: str, exc: ChunkUnusableError) -> None:
         """A chunk verified at intake is gone or changed at load: as if it had failed at intake, its
@@ -532,7 +549,8 @@ def reconcile_into(ledger: Ledger, store: ObjectStore, prefix: str, warehouse: W
     sink = Supersink(ledger, store, warehouse)
     report = reconcile(sink.intake, prefix)  # the chunks it verifies stay in the intake's cache for their load
     for task in sorted(report.tasks):
-        sink.settle(task)
+        if not sink.adopt_commit(task):  # a ledger rebuilt after the commit: the warehouse says it is loaded
+            sink.settle(task)
     return report
 
 

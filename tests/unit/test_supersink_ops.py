@@ -128,3 +128,26 @@ def test_reconcile_with_a_warehouse_loads_what_it_recovered_reading_each_chunk_o
     assert pipe.status()["state"] == "loaded"
     assert_same_events(pipe.loaded(), synthetic(1, 2))
     assert chunks.seen == 6, "each chunk read once: verified by the reconcile, loaded from the bytes kept"
+
+
+def test_reconcile_rebuilding_a_lost_ledger_adopts_the_commits_the_warehouse_holds(pipe: Pipeline) -> None:
+    """The expectations are gone with the old ledger: a committed task is loaded, not `waiting` for one."""
+    pipe.produce("j1", 1)
+    pipe.produce("j1", 2, task="task2")  # never expected, never committed
+    pipe.expect(1)
+    pipe.run_supersink()
+    assert pipe.status()["state"] == "loaded"
+    marker = (pipe.task_dir() / "_SUCCESS.json").read_bytes()
+    for suffix in ("", "-wal", "-shm"):
+        (pipe.root / f"ledger.db{suffix}").unlink(missing_ok=True)
+    ledger = Ledger(pipe.root / "ledger.db")
+    try:
+        report = reconcile_into(ledger, pipe.store, "", Warehouse.from_url((pipe.root / "wh").as_uri()))
+    finally:
+        ledger.close()
+    assert (report.manifests_recorded, sorted(report.tasks)) == (2, ["task1", "task2"])
+    st = pipe.status()
+    assert (st["state"], st["events_loaded"], st["chosen"]) == ("loaded", 3_000, {"j1": 1}), st
+    assert (pipe.task_dir() / "_SUCCESS.json").read_bytes() == marker, "adopted, not loaded again"
+    assert pipe.status("task2")["state"] == "waiting"
+    assert_same_events(pipe.loaded(), synthetic(1))
