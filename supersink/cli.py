@@ -12,7 +12,8 @@ Commands:
 Exit codes (the README's table): 0 ok, 1 internal error (a bug), 2 usage (bad command line, URL,
 name, number or path; unknown task; optional dependency not installed), 3 a task needs attention
 (`run --until-idle`: stuck tasks, one line each; `load`: the task cannot be loaded now), 4 store
-error, 5 broker error, 6 ledger or warehouse error, 130 interrupted.
+error, 5 broker error, 6 ledger or warehouse error, 129 `run` stopped by SIGHUP (gently, as by SIGTERM,
+so that a service manager restarting on failure starts it again), 130 interrupted.
 """
 
 from __future__ import annotations
