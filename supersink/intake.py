@@ -238,6 +238,8 @@ class Intake:
         _check_headers(pointer, headers)
         if pointer.job and self.accounted_for(pointer.task, pointer.job, pointer.attempt):
             self.counters.after_commit += 1
+            # a job rerun after retention stored that attempt's objects again: the next pass deletes them
+            self.ledger.reopen_retention(pointer.task)
             return pointer.task
         if pointer.kind == pb.POINTER_KIND_TASK_EXPECTATION:
             events = pointer.expected_events if pointer.HasField("expected_events") else None

@@ -909,6 +909,15 @@ class Ledger:
             ).rowcount
         return dropped
 
+    def reopen_retention(self, task: str) -> None:
+        """Make a purged task due for retention again (objects of an attempt its commit accounted for were
+        stored again after its purge); a task retention had to leave alone (NOT_PURGED) keeps its note."""
+        self.db.execute(
+            "UPDATE tasks SET purged_at = NULL, purge_note = NULL WHERE task = ? AND purged_at IS NOT NULL "
+            "AND coalesce(purge_note, '') NOT LIKE ?",
+            (task, NOT_PURGED + "%"),
+        )
+
     def mark_purged(self, task: str, note: str | None) -> None:
         self.db.execute("UPDATE tasks SET purged_at = ?, purge_note = ? WHERE task = ?", (time.time(), note, task))
 

@@ -26,11 +26,18 @@ def task_status(ledger: Ledger, task: str) -> dict[str, Any]:
     late_jobs = [{"job": a.job, "attempt": a.attempt, "events": a.events} for a in after.jobs.values()] if after else []
     chosen = {job: a.attempt for job, a in sorted(view.chosen.items())}
     events = view.events_chosen
-    compacted = row.purged_at is not None and row.state == TaskState.LOADED and marker is not None
-    if compacted:  # its rows of the loaded attempts are gone: the summary is the marker
+    superseded = [{"job": a.job, "attempt": a.attempt, "complete": a.complete} for a in view.superseded]
+    # a loaded task is what its commit says: its rows may be compacted away (retention), and attempts that came
+    # after the commit (late_attempts) or a job rerun after retention would make the view choose otherwise
+    compacted = row.state == TaskState.LOADED and marker is not None
+    if compacted:
         assert marker is not None
-        chosen = {str(j): int(a) for j, a in marker.get("attempts", {}).items()}
+        chosen = {str(j): int(a) for j, a in sorted(marker.get("attempts", {}).items())}
         events = int(row.events_loaded or 0)
+        superseded = [
+            {"job": str(s["job"]), "attempt": int(s["attempt"]), "complete": bool(s.get("complete", True))}
+            for s in marker.get("superseded", [])
+        ]
     return {
         "task": task,
         "dataset": view.dataset,
@@ -47,10 +54,10 @@ def task_status(ledger: Ledger, task: str) -> dict[str, Any]:
         "last_job_end_ms": ledger.last_job_end_ms(task),
         "location": row.location,
         "chosen": chosen,
-        "superseded": [{"job": a.job, "attempt": a.attempt, "complete": a.complete} for a in view.superseded],
+        "superseded": superseded,
         "late_attempts": late_attempts,
         "late_jobs": late_jobs,
-        # a compacted task's rows are gone: what its view would call missing is what was loaded
+        # a loaded task's rows may be gone: what its view would call missing is what was loaded
         "missing": [] if compacted else view.missing[:MAX_LISTED],
         "missing_total": 0 if compacted else len(view.missing),
         "failure": None if compacted else view.failure,

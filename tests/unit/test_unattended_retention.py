@@ -284,3 +284,9 @@ def test_reconcile_after_retention_does_not_record_an_attempt_the_commit_account
     st = pipe.status()
     assert (st["state"], st["chosen"], st["events_loaded"]) == ("loaded", {"j1": 1}, 3_000)
     assert st["superseded"] == [] and st["late_attempts"] == [{"job": "j1", "attempt": 2}], st
+    assert st["purged_at"] is None, "the rerun's pointers made the task due for retention again"
+    run(pipe)
+    late = [chunk_key("task1", "j1", 2, seq) for seq in range(3)] + ["task1/j1/2/manifest.eim"]
+    assert objects(pipe) == sorted(late), "the rerun's copies of attempt 1 go; the late attempt 2 is kept"
+    st = pipe.status()
+    assert st["purged_at"] is not None and "job j1 attempt 2" in st["purge_note"]
