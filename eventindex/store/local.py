@@ -77,6 +77,7 @@ class LocalStore(ObjectStore):
         try:
             tmp, fd = self._create_temporary(path)
         except OSError as exc:  # FileExistsError too: a file where a directory of the key should be
+            self._check_root()  # gone meanwhile: the store's outage, not this object's failure
             raise StoreError(f"cannot write {key} in {self.url}: {exc.strerror}") from exc
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -87,18 +88,34 @@ class LocalStore(ObjectStore):
         except FileExistsError:
             raise ObjectExistsError(f"object {key} already exists in {self.url}") from None
         except OSError as exc:
+            self._check_root()
             raise StoreError(f"cannot write {key} in {self.url}: {exc.strerror}") from exc
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
 
-    @staticmethod
-    def _create_temporary(path: Path) -> tuple[Path, int]:
+    def _make_parents(self, path: Path) -> None:
+        """The directories from the store's root down to `path`'s, never the root itself (a root that went
+        away, e.g. under an unmounted mount point, fails with FileNotFoundError instead of being recreated
+        empty). A directory made is given u+rwx whatever the umask, so that a job run with a restrictive
+        umask (0277) does not lock every later job of its task out of the task's directory."""
+        directory = self.root
+        for part in path.parent.relative_to(self.root).parts:
+            directory = directory / part
+            try:
+                os.mkdir(directory)
+            except FileExistsError:
+                continue
+            mode = os.stat(directory).st_mode
+            if mode & 0o700 != 0o700:
+                os.chmod(directory, mode | 0o700)
+
+    def _create_temporary(self, path: Path) -> tuple[Path, int]:
         """A new temporary file next to `path`, mode 0666 less the umask (mkstemp would make it 0600).
         Tried twice: a `delete` may remove the emptied directory between the mkdir and the open."""
         flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC
         for tries_left in (1, 0):
-            path.parent.mkdir(parents=True, exist_ok=True)
+            self._make_parents(path)
             tmp = path.parent / f".tmp-{uuid.uuid4().hex}.part"
             try:
                 return tmp, os.open(tmp, flags, 0o666)

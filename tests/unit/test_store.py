@@ -22,6 +22,7 @@ from eventindex.errors import (
     StoreUnavailableError,
 )
 from eventindex.store import ObjectStore, open_store
+from eventindex.store.local import LocalStore
 from eventindex.store.s3 import S3Location
 
 
@@ -147,6 +148,42 @@ def test_a_local_store_whose_directory_went_away_is_unavailable_not_empty(tmp_pa
     assert store.get("t/j/1/chunk-000000.eic") == b"data"
     with pytest.raises(ObjectNotFoundError):
         store.get("t/j/1/chunk-000009.eic")
+
+
+def test_a_local_store_directory_gone_between_the_check_and_the_write_is_not_recreated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race a grid job met: the directory unmounted after `put` checked it. Before, the write made the
+    directories again (mkdir parents) under the bare mount point and the job ended 0 with its chunks there."""
+    root = tmp_path / "store"
+    store = open_store(root.as_uri())
+    assert isinstance(store, LocalStore)
+    real_check = LocalStore._check_root
+    calls = []
+
+    def check_late(self: LocalStore) -> None:
+        calls.append(1)
+        if len(calls) > 1:  # the first check passes, as it did just before the unmount
+            real_check(self)
+
+    monkeypatch.setattr(LocalStore, "_check_root", check_late)
+    root.rename(tmp_path / "store.moved")
+    with pytest.raises(StoreUnavailableError, match="is gone"):
+        store.put("t/j/1/chunk-000001.eic", b"more")
+    assert not root.exists()
+
+
+def test_a_job_run_with_a_restrictive_umask_does_not_lock_its_task_directory(tmp_path: Path) -> None:
+    store = open_store((tmp_path / "store").as_uri())
+    old = os.umask(0o277)
+    try:
+        store.put("t/j1/1/chunk-000000.eic", b"one")
+        store.put("t/j2/1/chunk-000000.eic", b"two")  # a later job of the task, the same account
+    finally:
+        os.umask(old)
+    for directory in ("t", "t/j1", "t/j1/1", "t/j2/1"):
+        assert (tmp_path / "store" / directory).stat().st_mode & 0o700 == 0o700, directory
+    assert store.get("t/j2/1/chunk-000000.eic") == b"two"
 
 
 @pytest.mark.parametrize(
