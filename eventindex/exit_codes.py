@@ -15,12 +15,14 @@ The codes are stable (the README's table, docs/producer.md, docs/operations.md):
        has neither, and would report one as an internal error, 1)
   129  `ei-supersink run` stopped by SIGHUP (as gently as by SIGTERM; not 0, so that a service manager
        restarting on failure starts it again)
-  130  interrupted
+  130  interrupted (SIGINT)
+  128+N  `ei-producer`: ended by signal N (SIGTERM 143, SIGHUP 129, SIGUSR1 138, SIGXCPU 152), with one line
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sqlite3
 from typing import NamedTuple, NoReturn
 
@@ -58,6 +60,26 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
+class Terminated(KeyboardInterrupt):
+    """A signal that asks a tool to end (a batch system's SIGTERM at its wall-time limit, SIGXCPU, SIGUSR1,
+    SIGHUP), raised like Ctrl-C's KeyboardInterrupt so that the same unwinding runs (an upload in progress is
+    aborted, a spool is kept); the tool exits 128 + the signal with one line."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def raise_on_signals(*signums: int) -> None:
+    """Turn `signums` into `Terminated` in the main thread (only there can a handler be installed)."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    for signum in signums:
+        signal.signal(signum, handler)
+
+
 class ExitStatus(NamedTuple):
     """What a command line tool ends with: its exit code and the one line it prints on stderr."""
 
@@ -77,6 +99,8 @@ def exit_status(exc: BaseException, *, keeps_state: bool = True) -> ExitStatus:
 
 
 def _classify(exc: BaseException) -> tuple[int, str]:
+    if isinstance(exc, Terminated):
+        return 128 + exc.signum, f"terminated by {signal.Signals(exc.signum).name}"
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED, "interrupted"
     if isinstance(exc, ModuleNotFoundError):

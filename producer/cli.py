@@ -21,15 +21,21 @@ Exit codes (stable, documented in docs/producer.md and the README):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 from eventindex import __version__
-from eventindex.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_SPOOLED, EXIT_USAGE, OneLineParser, exit_status
+from eventindex.errors import ConfigError
+from eventindex.exit_codes import EXIT_OK, EXIT_SPOOLED, EXIT_USAGE, OneLineParser, exit_status, raise_on_signals
 from eventindex.store.base import DEFAULT_CONNECTIONS, MIB, MIN_PART_BYTES, StoreOptions
+from eventindex.store.local import existing_parent
 from producer import startup
 from producer.job import DEFAULT_CHUNK_EVENTS, JobSpec, check_inputs
 from producer.metrics import write_metrics
@@ -171,6 +177,13 @@ def build_flush_parser() -> argparse.ArgumentParser:
 
 def run_config(args: argparse.Namespace) -> RunConfig:
     """The run's settings from its command line, each checked (ConfigError names the option)."""
+    if args.metrics_file is not None:  # before the job, not after it succeeded
+        existing_parent(args.metrics_file, "--metrics-file")
+    for spec in args.inputs:  # the name goes into the manifest, a UTF-8 string
+        try:
+            spec.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(f"--input {spec!r}: the file name is not UTF-8 (rename the file)") from None
     spec = JobSpec(
         task=args.task,
         job=args.job,
@@ -202,8 +215,18 @@ def run_config(args: argparse.Namespace) -> RunConfig:
     )
 
 
+def _emit(text: str, stream: TextIO) -> None:
+    """Print a line. A reader that went away (a closed pipe: `ei-producer ... | head`, a full device) does
+    not change the job's exit code: the stream is pointed at /dev/null, so nothing fails at exit either."""
+    try:
+        print(text, file=stream, flush=True)
+    except OSError:
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+
+
 def _fail(code: int, text: str) -> int:
-    print(f"ei-producer: {text}", file=sys.stderr)
+    _emit(f"ei-producer: {text}", sys.stderr)
     return code
 
 
@@ -214,8 +237,26 @@ def _setup_logging() -> None:
     logging.getLogger("stomp.py").setLevel(logging.ERROR)
 
 
+def _raise_open_file_limit() -> None:
+    """A ROOT input stays open (memory-mapped) for the whole job: take the hard limit of open files, as a
+    grid job with hundreds of inputs needs, rather than the soft one (often 1,024)."""
+    import resource
+
+    with contextlib.suppress(ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+#: What a batch system sends to end a job (SIGTERM at the wall-time limit, then SIGKILL; SIGXCPU at the CPU limit;
+#: SIGUSR1 as a warning in some), and a closed terminal: each aborts the job as Ctrl-C does, with one line.
+TERMINATING = (signal.SIGTERM, signal.SIGHUP, signal.SIGXCPU, signal.SIGUSR1, signal.SIGUSR2)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging()
+    _raise_open_file_limit()
+    raise_on_signals(*TERMINATING)
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == [FLUSH_COMMAND]:
         return flush_main(args_list[1:])
@@ -237,32 +278,38 @@ def main(argv: Sequence[str] | None = None) -> int:
             end_progress_line(show)  # the error on a line of its own, not after the progress figures
             return _fail(*exit_status(exc, keeps_state=False))
         end_progress_line(show)
-        print(summary_line(result, dry_run=True))
+        _emit(summary_line(result, dry_run=True), sys.stdout)
         return EXIT_OK
     figures: dict[str, float] = {}
+    lines: list[tuple[str, TextIO]] = []  # said after the metrics file is written: a closed pipe cannot stop that
     try:
         outcome = run_job(config, inputs, show)
     except (Exception, KeyboardInterrupt) as exc:
         end_progress_line(show)
-        code = _fail(*exit_status(exc, keeps_state=False))
+        code, text = exit_status(exc, keeps_state=False)
+        lines.append((f"ei-producer: {text}", sys.stderr))
     else:
         end_progress_line(show)
         figures = outcome.figures()
-        print(outcome.summary_line())
+        lines.append((outcome.summary_line(), sys.stdout))
         code = EXIT_OK
         if outcome.spooled:
             what = "read every event" if config.mode == "mq" else "stored everything"
             items = "message(s)" if config.mode == "mq" else "pointer(s)"
-            code = _fail(
-                EXIT_SPOOLED,
-                f"{what}, but {outcome.spooled} {items} were spooled to {config.spool} "
+            code = EXIT_SPOOLED
+            lines.append((
+                f"ei-producer: {what}, but {outcome.spooled} {items} were spooled to {config.spool} "
                 f"(run `ei-producer {FLUSH_COMMAND}`): {outcome.spool_reason}",
-            )
+                sys.stderr,
+            ))  # fmt: skip
     if args.metrics_file is not None:
         try:
             write_metrics(args.metrics_file, code, figures)
         except OSError as exc:
-            return _fail(code or EXIT_USAGE, f"--metrics-file {args.metrics_file}: {exc.strerror or exc}")
+            lines.append((f"ei-producer: --metrics-file {args.metrics_file}: {exc.strerror or exc}", sys.stderr))
+            code = code or EXIT_USAGE
+    for text, stream in lines:
+        _emit(text, stream)
     return code
 
 
@@ -270,11 +317,12 @@ def flush_main(argv: Sequence[str]) -> int:
     args = build_flush_parser().parse_args(argv)
     try:
         result = flush_spool(args.spool, args.brokers)
-    except KeyboardInterrupt:
-        return _fail(EXIT_INTERRUPTED, "interrupted (the pointers not sent stay in the spool)")
+    except KeyboardInterrupt as exc:
+        code, text = exit_status(exc, keeps_state=False)
+        return _fail(code, f"{text} (the pointers not sent stay in the spool)")
     except Exception as exc:  # every error, a bug too, ends in one line and its code
         return _fail(*exit_status(exc, keeps_state=False))
-    print(json.dumps({"spool": str(args.spool), "sent": result.sent, "skipped": result.skipped}))
+    _emit(json.dumps({"spool": str(args.spool), "sent": result.sent, "skipped": result.skipped}), sys.stdout)
     return EXIT_OK
 
 

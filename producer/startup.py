@@ -11,6 +11,8 @@ the collector runs as usual for the job itself.
 from __future__ import annotations
 
 import gc
+import signal
+import sys
 
 _paused = False
 
@@ -39,5 +41,10 @@ def main() -> int:
         from producer.cli import main as command
 
         return command()
+    except KeyboardInterrupt as exc:  # Ctrl-C (or a signal) outside the command's own handling: one line too
+        signum = getattr(exc, "signum", None)
+        name = "interrupted" if signum is None else f"terminated by {signal.Signals(signum).name}"
+        print(f"ei-producer: {name}", file=sys.stderr)
+        return 130 if signum is None else 128 + int(signum)
     finally:
         resume()

@@ -44,6 +44,7 @@ event's `input_guid` is the file's GUID.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import re
 import struct
@@ -61,7 +62,7 @@ import pyarrow.compute as pc
 import uproot  # type: ignore[import-untyped]
 
 from eventindex.columns import EVENT_SCHEMA, INTEGER_LIMITS, PROVENANCE_LIMITS, PROVENANCE_TYPE
-from eventindex.errors import InputError
+from eventindex.errors import ConfigError, InputError
 from producer.inputs.base import InputSource
 from producer.inputs.branch_map import (
     COLLECTION_KEYS,
@@ -134,8 +135,22 @@ def _reading(where: str) -> Iterator[None]:
         yield
     except InputError:
         raise
+    except OSError as exc:
+        if exc.errno in (errno.EMFILE, errno.ENFILE):  # the job's limits, not the file's fault
+            raise ConfigError(
+                f"{where.rsplit(': ', 1)[0]}: {exc.strerror}: the job's inputs need more open files than its limit "
+                f"(ulimit -n {_open_file_limit()}) allows"
+            ) from None
+        raise InputError(f"{where}: {_one_line(exc)}") from None
     except Exception as exc:
         raise InputError(f"{where}: {_one_line(exc)}") from None
+
+
+def _open_file_limit() -> str:
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return "unlimited" if soft == resource.RLIM_INFINITY else str(soft)
 
 
 @dataclass(frozen=True)
@@ -186,8 +201,8 @@ class RootInput(InputSource):
     def _open(self) -> Any:
         # Memory-mapped: uproot's default source for paths (fsspec) hands every read to an event-loop
         # thread, which costs a quarter of the CPU time of reading an xAOD file.
-        self._check_length()
         with _reading(f"{self.name}: not a readable ROOT file"):
+            self._check_length()
             return uproot.open(self.path, handler=uproot.MemmapSource, custom_classes=CLASSES)
 
     def _check_length(self) -> None:

@@ -266,3 +266,14 @@ def test_damaged_streamers_are_an_input_error_naming_the_file(tmp_path: Path, of
         list(open_input(str(path)).batches(1000))
     text = str(exc.value)
     assert "\n" not in text and str(path) in text and "TrigConfKeys.m_smk" in text
+
+
+def test_a_root_file_the_job_may_not_read_is_an_input_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """chmod 000 (the tests run as root, who reads it anyway: the refusal is injected where the file is opened)."""
+
+    def refused(self: RootInput) -> None:
+        raise PermissionError(13, "Permission denied", str(self.path))
+
+    monkeypatch.setattr(RootInput, "_check_length", refused)
+    with pytest.raises(InputError, match=r"not a readable ROOT file: .*Permission denied"):
+        open_input(str(FILES["run2-ttree"].path), None)
