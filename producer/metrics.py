@@ -17,7 +17,7 @@ FIGURES = {
     "events": "Events the job indexed",
     "chunks": "Chunk objects (or broker messages with --mode mq) the job wrote",
     "bytes": "Bytes of those chunks",
-    "seconds": "Wall-clock seconds the job took",
+    "seconds": "Wall-clock seconds from the first event read to the manifest stored (the inputs already open)",
     "broker_messages": "Messages sent to the broker",
     "broker_bytes": "Bytes sent to the broker",
     "store_retries": "Store writes retried after a failure",

@@ -16,6 +16,7 @@ from typing import Literal
 
 from eventindex.errors import ConfigError
 from eventindex.store.base import ObjectStore, StoreOptions, check_store_url, open_store
+from eventindex.transport.base import Publisher
 from eventindex.transport.counting import CountingPublisher
 from eventindex.transport.failover import FailoverPublisher
 from producer.inputs import InputSource, open_input
@@ -125,10 +126,10 @@ def run_job(config: RunConfig, inputs: list[InputSource], on_progress: Callable[
     spooling: SpoolingPublisher | None = None
     retries = 0
     try:
-        brokers = FailoverPublisher(config.brokers)
+        sent = CountingPublisher(FailoverPublisher(config.brokers))  # what a broker took, not what was spooled
         if config.spool is not None:
-            spooling = SpoolingPublisher(brokers, PointerSpool(config.spool))
-        publisher = CountingPublisher(spooling or brokers)
+            spooling = SpoolingPublisher(sent, PointerSpool(config.spool))
+        publisher: Publisher = spooling or sent
         if config.mode == "mq":
             from producer.mq import MqJobRunner
 
@@ -153,8 +154,8 @@ def run_job(config: RunConfig, inputs: list[InputSource], on_progress: Callable[
             store.close()
     return RunOutcome(
         result=result,
-        broker_messages=publisher.messages,
-        broker_bytes=publisher.bytes,
+        broker_messages=sent.messages,
+        broker_bytes=sent.bytes,
         store_retries=retries,
         spooled=spooling.spooled if spooling is not None else 0,
         spool_reason=spooling.reason if spooling is not None else None,

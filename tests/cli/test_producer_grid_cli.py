@@ -61,6 +61,7 @@ def test_a_spooled_job_with_a_closed_stdout_still_says_6_and_how_to_flush(tmp_pa
     assert done.returncode == 6, done.stderr
     assert "Traceback" not in done.stderr and "flush-spool" in done.stderr.splitlines()[-1]
     assert metric(metrics, "exit_code") == 6 and metric(metrics, "spooled") == 1  # a job of one chunk: one pointer
+    assert metric(metrics, "broker_messages") == 0, "a spooled pointer was not sent"
     assert (tmp_path / "ei-producer.spool").stat().st_size > 0
 
 
