@@ -22,8 +22,11 @@ The codes are stable (the README's table, docs/producer.md, docs/operations.md):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sqlite3
+import threading
+from collections.abc import Iterator
 from typing import NamedTuple, NoReturn
 
 from eventindex.errors import (
@@ -70,14 +73,25 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
-def raise_on_signals(*signums: int) -> None:
-    """Turn `signums` into `Terminated` in the main thread (only there can a handler be installed)."""
+@contextlib.contextmanager
+def raising_on(*signums: int) -> Iterator[None]:
+    """Within the block, `signums` raise `Terminated` in the main thread; the handlers before are put back after
+    it (a command run in process, by a test, leaves none behind). Outside the main thread: nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
     def handler(signum: int, frame: object) -> None:
         raise Terminated(signum)
 
+    previous = {signum: signal.getsignal(signum) for signum in signums}
     for signum in signums:
         signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, before in previous.items():
+            signal.signal(signum, before if before is not None else signal.SIG_DFL)
 
 
 class ExitStatus(NamedTuple):

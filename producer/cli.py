@@ -33,7 +33,7 @@ from typing import TextIO
 
 from eventindex import __version__
 from eventindex.errors import ConfigError
-from eventindex.exit_codes import EXIT_OK, EXIT_SPOOLED, EXIT_USAGE, OneLineParser, exit_status, raise_on_signals
+from eventindex.exit_codes import EXIT_OK, EXIT_SPOOLED, EXIT_USAGE, OneLineParser, exit_status, raising_on
 from eventindex.store.base import DEFAULT_CONNECTIONS, MIB, MIN_PART_BYTES, StoreOptions
 from eventindex.store.local import existing_parent
 from producer import startup
@@ -254,9 +254,13 @@ TERMINATING = (signal.SIGTERM, signal.SIGHUP, signal.SIGXCPU, signal.SIGUSR1, si
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    with raising_on(*TERMINATING):
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     _setup_logging()
     _raise_open_file_limit()
-    raise_on_signals(*TERMINATING)
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == [FLUSH_COMMAND]:
         return flush_main(args_list[1:])

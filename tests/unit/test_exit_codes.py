@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
+import time
 
 import pytest
 
@@ -17,7 +20,7 @@ from eventindex.errors import (
     ObjectNotFoundError,
     StoreUnavailableError,
 )
-from eventindex.exit_codes import ExitStatus, exit_status
+from eventindex.exit_codes import ExitStatus, Terminated, exit_status, raising_on
 from supersink.amend import NothingToAmendError, NotLoadedError
 from supersink.fetch import ChunkUnusableError
 from supersink.ledger import LedgerError
@@ -76,3 +79,14 @@ def test_a_tool_without_a_ledger_reports_a_state_error_as_internal_not_as_spoole
     )
     assert exit_status(LedgerError("x"), keeps_state=False).code == 1
     assert exit_status(BrokerConnectionError("refused"), keeps_state=False) == ExitStatus(5, "broker error: refused")
+
+
+def test_a_terminating_signal_unwinds_like_ctrl_c_exits_128_plus_n_and_the_handler_is_put_back() -> None:
+    before = signal.getsignal(signal.SIGUSR2)
+    with raising_on(signal.SIGUSR2), pytest.raises(Terminated) as caught:
+        os.kill(os.getpid(), signal.SIGUSR2)
+        time.sleep(5)  # the handler raises in this thread at once
+    assert isinstance(caught.value, KeyboardInterrupt)
+    assert exit_status(caught.value) == ExitStatus(128 + signal.SIGUSR2, "terminated by SIGUSR2")
+    assert signal.getsignal(signal.SIGUSR2) == before
+    assert exit_status(Terminated(signal.SIGTERM)) == ExitStatus(143, "terminated by SIGTERM")
