@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -75,6 +76,10 @@ def open_input(spec: str, branch_map: Path | None = None, check_counts: bool = T
     if path.is_dir():
         raise InputError(f"input {rest}: a directory, not a file (give each file of it as an --input of its own)")
     if not path.is_file():
+        if path.is_symlink():
+            raise InputError(f"input {rest}: a symbolic link to {os.readlink(path)}, which does not exist")
+        if path.exists():  # a FIFO, a device, a socket: an input is read more than once, from a known size
+            raise InputError(f"input {rest}: not a regular file")
         raise InputError(f"input {rest}: no such file")
     if kind == "spb":
         from producer.inputs.spb import SpbInput

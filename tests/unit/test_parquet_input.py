@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +126,17 @@ def test_content_guid_is_deterministic(tmp_path: Path, events: pa.Table) -> None
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no such file"):
         open_input(str(tmp_path / "nope.parquet"))
+
+
+def test_a_fifo_a_device_and_a_broken_link_are_named_as_such(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.parquet")
+    with pytest.raises(InputError, match=r"pipe\.parquet: not a regular file"):
+        open_input(str(tmp_path / "pipe.parquet"))
+    with pytest.raises(InputError, match="/dev/null: not a regular file"):
+        open_input("parquet:/dev/null")
+    (tmp_path / "link.parquet").symlink_to(tmp_path / "gone.parquet")
+    with pytest.raises(InputError, match=r"a symbolic link to .*gone\.parquet, which does not exist"):
+        open_input(str(tmp_path / "link.parquet"))
 
 
 def test_not_a_parquet_file(tmp_path: Path) -> None:
