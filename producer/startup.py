@@ -11,7 +11,6 @@ the collector runs as usual for the job itself.
 from __future__ import annotations
 
 import gc
-import signal
 import sys
 
 _paused = False
@@ -42,9 +41,10 @@ def main() -> int:
 
         return command()
     except KeyboardInterrupt as exc:  # Ctrl-C (or a signal) outside the command's own handling: one line too
-        signum = getattr(exc, "signum", None)
-        name = "interrupted" if signum is None else f"terminated by {signal.Signals(signum).name}"
-        print(f"ei-producer: {name}", file=sys.stderr)
-        return 130 if signum is None else 128 + int(signum)
+        from eventindex.exit_codes import exit_status
+
+        code, text = exit_status(exc, keeps_state=False)
+        print(f"ei-producer: {text}", file=sys.stderr)
+        return code
     finally:
         resume()

@@ -51,7 +51,7 @@ from eventindex.transport import Message
 from supersink.completeness import committed_attempts
 from supersink.crashpoints import crashpoint
 from supersink.fetch import ASSEMBLED_PREFIX, ChunkCache, fetch_manifest, key_range, verify_chunk
-from supersink.ledger import LOADED_STATES, ChunkRecord, Ledger, LedgerError
+from supersink.ledger import LOADED_STATES, ChunkRecord, Ledger, LedgerError, TaskRecord
 
 log = logging.getLogger(__name__)
 
@@ -236,10 +236,11 @@ class Intake:
 
     def _record(self, pointer: pb.Pointer, headers: Mapping[str, str]) -> str:
         _check_headers(pointer, headers)
-        if pointer.job and self.accounted_for(pointer.task, pointer.job, pointer.attempt):
+        committed = self.accounted_for(pointer.task, pointer.job, pointer.attempt) if pointer.job else None
+        if committed is not None:
             self.counters.after_commit += 1
-            # a job rerun after retention stored that attempt's objects again: the next pass deletes them
-            self.ledger.reopen_retention(pointer.task)
+            if committed.purged_at is not None:  # a job rerun after retention stored that attempt's objects again
+                self.ledger.reopen_retention(pointer.task)  # the next pass deletes them
             return pointer.task
         if pointer.kind == pb.POINTER_KIND_TASK_EXPECTATION:
             events = pointer.expected_events if pointer.HasField("expected_events") else None
@@ -294,14 +295,14 @@ class Intake:
             self.counters.manifests += 1
         return pointer.task
 
-    def accounted_for(self, task: str, job: str, attempt: int) -> bool:
-        """Whether the task is committed and its commit accounted for this attempt (loaded or
+    def accounted_for(self, task: str, job: str, attempt: int) -> TaskRecord | None:
+        """The task's record when it is committed and its commit accounted for this attempt (loaded or
         superseded): then a pointer of it is a late duplicate, harmless even after the attempt's
-        objects were deleted and its rows compacted away (retention)."""
+        objects were deleted and its rows compacted away (retention); None otherwise."""
         row = self.ledger.task(task)
         if row is None or row.state not in LOADED_STATES or not row.marker:
-            return False
-        return (job, attempt) in committed_attempts(row.marker)
+            return None
+        return row if (job, attempt) in committed_attempts(row.marker) else None
 
     # ------------------------------------------------------------ broker-only transport
 

@@ -49,7 +49,7 @@ def reconcile(sink: Intake, prefix: str = "") -> ReconcileReport:
             report.problems.append(f"{key}: not a task/job/attempt/manifest.eim key")
             continue
         task, job, attempt = parts[0], parts[1], int(parts[2])
-        if sink.ledger.attempt(task, job, attempt) is not None or sink.accounted_for(task, job, attempt):
+        if sink.ledger.attempt(task, job, attempt) is not None or sink.accounted_for(task, job, attempt) is not None:
             report.already_known += 1  # in the ledger, or accounted for by the task's commit (its rows compacted)
             continue
         try:

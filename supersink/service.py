@@ -297,8 +297,7 @@ class Supersink:
         """Load a task; None when another supersink holds its claim, or when a chunk turned out to be
         gone or changed (the task is then damaged, its state says which chunk)."""
         assert view.dataset is not None
-        before = self.ledger.task(view.task)
-        claimed_before = before is not None and before.state == TaskState.CLAIMED_ELSEWHERE
+        claimed_before = view.state == TaskState.CLAIMED_ELSEWHERE  # the ledger's state, as evaluate() read it
         with self.ledger.transaction():
             self.ledger.set_state(view.task, TaskState.LOADING, "partial" if partial else "")
         plan = LoadPlan(

@@ -29,8 +29,8 @@ def task_status(ledger: Ledger, task: str) -> dict[str, Any]:
     superseded = [{"job": a.job, "attempt": a.attempt, "complete": a.complete} for a in view.superseded]
     # a loaded task is what its commit says: its rows may be compacted away (retention), and attempts that came
     # after the commit (late_attempts) or a job rerun after retention would make the view choose otherwise
-    compacted = row.state == TaskState.LOADED and marker is not None
-    if compacted:
+    loaded = row.state == TaskState.LOADED and marker is not None
+    if loaded:
         assert marker is not None
         chosen = {str(j): int(a) for j, a in sorted(marker.get("attempts", {}).items())}
         events = int(row.events_loaded or 0)
@@ -58,9 +58,9 @@ def task_status(ledger: Ledger, task: str) -> dict[str, Any]:
         "late_attempts": late_attempts,
         "late_jobs": late_jobs,
         # a loaded task's rows may be gone: what its view would call missing is what was loaded
-        "missing": [] if compacted else view.missing[:MAX_LISTED],
-        "missing_total": 0 if compacted else len(view.missing),
-        "failure": None if compacted else view.failure,
+        "missing": [] if loaded else view.missing[:MAX_LISTED],
+        "missing_total": 0 if loaded else len(view.missing),
+        "failure": None if loaded else view.failure,
         "problems": view.problems[:MAX_LISTED] if view.state not in LOADED_STATES else [],
         "purged_at": row.purged_at,
         "purge_note": row.purge_note,

@@ -94,28 +94,34 @@ class LocalStore(ObjectStore):
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
 
-    def _make_parents(self, path: Path) -> None:
-        """The directories from the store's root down to `path`'s, never the root itself (a root that went
-        away, e.g. under an unmounted mount point, fails with FileNotFoundError instead of being recreated
-        empty). A directory made is given u+rwx whatever the umask, so that a job run with a restrictive
-        umask (0277) does not lock every later job of its task out of the task's directory."""
-        directory = self.root
-        for part in path.parent.relative_to(self.root).parts:
-            directory = directory / part
+    def _make_dir(self, directory: Path) -> None:
+        """`directory` and its missing parents below the store's root, the deepest tried first (one mkdir
+        for a key whose directory exists). The root itself is never made: one that went away, e.g. under an
+        unmounted mount point, fails with FileNotFoundError instead of being recreated empty. A directory
+        made is given u+rwx whatever the umask, so that a job run with a restrictive umask (0277) does not
+        lock every later job of its task out of the task's directory."""
+        if directory == self.root:
+            return
+        try:
+            os.mkdir(directory)
+        except FileExistsError:
+            return
+        except FileNotFoundError:
+            self._make_dir(directory.parent)
             try:
                 os.mkdir(directory)
             except FileExistsError:
-                continue
-            mode = os.stat(directory).st_mode
-            if mode & 0o700 != 0o700:
-                os.chmod(directory, mode | 0o700)
+                return
+        mode = os.stat(directory).st_mode
+        if mode & 0o700 != 0o700:
+            os.chmod(directory, mode | 0o700)
 
     def _create_temporary(self, path: Path) -> tuple[Path, int]:
         """A new temporary file next to `path`, mode 0666 less the umask (mkstemp would make it 0600).
         Tried twice: a `delete` may remove the emptied directory between the mkdir and the open."""
         flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC
         for tries_left in (1, 0):
-            self._make_parents(path)
+            self._make_dir(path.parent)
             tmp = path.parent / f".tmp-{uuid.uuid4().hex}.part"
             try:
                 return tmp, os.open(tmp, flags, 0o666)
