@@ -168,9 +168,9 @@ class WarehouseReader:
         except ObjectNotFoundError:
             return None
         except StoreUnavailableError as exc:
-            raise WarehouseUnavailableError(f"cannot read {key}: {exc}") from exc
+            raise WarehouseUnavailableError(str(exc)) from exc  # the store names the key and itself
         except StoreError as exc:
-            raise WarehouseError(f"cannot read {key}: {exc}") from exc
+            raise WarehouseError(str(exc)) from exc
         try:
             value = json.loads(data)
         except ValueError as exc:
