@@ -68,6 +68,8 @@ def _combine(marker: dict[str, Any], amendment: dict[str, Any]) -> dict[str, Any
     combined["partial"] = amendment["partial"]
     combined["missing"] = amendment["missing"]
     combined["amendments"] = [*marker.get("amendments", []), amendment["amendment"]]
+    # the attempts the amendment's late jobs superseded, so that status and retention account for them
+    combined["superseded"] = [*marker.get("superseded", []), *amendment.get("superseded", [])]
     return combined
 
 
@@ -127,7 +129,7 @@ def amend(
         dataset=view.dataset,
         chunks=chosen_chunks(ledger, replace(view, chosen=pending.jobs)),
         attempts={job: a.attempt for job, a in pending.jobs.items()},
-        superseded=[],
+        superseded=[a.reference() for a in view.superseded if a.job in pending.jobs],
         partial=not view.complete,
         missing=tuple(view.missing),
         inputs=tuple(ledger.attempt_inputs(task, {job: a.attempt for job, a in pending.jobs.items()})),

@@ -45,6 +45,10 @@ class AttemptView:
     #: what is known to be wrong with it (a subset of `missing`, with the object key and the reason)
     problems: list[str] = field(default_factory=list)
 
+    def reference(self) -> dict[str, Any]:
+        """How a commit marker (its `superseded` list) and `status` name this attempt."""
+        return {"job": self.job, "attempt": self.attempt, "complete": self.complete}
+
 
 @dataclass
 class TaskView:

@@ -305,7 +305,7 @@ class Supersink:
             dataset=view.dataset,
             chunks=chosen_chunks(self.ledger, view),
             attempts={job: a.attempt for job, a in sorted(view.chosen.items())},
-            superseded=[{"job": a.job, "attempt": a.attempt, "complete": a.complete} for a in view.superseded],
+            superseded=[a.reference() for a in view.superseded],
             partial=partial,
             missing=tuple(view.missing),
             inputs=tuple(self.ledger.attempt_inputs(view.task, {j: a.attempt for j, a in view.chosen.items()})),

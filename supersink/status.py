@@ -26,7 +26,7 @@ def task_status(ledger: Ledger, task: str) -> dict[str, Any]:
     late_jobs = [{"job": a.job, "attempt": a.attempt, "events": a.events} for a in after.jobs.values()] if after else []
     chosen = {job: a.attempt for job, a in sorted(view.chosen.items())}
     events = view.events_chosen
-    superseded = [{"job": a.job, "attempt": a.attempt, "complete": a.complete} for a in view.superseded]
+    superseded = [a.reference() for a in view.superseded]
     # a loaded task is what its commit says: its rows may be compacted away (retention), and attempts that came
     # after the commit (late_attempts) or a job rerun after retention would make the view choose otherwise
     loaded = row.state == TaskState.LOADED and marker is not None

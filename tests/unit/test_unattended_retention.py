@@ -213,6 +213,44 @@ def test_a_partial_load_keeps_its_rows_and_late_jobs_still_amend_then_go_too(pip
                        synthetic(1, 2))  # fmt: skip
 
 
+def test_a_late_jobs_dead_attempt_is_superseded_by_the_amendment_and_its_objects_go(pipe: Pipeline) -> None:
+    """An amendment accounts for the attempts its late jobs superseded, as a commit does: status lists
+    them, and retention deletes their objects (they were kept for ever when the amendment said none)."""
+    pipe.expect(2)
+    pipe.produce("j1", 1)
+    run(pipe, policy=None)
+    ledger = Ledger(pipe.root / "ledger.db")
+    sink = Supersink(ledger, pipe.store, warehouse(pipe))
+    sink.force_load("task1")
+    ledger.close()
+    rec = Recorder()
+    pipe.produce("j2", 2, die_after=1, publisher=rec)  # the late job's first attempt dies
+    pipe.produce("j2", 2, attempt=2, publisher=rec)
+    with open_publisher(pipe.broker) as pub:
+        for body, headers, group in rec.sent:
+            pub.send(body, headers, group)
+    run(pipe, policy=None)
+    assert pipe.status()["late_jobs"] == [{"job": "j2", "attempt": 2, "events": 3_000}]
+    ledger = Ledger(pipe.root / "ledger.db")
+    try:
+        amendment = amend(
+            ledger, warehouse(pipe), task="task1", store=pipe.store, assembly=sink.intake.assembly, owner=sink.owner
+        )
+    finally:
+        ledger.close()
+    assert amendment["superseded"] == [{"job": "j2", "attempt": 1, "complete": False}]
+    st = pipe.status()
+    assert (st["state"], st["chosen"]) == ("loaded", {"j1": 1, "j2": 2})
+    assert st["superseded"] == [{"job": "j2", "attempt": 1, "complete": False}]
+    run(pipe)
+    st = pipe.status()
+    assert st["purged_at"] is not None and st["purge_note"] is None, st["purge_note"]
+    assert objects(pipe) == [], "the dead attempt's chunk goes with the rest"
+    assert st["superseded"] == [{"job": "j2", "attempt": 1, "complete": False}]
+    assert_same_events(committed_events(pipe).sort_by([("run_number", "ascending"), ("event_number", "ascending")]),
+                       synthetic(1, 2))  # fmt: skip
+
+
 def test_summaries_are_forgotten_and_quarantine_entries_expire(pipe: Pipeline) -> None:
     pipe.expect(1)
     pipe.produce("j1", 1)
