@@ -16,6 +16,7 @@ from typing import Any
 
 from eventindex.errors import NeedsAttentionError, NothingToDoError
 from eventindex.store import ObjectStore
+from eventindex.warehouse import CommittedTask
 from supersink.completeness import AttemptView, TaskView, chosen_chunks, evaluate
 from supersink.ledger import Ledger, TaskState
 from supersink.loader import DEFAULT_LAYOUT, FileLayout, LoadPlan, amend_task
@@ -60,7 +61,7 @@ def late(view: TaskView, marker: dict[str, Any] | None) -> Late:
     return Late(jobs, newer)
 
 
-def _combine(marker: dict[str, Any], amendment: dict[str, Any]) -> dict[str, Any]:
+def with_amendment(marker: dict[str, Any], amendment: dict[str, Any]) -> dict[str, Any]:
     """The ledger's view of a commit after an amendment: every attempt loaded, rows, partial or not."""
     combined = dict(marker)
     combined["attempts"] = {**loaded_attempts(marker), **loaded_attempts(amendment)}
@@ -71,6 +72,14 @@ def _combine(marker: dict[str, Any], amendment: dict[str, Any]) -> dict[str, Any
     # the attempts the amendment's late jobs superseded, so that status and retention account for them
     combined["superseded"] = [*marker.get("superseded", []), *amendment.get("superseded", [])]
     return combined
+
+
+def ledger_marker(committed: CommittedTask) -> dict[str, Any]:
+    """The ledger's view of a commit the warehouse holds: its marker with every amendment merged in."""
+    marker = committed.marker
+    for amendment in committed.amendments:
+        marker = with_amendment(marker, amendment)
+    return marker
 
 
 def _record(
@@ -117,7 +126,7 @@ def amend(
     adopted = []
     for earlier in committed.amendments if committed is not None else []:
         if earlier.get("amendment") not in known:
-            marker = _combine(marker, earlier)
+            marker = with_amendment(marker, earlier)
             adopted.append(earlier)
     if adopted:
         _record(ledger, warehouse, view, marker, adopted)
@@ -135,5 +144,5 @@ def amend(
         inputs=tuple(ledger.attempt_inputs(task, {job: a.attempt for job, a in pending.jobs.items()})),
     )
     amendment = amend_task(plan, store=store, assembly=assembly, warehouse=warehouse, owner=owner, layout=layout)
-    _record(ledger, warehouse, view, _combine(marker, amendment), [amendment])
+    _record(ledger, warehouse, view, with_amendment(marker, amendment), [amendment])
     return amendment

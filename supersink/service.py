@@ -32,7 +32,7 @@ from eventindex.errors import (
 from eventindex.store import ObjectStore
 from eventindex.store.counting import CountingStore
 from eventindex.transport import Consumer, Message
-from supersink.amend import amend
+from supersink.amend import amend, ledger_marker
 from supersink.completeness import TaskView, chosen_chunks, evaluate
 from supersink.crashpoints import crashpoint
 from supersink.fetch import ChunkUnusableError
@@ -347,12 +347,11 @@ class Supersink:
             self._chunk_unusable(view.task, exc)
             return None
         except AlreadyCommittedError:
-            existing = self.warehouse.read_marker(view.dataset, view.task)
-            if existing is None:
+            adopted = self._adopt(view.task, view.dataset, location)
+            if adopted is None:
                 raise
-            marker = existing
-            self.on_event(f"task {view.task}: already committed in {location} ({marker.get('rows')} events)")
-        self._record_commit(view.task, location, marker)
+            return adopted
+        self._record_commit(view.task, location, marker, [marker])
         return marker
 
     def adopt_commit(self, task: str) -> bool:
@@ -361,15 +360,22 @@ class Supersink:
         row = self.ledger.task(task)
         if row is None or row.dataset is None or row.state in LOADED_STATES:
             return False
-        marker = self.warehouse.read_marker(row.dataset, task)
-        if marker is None:
-            return False
-        location = self.warehouse.location(row.dataset, task)
-        self.on_event(f"task {task}: already committed in {location} ({marker.get('rows')} events)")
-        self._record_commit(task, location, marker)
-        return True
+        return self._adopt(task, row.dataset, self.warehouse.location(row.dataset, task)) is not None
 
-    def _record_commit(self, task: str, location: str, marker: dict[str, Any]) -> None:
+    def _adopt(self, task: str, dataset: str, location: str) -> dict[str, Any] | None:
+        """Record the commit the warehouse holds for a task, its amendments merged in (as `amend` keeps it);
+        None when the warehouse has no commit marker for it."""
+        found = self.warehouse.committed(dataset, task)
+        if found is None:
+            return None
+        marker = ledger_marker(found)
+        self.on_event(f"task {task}: already committed in {location} ({marker.get('rows')} events)")
+        self._record_commit(task, location, marker, [found.marker, *found.amendments])
+        return marker
+
+    def _record_commit(self, task: str, location: str, marker: dict[str, Any], commits: list[dict[str, Any]]) -> None:
+        """Record a task as loaded with the ledger's view of its commit (`marker`), and the notifications of
+        the `commits` (the marker and amendments) it is made of."""
         with self.ledger.transaction():
             self.ledger.mark_loaded(
                 task,
@@ -378,7 +384,8 @@ class Supersink:
                 marker=marker,
                 state=TaskState.LOADED_PARTIAL if marker.get("partial") else TaskState.LOADED,
             )
-            add_commit(self.ledger, location, marker)  # announced at least once, never before the commit
+            for commit in commits:  # announced at least once, never before the commit
+                add_commit(self.ledger, location, commit)
         self.counters.tasks_loaded += 1
         self.counters.events_loaded += int(marker["rows"])
         self.counters.cpu_at_last_commit = time.process_time()

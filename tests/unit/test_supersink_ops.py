@@ -10,6 +10,7 @@ import pytest
 
 from eventindex.errors import AlreadyCommittedError
 from eventindex.transport import open_consumer
+from supersink.amend import NothingToAmendError, amend
 from supersink.ledger import Ledger
 from supersink.service import Supersink, reconcile_into
 from supersink.warehouse import Warehouse
@@ -151,3 +152,47 @@ def test_reconcile_rebuilding_a_lost_ledger_adopts_the_commits_the_warehouse_hol
     assert (pipe.task_dir() / "_SUCCESS.json").read_bytes() == marker, "adopted, not loaded again"
     assert pipe.status("task2")["state"] == "waiting"
     assert_same_events(pipe.loaded(), synthetic(1))
+
+
+def test_reconcile_rebuilding_a_lost_ledger_adopts_a_commit_with_its_amendments(pipe: Pipeline) -> None:
+    """A partial commit completed by an amendment is adopted whole: loaded, both jobs, no late job to amend."""
+    pipe.expect(2)
+    pipe.produce("j1", 1)
+    pipe.run_supersink()
+    ledger = Ledger(pipe.root / "ledger.db")
+    sink = Supersink(ledger, pipe.store, Warehouse.from_url((pipe.root / "wh").as_uri()))
+    sink.force_load("task1")
+    ledger.close()
+    pipe.produce("j2", 2, die_after=1)  # the late job's first attempt dies
+    pipe.produce("j2", 2, attempt=2)
+    pipe.run_supersink()
+    ledger = Ledger(pipe.root / "ledger.db")
+    try:
+        amend(ledger, sink.warehouse, task="task1", store=pipe.store, assembly=sink.intake.assembly, owner=sink.owner)
+    finally:
+        ledger.close()
+    before = pipe.status()
+    for suffix in ("", "-wal", "-shm"):
+        (pipe.root / f"ledger.db{suffix}").unlink(missing_ok=True)
+    ledger = Ledger(pipe.root / "ledger.db")
+    try:
+        reconcile_into(ledger, pipe.store, "", Warehouse.from_url((pipe.root / "wh").as_uri()))
+    finally:
+        ledger.close()
+    st = pipe.status()
+    assert (st["state"], st["events_loaded"], st["chosen"], st["late_jobs"]) == (
+        "loaded",
+        6_000,
+        {"j1": 1, "j2": 2},
+        [],
+    )
+    assert st["superseded"] == before["superseded"] == [{"job": "j2", "attempt": 1, "complete": False}]
+    ledger = Ledger(pipe.root / "ledger.db")
+    try:
+        with pytest.raises(NothingToAmendError):
+            amend(
+                ledger, sink.warehouse, task="task1", store=pipe.store, assembly=sink.intake.assembly, owner=sink.owner
+            )
+    finally:
+        ledger.close()
+    assert not list(pipe.task_dir().glob("_AMEND-0002*")), "adopted, not amended again"
