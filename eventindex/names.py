@@ -8,6 +8,8 @@ from eventindex.errors import InvalidNameError
 
 MAX_NAME_LENGTH = 128
 _NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
+#: the partition value Hive, Spark, DuckDB and pyarrow read as null (`dataset=__HIVE_DEFAULT_PARTITION__`)
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
 
 def validate_name(kind: str, value: str) -> str:
@@ -20,6 +22,8 @@ def validate_name(kind: str, value: str) -> str:
         raise InvalidNameError(f"{kind} name {value!r} has characters outside [A-Za-z0-9._-]")
     if ".." in value or value in (".",):
         raise InvalidNameError(f"{kind} name {value!r} contains '..' or is '.'")
+    if value == HIVE_NULL:
+        raise InvalidNameError(f"{kind} name {value!r} is how Hive-style readers spell null")
     return value
 
 

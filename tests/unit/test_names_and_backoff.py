@@ -27,6 +27,7 @@ def test_good_names(name: str) -> None:
         ("tab\tname", "outside"),
         ("é", "outside"),
         ("a b", "outside"),
+        ("__HIVE_DEFAULT_PARTITION__", "null"),
     ],
 )
 def test_bad_names(name: str, words: str) -> None:
