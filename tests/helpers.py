@@ -135,8 +135,9 @@ class Pipeline:
         task: str = "task1",
         die_after: int | None = None,
         publisher: Publisher | None = None,
+        dataset: str = "ds",
     ) -> None:
-        spec = JobSpec(task=task, job=job, attempt=attempt, dataset="ds", chunk_events=1_000)
+        spec = JobSpec(task=task, job=job, attempt=attempt, dataset=dataset, chunk_events=1_000)
 
         def maybe_die(progress: Progress) -> None:
             if die_after is not None and progress.chunks >= die_after:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 import pytest
 
 from eventindex.columns import EVENT_SCHEMA
@@ -109,10 +110,34 @@ def _same(seen: pa.Table, warehouse: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- pyarrow
 
 
+# docs/warehouse.md's recipe: the partition keys are strings
+KEYS = pads.partitioning(pa.schema([("dataset", pa.string()), ("task", pa.string())]), flavor="hive")
+
+
 def test_pyarrow_hive_partitioning_sees_committed_events_only(warehouse: dict[str, Any]) -> None:
-    seen = pads.dataset(str(warehouse["root"]), format="parquet", partitioning="hive").to_table()
+    seen = pads.dataset(str(warehouse["root"]), format="parquet", partitioning=KEYS).to_table()
     assert seen.schema.field("event_number").type == pa.int64()
     _same(seen, warehouse)
+    _same(pq.read_table(str(warehouse["root"]), partitioning=KEYS), warehouse)
+
+
+@pytest.fixture(scope="module")
+def numeric(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A warehouse whose every task and dataset name looks like a number or a date: `7` and `007` in `2024-01-01`."""
+    pipe = Pipeline(tmp_path_factory.mktemp("numeric-names"))
+    for task, seed in (("007", 6), ("7", 7)):
+        pipe.produce("j1", seed, events=500, task=task, dataset="2024-01-01")
+        pipe.expect(1, task=task)
+    _run(pipe)
+    expected = {("2024-01-01", "007"): synthetic(6, events=500), ("2024-01-01", "7"): synthetic(7, events=500)}
+    return {"root": pipe.root / "wh", "expected": expected}
+
+
+def test_pyarrow_recipe_keeps_numeric_looking_names_apart(numeric: dict[str, Any]) -> None:
+    with pytest.raises(pa.ArrowTypeError, match="Field task has incompatible types"):  # why the recipe names types
+        pads.dataset(str(numeric["root"]), format="parquet", partitioning="hive").to_table()
+    _same(pads.dataset(str(numeric["root"]), format="parquet", partitioning=KEYS).to_table(), numeric)
+    _same(pq.read_table(str(numeric["root"]), partitioning=KEYS), numeric)
 
 
 # ---------------------------------------------------------------- DuckDB
@@ -131,18 +156,26 @@ def duckdb_connection() -> Iterator[Any]:
 
 def test_duckdb_hive_partitioning_sees_committed_events_only(warehouse: dict[str, Any], duckdb_connection: Any) -> None:
     glob = f"{warehouse['root']}/**/*.parquet"
-    query = f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true)"
+    query = f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true, hive_types_autocast = false)"
     described = duckdb_connection.execute(f"DESCRIBE {query}").fetchall()
     types = {row[0]: row[1] for row in described}
     assert types["event_number"] == "BIGINT" and types["dataset"] == "VARCHAR" and types["task"] == "VARCHAR"
     _same(duckdb_connection.sql(query).to_arrow_table(), warehouse)
 
 
+def test_duckdb_recipe_keeps_numeric_looking_names_apart(numeric: dict[str, Any], duckdb_connection: Any) -> None:
+    glob = f"{numeric['root']}/**/*.parquet"
+    guessed = f"SELECT DISTINCT typeof(dataset) FROM read_parquet('{glob}', hive_partitioning = true)"
+    assert duckdb_connection.execute(guessed).fetchall() == [("DATE",)]
+    query = f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true, hive_types_autocast = false)"
+    _same(duckdb_connection.sql(query).to_arrow_table(), numeric)
+
+
 def test_duckdb_trigger_bit_expression_matches_pyarrow(warehouse: dict[str, Any], duckdb_connection: Any) -> None:
     glob = f"{warehouse['root']}/**/*.parquet"
     bits = [0, 5, 17, 100, 511]
     selects = ", ".join(f"count(*) FILTER (get_bit(l1_tav::BIT, {b // 8 * 8 + 7 - b % 8}) = 1)" for b in bits)
-    query = f"SELECT {selects} FROM read_parquet('{glob}', hive_partitioning = true)"
+    query = f"SELECT {selects} FROM read_parquet('{glob}', hive_partitioning = true, hive_types_autocast = false)"
     counts = duckdb_connection.execute(query).fetchone()
     assert list(counts) == _bit_counts(_expected_all(warehouse), "l1_tav", bits)
 
@@ -182,6 +215,7 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 def test_spark_discovers_dataset_and_task_and_sees_committed_events_only(warehouse: dict[str, Any], spark: Any) -> None:
+    spark.conf.set("spark.sql.sources.partitionColumnTypeInference.enabled", "false")  # docs/warehouse.md
     frame = spark.read.parquet(str(warehouse["root"]))
     types = dict(frame.dtypes)
     assert types["event_number"] == "bigint" and types["dataset"] == "string" and types["task"] == "string"
@@ -189,7 +223,18 @@ def test_spark_discovers_dataset_and_task_and_sees_committed_events_only(warehou
     _same(frame.toArrow(), warehouse)
 
 
+def test_spark_recipe_keeps_numeric_looking_names_apart(numeric: dict[str, Any], spark: Any) -> None:
+    spark.conf.set("spark.sql.sources.partitionColumnTypeInference.enabled", "true")  # Spark's default: it guesses
+    guessed = spark.read.parquet(str(numeric["root"]))
+    assert dict(guessed.dtypes)["task"] == "int" and guessed.select("task").distinct().count() == 1, "7 and 007 merged"
+    spark.conf.set("spark.sql.sources.partitionColumnTypeInference.enabled", "false")  # docs/warehouse.md
+    frame = spark.read.parquet(str(numeric["root"]))
+    assert dict(frame.dtypes)["task"] == "string" and dict(frame.dtypes)["dataset"] == "string"
+    _same(frame.toArrow(), numeric)
+
+
 def test_spark_trigger_bit_expression_and_big_event_literals(warehouse: dict[str, Any], spark: Any) -> None:
+    spark.conf.set("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
     frame = spark.read.parquet(str(warehouse["root"]))
     frame.createOrReplaceTempView("events")
     bits = [0, 5, 17, 100, 511]
