@@ -40,6 +40,7 @@ from eventindex.errors import (
     UnsupportedVersionError,
 )
 from eventindex.schema import eventindex_pb2 as pb
+from eventindex.wire import check_records
 
 CHUNK_MAGIC: Final = b"EIC1"
 MANIFEST_MAGIC: Final = b"EIM1"
@@ -190,6 +191,7 @@ MAX_MANIFEST_BYTES: Final = 64 * 1024 * 1024
 
 def decode_manifest(data: bytes) -> pb.Manifest:
     header, raw = _unpack(data, MANIFEST_MAGIC, MAX_MANIFEST_BYTES)
+    check_records(raw, pb.Manifest.DESCRIPTOR, "manifest (not a valid protobuf Manifest)")
     manifest = pb.Manifest()
     try:
         manifest.ParseFromString(raw)

@@ -124,4 +124,8 @@ def parse_pointer(body: bytes) -> pb.Pointer:
             raise MessageError("a chunk pointer with a URL carries no payload")
         if len(pointer.payload) != pointer.size:
             raise MessageError(f"manifest bytes are {len(pointer.payload)} long, the pointer says {pointer.size}")
+        if len(pointer.payload) > INLINE_MANIFEST_MAX_BYTES:
+            raise MessageError(
+                f"a pointer carries {len(pointer.payload):,} manifest bytes, more than {INLINE_MANIFEST_MAX_BYTES:,}"
+            )
     return pointer

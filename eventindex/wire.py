@@ -12,7 +12,7 @@ records, unpacked repeated values, fields in any order, unknown fields (skipped)
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
@@ -22,6 +22,12 @@ VARINT: Final = 0
 I64: Final = 1
 LEN: Final = 2
 I32: Final = 5
+
+#: At most this many fields (records) in one message. This project's writers put each column in one
+#: packed record, so a chunk body has tens of them and a manifest one per chunk and input file; a
+#: writer that splits columns or leaves them unpacked stays far below it. It bounds what a small,
+#: highly compressible object of tiny fields costs to parse (one Python object per record).
+MAX_RECORDS: Final = 1 << 18
 
 _FIXED_WIRE = {4: I32, 8: I64, 1: VARINT}  # element size -> the wire type of one unpacked element
 _ITEMSIZE = {"<u4": 4, "<u8": 8, "<f4": 4, "|b1": 1}
@@ -91,17 +97,34 @@ class Writer:
         return view[:size]
 
 
+def read_varint(view: memoryview, pos: int, what: str) -> tuple[int, int]:
+    """The varint at `pos` and the position after it; CorruptObjectError naming `what` if it is cut short."""
+    result = shift = 0
+    while pos < len(view) and shift < 64:
+        byte = view[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+    raise CorruptObjectError(f"{what}: a truncated or overlong varint in the protobuf body")
+
+
 class Fields:
     """The fields of one parsed message: raw values by field number, in order of appearance."""
 
-    def __init__(self, data: bytes | memoryview, what: str) -> None:
+    def __init__(self, data: bytes | memoryview, what: str, max_records: int = MAX_RECORDS) -> None:
         self.what = what
         self._fields: dict[int, list[tuple[int, memoryview | int]]] = {}
         fields = self._fields
         read_varint = self._read_varint
         view = memoryview(data)
         pos, end = 0, len(view)
+        left = max_records
         while pos < end:
+            if not left:
+                raise CorruptObjectError(f"{what}: more than {max_records:,} fields in one protobuf message")
+            left -= 1
             key = view[pos]  # a one-byte varint, or the first byte of a longer one
             if key < 0x80:
                 pos += 1
@@ -137,15 +160,7 @@ class Fields:
                 records.append((wire, value))
 
     def _read_varint(self, view: memoryview, pos: int) -> tuple[int, int]:
-        result = shift = 0
-        while pos < len(view) and shift < 64:
-            byte = view[pos]
-            pos += 1
-            result |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return result, pos
-            shift += 7
-        raise CorruptObjectError(f"{self.what}: a truncated or overlong varint in the protobuf body")
+        return read_varint(view, pos, self.what)
 
     def uint(self, number: int) -> int:
         values = [v for wire, v in self._fields.get(number, ()) if wire == VARINT]
@@ -191,3 +206,35 @@ class Fields:
         if len(pieces) == 1:
             return pieces[0]
         return np.concatenate(pieces) if pieces else np.empty(0, dtype=dtype)
+
+
+def check_records(data: bytes | memoryview, descriptor: Any, what: str, max_records: int = MAX_RECORDS) -> None:
+    """Refuse a message with more than `max_records` fields, counting those of its embedded messages
+    (by `descriptor`, a protobuf message Descriptor), before a protobuf runtime builds an object for each:
+    CorruptObjectError."""
+    stack: list[tuple[memoryview, Any]] = [(memoryview(data), descriptor)]
+    left = max_records
+    while stack:
+        view, message = stack.pop()
+        embedded = {f.number: f.message_type for f in message.fields if f.message_type is not None}
+        pos, end = 0, len(view)
+        while pos < end:
+            if not left:
+                raise CorruptObjectError(f"{what}: more than {max_records:,} fields in one protobuf message")
+            left -= 1
+            key, pos = read_varint(view, pos, what)
+            number, wire = key >> 3, key & 7
+            if wire == LEN:
+                length, pos = read_varint(view, pos, what)
+                if pos + length > end:
+                    raise CorruptObjectError(f"{what}: a field runs past the end of the protobuf body")
+                inner = embedded.get(number)
+                if inner is not None:
+                    stack.append((view[pos : pos + length], inner))
+                pos += length
+            elif wire == VARINT:
+                _, pos = read_varint(view, pos, what)
+            elif wire in (I32, I64):
+                pos += 4 if wire == I32 else 8
+            else:
+                raise CorruptObjectError(f"{what}: wire type {wire} in the protobuf body is not valid here")

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +99,44 @@ def test_zstd_bomb_lying_about_its_size_is_refused() -> None:
     bomb = forge_chunk(b"\0" * (64 * 1024 * 1024), usize=1024, frame_size=False)
     with pytest.raises(CodecError):
         codec.decode_chunk(bomb)
+
+
+def _peak_bytes(call: Callable[[], object]) -> int:
+    tracemalloc.start()
+    try:
+        call()
+    except CodecError:
+        pass
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+def test_a_small_chunk_of_millions_of_tiny_fields_is_refused_before_it_costs_memory() -> None:
+    """An unknown 2-byte field repeated 4 million times: 8 MiB that zstd packs into a few kB. Parsed
+    field by field it cost ~34 MB per MiB (a gigabyte for a 3 kB object); it is refused at the cap."""
+    body = b"\x08\x01" + b"\x78\x00" * (4 << 20)  # rows = 1, then field 15 = 0 again and again
+    bomb = forge_chunk(body, usize=len(body), count=1)
+    assert len(bomb) < 10_000
+    with pytest.raises(CorruptObjectError, match="more than 262,144 fields in one protobuf message"):
+        codec.decode_chunk(bomb)
+    assert _peak_bytes(lambda: codec.decode_chunk(bomb)) < len(body) + 80_000_000
+
+
+def test_a_manifest_of_millions_of_tiny_entries_is_refused_before_it_costs_memory() -> None:
+    nested = pb.Manifest(schema_version=1, total_events=0)
+    nested.inputs.add().runs.extend([pb.InputFileSummary.RunRange()] * 300_000)  # in an embedded message
+    flat = b"\x32\x00" * 300_000  # 300,000 empty chunk entries
+    for raw in (nested.SerializeToString(), flat):
+        obj = codec._pack(codec.MANIFEST_MAGIC, codec.MANIFEST_VERSION, raw, 0, 3)
+        assert len(obj.data) < 20_000
+        with pytest.raises(CorruptObjectError, match="more than 262,144 fields"):
+            codec.decode_manifest(obj.data)
+    fine = pb.Manifest(schema_version=1, total_events=10_000)
+    for seq in range(10_000):
+        fine.chunks.add(seq=seq, events=1, size=100, sha256=bytes(32))
+    assert len(codec.decode_manifest(codec.encode_manifest(fine).data).chunks) == 10_000
 
 
 def test_undecodable_body_is_corrupt() -> None:

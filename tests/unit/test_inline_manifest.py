@@ -43,6 +43,9 @@ def test_a_manifest_pointer_may_carry_its_bytes_a_chunk_pointer_may_not() -> Non
         parse_pointer(_pointer(pb.POINTER_KIND_MANIFEST, b"x" * 9, 10).SerializeToString())
     with pytest.raises(MessageError, match="a chunk pointer with a URL carries no payload"):
         parse_pointer(_pointer(pb.POINTER_KIND_CHUNK, b"x" * 10, 10).SerializeToString())
+    big = INLINE_MANIFEST_MAX_BYTES + 1
+    with pytest.raises(MessageError, match="more than 65,536"):
+        parse_pointer(_pointer(pb.POINTER_KIND_MANIFEST, b"x" * big, big).SerializeToString())
 
 
 def _produce(pipe: Pipeline, jobs: int) -> Recorder:
