@@ -7,12 +7,19 @@ the usual 022), so another account of the team can read them.
 
 The store's directory itself is created when missing, but not its parent: a path with a typo
 is refused rather than silently started somewhere nobody looks.
+
+Reading, listing and deleting never follow a symbolic link below the store's directory: anyone who
+can write to a shared store (every grid job) could otherwise point a task's directory at another
+store, and the supersink would load, then delete, objects that are not its own. Such an object is
+not found; the store's directory itself may be a link.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -33,7 +40,9 @@ from eventindex.store.base import DEFAULT_MAX_OBJECT_BYTES, ObjectStore, check_k
 def file_url_path(url: str) -> Path:
     """The absolute directory of a `file:///abs/dir` URL."""
     parts = urlsplit(url)
-    if parts.scheme != "file" or parts.netloc not in ("", "localhost") or parts.query or parts.fragment:
+    if parts.scheme == "file" and parts.netloc not in ("", "localhost"):  # a host, or user-info: never echoed
+        raise ConfigError("a file URL must have no host or user part: expected file:///absolute/path")
+    if parts.scheme != "file" or parts.query or parts.fragment:
         raise ConfigError(f"{url!r}: expected file:///absolute/path with no host, query or fragment")
     path = unquote(parts.path)
     if not path.startswith("/"):
@@ -45,6 +54,12 @@ def existing_parent(path: Path, what: str) -> None:
     """Refuse `path` when its parent directory does not exist (ConfigError): a typo is not created."""
     if not path.parent.is_dir():
         raise ConfigError(f"{what} {path}: directory {path.parent} does not exist")
+
+
+#: how a directory below the root is opened: never through a symbolic link
+_BENEATH = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: how an object is opened: not through a link, and without blocking on a FIFO put in its place
+_OBJECT = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 class LocalStore(ObjectStore):
@@ -70,6 +85,27 @@ class LocalStore(ObjectStore):
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
+
+    def _parent_fd(self, key: str) -> tuple[int, str]:
+        """An open descriptor of the directory that holds `key`'s object, reached from the root one
+        directory at a time without following a symbolic link, and the object's name. OSError: ELOOP
+        for a link on the way, ENOTDIR for a file, FileNotFoundError for a missing directory."""
+        *directories, name = check_key(key).split("/")
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for directory in directories:
+                try:
+                    inner = os.open(directory, _BENEATH, dir_fd=fd)
+                except NotADirectoryError:  # what O_DIRECTORY | O_NOFOLLOW gives for a link, too
+                    if stat.S_ISLNK(os.lstat(directory, dir_fd=fd).st_mode):
+                        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP)) from None
+                    raise
+                os.close(fd)
+                fd = inner
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, name
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
@@ -131,39 +167,68 @@ class LocalStore(ObjectStore):
         raise AssertionError("unreachable")
 
     def delete(self, keys: Sequence[str]) -> None:
-        """Remove objects (absent ones are no error), then the directories that became empty."""
-        emptied: set[Path] = set()
+        """Remove objects (absent ones are no error), then the directories that became empty. An object
+        behind a symbolic link is absent: a link is removed itself, never what it points at."""
+        emptied: set[str] = set()
         for key in keys:
-            path = self._path(key)
             try:
-                path.unlink()
+                parent, name = self._parent_fd(key)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    continue  # a directory on the way is a link: nothing of this store's is there
+                raise StoreError(f"cannot delete {key} in {self.url}: {exc.strerror}") from exc
+            try:
+                os.unlink(name, dir_fd=parent)
             except FileNotFoundError:
                 pass
             except OSError as exc:
                 raise StoreError(f"cannot delete {key} in {self.url}: {exc.strerror}") from exc
-            emptied.add(path.parent)
-        for directory in sorted(emptied, key=lambda d: len(d.parts), reverse=True):
-            while directory != self.root and self.root in directory.parents:
+            finally:
+                os.close(parent)
+            if "/" in key:
+                emptied.add(key.rsplit("/", 1)[0])
+        for directory in sorted(emptied, key=lambda d: d.count("/"), reverse=True):
+            while directory:
                 try:
-                    directory.rmdir()
+                    parent, name = self._parent_fd(directory)
                 except OSError:
-                    break  # not empty (or gone already): keep it and its parents
-                directory = directory.parent
+                    break
+                try:
+                    os.rmdir(name, dir_fd=parent)
+                except OSError:
+                    break  # not empty, gone already, or a link: keep it and its parents
+                finally:
+                    os.close(parent)
+                directory = directory.rsplit("/", 1)[0] if "/" in directory else ""
 
     def get(self, key: str, max_bytes: int = DEFAULT_MAX_OBJECT_BYTES) -> bytes:
-        path = self._path(key)
         try:
-            with path.open("rb") as handle:
-                size = os.fstat(handle.fileno()).st_size
-                if size > max_bytes:
-                    raise OversizedObjectError(f"object {key} is {size} bytes, above the limit of {max_bytes}")
+            parent, name = self._parent_fd(key)
+            try:
+                fd = os.open(name, _OBJECT, dir_fd=parent)
+            finally:
+                os.close(parent)
+            with os.fdopen(fd, "rb") as handle:
+                info = os.fstat(fd)
+                if not stat.S_ISREG(info.st_mode):
+                    raise ObjectNotFoundError(f"object {key} not found in {self.url} (not a regular file)")
+                if info.st_size > max_bytes:
+                    raise OversizedObjectError(f"object {key} is {info.st_size} bytes, above the limit of {max_bytes}")
+                os.set_blocking(fd, True)
                 return handle.read()
         except FileNotFoundError:
             self._check_root()
             raise ObjectNotFoundError(f"object {key} not found in {self.url}") from None
-        except IsADirectoryError:
-            raise ObjectNotFoundError(f"object {key} not found in {self.url} (a directory)") from None
+        except (IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFoundError(f"object {key} not found in {self.url} (a directory on its path)") from None
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ObjectNotFoundError(
+                    f"object {key} not found in {self.url}: it is behind a symbolic link, which the store does not "
+                    "follow"
+                ) from None
             raise StoreError(f"cannot read {key} in {self.url}: {exc.strerror}") from exc
 
     def _check_root(self) -> None:
@@ -179,7 +244,9 @@ class LocalStore(ObjectStore):
         parts = prefix.split("/")[:-1]
         clean = all(part not in ("", ".", "..") for part in parts)
         top = self.root.joinpath(*parts) if clean else self.root
-        for dirpath, dirnames, filenames in os.walk(top):
+        if clean and any(self.root.joinpath(*parts[: i + 1]).is_symlink() for i in range(len(parts))):
+            return  # a link on the way: nothing of this store's is behind it (os.walk would follow it)
+        for dirpath, dirnames, filenames in os.walk(top):  # never into a linked directory below it
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             rel = os.path.relpath(dirpath, self.root)
             for name in filenames:

@@ -240,3 +240,33 @@ def test_a_bucket_gone_while_in_use_is_not_an_object_missing_nor_an_outage(aws_e
         with pytest.raises(StoreAccessError, match="NoSuchBucket"):
             list(store.list("t/"))
         store.close()
+
+
+def test_a_local_store_follows_no_symbolic_link_below_its_directory(tmp_path: Path) -> None:
+    """Anyone who may write to a shared store could link a task's directory to another store: the
+    supersink would load that store's objects, then its retention would delete them."""
+    victim = LocalStore(tmp_path / "victim")
+    victim.put("T/j1/1/chunk-000000.eic", b"theirs")
+    victim.put("T/j1/1/manifest.eim", b"theirs too")
+    ours = LocalStore(tmp_path / "ours")
+    (ours.root / "T").symlink_to(victim.root / "T")
+    with pytest.raises(ObjectNotFoundError, match="symbolic link"):
+        ours.get("T/j1/1/chunk-000000.eic")
+    assert list(ours.list("T/")) == [] and list(ours.list("T/j1/1/")) == []
+    ours.delete(["T/j1/1/chunk-000000.eic", "T/j1/1/manifest.eim"])
+    assert sorted(victim.list()) == ["T/j1/1/chunk-000000.eic", "T/j1/1/manifest.eim"], "nothing of theirs deleted"
+    # A link in place of an object, and a FIFO: not found, and nothing blocks.
+    ours.put("U/j1/1/manifest.eim", b"ours")
+    os.symlink(victim.root / "T/j1/1/chunk-000000.eic", ours.root / "U/j1/1/chunk-000000.eic")
+    os.mkfifo(ours.root / "U/j1/1/chunk-000001.eic")
+    for key in ("U/j1/1/chunk-000000.eic", "U/j1/1/chunk-000001.eic"):
+        with pytest.raises(ObjectNotFoundError):
+            ours.get(key)
+    ours.delete(["U/j1/1/chunk-000000.eic"])
+    assert victim.get("T/j1/1/chunk-000000.eic") == b"theirs", "the link went, not its target"
+    assert ours.get("U/j1/1/manifest.eim") == b"ours"
+    # The store's own directory may be a link.
+    linked = LocalStore(tmp_path / "alias") if (tmp_path / "alias").symlink_to(ours.root) is None else None
+    assert linked is not None and linked.get("U/j1/1/manifest.eim") == b"ours"
+    linked.delete(["U/j1/1/manifest.eim", "U/j1/1/chunk-000001.eic"])
+    assert not (ours.root / "U").exists(), "emptied directories go, through the linked root too"
