@@ -324,8 +324,8 @@ def _write_generation(
     amendment: int,
     committed: np.ndarray | None,
 ) -> tuple[list[dict[str, Any]], int, Duplicates]:
-    """Write the plan's events as part files of one generation and put them in place (not committed
-    yet): returns the files, the events read from chunks and the duplicates dropped."""
+    """Write the plan's events as part files of one generation (staged where the filesystem renames,
+    not committed): returns the files, the events read from chunks and the duplicates dropped."""
     writer = PartWriter(warehouse, plan.dataset, plan.task, layout, amendment=amendment)
     dups = Duplicates()
     rows_in = 0
@@ -343,12 +343,34 @@ def _write_generation(
         writer.write(_drop_duplicates(table, dups, committed))
         if on_progress:
             on_progress(rows_in)
-    files = writer.close()
-    warehouse.publish(plan.dataset, plan.task, [f["name"] for f in files], amendment)
-    if dups.entries:
-        name = DUPLICATES if amendment == 0 else f"_DUPLICATES-a{amendment:04d}.json"
-        warehouse.write_side_file(plan.dataset, plan.task, name, {"task": plan.task, "duplicates": dups.entries})
-    return files, rows_in, dups
+    return writer.close(), rows_in, dups
+
+
+def _commit_generation(
+    plan: LoadPlan,
+    warehouse: Warehouse,
+    files: list[dict[str, Any]],
+    dups: Duplicates,
+    amendment: int,
+    write_marker: Callable[[], None],
+) -> None:
+    """Put a generation's parts in place, its duplicates listing next to them, then its marker
+    (`write_marker`). Should anything before the marker fail, the parts go back under staging
+    (where the filesystem renames): a reader pointed at the root never sees them uncommitted for
+    longer than the attempt."""
+    names = [f["name"] for f in files]
+    try:
+        warehouse.publish(plan.dataset, plan.task, names, amendment)
+        if dups.entries:
+            name = DUPLICATES if amendment == 0 else f"_DUPLICATES-a{amendment:04d}.json"
+            warehouse.write_side_file(plan.dataset, plan.task, name, {"task": plan.task, "duplicates": dups.entries})
+        crashpoint("load.parts_done")
+        write_marker()
+    except AlreadyCommittedError:
+        raise  # a marker is there: what it lists is committed
+    except (WarehouseError, OSError):
+        warehouse.unpublish(plan.dataset, plan.task, names)
+        raise
 
 
 def _load(
@@ -372,9 +394,10 @@ def _load(
         plan, store=store, assembly=assembly, warehouse=warehouse, layout=layout, on_progress=on_progress, cache=cache,
         amendment=0, committed=None,
     )  # fmt: skip
-    crashpoint("load.parts_done")
     marker = _marker(plan, files, rows_in, dups, owner, started)
-    warehouse.write_marker_once(plan.dataset, plan.task, marker)
+    _commit_generation(
+        plan, warehouse, files, dups, 0, lambda: warehouse.write_marker_once(plan.dataset, plan.task, marker)
+    )
     crashpoint("load.committed")
     warehouse.finish(plan.dataset, plan.task)
     return marker
@@ -471,7 +494,14 @@ def amend_task(
         amendment["amendment"] = number
         if dups.entries:
             amendment["duplicates"]["listed_in"] = f"_DUPLICATES-a{number:04d}.json"
-        warehouse.write_amendment_once(plan.dataset, plan.task, number, amendment)
+        _commit_generation(
+            plan,
+            warehouse,
+            files,
+            dups,
+            number,
+            lambda: warehouse.write_amendment_once(plan.dataset, plan.task, number, amendment),
+        )
         warehouse.finish(plan.dataset, plan.task)
         return amendment
     except OSError as exc:

@@ -184,6 +184,20 @@ class Warehouse(WarehouseReader):
         except OSError as exc:
             raise WarehouseError(f"cannot move the parts of {task} into {self.location(dataset, task)}: {exc}") from exc
 
+    def unpublish(self, dataset: str, task: str, names: list[str]) -> None:
+        """Move a generation's parts back under staging after its commit failed (where the filesystem
+        renames), so that the partition tree holds committed data only while the failure lasts: a full
+        disk or an HDFS quota refusing the marker would show them to every reader pointed at the root.
+        Best effort: what cannot be moved back stays, as after a crash between the moves and the marker."""
+        if not self.renames:
+            return
+        final = self.task_dir(dataset, task)
+        for name in names:
+            try:
+                self.fs.move(f"{final}/{name}", f"{self.staging_dir(dataset, task)}/{name}{STAGED_SUFFIX}")
+            except OSError:
+                continue
+
     def write_side_file(self, dataset: str, task: str, name: str, value: dict[str, Any]) -> None:
         """A small JSON file next to the parts (deterministic content: a rerun rewrites it the same)."""
         path = f"{self.task_dir(dataset, task)}/{name}"

@@ -121,6 +121,7 @@ EXCEPTIONS: dict[str, tuple[str, int]] = {
     "StandbyException": ("org.apache.hadoop.ipc.StandbyException", 403),
     "RetriableException": ("org.apache.hadoop.ipc.RetriableException", 403),
     "RuntimeException": ("java.lang.RuntimeException", 500),
+    "DSQuotaExceededException": ("org.apache.hadoop.hdfs.protocol.DSQuotaExceededException", 403),
 }
 
 #: The operations of each HTTP method in the WebHDFS API (the *OpParam.Op enums), implemented or not.

@@ -137,6 +137,38 @@ def test_a_namenode_down_mid_load_fails_over_to_the_other(tmp_path: Path, webhdf
     assert _committed_events(url).equals(synthetic(1, events=20_000))
 
 
+def test_a_commit_marker_refused_by_a_quota_leaves_no_part_in_the_partition_tree(
+    tmp_path: Path, webhdfs_endpoint: WebHdfsEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parts are moved in right before the marker is written; a namenode that refuses the marker's
+    CREATE (a space quota) must not leave them visible to readers of the root while the quota holds."""
+    url = webhdfs_endpoint.url_for("/quota")
+    pipe = Pipeline(tmp_path)
+    pipe.produce("j1", 1)
+    pipe.expect(1)
+    write_marker = Warehouse.write_marker_once
+
+    def over_quota(self: Warehouse, dataset: str, task: str, marker: dict[str, object]) -> None:
+        webhdfs_endpoint.inject(Fault(node="namenode", op="CREATE", count=100, exception="DSQuotaExceededException"))
+        write_marker(self, dataset, task, marker)
+
+    monkeypatch.setattr(Warehouse, "write_marker_once", over_quota)
+    _load(pipe, url).ledger.close()
+    assert pipe.status()["state"] == "load-failed"
+    warehouse = Warehouse.from_url(url)
+    try:
+        assert list(warehouse.parts("ds", "task1")) == [], "uncommitted parts in the partition tree"
+        seen = pads.dataset(f"{warehouse.root}", format="parquet", partitioning="hive", filesystem=warehouse.fs)
+        assert seen.count_rows() == 0
+    finally:
+        warehouse.close()
+    monkeypatch.setattr(Warehouse, "write_marker_once", write_marker)
+    webhdfs_endpoint.clear_faults()
+    _load(pipe, url).ledger.close()
+    assert pipe.status()["state"] == "loaded"
+    assert _committed_events(url).equals(synthetic(1))
+
+
 def test_reconcile_force_amend_and_status_on_webhdfs(tmp_path: Path, webhdfs: str) -> None:
     """The operator's commands on a WebHDFS warehouse: reconcile a ledger from the store, force a partial
     load, amend it with the late job, and read the state back."""

@@ -7,16 +7,20 @@ import json
 from typing import Any
 
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pytest
 
+from eventindex.errors import StoreError
 from eventindex.names import chunk_key
 from eventindex.pointers import object_pointer
 from eventindex.schema import eventindex_pb2 as pb
+from eventindex.store.local import LocalStore
 from eventindex.transport import open_consumer, open_publisher
 from supersink.ledger import Ledger
 from supersink.service import Supersink
 from supersink.status import status
 from supersink.warehouse import Warehouse
-from tests.helpers import Pipeline, Recorder, assert_same_events, synthetic
+from tests.helpers import SORT, Pipeline, Recorder, assert_same_events, synthetic
 
 
 def test_dead_attempt_is_superseded_and_all_events_load_once(pipe: Pipeline) -> None:
@@ -204,3 +208,30 @@ def test_restart_after_partial_consumption_loads_exactly_once(pipe: Pipeline) ->
     assert second.counters.messages == 0 and second.counters.tasks_loaded == 0
     assert pipe.status()["events_loaded"] == 6_000
     assert_same_events(pipe.loaded(), synthetic(81, 82))
+
+
+def test_a_commit_marker_the_disk_has_no_room_for_leaves_no_part_in_the_partition_tree(
+    pipe: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parts are moved into the partition right before the marker is written: a full disk refusing the
+    marker (and the duplicates listing, for an amendment too) must not leave them to readers of the root."""
+    pipe.produce("j1", 1)
+    pipe.produce("j2", 1)  # the same events: a duplicates listing is written next to the parts
+    pipe.expect(2)
+    put = LocalStore.put
+
+    def full(self: LocalStore, key: str, data: bytes) -> None:
+        if key.endswith("_SUCCESS.json"):
+            raise StoreError(f"cannot write {key} in {self.url}: No space left on device")
+        put(self, key, data)
+
+    monkeypatch.setattr(LocalStore, "put", full)
+    pipe.run_supersink().ledger.close()
+    st = pipe.status()
+    assert st["state"] == "load-failed" and "No space left on device" in st["detail"]
+    assert not list((pipe.root / "wh").glob("dataset=*/task=*/*.parquet")), "uncommitted parts are visible"
+    assert pads.dataset(str(pipe.root / "wh"), format="parquet").count_rows() == 0
+    monkeypatch.setattr(LocalStore, "put", put)
+    pipe.run_supersink().ledger.close()
+    assert pipe.status()["state"] == "loaded"
+    assert_same_events(pipe.loaded().sort_by(SORT), synthetic(1))
