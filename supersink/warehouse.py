@@ -104,10 +104,15 @@ class Warehouse(WarehouseReader):
             self._write_json_once(key, claim)
             return
         except ObjectExistsError:
-            pass
-        except StoreError as exc:
-            raise WarehouseError(f"cannot write the load claim of {task}: {exc}") from exc
-        held = self._read_json(key) or {}
+            held = self._read_json(key) or {}
+        except StoreError as exc:  # a full disk, say: a claim already there (ours, from the try before) will do
+            try:
+                found = self._read_json(key)
+            except WarehouseError:
+                found = None
+            if found is None:
+                raise WarehouseError(f"cannot write the load claim of {task}: {exc}") from exc
+            held = found
         if held.get("owner") != owner:
             raise ClaimedElsewhereError(
                 f"task {task} is being loaded by supersink {held.get('owner', '?')} "

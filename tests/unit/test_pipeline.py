@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pytest
 
-from eventindex.errors import StoreError
+from eventindex.errors import StoreError, WarehouseError
 from eventindex.names import chunk_key
 from eventindex.pointers import object_pointer
 from eventindex.schema import eventindex_pb2 as pb
@@ -19,7 +19,7 @@ from eventindex.transport import open_consumer, open_publisher
 from supersink.ledger import Ledger
 from supersink.service import Supersink
 from supersink.status import status
-from supersink.warehouse import Warehouse
+from supersink.warehouse import ClaimedElsewhereError, Warehouse
 from tests.helpers import SORT, Pipeline, Recorder, assert_same_events, synthetic
 
 
@@ -235,3 +235,21 @@ def test_a_commit_marker_the_disk_has_no_room_for_leaves_no_part_in_the_partitio
     pipe.run_supersink().ledger.close()
     assert pipe.status()["state"] == "loaded"
     assert_same_events(pipe.loaded().sort_by(SORT), synthetic(1))
+
+
+def test_a_claim_that_cannot_be_written_but_is_held_already_is_ours(
+    pipe: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retry of a load whose marker the full disk refused: its claim is there, so no new one is needed."""
+    warehouse = Warehouse.from_url((pipe.root / "wh").as_uri())
+    warehouse.claim("ds", "task1", "sink-a")
+
+    def full(self: LocalStore, key: str, data: bytes) -> None:
+        raise StoreError(f"cannot write {key} in {self.url}: No space left on device")
+
+    monkeypatch.setattr(LocalStore, "put", full)
+    warehouse.claim("ds", "task1", "sink-a")
+    with pytest.raises(ClaimedElsewhereError, match="sink-a"):
+        warehouse.claim("ds", "task1", "sink-b")
+    with pytest.raises(WarehouseError, match=r"cannot write the load claim of task2: .*No space left"):
+        warehouse.claim("ds", "task2", "sink-a")
