@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
-from wsgiref.simple_server import WSGIServer
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import start_http_server
+from prometheus_client import make_wsgi_app
 
 from eventindex.errors import ConfigError
 from eventindex.transport import Consumer, check_broker_url
@@ -21,11 +24,32 @@ from supersink.ledger import Ledger
 from supersink.logs import FORMATS, Redactor
 from supersink.metrics import LogCounter, MeteredConsumer, SinkMetrics
 from supersink.notify import Notifier
-from supersink.web import StatusServer, Tokens
+from supersink.web import IDLE_SECONDS, BoundedQuietServer, StatusServer, Tokens
 
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
+
+
+class _MetricsServer(BoundedQuietServer, WSGIServer):
+    """prometheus_client's metrics server, bounded and quiet like the status page's."""
+
+
+class _MetricsRequest(WSGIRequestHandler):
+    timeout = IDLE_SECONDS
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("metrics %s " + format, self.address_string(), *args)
+
+
+def serve_metrics(host: str, port: int, metrics: SinkMetrics) -> WSGIServer:
+    """The Prometheus metrics on http://host:port/metrics, served in threads of their own."""
+    server_class: type[_MetricsServer] = type(
+        "MetricsServer", (_MetricsServer,), {"address_family": socket.AF_INET6 if ":" in host else socket.AF_INET}
+    )
+    httpd: _MetricsServer = make_server(host, port, make_wsgi_app(metrics.registry), server_class, _MetricsRequest)
+    threading.Thread(target=httpd.serve_forever, name="metrics-http", daemon=True).start()
+    return httpd
 
 
 def add_run_arguments(run: argparse.ArgumentParser, port: Callable[[str], int]) -> None:
@@ -110,9 +134,7 @@ class Operations:
         self.metrics = SinkMetrics(self.ledger_path, counters, states, self.notifier, self.logs)
         if config.metrics_port is not None:
             try:
-                self._metrics_server, _ = start_http_server(
-                    config.metrics_port, config.metrics_host, self.metrics.registry
-                )
+                self._metrics_server = serve_metrics(config.metrics_host, config.metrics_port, self.metrics)
             except OSError as exc:
                 raise ConfigError(
                     f"--metrics-port {config.metrics_port}: cannot listen on {config.metrics_host}: "

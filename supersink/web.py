@@ -23,18 +23,21 @@ in constant time and never logged: the request log names the token's client.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hmac
 import html
 import json
 import logging
 import re
+import socketserver
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -58,6 +61,11 @@ RETRY_MS = 2000
 _EVENT_ID = re.compile(r"[0-9]{1,18}")
 REFRESH_SECONDS = 10
 MAX_LISTED_MISSING = 5
+#: Connections served at once by each of the status and metrics servers (a thread each); one more is
+#: answered 503 and closed. Event streams hold theirs while they last.
+MAX_CONNECTIONS = 256
+#: A connection that sends nothing (a request cut short, an idle keep-alive) for this long is closed.
+IDLE_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -123,8 +131,50 @@ class Tokens:
         return found
 
 
+class BoundedQuietServer(socketserver.ThreadingMixIn):
+    """A thread per connection, at most MAX_CONNECTIONS at once (one more is answered 503 and closed),
+    and a request that fails before its handler can answer (a client resetting its connection, one that
+    timed out) is one line in the log, never a traceback on stderr. Mixed into the status page's and
+    the metrics' HTTP servers."""
+
+    daemon_threads = True
+    _slots: threading.BoundedSemaphore | None = None
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if self._slots is None:
+            self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        if not self._slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            self.shutdown_request(request)  # type: ignore[attr-defined]
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            assert self._slots is not None
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            log.debug("HTTP client %s went away: %s", client_address, exc)
+        else:
+            log.warning("HTTP request from %s failed: %s: %s", client_address, type(exc).__name__, exc)
+
+
+class _StatusHTTPServer(BoundedQuietServer, HTTPServer):
+    pass
+
+
 class StatusServer:
-    """The HTTP server, in threads of its own (one per request)."""
+    """The HTTP server, in threads of its own (one per connection, MAX_CONNECTIONS at most)."""
 
     def __init__(
         self,
@@ -141,10 +191,9 @@ class StatusServer:
         self.started = time.time()
         handler = type("Handler", (_Handler,), {"server_state": self})
         try:
-            self.httpd = ThreadingHTTPServer((host, port), handler)
+            self.httpd = _StatusHTTPServer((host, port), handler)
         except OSError as exc:
             raise ConfigError(f"--http-port {port}: cannot listen on {host}: {exc.strerror or exc}") from None
-        self.httpd.daemon_threads = True
         self.port = int(self.httpd.server_address[1])
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="status-http", daemon=True)
 
@@ -166,6 +215,7 @@ class StatusServer:
 class _Handler(BaseHTTPRequestHandler):
     server_state: StatusServer
     protocol_version = "HTTP/1.1"
+    timeout = IDLE_SECONDS
     #: who made the request, for the request log: a token's client name, never the token
     client_name = "-"
     #: whether a status line went out (an error after it can only close the connection)
