@@ -29,6 +29,8 @@ from __future__ import annotations
 import logging
 import queue
 import re
+import socket
+import ssl
 import threading
 import time
 import uuid
@@ -272,7 +274,8 @@ class _Link:
             self.conn.connect(username=cfg.username, passcode=cfg.password, wait=False)
         except _STOMP_ERRORS as exc:
             self.abort()
-            raise LinkLost("no host accepted a connection") from exc
+            why = _tls_failure(cfg) if cfg.tls else None  # stomp.py keeps the reason to its log
+            raise LinkLost("no host accepted a connection" + (f" ({why})" if why else "")) from exc
         with self._cond:
             self._cond.wait_for(
                 lambda: self._connected or self._lost is not None or self._refused is not None, cfg.timeout
@@ -583,3 +586,29 @@ ADAPTER = Adapter(
     publisher=lambda url: StompPublisher(StompConfig.from_url(url)),
     consumer=lambda url: StompConsumer(StompConfig.from_url(url)),
 )
+
+
+def _tls_failure(config: StompConfig) -> str | None:
+    """Why a TLS handshake with the first host that answers fails, as the STOMP client would do it (the
+    same CA and client certificate, the host name checked), or None when every handshake succeeds
+    (the failure was elsewhere). Asked only after a connection failed: it costs one handshake."""
+    try:
+        context = ssl.create_default_context(cafile=str(config.ca) if config.ca else None)
+        if config.cert:
+            context.load_cert_chain(str(config.cert), str(config.key) if config.key else None)
+    except (OSError, ssl.SSLError) as exc:
+        return f"TLS: the CA file or client certificate cannot be used: {exc}"
+    for host, port in config.hosts:
+        try:
+            with (
+                socket.create_connection((host, port), timeout=config.timeout) as raw,
+                context.wrap_socket(raw, server_hostname=host),
+            ):
+                continue
+        except ssl.SSLCertVerificationError as exc:
+            return f"{host}:{port}: TLS: {exc.verify_message or exc.reason}"
+        except ssl.SSLError as exc:
+            return f"{host}:{port}: TLS: {exc.reason or exc}"
+        except OSError:
+            continue  # not listening: nothing to say about TLS
+    return None

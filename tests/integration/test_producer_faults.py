@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from eventindex.store.base import MIB, StoreOptions
 from eventindex.store.s3 import S3Store
 from eventindex.transport import open_consumer
 from producer.inputs.synthetic import SyntheticInput
-from tests.integration.conftest import construct_server, server_unavailable
+from tests.integration.conftest import construct_server
 from tests.integration.faultkit import (
     DATASET,
     SORT,
@@ -41,6 +40,7 @@ from tests.integration.faultkit import (
     run_sink,
     tail,
 )
+from tests.pki import make_pki
 from testservers import ActiveMQ, SeaweedFS
 from testservers.base import free_port
 
@@ -396,30 +396,17 @@ def test_dry_run_uploads_and_sends_nothing(backend: Backend, tmp_path: Path, sea
 # ---------------------------------------------------------------------------------------------- TLS
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
 @pytest.fixture(scope="module")
 def tls_seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SeaweedFS, str, Path]]:
     """A SeaweedFS whose S3 gateway also speaks https, with a certificate from a CA of our own.
     Yields (server, https endpoint, CA bundle)."""
-    if shutil.which("openssl") is None:
-        server_unavailable("openssl is needed to make the test certificates")
-    pki = tmp_path_factory.mktemp("pki")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-             "-subj", "/CN=eventindex test CA", cwd=pki)  # fmt: skip
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-             "-subj", "/CN=127.0.0.1", cwd=pki)  # fmt: skip
-    (pki / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-             "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf", cwd=pki)  # fmt: skip
+    pki = make_pki(tmp_path_factory.mktemp("pki"))
     port = free_port()
-    tls_args = [f"-s3.cert.file={pki / 'server.pem'}", f"-s3.key.file={pki / 'server.key'}", f"-s3.port.https={port}"]
+    tls_args = [f"-s3.cert.file={pki.server_cert}", f"-s3.key.file={pki.server_key}", f"-s3.port.https={port}"]
     server = construct_server(lambda: SeaweedFS(tmp_path_factory.mktemp("seaweedfs-tls"), extra_args=tls_args))
     server.start()
     try:
-        yield server, f"https://127.0.0.1:{port}", pki / "ca.pem"
+        yield server, f"https://127.0.0.1:{port}", pki.ca
     finally:
         server.stop()
 

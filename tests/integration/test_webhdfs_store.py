@@ -5,8 +5,6 @@ steer the endpoint's namenodes, faults or TLS are skipped then)."""
 from __future__ import annotations
 
 import random
-import shutil
-import subprocess
 import threading
 import time
 import tracemalloc
@@ -35,7 +33,7 @@ from eventindex.store.webhdfs import (
     webhdfs_warehouse,
 )
 from producer.inputs.synthetic import SyntheticInput
-from tests.integration.conftest import server_unavailable
+from tests.pki import make_pki
 from testservers.webhdfs import Fault, WebHdfsEndpoint
 
 pytestmark = pytest.mark.integration
@@ -355,30 +353,14 @@ def test_a_datanode_refusal_reaches_the_writer_as_a_typed_oserror(
     store.close()
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
 def test_swebhdfs_verifies_against_the_ca_of_the_url(
     tmp_path: Path, events: pa.Table, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if shutil.which("openssl") is None:
-        server_unavailable("openssl is needed to make the test certificates")
-    pki = tmp_path / "pki"
-    pki.mkdir()
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-             "-subj", "/CN=eventindex webhdfs test CA", cwd=pki)  # fmt: skip
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-             "-subj", "/CN=127.0.0.1", cwd=pki)  # fmt: skip
-    (pki / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-             "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf", cwd=pki)  # fmt: skip
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other.key", "-out", "other.pem",
-             "-days", "2", "-subj", "/CN=another CA", cwd=pki)  # fmt: skip
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(pki / "other.pem"))  # ca= must win over it
-    with WebHdfsEndpoint(tmp_path / "tree", namenodes=2, certfile=pki / "server.pem", keyfile=pki / "server.key") as ep:
+    pki = make_pki(tmp_path / "pki", "eventindex webhdfs test CA")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(pki.other_ca))  # ca= must win over it
+    with WebHdfsEndpoint(tmp_path / "tree", namenodes=2, certfile=pki.server_cert, keyfile=pki.server_key) as ep:
         assert ep.url.startswith("swebhdfs://")
-        fs, root, store = webhdfs_warehouse(f"{ep.url_for('/tls')}?ca={pki / 'ca.pem'}")
+        fs, root, store = webhdfs_warehouse(f"{ep.url_for('/tls')}?ca={pki.ca}")
         store.put("_CLAIM.json", b"{}")
         pq.write_table(events, f"{root}/p.parquet", filesystem=fs)
         ep.failover(1)
