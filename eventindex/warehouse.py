@@ -34,6 +34,7 @@ from eventindex.errors import (
     WarehouseUnavailableError,
 )
 from eventindex.names import validate_name
+from eventindex.redact import redact
 from eventindex.store.base import ObjectStore, open_store
 from eventindex.store.local import LocalStore, file_url_path
 
@@ -143,7 +144,7 @@ class WarehouseReader:
 
             fs, root, control = webhdfs_warehouse(url)
             return cls(url, fs, root, control, renames=True)
-        raise ConfigError(f"warehouse URL {url!r}: scheme must be file://, s3://, webhdfs:// or swebhdfs://")
+        raise ConfigError(f"warehouse URL {redact(url)!r}: scheme must be file://, s3://, webhdfs:// or swebhdfs://")
 
     def close(self) -> None:
         self.control.close()

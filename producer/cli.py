@@ -34,6 +34,7 @@ from typing import TextIO
 from eventindex import __version__
 from eventindex.errors import ConfigError
 from eventindex.exit_codes import EXIT_OK, EXIT_SPOOLED, EXIT_USAGE, OneLineParser, exit_status, raising_on
+from eventindex.redact import redact
 from eventindex.store.base import DEFAULT_CONNECTIONS, MIB, MIN_PART_BYTES, StoreOptions
 from eventindex.store.local import existing_parent
 from producer import startup
@@ -225,15 +226,27 @@ def _emit(text: str, stream: TextIO) -> None:
             os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
 
+def _error_line(text: str) -> str:
+    """An error or warning line on stderr: no credential in it, whatever the message holds (eventindex.redact)."""
+    return f"ei-producer: {redact(text)}"
+
+
 def _fail(code: int, text: str) -> int:
-    _emit(f"ei-producer: {text}", sys.stderr)
+    _emit(_error_line(text), sys.stderr)
     return code
 
 
+class _RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
 def _setup_logging() -> None:
-    """Warnings on stderr, one line each; stomp.py's own per-host connection chatter is left out
-    (the failover and spool warnings say what happened)."""
-    logging.basicConfig(level=logging.WARNING, format="ei-producer: %(message)s")
+    """Warnings on stderr, one line each, credentials masked; stomp.py's own per-host connection chatter is
+    left out (the failover and spool warnings say what happened)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(_RedactingFormatter("ei-producer: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     logging.getLogger("stomp.py").setLevel(logging.ERROR)
 
 
@@ -291,7 +304,7 @@ def _main(argv: Sequence[str] | None) -> int:
     except (Exception, KeyboardInterrupt) as exc:
         end_progress_line(show)
         code, text = exit_status(exc, keeps_state=False)
-        lines.append((f"ei-producer: {text}", sys.stderr))
+        lines.append((_error_line(text), sys.stderr))
     else:
         end_progress_line(show)
         figures = outcome.figures()
@@ -302,15 +315,17 @@ def _main(argv: Sequence[str] | None) -> int:
             items = "message(s)" if config.mode == "mq" else "pointer(s)"
             code = EXIT_SPOOLED
             lines.append((
-                f"ei-producer: {what}, but {outcome.spooled} {items} were spooled to {config.spool} "
-                f"(run `ei-producer {FLUSH_COMMAND}`): {outcome.spool_reason}",
+                _error_line(
+                    f"{what}, but {outcome.spooled} {items} were spooled to {config.spool} "
+                    f"(run `ei-producer {FLUSH_COMMAND}`): {outcome.spool_reason}"
+                ),
                 sys.stderr,
             ))  # fmt: skip
     if args.metrics_file is not None:
         try:
             write_metrics(args.metrics_file, code, figures)
         except OSError as exc:
-            lines.append((f"ei-producer: --metrics-file {args.metrics_file}: {exc.strerror or exc}", sys.stderr))
+            lines.append((_error_line(f"--metrics-file {args.metrics_file}: {exc.strerror or exc}"), sys.stderr))
             code = code or EXIT_USAGE
     for text, stream in lines:
         _emit(text, stream)

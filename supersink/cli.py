@@ -32,6 +32,7 @@ from pathlib import Path
 from types import FrameType
 
 from eventindex import __version__
+from eventindex.errors import ConfigError
 from eventindex.exit_codes import EXIT_ATTENTION, EXIT_HANGUP, EXIT_OK, OneLineParser, exit_status
 
 # The codes this command ends with (the README's table; exit_status maps the errors to them).
@@ -274,6 +275,9 @@ def _layout(args: argparse.Namespace) -> FileLayout:
 
 
 def _ops_config(args: argparse.Namespace) -> OpsConfig:
+    for option, host in (("--http-host", args.http_host), ("--metrics-host", args.metrics_host)):
+        if not host.strip():  # an empty address binds every interface: that must be asked for by name
+            raise ConfigError(f"{option} is empty: give an address (0.0.0.0 or :: to listen on every interface)")
     return OpsConfig(
         broker=args.broker,
         metrics_port=args.metrics_port,
@@ -304,11 +308,12 @@ def cmd_run(args: argparse.Namespace, redact: Redactor) -> int:
             hangup.set()
         stop.set()
 
+    config = _ops_config(args)  # a bad --http-host is refused before anything is opened or created
     with contextlib.ExitStack() as resources:  # what opened is closed, in reverse, whatever fails after it
         ledger = _open_ledger(args.state)
         resources.callback(ledger.close)
         resources.enter_context(run_lock(ledger.path))  # one service per ledger
-        ops = Operations(_ops_config(args), ledger, redact)  # tokens, notifier, metrics and status servers
+        ops = Operations(config, ledger, redact)  # tokens, notifier, metrics and status servers
         resources.callback(ops.close)
         store = CountingStore(open_store(args.store, create=False))  # a missing directory is not an empty store
         resources.callback(store.close)
@@ -333,7 +338,7 @@ def cmd_run(args: argparse.Namespace, redact: Redactor) -> int:
             stuck = sink.stuck() if args.until_idle is not None and not stop.is_set() else []
     print(run_summary(sink, store, stuck))
     for task in stuck:
-        print(f"ei-supersink: {task.line()}", file=sys.stderr)
+        print(f"ei-supersink: {redact(task.line())}", file=sys.stderr)
     if hangup.is_set():  # stopped as gently as by SIGTERM; not 0, so that a Restart=on-failure unit starts it again
         return EXIT_HANGUP
     return EXIT_ATTENTION if stuck else EXIT_OK
@@ -389,8 +394,9 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     finally:
         ledger.close()
         store.close()
+    redact = Redactor()
     for problem in report.problems:
-        print(f"ei-supersink: reconcile: {problem}", file=sys.stderr)
+        print(f"ei-supersink: reconcile: {redact(problem)}", file=sys.stderr)
     print(json.dumps(report.summary()))
     return EXIT_OK
 
@@ -459,6 +465,7 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    redact = Redactor()  # the error line shows no credential, even one the logging set-up failed on
     try:
         redact = _setup_logging(args)
         if args.command == "run":
@@ -466,7 +473,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except (Exception, KeyboardInterrupt) as exc:  # every error, a bug too, ends in one line and its code
         code, text = exit_status(exc)
-    print(f"ei-supersink: {text}", file=sys.stderr)
+    print(f"ei-supersink: {redact(text)}", file=sys.stderr)
     return code
 
 

@@ -17,6 +17,8 @@ import sys
 import time
 from collections.abc import Iterable
 
+from eventindex.redact import MASK, redact
+
 FORMATS = ("text", "json")
 #: Environment variables whose values are secrets.
 SECRET_VARIABLES = (
@@ -26,24 +28,13 @@ SECRET_VARIABLES = (
     "AWS_SECURITY_TOKEN",
     "HADOOP_TOKEN",
 )
-MASK = "***"
-#: Secret-shaped text: URL user-info, Authorization values, signed-URL and password parameters.
-_PATTERNS = (
-    (re.compile(r"(?<=://)[^/@\s]+@"), MASK + "@"),
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 " + MASK),
-    (
-        re.compile(
-            r"(?i)\b(password|passwd|passcode|token|secret|x-amz-signature|x-amz-credential|x-amz-security-token)=[^&\s]+"
-        ),
-        r"\1=" + MASK,
-    ),
-)
 #: A line about a task names it as `task NAME` (the service's wording).
 _TASK = re.compile(r"\btask ([A-Za-z0-9._-]{1,128})")
 
 
 class Redactor:
-    """Replaces secrets in text: known secret values (longest first) and secret-shaped text."""
+    """Replaces secrets in text: known secret values (longest first), then secret-shaped text (URL user-info,
+    Authorization values, secret-looking parameters: eventindex.redact, the one definition of them)."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets: list[str] = []
@@ -57,9 +48,7 @@ class Redactor:
     def __call__(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, MASK)
-        for pattern, replacement in _PATTERNS:
-            text = pattern.sub(replacement, text)
-        return text
+        return redact(text)
 
 
 class TextFormatter(logging.Formatter):

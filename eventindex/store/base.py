@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from eventindex.errors import ConfigError, ForbiddenLocationError, StoreError
+from eventindex.redact import redact
 
 #: Largest object a reader accepts unless told otherwise.
 DEFAULT_MAX_OBJECT_BYTES = 1024 * 1024 * 1024
@@ -122,7 +123,7 @@ def open_store(url: str, options: StoreOptions | None = None, *, create: bool = 
                 store.close()
                 raise
         return store
-    raise ConfigError(f"store URL {url!r}: scheme must be file:// or s3://")
+    raise ConfigError(f"store URL {redact(url)!r}: scheme must be file:// or s3://")
 
 
 def check_store_url(url: str) -> None:
@@ -137,4 +138,4 @@ def check_store_url(url: str) -> None:
 
         S3Location.from_url(url)
     else:
-        raise ConfigError(f"store URL {url!r}: scheme must be file:// or s3://")
+        raise ConfigError(f"store URL {redact(url)!r}: scheme must be file:// or s3://")

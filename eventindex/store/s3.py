@@ -48,6 +48,7 @@ from eventindex.errors import (
     StoreError,
     StoreUnavailableError,
 )
+from eventindex.redact import has_userinfo, redact, userinfo_note
 from eventindex.store.base import (
     DEFAULT_MAX_OBJECT_BYTES,
     MAX_PARTS,
@@ -82,23 +83,45 @@ class S3Location:
 
     @classmethod
     def from_url(cls, url: str) -> S3Location:
-        parts = urlsplit(url)
-        if parts.scheme != "s3":
-            raise ConfigError(f"{url!r}: expected s3://bucket/prefix")
-        if "@" in parts.netloc:
+        # credentials first, on the raw string: a password holding "/", "?" or "#" hides its "@" from urlsplit's
+        # netloc; and no message below shows the URL but redacted (an option value may be a misplaced secret)
+        if has_userinfo(url):
             raise ConfigError("s3 URL must not carry credentials: use the AWS environment or profile")
+        shown = redact(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:  # e.g. an unclosed [ in the bucket
+            raise ConfigError(f"s3 URL is malformed: {exc}") from None  # not shown: what is malformed may be a secret
+        if parts.scheme != "s3":
+            raise ConfigError(f"{shown!r}: expected s3://bucket/prefix")
         if not parts.netloc:
-            raise ConfigError(f"{url!r}: no bucket")
+            raise ConfigError(f"{shown!r}: no bucket")
+        if any(c in parts.netloc for c in ":@[] ") or not parts.netloc.isprintable():
+            # no bucket name has these; the bucket is not shown: it may be the start of a misplaced user:password
+            raise ConfigError("s3 URL: a bucket name has no ':', '@', '[', ']', space or control character")
         query = parse_qs(parts.query, keep_blank_values=True)
+        endpoint = query.get("endpoint", [None])[-1]
+        if endpoint is not None and has_userinfo(endpoint):
+            raise ConfigError(
+                f"s3 endpoint must not carry credentials: use the AWS environment or profile{userinfo_note(endpoint)}"
+            )
+        if shown != url:  # user-info elsewhere (an "&" in an endpoint's password), a secret_key=...
+            raise ConfigError(
+                "s3 URL must not carry credentials (user-info or a secret-looking parameter): use the AWS environment "
+                "or profile" + (" (an '@' of a path or an option is written %40)" if "@" in url else "")
+            )
         unknown = set(query) - {"endpoint", "region", "ca"}
         if unknown:
-            raise ConfigError(f"{url!r}: unknown query parameter(s) {', '.join(sorted(unknown))}")
-        endpoint = query.get("endpoint", [None])[-1]
+            raise ConfigError(f"{shown!r}: unknown query parameter(s) {', '.join(sorted(unknown))}")
         if endpoint is not None:
-            ep = urlsplit(endpoint)
-            if ep.scheme not in ("http", "https") or not ep.hostname:
-                raise ConfigError(f"{url!r}: endpoint must be an http:// or https:// URL")
-            if ep.username or ep.password:
+            try:
+                ep = urlsplit(endpoint)
+                ep_host, ep_user, ep_password = ep.hostname, ep.username, ep.password
+            except ValueError:
+                raise ConfigError(f"{shown!r}: endpoint must be an http:// or https:// URL") from None
+            if ep.scheme not in ("http", "https") or not ep_host:
+                raise ConfigError(f"{shown!r}: endpoint must be an http:// or https:// URL")
+            if ep_user or ep_password:
                 raise ConfigError("s3 endpoint must not carry credentials: use the AWS environment or profile")
         ca = query.get("ca", [None])[-1]
         if ca is not None:
@@ -331,11 +354,11 @@ class S3Store(ObjectStore):
     def key_for_url(self, url: str) -> str:
         parts = urlsplit(url)
         if parts.scheme != "s3" or parts.netloc != self.bucket or parts.query or "@" in parts.netloc:
-            raise ForbiddenLocationError(f"pointer URL {url!r} lies outside the store {self.url}")
+            raise ForbiddenLocationError(f"pointer URL {redact(url)!r} lies outside the store {self.url}")
         path = parts.path.lstrip("/")
         base = f"{self.location.prefix}/" if self.location.prefix else ""
         if not path.startswith(base):
-            raise ForbiddenLocationError(f"pointer URL {url!r} lies outside the store {self.url}")
+            raise ForbiddenLocationError(f"pointer URL {redact(url)!r} lies outside the store {self.url}")
         return check_key(path[len(base) :])
 
     def close(self) -> None:

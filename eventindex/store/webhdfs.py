@@ -76,6 +76,7 @@ from eventindex.errors import (
     StoreError,
     StoreUnavailableError,
 )
+from eventindex.redact import has_userinfo, redact, userinfo_note
 from eventindex.store.base import DEFAULT_MAX_OBJECT_BYTES, ObjectStore, check_key
 
 if TYPE_CHECKING:
@@ -179,30 +180,37 @@ class WebHdfsLocation:
     @classmethod
     def from_url(cls, url: str, environ: Mapping[str, str] | None = None) -> WebHdfsLocation:
         env = os.environ if environ is None else environ
-        parts = urlsplit(url)
-        if parts.scheme not in SCHEMES:
-            raise ConfigError(f"{url!r}: expected webhdfs://namenode:port/path or swebhdfs://...")
-        if "@" in parts.netloc:
+        # credentials first, on the raw string: a password holding "/", "?" or "#" hides its "@" from urlsplit's
+        # netloc (which would then be a namenode named "alice:Super"); the URL is shown redacted only
+        if has_userinfo(url):
             raise ConfigError(
                 "webhdfs URL must not carry credentials: the user comes from HADOOP_USER_NAME (or Kerberos)"
+                + userinfo_note(url)
             )
+        shown = redact(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:  # e.g. an unclosed [IPv6] namenode
+            raise ConfigError(f"webhdfs URL is malformed: {exc}") from None  # not shown: it may be a secret
+        if parts.scheme not in SCHEMES:
+            raise ConfigError(f"{shown!r}: expected webhdfs://namenode:port/path or swebhdfs://...")
         if parts.fragment:
-            raise ConfigError(f"{url!r}: a webhdfs URL has no fragment")
+            raise ConfigError(f"{shown!r}: a webhdfs URL has no fragment")
         namenodes = []
         for piece in parts.netloc.split(","):
             try:
                 node = urlsplit(f"//{piece}")
                 host, port = node.hostname, node.port
             except ValueError:
-                raise ConfigError(f"{url!r}: bad namenode address {piece!r}") from None
+                raise ConfigError(f"{shown!r}: bad namenode address {piece!r}") from None
             if not host:
-                raise ConfigError(f"{url!r}: a namenode address is missing")
+                raise ConfigError(f"{shown!r}: a namenode address is missing")
             host = f"[{host}]" if ":" in host else host
             namenodes.append(f"{host}:{port or DEFAULT_PORTS[parts.scheme]}")
         query = parse_qs(parts.query, keep_blank_values=True)
         unknown = set(query) - {"ca", "auth"}
         if unknown:
-            raise ConfigError(f"{url!r}: unknown query parameter(s) {', '.join(sorted(unknown))}")
+            raise ConfigError(f"{shown!r}: unknown query parameter(s) {', '.join(sorted(unknown))}")
         ca = query.get("ca", [None])[-1]
         if ca is not None:
             if parts.scheme != "swebhdfs":
@@ -218,7 +226,7 @@ class WebHdfsLocation:
             try:
                 check_key(path)
             except ForbiddenLocationError:
-                raise ConfigError(f"{url!r}: the path must be clean (no empty, '.' or '..' parts)") from None
+                raise ConfigError(f"{shown!r}: the path must be clean (no empty, '.' or '..' parts)") from None
         return cls(parts.scheme, tuple(namenodes), f"/{path}", ca, kerberos)
 
     @property
@@ -495,11 +503,11 @@ class WebHdfsStore(ObjectStore):
     def key_for_url(self, url: str) -> str:
         parts = urlsplit(url)
         if parts.scheme not in SCHEMES or parts.netloc or parts.query or parts.fragment:
-            raise ForbiddenLocationError(f"pointer URL {url!r} is not a webhdfs:///path URL of this store")
+            raise ForbiddenLocationError(f"pointer URL {redact(url)!r} is not a webhdfs:///path URL of this store")
         path = unquote(parts.path)
         base = self.location.root.rstrip("/") + "/"
         if not path.startswith(base):
-            raise ForbiddenLocationError(f"pointer URL {url!r} lies outside the store {self.url}")
+            raise ForbiddenLocationError(f"pointer URL {redact(url)!r} lies outside the store {self.url}")
         return check_key(path[len(base) :])
 
 

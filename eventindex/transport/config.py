@@ -21,6 +21,7 @@ from typing import ClassVar, TypedDict, TypeVar
 from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
 
 from eventindex.errors import ConfigError
+from eventindex.redact import has_userinfo, redact, userinfo_note
 
 _N = TypeVar("_N", int, float)
 
@@ -98,14 +99,17 @@ class BrokerConfig(ABC):
 def split_url(url: str, schemes: tuple[str, str]) -> tuple[SplitResult, str, bool]:
     """Split a broker URL whose scheme is one of `schemes` (plain, TLS): its parts, the URL to show in
     messages (no credentials, no query) and whether it asks for TLS."""
+    if has_userinfo(url):
+        # never echo the URL: it holds a password. Read on the raw string: a password holding "/", "?" or "#"
+        # ends urlsplit's netloc before its "@" (netloc "alice:Super" of stomp://alice:Super/Secret@h/queue/q)
+        raise ConfigError(
+            f"broker URL must not contain credentials; set {USERNAME_ENV} and {PASSWORD_ENV}{userinfo_note(url)}"
+        )
     try:
         parts = urlsplit(url)
     except ValueError as exc:  # e.g. an unclosed or invalid [IPv6] host
         raise ConfigError(f"broker URL is malformed: {exc}") from None
-    if "@" in parts.netloc:
-        # never echo the URL: it holds a password
-        raise ConfigError(f"broker URL must not contain credentials; set {USERNAME_ENV} and {PASSWORD_ENV}")
-    shown = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    shown = redact(urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")))
     if parts.scheme not in schemes:
         raise ConfigError(f"broker URL {shown!r}: scheme must be {schemes[0]}:// or {schemes[1]}://")
     if parts.fragment:

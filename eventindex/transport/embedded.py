@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from eventindex.errors import ConfigError, TransportError
 from eventindex.names import validate_name
+from eventindex.redact import has_userinfo, redact
 from eventindex.transport.base import Consumer, Message, Publisher
 
 DEFAULT_QUEUE = "eventindex"
@@ -64,17 +65,25 @@ class EmbeddedQueue:
 
     @classmethod
     def from_url(cls, url: str) -> EmbeddedQueue:
-        parts = urlsplit(url)
+        if has_userinfo(url):  # never echo it: it holds a password (a queue file has none to take)
+            raise ConfigError(
+                "broker URL must not contain credentials: a queue file is sqlite:///absolute/path/queue.db"
+            )
+        shown = redact(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:  # e.g. an unclosed [ in the host
+            raise ConfigError(f"broker URL is malformed: {exc}") from None  # not shown: it may be a secret
         if parts.scheme != "sqlite" or parts.netloc not in ("", "localhost") or not parts.path:
-            raise ConfigError(f"broker URL {url!r}: expected sqlite:///absolute/path/queue.db")
+            raise ConfigError(f"broker URL {shown!r}: expected sqlite:///absolute/path/queue.db")
         query = parse_qs(parts.query)
         unknown = set(query) - {"queue", "visibility"}
         if unknown:
-            raise ConfigError(f"broker URL {url!r}: unknown parameter(s) {', '.join(sorted(unknown))}")
+            raise ConfigError(f"broker URL {shown!r}: unknown parameter(s) {', '.join(sorted(unknown))}")
         try:
             visibility = float(query.get("visibility", [DEFAULT_VISIBILITY])[-1])
         except ValueError:
-            raise ConfigError(f"broker URL {url!r}: visibility must be a number of seconds") from None
+            raise ConfigError(f"broker URL {shown!r}: visibility must be a number of seconds") from None
         return cls(Path(parts.path), query.get("queue", [DEFAULT_QUEUE])[-1], visibility)
 
     def connect(self) -> sqlite3.Connection:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 from eventindex.errors import ConfigError
+from eventindex.redact import redact
 from eventindex.transport.base import Adapter, Consumer, Publisher
 
 #: The project's name on the package index, for install hints.
@@ -68,13 +69,13 @@ SCHEMES: dict[str, Scheme] = {
 
 
 def redacted(url: str) -> str:
-    """A broker URL for messages: no query (options), no credentials."""
+    """A broker URL for messages: no query (options), no credentials (eventindex.redact's user-info, the
+    forms whose password holds `/`, `?` or `#` too)."""
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(redact(url))
     except ValueError:
         return "<malformed URL>"
-    netloc = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
 def adapter(url: str) -> Adapter:
