@@ -19,6 +19,7 @@ from eventindex.errors import ConfigError
 from eventindex.transport import check_broker_url, open_consumer, open_publisher
 from eventindex.transport.failover import FailoverPublisher
 from eventindex.transport.schemes import SCHEMES, redacted
+from tests.helpers import one_line
 
 WAYS_IN: dict[str, Callable[[str], object]] = {
     "open_publisher": open_publisher,
@@ -31,9 +32,7 @@ WAYS_IN: dict[str, Callable[[str], object]] = {
 def refusal(way: str, url: str) -> str:
     with pytest.raises(ConfigError) as info:
         WAYS_IN[way](url)
-    text = str(info.value)
-    assert "\n" not in text
-    return text
+    return one_line(info)
 
 
 @pytest.mark.parametrize("way", WAYS_IN)

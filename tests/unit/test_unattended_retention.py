@@ -183,7 +183,8 @@ def test_a_warehouse_that_does_not_answer_pauses_retention_and_marks_nothing(
     assert pipe.status()["purge_note"] is None and pipe.status("task2")["purge_note"] is None
 
 
-def test_a_partial_load_keeps_its_rows_and_late_jobs_still_amend_then_go_too(pipe: Pipeline) -> None:
+def partial_load(pipe: Pipeline) -> Supersink:
+    """Task task1 of two jobs, loaded with --force when only j1 is there."""
     pipe.expect(2)
     pipe.produce("j1", 1)
     run(pipe, policy=None)
@@ -191,6 +192,11 @@ def test_a_partial_load_keeps_its_rows_and_late_jobs_still_amend_then_go_too(pip
     sink = Supersink(ledger, pipe.store, warehouse(pipe))
     sink.force_load("task1")
     ledger.close()
+    return sink
+
+
+def test_a_partial_load_keeps_its_rows_and_late_jobs_still_amend_then_go_too(pipe: Pipeline) -> None:
+    sink = partial_load(pipe)
     run(pipe)
     st = pipe.status()
     assert st["state"] == "loaded-partial" and st["purged_at"] is not None
@@ -216,13 +222,7 @@ def test_a_partial_load_keeps_its_rows_and_late_jobs_still_amend_then_go_too(pip
 def test_a_late_jobs_dead_attempt_is_superseded_by_the_amendment_and_its_objects_go(pipe: Pipeline) -> None:
     """An amendment accounts for the attempts its late jobs superseded, as a commit does: status lists
     them, and retention deletes their objects (they were kept for ever when the amendment said none)."""
-    pipe.expect(2)
-    pipe.produce("j1", 1)
-    run(pipe, policy=None)
-    ledger = Ledger(pipe.root / "ledger.db")
-    sink = Supersink(ledger, pipe.store, warehouse(pipe))
-    sink.force_load("task1")
-    ledger.close()
+    sink = partial_load(pipe)
     rec = Recorder()
     pipe.produce("j2", 2, die_after=1, publisher=rec)  # the late job's first attempt dies
     pipe.produce("j2", 2, attempt=2, publisher=rec)

@@ -20,6 +20,7 @@ from eventindex.transport import check_broker_url
 from eventindex.transport.amqp import AmqpConfig
 from eventindex.transport.embedded import EmbeddedQueue
 from eventindex.transport.stomp import StompConfig
+from tests.helpers import one_line
 
 PARSERS: dict[str, Callable[[str], object]] = {
     "s3": S3Location.from_url,
@@ -34,9 +35,7 @@ PARSERS: dict[str, Callable[[str], object]] = {
 def refusal(parser: str, url: str) -> str:
     with pytest.raises(ConfigError) as caught:
         PARSERS[parser](url)
-    text = str(caught.value)
-    assert "\n" not in text
-    return text
+    return one_line(caught)
 
 
 #: (parser, URL, the pieces of its secret that must not be shown)
