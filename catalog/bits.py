@@ -11,6 +11,7 @@ task that records no names for the mask, is refused. An amendment without names 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,9 @@ from catalog.index import FileEntry, Generation
 from eventindex.columns import MASK_COLUMNS
 
 MASK_BITS = {name: width * 8 for name, width in MASK_COLUMNS}
+#: A bit number: ASCII digits only (str.isdigit takes other scripts' digits and superscripts, which int() reads
+#: as another number or refuses).
+_NUMBER = re.compile(r"[+-]?[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -39,13 +43,15 @@ def parse_bits(text: str) -> list[BitSpec]:
             raise QueryError(f"--bits {label!r}: expected MASK:BIT (a bit number or a trigger name)")
         if mask not in MASK_BITS:
             raise QueryError(f"--bits {label!r}: unknown mask {mask!r} (one of {', '.join(MASK_BITS)})")
-        if bit.isdigit() or (bit[:1] in "+-" and bit[1:].isdigit()):  # a number, a signed one too (never a name)
+        if _NUMBER.fullmatch(bit):  # a number, a signed one too (never a name)
             number = int(bit)
             if not 0 <= number < MASK_BITS[mask]:
                 raise QueryError(
                     f"--bits {label!r}: bit {number} is out of range for {mask} (0..{MASK_BITS[mask] - 1})"
                 )
             specs.append(BitSpec(label, mask, number, None))
+        elif bit.lstrip("+-").isnumeric():  # digits of another script, superscripts: not a bit number
+            raise QueryError(f"--bits {label!r}: a bit number is written in the digits 0-9")
         else:
             specs.append(BitSpec(label, mask, None, bit))
     return specs

@@ -33,7 +33,7 @@ from catalog.errors import CatalogIndexError, EngineError, QueryError
 from catalog.keys import parse_pair, read_events_file, request_table
 from catalog.output import FORMATS, render
 from catalog.questions import Answer, count, dataset_overlap, duplicates, lookup
-from catalog.selection import Range
+from catalog.selection import Range, refuse_damaged
 from catalog.session import Session
 from eventindex.errors import ConfigError, EventIndexError, StoreError, WarehouseError
 from eventindex.exit_codes import OneLineParser
@@ -125,9 +125,10 @@ def _ask(session: Session, args: argparse.Namespace) -> Answer:
         return dataset_overlap(session, names)
     if args.command == "duplicates":
         return duplicates(session, args.dataset)
-    if args.rebuild:
-        session.index.clear()
-    report: dict[str, Any] = {**session.refresh().as_dict(), "index": str(session.index.path)}
+    # `index` is about every dataset: a damaged task fails it (exit 4, after the others were indexed).
+    report: dict[str, Any] = {**session.refresh(rebuild=args.rebuild).as_dict(), "index": str(session.index.path)}
+    view = session.view()
+    refuse_damaged(view.damaged, [damaged.dataset for damaged in view.damaged])
     return Answer(pa.Table.from_pylist([report]), lambda: report)
 
 

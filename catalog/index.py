@@ -16,7 +16,8 @@ What it holds, per committed task (nothing else: a task enters it only through i
   (catalog.questions.count) reads that column of that file, counts its bits and stores them, and
   later counts reuse them (a first count costs a few scans of the column: docs/catalog.md).
   Counts belong to the file's row in the index (ids are never reused, and dropping a task drops its
-  counts); a file is counted only if its footer is still the one indexed.
+  counts); a file is counted only if its footer is still the one indexed, and its size and modification
+  time still those it was indexed with.
 
 Where: a SQLite file on the reader's machine (`--index PATH`; by default under
 `$XDG_CACHE_HOME/eventindex/catalog/`, one per warehouse URL). A reader may not write the warehouse
@@ -26,8 +27,13 @@ keeps its own, built from the same markers, so none can be wrong about another's
 Kept up to date incrementally (:meth:`CatalogIndex.refresh`): one listing of the dataset and task
 directories; markers are read for tasks not yet indexed, amendments probed for partial tasks (the
 only ones that can gain files), tasks that disappeared are dropped. Committed files never change,
-so nothing indexed is read twice. Uncommitted tasks (no marker) are never indexed, whatever files
-they hold.
+so nothing indexed is read twice, unless the listing says a task's directory changed (a task
+deleted and loaded again under the same name): its marker is read again, and the task indexed again
+if the marker or one of its files is not the one indexed. Uncommitted tasks (no marker) are never
+indexed, whatever files they hold. A committed task that cannot be indexed (its marker not a commit
+record, a listed part file missing or not Parquet) is recorded as damaged, with the reason, instead
+of failing the whole refresh: the questions over its dataset refuse to answer (catalog.selection),
+the others are answered; it is read again by every refresh until it can be indexed.
 """
 
 from __future__ import annotations
@@ -38,8 +44,9 @@ import hashlib
 import json
 import os
 import sqlite3
+import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,15 +61,18 @@ from catalog.errors import CatalogIndexError
 from catalog.kernels import bit_counts
 from catalog.keys import HIGHEST, LOWEST, pack
 from eventindex.columns import MASK_COLUMNS
-from eventindex.errors import ConfigError, EventIndexError
+from eventindex.errors import ConfigError, EventIndexError, WarehouseUnavailableError
 from eventindex.names import validate_name
 from eventindex.warehouse import DATASET_KEY, TASK_KEY, CommittedTask, WarehouseReader
 
-INDEX_VERSION = 4
+INDEX_VERSION = 5
 #: Markers and footers are read on this many threads (S3 and WebHDFS answer in milliseconds each).
 READ_THREADS = 8
 _INT64_MIN = np.iinfo(np.int64).min
 _INT64_MAX = np.iinfo(np.int64).max
+_NEVER_BUILT = "index {path} was never built: build it with ei-catalog index, or leave out --no-refresh"
+_OLDER = "index {path} is of an older format: rebuild it with ei-catalog index, or leave out --no-refresh"
+_READ_ONLY = "index {path} is read-only: it cannot be brought up to date (--no-refresh answers from it as it is)"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -74,7 +84,15 @@ CREATE TABLE IF NOT EXISTS tasks (
     partial INTEGER NOT NULL,
     rows INTEGER NOT NULL,
     committed_at TEXT,
+    marker TEXT NOT NULL,
+    stamp TEXT NOT NULL,
     UNIQUE (dataset, task)
+);
+CREATE TABLE IF NOT EXISTS damaged (
+    dataset TEXT NOT NULL,
+    task TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (dataset, task)
 );
 CREATE TABLE IF NOT EXISTS generations (
     task_id INTEGER NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
@@ -91,6 +109,8 @@ CREATE TABLE IF NOT EXISTS files (
     rows INTEGER NOT NULL,
     footer TEXT NOT NULL,
     masks TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER,
     UNIQUE (task_id, name)
 );
 CREATE TABLE IF NOT EXISTS row_groups (
@@ -113,7 +133,7 @@ CREATE TABLE IF NOT EXISTS bit_counts (
 
 
 #: The tables of what is indexed, children first.
-_TABLES = ("bit_counts", "row_groups", "files", "generations", "tasks", "names")
+_TABLES = ("bit_counts", "row_groups", "files", "generations", "tasks", "names", "damaged")
 
 
 def default_index_path(warehouse_url: str) -> Path:
@@ -164,6 +184,18 @@ class FileEntry:
     file_id: int = field(default=0, compare=False)  # its row in the index
     footer: str = field(default="", compare=False)  # digest of the footer it was indexed from
     masks: tuple[str, ...] = field(default=(), compare=False)  # the mask columns it holds
+    size: int = field(default=-1, compare=False)  # its size and modification time when it was indexed
+    mtime_ns: int | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class DamagedTask:
+    """A committed task the index could not index: its marker is not a commit record, or a part file it lists is
+    missing or unreadable. Questions over its dataset are refused while it is."""
+
+    dataset: str
+    task: str
+    reason: str
 
 
 class StoredCounts(Protocol):
@@ -194,8 +226,12 @@ class IndexView:
     stored_counts: StoredCounts
     #: (mask columns, files) -> how many files' masks were read to store their missing counts
     fill_counts: Callable[[Sequence[str], Sequence[FileEntry] | None], int]
+    #: files -> None, or CatalogIndexError naming one that is missing or changed since it was indexed
+    check_unchanged: Callable[[Sequence[FileEntry]], None]
+    damaged: list[DamagedTask] = field(default_factory=list)
 
     def datasets(self) -> list[str]:
+        """The datasets with an indexed task."""
         return sorted({t.dataset for t in self.tasks})
 
 
@@ -217,6 +253,19 @@ class _File:
     row_groups: list[_RowGroup]
     footer: str
     masks: list[str]
+    size: int
+    mtime_ns: int | None
+
+
+def marker_digest(marker: dict[str, Any]) -> str:
+    """A digest of a commit marker: a task deleted and committed again under the same name has another (its
+    commit time and its files at least)."""
+    text = json.dumps(marker, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def footer_digest(meta: pq.FileMetaData) -> str:
@@ -244,8 +293,12 @@ def _null_count(meta: pq.RowGroupMetaData, index: int | None) -> int | None:
 
 
 def read_footer(fs: pafs.FileSystem, path: str, generation: int, name: str) -> _File:
-    """A part file's row groups: their key, run and lumi ranges, from its footer alone."""
+    """A part file's row groups: their key, run and lumi ranges, from its footer alone (and its size and
+    modification time, taken first: a file rewritten meanwhile is then found changed, never the reverse)."""
     try:
+        info = fs.get_file_info(path)
+        if info.type != pafs.FileType.File:
+            raise CatalogIndexError(f"cannot index the Parquet file {path}: it is missing")
         with fs.open_input_file(path) as stream:
             meta = pq.ParquetFile(stream).metadata
             columns = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
@@ -261,8 +314,8 @@ def read_footer(fs: pafs.FileSystem, path: str, generation: int, name: str) -> _
                 groups.append(_RowGroup(ordinal, group.num_rows, stats))
             footer = footer_digest(meta)
     except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
-        raise CatalogIndexError(f"cannot index the Parquet file {path}: {exc}") from exc
-    return _File(generation, name, meta.num_rows, groups, footer, masks)
+        raise CatalogIndexError(f"cannot index the Parquet file {path}: {_one_line(str(exc))}") from exc
+    return _File(generation, name, meta.num_rows, groups, footer, masks, int(info.size), info.mtime_ns)
 
 
 def count_bits(
@@ -321,7 +374,9 @@ def _files_of(record: dict[str, Any], what: str) -> list[tuple[str, int]]:
 class RefreshReport:
     added: int
     amended: int
+    reindexed: int  # indexed again: deleted and committed again under the same name, or a file rewritten
     dropped: int
+    damaged: int  # committed tasks that could not be indexed
     tasks: int
     files: int
     row_groups: int
@@ -344,124 +399,323 @@ def _check_is_index(db: sqlite3.Connection, path: Path) -> None:
         raise ConfigError(f"{path} is not an ei-catalog index (it holds the tables {held})")
 
 
+@dataclass(frozen=True)
+class _Known:
+    """An indexed task, as a refresh compares it with the warehouse."""
+
+    id: int
+    partial: bool
+    generations: int
+    marker: str  # digest of its commit marker
+    stamp: str  # what the listing said of its directory
+
+
+@dataclass(frozen=True)
+class _Found:
+    """What a refresh read of a listed task: not committed (no marker), damaged, or its marker and new files."""
+
+    key: tuple[str, str]
+    stamp: str
+    committed: CommittedTask | None = None
+    files: list[_File] = field(default_factory=list)
+    whole: bool = False  # the files of every generation (indexed from scratch), not only the new ones
+    replace: bool = False  # indexed, but its marker or one of its files is not the one indexed: indexed again
+    damage: str | None = None
+    partial: int = 0
+    rows: int = 0
+    committed_at: str | None = None
+
+
+def _read_task(
+    reader: WarehouseReader,
+    key: tuple[str, str],
+    stamp: str,
+    known: _Known | None,
+    stats: dict[str, tuple[int, int | None]] | None,
+) -> _Found:
+    """Read a listed task's marker (and amendments), and the footers the index lacks: every file's for a task
+    not indexed, or whose marker or files (`stats`: those indexed, when its directory changed) are not those
+    indexed; else those of new amendments. Everything the index will write is checked here, before its write
+    transaction: a malformed record fails this task alone."""
+    committed = reader.committed(*key)
+    if committed is None:
+        return _Found(key, stamp)
+    records = [committed.marker, *committed.amendments]
+    for number, record in enumerate(records):
+        what = f"{committed.directory} generation {number}"
+        _names(record, what)
+        _files_of(record, what)
+    try:
+        partial, rows = int(committed.partial), committed.rows
+    except (TypeError, ValueError) as exc:
+        raise CatalogIndexError(f"{committed.directory}: its row count is malformed ({exc})") from exc
+    at = committed.marker.get("committed_at")
+    replace = known is not None and (
+        known.marker != marker_digest(committed.marker) or _files_changed(reader, committed.directory, stats)
+    )
+    first = 0 if known is None or replace else known.generations
+    files = _footers(reader, committed, first)
+    return _Found(
+        key, stamp, committed, files, first == 0, replace, None, partial, rows, None if at is None else str(at)
+    )
+
+
+def _files_changed(reader: WarehouseReader, directory: str, stats: dict[str, tuple[int, int | None]] | None) -> bool:
+    """Whether a file indexed with these sizes and times is missing, or has another size or time now."""
+    if not stats:
+        return False
+    names = sorted(stats)
+    for name, info in zip(names, reader.fs.get_file_info([f"{directory}/{n}" for n in names]), strict=True):
+        size, mtime_ns = stats[name]
+        if not _same_file(info, size, mtime_ns):
+            return True
+    return False
+
+
+def _same_file(info: pafs.FileInfo, size: int, mtime_ns: int | None) -> bool:
+    return (
+        info.type == pafs.FileType.File
+        and info.size == size
+        and (mtime_ns is None or info.mtime_ns is None or info.mtime_ns == mtime_ns)
+    )
+
+
 class CatalogIndex:
     """The index of one warehouse, in a SQLite file."""
 
     def __init__(
-        self, path: Path, warehouse_url: str, reader: WarehouseReader | None = None, *, create_parent: bool = True
+        self,
+        path: Path,
+        warehouse_url: str,
+        reader: WarehouseReader | None = None,
+        *,
+        create_parent: bool = True,
+        refresh: bool = True,
     ) -> None:
         """`create_parent`: make the file's directory when missing (the default place); without it a missing
-        directory is a ConfigError (a path given by hand: a typo is not created)."""
+        directory is a ConfigError (a path given by hand: a typo is not created). `refresh` False (--no-refresh):
+        the index is read as it is, and nothing is created or changed to open it: a file this process may not
+        write is opened read-only (the bit counts it lacks are then not stored: the files are read instead), and
+        an index never built (or of an older format) is refused by :meth:`load` unless :meth:`refresh` is called
+        first (from Python), which builds it."""
         self.path = path
+        self.warehouse_url = warehouse_url
         #: The warehouse the index reads mask columns from to fill bit counts: given here, or the last refreshed.
         self.reader = reader
-        if not create_parent and not path.parent.is_dir():
+        #: Whether bit counts can be stored (False: a read-only index opened with refresh False).
+        self.writable = True
+        self.create_parent = create_parent
+        self._db: sqlite3.Connection | None = None
+        #: Why the index cannot answer as it is (never built, an older format), until a refresh.
+        self._unusable: str | None = None
+        if not refresh and not path.is_file():
+            self._unusable = _NEVER_BUILT.format(path=path)
+            return
+        self._connect(refresh)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The SQLite connection (the file created and laid out on first use if it was not opened yet)."""
+        if self._db is None:
+            self._connect(refresh=True)
+        assert self._db is not None
+        return self._db
+
+    def _connect(self, refresh: bool) -> None:
+        path = self.path
+        if refresh and not self.create_parent and not path.parent.is_dir():
             raise ConfigError(f"index {path}: directory {path.parent} does not exist")
+        if refresh and path.is_file() and not os.access(path, os.W_OK):
+            raise CatalogIndexError(_READ_ONLY.format(path=path))
+        self.writable = refresh or os.access(path, os.W_OK)
         try:
-            if create_parent:
+            if refresh and self.create_parent:
                 path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
-            try:
-                _check_is_index(self.db, path)
-            except ConfigError:
-                self.db.close()
-                raise
+            if self.writable:
+                db = sqlite3.connect(path, timeout=60, isolation_level=None)
+            else:
+                db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", timeout=60, isolation_level=None, uri=True)
+        except OSError as exc:
+            raise CatalogIndexError(f"index {path}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        try:
+            _check_is_index(db, path)
+            self._db = db
+            self._open(refresh)
+        except BaseException:
+            self._db = None
+            db.close()
+            raise
+
+    def _open(self, refresh: bool) -> None:
+        warehouse_url = self.warehouse_url
+        try:
+            tables = {name for (name,) in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            meta = self._meta() if "meta" in tables else {}
+            if meta.get("warehouse", warehouse_url) != warehouse_url:
+                raise CatalogIndexError(
+                    f"index {self.path} belongs to warehouse {meta['warehouse']}, not {warehouse_url}"
+                )
+            current = int(meta.get("version", INDEX_VERSION)) == INDEX_VERSION
+            if not refresh:  # read as it is: never created, converted or written here
+                if not current or "built" not in meta:
+                    self._unusable = (_OLDER if not current else _NEVER_BUILT).format(path=self.path)
+                    self.close()  # a refresh opens it again, to build it
+                    return
+                self.db.execute("PRAGMA foreign_keys=ON")
+                return
+            if meta.get("warehouse") == warehouse_url and current and "damaged" in tables:
+                self.db.execute("PRAGMA foreign_keys=ON")
+                return  # nothing to write to open it
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
-            if meta.get("warehouse", warehouse_url) != warehouse_url:
-                raise CatalogIndexError(f"index {path} belongs to warehouse {meta['warehouse']}, not {warehouse_url}")
-            if int(meta.get("version", INDEX_VERSION)) != INDEX_VERSION:  # another layout: built again
-                with self._transaction():
+            with self._transaction():
+                if not current:  # another layout: built again
                     for table in _TABLES:
                         self.db.execute(f"DROP TABLE IF EXISTS {table}")
-            self.db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise CatalogIndexError(f"index {path}: {exc}") from exc
-        self.db.executemany(
-            "INSERT OR REPLACE INTO meta VALUES (?, ?)",
-            [("warehouse", warehouse_url), ("version", str(INDEX_VERSION))],
-        )
+                    self.db.execute("DELETE FROM meta WHERE key = 'built'")
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                    [("warehouse", warehouse_url), ("version", str(INDEX_VERSION))],
+                )
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    def _meta(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+
+    def _error(self, exc: sqlite3.Error) -> CatalogIndexError:
+        """A SQLite error as one line naming the index (a read-only one saying what still works)."""
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_READONLY:
+            return CatalogIndexError(_READ_ONLY.format(path=self.path))
+        return CatalogIndexError(f"index {self.path}: {_one_line(str(exc))}")
 
     def close(self) -> None:
-        self.db.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
     def clear(self) -> None:
-        """Forget everything (the next refresh reads every marker and footer again)."""
-        with self._transaction():
-            for table in _TABLES:
-                self.db.execute(f"DELETE FROM {table}")
+        """Forget everything (the next refresh reads every marker and footer again). `refresh(rebuild=True)` does
+        both in one transaction: readers never see the index empty."""
+        try:
+            with self._transaction():
+                for table in _TABLES:
+                    self.db.execute(f"DELETE FROM {table}")
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
 
     # -------------------------------------------------------- refresh
 
-    def _known(self) -> dict[tuple[str, str], tuple[int, bool, int]]:
+    def _known(self) -> dict[tuple[str, str], _Known]:
         rows = self.db.execute(
-            "SELECT t.dataset, t.task, t.id, t.partial, count(g.number) FROM tasks t "
+            "SELECT t.dataset, t.task, t.id, t.partial, count(g.number), t.marker, t.stamp FROM tasks t "
             "JOIN generations g ON g.task_id = t.id GROUP BY t.id"
         ).fetchall()
-        return {(d, t): (i, bool(p), n) for d, t, i, p, n in rows}
+        return {(d, t): _Known(i, bool(p), n, m, s) for d, t, i, p, n, m, s in rows}
 
-    def refresh(self, reader: WarehouseReader, dataset_glob: str | None = None) -> RefreshReport:
-        """Bring the index up to date with the warehouse's commits (of the datasets matching the glob)."""
+    def _file_stats(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], dict[str, tuple[int, int | None]]]:
+        """The indexed files of these tasks: name -> (size, modification time) when indexed."""
+        found: dict[tuple[str, str], dict[str, tuple[int, int | None]]] = defaultdict(dict)
+        if keys:
+            for dataset, task, name, size, mtime_ns in self.db.execute(
+                "SELECT t.dataset, t.task, f.name, f.size, f.mtime_ns FROM files f JOIN tasks t ON t.id = f.task_id"
+            ):
+                if (dataset, task) in keys:
+                    found[(dataset, task)][name] = (size, mtime_ns)
+        return found
+
+    def refresh(
+        self, reader: WarehouseReader, dataset_globs: str | Sequence[str] | None = None, *, rebuild: bool = False
+    ) -> RefreshReport:
+        """Bring the index up to date with the warehouse's commits (of the datasets matching the globs; None:
+        all). `rebuild`: forget everything (of those datasets) and index every committed task again, in the same
+        transaction (a reader sees the old index until the new one is complete; nothing changes if it fails).
+
+        A committed task that cannot be indexed is recorded as damaged (:class:`DamagedTask`) and the refresh
+        goes on; only a warehouse that cannot be listed, or is unavailable, fails it (CatalogIndexError)."""
         self.reader = reader
-        listed: dict[tuple[str, str], None] = {}
+        globs = [dataset_globs] if isinstance(dataset_globs, str) else dataset_globs
+
+        def wanted(dataset: str) -> bool:
+            return globs is None or any(fnmatch.fnmatchcase(dataset, glob) for glob in globs)
+
+        listed: dict[tuple[str, str], str] = {}
         try:
-            datasets = [d for d in reader.datasets() if dataset_glob is None or fnmatch.fnmatchcase(d, dataset_glob)]
+            for dataset in [d for d in reader.datasets() if wanted(d)]:
+                for task, stamp in _task_stamps(reader, dataset).items():
+                    listed[(dataset, task)] = stamp
         except EventIndexError as exc:
             raise CatalogIndexError(str(exc)) from exc
-        for dataset in datasets:
-            for task in _task_names(reader, dataset):
-                listed[(dataset, task)] = None
-        known = {
-            key: value
-            for key, value in self._known().items()
-            if dataset_glob is None or fnmatch.fnmatchcase(key[0], dataset_glob)
-        }
-        new = [key for key in listed if key not in known]
-        amendable = [key for key, (_, partial, _) in known.items() if partial and key in listed]
+        try:
+            known = {} if rebuild else {key: value for key, value in self._known().items() if wanted(key[0])}
+            # Tasks whose directory changed since they were indexed: their files' sizes and times are compared.
+            moved = {key for key, value in known.items() if key in listed and listed[key] != value.stamp}
+            stats = self._file_stats(moved)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        # Read: tasks not indexed (or damaged), partial ones (they may have been amended), changed ones.
+        todo = [key for key in listed if key not in known or known[key].partial or key in moved]
         gone = [key for key in known if key not in listed]
 
-        def read_new(key: tuple[str, str]) -> tuple[CommittedTask, list[_File]] | None:
-            committed = reader.committed(*key)
-            if committed is None:
-                return None  # no marker: not committed (yet), not indexed
-            return committed, _footers(reader, committed, 0)
-
-        def read_amendments(key: tuple[str, str]) -> tuple[CommittedTask, list[_File]] | None:
-            committed = reader.committed(*key)
-            if committed is None:  # the marker is gone: the task was deleted since the listing
-                return None
-            indexed = known[key][2]
-            if len(committed.amendments) + 1 == indexed:
-                return None
-            return committed, _footers(reader, committed, indexed)
+        def read(key: tuple[str, str]) -> _Found:
+            try:
+                return _read_task(reader, key, listed[key], known.get(key), stats.get(key) if key in moved else None)
+            except WarehouseUnavailableError:
+                raise
+            except (EventIndexError, OSError) as exc:  # this task's: recorded, the others indexed
+                return _Found(key, listed[key], damage=_one_line(str(exc)))
 
         try:
             with ThreadPoolExecutor(READ_THREADS) as pool:
-                added = [found for found in pool.map(read_new, new) if found is not None]
-                amended = [found for found in pool.map(read_amendments, amendable) if found is not None]
+                found = list(pool.map(read, todo))
         except (EventIndexError, OSError) as exc:
-            raise CatalogIndexError(f"indexing {reader.url}: {exc}") from exc
+            raise CatalogIndexError(f"indexing {reader.url}: {_one_line(str(exc))}") from exc
+        outcomes: dict[str, int] = defaultdict(int)
         try:
             with self._transaction():
+                if rebuild and globs is None:
+                    for table in _TABLES:
+                        self.db.execute(f"DELETE FROM {table}")
+                elif rebuild:  # those datasets' tasks (their files, row groups and counts with them)
+                    for task_id, dataset in self.db.execute("SELECT id, dataset FROM tasks").fetchall():
+                        if wanted(dataset):
+                            self.db.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
                 for key in gone:
                     self.db.execute("DELETE FROM tasks WHERE dataset = ? AND task = ?", key)
-                for committed, files in [*added, *amended]:
-                    self._insert(committed, files)
-            if added or amended or gone:  # the changes into the main file: the write-ahead log stays small
+                if gone:
+                    outcomes["dropped"] += len(gone)
+                for dataset, task in self.db.execute("SELECT dataset, task FROM damaged").fetchall():
+                    if wanted(dataset):  # recorded again below if still damaged
+                        self.db.execute("DELETE FROM damaged WHERE dataset = ? AND task = ?", (dataset, task))
+                for item in found:
+                    outcome = self._apply(item)
+                    if outcome is not None:
+                        outcomes[outcome] += 1
+                if "built" not in self._meta():  # the first refresh: the index is built (--no-refresh may use it)
+                    self.db.execute(
+                        "INSERT INTO meta VALUES ('built', ?)", (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),)
+                    )
+            if outcomes:  # the changes into the main file: the write-ahead log stays small
                 self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             counts = self.db.execute(
                 "SELECT (SELECT count(*) FROM tasks), (SELECT count(*) FROM files), (SELECT count(*) FROM row_groups)"
             ).fetchone()
         except sqlite3.Error as exc:
-            raise CatalogIndexError(f"index {self.path}: {exc}") from exc
-        return RefreshReport(len(added), len(amended), len(gone), *counts)
+            raise self._error(exc) from exc
+        self._unusable = None
+        return RefreshReport(outcomes["added"], outcomes["amended"], outcomes["reindexed"], outcomes["dropped"],
+                             outcomes["damaged"], *counts)  # fmt: skip
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """One write transaction; concurrent refreshes of the same index take turns."""
-        self.db.execute("BEGIN IMMEDIATE")
+    def _transaction(self, kind: str = "IMMEDIATE") -> Iterator[None]:
+        """One transaction: a write transaction (concurrent refreshes of the same index take turns), or with
+        kind "DEFERRED" a read transaction (one snapshot of the index, whatever commits meanwhile)."""
+        self.db.execute(f"BEGIN {kind}")
         try:
             yield
         except BaseException:
@@ -475,19 +729,46 @@ class CatalogIndex:
         self.db.execute("INSERT OR IGNORE INTO names VALUES (?, ?)", (digest, text))
         return digest
 
-    def _insert(self, committed: CommittedTask, files: list[_File]) -> None:
-        """Add a task's generations and files that the index does not hold yet (another refresh may have)."""
-        values = (int(committed.partial), committed.rows, committed.marker.get("committed_at"))
-        key = (committed.dataset, committed.task)
+    def _apply(self, found: _Found) -> str | None:
+        """Write what a refresh found of a task; what it did: added, amended, reindexed, dropped, damaged or None."""
+        key = found.key
         row = self.db.execute("SELECT id FROM tasks WHERE dataset = ? AND task = ?", key).fetchone()
+        if found.damage is not None:  # what the index held of it no longer describes the warehouse
+            self.db.execute("DELETE FROM tasks WHERE dataset = ? AND task = ?", key)
+            self.db.execute("INSERT OR REPLACE INTO damaged VALUES (?, ?, ?)", (*key, found.damage))
+            return "damaged"
+        if found.committed is None:  # no marker (any more): not committed
+            self.db.execute("DELETE FROM tasks WHERE dataset = ? AND task = ?", key)
+            return "dropped" if row is not None else None
+        return self._insert(found)
+
+    def _insert(self, found: _Found) -> str | None:
+        """Add a task's generations and files that the index does not hold yet (another refresh may have), or
+        index it again from scratch when its marker or its files are not those indexed."""
+        committed, key = found.committed, found.key
+        assert committed is not None
+        digest = marker_digest(committed.marker)
+        values = (found.partial, found.rows, found.committed_at, digest, found.stamp)
+        row = self.db.execute("SELECT id, marker FROM tasks WHERE dataset = ? AND task = ?", key).fetchone()
+        outcome = "added" if row is None else None
+        if row is not None and (row[1] != digest or found.replace):
+            if not found.whole:
+                return None  # another refresh indexed another commit of it meanwhile: the next refresh compares again
+            self.db.execute("DELETE FROM tasks WHERE id = ?", (row[0],))  # its files, row groups and counts too
+            row, outcome = None, "reindexed"
         if row is None:
             cursor = self.db.execute(
-                "INSERT INTO tasks (dataset, task, partial, rows, committed_at) VALUES (?, ?, ?, ?, ?)", (*key, *values)
+                "INSERT INTO tasks (dataset, task, partial, rows, committed_at, marker, stamp) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (*key, *values),
             )
             task_id = int(cursor.lastrowid or 0)
         else:
             task_id = int(row[0])
-            self.db.execute("UPDATE tasks SET partial = ?, rows = ?, committed_at = ? WHERE id = ?", (*values, task_id))
+            self.db.execute(
+                "UPDATE tasks SET partial = ?, rows = ?, committed_at = ?, marker = ?, stamp = ? WHERE id = ?",
+                (*values, task_id),
+            )
         first = int(self.db.execute("SELECT count(*) FROM generations WHERE task_id = ?", (task_id,)).fetchone()[0])
         records = [committed.marker, *committed.amendments]
         for number in range(first, len(records)):
@@ -500,18 +781,23 @@ class CatalogIndex:
                 "INSERT INTO generations VALUES (?, ?, ?, ?)",
                 (task_id, number, json.dumps(names), _duplicates_in(records[number])),
             )
-        for part in files:
+        if outcome is None and first < len(records):
+            outcome = "amended"
+        for part in found.files:
             if part.generation < first:
                 continue
             cursor = self.db.execute(
-                "INSERT INTO files (task_id, generation, name, rows, footer, masks) VALUES (?, ?, ?, ?, ?, ?)",
-                (task_id, part.generation, part.name, part.rows, part.footer, ",".join(part.masks)),
-            )
+                "INSERT INTO files (task_id, generation, name, rows, footer, masks, size, mtime_ns) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (task_id, part.generation, part.name, part.rows, part.footer, ",".join(part.masks), part.size,
+                 part.mtime_ns),
+            )  # fmt: skip
             file_id = int(cursor.lastrowid or 0)
             self.db.executemany(
                 "INSERT INTO row_groups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(file_id, g.ordinal, g.rows, *g.stats) for g in part.row_groups],
             )
+        return outcome
 
     # -------------------------------------------------------- bit counts, filled lazily
 
@@ -521,8 +807,8 @@ class CatalogIndex:
         counts stored in a transaction of their own (an interrupted fill keeps what it stored). A file whose
         task was dropped meanwhile gets none. Returns how many files were read; none without a reader."""
         reader = self.reader
-        if reader is None or not masks:
-            return 0
+        if reader is None or not masks or not self.writable:
+            return 0  # a read-only index: the files are read instead
         try:
             counted = {
                 mask: {
@@ -557,17 +843,50 @@ class CatalogIndex:
                             )
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as exc:
-            raise CatalogIndexError(f"index {self.path}: {exc}") from exc
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_READONLY:
+                self.writable = False  # opened for writing, refused: those files' counts are read instead
+                return 0
+            raise self._error(exc) from exc
         return len(todo)
+
+    def check_unchanged(self, files: Sequence[FileEntry]) -> None:
+        """CatalogIndexError naming the first of the files that is missing, or whose size or modification time is not
+        the one it was indexed with (rewritten under the same name): its stored counts are not its rows'. One stat
+        per file (a HEAD request on S3), on several threads."""
+        reader = self.reader
+        if reader is None or not files:
+            return
+        paths = [f"{reader.task_dir(entry.task.dataset, entry.task.task)}/{entry.name}" for entry in files]
+        chunks = [paths[i::READ_THREADS] for i in range(min(READ_THREADS, len(paths)))]
+        try:
+            with ThreadPoolExecutor(len(chunks)) as pool:
+                infos = list(pool.map(reader.fs.get_file_info, chunks))
+        except OSError as exc:
+            raise CatalogIndexError(f"cannot check the files of {reader.url}: {_one_line(str(exc))}") from exc
+        found = {
+            path: info for chunk, got in zip(chunks, infos, strict=True) for path, info in zip(chunk, got, strict=True)
+        }
+        for entry, path in zip(files, paths, strict=True):
+            info = found[path]
+            if info.type != pafs.FileType.File:
+                raise CatalogIndexError(f"committed part file {path} is missing")
+            if not _same_file(info, entry.size, entry.mtime_ns):
+                raise CatalogIndexError(
+                    f"{path} changed since it was indexed (rewritten under the same name): run ei-catalog index "
+                    "--rebuild"
+                )
 
     # -------------------------------------------------------- load
 
     def load(self) -> IndexView:
-        """The whole index, for pruning."""
+        """The whole index, for pruning: one snapshot of it, whatever a concurrent refresh commits meanwhile."""
+        if self._unusable is not None:
+            raise CatalogIndexError(self._unusable)
         try:
-            return self._load()
+            with self._transaction("DEFERRED"):
+                return self._load()
         except sqlite3.Error as exc:
-            raise CatalogIndexError(f"index {self.path}: {exc}") from exc
+            raise self._error(exc) from exc
 
     def _load(self) -> IndexView:
         tasks: dict[int, TaskEntry] = {}
@@ -585,14 +904,16 @@ class CatalogIndex:
             tasks[tid].generations.append(Generation(number, recorded["names"], dict(sets), duplicates_in))
         files: list[FileEntry] = []
         file_pos: dict[int, int] = {}
-        for fid, tid, generation, name, file_rows, footer, masks in self.db.execute(
-            "SELECT f.id, f.task_id, f.generation, f.name, f.rows, f.footer, f.masks FROM files f "
+        for fid, tid, generation, name, file_rows, footer, masks, size, mtime_ns in self.db.execute(
+            "SELECT f.id, f.task_id, f.generation, f.name, f.rows, f.footer, f.masks, f.size, f.mtime_ns FROM files f "
             "JOIN tasks t ON t.id = f.task_id ORDER BY t.dataset, t.task, f.generation, f.name"
         ):
             file_pos[fid] = len(files)
-            files.append(
-                FileEntry(tasks[tid], name, generation, file_rows, fid, footer, tuple(filter(None, masks.split(","))))
-            )
+            masks_held = tuple(filter(None, masks.split(",")))
+            files.append(FileEntry(tasks[tid], name, generation, file_rows, fid, footer, masks_held, size, mtime_ns))
+        damaged = [
+            DamagedTask(*row) for row in self.db.execute("SELECT dataset, task, reason FROM damaged ORDER BY 1, 2")
+        ]
         rows = self.db.execute(
             "SELECT file_id, rows, min_run, min_event, max_run, max_event, min_lumi, max_lumi, lumi_nulls, ordinal "
             "FROM row_groups ORDER BY file_id, ordinal"
@@ -635,7 +956,7 @@ class CatalogIndex:
                     "SELECT file_id, ordinal, bits, counts FROM bit_counts WHERE mask = ?", (mask,)
                 ).fetchall()
             except sqlite3.Error as exc:
-                raise CatalogIndexError(f"index {self.path}: {exc}") from exc
+                raise self._error(exc) from exc
             for file_id, ordinal, bits, values in stored:
                 group = position.get((file_id, ordinal))
                 if group is None:
@@ -648,7 +969,8 @@ class CatalogIndex:
             return present, counts
 
         return IndexView(list(tasks.values()), files, table[:, 0], table[:, 1], lo, hi, min_run, max_run,
-                         min_lumi, max_lumi, lumi_nulls, name_list, stored_counts, fill_counts)  # fmt: skip
+                         min_lumi, max_lumi, lumi_nulls, name_list, stored_counts, fill_counts, self.check_unchanged,
+                         damaged)  # fmt: skip
 
 
 def _footers(reader: WarehouseReader, committed: CommittedTask, first_generation: int) -> list[_File]:
@@ -662,18 +984,35 @@ def _footers(reader: WarehouseReader, committed: CommittedTask, first_generation
     return found
 
 
-def _task_names(reader: WarehouseReader, dataset: str) -> Iterable[str]:
-    """The task directories of a dataset (committed or not: the marker decides)."""
+def _task_stamps(reader: WarehouseReader, dataset: str) -> dict[str, str]:
+    """The task directories of a dataset (committed or not: the marker decides), each with what the listing says
+    of it, which changes when a file in it is created, deleted or renamed (a task deleted and loaded again, an
+    amendment): the directory's modification time where the filesystem keeps one (local, HDFS), else (an object
+    store: S3) a digest of the names, sizes and times of the objects under it, from one listing of the dataset."""
     directory = f"{reader.root}/{DATASET_KEY}={dataset}"
     try:
         infos = reader.fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
     except OSError as exc:
-        raise CatalogIndexError(f"cannot list {directory}: {exc}") from exc
+        raise CatalogIndexError(f"cannot list {directory}: {_one_line(str(exc))}") from exc
     prefix = f"{TASK_KEY}="
+    tasks: dict[str, pafs.FileInfo] = {}
     for info in infos:
         if info.type == pafs.FileType.Directory and info.base_name.startswith(prefix):
             name = info.base_name[len(prefix) :]
             try:
-                yield validate_name(TASK_KEY, name)
+                tasks[validate_name(TASK_KEY, name)] = info
             except ConfigError:
                 continue  # not a task directory of ours
+    if all(info.mtime_ns is not None for info in tasks.values()):
+        return {name: str(info.mtime_ns) for name, info in tasks.items()}
+    try:
+        objects = reader.fs.get_file_info(pafs.FileSelector(directory, recursive=True, allow_not_found=True))
+    except OSError as exc:
+        raise CatalogIndexError(f"cannot list {directory}: {_one_line(str(exc))}") from exc
+    digests = {name: hashlib.sha256() for name in tasks}
+    for info in sorted(objects, key=lambda each: each.path):
+        top, _, rest = info.path.removeprefix(f"{directory}/").partition("/")
+        digest = digests.get(top.removeprefix(prefix)) if top.startswith(prefix) else None
+        if digest is not None and info.type == pafs.FileType.File:
+            digest.update(f"{rest}\0{info.size}\0{info.mtime_ns}\n".encode())
+    return {name: digest.hexdigest()[:32] for name, digest in digests.items()}

@@ -45,15 +45,16 @@ def parse_pair(text: str, where: str) -> tuple[int, int]:
 
 
 def read_events_file(path: str) -> list[tuple[int, int]]:
-    """An event list: one RUN:EVENT per line ('-' reads stdin); blank lines and `#` comments are skipped."""
+    """An event list: one RUN:EVENT per line ('-' reads stdin); blank lines and `#` comments are skipped, and
+    so is a byte-order mark at the start (editors on Windows write one)."""
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        text = sys.stdin.read() if path == "-" else Path(path).read_bytes().decode("utf-8")  # offsets in bytes
     except UnicodeDecodeError as exc:
         raise QueryError(f"events file {path}: not a text file (byte {exc.start} is not UTF-8)") from exc
     except OSError as exc:
         raise QueryError(f"events file {path}: cannot read it ({exc.strerror or exc})") from exc
     pairs = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.removeprefix("\ufeff").splitlines(), 1):
         content = line.split("#", 1)[0]
         if content.strip():
             pairs.append(parse_pair(content, f"{path} line {number}"))

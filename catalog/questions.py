@@ -28,6 +28,7 @@ from catalog.selection import (
     files_with_keys,
     files_with_rows,
     match_datasets,
+    refuse_damaged,
 )
 from catalog.session import Session
 from eventindex.columns import PROVENANCE_TYPE
@@ -107,7 +108,7 @@ def _values(numbers: np.ndarray) -> str:
 
 def lookup(session: Session, requests: pa.Table, dataset_globs: Sequence[str]) -> Answer:
     """Every committed row of each requested (run, event), and the requests found nowhere."""
-    view = session.view()
+    view = session.view(dataset_globs)
     datasets = match_datasets(view, dataset_globs)
     runs = requests.column("run_number").to_numpy()
     events = requests.column("event_number").to_numpy()
@@ -213,8 +214,13 @@ def count(
     """Rows with each bit set and (overlap) with both bits of each pair set, in one pass over the rows.
 
     Counts without overlaps add the index's stored counts of the files whose row groups the run and
-    lumi-block ranges take whole (:func:`_stored_tally`) and scan the other files; `scan` scans them all."""
-    view = session.view()
+    lumi-block ranges take whole (:func:`_stored_tally`) and scan the other files; `scan` scans them all.
+    A bit asked for more than once (`l1_tav:7,l1_tav:07`) is counted once, under the first label given."""
+    distinct: dict[tuple[str, int | None, str | None], BitSpec] = {}
+    for spec in specs:
+        distinct.setdefault((spec.mask, spec.number, spec.name), spec)
+    specs = list(distinct.values())
+    view = session.view(dataset_globs)
     datasets = match_datasets(view, dataset_globs)
     resolver = NameResolver(view.names)
     resolver.check_known(specs, [f for f in view.files if f.task.dataset in set(datasets)])
@@ -281,6 +287,8 @@ def _stored_tally(
     cut = np.zeros(len(view.files), dtype=bool)
     cut[view.rg_file[groups & ~inside]] = True
     use = groups & ~cut[view.rg_file]
+    # The counts are those of the files indexed: each must still be that file (not rewritten under its name).
+    view.check_unchanged([view.files[i] for i in np.unique(view.rg_file[use])])
     tally = Tally(int(view.rg_rows[use].sum()), counts[use].sum(axis=0), None)
     return tally, [entry for entry in files if cut[number[id(entry)]]]
 
@@ -295,8 +303,8 @@ def _count_answer(specs: Sequence[BitSpec], used: list[list[int]], tally: Tally)
         "scanned": pa.array([tally.events] * len(specs), pa.int64()),
     }
     if tally.pairs is not None:
-        for j, label in enumerate(labels):
-            columns[label if label not in columns else f"{label} "] = pa.array(tally.pairs[:, j], pa.int64())
+        for j, label in enumerate(labels):  # distinct: one spec per bit, and every label holds a ':'
+            columns[label] = pa.array(tally.pairs[:, j], pa.int64())
 
     def document() -> dict[str, Any]:
         bits = [
@@ -316,12 +324,13 @@ def _count_answer(specs: Sequence[BitSpec], used: list[list[int]], tally: Tally)
 
 def dataset_overlap(session: Session, names: Sequence[str]) -> Answer:
     """Distinct (run, event) in each dataset and in both datasets of each pair, in one aggregation."""
-    view = session.view()
-    known = set(view.datasets())
+    view = session.view(names)
+    known = {*view.datasets(), *(damaged.dataset for damaged in view.damaged)}
     for name in names:
         if name not in known:
             raise QueryError(f"dataset {name!r}: no committed task in a dataset of that name")
     datasets = list(dict.fromkeys(names))
+    refuse_damaged(view.damaged, datasets)
     if len(datasets) > MAX_DATASETS:
         raise QueryError(f"--datasets: at most {MAX_DATASETS} datasets at a time")
     k = len(datasets)
@@ -389,7 +398,7 @@ def _recorded(session: Session, files: Sequence[FileEntry]) -> list[dict[str, An
 def duplicates(session: Session, dataset_globs: Sequence[str]) -> Answer:
     """Every (run, event) held more than once in the datasets: each committed row holding it, and each
     copy the loader dropped at load (listed in the task's duplicates side file)."""
-    view = session.view()
+    view = session.view(dataset_globs)
     datasets = match_datasets(view, dataset_globs)
     in_datasets = [f for f in view.files if f.task.dataset in set(datasets)]
     dropped = pa.Table.from_pylist(_recorded(session, in_datasets), schema=DUPLICATE_SCHEMA)

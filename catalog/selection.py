@@ -8,13 +8,16 @@ pushed down, and skip the other row groups by the same footer statistics.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from catalog.errors import QueryError
-from catalog.index import FileEntry, IndexView
+from catalog.errors import CatalogIndexError, QueryError
+from catalog.index import DamagedTask, FileEntry, IndexView
+
+_NUMBER = re.compile(r"\s*[0-9]+\s*")
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,8 @@ class Range:
     def parse(cls, text: str, what: str) -> Range:
         parts = text.split("-")
         try:
+            if not all(_NUMBER.fullmatch(part) for part in parts):  # int() takes other scripts' digits too
+                raise ValueError
             if len(parts) == 1:
                 low = high = int(parts[0])
             elif len(parts) == 2:
@@ -42,8 +47,9 @@ class Range:
 
 
 def match_datasets(view: IndexView, globs: Sequence[str]) -> list[str]:
-    """The indexed datasets matching any glob; QueryError when a glob matches none."""
-    known = view.datasets()
+    """The indexed datasets matching any glob; QueryError when a glob matches none, CatalogIndexError when one of
+    them holds a damaged task (:func:`refuse_damaged`)."""
+    known = sorted({*view.datasets(), *(damaged.dataset for damaged in view.damaged)})
     if not known:
         raise QueryError(
             "the warehouse holds no committed task (is the URL the warehouse's root, the directory of the "
@@ -55,7 +61,23 @@ def match_datasets(view: IndexView, globs: Sequence[str]) -> list[str]:
         if not found:
             raise QueryError(f"dataset {glob!r}: no committed task in a dataset of that name")
         chosen.update(found)
+    refuse_damaged(view.damaged, chosen)
     return sorted(chosen)
+
+
+def refuse_damaged(damaged: Sequence[DamagedTask], datasets: Iterable[str]) -> None:
+    """A question over datasets holding a committed task the index could not read (its marker not a commit record,
+    a listed part file missing or unreadable) is not answered: CatalogIndexError naming the task and why. Its
+    rows would be missing from the answer, which would look whole. Damaged tasks of other datasets do not matter."""
+    wanted = set(datasets)
+    inside = [each for each in damaged if each.dataset in wanted]
+    if inside:
+        first = inside[0]
+        more = f" (and {len(inside) - 1} more damaged task{'s' if len(inside) > 2 else ''})" if len(inside) > 1 else ""
+        raise CatalogIndexError(
+            f"task {first.task} of {first.dataset} cannot be read, so no answer over {first.dataset} would be whole: "
+            f"{first.reason}{more}"
+        )
 
 
 def _file_mask(view: IndexView, datasets: Sequence[str]) -> np.ndarray:

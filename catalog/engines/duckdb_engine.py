@@ -101,6 +101,8 @@ class DuckDBEngine(Engine):
             table: pa.Table = self.con.sql(sql).to_arrow_table()
         except duckdb.Error as exc:
             raise _failure(exc) from exc
+        except (OSError, pa.ArrowException) as exc:  # pyarrow's, reading a remote warehouse's Arrow dataset
+            raise WarehouseError(f"DuckDB cannot read a data file: {_one_line(str(exc))}") from exc
         return table
 
     def pick(self, columns: Sequence[str], conditions: Sequence[str], requested: int) -> pa.Table:
@@ -147,7 +149,9 @@ class DuckDBEngine(Engine):
             return tally_batches(self.con.sql(sql).to_arrow_reader(BATCH_ROWS), query)
         except duckdb.Error as exc:
             raise _failure(exc) from exc
-        except pa.ArrowException as exc:
+        except (OSError, pa.ArrowException) as exc:
+            # The batches streamed back: a remote warehouse's file that pyarrow cannot open or read fails the stream
+            # with OSError (pyarrow's IOError, not an ArrowException), naming the file.
             raise WarehouseError(f"DuckDB cannot read a data file: {_one_line(str(exc))}") from exc
 
     def close(self) -> None:

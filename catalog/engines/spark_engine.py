@@ -20,6 +20,7 @@ the pattern of their requested bits, and the driver turns that histogram into co
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
@@ -178,6 +179,7 @@ def _pattern_words(query: BitQuery) -> list[str]:
 #: In the text of a Spark failure: a data file could not be read (Spark's own reader's error class, or the
 #: arrow reader's Python exception).
 _READ_FAILURES = ("FAILED_READ_FILE", "PartUnreadableError")
+_PART_UNREADABLE = re.compile(r"(?:[\w.]+\.)?PartUnreadableError: (.+)")
 
 
 def _failure(exc: Exception) -> EngineError | WarehouseError:
@@ -191,13 +193,19 @@ def _failure(exc: Exception) -> EngineError | WarehouseError:
 def _read_failure(exc: Exception) -> str:
     """What Spark says of a part it could not read (the file, and the first cause), not the driver's wrapper."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    for marker in _READ_FAILURES:
-        found = next((line for line in lines if marker in line), None)
+    for line in lines:
+        # The arrow reader's exception, as the worker's traceback ends: `<module>.PartUnreadableError: <file>: <why>`
+        # (the traceback's lines before it quote the source line raising it, which names no file).
+        found = _PART_UNREADABLE.match(line)
         if found is not None:
-            text = found[found.index(f"[{marker}") :] if f"[{marker}" in found else found
-            causes = [line.removeprefix("Caused by: ") for line in lines if line.startswith("Caused by: ")]
-            cause = next((line for line in causes if marker not in line), None)
-            return " ".join((f"{text} ({cause})" if cause else text).split())
+            return " ".join(found.group(1).split())
+    found_line = next((line for line in lines if "FAILED_READ_FILE" in line), None)
+    if found_line is not None:  # Spark's own reader
+        marker = "[FAILED_READ_FILE"
+        text = found_line[found_line.index(marker) :] if marker in found_line else found_line
+        causes = [line.removeprefix("Caused by: ") for line in lines if line.startswith("Caused by: ")]
+        cause = next((line for line in causes if "FAILED_READ_FILE" not in line), None)
+        return " ".join((f"{text} ({cause})" if cause else text).split())
     return _first_line(exc)
 
 

@@ -164,3 +164,69 @@ def test_a_bucket_that_does_not_exist_is_named_not_read_as_an_empty_warehouse(
     done = subprocess.run([sys.executable, "-m", "supersink.cli", "committed", "--warehouse", existing],
                           capture_output=True, text=True, env=env, cwd=ROOT)  # fmt: skip
     assert done.returncode == 0 and done.stdout == "", "an existing bucket with nothing committed is an empty answer"
+
+
+def _commit(warehouse: Any, dataset: str, task: str, seeds: list[int]) -> list[str]:
+    """A committed task written straight to the warehouse: a part per seed, then its marker; the part paths."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from eventindex.warehouse import MARKER, part_name
+    from tests.catalog_warehouse import _parts
+
+    files, paths = [], []
+    for i, seed in enumerate(seeds):
+        table = _parts(synthetic_events(seed), task)
+        paths.append(f"{warehouse.task_dir(dataset, task)}/{part_name(i)}")
+        with warehouse.fs.open_output_stream(paths[-1]) as out:
+            pq.write_table(table, out, compression="zstd")
+        files.append({"name": part_name(i), "rows": table.num_rows})
+    marker = {"task": task, "dataset": dataset, "files": files, "rows": sum(f["rows"] for f in files),
+              "partial": False, "committed_at": uuid.uuid4().hex}  # fmt: skip
+    with warehouse.fs.open_output_stream(f"{warehouse.task_dir(dataset, task)}/{MARKER}") as out:
+        out.write(json.dumps(marker).encode())
+    return paths
+
+
+def test_s3_a_task_loaded_again_or_missing_a_part(
+    seaweedfs: SeaweedFS, s3_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On S3 (directories without a modification time) a task deleted and loaded again under the same name is
+    indexed again; a committed part file deleted is exit 4 naming it: found by the refresh, or, with --no-refresh,
+    by DuckDB's scan through pyarrow (`count --scan` and `--overlap` were an internal error, exit 1)."""
+    import json
+
+    pytest.importorskip("duckdb")
+    from catalog.cli import main
+    from supersink.warehouse import Warehouse
+
+    url = f"s3://{s3_env}/warehouse?endpoint={seaweedfs.endpoint}"
+    warehouse = Warehouse.from_url(url)
+    _commit(warehouse, "dsA", "t1", [1])
+    [part, _] = _commit(warehouse, "dsB", "t2", [2, 3])
+    listed = warehouse.fs.get_file_info(pafs.FileSelector(f"{warehouse.root}/dataset=dsA"))
+    assert [info.mtime_ns for info in listed] == [None]  # what the refresh compares instead: the objects
+    common = ["--warehouse", url, "--index", str(tmp_path / "i.sqlite"), "--format", "json"]
+
+    def ask(*args: str) -> tuple[int, Any, str]:
+        code = main([args[0], *common, *args[1:]])
+        out, err = capsys.readouterr()
+        return code, json.loads(out) if out else None, err
+
+    assert ask("index")[1]["tasks"] == 2
+    warehouse.fs.delete_dir(warehouse.task_dir("dsA", "t1"))
+    _commit(warehouse, "dsA", "t1", [5])
+    new = synthetic_events(5)
+    code, document, err = ask("lookup", "--event", f"{new.column('run_number')[0]}:{new.column('event_number')[0]}")
+    assert code == 0 and document["found"] == 1, err  # was not found: the index still held the old task
+
+    warehouse.fs.delete_file(part)
+    for question in (["--scan"], ["--overlap"]):
+        code, document, err = ask("count", "--dataset", "dsB", "--bits", "l1_tav:7,l1_tav:1", "--no-refresh", *question)
+        assert code == 4 and err.count("\n") == 1, (question, err)
+        assert err.startswith("ei-catalog: warehouse: DuckDB cannot read a data file: ") and part in err, err
+    code, _, err = ask("count", "--dataset", "dsB", "--bits", "l1_tav:7")
+    assert code == 4 and "task t2 of dsB cannot be read" in err and f"{part}: it is missing" in err, err
+    code, document, err = ask("count", "--dataset", "dsA", "--bits", "l1_tav:7")
+    assert code == 0 and document["scanned"] == new.num_rows, err

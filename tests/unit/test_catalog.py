@@ -255,11 +255,20 @@ def test_count_names_need_recorded_names(session: Session) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [("l1_tav:512", "out of range"), ("hlt_passed_physics:8192", "out of range"), ("l1_xyz:1", "unknown mask"),
-     ("l1_tav", "expected MASK:BIT"), ("l1_tav:", "expected MASK:BIT")],
+     ("l1_tav", "expected MASK:BIT"), ("l1_tav:", "expected MASK:BIT"),
+     ("l1_tav:\u00b2", "digits 0-9"), ("l1_tav:\u0663", "digits 0-9"), ("l1_tav:-\u0663", "digits 0-9")],
 )  # fmt: skip
 def test_bad_bits_are_refused(text: str, message: str) -> None:
     with pytest.raises(QueryError, match=message):
         parse_bits(text)
+
+
+def test_a_bit_given_twice_is_counted_once(case: CatalogCase, session: Session) -> None:
+    """Labels are the answer's column names: the same bit three times made a matrix without a column for it."""
+    answer = count(session, ["*"], parse_bits("l1_tav:7,l1_tav:0,l1_tav:7,l1_tav:+7"), None, None, overlap=True)
+    want = expected.count(case, ["dsA", "dsB"], [("l1_tav", 7), ("l1_tav", 0)])
+    assert answer.table.column_names == ["bit", "mask", "position", "events", "scanned", "l1_tav:7", "l1_tav:0"]
+    assert answer.document()["overlap"] == {"bits": ["l1_tav:7", "l1_tav:0"], "events": want["pairs"]}
 
 
 def test_count_over_a_range_without_rows_is_an_answer(session: Session) -> None:

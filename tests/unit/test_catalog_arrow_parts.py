@@ -96,3 +96,22 @@ def test_a_part_a_worker_cannot_read_is_the_warehouses_failure(tmp_path: Path) -
     spark_own = "[FAILED_READ_FILE.NO_HINT] Encountered error while reading file file:///w/part-00000.parquet. SQLSTATE"
     assert isinstance(_failure(Exception(spark_own)), WarehouseError)
     assert isinstance(_failure(Exception("[UNRESOLVED_COLUMN] A column cannot be resolved")), EngineError)
+
+
+def test_a_part_a_worker_cannot_read_is_named_by_its_path(tmp_path: Path) -> None:
+    """Spark's one line was a line of Python source, `raise PartUnreadableError(f"{part.path}: ...") from exc`
+    (the traceback quotes the line raising it before the exception's own line), not the file."""
+    from catalog.engines.spark_engine import _failure
+
+    path = tmp_path / "dataset=dsA" / "task=t1" / "part-00001.parquet"
+    spark_text = (  # as Spark 4 passed it on, for a part file deleted after it was indexed
+        "An exception was thrown from the Python worker:\nTraceback (most recent call last):\n"
+        '  File "/x/catalog/engines/arrow_parts.py", line 71, in read\n'
+        "    raise PartUnreadableError(f\"{part.path}: {' '.join(str(exc).split())}\") from exc\n"
+        f"catalog.engines.arrow_parts.PartUnreadableError: {path}: [Errno 2] Failed to open local file '{path}'. "
+        "Detail: [errno 2] No such file or directory\n"
+    )
+    assert str(_failure(Exception(spark_text))) == (
+        f"Spark cannot read a data file: {path}: [Errno 2] Failed to open local file '{path}'. Detail: [errno 2] No "
+        "such file or directory"
+    )

@@ -3,6 +3,7 @@ one line and exit 2, an empty answer exits 0."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -10,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -137,6 +139,7 @@ def test_the_index_command(capsys: pytest.CaptureFixture[str], catalog_case: Cat
         (["count", "--dataset", "dsA", "--bits", "l1_tav:-1"], "out of range"),
         (["count", "--dataset", "dsA", "--bits", "l1_tav:1", "--runs", "9-3"], "--runs"),
         (["count", "--dataset", "dsA", "--bits", "l1_tav:1", "--lumi", "x"], "--lumi"),
+        (["count", "--dataset", "dsA", "--bits", "l1_tav:1", "--runs", "\u0663-\u0665"], "--runs"),
         (["count", "--dataset", "dsZ", "--bits", "l1_tav:1"], "no committed task"),
         (["overlap", "--datasets", "dsA,dsQ"], "dsQ"),
         (["duplicates", "--dataset", "x"], "no committed task"),
@@ -259,3 +262,226 @@ def test_an_index_path_that_is_not_an_index_is_refused_unchanged(
     assert code == 0 and json.loads(out)["added"] == 7, err
     code, out, err = ask(capsys, catalog_case, tmp_path / "i.sqlite", "index", "--format", "json")
     assert code == 0 and json.loads(out)["tasks"] == 7, "an index of its own is opened again"
+
+
+# ---------------------------------------------------------------- found by fault-hunting (hunt-cat)
+
+
+def _copy(case: CatalogCase, tmp_path: Path) -> Path:
+    import shutil
+
+    root = tmp_path / "wh"
+    shutil.copytree(Path(case.warehouse.root), root)
+    return root
+
+
+def _in(case: CatalogCase, dataset: str) -> tuple[int, int]:
+    """A key held in `dataset` only."""
+    events = case.events().to_pylist()
+    elsewhere = {(r["run_number"], r["event_number"]) for r in events if r["dataset"] != dataset}
+    return next(
+        (r["run_number"], r["event_number"])
+        for r in events
+        if r["dataset"] == dataset and (r["run_number"], r["event_number"]) not in elsewhere
+    )
+
+
+def test_a_damaged_task_fails_only_the_questions_over_its_dataset(
+    capsys: pytest.CaptureFixture[str], catalog_case: CatalogCase, tmp_path: Path
+) -> None:
+    """One damaged committed task (its marker not JSON; another with a listed part file missing) failed every
+    question with exit 4, about other datasets too: the refresh stopped at the first task it could not read. Now
+    the others are indexed and answered; a question over its dataset exits 4 naming it, never a partial answer."""
+    import shutil
+
+    root = _copy(catalog_case, tmp_path)
+    dsb = root / "dataset=dsB"
+    shutil.copytree(dsb / "task=t7", dsb / "task=t8")
+    (dsb / "task=t8" / "_SUCCESS.json").write_text('{"files": [\n')
+    shutil.copytree(dsb / "task=t7", dsb / "task=t9")
+    (dsb / "task=t9" / "part-00000.parquet").unlink()
+    index = tmp_path / "i.sqlite"
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main([args[0], "--warehouse", root.as_uri(), "--index", str(index), *args[1:]])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    run_a, event_a = _in(catalog_case, "dsA")
+    refused = [
+        ["lookup", "--event", f"{run_a}:{event_a}"],  # every dataset
+        ["count", "--dataset", "ds*", "--bits", "l1_tav:7"],
+        ["overlap", "--datasets", "dsA,dsB"],
+        ["duplicates", "--dataset", "dsB"],
+    ]
+    for no_refresh in ([], ["--no-refresh"]):  # as refreshed now, then as the index recorded it
+        code, out, err = run("lookup", "--dataset", "dsA", "--event", f"{run_a}:{event_a}", "--format", "json",
+                             *no_refresh)  # fmt: skip
+        assert (code, err, json.loads(out)["found"]) == (0, "", 1), err
+        code, out, err = run("count", "--dataset", "dsA", "--bits", "l1_tav:7", "--format", "json", *no_refresh)
+        want = expected.count(catalog_case, ["dsA"], [("l1_tav", 7)])
+        assert (code, json.loads(out)["bits"][0]["events"]) == (0, want["counts"][0]), err
+        code, out, err = run("duplicates", "--dataset", "dsA", "--format", "json", *no_refresh)
+        assert code == 0 and json.loads(out)["events"] == 1_500 + 250, err
+        for question in refused:
+            code, out, err = run(*question, *no_refresh)
+            assert code == 4 and out == "" and err.count("\n") == 1, (question, code, err)
+            assert "task t8 of dsB cannot be read" in err and "is not JSON" in err, err
+            assert "(and 1 more damaged task)" in err, err
+        code, out, err = run("index", "--format", "json")
+        assert code == 4 and out == "" and err.count("\n") == 1 and "task t8 of dsB" in err, err
+    # Repaired (the damaged tasks deleted): every question is answered again.
+    shutil.rmtree(dsb / "task=t8")
+    shutil.rmtree(dsb / "task=t9")
+    code, out, err = run("index", "--format", "json")
+    assert code == 0 and (json.loads(out)["damaged"], json.loads(out)["tasks"]) == (0, 7), err
+    code, out, err = run("lookup", "--event", f"{run_a}:{event_a}", "--format", "json")
+    assert code == 0 and json.loads(out)["found"] == 1, err
+
+
+def test_a_missing_part_file_of_an_indexed_task_is_named(
+    capsys: pytest.CaptureFixture[str], catalog_case: CatalogCase, tmp_path: Path
+) -> None:
+    """A committed part file deleted after its counts were stored: they were still added, exit 0, as if the file
+    were there. The refresh finds the task's directory changed and the file missing (the task is damaged), and
+    without a refresh the count finds it missing: exit 4 naming it; the other dataset is answered."""
+    root = _copy(catalog_case, tmp_path)
+    common = ["--warehouse", root.as_uri(), "--index", str(tmp_path / "i.sqlite")]
+    assert main(["count", *common, "--dataset", "dsB", "--bits", "l1_tav:7"]) == 0
+    part = root / "dataset=dsB" / "task=t7" / "part-00000.parquet"
+    part.unlink()
+    capsys.readouterr()
+    for no_refresh, reason in ((["--no-refresh"], f"committed part file {part} is missing"),
+                               ([], f"task t7 of dsB cannot be read, so no answer over dsB would be whole: cannot "
+                                    f"index the Parquet file {part}: it is missing")):  # fmt: skip
+        code = main(["count", *common, "--dataset", "dsB", "--bits", "l1_tav:7", *no_refresh])
+        out, err = capsys.readouterr()
+        assert code == 4 and out == "" and err.count("\n") == 1 and reason in err, err
+    code = main(["count", *common, "--dataset", "dsA", "--bits", "l1_tav:7"])
+    assert code == 0, capsys.readouterr().err
+
+
+def test_a_rebuild_that_fails_keeps_the_index(
+    capsys: pytest.CaptureFixture[str], catalog_case: CatalogCase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`index --rebuild` emptied the index and committed that before reading the warehouse: a rebuild that then
+    failed left an empty index, and readers with --no-refresh saw none of the warehouse meanwhile. The rebuild is
+    one transaction: readers see the old index until the new one is complete."""
+    import sqlite3
+
+    from eventindex.errors import WarehouseError
+    from eventindex.warehouse import WarehouseReader
+
+    index = tmp_path / "i.sqlite"
+    common = ["--warehouse", catalog_case.url, "--index", str(index)]
+    assert main(["index", *common]) == 0
+    seen: list[int] = []
+    committed = WarehouseReader.committed
+
+    def reading(reader: WarehouseReader, dataset: str, task: str) -> Any:
+        if not seen:  # what a reader sees while the rebuild reads the warehouse
+            with contextlib.closing(sqlite3.connect(index)) as other:
+                seen.append(other.execute("SELECT count(*) FROM tasks").fetchone()[0])
+        return committed(reader, dataset, task)
+
+    monkeypatch.setattr(WarehouseReader, "committed", reading)
+    assert main(["index", *common, "--rebuild"]) == 0
+    assert seen and set(seen) == {7}  # (read on several threads)
+
+    def unlisted(reader: WarehouseReader) -> list[str]:
+        raise WarehouseError(f"cannot list {reader.root}: connection refused")
+
+    monkeypatch.setattr(WarehouseReader, "datasets", unlisted)
+    capsys.readouterr()
+    assert main(["index", *common, "--rebuild"]) == 4
+    assert "connection refused" in capsys.readouterr().err
+    key = expected.sample_keys(catalog_case, 2, 1)[0]
+    code = main(["lookup", *common, "--no-refresh", "--event", f"{key[0]}:{key[1]}", "--format", "json"])
+    out, err = capsys.readouterr()
+    assert code == 0 and json.loads(out)["found"] == 1, err
+
+
+def test_no_refresh_on_an_index_never_built_says_so(
+    capsys: pytest.CaptureFixture[str], catalog_case: CatalogCase, tmp_path: Path
+) -> None:
+    """It said "the warehouse holds no committed task" (exit 2), and created the file."""
+    index = tmp_path / "i.sqlite"
+    code, out, err = ask(capsys, catalog_case, index, "lookup", "--no-refresh", "--event", "1:1")
+    assert code == 4 and out == "" and err.count("\n") == 1, err
+    assert f"index {index} was never built: build it with ei-catalog index" in err, err
+    assert not index.exists()
+
+
+@pytest.fixture
+def read_only(tmp_path: Path) -> Any:
+    """Makes a file read-only for this process (root too: immutable), and writable again at the end."""
+    made: list[Path] = []
+
+    def make(path: Path) -> None:
+        path.chmod(0o444)
+        made.append(path)
+        root = os.access(path, os.W_OK)  # permissions do not apply to root: the file is made immutable
+        if root and subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+            pytest.skip("cannot make a file read-only for root here (chattr)")
+
+    yield make
+    for path in made:
+        subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+        path.chmod(0o644)
+
+
+def test_no_refresh_answers_from_a_read_only_index(
+    capsys: pytest.CaptureFixture[str], catalog_case: CatalogCase, tmp_path: Path, read_only: Any
+) -> None:
+    """A read-only index file was an internal error (exit 1, "attempt to write a readonly database") even with
+    --no-refresh: opening it wrote. Now --no-refresh answers from it (counts it holds none of are read from the
+    files, not stored), and a refresh is refused in one line (exit 4)."""
+    index = tmp_path / "i.sqlite"
+    assert ask(capsys, catalog_case, index, "index")[0] == 0
+    read_only(index)
+    key = _in(catalog_case, "dsB")
+    code, out, err = ask(capsys, catalog_case, index, "lookup", "--no-refresh", "--event", f"{key[0]}:{key[1]}",
+                         "--format", "json")  # fmt: skip
+    assert code == 0 and json.loads(out)["found"] == 1, err
+    code, out, err = ask(capsys, catalog_case, index, "count", "--no-refresh", "--dataset", "*", "--bits",
+                         "l1_tav:7,l1_tbp:14", "--format", "json")  # fmt: skip
+    want = expected.count(catalog_case, ["dsA", "dsB"], [("l1_tav", 7), ("l1_tbp", 14)])
+    assert code == 0 and [b["events"] for b in json.loads(out)["bits"]] == want["counts"], err
+    for command in (["lookup", "--event", "1:1"], ["index"]):
+        code, out, err = ask(capsys, catalog_case, index, *command)
+        assert code == 4 and out == "" and err.count("\n") == 1, err
+        assert f"index {index} is read-only: it cannot be brought up to date" in err, err
+
+
+def test_bit_numbers_are_ascii_digits(
+    capsys: pytest.CaptureFixture[str], catalog_case: CatalogCase, index: Path
+) -> None:
+    """`l1_tav:²` was an internal error (int() refused what str.isdigit took) and `l1_tav:٣` counted bit 3."""
+    for bits in ("l1_tav:\u00b2", "l1_tav:\u0663", "l1_tav:+\u0663"):
+        code, out, err = ask(capsys, catalog_case, index, "count", "--dataset", "dsA", "--bits", bits)
+        assert code == 2 and out == "" and err.count("\n") == 1 and "digits 0-9" in err, (bits, err)
+
+
+def test_a_bit_asked_for_several_times_is_counted_once(
+    capsys: pytest.CaptureFixture[str], catalog_case: CatalogCase, index: Path
+) -> None:
+    """The same bit three times with --overlap gave a matrix with a column too few (the labels collided)."""
+    args = ["count", "--dataset", "*", "--bits", "l1_tav:7,l1_tav:7,l1_tav:07,l1_tav:0", "--overlap"]
+    code, out, err = ask(capsys, catalog_case, index, *args, "--format", "csv")
+    rows = list(csv.reader(io.StringIO(out)))
+    assert code == 0 and rows[0] == ["bit", "mask", "position", "events", "scanned", "l1_tav:7", "l1_tav:0"], err
+    assert [row[0] for row in rows[1:]] == ["l1_tav:7", "l1_tav:0"] and all(len(row) == 7 for row in rows)
+    want = expected.count(catalog_case, ["dsA", "dsB"], [("l1_tav", 7), ("l1_tav", 0)])
+    assert [[int(v) for v in row[5:]] for row in rows[1:]] == want["pairs"]
+    code, out, _ = ask(capsys, catalog_case, index, *args, "--format", "json")
+    assert json.loads(out)["overlap"] == {"bits": ["l1_tav:7", "l1_tav:0"], "events": want["pairs"]}
+
+
+def test_an_events_file_may_start_with_a_byte_order_mark(
+    capsys: pytest.CaptureFixture[str], catalog_case: CatalogCase, index: Path, tmp_path: Path
+) -> None:
+    key = expected.sample_keys(catalog_case, 4, 1)[0]
+    listing = tmp_path / "events.txt"
+    listing.write_bytes(f"\ufeff{key[0]}:{key[1]}\n".encode())
+    code, out, err = ask(capsys, catalog_case, index, "lookup", "--events-file", str(listing), "--format", "json")
+    assert code == 0 and json.loads(out)["found"] == 1, err

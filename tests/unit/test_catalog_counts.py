@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
@@ -319,3 +320,160 @@ def test_the_index_command_and_lookups_store_no_counts_and_a_count_stores_its_ow
     want = _expected(rows, None, None, "l1_tbp:21,l1_tbp:3")
     assert [b["events"] for b in document["bits"]] == want["counts"] and document["scanned"] == want["scanned"]
     assert stored() == ["l1_tbp"]
+
+
+# ---------------------------------------------------------------- found by fault-hunting (hunt-cat)
+
+
+def test_a_task_loaded_again_under_the_same_name_is_indexed_again(tmp_path: Path, capsys: Any) -> None:
+    """A task deleted and loaded again under the same name (a new marker, other events), the index only refreshed:
+    stored counts were the old task's and its new events were not found, with exit 0. The refresh finds the
+    task's directory changed and its marker another, and indexes it again (its old counts dropped)."""
+    root = tmp_path / "wh"
+    first = [_rows(1, "t1", 1000)]
+    _write(root, "dsA", "t1", first)
+    _write(root, "dsB", "t2", [_rows(2, "t2", 1000)])
+    common = ["--warehouse", root.as_uri(), "--index", str(tmp_path / "index.sqlite"), "--format", "json"]
+
+    def counted(*more: str) -> dict[str, Any]:
+        assert main(["count", *common, "--dataset", "dsA", "--bits", "l1_tav:7,l1_tav:1", *more]) == 0
+        document = json.loads(capsys.readouterr().out)
+        return {"scanned": document["scanned"], "counts": [b["events"] for b in document["bits"]]}
+
+    assert counted() == _expected(first, None, None, "l1_tav:7,l1_tav:1")
+    shutil.rmtree(root / partition("dsA", "t1"))
+    again = [_rows(5, "t1", 1000)]
+    _write(root, "dsA", "t1", again)
+    assert counted() == _expected(again, None, None, "l1_tav:7,l1_tav:1") == counted("--scan")
+    key = f"{again[0].column('run_number')[0]}:{again[0].column('event_number')[0]}"
+    assert main(["lookup", *common, "--event", key]) == 0
+    assert json.loads(capsys.readouterr().out)["found"] == 1
+    assert main(["index", *common]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["added"], report["reindexed"], report["tasks"]) == (0, 0, 2)
+
+
+def test_a_file_rewritten_after_its_counts_were_stored_is_refused(tmp_path: Path) -> None:
+    """A part file rewritten in place under the same marker after its counts were stored: they were added as the
+    file's, silently (only a file whose counts were still to be filled was checked). Each file whose stored counts
+    a count adds must still have the size and time it was indexed with (docs/catalog.md)."""
+    root = tmp_path / "wh"
+    _write(root, "dsA", "t1", [_rows(1, "t1", 1000)])
+    with Session(root.as_uri(), index_path=tmp_path / "index.sqlite") as session:
+        assert _ask(session, ["dsA"], "l1_tav:7")["counts"][0] > 0
+    part = root / partition("dsA", "t1") / part_name(0)
+    with part.open("r+b") as out:  # in place: the directory does not change
+        out.truncate(0)
+        pq.write_table(_rows(5, "t1", 1000), out, row_group_size=ROW_GROUP, compression="zstd")
+    with Session(root.as_uri(), index_path=tmp_path / "index.sqlite") as session:
+        with pytest.raises(CatalogIndexError, match=rf"{part} changed since it was indexed.*--rebuild"):
+            _ask(session, ["dsA"], "l1_tav:7")
+        session.refresh(rebuild=True)
+        assert _ask(session, ["dsA"], "l1_tav:7") == _expected([_rows(5, "t1", 1000)], None, None, "l1_tav:7")
+
+
+class _ObjectStore(pafs.FileSystemHandler):  # type: ignore[misc]
+    """The local filesystem as an object store lists it: directories without a modification time (S3)."""
+
+    def __init__(self) -> None:
+        self.fs = pafs.LocalFileSystem()
+
+    def _info(self, info: pafs.FileInfo) -> pafs.FileInfo:
+        if info.type == pafs.FileType.Directory:
+            return pafs.FileInfo(info.path, info.type)
+        return info
+
+    def get_type_name(self) -> str:
+        return "object-store"
+
+    def normalize_path(self, path: str) -> str:
+        return path
+
+    def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
+        return [self._info(info) for info in self.fs.get_file_info(paths)]
+
+    def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
+        return [self._info(info) for info in self.fs.get_file_info(selector)]
+
+    def open_input_stream(self, path: str) -> Any:
+        return self.fs.open_input_stream(path)
+
+    def open_input_file(self, path: str) -> Any:
+        return self.fs.open_input_file(path)
+
+    def equals(self, other: Any) -> bool:
+        return self is other
+
+    def _unused(self, *args: Any) -> Any:
+        raise NotImplementedError
+
+    create_dir = delete_dir = delete_dir_contents = delete_root_dir_contents = delete_file = _unused
+    move = copy_file = open_output_stream = open_append_stream = _unused
+
+
+def _object_store(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sessions opened on `root` read it as an object store (S3) lists it, and through pyarrow as DuckDB reads a
+    remote warehouse (an Arrow dataset it scans)."""
+    from eventindex.store.local import LocalStore
+    from eventindex.warehouse import WarehouseReader
+
+    opened = WarehouseReader.from_url
+
+    def from_url(url: str, **options: Any) -> WarehouseReader:
+        if url != root.as_uri():
+            return opened(url, **options)
+        fs = pafs.PyFileSystem(_ObjectStore())
+        return WarehouseReader(url, fs, str(root), LocalStore(root), renames=False)
+
+    monkeypatch.setattr(WarehouseReader, "from_url", staticmethod(from_url))
+
+
+def test_a_task_loaded_again_is_found_on_an_object_store_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where directories have no modification time (S3), the refresh compares the names, sizes and times of the
+    objects under each task's directory."""
+    root = tmp_path / "wh"
+    _write(root, "dsA", "t1", [_rows(1, "t1", 1000)])
+    _write(root, "dsA", "t2", [_rows(2, "t2", 1000)])
+    _object_store(root, monkeypatch)
+    with Session(root.as_uri(), index_path=tmp_path / "index.sqlite") as session:
+        assert not isinstance(session.reader.fs, pafs.LocalFileSystem)
+        assert _ask(session, ["dsA"], "l1_tav:7")["counts"][0] > 0
+        read: list[str] = []
+        committed = session.reader.committed
+
+        def reading(dataset: str, task: str) -> Any:
+            read.append(task)
+            return committed(dataset, task)
+
+        monkeypatch.setattr(session.reader, "committed", reading)
+        report = session.refresh()  # nothing changed: no marker read again
+        assert (report.added, report.amended, report.dropped, report.tasks) == (0, 0, 0, 2)
+        assert read == []
+        shutil.rmtree(root / partition("dsA", "t1"))
+        again = [_rows(5, "t1", 1000)]
+        _write(root, "dsA", "t1", again)
+        report = session.refresh()
+        assert _ask(session, ["dsA"], "l1_tav:7,l1_tav:1") == _expected(
+            [*again, _rows(2, "t2", 1000)], None, None, "l1_tav:7,l1_tav:1"
+        )
+        assert report.reindexed == 1 and read == ["t1"]
+
+
+def test_a_part_file_pyarrow_cannot_open_is_the_warehouses_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On S3 a committed part file deleted gave `internal error: OSError ... reading the stream registered as
+    'ei_files' failed` (exit 1) for count --scan and --overlap on DuckDB: pyarrow's IOError is an OSError, not an
+    ArrowException. It is the warehouse's error (exit 4), naming the file."""
+    from eventindex.errors import WarehouseError
+
+    root = tmp_path / "wh"
+    _write(root, "dsA", "t1", [_rows(1, "t1", 1000), _rows(2, "t1", 1000)])
+    _object_store(root, monkeypatch)
+    with Session(root.as_uri(), index_path=tmp_path / "index.sqlite") as session:
+        session.view()
+        part = root / partition("dsA", "t1") / part_name(1)
+        part.unlink()  # after the index was read: the engine finds it missing
+        for scan, overlap in ((True, False), (False, True)):
+            with pytest.raises(WarehouseError, match=rf"DuckDB cannot read a data file: .*{part}"):
+                count(session, ["dsA"], parse_bits("l1_tav:7,l1_tav:1"), None, None, overlap, scan)

@@ -17,6 +17,7 @@ import pytest
 from catalog.errors import CatalogIndexError
 from catalog.index import CatalogIndex, default_index_path
 from catalog.keys import pack
+from catalog.selection import match_datasets
 from eventindex.columns import WAREHOUSE_SCHEMA
 from eventindex.warehouse import AMEND_TEMPLATE, MARKER, WarehouseReader, part_name, partition
 from tests.catalog_warehouse import synthetic_events
@@ -195,12 +196,19 @@ def test_an_index_of_an_older_layout_is_rebuilt_in_the_new_one(tmp_path: Path, r
     assert (view.rg_lumi_nulls == 0).all() and view.stored_counts("l1_tav", [7])[0].all()
 
 
+def _damaged(index: CatalogIndex) -> list[tuple[str, str, str]]:
+    return [(d.dataset, d.task, d.reason) for d in index.load().damaged]
+
+
 def test_a_marker_with_a_malformed_file_list_is_an_index_error(tmp_path: Path, root: Path) -> None:
     commit(root, "dsA", "t9", [7])
     (root / partition("dsA", "t9") / MARKER).write_text(json.dumps({"files": [{"name": "../x"}]}))
     index, reader = _index(tmp_path, root)
-    with pytest.raises(CatalogIndexError, match="malformed"):
-        index.refresh(reader)
+    assert index.refresh(reader).damaged == 1
+    [(dataset, task, reason)] = _damaged(index)
+    assert (dataset, task) == ("dsA", "t9") and "malformed" in reason
+    with pytest.raises(CatalogIndexError, match=r"task t9 of dsA cannot be read.*malformed"):
+        match_datasets(index.load(), ["dsA"])
 
 
 @pytest.mark.parametrize(
@@ -217,9 +225,12 @@ def test_a_marker_that_is_not_a_commit_record_is_the_warehouses_error(
     tmp_path: Path, root: Path, marker: str, message: str
 ) -> None:
     """Found by fault-hunting: `[]` was an internal error (exit 1) in every question, and a marker without
-    `files` was indexed as an empty task, its events gone from every answer with exit 0."""
+    `files` was indexed as an empty task, its events gone from every answer with exit 0. The task is recorded as
+    damaged (the others are indexed) and a question over its dataset is refused naming it."""
     commit(root, "dsA", "t9", [7])
     (root / partition("dsA", "t9") / MARKER).write_text(marker)
     index, reader = _index(tmp_path, root)
+    assert index.refresh(reader).damaged == 1
+    assert [(d, t) for d, t, _ in _damaged(index)] == [("dsA", "t9")] and message in _damaged(index)[0][2]
     with pytest.raises(CatalogIndexError, match=message):
-        index.refresh(reader)
+        match_datasets(index.load(), ["dsA"])
