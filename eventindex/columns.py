@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from eventindex.errors import CorruptObjectError
+from eventindex.errors import CorruptObjectError, InputError
 from eventindex.schema import eventindex_pb2 as pb
-from eventindex.wire import Fields, Writer
+from eventindex.wire import MAX_RECORDS, Fields, Writer
 
 #: The chunk format versions: 2 added the `*_absent` columns, 3 dense mask columns. A chunk is
 #: written as version 3 only when it holds a dense mask column (a version 2 reader would see no
@@ -266,6 +266,11 @@ def _mask_positions(valid: np.ndarray, data: np.ndarray, width_bytes: int) -> tu
 
 def _encode_strings(array: pa.Array, name: str, nullable: bool) -> Writer:
     encoded = array.dictionary_encode()
+    if len(encoded.dictionary) > MAX_RECORDS - 8:  # one field per distinct value: more would be refused as a bomb
+        raise InputError(
+            f"column {name} holds {len(encoded.dictionary):,} distinct values in one chunk of {len(array):,}, more "
+            f"than a chunk may ({MAX_RECORDS - 8:,}): use a smaller --chunk-events"
+        )
     out = Writer()
     for value in encoded.dictionary.to_pylist():
         out.bytes_field(_STRINGS["values"], value.encode())

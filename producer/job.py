@@ -29,6 +29,7 @@ from eventindex.codec import SCHEMA_VERSION, EncodedObject, decode_manifest, enc
 from eventindex.errors import (
     CodecError,
     ConfigError,
+    CorruptObjectError,
     InputError,
     ObjectExistsError,
     OversizedObjectError,
@@ -39,6 +40,7 @@ from eventindex.pointers import INLINE_MANIFEST_MAX_BYTES, headers_for, now_ms, 
 from eventindex.schema import eventindex_pb2 as pb
 from eventindex.store import ObjectStore
 from eventindex.transport import Publisher
+from eventindex.wire import MAX_RECORDS, check_records
 from producer.inputs import InputSource
 from producer.summary import FileSummaryBuilder, JobInputs
 from producer.upload import Chunk, UploadConfig, Uploader
@@ -198,6 +200,13 @@ def _finish_manifest(manifest: pb.Manifest, events: int, found: list[str]) -> No
     manifest.end_time_ms = now_ms()
     manifest.status = pb.ATTEMPT_STATUS_OK
     manifest.message = "; ".join(found)
+    try:  # what the supersink would refuse to parse (a manifest of more fields than MAX_RECORDS) is not written
+        check_records(manifest.SerializeToString(), pb.Manifest.DESCRIPTOR, "manifest", MAX_RECORDS)
+    except CorruptObjectError:
+        raise InputError(
+            f"the job's {len(manifest.chunks):,} chunks make a manifest of more than {MAX_RECORDS:,} fields: "
+            "use a larger --chunk-events"
+        ) from None
 
 
 def check_inputs(

@@ -22,6 +22,7 @@ from eventindex.errors import (
     UnsupportedVersionError,
 )
 from eventindex.schema import eventindex_pb2 as pb
+from eventindex.wire import _varint
 from tests.helpers import forge_chunk
 
 
@@ -101,16 +102,18 @@ def test_zstd_bomb_lying_about_its_size_is_refused() -> None:
         codec.decode_chunk(bomb)
 
 
-def _peak_bytes(call: Callable[[], object]) -> int:
+def _peak_bytes(call: Callable[[], object]) -> tuple[int, str]:
+    """The peak of Python allocations while `call` runs, and the CodecError it raised ("" for none)."""
     tracemalloc.start()
+    raised = ""
     try:
         call()
-    except CodecError:
-        pass
+    except CodecError as exc:
+        raised = str(exc)
     finally:
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    return peak
+    return peak, raised
 
 
 def test_a_small_chunk_of_millions_of_tiny_fields_is_refused_before_it_costs_memory() -> None:
@@ -119,19 +122,19 @@ def test_a_small_chunk_of_millions_of_tiny_fields_is_refused_before_it_costs_mem
     body = b"\x08\x01" + b"\x78\x00" * (4 << 20)  # rows = 1, then field 15 = 0 again and again
     bomb = forge_chunk(body, usize=len(body), count=1)
     assert len(bomb) < 10_000
-    with pytest.raises(CorruptObjectError, match="more than 262,144 fields in one protobuf message"):
-        codec.decode_chunk(bomb)
-    assert _peak_bytes(lambda: codec.decode_chunk(bomb)) < len(body) + 80_000_000
+    peak, raised = _peak_bytes(lambda: codec.decode_chunk(bomb))
+    assert "more than 1,048,576 fields in one protobuf message" in raised
+    assert peak < len(body) + 320_000_000  # ~1 GB without the bound
 
 
 def test_a_manifest_of_millions_of_tiny_entries_is_refused_before_it_costs_memory() -> None:
-    nested = pb.Manifest(schema_version=1, total_events=0)
-    nested.inputs.add().runs.extend([pb.InputFileSummary.RunRange()] * 300_000)  # in an embedded message
-    flat = b"\x32\x00" * 300_000  # 300,000 empty chunk entries
-    for raw in (nested.SerializeToString(), flat):
+    runs = b"\x32\x00" * 1_100_000  # 1.1 million empty run ranges ...
+    nested = b"\x3a" + _varint(len(runs)) + runs  # ... in one input file summary (field 7)
+    flat = b"\x32\x00" * 1_100_000  # 1.1 million empty chunk entries
+    for raw in (nested, flat):
         obj = codec._pack(codec.MANIFEST_MAGIC, codec.MANIFEST_VERSION, raw, 0, 3)
-        assert len(obj.data) < 20_000
-        with pytest.raises(CorruptObjectError, match="more than 262,144 fields"):
+        assert len(obj.data) < 50_000
+        with pytest.raises(CorruptObjectError, match="more than 1,048,576 fields"):
             codec.decode_manifest(obj.data)
     fine = pb.Manifest(schema_version=1, total_events=10_000)
     for seq in range(10_000):
@@ -482,3 +485,30 @@ def test_dense_masks_in_a_version_2_chunk_are_corrupt(events: pa.Table) -> None:
     chunk = codec.encode_chunk(_dense_masks(events.slice(0, 5))).data
     with pytest.raises(CorruptObjectError, match="l1_tbp: dense masks in a version 2 chunk"):
         codec.decode_chunk(_reheader(chunk, version=2))
+
+
+def test_the_producer_never_writes_what_the_supersink_would_refuse_as_too_many_fields(
+    events: pa.Table, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A string column of more distinct values than the field bound, or a job of more chunks than a manifest
+    may list, is an input error naming the remedy (here with the bound lowered to 64)."""
+    import eventindex.columns
+    import producer.job
+    from eventindex.errors import InputError
+    from eventindex.store.local import LocalStore
+    from producer.inputs.synthetic import SyntheticInput
+    from producer.job import JobRunner, JobSpec
+    from tests.helpers import Recorder
+
+    monkeypatch.setattr(eventindex.columns, "MAX_RECORDS", 64)
+    distinct = events.slice(0, 100).set_column(
+        events.schema.get_field_index("input_guid"), "input_guid", pa.array([f"G{i:04d}" for i in range(100)])
+    )
+    with pytest.raises(InputError, match=r"input_guid holds 100 distinct values .* smaller --chunk-events"):
+        codec.encode_chunk(distinct)
+    monkeypatch.undo()
+    monkeypatch.setattr(producer.job, "MAX_RECORDS", 64)
+    spec = JobSpec(task="t", job="j", attempt=1, dataset="d", chunk_events=10)
+    with pytest.raises(InputError, match=r"the job's 20 chunks make a manifest of more than 64 fields"):
+        JobRunner(spec, LocalStore(tmp_path / "store"), Recorder()).run([SyntheticInput(200, 1)])
+    assert not list((tmp_path / "store").rglob("manifest.eim")), "no manifest written"
