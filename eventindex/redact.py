@@ -12,7 +12,7 @@ log line, a metric or the status page. Two functions serve that rule:
   `@` in a path or an option is written `%40` there.
 - `redact(text)`: masks, anywhere in a text (an error line, a log line, an exception), URL user-info of
   the same shapes, `Authorization` values (`Bearer ...`, `Basic ...`) and the values of parameters whose
-  names look secret (`password=`, `secret_key=`, `aws_secret_access_key=`, `token=`, `key=`, ...).
+  names look secret (`password=`, `secret_key=`, `aws_secret_access_key=`, `token=`, ...).
   `file:///home/a@b/store` stays readable: no `:` comes between `://` and the `@`.
 """
 
@@ -37,7 +37,6 @@ SECRET_NAMES = (
     "token",
     "session_token",
     "security_token",
-    "key",
     "signature",
     "credential",
 )

@@ -45,7 +45,7 @@ MASKED = [
     ("x?secret=abc", ["abc"], "x?secret=***"),
     ("x?token=abc", ["abc"], "x?token=***"),
     ("x?session_token=abc&aws_session_token=def", ["abc", "def"], "x?session_token=***&aws_session_token=***"),
-    ("x?key=abc", ["abc"], "x?key=***"),
+    ("x?client_secret=abc", ["abc"], "x?client_secret=***"),
     ("x?X-Amz-Signature=ff&X-Amz-Credential=AKIA/x", ["ff", "AKIA"], "x?X-Amz-Signature=***&X-Amz-Credential=***"),
     ("failed: password=hunter2 then", ["hunter2"], "failed: password=*** then"),
     ("Authorization: Bearer abc.def", ["abc.def"], "Authorization: Bearer ***"),
@@ -62,6 +62,10 @@ KEPT = [
     "task t1 (jobs 2 of 3) tokens=3 monkey=banana keys=2",
     "STOMP broker: key= file /etc/pki/client.key does not exist",
     "mail admin@example.org about s3://bucket/p",
+    # a bare `key=` names no secret: Hive-style directories, POOL tokens, the TLS key file option
+    "input error: part/key=run1/ev.jsonl line 1: expected an object",
+    "provenance token is not a sequence of [KEY=value] fields",
+    "stomp+ssl://h:61614/queue/q?ca=/a.pem&cert=/c.pem&key=/k.pem",
 ]
 
 
