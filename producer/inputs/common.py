@@ -83,6 +83,29 @@ def out_of_range(column: str, value: int) -> str:
     return f"{column} value {value} is outside 0..{limit}"
 
 
+#: The largest magnitude `mc_event_weight` (a 32-bit float) holds; beyond it a value would be stored as infinity.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def first_beyond_float32(values: np.ndarray, valid: np.ndarray | None = None) -> int:
+    """The index of the first finite value (of the `valid` ones) that a 32-bit float cannot hold (it would be
+    stored as infinity), or -1. NaN and infinities are kept as the input says them."""
+    if values.dtype.kind not in "fiu" or (values.dtype.kind == "f" and values.dtype.itemsize <= 4):
+        return -1
+    with np.errstate(invalid="ignore"):
+        beyond = np.abs(values.astype(np.float64, copy=False)) > FLOAT32_MAX
+    beyond &= np.isfinite(values) if values.dtype.kind == "f" else True
+    if valid is not None:
+        beyond &= valid
+    return first_true(beyond) if beyond.any() else -1
+
+
+def beyond_float32(column: str, value: object) -> str:
+    return (
+        f"{column} value {value} is beyond the range of a 32-bit float (about 3.4e38): it would be stored as infinity"
+    )
+
+
 def checked_integers(array: pa.Array, column: str, where: str, first_row: int) -> pa.Array:
     """An integer array of any type (nulls kept) as int64, every value within the column's range.
 

@@ -51,6 +51,7 @@ from eventindex.columns import EVENT_SCHEMA, INTEGER_LIMITS, PROVENANCE_LIMITS, 
 from eventindex.errors import InputError
 from producer.inputs.base import InputSource
 from producer.inputs.common import (
+    FLOAT32_MAX,
     IDENTITY_COLUMNS,
     LIMITS,
     MASK_WIDTHS,
@@ -74,8 +75,6 @@ REF_KEYS = frozenset(REF_FIELDS)
 HEX_VALUES = np.full(256, 255, dtype=np.uint8)
 HEX_VALUES[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16)
 HEX_VALUES[np.frombuffer(b"ABCDEF", dtype=np.uint8)] = np.arange(10, 16)
-#: The largest magnitude `mc_event_weight` (a 32-bit float) holds; beyond it a value would be stored as infinity.
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class BadValue(Exception):
@@ -114,7 +113,7 @@ def _number(value: Any) -> Any:
         raise BadValue(f"expected a finite number, got {json.dumps(value)[:40]}")
     if abs(number) > FLOAT32_MAX:
         raise BadValue(f"{json.dumps(value)[:40]} is beyond the range of a 32-bit float (about 3.4e38)")
-    return value
+    return number  # an integer too (16777217 is stored as 16777216.0, as 16777217.0 is)
 
 
 def _string(value: Any) -> Any:

@@ -38,9 +38,11 @@ from producer.inputs.common import (
     IDENTITY_COLUMNS,
     MASK_WIDTHS,
     REQUIRED_COLUMNS,
+    beyond_float32,
     checked_integers,
     complete_table,
     content_guid,
+    first_beyond_float32,
     first_blank,
     first_true,
     normalize_guid,
@@ -153,6 +155,13 @@ class ParquetInput(InputSource):
             elif name == "provenance":
                 array = normalize_provenance(array, self.name, start)
             else:
+                if pa.types.is_floating(field.type) and (
+                    pa.types.is_floating(array.type) or pa.types.is_integer(array.type)
+                ):
+                    values = array.to_numpy(zero_copy_only=False)
+                    bad = first_beyond_float32(values, None if not array.null_count else ~np.asarray(array.is_null()))
+                    if bad >= 0:
+                        raise InputError(f"{self.name}: row {start + bad}: {beyond_float32(name, values[bad])}")
                 array = array.cast(field.type, safe=not pa.types.is_floating(field.type))
                 if name in MASK_WIDTHS:
                     array = normalize_mask(array, name, self.name, start)

@@ -77,8 +77,10 @@ from producer.inputs.branch_map import (
 from producer.inputs.common import (
     MASK_WIDTHS,
     REQUIRED_COLUMNS,
+    beyond_float32,
     complete_table,
     content_guid,
+    first_beyond_float32,
     normalize_guid,
     out_of_range,
 )
@@ -542,7 +544,12 @@ class RootInput(InputSource):
             return pa.array(numbers.astype(bool, copy=False), mask=mask)
         if column in FLOAT_COLUMNS:
             check(numbers.dtype.kind in "fiu", "a floating-point number")
-            return pa.array(numbers.astype(typ.to_pandas_dtype(), copy=False), typ, mask=mask)
+            bad = first_beyond_float32(numbers, valid)
+            if bad >= 0:
+                raise InputError(f"{self.name}: entry {start + bad}: field {str(source)!r}: "
+                                 f"{beyond_float32(column, numbers[bad])}")  # fmt: skip
+            with np.errstate(over="ignore", invalid="ignore"):  # NaN and infinities stay what they are
+                return pa.array(numbers.astype(typ.to_pandas_dtype(), copy=False), typ, mask=mask)
         values = self._integers(column, source, numbers, valid, start, check, INTEGER_LIMITS[column])
         return pa.array(values, typ, mask=mask)
 

@@ -237,6 +237,15 @@ def test_the_largest_weights_a_float32_holds_are_read(tmp_path: Path) -> None:
     assert weights == pytest.approx([3.4e38, -3.4e38, 0.0, 2.0], rel=1e-6)
 
 
+def test_an_integer_weight_beyond_2_24_is_rounded_like_the_same_float(tmp_path: Path) -> None:
+    """A float32 holds integers exactly up to 2^24: 16777217 is stored as 16777216.0, as 16777217.0 is (it was
+    an internal error, exit 1)."""
+    lines = [{**GOOD, "event_number": n, "mc_event_weight": w} for n, w in enumerate([16777217, 16777217.0, 3, 2**60])]
+    path = write(tmp_path / "w.jsonl", lines)
+    weights = read_all(JsonLinesInput(path)).column("mc_event_weight").to_pylist()
+    assert weights == [16777216.0, 16777216.0, 3.0, float(2**60)]
+
+
 def test_truncated_file_names_the_last_line(tmp_path: Path, events: pa.Table) -> None:
     whole = write(tmp_path / "ev.jsonl", records(events.slice(0, 20))).read_bytes()
     path = tmp_path / "cut.jsonl"

@@ -301,3 +301,16 @@ def test_bad_guid_metadata(tmp_path: Path, events: pa.Table) -> None:
 
 
 # ---------------------------------------------------------------- through the CLIs into the warehouse
+
+
+def test_a_double_weight_beyond_float32_is_refused_not_stored_as_infinity(tmp_path: Path, events: pa.Table) -> None:
+    """As JSON lines do: 3.5e38 would be stored as inf (a value the input never said). NaN and nulls stay."""
+    part = events.slice(0, 4).select(["run_number", "event_number"])
+    fine = part.append_column("mc_event_weight", pa.array([1.5, None, 1e-300, float("nan")], pa.float64()))
+    weights = read_all(open_input(str(write(tmp_path / "fine.parquet", fine)))).column("mc_event_weight")
+    assert weights.to_pylist()[:3] == [1.5, None, 0.0] and np.isnan(weights[3].as_py())
+    big = part.append_column("mc_event_weight", pa.array([1.0, None, 3.5e38, 2.0], pa.float64()))
+    with pytest.raises(InputError) as exc:
+        read_all(open_input(str(write(tmp_path / "big.parquet", big))))
+    assert one_line(exc).endswith("row 2: mc_event_weight value 3.5e+38 is beyond the range of a 32-bit float "
+                                  "(about 3.4e38): it would be stored as infinity")  # fmt: skip

@@ -704,3 +704,20 @@ def test_more_bits_than_the_mask_holds_is_refused(tmp_path: Path) -> None:
 
 def sorted_events(table: pa.Table) -> pa.Table:
     return table.sort_by([("run_number", "ascending"), ("event_number", "ascending")]).combine_chunks()
+
+
+def test_a_double_weight_beyond_float32_is_refused_not_stored_as_infinity(tmp_path: Path) -> None:
+    """As JSON lines do: 1e300 would be stored as inf (a value the input never said). NaN stays NaN, and a
+    value too small for a float32 is rounded to 0 as any float is."""
+    run = np.full(4, 7, dtype=np.uint32)
+    event = np.arange(1, 5, dtype=np.uint64)
+    branch_map = tmp_path / "map.json"
+    branch_map.write_text(json.dumps({"branches": {"run_number": "r", "event_number": "e", "mc_event_weight": "w"}}))
+    fine = write_root(tmp_path / "fine.root", {"r": run, "e": event, "w": np.array([1.5, np.nan, 1e-300, -2.0])})
+    weights = read_all(open_input(str(fine), branch_map)).column("mc_event_weight").to_pylist()
+    assert weights[0] == 1.5 and np.isnan(weights[1]) and weights[2:] == [0.0, -2.0]
+    big = write_root(tmp_path / "big.root", {"r": run, "e": event, "w": np.array([1.0, 2.0, 1e300, 3.0])})
+    with pytest.raises(InputError) as exc:
+        read_all(open_input(str(big), branch_map))
+    assert one_line(exc).endswith("entry 2: field 'w': mc_event_weight value 1e+300 is beyond the range of a 32-bit "
+                                  "float (about 3.4e38): it would be stored as infinity")  # fmt: skip
