@@ -206,6 +206,14 @@ class _Decoded:
     tokens: pa.Array
 
 
+class TooWide(Exception):
+    """A 32-bit field whose varint holds more: refused (the protobuf runtime would keep its low 32 bits)."""
+
+    def __init__(self, row: int, reason: str) -> None:
+        super().__init__(reason)
+        self.row, self.reason = row, reason
+
+
 def _fast(batch: _Batch) -> _Decoded:
     """Decode the records column by column; Unusual when they hold what this does not decode."""
     n = len(batch.starts)
@@ -217,8 +225,9 @@ def _fast(batch: _Batch) -> _Decoded:
         number = _NUMBER_OF[field]
         values = events.values[:, number]
         if dtype == "uint32":
-            if np.any(values > np.uint64(0xFFFFFFFF)):
-                raise Unusual(f"{field} beyond 32 bits")
+            if np.any(wide := values > np.uint64(0xFFFFFFFF)):  # the protobuf runtime would cut it to 32 bits
+                row = int(np.flatnonzero(wide)[0])
+                raise TooWide(row, f"{field} {int(values[row])} does not fit its 32-bit field")
             numbers[column] = values.astype(np.uint32)
         elif dtype == "bool":
             numbers[column] = values != 0
@@ -311,6 +320,8 @@ def decode_events(name: str, runs: Sequence[tuple[str, EventRun]], provenance_re
 
     try:
         decoded = _fast(batch)
+    except TooWide as exc:
+        raise error(exc.row, exc.reason) from None
     except Unusual:
         decoded = _slow(batch, error)
     return _table(decoded, batch, provenance_ref, error)

@@ -468,6 +468,8 @@ BAD_RECORDS = {
         5,
         "event_number 9223372036854775808 is 2^63 or more",
     ),
+    # a 32-bit field whose varint holds more: the protobuf runtime would keep run 5
+    "run number of 2^32 + 5": (replace(4, record(6, event_pb(run=2**32 + 5))), 5, "runNumber 4294967301 does not fit"),
     "token OID of 2^63": (
         replace(3, record(6, event_pb(tokens=(("StreamAOD", AOD_TOKEN), ("StreamRAW", BIG_OID_TOKEN))))),
         4,
