@@ -199,6 +199,15 @@ def normalize_provenance(array: pa.Array, where: str, first_row: int) -> pa.Arra
             if not pa.types.is_integer(child.type):
                 raise InputError(f"{where}: provenance field {name!r} has type {child.type}, expected an integer")
             _checked_integers(child, f"provenance.{name}", where, row)
+    for field in PROVENANCE_TYPE.value_type:  # a number is not a stream, GUID, container or CLID: never cast to one
+        if pa.types.is_string(field.type) and field.name in present:
+            child_type = structs.field(field.name).type
+            if pa.types.is_dictionary(child_type):
+                child_type = child_type.value_type
+            if not (
+                pa.types.is_string(child_type) or pa.types.is_large_string(child_type) or pa.types.is_null(child_type)
+            ):
+                raise InputError(f"{where}: provenance field {field.name!r} has type {child_type}, expected a string")
     try:
         cast = array.cast(PROVENANCE_TYPE)
     except pa.ArrowException as exc:

@@ -259,6 +259,12 @@ def test_a_column_given_twice_is_refused(tmp_path: Path) -> None:
     [
         ({"stream": "S", "guid": GUID, "oid_1": 4}, "provenance field 'oid_1' is not a provenance field"),
         ({"stream": "S", "guid": GUID, "contianer": "C"}, "provenance field 'contianer' is not a provenance field"),
+        # a number is never cast to a string field ("5" was stored)
+        ({"stream": 5, "guid": GUID}, "provenance field 'stream' has type int64, expected a string"),
+        (
+            {"stream": "S", "guid": GUID, "container": 7},
+            "provenance field 'container' has type int64, expected a string",
+        ),
     ],
 )
 def test_an_unknown_provenance_field_is_refused(tmp_path: Path, fields: dict[str, object], words: str) -> None:
