@@ -487,6 +487,12 @@ class RootInput(InputSource):
                 continue
             else:
                 numbers, valid = _scalar(step[source.field.name], source.element, check)
+            if valid is not None and column in REQUIRED_COLUMNS and not valid.all():  # no run or event: no event
+                entry = start + int(np.flatnonzero(~valid)[0])
+                raise InputError(
+                    f"{self.name}: entry {entry}: field {str(source)!r}: the vector has no element {source.element}, "
+                    f"and {column} may not be missing"
+                )
             if column == EVENT_TYPE_BITMASK:
                 bitmask = self._integers(column, source, numbers, valid, start, check, EVENT_TYPE_LIMIT), valid
             else:

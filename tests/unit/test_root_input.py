@@ -721,3 +721,19 @@ def test_a_double_weight_beyond_float32_is_refused_not_stored_as_infinity(tmp_pa
         read_all(open_input(str(big), branch_map))
     assert one_line(exc).endswith("entry 2: field 'w': mc_event_weight value 1e+300 is beyond the range of a 32-bit "
                                   "float (about 3.4e38): it would be stored as infinity")  # fmt: skip
+
+
+def test_a_run_or_event_number_missing_from_its_vector_names_the_entry(tmp_path: Path) -> None:
+    """`EvVec[0]` of an empty vector is no event number: one line naming the entry (was an internal error)."""
+    import awkward as ak
+
+    path = tmp_path / "vec.root"
+    with uproot.recreate(path) as file:
+        file["EventIndex"] = {"RunVec": ak.Array([[7], [7], [7], [7]]), "EvVec": ak.Array([[1], [2], [], [4]])}
+    branch_map = tmp_path / "map.json"
+    branch_map.write_text(json.dumps({"branches": {"run_number": "RunVec[0]", "event_number": "EvVec[0]"}}))
+    with pytest.raises(InputError) as exc:
+        read_all(open_input(str(path), branch_map))
+    assert one_line(exc).endswith(
+        "entry 2: field 'EvVec[0]': the vector has no element 0, and event_number may not be missing"
+    )
