@@ -286,3 +286,20 @@ def test_bulk_and_line_by_line_conversions_agree(tmp_path: Path, events: pa.Tabl
         bulk = _fast(name, field.type, values)
         assert bulk is not None, name
         assert bulk.equals(pa.array(source._checked(name, CHECKS[name], values, lines), field.type)), name
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ('{"run_number": 1, "event_number": 1, "event_number": 2}', "event_number"),
+        ('{"run_number": 1, "event_number": 1, "lumi_block": 5, "lumi_block": null}', "lumi_block"),
+        ('{"run_number": 1, "event_number": 1, "provenance": [{"stream": "S", "stream": "T", "guid": "G"}]}', "stream"),
+    ],
+)
+def test_a_key_given_twice_is_refused_not_the_last_one_taken(tmp_path: Path, line: str, key: str) -> None:
+    """As the Parquet reader refuses a column given twice: which of them is the value? never a guess."""
+    path = tmp_path / "twice.jsonl"
+    path.write_text(line + "\n")
+    with pytest.raises(InputError) as exc:
+        read_all(JsonLinesInput(path))
+    assert one_line(exc) == f"{path}: line 1: key {key!r} is given twice"
