@@ -29,7 +29,8 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
 from eventindex.columns import EVENT_SCHEMA, INT64_MAX, PROVENANCE_TYPE
-from eventindex.errors import InputError
+from eventindex.errors import CorruptObjectError, InputError
+from eventindex.wire import Fields
 from producer.inputs import EventIndex_p1_pb2 as ei
 from producer.inputs.common import first_blank, out_of_range
 from producer.inputs.pool_token import TokenFormatError, parse_tokens
@@ -275,6 +276,22 @@ def _strings(raw: bytes, scanned: Scanned, number: int) -> pa.Array:
         raise Unusual("a string that is not UTF-8") from None
 
 
+_UINT32_FIELDS = [(field, _NUMBER_OF[field]) for _, field, dtype in _NUMBERS if dtype == "uint32"]
+
+
+def _too_wide(raw: bytes) -> str | None:
+    """Why a record's 32-bit field holds more than 32 bits (as the column-wise decoder refuses), or None."""
+    try:
+        fields = Fields(raw, "EIEvent")
+    except CorruptObjectError:
+        return None  # the protobuf runtime accepted it: nothing more to say here
+    for field, number in _UINT32_FIELDS:
+        value = fields.uint(number)
+        if value > 0xFFFFFFFF:
+            return f"{field} {value} does not fit its 32-bit field"
+    return None
+
+
 def _slow(batch: _Batch, error: Callable[[int, str], InputError]) -> _Decoded:
     """Decode the records one by one with the protobuf runtime, naming the first bad one."""
     parse = ei.EIEvent_p1.FromString
@@ -286,6 +303,9 @@ def _slow(batch: _Batch, error: Callable[[int, str], InputError]) -> _Decoded:
             raise error(row, f"undecodable protobuf: {one_line(exc)}") from None
         if not event.IsInitialized():
             raise error(row, f"missing required fields: {', '.join(missing_fields(event))}")
+        wide = _too_wide(batch.raw[start:end])
+        if wide is not None:  # the runtime kept its low 32 bits
+            raise error(row, wide)
         if not_utf8 := not_utf8_fields(event):
             raise error(row, f"not UTF-8 text: {', '.join(not_utf8)}")
         fields.append(_EVENT_FIELDS(event))

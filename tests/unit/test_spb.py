@@ -470,6 +470,12 @@ BAD_RECORDS = {
     ),
     # a 32-bit field whose varint holds more: the protobuf runtime would keep run 5
     "run number of 2^32 + 5": (replace(4, record(6, event_pb(run=2**32 + 5))), 5, "runNumber 4294967301 does not fit"),
+    # the same next to an unknown field (decoded record by record by the protobuf runtime)
+    "run number of 2^32 + 5, unusual record": (
+        replace(4, record(6, event_pb(run=2**32 + 5) + fv(99, 1))),
+        5,
+        "runNumber 4294967301 does not fit",
+    ),
     "token OID of 2^63": (
         replace(3, record(6, event_pb(tokens=(("StreamAOD", AOD_TOKEN), ("StreamRAW", BIG_OID_TOKEN))))),
         4,
