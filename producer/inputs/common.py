@@ -87,16 +87,14 @@ def out_of_range(column: str, value: int) -> str:
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def first_beyond_float32(values: np.ndarray, valid: np.ndarray | None = None) -> int:
-    """The index of the first finite value (of the `valid` ones) that a 32-bit float cannot hold (it would be
-    stored as infinity), or -1. NaN and infinities are kept as the input says them."""
-    if values.dtype.kind not in "fiu" or (values.dtype.kind == "f" and values.dtype.itemsize <= 4):
+def first_beyond_float32(values: np.ndarray) -> int:
+    """The index of the first finite value that a 32-bit float cannot hold (it would be stored as infinity),
+    or -1. Only a float wider than 32 bits can be one: every integer type fits (2^64 < 3.4e38). NaN and the
+    infinities (a null read as NaN too) are kept as the input says them."""
+    if values.dtype.kind != "f" or values.dtype.itemsize <= 4:
         return -1
     with np.errstate(invalid="ignore"):
-        beyond = np.abs(values.astype(np.float64, copy=False)) > FLOAT32_MAX
-    beyond &= np.isfinite(values) if values.dtype.kind == "f" else True
-    if valid is not None:
-        beyond &= valid
+        beyond = np.isfinite(values) & (np.abs(values) > FLOAT32_MAX)
     return first_true(beyond) if beyond.any() else -1
 
 

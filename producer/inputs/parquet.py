@@ -155,11 +155,9 @@ class ParquetInput(InputSource):
             elif name == "provenance":
                 array = normalize_provenance(array, self.name, start)
             else:
-                if pa.types.is_floating(field.type) and (
-                    pa.types.is_floating(array.type) or pa.types.is_integer(array.type)
-                ):
-                    values = array.to_numpy(zero_copy_only=False)
-                    bad = first_beyond_float32(values, None if not array.null_count else ~np.asarray(array.is_null()))
+                if pa.types.is_floating(field.type) and pa.types.is_floating(array.type):
+                    values = array.to_numpy(zero_copy_only=False)  # a null is NaN: kept
+                    bad = first_beyond_float32(values)
                     if bad >= 0:
                         raise InputError(f"{self.name}: row {start + bad}: {beyond_float32(name, values[bad])}")
                 array = array.cast(field.type, safe=not pa.types.is_floating(field.type))

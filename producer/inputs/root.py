@@ -550,7 +550,7 @@ class RootInput(InputSource):
             return pa.array(numbers.astype(bool, copy=False), mask=mask)
         if column in FLOAT_COLUMNS:
             check(numbers.dtype.kind in "fiu", "a floating-point number")
-            bad = first_beyond_float32(numbers, valid)
+            bad = first_beyond_float32(numbers)  # an entry without a value holds 0
             if bad >= 0:
                 raise InputError(f"{self.name}: entry {start + bad}: field {str(source)!r}: "
                                  f"{beyond_float32(column, numbers[bad])}")  # fmt: skip
