@@ -31,6 +31,7 @@ from __future__ import annotations
 import gzip
 import re
 import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,55 @@ class SpbLayout:
     events: int
 
 
+class _Salvage:
+    """The decompressed bytes of a truncated gzip stream, from byte `skip` to where the data ends.
+
+    When the gzip reader meets the end of a truncated file it raises EOFError and drops what it had
+    decompressed in that step (up to a block), so the records just before the cut would be lost and
+    the error would name the wrong one. This decompresses the file again from its start (an error
+    path: the cost of one more pass), with the standard library's zlib (which, unlike ISA-L's, also
+    gives the last bytes a cut bit stream holds), and gives every byte that is there; read1 raises
+    EOFError only once they are all given. Members follow one another as in a gzip file.
+    """
+
+    def __init__(self, path: Path, skip: int) -> None:
+        self._file = open(path, "rb")  # noqa: SIM115 (closed by close(): the reader spans calls)
+        self._inflate = zlib.decompressobj(31)
+        self._skip = skip
+
+    def close(self) -> None:
+        self._file.close()
+
+    def read1(self, size: int) -> bytes:
+        while True:
+            data = self._next(max(size, READ_BLOCK))
+            if self._skip:
+                dropped = min(self._skip, len(data))
+                data, self._skip = data[dropped:], self._skip - dropped
+                if not data:
+                    continue
+            return data
+
+    def _next(self, size: int) -> bytes:
+        """The next decompressed bytes; b"" at the clean end of the last member."""
+        while True:
+            if self._inflate.eof:
+                rest = self._inflate.unused_data or self._file.read(READ_BLOCK)
+                if not rest:
+                    return b""
+                self._inflate = zlib.decompressobj(31)
+            else:
+                rest = self._inflate.unconsumed_tail or self._file.read(READ_BLOCK)
+                if not rest:
+                    held = self._inflate.flush()  # what the decompressor holds back for more input
+                    if held:
+                        return held
+                    raise EOFError("compressed file ended before the end-of-stream marker")
+            data = self._inflate.decompress(rest, size)
+            if data:
+                return data
+
+
 class _Records:
     """The framed records of one SPB file, in order: (number, offset, type, payload).
 
@@ -122,8 +172,9 @@ class _Records:
         self._buf = b""
         self._pos = 0
         self._base = 0  # uncompressed offset of _buf[0]
+        self._path = path
         try:
-            self._stream = _GzipFile(path, "rb")  # closed by close(): the reader spans calls
+            self._stream: gzip.GzipFile | _Salvage = _GzipFile(path, "rb")  # closed by close(): spans calls
         except OSError as exc:
             raise InputError(f"input {name}: cannot open: {one_line(exc)}") from None
         try:
@@ -170,10 +221,17 @@ class _Records:
                 # truncation is still read and the error names the record where it happens.
                 block = self._stream.read1(max(READ_BLOCK, need - have))
             except EOFError:
+                if not isinstance(self._stream, _Salvage):
+                    self._stream.close()
+                    self._stream = _Salvage(self._path, self._base + have)
+                    continue
                 raise self.error(
-                    number, self._base + have, kind, "truncated gzip stream (no end-of-stream marker)"
+                    number,
+                    self._base,
+                    kind,
+                    f"truncated gzip stream (no end-of-stream marker): the data ends at byte {self._base + have}",
                 ) from None
-            except (OSError, _ISAL_ERROR) as exc:
+            except (OSError, _ISAL_ERROR, zlib.error) as exc:
                 raise self.error(number, self._base + have, kind, f"unreadable gzip stream: {one_line(exc)}") from None
             if not block:
                 break

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import re
 import struct
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -552,7 +554,7 @@ def test_not_gzip(tmp_path: Path) -> None:
         SpbInput(path)
 
 
-@pytest.mark.parametrize("keep", [0.5, -4, -1])
+@pytest.mark.parametrize("keep", [0.1, 0.3, 0.5, 0.7, 0.9, -9, -4, -1])
 def test_truncated_gzip(tmp_path: Path, events: pa.Table, keep: float) -> None:
     path = tmp_path / "full.ei.spb"
     write_tables(path, [(GUID_A, [events])], compresslevel=1)
@@ -564,6 +566,34 @@ def test_truncated_gzip(tmp_path: Path, events: pa.Table, keep: float) -> None:
     message = str(info.value)
     assert message.startswith(f"input {cut}: record ") and "\n" not in message
     assert "truncated gzip stream" in message or "unreadable gzip stream" in message
+    # The record named is the one the data ends in (or the record header after the last whole one),
+    # not the one being read when the gzip reader gave up a block earlier.
+    there = len(zlib.decompressobj(31).decompress(cut.read_bytes()))
+    starts, whole = _record_starts(gzip.decompress(data))
+    starts.append(whole)  # where a record after the last would start
+    number = sum(1 for start in starts if start <= there)
+    kind = "record header" if there in starts else r"\w+"
+    expected = rf"record {number} \({kind}\) at byte {starts[number - 1]}: "
+    assert re.search(expected + r"truncated gzip stream .*: the data ends at byte " + str(there) + "$", message)
+
+
+def _record_starts(data: bytes) -> tuple[list[int], int]:
+    """Where each record of an uncompressed SPB file starts (record 1 first), and where the last ends."""
+    starts, pos = [], 8
+    while pos < len(data):
+        starts.append(pos)
+        pos += 8 + struct.unpack_from("<I", data, pos + 4)[0]
+    return starts, pos
+
+
+def test_truncated_gzip_small_file_names_the_record(tmp_path: Path, events: pa.Table) -> None:
+    """A file smaller than one read block cut in half: the error was at "record 0 (file header)"."""
+    path = tmp_path / "full.ei.spb"
+    write_tables(path, [(GUID_A, [events])], compresslevel=1)
+    cut = tmp_path / "cut.ei.spb"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(InputError, match=r"record [1-9]\d* \(EIEvent\) at byte [1-9]\d*: truncated gzip"):
+        read_all(SpbInput(cut))
 
 
 def test_corrupt_gzip(tmp_path: Path, events: pa.Table) -> None:
