@@ -62,6 +62,12 @@ _BENEATH = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _OBJECT = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
+def _reason(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "a directory on its path is a symbolic link, which the store does not follow"
+    return exc.strerror or str(exc)
+
+
 class LocalStore(ObjectStore):
     """Objects under `root`. `create`: make `root` when it is missing (its parent must exist);
     otherwise a missing `root` is refused (ConfigError)."""
@@ -86,14 +92,25 @@ class LocalStore(ObjectStore):
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
-    def _parent_fd(self, key: str) -> tuple[int, str]:
+    def _parent_fd(self, key: str, make: bool = False) -> tuple[int, str]:
         """An open descriptor of the directory that holds `key`'s object, reached from the root one
         directory at a time without following a symbolic link, and the object's name. OSError: ELOOP
-        for a link on the way, ENOTDIR for a file, FileNotFoundError for a missing directory."""
+        for a link on the way, ENOTDIR for a file, FileNotFoundError for a missing directory (`make`:
+        missing directories are made, each given u+rwx whatever the umask, so that a job run with a
+        restrictive umask (0277) does not lock every later job of its task out of the task's directory).
+        The root itself is never made: one that went away, e.g. under an unmounted mount point, fails
+        with FileNotFoundError instead of being recreated empty."""
         *directories, name = check_key(key).split("/")
         fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             for directory in directories:
+                made = False
+                if make:
+                    try:
+                        os.mkdir(directory, dir_fd=fd)
+                        made = True
+                    except FileExistsError:
+                        pass
                 try:
                     inner = os.open(directory, _BENEATH, dir_fd=fd)
                 except NotADirectoryError:  # what O_DIRECTORY | O_NOFOLLOW gives for a link, too
@@ -102,25 +119,31 @@ class LocalStore(ObjectStore):
                     raise
                 os.close(fd)
                 fd = inner
+                if made and os.fstat(fd).st_mode & 0o700 != 0o700:
+                    os.fchmod(fd, os.fstat(fd).st_mode | 0o700)
         except BaseException:
             os.close(fd)
             raise
         return fd, name
 
     def put(self, key: str, data: bytes) -> None:
-        path = self._path(key)
+        """Write the object under a temporary name next to it, then link it in place: readers never see
+        it in part, and an object that exists is never replaced (ObjectExistsError). Like reading, it
+        goes through no symbolic link below the root: a link in a shared store cannot send a job's
+        objects elsewhere."""
+        check_key(key)
         self._check_root()  # never recreate a store directory that went away (under an unmounted mount point)
         try:
-            tmp, fd = self._create_temporary(path)
+            parent, name, tmp, fd = self._create_temporary(key)
         except OSError as exc:  # FileExistsError too: a file where a directory of the key should be
             self._check_root()  # gone meanwhile: the store's outage, not this object's failure
-            raise StoreError(f"cannot write {key} in {self.url}: {exc.strerror}") from exc
+            raise StoreError(f"cannot write {key} in {self.url}: {_reason(exc)}") from exc
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.link(tmp, path)
+            os.link(tmp, name, src_dir_fd=parent, dst_dir_fd=parent, follow_symlinks=False)
         except FileExistsError:
             raise ObjectExistsError(f"object {key} already exists in {self.url}") from None
         except OSError as exc:
@@ -128,42 +151,31 @@ class LocalStore(ObjectStore):
             raise StoreError(f"cannot write {key} in {self.url}: {exc.strerror}") from exc
         finally:
             with contextlib.suppress(OSError):
-                os.unlink(tmp)
+                os.unlink(tmp, dir_fd=parent)
+            os.close(parent)
 
-    def _make_dir(self, directory: Path) -> None:
-        """`directory` and its missing parents below the store's root, the deepest tried first (one mkdir
-        for a key whose directory exists). The root itself is never made: one that went away, e.g. under an
-        unmounted mount point, fails with FileNotFoundError instead of being recreated empty. A directory
-        made is given u+rwx whatever the umask, so that a job run with a restrictive umask (0277) does not
-        lock every later job of its task out of the task's directory."""
-        if directory == self.root:
-            return
-        try:
-            os.mkdir(directory)
-        except FileExistsError:
-            return
-        except FileNotFoundError:
-            self._make_dir(directory.parent)
-            try:
-                os.mkdir(directory)
-            except FileExistsError:
-                return
-        mode = os.stat(directory).st_mode
-        if mode & 0o700 != 0o700:
-            os.chmod(directory, mode | 0o700)
-
-    def _create_temporary(self, path: Path) -> tuple[Path, int]:
-        """A new temporary file next to `path`, mode 0666 less the umask (mkstemp would make it 0600).
+    def _create_temporary(self, key: str) -> tuple[int, str, str, int]:
+        """The descriptor of `key`'s directory (made if missing), the object's name, and a new temporary
+        file there (its name and descriptor), mode 0666 less the umask (mkstemp would make it 0600).
         Tried twice: a `delete` may remove the emptied directory between the mkdir and the open."""
-        flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC
+        flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
         for tries_left in (1, 0):
-            self._make_dir(path.parent)
-            tmp = path.parent / f".tmp-{uuid.uuid4().hex}.part"
+            tmp = f".tmp-{uuid.uuid4().hex}.part"
             try:
-                return tmp, os.open(tmp, flags, 0o666)
+                parent, name = self._parent_fd(key, make=True)
             except FileNotFoundError:
                 if not tries_left:
                     raise
+                continue
+            try:
+                return parent, name, tmp, os.open(tmp, flags, 0o666, dir_fd=parent)
+            except FileNotFoundError:
+                os.close(parent)
+                if not tries_left:
+                    raise
+            except BaseException:
+                os.close(parent)
+                raise
         raise AssertionError("unreachable")
 
     def delete(self, keys: Sequence[str]) -> None:

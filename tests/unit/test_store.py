@@ -19,6 +19,7 @@ from eventindex.errors import (
     ObjectNotFoundError,
     OversizedObjectError,
     StoreAccessError,
+    StoreError,
     StoreUnavailableError,
 )
 from eventindex.store import ObjectStore, open_store
@@ -255,6 +256,12 @@ def test_a_local_store_follows_no_symbolic_link_below_its_directory(tmp_path: Pa
     assert list(ours.list("T/")) == [] and list(ours.list("T/j1/1/")) == []
     ours.delete(["T/j1/1/chunk-000000.eic", "T/j1/1/manifest.eim"])
     assert sorted(victim.list()) == ["T/j1/1/chunk-000000.eic", "T/j1/1/manifest.eim"], "nothing of theirs deleted"
+    # Nor does writing: a job's objects would land in the other store (found when `put` still followed links).
+    for key in ("T/j2/1/chunk-000000.eic", "T/j1/1/chunk-000001.eic"):
+        with pytest.raises(StoreError, match=r"^cannot write .*: a directory on its path is a symbolic link"):
+            ours.put(key, b"ours")
+    assert sorted(victim.list()) == ["T/j1/1/chunk-000000.eic", "T/j1/1/manifest.eim"], "nothing written there"
+    assert not list((victim.root / "T").rglob(".tmp-*")) and not (victim.root / "T/j2").exists()
     # A link in place of an object, and a FIFO: not found, and nothing blocks.
     ours.put("U/j1/1/manifest.eim", b"ours")
     os.symlink(victim.root / "T/j1/1/chunk-000000.eic", ours.root / "U/j1/1/chunk-000000.eic")
