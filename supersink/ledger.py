@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from eventindex.errors import ConfigError, EventIndexError, StateError
+from eventindex.redact import redact
 
 SCHEMA_VERSION = 2
 
@@ -812,11 +813,23 @@ class Ledger:
         job: str | None = None,
         attempt: int | None = None,
     ) -> int:
-        """Keep a refused message with its raw bytes (the first MAX_QUARANTINE_BODY of a bigger one)."""
+        """Keep a refused message with its raw bytes (the first MAX_QUARANTINE_BODY of a bigger one). The
+        reason is kept redacted: it is shown on the status page, in `quarantine list` and in the logs, and
+        a credential that reached it (a URL's user-info, a secret parameter) must not be; the message
+        itself is kept as it came, to be sent again."""
         cursor = self.db.execute(
             "INSERT INTO quarantine (received, task, reason, headers, body, job, attempt, size) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (time.time(), task, reason, json.dumps(headers), body[:MAX_QUARANTINE_BODY], job, attempt, len(body)),
+            (
+                time.time(),
+                task,
+                redact(reason),
+                json.dumps(headers),
+                body[:MAX_QUARANTINE_BODY],
+                job,
+                attempt,
+                len(body),
+            ),
         )
         return int(cursor.lastrowid or 0)
 

@@ -34,3 +34,17 @@ def test_retry_by_id_sends_only_those_entries_and_reads_no_other_body(tmp_path: 
     with pytest.raises(ConfigError, match=f"no held quarantine entry with id {ids[1]}"):
         quarantine.retry(ledger, broker, [ids[1]])  # retried already: no longer held
     ledger.close()
+
+
+def test_a_quarantine_reason_is_kept_redacted_and_the_message_as_it_came(tmp_path: Path) -> None:
+    """The reason is shown on the status page and by `quarantine list`: no credential that reached it."""
+    ledger = Ledger(tmp_path / "ledger.db")
+    body = b"url=s3://AKIA:wJalr/XUtn@bucket/p/t/j/1/chunk-000000.eic"
+    with ledger.transaction():
+        entry = ledger.quarantine(
+            "pointer outside the store: s3://AKIA:wJalr/XUtn@bucket/p/x?token=abc123 refused", {"ei-task": "t"}, body
+        )
+    (kept,) = ledger.quarantined(QuarantineState.HELD, [entry])
+    assert kept.reason == "pointer outside the store: s3://***@bucket/p/x?token=*** refused"
+    assert "wJalr" not in quarantine.render(quarantine.entries(ledger))
+    assert kept.body == body, "the message itself is kept as it came, to be sent again"
