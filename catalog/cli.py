@@ -37,6 +37,7 @@ from catalog.selection import Range, refuse_damaged
 from catalog.session import Session
 from eventindex.errors import ConfigError, EventIndexError, StoreError, WarehouseError
 from eventindex.exit_codes import OneLineParser
+from eventindex.redact import redact
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -151,6 +152,11 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _say(text: str) -> None:
+    """One line on standard error, redacted: an error may echo a value given, a URL with a password in it."""
+    print(f"ei-catalog: {redact(text)}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="ei-catalog: %(message)s")
     try:
@@ -160,21 +166,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except ConfigError as exc:  # QueryError too
-        print(f"ei-catalog: error: {exc}", file=sys.stderr)
+        _say(f"error: {exc}")
         return EXIT_USAGE
     except EngineError as exc:
-        print(f"ei-catalog: engine: {exc}", file=sys.stderr)
+        _say(f"engine: {exc}")
         return EXIT_ENGINE
     except (CatalogIndexError, WarehouseError, StoreError) as exc:
-        print(f"ei-catalog: warehouse: {exc}", file=sys.stderr)
+        _say(f"warehouse: {exc}")
         return EXIT_WAREHOUSE
     except EventIndexError as exc:
-        print(f"ei-catalog: {exc}", file=sys.stderr)
+        _say(str(exc))
         return EXIT_INTERNAL
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:  # a bug: one line, not a traceback
-        print(f"ei-catalog: internal error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        _say(f"internal error: {exc.__class__.__name__}: {exc}")
         return EXIT_INTERNAL
 
 

@@ -39,6 +39,7 @@ from eventindex.errors import (
     StoreError,
     TransportError,
 )
+from eventindex.redact import redact
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -57,10 +58,13 @@ EXTRAS = {"stomp": "stomp", "pika": "amqp", "hdfs": "hdfs"}
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse whose usage errors are one line and exit 2, like every other error of the tools."""
+    """argparse whose usage errors are one line and exit 2, like every other error of the tools, and
+    redacted: argparse echoes a value it refuses, and a URL with a password given to the wrong option
+    (`--chunk-events s3://KEY:SECRET@bucket/p`) must not be printed back."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+        line = redact(" ".join(message.split()))
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {line} (see {self.prog} --help)\n")
 
 
 class Terminated(KeyboardInterrupt):

@@ -129,3 +129,22 @@ def test_an_empty_listening_address_is_refused(tmp_path: Path, option: str) -> N
     line = one_line(proc)
     assert f"{option} is empty" in line
     assert not (tmp_path / "ledger.db").exists(), "refused before anything was created"
+
+
+@pytest.mark.parametrize(
+    ("module", "args"),
+    [
+        ("producer.cli", ["--task", "t", "--job", "1", "--attempt", "1", "--dataset", "d", "--chunk-events"]),
+        ("producer.cli", ["--task", "t", "--job", "1", "--attempt", "1", "--dataset", "d", "--mode"]),
+        ("supersink.cli", ["run", "--forget-after"]),
+        ("catalog.cli", ["lookup", "--warehouse", "file:///tmp", "--event"]),
+    ],
+)
+def test_a_usage_error_does_not_echo_a_password_given_to_the_wrong_option(module: str, args: list[str]) -> None:
+    """argparse prints the value it refuses ("invalid int value: 's3://KEY:SECRET@...'"), and so did
+    ei-catalog's own check of an event ("--event: '...' is not RUN:EVENT")."""
+    proc = cli(module, *args, SLASHED_S3)
+    assert proc.returncode == 2, proc.stdout
+    line = one_line(proc)
+    assert "error:" in line and "***@bucket" in line, line
+    assert not any(secret in proc.stdout + proc.stderr for secret in S3_SECRETS)
