@@ -69,6 +69,8 @@ MAX_EVENTS = 2**63 - 1
 MAX_SECONDS = 100 * 365 * DAY
 MAX_ROWS = 10**9
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY}
+#: The shortest --retention-retry.
+MIN_RETENTION_RETRY = 60.0
 
 
 def _whole(low: int, high: int) -> Callable[[str], int]:
@@ -104,6 +106,14 @@ def _duration(text: str) -> float | None:
     value = float(match.group(1)) * _UNITS[match.group(2) or "s"]
     if value > MAX_SECONDS:
         raise argparse.ArgumentTypeError(f"{text} is longer than a century")
+    return value
+
+
+def _retry_duration(text: str) -> float:
+    """A duration of at least a minute (each retry reads the task's marker from the warehouse); not `never`."""
+    value = _duration(text)
+    if value is None or value < MIN_RETENTION_RETRY:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration of at least 1m (like 30m, 1h, 1d)")
     return value
 
 
@@ -197,6 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="delete quarantine entries this long after they were received, but not those of a task not fully "
         "loaded (their message may heal it). Default: 30d",
+    )
+    run.add_argument(
+        "--retention-retry",
+        type=_retry_duration,
+        default=RetentionPolicy.retry,
+        metavar="DURATION",
+        help="how long after retention had to leave a committed task alone (its commit marker not found: a "
+        "warehouse not mounted, a marker restored from a backup) it tries that task again; at least 1m. Default: 1h",
     )
     run.add_argument("--quiet", action="store_true", help="log warnings and errors only (never hides an error)")
     add_run_arguments(run, _whole(1, 65535))
@@ -329,7 +347,9 @@ def cmd_run(args: argparse.Namespace, redact: Redactor) -> int:
                 task_deadline=args.task_deadline,
                 layout=_layout(args),
                 rescan_seconds=args.rescan_seconds or None,
-                retention=RetentionPolicy(args.delete_transit_after, args.forget_after, args.quarantine_expiry),
+                retention=RetentionPolicy(
+                    args.delete_transit_after, args.forget_after, args.quarantine_expiry, args.retention_retry
+                ),
                 notifier=ops.notifier,
                 observe_load=ops.observe_load,
             )

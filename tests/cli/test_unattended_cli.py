@@ -12,12 +12,15 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from eventindex.names import chunk_key
 from eventindex.store.local import LocalStore
 from supersink import cli
+from supersink.retention import RetentionPolicy
+from supersink.service import Supersink
 from tests.helpers import Pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,6 +116,8 @@ def test_usage_problems_are_one_line_exit_2(args: list[str], words: str) -> None
         ("--rows-per-file", "100000000000", "outside 1-1,000,000,000"),
         ("--delete-transit-after", "3x", "not a duration"),
         ("--forget-after", "99999999d", "longer than a century"),
+        ("--retention-retry", "10s", "not a duration of at least 1m"),
+        ("--retention-retry", "never", "not a duration of at least 1m"),
     ],
 )
 def test_absurd_numbers_for_run_are_one_line_exit_2(pipe: Pipeline, option: str, value: str, words: str) -> None:
@@ -120,6 +125,24 @@ def test_absurd_numbers_for_run_are_one_line_exit_2(pipe: Pipeline, option: str,
     assert proc.returncode == 2
     assert words in one_line(proc)
     assert not (pipe.root / "ledger.db").exists()
+
+
+def test_the_retention_options_reach_the_service(pipe: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--retention-retry was missing: a task retention had to leave alone was tried again hourly, fixed."""
+    policies: list[RetentionPolicy] = []
+    real = Supersink
+
+    def recording(*args: Any, **kwargs: Any) -> Supersink:
+        policies.append(kwargs["retention"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "Supersink", recording)
+    pipe.expect(1)
+    options = ["--delete-transit-after", "2d", "--forget-after", "never", "--quarantine-expiry", "12h"]
+    assert cli.main([*run_args(pipe), "--until-idle", "0", *options, "--retention-retry", "15m"]) == 0
+    assert cli.main([*run_args(pipe), "--until-idle", "0"]) == 0
+    assert policies == [RetentionPolicy(2 * 86_400.0, None, 12 * 3_600.0, 900.0), RetentionPolicy()]
+    assert RetentionPolicy().retry == 3_600.0
 
 
 def test_typos_in_paths_create_nothing(pipe: Pipeline) -> None:
