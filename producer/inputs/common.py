@@ -17,8 +17,11 @@ a longer one is an error.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import re
+import resource
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from eventindex.columns import EVENT_SCHEMA, INT64_MAX, INTEGER_LIMITS, MASK_COLUMNS, PROVENANCE_LIMITS, PROVENANCE_TYPE
-from eventindex.errors import InputError
+from eventindex.errors import ConfigError, InputError
 
 HASH_BLOCK = 1 << 20
 GUID_PATTERN = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
@@ -43,10 +46,44 @@ LIMITS = {**INTEGER_LIMITS, **{f"provenance.{name}": limit for name, limit in PR
 def content_guid(path: Path) -> str:
     """The GUID of a file that names none: UUIDv5(NAMESPACE_URL, "sha256:" + hex digest of its bytes)."""
     digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while block := stream.read(HASH_BLOCK):
-            digest.update(block)
+    try:
+        with path.open("rb") as stream:
+            while block := stream.read(HASH_BLOCK):
+                digest.update(block)
+    except OSError as exc:
+        raise unreadable(str(path), exc, f"cannot read it to name it by its content ({exc.strerror or exc})") from None
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "sha256:" + digest.hexdigest())).upper()
+
+
+_NO_DESCRIPTOR = (errno.EMFILE, errno.ENFILE)
+
+
+def descriptors_exhausted(exc: BaseException) -> bool:
+    """True when `exc` says the process (EMFILE) or the system (ENFILE) has no file descriptor left; pyarrow's
+    OSError carries no errno, only the text."""
+    if not isinstance(exc, OSError):
+        return False
+    return exc.errno in _NO_DESCRIPTOR or any(os.strerror(code) in str(exc) for code in _NO_DESCRIPTOR)
+
+
+def unreadable(where: str, exc: BaseException, reason: str) -> ConfigError | InputError:
+    """The error for an input that could not be opened or read: InputError (`where: reason`), the input's
+    fault, unless the job ran out of file descriptors: that is the job's limits, not the file's fault
+    (ConfigError, exit 2, naming the limit), and the file must not be reported as bad."""
+    if descriptors_exhausted(exc):
+        code = errno.ENFILE if os.strerror(errno.ENFILE) in str(exc) or getattr(exc, "errno", 0) == errno.ENFILE else 0
+        what = os.strerror(code or errno.EMFILE)
+        return ConfigError(
+            f"{where}: {what}: the job's inputs need more open files than its limit (ulimit -n "
+            f"{open_file_limit()}) allows"
+        )
+    return InputError(f"{where}: {reason}")
+
+
+def open_file_limit() -> str:
+    """The process's soft limit of open files, as `ulimit -n` shows it."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return "unlimited" if soft == resource.RLIM_INFINITY else str(soft)
 
 
 def normalize_guid(value: object, where: str) -> str:

@@ -62,6 +62,7 @@ from producer.inputs.common import (
     first_blank,
     normalize_guid,
     out_of_range,
+    unreadable,
 )
 
 HEADER_KEY = "eventindex"
@@ -318,7 +319,7 @@ class JsonLinesInput(InputSource):
                         self._read_header(line, number)
                         break
         except OSError as exc:
-            raise InputError(f"{self.name}: cannot read it ({exc.strerror or exc})") from None
+            raise unreadable(self.name, exc, f"cannot read it ({exc.strerror or exc})") from None
         guid = self.header.get("guid")
         if guid is not None:
             self.guid = normalize_guid(guid, f"{self.name}: line {self.header_line}: header guid")
@@ -361,7 +362,7 @@ class JsonLinesInput(InputSource):
                         yield self._convert(records, lines)
                         records, lines = [], []
         except OSError as exc:
-            raise InputError(f"{self.name}: cannot read it ({exc.strerror or exc})") from None
+            raise unreadable(self.name, exc, f"cannot read it ({exc.strerror or exc})") from None
         if records:
             yield self._convert(records, lines)
 

@@ -48,6 +48,7 @@ from producer.inputs.common import (
     normalize_guid,
     normalize_mask,
     normalize_provenance,
+    unreadable,
 )
 
 GUID_KEY = b"eventindex.guid"
@@ -86,7 +87,7 @@ class ParquetInput(InputSource):
                 metadata = file.metadata
                 schema = file.schema_arrow
         except (OSError, pa.ArrowException) as exc:
-            raise InputError(f"{self.name}: not a readable Parquet file: {_one_line(exc)}") from None
+            raise unreadable(self.name, exc, f"not a readable Parquet file: {_one_line(exc)}") from None
         self.rows = metadata.num_rows
         self.row_groups = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
         twice = sorted({name for name in schema.names if schema.names.count(name) > 1})
@@ -136,7 +137,7 @@ class ParquetInput(InputSource):
                         yield self._convert(batch, start)
                     start += batch.num_rows
         except (OSError, pa.ArrowException) as exc:
-            raise InputError(f"{self.name}: not a readable Parquet file: {_one_line(exc)}") from None
+            raise unreadable(self.name, exc, f"not a readable Parquet file: {_one_line(exc)}") from None
         if start != self.rows:
             raise InputError(f"{self.name}: the footer declares {self.rows} rows, {start} were read")
 

@@ -44,7 +44,6 @@ event's `input_guid` is the file's GUID.
 
 from __future__ import annotations
 
-import errno
 import fnmatch
 import re
 import struct
@@ -62,7 +61,7 @@ import pyarrow.compute as pc
 import uproot  # type: ignore[import-untyped]
 
 from eventindex.columns import EVENT_SCHEMA, INTEGER_LIMITS, PROVENANCE_LIMITS, PROVENANCE_TYPE
-from eventindex.errors import ConfigError, InputError
+from eventindex.errors import InputError
 from producer.inputs.base import InputSource
 from producer.inputs.branch_map import (
     COLLECTION_KEYS,
@@ -80,9 +79,11 @@ from producer.inputs.common import (
     beyond_float32,
     complete_table,
     content_guid,
+    descriptors_exhausted,
     first_beyond_float32,
     normalize_guid,
     out_of_range,
+    unreadable,
 )
 from producer.inputs.pool_token import TokenFormatError, parse_tokens
 from producer.inputs.root_tree import TREE_CLASSES, Field, Tree, open_tree
@@ -138,21 +139,11 @@ def _reading(where: str) -> Iterator[None]:
     except InputError:
         raise
     except OSError as exc:
-        if exc.errno in (errno.EMFILE, errno.ENFILE):  # the job's limits, not the file's fault
-            raise ConfigError(
-                f"{where.rsplit(': ', 1)[0]}: {exc.strerror}: the job's inputs need more open files than its limit "
-                f"(ulimit -n {_open_file_limit()}) allows"
-            ) from None
+        if descriptors_exhausted(exc):  # the job's limits, not the file's fault
+            raise unreadable(where.rsplit(": ", 1)[0], exc, "") from None
         raise InputError(f"{where}: {_one_line(exc)}") from None
     except Exception as exc:
         raise InputError(f"{where}: {_one_line(exc)}") from None
-
-
-def _open_file_limit() -> str:
-    import resource
-
-    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return "unlimited" if soft == resource.RLIM_INFINITY else str(soft)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ from isal import igzip, isal_zlib
 from eventindex.errors import InputError
 from producer.inputs import EventIndex_p1_pb2 as ei
 from producer.inputs.base import InputSource
+from producer.inputs.common import unreadable
 from producer.inputs.spb_events import EventRun, decode_events, missing_fields, not_utf8_fields, one_line
 
 MAGIC = 0x6E56C8C7
@@ -176,7 +177,7 @@ class _Records:
         try:
             self._stream: gzip.GzipFile | _Salvage = _GzipFile(path, "rb")  # closed by close(): spans calls
         except OSError as exc:
-            raise InputError(f"input {name}: cannot open: {one_line(exc)}") from None
+            raise unreadable(f"input {name}", exc, f"cannot open: {one_line(exc)}") from None
         try:
             if not self._fill(8, 0, "file header"):
                 raise self.error(0, 0, "file header", f"truncated: {len(self._buf)} of 8 bytes (magic, version)")
