@@ -11,12 +11,16 @@ notifications) is read through a read-only connection of the scraping thread, ne
   `ei-kind` header claims, `unknown` without one.
 - broker errors and reconnects: `LogCounter` counts the transports' log records (warnings and errors:
   a lost connection, a send not confirmed, an ERROR frame; reconnections).
+
+The series are those docs/operations.md lists: prometheus_client's `_created` series of the messages
+counter and the load histogram (one per series, each the service's start) are left out.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -97,7 +101,7 @@ class SinkMetrics:
             f"{PREFIX}_messages",
             "Broker messages handled, by pointer kind and outcome",
             ["kind", "outcome"],
-            registry=self.registry,
+            registry=None,
         )
         for kind in (*KIND_NAMES.values(), "unknown"):
             for outcome in OUTCOMES:
@@ -106,8 +110,9 @@ class SinkMetrics:
             f"{PREFIX}_load_duration_seconds",
             "Time a task's load took, from its claim to its commit marker",
             buckets=LOAD_BUCKETS,
-            registry=self.registry,
+            registry=None,
         )
+        self.registry.register(_WithoutCreated(self.messages, self.load_seconds))
         self.registry.register(_Collector(self))
 
     def summary(self) -> dict[str, Any]:
@@ -131,11 +136,35 @@ class SinkMetrics:
         }
 
 
+class _WithoutCreated(Collector):
+    """prometheus_client's own counters and histograms, without their `_created` samples."""
+
+    def __init__(self, *collectors: Collector) -> None:
+        self.collectors = collectors
+
+    def collect(self) -> Iterator[Metric]:
+        for collector in self.collectors:
+            for family in collector.collect():
+                family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+                yield family
+
+
 class _Collector(Collector):
     """What is read at each scrape: the service's counters and the ledger's facts."""
 
     def __init__(self, metrics: SinkMetrics) -> None:
         self.m = metrics
+        self._load_failures = 0
+        self._lock = threading.Lock()  # scrapes run in the servers' threads, several at once
+
+    def _monotonic_load_failures(self) -> int:
+        """Load failures: the service's transient failures minus the messages put back (store errors).
+        A message is counted put back (`release`) just before the service counts it a transient failure:
+        a scrape in between would see one failure less, a decrease Prometheus takes for a counter reset
+        (rate() and increase() jump). The count never goes below what was served already."""
+        with self._lock:
+            self._load_failures = max(self._load_failures, self.m.counters.transient_failures - self.m.put_back)
+            return self._load_failures
 
     def collect(self) -> Iterator[Metric]:
         m, c = self.m, self.m.counters
@@ -147,7 +176,7 @@ class _Collector(Collector):
         yield _counter("store_errors", "Messages put back because the object store failed", m.put_back)
         yield _counter(
             "load_failures", "Loads that failed (warehouse or store error), retried with backoff",
-            c.transient_failures - m.put_back,
+            self._monotonic_load_failures(),
         )  # fmt: skip
         yield _counter("broker_errors", "Broker connection losses and refusals", m.logs.broker_errors)
         yield _counter("broker_reconnects", "Broker consumer reconnections", m.logs.broker_reconnects)
