@@ -33,7 +33,7 @@ from typing import TextIO
 
 from eventindex import __version__
 from eventindex.errors import ConfigError
-from eventindex.exit_codes import EXIT_OK, EXIT_SPOOLED, EXIT_USAGE, OneLineParser, exit_status, raising_on
+from eventindex.exit_codes import EXIT_OK, EXIT_SPOOLED, OneLineParser, exit_status, raising_on
 from eventindex.redact import redact
 from eventindex.store.base import DEFAULT_CONNECTIONS, MIB, MIN_PART_BYTES, StoreOptions
 from eventindex.store.local import existing_parent
@@ -179,6 +179,11 @@ def build_flush_parser() -> argparse.ArgumentParser:
 def run_config(args: argparse.Namespace) -> RunConfig:
     """The run's settings from its command line, each checked (ConfigError names the option)."""
     if args.metrics_file is not None:  # before the job, not after it succeeded
+        if args.metrics_file.suffix != ".prom":
+            raise ConfigError(
+                f"--metrics-file {args.metrics_file}: the name must end in .prom (node exporter's textfile "
+                "collector reads no other file)"
+            )
         existing_parent(args.metrics_file, "--metrics-file")
     for spec in args.inputs:  # the name goes into the manifest, a UTF-8 string
         try:
@@ -324,9 +329,14 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.metrics_file is not None:
         try:
             write_metrics(args.metrics_file, code, figures)
-        except OSError as exc:
-            lines.append((_error_line(f"--metrics-file {args.metrics_file}: {exc.strerror or exc}"), sys.stderr))
-            code = code or EXIT_USAGE
+        except OSError as exc:  # the job's own outcome stands: a rerun would redo work that was done
+            lines.append((
+                _error_line(
+                    f"warning: --metrics-file {args.metrics_file}: {exc.strerror or exc}: the job's figures were "
+                    "not written (its exit code is the job's)"
+                ),
+                sys.stderr,
+            ))  # fmt: skip
     for text, stream in lines:
         _emit(text, stream)
     return code

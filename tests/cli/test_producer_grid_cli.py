@@ -4,6 +4,7 @@ that is not UTF-8. The job's exit code says what happened to the job, in one lin
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
@@ -11,6 +12,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.helpers import ROOT
 from tests.unit.test_spool import closed_port
@@ -73,17 +76,39 @@ def test_an_input_error_with_a_closed_stderr_is_still_exit_3(tmp_path: Path) -> 
     assert done.returncode == 3 and done.stdout == ""
 
 
-def test_a_metrics_file_in_a_missing_directory_is_refused_before_the_job(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("no-such-dir/job.prom", "does not exist"),
+        ("job.txt", "must end in .prom (node exporter's textfile collector reads no other file)"),  # silently unread
+    ],
+)
+def test_a_metrics_file_node_exporter_would_never_read_is_refused_before_the_job(
+    tmp_path: Path, name: str, words: str
+) -> None:
     (tmp_path / "store").mkdir()
     done = subprocess.run(
-        [sys.executable, "-m", "producer.cli", "--task", "t1", "--job", "j1", "--attempt", "1", "--dataset", "ds",
-         "--store", (tmp_path / "store").as_uri(), "--broker", f"sqlite://{tmp_path / 'q.db'}",
-         "--input", "synthetic:100", "--metrics-file", str(tmp_path / "no-such-dir" / "job.prom")],
+        command(tmp_path, "--input", "synthetic:100", "--metrics-file", str(tmp_path / name)),
         capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120,
     )  # fmt: skip
-    assert done.returncode == 2 and "--metrics-file" in done.stderr and "does not exist" in done.stderr
+    assert done.returncode == 2 and "--metrics-file" in done.stderr and words in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert list((tmp_path / "store").iterdir()) == [], "nothing stored: refused before the job"
+
+
+def test_a_metrics_file_that_cannot_be_written_after_the_job_leaves_the_jobs_exit_code(tmp_path: Path) -> None:
+    """It made a job that had stored and announced everything exit 2, and a workflow would run it again."""
+    (tmp_path / "store").mkdir()
+    (tmp_path / "job.prom").mkdir()  # what the file is renamed over cannot be replaced
+    done = subprocess.run(
+        command(tmp_path, "--input", "synthetic:100", "--metrics-file", str(tmp_path / "job.prom")),
+        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"ei-producer: warning: --metrics-file {tmp_path / 'job.prom'}: ") and "not written" in line
+    assert json.loads(done.stdout)["events"] == 100
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [], "no temporary file left"
 
 
 def command(tmp_path: Path, *extra: str) -> list[str]:
