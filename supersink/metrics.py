@@ -74,6 +74,10 @@ class LogCounter(logging.Handler):
         if logger.getEffectiveLevel() > logging.INFO:
             logger.setLevel(logging.INFO)  # reconnections are INFO records; what is shown is the handlers' business
 
+    def uninstall(self) -> None:
+        """Stop counting (a service run in process, by a test, leaves no handler behind)."""
+        logging.getLogger(BROKER_LOGGER).removeHandler(self)
+
 
 class SinkMetrics:
     """The registry of one running supersink."""

@@ -153,6 +153,7 @@ class Operations:
             self.metrics.load_seconds.observe(seconds)
 
     def close(self) -> None:
+        self.logs.uninstall()
         if self.status is not None:
             self.status.stop()
         if self._metrics_server is not None:

@@ -4,6 +4,7 @@ documents; typos create nothing; --quiet hides no error; files follow the umask.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -19,6 +20,7 @@ import pytest
 from eventindex.names import chunk_key
 from eventindex.store.local import LocalStore
 from supersink import cli
+from supersink.metrics import BROKER_LOGGER
 from supersink.retention import RetentionPolicy
 from supersink.service import Supersink
 from tests.helpers import Pipeline
@@ -143,6 +145,16 @@ def test_the_retention_options_reach_the_service(pipe: Pipeline, monkeypatch: py
     assert cli.main([*run_args(pipe), "--until-idle", "0"]) == 0
     assert policies == [RetentionPolicy(2 * 86_400.0, None, 12 * 3_600.0, 900.0), RetentionPolicy()]
     assert RetentionPolicy().retry == 3_600.0
+
+
+def test_a_service_run_in_process_leaves_no_log_handler_behind(pipe: Pipeline) -> None:
+    """Each run added a handler counting the transports' log records, and none was removed."""
+    broker_logger = logging.getLogger(BROKER_LOGGER)
+    before = list(broker_logger.handlers)
+    pipe.expect(1)
+    for _ in range(3):
+        assert cli.main([*run_args(pipe), "--until-idle", "0"]) == 0
+    assert broker_logger.handlers == before
 
 
 def test_typos_in_paths_create_nothing(pipe: Pipeline) -> None:
