@@ -388,11 +388,21 @@ def _recorded(session: Session, files: Sequence[FileEntry]) -> list[dict[str, An
                             {"run_number": int(item["run_number"]), "event_number": int(item["event_number"]),
                              "dataset": task.dataset, "task": task.task, "job": str(copy["job"]),
                              "attempt": int(copy["attempt"]), "input_guid": str(copy["input_guid"]),
-                             "lumi_block": None, "file": None, "loaded": False}
+                             "lumi_block": _lumi(copy.get("lumi_block")), "file": None, "loaded": False}
                         )  # fmt: skip
             except (EventIndexError, ValueError, KeyError, TypeError) as exc:
                 raise CatalogIndexError(f"cannot read the duplicates listed in {name}: {exc}") from exc
     return rows
+
+
+def _lumi(value: object) -> int | None:
+    """A dropped copy's lumi block as the side file lists it: null when the event had none, and in a listing
+    written before the loader recorded it."""
+    if value is None:
+        return None
+    if type(value) is not int or value < 0:
+        raise ValueError(f"lumi_block {value!r} is not a non-negative integer")
+    return value
 
 
 def duplicates(session: Session, dataset_globs: Sequence[str]) -> Answer:

@@ -223,15 +223,17 @@ def _drop_duplicates(table: pa.Table, dups: Duplicates, committed: np.ndarray | 
     if not drop.any():
         return table
     jobs, attempts, guids = table.column("job"), table.column("attempt"), table.column("input_guid")
+    lumi = table.column("lumi_block")
     starts = np.flatnonzero(~same)  # each group of equal pairs starts here
     sizes = np.diff(np.append(starts, n))
     for start, size in zip(starts.tolist(), sizes.tolist(), strict=True):
         if size == 1 and not earlier[start]:
             continue
         copies = [
-            {"job": str(jobs[i]), "attempt": int(attempts[i].as_py()), "input_guid": str(guids[i]), "loaded": False}
+            {"job": str(jobs[i]), "attempt": int(attempts[i].as_py()), "input_guid": str(guids[i]),
+             "lumi_block": lumi[i].as_py(), "loaded": False}
             for i in range(start, start + size)
-        ]
+        ]  # fmt: skip
         entry: dict[str, Any] = {
             "run_number": int(runs[start]),
             "event_number": int(events[start]),

@@ -80,16 +80,18 @@ def dataset_overlap(case: CatalogCase, datasets: Sequence[str]) -> list[list[int
 
 
 def duplicates(case: CatalogCase, datasets: Sequence[str]) -> dict[tuple[int, int], list[tuple[Any, ...]]]:
-    """{(run, event): sorted copies (dataset, task, job, attempt, input_guid, loaded)} of keys held twice or more."""
+    """{(run, event): sorted copies (dataset, task, job, attempt, input_guid, lumi_block, loaded)} of keys held
+    twice or more."""
     copies: dict[tuple[int, int], list[tuple[Any, ...]]] = defaultdict(list)
     for row in _rows(case, datasets):
         key = (row["run_number"], row["event_number"])
-        copies[key].append((row["dataset"], row["task"], row["job"], row["attempt"], row["input_guid"], True))
+        copies[key].append((row["dataset"], row["task"], row["job"], row["attempt"], row["input_guid"],
+                            row["lumi_block"], True))  # fmt: skip
     for dropped in case.dropped():
         if dropped["dataset"] in datasets:
             key = (dropped["run_number"], dropped["event_number"])
             copies[key].append((dropped["dataset"], dropped["task"], dropped["job"], dropped["attempt"],
-                                dropped["input_guid"], False))  # fmt: skip
+                                dropped["input_guid"], dropped["lumi_block"], False))  # fmt: skip
     return {key: sorted(c) for key, c in copies.items() if len(c) > 1}
 
 

@@ -112,9 +112,12 @@ class CatalogCase:
         """The copies the loader dropped: t6/j2's, one per event of seed 6."""
         table = synthetic_events(6)
         guid = SyntheticInput(EVENTS[6], 6).guid
-        keys = zip(table.column("run_number").to_pylist(), table.column("event_number").to_pylist(), strict=True)
+        keys = zip(
+            table.column("run_number").to_pylist(), table.column("event_number").to_pylist(),
+            table.column("lumi_block").to_pylist(), strict=True,
+        )  # fmt: skip
         copy = {"dataset": "dsA", "task": "t6", "job": "j2", "attempt": 1, "input_guid": guid}
-        return [{"run_number": r, "event_number": e, **copy} for r, e in keys]
+        return [{"run_number": r, "event_number": e, "lumi_block": lumi, **copy} for r, e, lumi in keys]
 
 
 def synthetic_events(seed: int) -> pa.Table:

@@ -127,7 +127,8 @@ def test_duplicates(catalog_case: CatalogCase, duckdb_session: Session, spark_se
         document = _same(duplicates(spark_session, globs), duplicates(duckdb_session, globs))
         seen = {
             (e["run_number"], e["event_number"]): sorted(
-                (c["dataset"], c["task"], c["job"], c["attempt"], c["input_guid"], c["loaded"]) for c in e["copies"]
+                (c["dataset"], c["task"], c["job"], c["attempt"], c["input_guid"], c["lumi_block"], c["loaded"])
+                for c in e["copies"]
             )
             for e in document["duplicates"]
         }

@@ -296,7 +296,8 @@ def test_duplicates_across_tasks_and_within_a_task(case: CatalogCase, session: S
         document = duplicates(session, globs).document()
         seen = {
             (e["run_number"], e["event_number"]): sorted(
-                (c["dataset"], c["task"], c["job"], c["attempt"], c["input_guid"], c["loaded"]) for c in e["copies"]
+                (c["dataset"], c["task"], c["job"], c["attempt"], c["input_guid"], c["lumi_block"], c["loaded"])
+                for c in e["copies"]
             )
             for e in document["duplicates"]
         }
