@@ -9,12 +9,23 @@ Every write is write-once:
 - above it, a multipart upload: a `HEAD` first (an existing key fails fast, before any byte is
   sent), the parts, then `CompleteMultipartUpload` with `If-None-Match: *`, then a `HEAD` whose
   ETag must be the one the completion returned. Any failure, an interrupt included, aborts the
-  upload, so no parts are left behind (unless the abort itself cannot reach the store: a bucket
-  lifecycle rule `AbortIncompleteMultipartUpload` is the backstop).
+  upload, so no parts are left behind. An abort that cannot reach the store (it went down mid-upload)
+  is tried again once the store answers (the next write, and `close()`); one still failing at
+  `close()` is logged, and a bucket lifecycle rule `AbortIncompleteMultipartUpload` is the backstop.
   SeaweedFS 4 checks `If-None-Match` on completion against an existing object but not atomically
   against a *concurrent* completion of the same key (measured: up to 6 of 6 racing completions
   succeed). The final `HEAD` narrows that window; what remains cannot load wrong data, because the
   manifest (small, one atomic `PutObject`) carries each chunk's sha256 and the supersink checks it.
+
+The bucket is checked once, before the first write (`GetBucketVersioning`):
+- a bucket that does not exist is a StoreAccessError, not a write: SeaweedFS creates a missing bucket
+  on the first `PutObject` of an identity with the Admin action, so a typo in the bucket would
+  otherwise fill a new bucket the supersink never reads;
+- a bucket with versioning *enabled* is refused (StoreAccessError): Ceph RGW 16 ignores
+  `If-None-Match: *` there (a second write becomes a new current version, measured for `PutObject`
+  and for `CompleteMultipartUpload`), and retention's deletes would only add delete markers, keeping
+  every byte as a noncurrent version. Versioning *suspended* (RGW then honours the header) is accepted.
+A store that refuses `GetBucketVersioning` (a policy granting writes only) cannot tell: the writes go on.
 
 Retries: botocore's own loop (standard mode: capped exponential backoff with jitter, retrying 5xx,
 throttling, timeouts and connection resets) retries each request, so a failed part of a multipart
@@ -26,6 +37,7 @@ with its own backoff.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +80,19 @@ S3_READ_TIMEOUT = 60.0
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 _EXISTS = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
 _NO_UPLOAD = {"NoSuchUpload"}
+#: Codes that refuse the service itself whatever the HTTP status (an expired or invalid session token,
+#: a malformed authorization or wrong region are HTTP 400 on AWS): waiting will not fix them.
+_ACCESS = {
+    "NoSuchBucket",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+    "AuthorizationHeaderMalformed",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AccessDenied",
+    "RequestTimeTooSkewed",
+}
 #: Keys per DeleteObjects request (S3's maximum).
 DELETE_BATCH = 1000
 
@@ -96,6 +121,10 @@ class S3Location:
             raise ConfigError(f"{shown!r}: expected s3://bucket/prefix")
         if not parts.netloc:
             raise ConfigError(f"{shown!r}: no bucket")
+        if parts.fragment or "#" in url:
+            # urlsplit would take everything after it, `?endpoint=` included, for a fragment: the client would
+            # then sign requests for AWS instead of the intended endpoint
+            raise ConfigError("s3 URL: no '#' (a '#' in a prefix is written %23, and is not a clean key either)")
         if any(c in parts.netloc for c in ":@[] ") or not parts.netloc.isprintable():
             # no bucket name has these; the bucket is not shown: it may be the start of a misplaced user:password
             raise ConfigError("s3 URL: a bucket name has no ':', '@', '[', ']', space or control character")
@@ -154,6 +183,12 @@ class S3Store(ObjectStore):
         self.url = f"s3://{location.bucket}/{location.prefix}".rstrip("/")
         self.bucket = location.bucket
         self.client: S3Client = client or self._client(location, self.options)
+        #: the bucket was found fit for writes (see the module docstring), once per store
+        self._bucket_checked = False
+        self._check_lock = threading.Lock()
+        #: multipart uploads whose abort could not reach the store: (key, full key, upload id)
+        self._unaborted: list[tuple[str, str, str]] = []
+        self._unaborted_lock = threading.Lock()
 
     @staticmethod
     def _client(location: S3Location, options: StoreOptions) -> S3Client:
@@ -200,8 +235,8 @@ class S3Store(ObjectStore):
                 return StoreUnavailableError(
                     f"{what} {key} in {self.url}: {code} (HTTP {status}), {self.options.max_attempts} attempts"
                 )
-            if status in (401, 403) or code == "NoSuchBucket":  # wrong credentials, no permission, a skewed
-                # clock, the bucket gone: every request fails alike
+            if status in (401, 403) or code in _ACCESS:  # wrong credentials, an expired token, no permission,
+                # a skewed clock, the bucket gone: every request fails alike
                 return StoreAccessError(f"{what} {key} in {self.url}: {code} (HTTP {status})")
             return StoreError(f"{what} {key} in {self.url}: {code} (HTTP {status})")
         detail = f"{what} {key} in {self.url}: {type(exc).__name__}: {exc}"
@@ -211,13 +246,47 @@ class S3Store(ObjectStore):
         return StoreUnavailableError(f"{detail}, {self.options.max_attempts} attempts")
 
     def put(self, key: str, data: bytes) -> None:
+        full = self._full(key)
+        self._check_bucket_for_writes(key)
         if len(data) > self.options.multipart_threshold:
             self._put_multipart(key, data)
             return
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data, IfNoneMatch="*")
+            self.client.put_object(Bucket=self.bucket, Key=full, Body=data, IfNoneMatch="*")
         except (ClientError, BotoCoreError) as exc:
             raise self._fail("cannot write", key, exc) from exc
+        self._abort_leftovers()
+
+    def _check_bucket_for_writes(self, key: str) -> None:
+        """Before the first write: refuse a bucket that does not exist or has versioning enabled (see the
+        module docstring). A store that does not answer fails the write as unavailable (checked again at
+        the next); one that refuses the request cannot tell, and the write goes on."""
+        if self._bucket_checked:
+            return
+        with self._check_lock:
+            if self._bucket_checked:
+                return
+            try:
+                versioning = self.client.get_bucket_versioning(Bucket=self.bucket).get("Status")
+            except ClientError as exc:
+                code, status = _code(exc), _status(exc)
+                if code == "NoSuchBucket" or status == 404:
+                    raise StoreAccessError(
+                        f"cannot write {key} in {self.url}: no such bucket {self.bucket!r}"
+                    ) from None
+                if status >= 500 or code in ("SlowDown", "RequestTimeout"):
+                    raise self._fail("cannot write", key, exc) from exc
+                versioning = None  # refused (403) or not implemented: the writes themselves will say
+            except BotoCoreError as exc:
+                raise self._fail("cannot write", key, exc) from exc
+            if versioning == "Enabled":
+                raise StoreAccessError(
+                    f"cannot write {key} in {self.url}: bucket {self.bucket!r} has versioning enabled; objects "
+                    "are write-once only in a bucket without versioning (Ceph RGW ignores If-None-Match in a "
+                    "versioned bucket) and retention could not free their space: suspend versioning or use "
+                    "another bucket"
+                )
+            self._bucket_checked = True
 
     def part_size(self, size: int) -> int:
         """The part size for an object of `size` bytes: the configured one, grown to stay within MAX_PARTS."""
@@ -238,6 +307,7 @@ class S3Store(ObjectStore):
         full = self._full(key)
         if self._exists(key):
             raise ObjectExistsError(f"object {key} already exists in {self.url}")
+        self._abort_leftovers()  # the store answers again: clean up after an earlier outage
         try:
             upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=full)["UploadId"]
         except (ClientError, BotoCoreError) as exc:
@@ -284,13 +354,37 @@ class S3Store(ObjectStore):
             raise self._fail("cannot complete the multipart upload of", key, exc) from exc
         return str(done["ETag"])
 
-    def _abort(self, key: str, full: str, upload_id: str) -> None:
+    def _abort(self, key: str, full: str, upload_id: str, *, remember: bool = True) -> bool:
+        """Abort an upload; False (and, with `remember`, kept to be aborted later) when the store did not
+        take the abort."""
         try:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
         except (ClientError, BotoCoreError) as exc:
             if isinstance(exc, ClientError) and _code(exc) in _NO_UPLOAD:
+                return True
+            if remember:
+                with self._unaborted_lock:
+                    self._unaborted.append((key, full, upload_id))
+                log.warning(
+                    "could not abort the multipart upload of %s in %s (tried again when the store answers): %s",
+                    key,
+                    self.url,
+                    " ".join(str(exc).split()),
+                )
+            return False
+        return True
+
+    def _abort_leftovers(self) -> None:
+        """Abort the uploads an outage kept us from aborting; stop at the first that still fails."""
+        if not self._unaborted:
+            return
+        with self._unaborted_lock:
+            pending, self._unaborted = self._unaborted, []
+        for index, (key, full, upload_id) in enumerate(pending):
+            if not self._abort(key, full, upload_id, remember=False):
+                with self._unaborted_lock:
+                    self._unaborted.extend(pending[index:])
                 return
-            log.warning("could not abort the multipart upload of %s in %s: %s", key, self.url, exc)
 
     def get(self, key: str, max_bytes: int = DEFAULT_MAX_OBJECT_BYTES) -> bytes:
         try:
@@ -362,4 +456,13 @@ class S3Store(ObjectStore):
         return check_key(path[len(base) :])
 
     def close(self) -> None:
+        self._abort_leftovers()
+        if self._unaborted:
+            log.warning(
+                "%d multipart upload(s) in %s could not be aborted (the store does not answer), e.g. of %s: "
+                "a bucket lifecycle rule AbortIncompleteMultipartUpload removes them",
+                len(self._unaborted),
+                self.url,
+                self._unaborted[0][0],
+            )
         self.client.close()
