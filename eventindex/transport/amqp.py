@@ -10,7 +10,15 @@ blocked-connection timeout are always set, so neither a dead socket nor a broker
 publishers hangs a caller (DIRAC #7851).
 
 - The queue is declared durable (on every connection) and published to through the default
-  exchange, `mandatory` and `delivery_mode=2` (persistent).
+  exchange, `mandatory` and `delivery_mode=2` (persistent). A queue an operator declared with
+  arguments of their own (`x-queue-type=quorum`, a length limit, a TTL) is used as it is; one that
+  differs in durability is refused.
+- A refusal no retry fixes (a login, vhost or permission refused: 403, 530; a conflicting queue: 406) is a
+  TransportError at once, on connecting and on publishing (a user without the write right): only a
+  connection that failed or dropped is retried, and only that is a BrokerConnectionError (the producer
+  spools on it). pika's "probable authentication error" of a socket that dropped during the login (a
+  broker restarting, a network cut) is no refusal. pika's own log records are kept off stderr
+  (`quiet_pika`): each failure reaches the caller as one line.
 - `?exchange=NAME`: a publisher publishes to the durable topic exchange NAME (declared on every
   connection) with the URL's path as the routing key, not `mandatory` (a message no queue is bound
   for is dropped by the broker, as a topic's with no subscriber); a consumer consumes the queue of
@@ -87,11 +95,19 @@ _FINAL_REPLY_CODES = frozenset({403, 404, 406, 530})
 #: What pika raises from a connect, publish or wait: its own exceptions (connection and channel),
 #: its connection workflow's (e.g. a handshake timeout, raised unwrapped) and socket errors.
 _PIKA_ERRORS: tuple[type[BaseException], ...] = (pika.exceptions.AMQPError, AMQPConnectorException, OSError)
-_REFUSALS: tuple[type[BaseException], ...] = (
-    pika.exceptions.AuthenticationError,
+#: pika's guesses from the handshake stage a connection ended in: a refusal only when the broker closed it with
+#: a final reply code (403 ACCESS_REFUSED, 530 NOT_ALLOWED), not when the socket dropped (a broker restarting).
+_PROBABLE_REFUSALS: tuple[type[BaseException], ...] = (
     pika.exceptions.ProbableAuthenticationError,
     pika.exceptions.ProbableAccessDeniedError,
 )
+#: How pika writes the broker's Connection.Close inside a Probable* error: "ConnectionClosedByBroker: (403) ..."
+_CLOSED_BY_BROKER_RE = re.compile(r"ConnectionClosedByBroker: \((\d+)\)")
+#: An existing queue's argument that our declaration does not set (a quorum queue, a length limit, a TTL an
+#: operator chose): the queue is used as it is. Any other difference (durable, exclusive, auto-delete) is refused.
+_OPERATOR_ARGUMENT_RE = re.compile(r"PRECONDITION_FAILED - inequivalent arg 'x-")
+#: pika logs every failure it raises, some with a traceback: the adapter reports each in one line of its own.
+_PIKA_LOGGER = "pika"
 
 
 # --------------------------------------------------------------------------------------------- config
@@ -232,12 +248,40 @@ def _describe(exc: BaseException) -> str:
 
 
 def _is_final(exc: BaseException) -> bool:
-    """A refusal that a retry does not fix (credentials, vhost, permissions, a conflicting queue)."""
-    if isinstance(exc, _REFUSALS):
+    """A refusal that a retry does not fix (credentials, vhost, permissions, a conflicting queue).
+
+    pika turns a connection that ended during the handshake into ProbableAuthenticationError or
+    ProbableAccessDeniedError whatever ended it: a refusal only when the broker closed it with a final code;
+    a dropped socket (a broker stopping or restarting, a network cut) is worth another attempt."""
+    if isinstance(exc, _PROBABLE_REFUSALS):
+        match = _CLOSED_BY_BROKER_RE.search(str(exc))
+        return match is not None and int(match.group(1)) in _FINAL_REPLY_CODES
+    if isinstance(exc, pika.exceptions.AuthenticationError):
         return True
     if isinstance(exc, pika.exceptions.ConnectionClosed | pika.exceptions.ChannelClosed):
         return int(exc.reply_code) in _FINAL_REPLY_CODES
     return False
+
+
+def _is_operator_argument(exc: BaseException) -> bool:
+    """The queue exists with an argument (x-...) our declaration does not set: 406 PRECONDITION_FAILED."""
+    return (
+        isinstance(exc, pika.exceptions.ChannelClosed)
+        and int(exc.reply_code) == 406
+        and bool(_OPERATOR_ARGUMENT_RE.search(str(exc.reply_text)))
+    )
+
+
+def quiet_pika() -> None:
+    """Keep pika's own log records (several lines and a traceback for one refused login) off the tools' stderr:
+    every failure reaches the caller as one TransportError line. A level set on the `pika` logger by the program
+    is kept."""
+    logger = logging.getLogger(_PIKA_LOGGER)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.CRITICAL)
+
+
+quiet_pika()
 
 
 # ----------------------------------------------------------------------------------------- connection
@@ -281,7 +325,7 @@ class _Link:
             if cfg.exchange is not None:
                 self.channel.exchange_declare(exchange=cfg.exchange, exchange_type="topic", durable=True)
             if cfg.exchange is None or self._deliveries is not None:
-                self.channel.queue_declare(queue=cfg.queue, durable=True)
+                self._declare_queue()
             if cfg.exchange is not None and self._deliveries is not None:
                 self.channel.queue_bind(queue=cfg.queue, exchange=cfg.exchange, routing_key="#")
             if self._deliveries is None:
@@ -305,8 +349,29 @@ class _Link:
             cfg.heartbeat,
         )  # fmt: skip
 
+    def _declare_queue(self) -> None:
+        """Declare the queue durable; a queue an operator declared with arguments of their own (x-queue-type,
+        x-max-length, ...) is used as it is (a passive declare, on a new channel: the 406 closed the first)."""
+        try:
+            self.channel.queue_declare(queue=self.config.queue, durable=True)
+        except pika.exceptions.ChannelClosed as exc:
+            if not _is_operator_argument(exc):
+                raise
+            log.info("AMQP queue %s has arguments of its own (%s): used as it is", self.config.queue, exc.reply_text)
+            self.channel = self.connection.channel()
+            self.channel.queue_declare(queue=self.config.queue, passive=True)
+
+    def _refused(self, exc: BaseException, what: str) -> TransportError | None:
+        """A TransportError when `exc` is the broker refusing `what` for good (permissions: 403 on publish), after
+        marking the link lost (its channel is closed: the next send opens a new connection); None otherwise."""
+        if not _is_final(exc):
+            return None
+        self.set_lost(f"the broker refused {what}: {_describe(exc)}")
+        return TransportError(f"AMQP broker {self.config.address} refused {what}: {_describe(exc)}")
+
     def publish(self, body: bytes, properties: Any) -> None:
-        """Publish and wait for the broker's confirm; LinkLost when it did not take the message."""
+        """Publish and wait for the broker's confirm; LinkLost when it did not take the message, TransportError when
+        it refused it for good."""
         try:
             self.channel.basic_publish(
                 exchange=self.config.exchange or "", routing_key=self.config.queue, body=body, properties=properties,
@@ -317,6 +382,9 @@ class _Link:
         except pika.exceptions.NackError:
             self.set_lost("the broker nacked the message")
         except _PIKA_ERRORS as exc:
+            refused = self._refused(exc, "the message")
+            if refused is not None:
+                raise refused from None
             self.set_lost(_describe(exc))
         else:
             return
@@ -342,6 +410,9 @@ class _Link:
             self.tx_channel.tx_commit()
             self.connection.process_data_events(0)  # dispatches the Basic.Return of an unroutable message
         except _PIKA_ERRORS as exc:
+            refused = self._refused(exc, "the transaction")
+            if refused is not None:
+                raise refused from None
             self.set_lost(f"transaction failed: {_describe(exc)}")
             raise LinkLost(self.lost or "connection lost") from None
         if self.tx_returned:

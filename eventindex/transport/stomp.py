@@ -20,6 +20,12 @@ Heartbeats are always on, so a dead socket is noticed (DIRAC #7851).
 - `release` re-sends the message to its queue (with a receipt) and then acks the original.
   A STOMP NACK is not used: ActiveMQ 5.x treats it as a poison ack and moves the message straight
   to `ActiveMQ.DLQ` instead of redelivering it. The copy carries `ei-release-count`.
+- An ERROR frame that names a refusal no retry fixes (`is_final_error`: RabbitMQ's `access_refused`
+  or `precondition_failed`, ActiveMQ's "not authorized") is a TransportError at once, whether it
+  answers a SEND, a COMMIT or a SUBSCRIBE, and whether or not it names the frame's receipt (RabbitMQ's
+  do not): the producer exits 5 instead of spooling, a consumer stops instead of reconnecting until its
+  outage budget ends. Other ERRORs end the connection and are retried. An ERROR reads as its `message`
+  header and the first line of its body when that says more (RabbitMQ's "Bad CONNECT" says why there).
 - ActiveMQ does not put `JMSXGroupID` on the MESSAGE frames it delivers, so the group also travels
   as `ei-group`; consumers see it as `JMSXGroupID` in `Message.headers`, as with the other transports.
 """
@@ -93,6 +99,32 @@ _DELIVERY_HEADERS = frozenset(
 #: What stomp.py raises from a send or connect: its own exceptions, socket errors, and the
 #: AttributeError of a TLS transport whose send queue was torn down by a disconnection.
 _STOMP_ERRORS: tuple[type[BaseException], ...] = (stomp.exception.StompException, OSError, AttributeError)
+#: ERROR frames that no retry fixes: the broker refuses this user the destination (RabbitMQ `access_refused`,
+#: ActiveMQ's SecurityException "... is not authorized to write to ..."), or the queue exists with other
+#: properties (RabbitMQ `precondition_failed`). STOMP has no error codes: these are the brokers' words.
+_FINAL_ERROR_RE = re.compile(
+    r"access[_ ]refused|not authori[sz]ed|SecurityException|permission denied|precondition[_ ]failed", re.IGNORECASE
+)
+
+
+def _error_text(frame: Any) -> str:
+    """An ERROR frame on one line: its `message` header, and the first line of its body when that says more
+    (RabbitMQ: "Bad CONNECT" + "Access refused for user 'x'" or "Virtual host 'v' access denied"; ActiveMQ's
+    body is a Java stack trace whose first line repeats the message)."""
+    message = one_line(frame.headers.get("message"))
+    body = frame.body
+    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else str(body or "")
+    first = next((one_line(line) for line in text.splitlines() if line.strip()), "")
+    if not message:
+        return first or "ERROR frame"
+    if not first or message in first or first in message:
+        return message
+    return one_line(f"{message}: {first}")
+
+
+def is_final_error(text: str) -> bool:
+    """An ERROR frame's text that names a refusal no retry fixes (see _FINAL_ERROR_RE)."""
+    return bool(_FINAL_ERROR_RE.search(text))
 
 
 # --------------------------------------------------------------------------------------------- config
@@ -232,6 +264,9 @@ class _Link:
         #: time.monotonic() when the connection was found gone
         self.lost_at: float | None = None
         self._refused: str | None = None
+        #: an ERROR frame after CONNECTED that no retry fixes (`is_final_error`); the broker then closes the
+        #: connection, and the frame may not name the receipt of the frame it refuses (RabbitMQ's do not)
+        self._final: str | None = None
         self._receipts: set[str] = set()
         self._errors: dict[str, str] = {}
         heartbeat = config.heartbeat_ms
@@ -262,6 +297,11 @@ class _Link:
         self.conn.set_listener("eventindex", self)
 
     # -- caller side
+    @property
+    def final(self) -> str | None:
+        """The ERROR after CONNECTED that no retry fixes (`is_final_error`), if the broker sent one."""
+        return self._final
+
     @property
     def lost(self) -> str | None:
         """Why the connection is gone, or None while it is up."""
@@ -347,13 +387,16 @@ class _Link:
 
         LinkLost (retry on a new connection) on a drop or timeout, and on an ERROR answer unless
         `refusal_is_final`: the broker closes the connection after an ERROR, and the cause may be
-        passing (a broker shutting down, a full store).
+        passing (a broker shutting down, a full store). TransportError for an ERROR no retry fixes
+        (`is_final_error`: permissions, a conflicting queue), whether or not it names the receipt.
         """
         receipt = f"ei-{uuid.uuid4().hex}"
         try:
             action(receipt)
         except _STOMP_ERRORS as exc:
             self._set_lost(f"{what} failed: {one_line(exc) or type(exc).__name__}")
+            if self._final is not None:  # the broker refused an earlier frame and closed the connection
+                raise TransportError(f"STOMP broker {self.config.address} refused {what}: {self._final}") from None
             raise LinkLost(self._lost or "connection lost") from exc
         timeout = self.config.timeout
         with self._cond:
@@ -365,11 +408,13 @@ class _Link:
                 self._receipts.discard(receipt)
                 return
             refusal = self._errors.pop(receipt, None)
-            lost = self._lost
+            lost, final = self._lost, self._final
         if refusal is not None:
-            if refusal_is_final:
+            if refusal_is_final or is_final_error(refusal):
                 raise TransportError(f"STOMP broker {self.config.address} refused {what}: {refusal}")
             raise LinkLost(f"broker refused {what}: {refusal}")
+        if final is not None:
+            raise TransportError(f"STOMP broker {self.config.address} refused {what}: {final}")
         if lost is not None:
             raise LinkLost(lost)
         raise LinkLost(f"no receipt for {what} within {timeout:g} s")
@@ -403,13 +448,13 @@ class _Link:
         if thread is not None and thread is not threading.current_thread():
             thread.join(CLOSE_TIMEOUT)
 
-    def _set_lost(self, reason: str) -> None:
+    def _set_lost(self, reason: str, quiet: bool = False) -> None:
         with self._cond:
             if self._lost is not None:
                 return
             self._lost = reason
             self.lost_at = time.monotonic()
-            expected = self._closing
+            expected = self._closing or quiet
             self._cond.notify_all()
         if not expected:
             log.warning("STOMP connection %d to %s lost: %s", self.generation, self.config.address, reason)
@@ -430,17 +475,20 @@ class _Link:
                 self._cond.notify_all()
 
     def on_error(self, frame: Any) -> None:
-        message = one_line(frame.headers.get("message") or frame.body) or "ERROR frame"
+        message = _error_text(frame)
         receipt = frame.headers.get("receipt-id")
         log.warning("STOMP broker %s sent ERROR: %s", self.config.address, message)
         with self._cond:
             if not self._connected:
                 self._refused = message
-            elif receipt:
-                self._errors[receipt] = message
+            else:
+                if receipt:
+                    self._errors[receipt] = message
+                if is_final_error(message) and self._final is None:
+                    self._final = message
             self._cond.notify_all()
-        if self._connected:
-            self._set_lost(f"broker error: {message}")  # the broker closes the connection after an ERROR
+        if self._connected:  # the broker closes the connection after an ERROR (said above: no second warning)
+            self._set_lost(f"broker error: {message}", quiet=True)
 
     def on_message(self, frame: Any) -> None:
         if self._deliveries is not None:
@@ -508,6 +556,10 @@ class StompConsumer(ReconnectingConsumer[StompConfig, _Link]):
             except queue.Empty:
                 return None
             if item.frame is None:
+                if item.generation == link.generation and link.final is not None:
+                    # RabbitMQ may confirm a SUBSCRIBE and refuse the queue after it (access_refused): reconnecting
+                    # would meet the same refusal until the outage budget ends, so it is reported now
+                    raise TransportError(f"STOMP broker {self.config.address} refused the subscription: {link.final}")
                 return None  # connection lost or consumer closing
             if item.generation == link.generation:
                 return _message(item)
