@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 TRANSPORTS = ("store", "mq")
 BROKERS = ("activemq", "rabbitmq")
@@ -11,7 +13,30 @@ STORES = ("seaweedfs", "ceph")
 
 
 class BenchError(Exception):
-    """The benchmark cannot run at all (a server does not start, a bad address)."""
+    """The benchmark cannot run at all (a server does not start or cannot be reached)."""
+
+
+def check_broker_url(url: str) -> None:
+    """ValueError unless `url` is a broker address the transports take: stomp://HOST:PORT or amqp://HOST:PORT."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("stomp", "stomp+ssl", "amqp", "amqps") or not parts.hostname:
+        raise ValueError(f"--broker-url {url!r}: expected stomp://HOST:PORT or amqp://HOST:PORT")
+    _check_port(url, "--broker-url")
+
+
+def check_store_url(url: str) -> None:
+    """ValueError unless `url` is an S3 endpoint: http(s)://HOST[:PORT]."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"--store-url {url!r}: expected the S3 endpoint, http://HOST:PORT")
+    _check_port(url, "--store-url")
+
+
+def _check_port(url: str, option: str) -> None:
+    try:
+        urlsplit(url).port  # noqa: B018 (raises for a port that is not a number in 0-65535)
+    except ValueError:
+        raise ValueError(f"{option} {url!r}: the port is not a number in 0-65535") from None
 
 
 @dataclass(frozen=True)
@@ -43,8 +68,9 @@ class BenchConfig:
     producer_nice: int = 10
 
     def __post_init__(self) -> None:
-        if min(self.tasks, self.jobs, self.events) < 1:
-            raise ValueError("--tasks, --jobs and --events must be at least 1")
+        for option, value in (("--tasks", self.tasks), ("--jobs", self.jobs), ("--events", self.events)):
+            if value < 1:
+                raise ValueError(f"{option} must be at least 1, not {value}")
         if not self.producers or min(self.producers) < 1:
             raise ValueError("--producers must be a list of positive integers")
         if not self.transports or set(self.transports) - set(TRANSPORTS):
@@ -55,8 +81,14 @@ class BenchConfig:
             raise ValueError(f"--store must be one of {', '.join(STORES)}")
         if self.protocol not in ("stomp", "amqp"):
             raise ValueError("--protocol must be stomp or amqp")
-        if self.run_timeout <= 0:
-            raise ValueError("--run-timeout must be positive")
+        if not math.isfinite(self.run_timeout) or self.run_timeout <= 0:
+            raise ValueError(f"--run-timeout must be a positive number of seconds, not {self.run_timeout}")
+        if self.broker_url is not None:
+            check_broker_url(self.broker_url)
+        elif self.protocol == "amqp" and self.broker != "rabbitmq":
+            raise ValueError("--protocol amqp needs --broker rabbitmq (ActiveMQ is run with STOMP only)")
+        if self.store_url is not None:
+            check_store_url(self.store_url)
         if self.warmup_connections < 0:
             raise ValueError("the warm-up cannot be negative")
         if self.drain_producers < 0:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -41,6 +42,10 @@ DATASET = "bench.synthetic"
 MIB = 1 << 20
 POLL_SECONDS = 0.25
 SINK_READY_TIMEOUT = 120.0
+#: seconds an `ei-supersink expect` or `status` may take (expect tries a broker that does not answer 5 x 30 s)
+CLI_TIMEOUT = 120.0
+#: seconds the ceiling's Parquet write may take
+CEILING_TIMEOUT = 3600.0
 #: after the warm-up, time for the broker's JIT compiler to finish what the warm-up queued
 WARMUP_SETTLE_SECONDS = 2.0
 
@@ -67,7 +72,8 @@ class Run:
         #: a drain run queues the whole workload first, then starts the supersink on the backlog
         self.drain = drain
         self.name = f"{transport}-drain" if drain else f"{transport}-p{producers}"
-        self.dir = cfg.work / self.name
+        # a directory of this comparison's own: a --work kept from an earlier one holds its ledgers and warehouses
+        self.dir = cfg.work / stamp / self.name
         self.queue = f"ei.bench.{stamp}.{self.name}"
         self.task_names = [f"bench.{stamp}.{self.name}.t{t:03d}" for t in range(cfg.tasks)]
         self.mq_unavailable = mq_unavailable
@@ -80,10 +86,14 @@ class Run:
 
     # --------------------------------------------------------------- helpers
 
-    def _cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [tool("ei-supersink"), *args], capture_output=True, text=True, env=self.env, timeout=timeout, check=False
-        )
+    def _cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """An `ei-supersink` command; one that takes over CLI_TIMEOUT is killed and reported as failed (exit 124)."""
+        argv = [tool("ei-supersink"), *args]
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=CLI_TIMEOUT, check=False)
+        except subprocess.TimeoutExpired:
+            message = f"ei-supersink {args[0]}: no answer within {CLI_TIMEOUT:.0f} s (killed by the harness)"
+            return subprocess.CompletedProcess(argv, 124, "", message)
 
     def _producer_argv(self, job: JobOutcome) -> list[str]:
         argv = [
@@ -128,14 +138,14 @@ class Run:
         row["loadavg_1min"] = {"start": round(os.getloadavg()[0], 2)}
         self.dir.mkdir(parents=True, exist_ok=True)
         try:
-            self.broker.start(self.dir / self.broker.kind)
-        except Exception as exc:
-            row["reason"] = f"the broker did not start: {str(exc).splitlines()[0]}"
-            self.progress.line(f"{self.label}: FAILED: {row['reason']}")
-            return row
-        try:
+            try:
+                self.broker.start(self.dir / self.broker.kind)
+            except Exception as exc:
+                row["reason"] = f"the broker did not start: {_first_line(str(exc), last=False)}"
+                self.progress.line(f"{self.label}: FAILED: {row['reason']}")
+                return row
             self._execute(row)
-        finally:
+        finally:  # also when interrupted while the broker starts
             self.broker.stop()
             if not self.cfg.keep:
                 shutil.rmtree(self.dir, ignore_errors=True)
@@ -345,7 +355,7 @@ class Run:
                 "--jobs", str(cfg.jobs), "--events", str(cfg.jobs * cfg.events),
             )  # fmt: skip
             if done.returncode != 0:
-                return f"ei-supersink expect failed ({done.returncode}): {done.stderr.strip()[-300:]}"
+                return f"ei-supersink expect failed ({done.returncode}): {_first_line(done.stderr)}"
         return ""
 
     def _announce_tasks(self, ledger: Path, sink: SinkProcess) -> str:
@@ -422,7 +432,8 @@ class Run:
         ran = [j for j in jobs if j.returncode is not None]
         ok = [j for j in ran if j.ok]
         report = self._status(ledger) or {"tasks": [], "quarantined": None}
-        tasks = {t["task"]: t for t in report.get("tasks", [])}
+        mine = set(self.task_names)
+        tasks = {t["task"]: t for t in report.get("tasks", []) if t.get("task") in mine}
         loaded_at = {name: t["loaded_at"] for name, t in tasks.items() if t.get("loaded_at") is not None}
         events_loaded = sum(int(t.get("events_loaded") or 0) for t in tasks.values())
         start = pool.first_start if pool is not None else None
@@ -546,9 +557,10 @@ def _above_idle(row: dict[str, Any], idle: dict[str, float | None], wall: float 
     }
 
 
-def _first_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][:300] if lines else "(no message)"
+def _first_line(text: str, last: bool = True) -> str:
+    """One line of a process's message for a run's reason: its last (the final error) or its first, cut at 300."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return (lines[-1] if last else lines[0])[:300] if lines else "(no message)"
 
 
 def _delta(first: float | None, last: float | None) -> float | None:
@@ -595,11 +607,15 @@ def _producer_store_counts(transport: str, ok: list[JobOutcome]) -> dict[str, An
 
 def run_ceiling(cfg: BenchConfig, progress: Progress) -> dict[str, Any]:
     progress.line(f"ceiling: Parquet write of the same {cfg.events_per_run:,} events from memory")
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.ceiling", "--tasks", str(cfg.tasks), "--jobs", str(cfg.jobs),
-         "--events", str(cfg.events), "--dir", str(cfg.work)],
-        capture_output=True, text=True, timeout=3600, check=False,
-    )  # fmt: skip
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.ceiling", "--tasks", str(cfg.tasks), "--jobs", str(cfg.jobs),
+             "--events", str(cfg.events), "--dir", str(cfg.work)],
+            capture_output=True, text=True, timeout=CEILING_TIMEOUT, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        progress.line(f"ceiling: FAILED: not done in {CEILING_TIMEOUT:.0f} s")
+        return {"error": f"the Parquet write took over {CEILING_TIMEOUT:.0f} s"}
     if done.returncode != 0:
         progress.line(f"ceiling: FAILED: {_first_line(done.stderr)}")
         return {"error": _first_line(done.stderr)}
@@ -609,42 +625,54 @@ def run_ceiling(cfg: BenchConfig, progress: Progress) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _store_running(store: Store, workdir: Path) -> Iterator[Store]:
+def _store_running(store: Store, workdir: Path, keep: bool) -> Iterator[Store]:
+    """The object store for the whole comparison; a server the harness started is stopped, and its data deleted
+    unless `keep`, on the way out (interrupted or not). One that did not start keeps its log for the error."""
     try:
         store.start(workdir)
     except Exception as exc:
-        raise BenchError(f"the {store.kind} object store did not start: {str(exc).splitlines()[0]}") from exc
+        raise BenchError(f"the {store.kind} object store did not start: {_first_line(str(exc), last=False)}") from exc
     try:
         yield store
     finally:
         store.stop()
+        if store.managed and not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def compare(cfg: BenchConfig, progress: Progress | None = None) -> dict[str, Any]:
     """Every run of the sweep and the ceiling; returns the results document (see benchmarks.report)."""
     progress = progress or Progress()
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    # queue, bucket and task names: unique even for two comparisons started in the same second on shared servers
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     started = time.monotonic()
     cfg.work.mkdir(parents=True, exist_ok=True)
     broker, store = Broker(cfg.broker, cfg.broker_url, cfg.protocol), Store(cfg.store, cfg.store_url)
+    broker.check_reachable()
     runs: list[dict[str, Any]] = []
     plan = [(t, n, False) for t in cfg.transports for n in cfg.producers]
     if cfg.drain_producers:
         plan += [(t, cfg.drain_producers, True) for t in cfg.transports]
-    with _store_running(store, cfg.work / cfg.store):
-        bucket = f"ei-bench-{stamp}"
-        store.create_bucket(bucket)
-        env = {**os.environ, **store.env()}
-        mq_ok, mq_reason = mq_mode_available(env) if "mq" in cfg.transports else (True, "")
-        if not mq_ok:
-            progress.line(f"note: {mq_reason}; the mq runs are reported as failed")
-        ceiling = run_ceiling(cfg, progress)
-        for index, (transport, producers, drain) in enumerate(plan, start=1):
-            run = Run(
-                cfg, transport, producers, index, len(plan), stamp, broker, store, bucket, progress, mq_reason, drain
-            )
-            row = run.execute()
-            runs.append(row)
+    scratch = cfg.work / stamp  # this comparison's: servers' data, ledgers, spools, warehouses
+    try:
+        with _store_running(store, scratch / cfg.store, cfg.keep):
+            bucket = f"ei-bench-{stamp}"
+            store.create_bucket(bucket)
+            env = {**os.environ, **store.env()}
+            mq_ok, mq_reason = mq_mode_available(env) if "mq" in cfg.transports else (True, "")
+            if not mq_ok:
+                progress.line(f"note: {mq_reason}; the mq runs are reported as failed")
+            ceiling = run_ceiling(cfg, progress)
+            for index, (transport, producers, drain) in enumerate(plan, start=1):
+                run = Run(
+                    cfg, transport, producers, index, len(plan), stamp, broker, store, bucket, progress, mq_reason,
+                    drain,
+                )  # fmt: skip
+                row = run.execute()
+                runs.append(row)
+    finally:
+        with contextlib.suppress(OSError):
+            scratch.rmdir()  # when its runs and the store's data are gone (not with --keep)
     ceiling_rate = ceiling.get("events_per_cpu_second")
     for row in runs:
         rate = row.get("supersink_events_per_cpu_second")

@@ -111,6 +111,9 @@ class ProducerPool:
         )
         with self._lock:
             self._running[job.job + job.task] = proc
+        if self.cancelled.is_set():  # cancelled while it was being spawned: cancel() did not see it
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
         try:
             out, err = proc.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:
@@ -180,6 +183,8 @@ class SinkProcess:
         return {}
 
     def stderr_tail(self, lines: int = 5) -> str:
+        """Its last `lines` lines of stderr, on one line (they end up in a run's reason and in a Markdown list)."""
         with contextlib.suppress(OSError):
-            return "\n".join(self.stderr_path.read_text(errors="replace").strip().splitlines()[-lines:])
+            text = [line.strip() for line in self.stderr_path.read_text(errors="replace").splitlines()]
+            return " | ".join([line for line in text if line][-lines:])
         return ""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,14 +24,32 @@ LATENCY_PRODUCERS = 16  # ... at up to this many concurrent producers
 SERVICES = ("broker", "store_server", "supersink")
 
 
-def write(results: dict[str, Any], out: Path) -> list[Path]:
-    """Write results.json, results.md and the plots into ``out``; return the paths written."""
+def write(results: dict[str, Any], out: Path, *, draw: bool = True) -> list[Path]:
+    """Write results.json, results.md and (with `draw`, which needs matplotlib) the plots into ``out``; return
+    the paths written.
+
+    All or nothing: each file is written under a temporary name and renamed into place once every one is written,
+    results.json last, so an interrupted or failed write leaves no results.json beside the files of another run.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "results.json", out / "results.md"]
-    paths[0].write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    paths[1].write_text(markdown(results), encoding="utf-8")
-    paths += plots(results, out)
-    return paths
+    if not draw:
+        results = {**results, "plots": None}
+    staging = out / f".partial-{os.getpid()}"
+    staging.mkdir(exist_ok=True)
+    try:
+        (staging / "results.md").write_text(markdown(results), encoding="utf-8")
+        drawn = plots(results, staging) if draw else []
+        (staging / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        names = [p.name for p in drawn] + ["results.md", "results.json"]
+        for name in names:
+            os.replace(staging / name, out / name)
+    finally:
+        for leftover in staging.glob("*"):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+        with contextlib.suppress(OSError):
+            staging.rmdir()
+    return [out / "results.json", out / "results.md", *(out / p.name for p in drawn)]
 
 
 # ---------------------------------------------------------------- markdown
@@ -230,10 +250,15 @@ def _warmup_lines(all_runs: Sequence[dict[str, Any]]) -> list[str]:
         f"Before its CPU is counted, each run warms up its fresh broker and the store server as the clients of a "
         f"running installation would have: {warmed[0]['connections']:,} producer-like connections, each sending one "
         f"pointer-sized message, one consumer taking them, and as many chunk and manifest PUTs and chunk GETs "
-        f"({min(seconds):.0f}-{max(seconds):.0f} s; benchmarks/warmup.py). A fresh JVM compiles its hot paths over "
+        f"({_span(seconds)} s; benchmarks/warmup.py). A fresh JVM compiles its hot paths over "
         f"its first few hundred connections: on ActiveMQ, 128 such connections cost 1.3 CPU-s cold and ~0.45 warm.",
         "",
     ]
+
+
+def _span(values: Sequence[float]) -> str:
+    low, high = f"{min(values):.0f}", f"{max(values):.0f}"
+    return low if low == high else f"{low}-{high}"
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -341,14 +366,17 @@ def markdown(results: dict[str, Any]) -> str:
     failed = [r for r in all_runs if r.get("status") != "ok"]
     if failed:
         lines += ["", "## Runs that did not succeed", ""]
-        lines += [f"- {r['run']} ({r['status']}): {r.get('reason')}" for r in failed]
+        lines += [f"- {r['run']} ({r['status']}): {' '.join(str(r.get('reason')).split())}" for r in failed]
     notes = sorted(
         {r["broker_counts_source"] for r in all_runs if r.get("broker_counts_source", "producer") != "producer"}
     )
     notes += sorted({r["producer_store_note"] for r in all_runs if r.get("producer_store_note")})
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
-    lines += ["", "Plots: " + ", ".join(f"[{p}]({p})" for p in PLOTS), ""]
+    if results.get("plots", PLOTS) is None:
+        lines += ["", "Plots: not drawn (matplotlib is not installed: `pip install -e '.[bench]'`).", ""]
+    else:
+        lines += ["", "Plots: " + ", ".join(f"[{p}]({p})" for p in PLOTS), ""]
     return "\n".join(lines)
 
 

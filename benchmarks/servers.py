@@ -6,18 +6,22 @@ not in the installed package), through their typed interfaces: `BrokerServer` an
 
 from __future__ import annotations
 
+import socket
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 from urllib.parse import quote, urlsplit
 
-from benchmarks.config import BenchError
+from benchmarks.config import BenchError, check_broker_url, check_store_url
 from benchmarks.metrics import Probe, group_probe
 
 if TYPE_CHECKING:
     from testservers import BrokerServer, ServerProcess, StoreServer
 
 S = TypeVar("S", bound="ServerProcess")
+
+#: seconds to wait for a server given by address (--broker-url, --store-url) to accept a connection
+CONNECT_TIMEOUT = 10.0
 
 
 def _no_launchers(exc: ModuleNotFoundError) -> BenchError:
@@ -70,10 +74,11 @@ class Broker(_Server["BrokerServer"]):
         super().__init__(kind, url)
         self.protocol = protocol
         if url is not None:
-            parts = urlsplit(url)
-            if parts.scheme not in ("stomp", "stomp+ssl", "amqp", "amqps") or not parts.netloc:
-                raise BenchError(f"--broker-url {url!r}: expected stomp://HOST:PORT or amqp://HOST:PORT")
-            self.protocol = "amqp" if parts.scheme.startswith("amqp") else "stomp"
+            try:
+                check_broker_url(url)
+            except ValueError as exc:
+                raise BenchError(str(exc)) from None
+            self.protocol = "amqp" if urlsplit(url).scheme.startswith("amqp") else "stomp"
         elif protocol == "amqp" and kind != "rabbitmq":
             raise BenchError("--protocol amqp needs --broker rabbitmq (ActiveMQ is run with STOMP only)")
 
@@ -95,6 +100,20 @@ class Broker(_Server["BrokerServer"]):
     def env(self) -> dict[str, str]:
         return self.server.client_env() if self.server is not None else {}
 
+    def check_reachable(self) -> None:
+        """A broker given by address (--broker-url) accepts TCP connections; else BenchError, before any run.
+        (A broker the harness starts is started, and checked, by each run.)"""
+        if self.url is None:
+            return
+        parts = urlsplit(self.url)
+        default = {"stomp": 61613, "stomp+ssl": 61614, "amqp": 5672, "amqps": 5671}[parts.scheme]
+        host, port = parts.hostname or "", parts.port or default
+        try:
+            with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT):
+                pass
+        except OSError as exc:
+            raise BenchError(f"the broker at {host}:{port} (--broker-url) cannot be reached: {exc}") from None
+
 
 class Store(_Server["StoreServer"]):
     """The object store: one server for the whole comparison (managed), or an endpoint to connect to."""
@@ -102,9 +121,10 @@ class Store(_Server["StoreServer"]):
     def __init__(self, kind: str, url: str | None) -> None:
         super().__init__(kind, url)
         if url is not None:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise BenchError(f"--store-url {url!r}: expected the S3 endpoint, http://HOST:PORT")
+            try:
+                check_store_url(url)
+            except ValueError as exc:
+                raise BenchError(str(exc)) from None
 
     def _create(self, workdir: Path) -> StoreServer:
         try:
@@ -129,14 +149,30 @@ class Store(_Server["StoreServer"]):
         return env
 
     def create_bucket(self, name: str) -> None:
+        """Create the comparison's bucket; BenchError (one line) when the store cannot be reached or refuses."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._create_bucket(name)
+        except (BotoCoreError, ClientError, OSError) as exc:
+            where = "(--store-url)" if self.server is None else f"(the {self.kind} server the harness started)"
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise BenchError(f"cannot create bucket {name} on {self.endpoint} {where}: {first}") from None
+
+    def _create_bucket(self, name: str) -> None:
         if self.server is not None:
             self.server.create_bucket(name)
             return
         import boto3
         from botocore.config import Config
 
-        # an endpoint we did not start: the credentials are the environment's
-        config = Config(s3={"addressing_style": "path"})
+        # an endpoint we did not start: the credentials are the environment's; few attempts: a refused
+        # connection is not worth botocore's retries
+        config = Config(
+            s3={"addressing_style": "path"},
+            connect_timeout=CONNECT_TIMEOUT,
+            retries={"max_attempts": 2, "mode": "standard"},
+        )
         client = boto3.session.Session().client("s3", endpoint_url=self.endpoint, config=config)
         try:
             client.create_bucket(Bucket=name)

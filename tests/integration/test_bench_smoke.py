@@ -170,7 +170,10 @@ def _processes_of(work: Path) -> list[str]:
 
 @pytest.mark.integration
 @pytest.mark.timeout(300)
-def test_sigterm_stops_the_servers_producers_and_supersink_it_started(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signals", [1, 3], ids=["once", "again-while-stopping"])
+def test_sigterm_stops_the_servers_producers_and_supersink_it_started(tmp_path: Path, signals: int) -> None:
+    """SIGTERM stops everything the comparison started; further SIGTERMs while it is stopping them (an impatient
+    user, a supervisor's repeated signal) used to cut the stopping short and leave the object store running."""
     construct_server(lambda: ActiveMQ(tmp_path / "probe-activemq"))
     construct_server(lambda: SeaweedFS(tmp_path / "probe-seaweedfs"))
     work, log = tmp_path / "w", tmp_path / "stderr.log"
@@ -190,6 +193,9 @@ def test_sigterm_stops_the_servers_producers_and_supersink_it_started(tmp_path: 
         running = _processes_of(work)
         assert any("ei-supersink" in argv for argv in running), running
         proc.send_signal(signal.SIGTERM)
+        for _ in range(signals - 1):
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=120) == 130, log.read_text()[-2000:]
     finally:
         if proc.poll() is None:
@@ -197,4 +203,27 @@ def test_sigterm_stops_the_servers_producers_and_supersink_it_started(tmp_path: 
     assert "interrupted" in log.read_text()
     left = _processes_of(work)
     assert left == [], f"left running: {left}"
-    assert not (tmp_path / "out" / "results.json").exists()
+    assert not (tmp_path / "out").exists(), "no results, and no empty results directory"
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_a_second_comparison_in_a_kept_work_directory_counts_only_its_own_tasks(tmp_path: Path) -> None:
+    """Rerunning with --keep into the same --work used to reuse the first comparison's ledger: its task was
+    counted again and the run failed with "100 events loaded, 50 sent"."""
+    construct_server(lambda: ActiveMQ(tmp_path / "probe-activemq"))
+    construct_server(lambda: SeaweedFS(tmp_path / "probe-seaweedfs"))
+    work = tmp_path / "w"
+    for attempt in ("first", "second"):
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.cli", "compare", "--quick", "--keep", "--transports", "store",
+             "--producers", "1", "--jobs", "1", "--events", "50", "--drain-producers", "0",
+             "--out", str(tmp_path / attempt), "--work", str(work)],
+            capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=280,
+            check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, f"{attempt}: exit {done.returncode}\n{done.stderr[-2000:]}"
+        row = json.loads((tmp_path / attempt / "results.json").read_text())["runs"][0]
+        assert (row["status"], row["events_loaded"], row["tasks_committed"]) == ("ok", 50, 1), (attempt, row)
+    assert f"scratch directory kept (--keep): {work}" in done.stderr
+    assert len([p for p in work.iterdir() if p.is_dir()]) == 2, "a directory per comparison, both kept"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from benchmarks import report
 from benchmarks.cli import build_parser, config_from
 from benchmarks.harness import Run, _above_idle, _central_cost
 from benchmarks.processes import JobOutcome
@@ -152,3 +156,33 @@ def test_producers_run_niced_unless_told_otherwise(tmp_path: Path) -> None:
     assert argv()[:3] == ["nice", "-n", "10"] and "ei-producer" in argv()[3]
     assert "ei-producer" in argv("--producer-nice", "0")[0]
     assert argv("--producer-nice", "19")[:3] == ["nice", "-n", "19"]
+
+
+def test_a_failed_runs_reason_stays_on_one_line_of_the_list() -> None:
+    # a supersink's last stderr lines used to be pasted in as they were, breaking the Markdown list
+    failed = row("store", 1, None, status="failed")
+    failed["reason"] = "ei-supersink expect failed (5): refused\nei-supersink: broker error: cannot connect"
+    text = markdown(results([failed]))
+    entry = next(line for line in text.splitlines() if line.startswith("- store-p1 (failed)"))
+    assert entry.endswith("refused ei-supersink: broker error: cannot connect")
+
+
+def test_results_are_written_all_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    done = results([row("store", 1, 100.0)])
+
+    def broken(results: dict[str, Any], out: Path) -> list[Path]:
+        (out / "central_cost.png").write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report, "plots", broken)
+    with pytest.raises(OSError):
+        report.write(done, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "no results.json beside half of the files"
+
+
+def test_without_matplotlib_the_tables_are_written_and_say_so(tmp_path: Path) -> None:
+    paths = report.write(results([row("store", 1, 100.0)]), tmp_path, draw=False)
+    assert sorted(p.name for p in paths) == ["results.json", "results.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json", "results.md"]
+    assert "Plots: not drawn (matplotlib is not installed" in (tmp_path / "results.md").read_text()
+    assert json.loads((tmp_path / "results.json").read_text())["plots"] is None
