@@ -14,14 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from eventindex.errors import NeedsAttentionError, NothingToDoError
+from eventindex.errors import ConfigError, NeedsAttentionError, NothingToDoError
 from eventindex.store import ObjectStore
 from eventindex.warehouse import CommittedTask
 from supersink.completeness import AttemptView, TaskView, chosen_chunks, evaluate
 from supersink.ledger import Ledger, TaskState
 from supersink.loader import DEFAULT_LAYOUT, FileLayout, LoadPlan, amend_task
 from supersink.notify import add_commit
-from supersink.warehouse import Warehouse
+from supersink.warehouse import ClaimedElsewhereError, Warehouse
 
 
 class NothingToAmendError(NothingToDoError):
@@ -30,6 +30,10 @@ class NothingToAmendError(NothingToDoError):
 
 class NotLoadedError(NeedsAttentionError):
     """An amendment was asked for a task that has no commit to amend (it needs `load` first: exit 3)."""
+
+
+class AmendmentClaimedError(NeedsAttentionError):
+    """Another supersink holds the claim of the amendment this one would write (exit 3)."""
 
 
 def loaded_attempts(marker: dict[str, Any] | None) -> dict[str, int]:
@@ -122,9 +126,15 @@ def amend(
     if marker is None or view.dataset is None:
         raise NotLoadedError(f"task {task} is not loaded yet: use `ei-supersink load` (with --force if partial)")
     committed = warehouse.committed(view.dataset, task)
+    if committed is None:  # the wrong warehouse, or its marker deleted or not restored: nothing to add to
+        given = warehouse.url.split("?", 1)[0]
+        raise ConfigError(
+            f"task {task} was loaded to {row.location if row is not None else '?'}, but {given} holds no commit "
+            "of it (no _SUCCESS.json): is this the warehouse it was loaded to?"
+        )
     known = set(marker.get("amendments", []))
     adopted = []
-    for earlier in committed.amendments if committed is not None else []:
+    for earlier in committed.amendments:
         if earlier.get("amendment") not in known:
             marker = with_amendment(marker, earlier)
             adopted.append(earlier)
@@ -143,6 +153,14 @@ def amend(
         missing=tuple(view.missing),
         inputs=tuple(ledger.attempt_inputs(task, {job: a.attempt for job, a in pending.jobs.items()})),
     )
-    amendment = amend_task(plan, store=store, assembly=assembly, warehouse=warehouse, owner=owner, layout=layout)
+    try:
+        amendment = amend_task(plan, store=store, assembly=assembly, warehouse=warehouse, owner=owner, layout=layout)
+    except ClaimedElsewhereError as exc:
+        number = len(committed.amendments) + 1
+        raise AmendmentClaimedError(
+            f"{exc}; once that supersink is certainly not running, delete "
+            f"{warehouse.claim_path(view.dataset, task, number)} (only if there is no _AMEND-{number:04d}.json "
+            "next to the task's _SUCCESS.json) and amend again"
+        ) from exc
     _record(ledger, warehouse, view, with_amendment(marker, amendment), [amendment])
     return amendment

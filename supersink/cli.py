@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import re
 import signal
 import sys
@@ -183,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_RESCAN_SECONDS,
         metavar="SECONDS",
         help="how often an incomplete task is looked for in the store, for manifests whose pointers "
-        "were lost or went to another supersink (0: never)",
+        f"were lost or went to another supersink (0: never). Default: {DEFAULT_RESCAN_SECONDS:g}",
     )
     run.add_argument(
         "--delete-transit-after",
@@ -233,10 +234,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for command in (run, load):
         command.add_argument(
-            "--rows-per-file", type=_whole(1, MAX_ROWS), default=ROWS_PER_FILE, help="rows per Parquet part file"
+            "--rows-per-file",
+            type=_whole(1, MAX_ROWS),
+            default=ROWS_PER_FILE,
+            help=f"rows per Parquet part file (default {ROWS_PER_FILE:,})",
         )
         command.add_argument(
-            "--row-group-rows", type=_whole(1, MAX_ROWS), default=ROW_GROUP_ROWS, help="rows per Parquet row group"
+            "--row-group-rows",
+            type=_whole(1, MAX_ROWS),
+            default=ROW_GROUP_ROWS,
+            help=f"rows per Parquet row group (default {ROW_GROUP_ROWS:,})",
         )
 
     rec = sub.add_parser("reconcile", help="rebuild the ledger from the manifests in the store")
@@ -356,7 +363,7 @@ def cmd_run(args: argparse.Namespace, redact: Redactor) -> int:
             ops.start(sink.counters, tuple(STATES))
             sink.run(ops.consumer(consumer), stop, args.until_idle)
             stuck = sink.stuck() if args.until_idle is not None and not stop.is_set() else []
-    print(run_summary(sink, store, stuck))
+    _out(run_summary(sink, store, stuck))
     for task in stuck:
         print(f"ei-supersink: {redact(task.line())}", file=sys.stderr)
     if hangup.is_set():  # stopped as gently as by SIGTERM; not 0, so that a Restart=on-failure unit starts it again
@@ -370,7 +377,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         report = status(ledger)
     finally:
         ledger.close()
-    print(json.dumps(report, indent=2) if args.json else render(report))
+    _out(json.dumps(report, indent=2) if args.json else render(report))
     return EXIT_OK
 
 
@@ -382,7 +389,7 @@ def cmd_notifications(args: argparse.Namespace) -> int:
     finally:
         ledger.close()
     for note in notes:
-        print(json.dumps({"seq": note.seq, "published": note.published, **note.data()}))
+        _out(json.dumps({"seq": note.seq, "published": note.published, **note.data()}))
     return EXIT_OK
 
 
@@ -397,7 +404,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         resources.callback(warehouse.close)
         sink = Supersink(ledger, store, warehouse, layout=_layout(args))
         summary = sink.amend_now(args.task) if args.amend else sink.load_now(args.task, force=args.force)
-    print(json.dumps(summary))
+    _out(json.dumps(summary))
     return EXIT_OK
 
 
@@ -417,14 +424,14 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     redact = Redactor()
     for problem in report.problems:
         print(f"ei-supersink: reconcile: {redact(problem)}", file=sys.stderr)
-    print(json.dumps(report.summary()))
+    _out(json.dumps(report.summary()))
     return EXIT_OK
 
 
 def cmd_committed(args: argparse.Namespace) -> int:
     warehouse = Warehouse.from_url(args.warehouse, create=False)
     try:
-        sys.stdout.write(render_committed(warehouse, args.format, args.table))
+        _out(render_committed(warehouse, args.format, args.table), end="")
     finally:
         warehouse.close()
     return EXIT_OK
@@ -438,7 +445,7 @@ def cmd_migrate_layout(args: argparse.Namespace) -> int:
         warehouse.close()
     for old in result.uncommitted:
         print(f"ei-supersink: migrate-layout: {old} has no commit marker, left where it is", file=sys.stderr)
-    print(json.dumps({"moved": result.moved, "uncommitted": result.uncommitted}))
+    _out(json.dumps({"moved": result.moved, "uncommitted": result.uncommitted}))
     return EXIT_OK
 
 
@@ -446,12 +453,12 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     ledger = _open_ledger(args.state, must_exist=True)
     try:
         if args.action == "retry":
-            print(json.dumps({"retried": quarantine.retry(ledger, args.broker, None if args.all else args.ids)}))
+            _out(json.dumps({"retried": quarantine.retry(ledger, args.broker, None if args.all else args.ids)}))
             return EXIT_OK
         listing = quarantine.entries(ledger)
     finally:
         ledger.close()
-    sys.stdout.write(json.dumps(listing, indent=2) + "\n" if args.json else quarantine.render(listing))
+    _out(json.dumps(listing, indent=2) if args.json else quarantine.render(listing), end="\n" if args.json else "")
     return EXIT_OK
 
 
@@ -468,6 +475,17 @@ def _setup_logging(args: argparse.Namespace) -> Redactor:
     for name in ("pika", "stomp.py", "botocore", "urllib3"):
         logging.getLogger(name).setLevel(logging.CRITICAL if name == "pika" else logging.WARNING)
     return redact
+
+
+def _out(text: str, end: str = "\n") -> None:
+    """Write a command's answer to stdout. A reader that went away (`ei-supersink status --json | head -1`) does
+    not change the command's exit code: stdout is pointed at /dev/null, so nothing fails at exit either."""
+    try:
+        sys.stdout.write(text + end)
+        sys.stdout.flush()
+    except OSError:
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 #: The commands but `run`, which also takes the redactor.

@@ -24,6 +24,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from eventindex import __version__
 from eventindex.errors import ConfigError, EventIndexError, StateError
 from eventindex.redact import redact
 
@@ -150,6 +151,11 @@ MAX_QUARANTINE_BODY = 4 * 1024 * 1024
 
 class LedgerError(StateError):
     """The ledger could not be opened or written."""
+
+
+class LedgerTooNewError(ConfigError):
+    """The ledger was written by a newer supersink (a downgrade): a usage error (exit 2), which restarting the
+    service cannot heal (a unit with RestartPreventExitStatus=2 does not loop on it)."""
 
 
 class TaskState(StrEnum):
@@ -453,7 +459,11 @@ class Ledger:
                     f"{self.path} is not a supersink ledger (it holds the tables {', '.join(sorted(tables))})"
                 )
             if version > SCHEMA_VERSION:
-                raise LedgerError(f"the ledger {self.path} has schema version {version}, newer than this supersink's")
+                raise LedgerTooNewError(
+                    f"the ledger {self.path} has schema version {version}, newer than this supersink's "
+                    f"({SCHEMA_VERSION}, ei-supersink {__version__}): it was written by a newer ei-supersink; "
+                    "run that version (the ledger was left as it is)"
+                )
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         had_files = "mq_files" in tables
@@ -855,6 +865,17 @@ class Ledger:
             params += ids
         sql = "SELECT * FROM quarantine" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
         return [QuarantineEntry.from_row(row) for row in self._rows(sql, tuple(params))]
+
+    def held_cut(self, ids: Sequence[int] | None = None) -> dict[int, bool]:
+        """The held entries (only those of `ids` if given), without their bodies: for each id, whether only the
+        start of its body was kept. What `quarantine retry` checks before it sends anything, thousands of
+        entries of up to 4 MiB each without reading one body."""
+        sql = "SELECT id, coalesce(size > length(body), 0) FROM quarantine WHERE state = ?"
+        params: list[Any] = [QuarantineState.HELD]
+        if ids is not None:
+            sql += f" AND id IN ({', '.join('?' * len(ids))})"
+            params += ids
+        return {int(entry_id): bool(cut) for entry_id, cut in self.db.execute(sql + " ORDER BY id", params)}
 
     def quarantine_listing(self) -> list[QuarantineSummary]:
         """Every entry without its body (its size instead), oldest first."""

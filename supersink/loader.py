@@ -472,7 +472,6 @@ def amend_task(
         existing = warehouse.committed(plan.dataset, plan.task)
         if existing is None:
             raise WarehouseError(f"task {plan.task} has no commit marker to amend")
-        warehouse.claim(plan.dataset, plan.task, owner)
         loaded = {**existing.marker.get("attempts", {})}
         for earlier in existing.amendments:
             loaded.update(earlier.get("attempts", {}))
@@ -480,6 +479,8 @@ def amend_task(
             already = sorted(job for job in plan.attempts if job in loaded)
             raise AlreadyCommittedError(f"task {plan.task}: jobs {', '.join(already)} are loaded already")
         number = len(existing.amendments) + 1
+        # the amendment's own claim, not the task's: whoever committed the task may be gone with its ledger
+        warehouse.claim(plan.dataset, plan.task, owner, amendment=number)
         warehouse.begin(plan.dataset, plan.task, number)
         files, rows_in, dups = _write_generation(
             plan,

@@ -31,18 +31,23 @@ def retry(ledger: Ledger, broker: str, ids: Sequence[int] | None) -> list[int]:
     """Send the held entries `ids` (None: every held one) to `broker` again, in order; returns the ids
     sent. An id that is not held, or an entry that kept only the start of its body, is refused
     (ConfigError) before anything is sent."""
-    held = {entry.id: entry for entry in ledger.quarantined(QuarantineState.HELD, ids)}
+    held = ledger.held_cut(ids)  # no body yet: thousands of entries of up to 4 MiB each would not fit in memory
     chosen = sorted(held) if ids is None else list(ids)
     unknown = [i for i in chosen if i not in held]
     if unknown:
         raise ConfigError(f"no held quarantine entry with id {', '.join(map(str, unknown))}")
-    cut = [i for i in chosen if held[i].cut]
+    cut = [i for i in chosen if held[i]]
     if cut:
         raise ConfigError(f"quarantine entries {', '.join(map(str, cut))} kept only the start of their body")
+    sent = []
     with open_publisher(broker) as publisher:
         for entry_id in chosen:
-            entry = held[entry_id]
+            found = ledger.quarantined(QuarantineState.HELD, [entry_id])  # one body in memory at a time
+            if not found:
+                continue  # sent already (an id given twice), or expired by the service meanwhile
+            entry = found[0]
             publisher.send(entry.body, entry.headers, group=entry.headers.get("JMSXGroupID") or entry.task)
             with ledger.transaction():
                 ledger.set_quarantine_state(entry_id, QuarantineState.RETRIED)
-    return chosen
+            sent.append(entry_id)
+    return sent

@@ -260,7 +260,11 @@ class Supersink:
         incomplete); returns its commit's summary, with whether it was loaded already. ConfigError for a
         task the ledger does not know, TaskNotLoadableError when the task is not loaded after this."""
         already = self._known(task).state in LOADED_STATES
-        if force and not already:
+        if not already and self.adopt_commit(task):
+            # the warehouse holds its commit and the ledger does not know: a ledger restored from a backup
+            # older than the commit (the task's objects may be gone by retention), or rebuilt after a loss
+            already = True
+        elif force and not already:
             self.force_load(task)
         else:
             self.settle(task)

@@ -16,6 +16,10 @@ HDFS, `If-None-Match: *` on S3):
 
 - `_staging/dataset=<D>/task=<T>/_CLAIM.json`: which supersink loads the task. Written once,
   before any part; a second supersink finds it and stands down for that task.
+- `_staging/dataset=<D>/task=<T>/_CLAIM-aNNNN.json`: which supersink writes amendment NNNN of a
+  committed task. A claim of its own per amendment, not the task's: the supersink that committed the
+  task may be gone for good (its ledger lost, its identity with it), and the late jobs must still be
+  loadable by another; two amending at once still cannot both write amendment NNNN.
 - `dataset=<D>/task=<T>/_SUCCESS.json` and `_AMEND-NNNN.json`: the commit marker and the
   amendments, written once, last.
 """
@@ -42,10 +46,20 @@ from eventindex.warehouse import (
 )
 
 STAGED_SUFFIX = ".staged"
+#: The claim of amendment NNNN of a committed task (the first load's is CLAIM).
+AMEND_CLAIM_TEMPLATE = "_CLAIM-a{:04d}.json"
 
 
 class ClaimedElsewhereError(WarehouseError):
     """Another supersink holds the load claim of this task."""
+
+
+def _claim_name(amendment: int) -> str:
+    return CLAIM if amendment == 0 else AMEND_CLAIM_TEMPLATE.format(amendment)
+
+
+def _is_claim(name: str) -> bool:
+    return name == CLAIM or re.fullmatch(r"_CLAIM-a\d{4,}\.json", name) is not None
 
 
 def _part_prefix(amendment: int) -> str:
@@ -96,9 +110,10 @@ class Warehouse(WarehouseReader):
         except StoreError as exc:
             raise WarehouseError(f"cannot write {name} of {task}: {exc}") from exc
 
-    def claim(self, dataset: str, task: str, owner: str) -> None:
-        """Take the load claim of a task, or confirm we hold it; ClaimedElsewhereError otherwise."""
-        key = f"{STAGING}/{partition(dataset, task)}/{CLAIM}"
+    def claim(self, dataset: str, task: str, owner: str, amendment: int = 0) -> None:
+        """Take the load claim of a task (`amendment` 0) or of one of its amendments, or confirm we hold it;
+        ClaimedElsewhereError otherwise."""
+        key = f"{STAGING}/{partition(dataset, task)}/{_claim_name(amendment)}"
         claim = {"owner": owner, "claimed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         try:
             self._write_json_once(key, claim)
@@ -114,14 +129,15 @@ class Warehouse(WarehouseReader):
                 raise WarehouseError(f"cannot write the load claim of {task}: {exc}") from exc
             held = found
         if held.get("owner") != owner:
+            what = "loaded" if amendment == 0 else f"amended (amendment {amendment})"
             raise ClaimedElsewhereError(
-                f"task {task} is being loaded by supersink {held.get('owner', '?')} "
+                f"task {task} is being {what} by supersink {held.get('owner', '?')} "
                 f"(claimed {held.get('claimed_at', '?')})"
             )
 
-    def claim_path(self, dataset: str, task: str) -> str:
-        """The claim file of a task, on `fs` (for operators releasing a lost supersink's claim)."""
-        return f"{self.staging_dir(dataset, task)}/{CLAIM}"
+    def claim_path(self, dataset: str, task: str, amendment: int = 0) -> str:
+        """The claim file of a task (or of an amendment), on `fs` (for operators releasing a lost supersink's claim)."""
+        return f"{self.staging_dir(dataset, task)}/{_claim_name(amendment)}"
 
     # ------------------------------------------------------------ parts
 
@@ -215,12 +231,12 @@ class Warehouse(WarehouseReader):
             raise WarehouseError(f"cannot write {path}: {exc}") from exc
 
     def finish(self, dataset: str, task: str) -> None:
-        """After a commit: remove what is left in the task's staging directory but its claim."""
+        """After a commit: remove what is left in the task's staging directory but its claims."""
         if not self.renames:
             return
         try:
             for info in self._list(self.staging_dir(dataset, task)):
-                if info.base_name != CLAIM:
+                if not _is_claim(info.base_name):
                     self.fs.delete_file(info.path)
         except OSError:
             pass  # temporaries only; the next load of this task removes them too
