@@ -84,7 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--branch-map", type=Path, metavar="FILE", help="ROOT inputs: a JSON branch map (see docs/inputs.md)"
     )
     _broker_arguments(parser)
-    parser.add_argument("--chunk-events", type=int, default=DEFAULT_CHUNK_EVENTS, help="events per chunk object")
+    parser.add_argument(
+        "--chunk-events",
+        type=int,
+        default=DEFAULT_CHUNK_EVENTS,
+        help=f"events per chunk object (default {DEFAULT_CHUNK_EVENTS})",
+    )
     parser.add_argument(
         "--threads", type=int, default=DEFAULT_THREADS, help=f"parallel chunk uploads (default {DEFAULT_THREADS})"
     )
@@ -286,8 +291,7 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         config = run_config(args)
         inputs = open_inputs(config)
-        if args.dry_run:
-            check_destinations(config)
+        check_destinations(config)  # before the job, not after its chunks are stored
     except (Exception, KeyboardInterrupt) as exc:  # every error, a bug too, ends in one line and its code
         return _fail(*exit_status(exc, keeps_state=False))
     finally:

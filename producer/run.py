@@ -13,9 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from eventindex.errors import ConfigError
 from eventindex.store.base import ObjectStore, StoreOptions, check_store_url, open_store
+from eventindex.store.local import file_url_path
 from eventindex.transport.base import Publisher
 from eventindex.transport.counting import CountingPublisher
 from eventindex.transport.failover import FailoverPublisher
@@ -79,10 +81,17 @@ def declared_events(inputs: list[InputSource]) -> int | None:
 
 
 def check_destinations(config: RunConfig) -> None:
-    """`--dry-run`: the store URL and every broker URL are valid; nothing is connected to."""
+    """Before the job (a dry run's too): the store URL and every broker URL are valid, and the directories a
+    `file://` store and an embedded `sqlite://` queue are in exist; nothing is connected to, nothing created.
+    A job must not store what it could not announce, nor fill an empty directory under an unmounted mount
+    point that no supersink reads."""
     if config.store:
         check_store_url(config.store)
     FailoverPublisher(config.brokers).close()
+    if config.store and urlsplit(config.store).scheme == "file":
+        directory = file_url_path(config.store)
+        if not directory.is_dir():
+            raise ConfigError(f"store directory {directory} does not exist (create it before the first job)")
 
 
 @dataclass(frozen=True)
@@ -137,7 +146,9 @@ def run_job(config: RunConfig, inputs: list[InputSource], on_progress: Callable[
                 result = MqJobRunner(config.spec, publisher, on_progress=on_progress).run(inputs)
         else:
             assert config.store is not None  # RunConfig requires it
-            store = open_store(config.store, config.store_options)
+            # a file:// store directory is never created here (check_destinations); an S3 bucket is checked
+            # before the first write
+            store = open_store(config.store, config.store_options, create=urlsplit(config.store).scheme != "file")
             with publisher:
                 runner = JobRunner(
                     config.spec,

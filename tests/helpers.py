@@ -42,6 +42,13 @@ def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
 
 
+def store_dir(path: Path) -> str:
+    """The `file://` URL of a store directory, made first: a store exists before its first job (the producer
+    never creates one: a missing directory may be an unmounted mount point)."""
+    path.mkdir(parents=True, exist_ok=True)
+    return path.as_uri()
+
+
 def sink_cli(*args: str) -> subprocess.CompletedProcess[str]:
     """`ei-supersink ARGS` as a process of this checkout; its output as text."""
     return cli("supersink.cli", *args)
@@ -51,13 +58,13 @@ def produce_cli(tmp_path: Path, input_spec: str) -> subprocess.CompletedProcess[
     """`ei-producer` on one input, task T job J attempt 1 of dataset D, into a store and queue under tmp_path."""
     return cli(
         "producer.cli", "--task", "T", "--job", "J", "--attempt", "1", "--dataset", "D", "--input", input_spec,
-        "--store", (tmp_path / "s").as_uri(), "--broker", f"sqlite://{tmp_path / 'q.db'}",
+        "--store", store_dir(tmp_path / "s"), "--broker", f"sqlite://{tmp_path / 'q.db'}",
     )  # fmt: skip
 
 
 def index_into_warehouse(tmp_path: Path, input_spec: str, events: int) -> pa.Table:
     """producer CLI -> supersink expect + run -> the committed warehouse rows of the task."""
-    store, queue, warehouse = (tmp_path / "store").as_uri(), f"sqlite://{tmp_path / 'q.db'}", tmp_path / "wh"
+    store, queue, warehouse = store_dir(tmp_path / "store"), f"sqlite://{tmp_path / 'q.db'}", tmp_path / "wh"
     produced = cli(
         "producer.cli", "--task", "T", "--job", "J", "--attempt", "1", "--dataset", "D",
         "--input", input_spec, "--store", store, "--broker", queue, "--chunk-events", "700",

@@ -86,11 +86,16 @@ class EmbeddedQueue:
             raise ConfigError(f"broker URL {shown!r}: visibility must be a number of seconds") from None
         return cls(Path(parts.path), query.get("queue", [DEFAULT_QUEUE])[-1], visibility)
 
+    def check(self) -> None:
+        """ConfigError when the queue's directory does not exist (checked before a job: a producer stores
+        nothing it could not announce)."""
+        if not self.path.parent.is_dir():
+            raise ConfigError(f"sqlite queue {self.path}: directory {self.path.parent} does not exist")
+
     def connect(self) -> sqlite3.Connection:
         """Open (or create) the queue database. Its directory must exist, and an existing database
         must be a queue (ConfigError otherwise): a typo or the ledger's path creates nothing."""
-        if not self.path.parent.is_dir():
-            raise ConfigError(f"sqlite queue {self.path}: directory {self.path.parent} does not exist")
+        self.check()
         try:
             db = sqlite3.connect(
                 self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False

@@ -37,7 +37,7 @@ def _embedded() -> Adapter:
     from eventindex.transport.embedded import EmbeddedQueue
 
     return Adapter(
-        check=EmbeddedQueue.from_url,
+        check=lambda url: EmbeddedQueue.from_url(url).check(),
         publisher=lambda url: EmbeddedQueue.from_url(url).publisher(),
         consumer=lambda url: EmbeddedQueue.from_url(url).consumer(),
     )
@@ -105,5 +105,6 @@ def open_consumer(url: str) -> Consumer:
 
 
 def check_broker_url(url: str) -> None:
-    """Validate a broker URL and the files it names (CA, certificate, key) without connecting."""
+    """Validate a broker URL and the files it names (CA, certificate, key; an embedded queue's directory)
+    without connecting."""
     adapter(url).check(url)

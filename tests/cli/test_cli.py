@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import store_dir
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -30,7 +32,7 @@ def producer(tmp_path: Path, *extra: str, job: str = "j1", attempt: str = "1") -
         "--dataset",
         "ds",
         "--store",
-        (tmp_path / "store").as_uri(),
+        store_dir(tmp_path / "store"),
         "--broker",
         f"sqlite://{tmp_path / 'q.db'}",
         *extra,
@@ -43,7 +45,7 @@ def sink(tmp_path: Path, command: str, *extra: str) -> subprocess.CompletedProce
             "--broker",
             f"sqlite://{tmp_path / 'q.db'}",
             "--store",
-            (tmp_path / "store").as_uri(),
+            store_dir(tmp_path / "store"),
             "--warehouse",
             (tmp_path / "wh").as_uri(),
             "--state",
@@ -119,7 +121,7 @@ def test_producer_refuses_unsafe_names_and_credentials_in_urls(tmp_path: Path) -
         "--input",
         "synthetic:1",
         "--store",
-        (tmp_path / "s").as_uri(),
+        store_dir(tmp_path / "s"),
         "--broker",
         f"sqlite://{tmp_path}/q",
     )

@@ -186,3 +186,29 @@ def test_a_file_name_that_is_not_utf8_is_refused_in_one_line(tmp_path: Path) -> 
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and b"not UTF-8" in lines[0], done.stderr
     assert list((tmp_path / "store").iterdir()) == []
+
+
+def test_a_store_or_queue_directory_that_does_not_exist_is_refused_before_the_job(tmp_path: Path) -> None:
+    """A missing store directory was made (under an unmounted mount point, an empty directory no supersink
+    reads), and a missing queue directory was found only after every chunk and the manifest were stored;
+    `--dry-run` passed both."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    base = [sys.executable, "-m", "producer.cli", "--task", "t1", "--job", "j1", "--attempt", "1", "--dataset", "ds",
+            "--input", "synthetic:100", "--quiet"]  # fmt: skip
+    (tmp_path / "store").mkdir()
+    cases = [
+        (["--store", (tmp_path / "mnt" / "store").as_uri(), "--broker", f"sqlite://{tmp_path / 'q.db'}"],
+         f"store directory {tmp_path / 'mnt' / 'store'} does not exist"),
+        (["--store", (tmp_path / "gone").as_uri(), "--broker", f"sqlite://{tmp_path / 'q.db'}"],
+         f"store directory {tmp_path / 'gone'} does not exist"),
+        (["--store", (tmp_path / "store").as_uri(), "--broker", f"sqlite://{tmp_path / 'no-dir' / 'q.db'}"],
+         f"directory {tmp_path / 'no-dir'} does not exist"),
+    ]  # fmt: skip
+    for args, words in cases:
+        for dry in ([], ["--dry-run"]):
+            done = subprocess.run([*base, *args, *dry], capture_output=True, text=True, cwd=tmp_path, env=env,
+                                  timeout=120)  # fmt: skip
+            assert done.returncode == 2 and words in done.stderr, (args, dry, done.stderr)
+            assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "mnt").exists() and not (tmp_path / "gone").exists() and not (tmp_path / "no-dir").exists()
+    assert list((tmp_path / "store").iterdir()) == [], "nothing stored"

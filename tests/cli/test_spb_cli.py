@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.spb_writer import write_tables
+from tests.helpers import store_dir
 from tests.unit.test_spb import ROOT, end_pb, good_records, record, spb_bytes, write_gz
 
 
@@ -29,7 +30,7 @@ def test_producer_exits_with_the_input_code_and_one_line(tmp_path: Path) -> None
             "--dataset",
             "ds",
             "--store",
-            (tmp_path / "store").as_uri(),
+            store_dir(tmp_path / "store"),
             "--broker",
             f"sqlite://{tmp_path / 'q.db'}",
             "--input",
@@ -56,7 +57,7 @@ def test_each_input_file_of_an_spb_file_gets_its_own_manifest_summary(tmp_path: 
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.run(
         [sys.executable, "-m", "producer.cli", "--task", "t", "--job", "j", "--attempt", "1", "--dataset", "d",
-         "--input", str(path), "--store", (tmp_path / "store").as_uri(), "--broker", f"sqlite://{tmp_path}/q.db"],
+         "--input", str(path), "--store", store_dir(tmp_path / "store"), "--broker", f"sqlite://{tmp_path}/q.db"],
         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)}, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

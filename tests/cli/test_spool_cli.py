@@ -8,7 +8,7 @@ from pathlib import Path
 
 from eventindex.pointers import parse_pointer
 from producer.spool import PointerSpool
-from tests.helpers import Pipeline, assert_same_events, cli, synthetic
+from tests.helpers import Pipeline, assert_same_events, cli, store_dir, synthetic
 from tests.unit.test_spool import closed_port
 
 
@@ -18,7 +18,7 @@ def test_no_broker_exit_6_then_flush_spool_then_the_task_loads_once(tmp_path: Pa
     produced = cli(
         "producer.cli", "--task", "task1", "--job", "j1", "--attempt", "1", "--dataset", "ds",
         "--input", "synthetic:3000:7",
-        "--chunk-events", "1000", "--store", (tmp_path / "store").as_uri(), "--broker", dead, "--threads", "3",
+        "--chunk-events", "1000", "--store", store_dir(tmp_path / "store"), "--broker", dead, "--threads", "3",
         cwd=tmp_path,
     )  # fmt: skip
     assert produced.returncode == 6, produced.stderr
@@ -45,7 +45,7 @@ def test_no_broker_exit_6_then_flush_spool_then_the_task_loads_once(tmp_path: Pa
 def test_no_spool_flag_fails_with_exit_5(tmp_path: Path) -> None:
     proc = cli(
         "producer.cli", "--task", "t", "--job", "j", "--attempt", "1", "--dataset", "ds", "--input", "synthetic:100",
-        "--store", (tmp_path / "store").as_uri(), "--broker", f"stomp://127.0.0.1:{closed_port()}/queue/q",
+        "--store", store_dir(tmp_path / "store"), "--broker", f"stomp://127.0.0.1:{closed_port()}/queue/q",
         "--no-spool", cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 5

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from producer.cli import main
+from tests.helpers import store_dir
 
 
 @pytest.mark.parametrize("dry_run", [False, True])
@@ -31,7 +32,7 @@ def test_an_error_after_the_progress_line_is_on_its_own_line(
         "--input",
         str(path),
         "--store",
-        (tmp_path / "s").as_uri(),
+        store_dir(tmp_path / "s"),
         "--broker",
         f"sqlite://{tmp_path / 'q.db'}",
         "--chunk-events",

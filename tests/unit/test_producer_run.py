@@ -14,6 +14,7 @@ from producer import cli
 from producer.job import JobSpec
 from producer.run import RunConfig, RunOutcome, open_inputs, run_job
 from producer.spool import PointerSpool, flush_spool
+from tests.helpers import store_dir
 
 SPEC = JobSpec(task="t", job="j", attempt=1, dataset="ds", chunk_events=1_000)
 
@@ -30,7 +31,7 @@ def test_the_mode_decides_whether_a_store_is_needed(tmp_path: Path) -> None:
 def test_run_job_stores_announces_and_counts(tmp_path: Path) -> None:
     broker = f"sqlite://{tmp_path / 'q.db'}"
     config = RunConfig(
-        spec=SPEC, inputs=("synthetic:2500:7",), brokers=(broker,), store=(tmp_path / "s").as_uri(),
+        spec=SPEC, inputs=("synthetic:2500:7",), brokers=(broker,), store=store_dir(tmp_path / "s"),
         spool=tmp_path / "p.spool",
     )  # fmt: skip
     outcome = run_job(config, open_inputs(config), None)
@@ -58,7 +59,7 @@ def test_an_unexpected_error_is_one_line_and_exit_1_with_its_metrics(
     metrics = tmp_path / "m.prom"
     code = cli.main(
         ["--task", "t", "--job", "j", "--attempt", "1", "--dataset", "d", "--input", "synthetic:10",
-         "--store", tmp_path.as_uri(), "--broker", f"sqlite://{tmp_path / 'q.db'}", "--metrics-file", str(metrics)]
+         "--store", store_dir(tmp_path), "--broker", f"sqlite://{tmp_path / 'q.db'}", "--metrics-file", str(metrics)]
     )  # fmt: skip
     assert code == 1
     assert capsys.readouterr().err == "ei-producer: internal error: RuntimeError: a bug\n"

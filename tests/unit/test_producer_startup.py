@@ -13,6 +13,7 @@ import pytest
 from producer import cli, startup
 from producer.run import RunConfig
 from producer.run import open_inputs as open_inputs_of_run
+from tests.helpers import store_dir
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +33,7 @@ def collector() -> Iterator[None]:
 
 
 def _args(tmp_path: Path, source: str) -> list[str]:
-    store, queue = (tmp_path / "store").as_uri(), f"sqlite://{tmp_path / 'q.db'}"
+    store, queue = store_dir(tmp_path / "store"), f"sqlite://{tmp_path / 'q.db'}"
     return ["--task", "t", "--job", "j", "--attempt", "1", "--dataset", "d", "--input", source,
             "--store", store, "--broker", queue, "--quiet"]  # fmt: skip
 
