@@ -1,8 +1,9 @@
 """Ceph 16 RGW (:class:`testservers.CephRGW`): S3 semantics the project relies on, and the launcher.
 
 Runs only with ``EI_WITH_CEPH=1`` (then a missing Ceph fails the run): the Debian packages are big and
-installed only on request (``EI_WITH_CEPH=1 scripts/install-servers``), so CI, which does not install
-them, skips these tests even with ``CI=true``. The unavailability test runs everywhere.
+installed only on request (``EI_WITH_CEPH=1 scripts/install-servers``). ``scripts/test``, and so CI, sets
+it unless given ``EI_WITH_CEPH=0``; without it these tests are skipped even with ``CI=true``. The
+unavailability test runs everywhere.
 """
 
 from __future__ import annotations
