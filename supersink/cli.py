@@ -402,7 +402,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         resources.callback(store.close)
         warehouse = Warehouse.from_url(args.warehouse)
         resources.callback(warehouse.close)
-        sink = Supersink(ledger, store, warehouse, layout=_layout(args))
+        sink = Supersink(ledger, store, warehouse, layout=_layout(args), wait_for_loads=True)
         summary = sink.amend_now(args.task) if args.amend else sink.load_now(args.task, force=args.force)
     _out(json.dumps(summary))
     return EXIT_OK

@@ -6,6 +6,13 @@ data right, but the work is done twice). The lock is a `flock` on a file beside 
 kernel when the process ends however it ends, so a crash never leaves it behind. The file holds the pid of
 the process that holds it, for the error a second `run` prints. One-shot commands (`load`, `status`,
 `quarantine`, ...) do not take it: they are meant to be used while the service runs.
+
+A one-shot `load` (or `reconcile --warehouse`) shares the service's identity too, so the load claim does not
+keep it from loading the task the service is loading: a `load --force` that finished after the service's
+full load had committed would overwrite the committed parts. Loads of one ledger therefore take a second
+lock, `<ledger>.loads.lock`, for as long as they write: the service tries it and looks at the task again
+later when a one-shot command holds it; a one-shot command waits for it. Whichever comes second finds the
+commit marker and adopts it.
 """
 
 from __future__ import annotations
@@ -46,5 +53,30 @@ def run_lock(ledger: Path) -> Iterator[None]:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def loads_lock_path(ledger: Path) -> Path:
+    return ledger.with_name(ledger.name + ".loads.lock")
+
+
+@contextmanager
+def loads_lock(ledger: Path, *, wait: bool) -> Iterator[bool]:
+    """Hold the ledger's loads lock for the duration (see the module docstring): True when held; with `wait`
+    False, False at once when another process holds it."""
+    path = loads_lock_path(ledger)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise StateError(f"cannot open the ledger's loads lock {path}: {exc.strerror}") from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            held = False
+        else:
+            held = True
+        yield held
     finally:
         os.close(fd)  # releases the lock

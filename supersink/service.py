@@ -36,6 +36,7 @@ from supersink.amend import amend, ledger_marker
 from supersink.completeness import TaskView, chosen_chunks, evaluate
 from supersink.crashpoints import crashpoint
 from supersink.fetch import ChunkUnusableError
+from supersink.instance import loads_lock
 from supersink.intake import Counters, Intake
 from supersink.ledger import LOADED_STATES, Ledger, LedgerError, TaskRecord, TaskState
 from supersink.loader import DEFAULT_LAYOUT, FileLayout, LoadPlan, load_task
@@ -106,7 +107,10 @@ class Supersink:
         on_problem: Callable[[str], None] | None = None,
         notifier: Notifier | None = None,
         observe_load: Callable[[float], None] | None = None,
+        wait_for_loads: bool = False,
     ) -> None:
+        #: a one-shot command waits for the ledger's loads lock; the service tries it (supersink.instance)
+        self.wait_for_loads = wait_for_loads
         #: publishes the commit notifications (supersink.notify) after each commit and at each sweep
         self.notifier = notifier
         #: told how long each load that committed took (the metrics' histogram)
@@ -286,20 +290,29 @@ class Supersink:
         """`ei-supersink load --amend`: load a committed task's late jobs as its next amendment; returns
         the amendment's summary (NotLoadedError, NothingToAmendError: see supersink.amend)."""
         self._known(task)
-        amendment = amend(
-            self.ledger,
-            self.warehouse,
-            task=task,
-            store=self.store,
-            assembly=self.intake.assembly,
-            owner=self.owner,
-            layout=self.layout,
-        )
+        with loads_lock(self.ledger.path, wait=True):
+            amendment = amend(
+                self.ledger,
+                self.warehouse,
+                task=task,
+                store=self.store,
+                assembly=self.intake.assembly,
+                owner=self.owner,
+                layout=self.layout,
+            )
         return {k: amendment[k] for k in AMEND_SUMMARY}
 
     def load(self, view: TaskView, partial: bool = False) -> dict[str, Any] | None:
-        """Load a task; None when another supersink holds its claim, or when a chunk turned out to be
-        gone or changed (the task is then damaged, its state says which chunk)."""
+        """Load a task; None when another supersink holds its claim, when a one-shot command of this one is
+        loading (the task is looked at again later), or when a chunk turned out to be gone or changed (the
+        task is then damaged, its state says which chunk)."""
+        with loads_lock(self.ledger.path, wait=self.wait_for_loads) as held:
+            if not held:
+                self.on_event(f"task {view.task}: a one-shot `ei-supersink load` is loading; looked at again later")
+                return None
+            return self._load_locked(view, partial)
+
+    def _load_locked(self, view: TaskView, partial: bool) -> dict[str, Any] | None:
         assert view.dataset is not None
         claimed_before = view.state == TaskState.CLAIMED_ELSEWHERE  # the ledger's state, as evaluate() read it
         with self.ledger.transaction():
@@ -556,7 +569,7 @@ def reconcile_into(ledger: Ledger, store: ObjectStore, prefix: str, warehouse: W
     also load the tasks they touched that are now complete."""
     if warehouse is None:
         return reconcile(Intake(ledger, store), prefix)
-    sink = Supersink(ledger, store, warehouse)
+    sink = Supersink(ledger, store, warehouse, wait_for_loads=True)
     report = reconcile(sink.intake, prefix)  # the chunks it verifies stay in the intake's cache for their load
     for task in sorted(report.tasks):
         if not sink.adopt_commit(task):  # a ledger rebuilt after the commit: the warehouse says it is loaded

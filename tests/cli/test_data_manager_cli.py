@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from eventindex.columns import EVENT_SCHEMA
+from supersink.instance import loads_lock
 from supersink.ledger import SCHEMA_VERSION, Ledger
 from supersink.warehouse import Warehouse
 from tests.helpers import ROOT, SORT, Pipeline, assert_same_events, sink_cli, synthetic
@@ -181,3 +183,32 @@ def test_a_reader_that_goes_away_does_not_change_the_exit_code(pipe: Pipeline) -
             assert (done.returncode, done.stderr) == (0, ""), (command, done.stderr)
     finally:
         os.close(write)
+
+
+def test_a_one_shot_load_and_the_service_never_load_one_task_at_once(pipe: Pipeline) -> None:
+    """They share one identity (it lives in the ledger), so the load claim did not keep them apart: a `load
+    --force` finishing after the service's full load had committed overwrote the committed parts."""
+    pipe.expect(1)
+    pipe.produce("j1", 1)
+    ledger = pipe.root / "ledger.db"
+    with loads_lock(ledger, wait=True) as held:  # a one-shot load of this supersink is writing
+        assert held
+        pipe.run_supersink()
+        assert pipe.status()["state"] == "waiting" and not (pipe.task_dir() / "_SUCCESS.json").exists()
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        one_shot = subprocess.Popen(
+            [sys.executable, "-m", "supersink.cli", "load", "--task", "task1", *_args(pipe)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        try:
+            with pytest.raises(subprocess.TimeoutExpired):
+                one_shot.wait(3.0)  # it waits for the load in progress
+        except BaseException:
+            one_shot.kill()
+            raise
+    out, err = one_shot.communicate(timeout=120)
+    assert one_shot.returncode == 0, err
+    assert json.loads(out)["already_loaded"] is False
+    pipe.run_supersink()  # the service finds the commit: nothing loaded twice
+    assert pipe.status()["state"] == "loaded" and len(list(pipe.task_dir().glob("_AMEND-*"))) == 0
+    assert_same_events(_committed_events(pipe), synthetic(1))
