@@ -34,14 +34,18 @@ def lock_path(ledger: Path) -> Path:
     return ledger.with_name(ledger.name + ".lock")
 
 
+def _open_lock(path: Path, what: str) -> int:
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise StateError(f"cannot open the ledger's {what} {path}: {exc.strerror}") from exc
+
+
 @contextmanager
 def run_lock(ledger: Path) -> Iterator[None]:
     """Hold the ledger's run lock for the duration; LedgerInUseError at once if another process holds it."""
     path = lock_path(ledger)
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        raise StateError(f"cannot open the ledger's lock {path}: {exc.strerror}") from exc
+    fd = _open_lock(path, "lock")
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -65,11 +69,7 @@ def loads_lock_path(ledger: Path) -> Path:
 def loads_lock(ledger: Path, *, wait: bool) -> Iterator[bool]:
     """Hold the ledger's loads lock for the duration (see the module docstring): True when held; with `wait`
     False, False at once when another process holds it."""
-    path = loads_lock_path(ledger)
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        raise StateError(f"cannot open the ledger's loads lock {path}: {exc.strerror}") from exc
+    fd = _open_lock(loads_lock_path(ledger), "loads lock")
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))

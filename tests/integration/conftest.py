@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import FAULT_LINE
 from tests.integration.faultkit import Backend
 from tests.webhdfs_fixture import webhdfs, webhdfs_endpoint  # noqa: F401 - fixtures
-from testservers import ActiveMQ, RabbitMQ, SeaweedFS, ServerUnavailable
+from testservers import ActiveMQ, CephRGW, RabbitMQ, SeaweedFS, ServerUnavailable
 
 
 def server_unavailable(reason: str) -> NoReturn:
@@ -42,23 +42,33 @@ def construct_server(factory: Callable[[], _S]) -> _S:
 @pytest.fixture(scope="session")
 def activemq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ActiveMQ]:
     """One ActiveMQ broker (STOMP on a free loopback port) for the whole session."""
-    server = construct_server(lambda: ActiveMQ(tmp_path_factory.mktemp("activemq")))
-    server.start()
-    try:
+    with construct_server(lambda: ActiveMQ(tmp_path_factory.mktemp("activemq"))) as server:
         yield server
-    finally:
-        server.stop()
+
+
+@pytest.fixture(scope="module")
+def ceph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CephRGW]:
+    """One single-node Ceph cluster (mon, memstore OSD, radosgw) for the module that asks for it; modules
+    using it run only with EI_WITH_CEPH=1, and then a missing Ceph fails them."""
+    try:
+        server = CephRGW(tmp_path_factory.mktemp("ceph"))
+    except ServerUnavailable as exc:
+        pytest.fail(f"EI_WITH_CEPH=1 but {exc}", pytrace=False)
+    with server:
+        yield server
+
+
+@pytest.fixture
+def ceph_env(ceph: CephRGW, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point the AWS SDK environment at ``ceph``; return a new, empty bucket's name."""
+    return _new_bucket(ceph, monkeypatch)
 
 
 @pytest.fixture(scope="session")
 def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
     """One SeaweedFS (``weed mini``, S3 with random real credentials) for the whole session."""
-    server = construct_server(lambda: SeaweedFS(tmp_path_factory.mktemp("seaweedfs")))
-    server.start()
-    try:
+    with construct_server(lambda: SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -67,13 +77,19 @@ def s3_env(seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
 
     The endpoint is not in the environment: use ``seaweedfs.endpoint``.
     """
+    yield _new_bucket(seaweedfs, monkeypatch)
+
+
+def _new_bucket(server: SeaweedFS | CephRGW, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The AWS SDK environment pointed at `server` (its credentials; no profile, token or endpoint of the
+    machine's), and a new, empty bucket's name."""
     for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(var, raising=False)
-    for var, value in seaweedfs.client_env().items():
+    for var, value in server.client_env().items():
         monkeypatch.setenv(var, value)
     bucket = f"ei-test-{uuid.uuid4().hex[:16]}"
-    seaweedfs.create_bucket(bucket)
-    yield bucket
+    server.create_bucket(bucket)
+    return bucket
 
 
 @pytest.fixture
@@ -124,12 +140,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 @pytest.fixture(scope="session")
 def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQ]:
     """One RabbitMQ node (AMQP + STOMP on free loopback ports, a generated user) for the whole session."""
-    server = construct_server(lambda: RabbitMQ(tmp_path_factory.mktemp("rabbitmq")))
-    server.start()
-    try:
+    with construct_server(lambda: RabbitMQ(tmp_path_factory.mktemp("rabbitmq"))) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import os
 import shutil
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -94,30 +93,6 @@ def _assert_no_process(pids: dict[str, int]) -> None:
 
 
 # ---------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def ceph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CephRGW]:
-    """One single-node cluster (mon, memstore OSD, radosgw) for this module."""
-    try:
-        server = CephRGW(tmp_path_factory.mktemp("ceph"))
-    except ServerUnavailable as exc:
-        pytest.fail(f"EI_WITH_CEPH=1 but {exc}", pytrace=False)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def ceph_env(ceph: CephRGW, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Point the AWS SDK environment at ``ceph``; return a new, empty bucket's name."""
-    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(var, raising=False)
-    for var, value in ceph.client_env().items():
-        monkeypatch.setenv(var, value)
-    bucket = f"ei-test-{uuid.uuid4().hex[:16]}"
-    ceph.create_bucket(bucket)
-    return bucket
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from eventindex.errors import ObjectExistsError, StoreAccessError, StoreUnavailableError
 from eventindex.store.base import MIB, StoreOptions
 from eventindex.store.s3 import S3Store
-from testservers import CephRGW, SeaweedFS, ServerUnavailable
+from testservers import CephRGW, SeaweedFS
 
 pytestmark = pytest.mark.integration
 
@@ -47,32 +47,26 @@ def private_seaweedfs(seaweedfs: SeaweedFS, tmp_path: Path, monkeypatch: pytest.
         server.stop()
 
 
-@pytest.fixture(scope="module")
-def ceph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CephRGW]:
-    try:
-        server = CephRGW(tmp_path_factory.mktemp("ceph"))
-    except ServerUnavailable as exc:
-        pytest.fail(f"EI_WITH_CEPH=1 but {exc}", pytrace=False)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def ceph_bucket(ceph: CephRGW, monkeypatch: pytest.MonkeyPatch) -> str:
-    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(var, raising=False)
-    for var, value in ceph.client_env().items():
-        monkeypatch.setenv(var, value)
-    bucket = f"ei-test-{uuid.uuid4().hex[:16]}"
-    ceph.create_bucket(bucket)
-    return bucket
-
-
 def _uploads(client: Any, bucket: str) -> list[str]:
     return [u["UploadId"] for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
+
+
+def _killed_at_the_first_part(server: SeaweedFS, prefix: str) -> tuple[str, S3Store]:
+    """A new bucket, and a store on it (multipart above 1 MiB, 5 MiB parts) whose first UploadPart kills
+    the server (kill -9) before it is sent."""
+    bucket = f"ei-test-{uuid.uuid4().hex[:16]}"
+    server.create_bucket(bucket)
+    options = StoreOptions(multipart_threshold=MIB, part_size=5 * MIB, max_attempts=2)
+    store = S3Store.from_url(f"s3://{bucket}/{prefix}?endpoint={server.endpoint}".replace("/?", "?"), options)
+    killed: list[bool] = []
+
+    def crash(**_: object) -> None:
+        if not killed:
+            killed.append(True)
+            server.kill()
+
+    store.client.meta.events.register("before-send.s3.UploadPart", crash)
+    return bucket, store
 
 
 # ---------------------------------------------------------------- SeaweedFS
@@ -83,19 +77,8 @@ def test_a_multipart_upload_cut_by_a_store_crash_is_aborted_once_the_store_is_ba
     the abort cannot reach the store; once the store is back the retried write succeeds and the orphaned
     upload (its parts) is aborted, not left for a lifecycle rule."""
     server = private_seaweedfs
-    bucket = f"ei-test-{uuid.uuid4().hex[:16]}"
-    server.create_bucket(bucket)
-    options = StoreOptions(multipart_threshold=MIB, part_size=5 * MIB, max_attempts=2)
-    store = S3Store.from_url(f"s3://{bucket}/transit?endpoint={server.endpoint}", options)
+    bucket, store = _killed_at_the_first_part(server, "transit")
     admin = server.s3_client()
-    killed: list[bool] = []
-
-    def crash(**_: object) -> None:
-        if not killed:
-            killed.append(True)
-            server.kill()
-
-    store.client.meta.events.register("before-send.s3.UploadPart", crash)
     data = os.urandom(11 * MIB)  # three parts
     try:
         with pytest.raises(StoreUnavailableError, match=r"cannot upload a part of t/j/1/chunk-000000\.eic"):
@@ -113,14 +96,8 @@ def test_a_multipart_upload_cut_by_a_store_crash_is_aborted_once_the_store_is_ba
 
 def test_close_aborts_an_upload_the_outage_left(private_seaweedfs: SeaweedFS) -> None:
     server = private_seaweedfs
-    bucket = f"ei-test-{uuid.uuid4().hex[:16]}"
-    server.create_bucket(bucket)
-    options = StoreOptions(multipart_threshold=MIB, part_size=5 * MIB, max_attempts=2)
-    store = S3Store.from_url(f"s3://{bucket}?endpoint={server.endpoint}", options)
+    bucket, store = _killed_at_the_first_part(server, "")
     admin = server.s3_client()
-    store.client.meta.events.register(
-        "before-send.s3.UploadPart", lambda **_: server.kill() if server.running else None
-    )
     try:
         with pytest.raises(StoreUnavailableError):
             store.put("t/j/1/chunk-000000.eic", os.urandom(6 * MIB))
@@ -159,18 +136,18 @@ def test_a_bucket_typo_is_refused_not_created(seaweedfs: SeaweedFS, tmp_path: Pa
 
 # ---------------------------------------------------------------- Ceph RGW
 @needs_ceph
-def test_ceph_ignores_if_none_match_in_a_versioned_bucket(ceph: CephRGW, ceph_bucket: str) -> None:
+def test_ceph_ignores_if_none_match_in_a_versioned_bucket(ceph: CephRGW, ceph_env: str) -> None:
     """The quirk the refusal below rests on: with versioning enabled, RGW 16 takes a second conditional
     write of a key as a new version (suspended versioning: 412 again)."""
     s3 = ceph.s3_client()
     try:
-        s3.put_bucket_versioning(Bucket=ceph_bucket, VersioningConfiguration={"Status": "Enabled"})
-        s3.put_object(Bucket=ceph_bucket, Key="k", Body=b"first", IfNoneMatch="*")
-        s3.put_object(Bucket=ceph_bucket, Key="k", Body=b"second", IfNoneMatch="*")
-        assert s3.get_object(Bucket=ceph_bucket, Key="k")["Body"].read() == b"second"
-        s3.put_bucket_versioning(Bucket=ceph_bucket, VersioningConfiguration={"Status": "Suspended"})
+        s3.put_bucket_versioning(Bucket=ceph_env, VersioningConfiguration={"Status": "Enabled"})
+        s3.put_object(Bucket=ceph_env, Key="k", Body=b"first", IfNoneMatch="*")
+        s3.put_object(Bucket=ceph_env, Key="k", Body=b"second", IfNoneMatch="*")
+        assert s3.get_object(Bucket=ceph_env, Key="k")["Body"].read() == b"second"
+        s3.put_bucket_versioning(Bucket=ceph_env, VersioningConfiguration={"Status": "Suspended"})
         with pytest.raises(ClientError) as refused:
-            s3.put_object(Bucket=ceph_bucket, Key="k", Body=b"third", IfNoneMatch="*")
+            s3.put_object(Bucket=ceph_env, Key="k", Body=b"third", IfNoneMatch="*")
         assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
     finally:
         s3.close()
@@ -178,24 +155,22 @@ def test_ceph_ignores_if_none_match_in_a_versioned_bucket(ceph: CephRGW, ceph_bu
 
 @needs_ceph
 @pytest.mark.parametrize("size", [1000, 2 * MIB], ids=["put", "multipart"])
-def test_a_versioned_bucket_is_refused_before_any_write(ceph: CephRGW, ceph_bucket: str, size: int) -> None:
+def test_a_versioned_bucket_is_refused_before_any_write(ceph: CephRGW, ceph_env: str, size: int) -> None:
     s3 = ceph.s3_client()
-    s3.put_bucket_versioning(Bucket=ceph_bucket, VersioningConfiguration={"Status": "Enabled"})
-    s3.put_object(Bucket=ceph_bucket, Key="chunks/t/j/1/chunk-000000.eic", Body=b"someone else's")
-    store = S3Store.from_url(
-        f"s3://{ceph_bucket}/chunks?endpoint={ceph.endpoint}", StoreOptions(multipart_threshold=MIB)
-    )
+    s3.put_bucket_versioning(Bucket=ceph_env, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object(Bucket=ceph_env, Key="chunks/t/j/1/chunk-000000.eic", Body=b"someone else's")
+    store = S3Store.from_url(f"s3://{ceph_env}/chunks?endpoint={ceph.endpoint}", StoreOptions(multipart_threshold=MIB))
     try:
         with pytest.raises(StoreAccessError, match="has versioning enabled"):
             store.put("t/j/1/chunk-000000.eic", os.urandom(size))
-        body = s3.get_object(Bucket=ceph_bucket, Key="chunks/t/j/1/chunk-000000.eic")["Body"].read()
+        body = s3.get_object(Bucket=ceph_env, Key="chunks/t/j/1/chunk-000000.eic")["Body"].read()
         assert body == b"someone else's", "write-once held"
-        assert _uploads(s3, ceph_bucket) == []
-        versions = s3.list_object_versions(Bucket=ceph_bucket).get("Versions", [])
+        assert _uploads(s3, ceph_env) == []
+        versions = s3.list_object_versions(Bucket=ceph_env).get("Versions", [])
         assert len(versions) == 1
         # suspended versioning: RGW honours If-None-Match again, and the store writes
-        s3.put_bucket_versioning(Bucket=ceph_bucket, VersioningConfiguration={"Status": "Suspended"})
-        fresh = S3Store.from_url(f"s3://{ceph_bucket}/chunks?endpoint={ceph.endpoint}")
+        s3.put_bucket_versioning(Bucket=ceph_env, VersioningConfiguration={"Status": "Suspended"})
+        fresh = S3Store.from_url(f"s3://{ceph_env}/chunks?endpoint={ceph.endpoint}")
         try:
             with pytest.raises(ObjectExistsError):
                 fresh.put("t/j/1/chunk-000000.eic", b"x")
