@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from .base import ServerUnavailable, StoreServer, free_ports, s3_client, tcp_port_open
 
+#: The longest unix socket path (sun_path holds 108 bytes with its terminating zero).
+MAX_SOCKET_PATH = 108
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
@@ -143,9 +146,10 @@ class SeaweedFS(StoreServer):
             f"-filer.port.grpc={p['filer.grpc']}",
             f"-admin.port={p['admin']}",
             f"-admin.port.grpc={p['admin.grpc']}",
-            # keep the unix sockets out of /tmp (the gRPC ones are still /tmp/seaweedfs-*-<port>.sock)
-            f"-filer.localSocket={self.workdir / 'filer.sock'}",
-            f"-s3.localSocket={self.workdir / 's3.sock'}",
+            # keep the unix sockets out of /tmp where the path allows (the gRPC ones are still
+            # /tmp/seaweedfs-*-<port>.sock)
+            f"-filer.localSocket={self._local_socket('filer')}",
+            f"-s3.localSocket={self._local_socket('s3')}",
             *self.extra_args,
         ]
 
@@ -170,10 +174,21 @@ class SeaweedFS(StoreServer):
             self._probe_client = None
         self._remove_stale_sockets()
 
+    def _local_socket(self, role: str) -> Path:
+        """Where `role`'s local unix socket goes: in the work directory, unless that path is longer than a
+        socket address holds (108 bytes on Linux; `weed` then dies with "bind: invalid argument"), as a deep
+        work directory of a test's is: then in /tmp, named after the role's port, like the gRPC ones."""
+        path = self.workdir / f"{role}.sock"
+        if len(os.fsencode(path)) < MAX_SOCKET_PATH:
+            return path
+        return Path(f"/tmp/seaweedfs-{role}-local-{self.ports[role]}.sock")
+
     def _remove_stale_sockets(self) -> None:
-        """Remove the gRPC unix sockets ``weed`` names after our ports (left behind by a kill)."""
-        for role in ("master", "volume", "filer", "s3", "admin"):
-            path = Path(f"/tmp/seaweedfs-{role}-grpc-{self.ports[role + '.grpc']}.sock")
+        """Remove the unix sockets in /tmp ``weed`` names after our ports (left behind by a kill)."""
+        paths = [Path(f"/tmp/seaweedfs-{role}-grpc-{self.ports[role + '.grpc']}.sock")
+                 for role in ("master", "volume", "filer", "s3", "admin")]  # fmt: skip
+        paths += [self._local_socket(role) for role in ("filer", "s3")]
+        for path in paths:
             with contextlib.suppress(FileNotFoundError):
                 if path.is_socket():
                     path.unlink()

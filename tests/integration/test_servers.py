@@ -286,6 +286,24 @@ def test_stop_and_kill_leave_no_process(kind: str, tmp_path: Path) -> None:
     _assert_gone(server, pid)
 
 
+def test_seaweedfs_starts_in_a_work_directory_too_deep_for_a_unix_socket(tmp_path: Path) -> None:
+    """A socket path longer than 108 bytes: `weed` died with "bind: invalid argument" (ei-bench's work
+    directory got a `<stamp>/` level, and a CI run's tmp_path is deep: every bench test failed there)."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    assert len(os.fsencode(deep / "seaweedfs" / "filer.sock")) > seaweedfs_mod.MAX_SOCKET_PATH
+    server = SeaweedFS(deep / "seaweedfs")
+    with server:
+        server.create_bucket("deep")
+        client = server.s3_client()
+        try:
+            client.put_object(Bucket="deep", Key="k", Body=b"v")
+            assert client.get_object(Bucket="deep", Key="k")["Body"].read() == b"v"
+        finally:
+            client.close()
+    for port in (server.ports["filer"], server.ports["s3"]):
+        assert not list(Path("/tmp").glob(f"seaweedfs-*-local-{port}.sock")), "the sockets in /tmp are removed"
+
+
 def test_start_error_reports_log_tail(tmp_path: Path) -> None:
     server = SeaweedFS(tmp_path, extra_args=["-no.such.flag=1"])
     with pytest.raises(ServerStartError, match=r"exited with status 2 before it was ready; log .* ends with") as err:
