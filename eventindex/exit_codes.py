@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sqlite3
 import threading
 from collections.abc import Iterator
-from typing import NamedTuple, NoReturn
+from typing import NamedTuple, NoReturn, TextIO
 
 from eventindex.errors import (
     ConfigError,
@@ -65,6 +66,18 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         line = redact(" ".join(message.split()))
         self.exit(EXIT_USAGE, f"{self.prog}: error: {line} (see {self.prog} --help)\n")
+
+
+def emit(text: str, stream: TextIO, end: str = "\n") -> None:
+    """Write a tool's output. A reader that went away (a closed pipe: `ei-supersink status --json | head -1`, a
+    full device) does not change the exit code: the stream is pointed at /dev/null, so nothing fails at exit
+    either."""
+    try:
+        stream.write(text + end)
+        stream.flush()
+    except OSError:
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
 
 class Terminated(KeyboardInterrupt):

@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import json
 import logging
-import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -33,7 +32,7 @@ from typing import TextIO
 
 from eventindex import __version__
 from eventindex.errors import ConfigError
-from eventindex.exit_codes import EXIT_OK, EXIT_SPOOLED, OneLineParser, exit_status, raising_on
+from eventindex.exit_codes import EXIT_OK, EXIT_SPOOLED, OneLineParser, emit, exit_status, raising_on
 from eventindex.redact import redact
 from eventindex.store.base import DEFAULT_CONNECTIONS, MIB, MIN_PART_BYTES, StoreOptions
 from eventindex.store.local import existing_parent
@@ -226,23 +225,13 @@ def run_config(args: argparse.Namespace) -> RunConfig:
     )
 
 
-def _emit(text: str, stream: TextIO) -> None:
-    """Print a line. A reader that went away (a closed pipe: `ei-producer ... | head`, a full device) does
-    not change the job's exit code: the stream is pointed at /dev/null, so nothing fails at exit either."""
-    try:
-        print(text, file=stream, flush=True)
-    except OSError:
-        with contextlib.suppress(OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
-
-
 def _error_line(text: str) -> str:
     """An error or warning line on stderr: no credential in it, whatever the message holds (eventindex.redact)."""
     return f"ei-producer: {redact(text)}"
 
 
 def _fail(code: int, text: str) -> int:
-    _emit(_error_line(text), sys.stderr)
+    emit(_error_line(text), sys.stderr)
     return code
 
 
@@ -304,7 +293,7 @@ def _main(argv: Sequence[str] | None) -> int:
             end_progress_line(show)  # the error on a line of its own, not after the progress figures
             return _fail(*exit_status(exc, keeps_state=False))
         end_progress_line(show)
-        _emit(summary_line(result, dry_run=True), sys.stdout)
+        emit(summary_line(result, dry_run=True), sys.stdout)
         return EXIT_OK
     figures: dict[str, float] = {}
     lines: list[tuple[str, TextIO]] = []  # said after the metrics file is written: a closed pipe cannot stop that
@@ -342,7 +331,7 @@ def _main(argv: Sequence[str] | None) -> int:
                 sys.stderr,
             ))  # fmt: skip
     for text, stream in lines:
-        _emit(text, stream)
+        emit(text, stream)
     return code
 
 
@@ -355,7 +344,7 @@ def flush_main(argv: Sequence[str]) -> int:
         return _fail(code, f"{text} (the pointers not sent stay in the spool)")
     except Exception as exc:  # every error, a bug too, ends in one line and its code
         return _fail(*exit_status(exc, keeps_state=False))
-    _emit(json.dumps({"spool": str(args.spool), "sent": result.sent, "skipped": result.skipped}), sys.stdout)
+    emit(json.dumps({"spool": str(args.spool), "sent": result.sent, "skipped": result.skipped}), sys.stdout)
     return EXIT_OK
 
 

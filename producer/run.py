@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from eventindex.errors import ConfigError
 from eventindex.store.base import ObjectStore, StoreOptions, check_store_url, open_store
-from eventindex.store.local import file_url_path
+from eventindex.store.local import LocalStore
 from eventindex.transport.base import Publisher
 from eventindex.transport.counting import CountingPublisher
 from eventindex.transport.failover import FailoverPublisher
@@ -89,9 +89,7 @@ def check_destinations(config: RunConfig) -> None:
         check_store_url(config.store)
     FailoverPublisher(config.brokers).close()
     if config.store and urlsplit(config.store).scheme == "file":
-        directory = file_url_path(config.store)
-        if not directory.is_dir():
-            raise ConfigError(f"store directory {directory} does not exist (create it before the first job)")
+        LocalStore.from_url(config.store, create=False)  # ConfigError: store directory ... does not exist
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from eventindex.errors import ConfigError, NeedsAttentionError, NothingToDoError
+from eventindex.errors import NeedsAttentionError, NothingToDoError
 from eventindex.store import ObjectStore
 from eventindex.warehouse import CommittedTask
 from supersink.completeness import AttemptView, TaskView, chosen_chunks, evaluate
@@ -127,11 +127,7 @@ def amend(
         raise NotLoadedError(f"task {task} is not loaded yet: use `ei-supersink load` (with --force if partial)")
     committed = warehouse.committed(view.dataset, task)
     if committed is None:  # the wrong warehouse, or its marker deleted or not restored: nothing to add to
-        given = warehouse.url.split("?", 1)[0]
-        raise ConfigError(
-            f"task {task} was loaded to {row.location if row is not None else '?'}, but {given} holds no commit "
-            "of it (no _SUCCESS.json): is this the warehouse it was loaded to?"
-        )
+        raise warehouse.holds_no_commit(task, row.location if row is not None else None)
     known = set(marker.get("amendments", []))
     adopted = []
     for earlier in committed.amendments:

@@ -23,7 +23,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import re
 import signal
 import sys
@@ -34,7 +33,7 @@ from types import FrameType
 
 from eventindex import __version__
 from eventindex.errors import ConfigError
-from eventindex.exit_codes import EXIT_ATTENTION, EXIT_HANGUP, EXIT_OK, OneLineParser, exit_status
+from eventindex.exit_codes import EXIT_ATTENTION, EXIT_HANGUP, EXIT_OK, OneLineParser, emit, exit_status
 
 # The codes this command ends with (the README's table; exit_status maps the errors to them).
 from eventindex.exit_codes import EXIT_BROKER as EXIT_BROKER
@@ -478,14 +477,7 @@ def _setup_logging(args: argparse.Namespace) -> Redactor:
 
 
 def _out(text: str, end: str = "\n") -> None:
-    """Write a command's answer to stdout. A reader that went away (`ei-supersink status --json | head -1`) does
-    not change the command's exit code: stdout is pointed at /dev/null, so nothing fails at exit either."""
-    try:
-        sys.stdout.write(text + end)
-        sys.stdout.flush()
-    except OSError:
-        with contextlib.suppress(OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    emit(text, sys.stdout, end)
 
 
 #: The commands but `run`, which also takes the redactor.

@@ -278,11 +278,7 @@ class Supersink:
             hint = "" if force or state != TaskState.WAITING else " (use --force to load what is there)"
             raise TaskNotLoadableError(f"task {task} is {state}: {detail}{hint}")
         if already and row.dataset is not None and self.warehouse.read_marker(row.dataset, task) is None:
-            given = self.warehouse.url.split("?", 1)[0]
-            raise ConfigError(
-                f"task {task} was loaded to {row.location}, but {given} holds no commit of it: "
-                "is this the warehouse it was loaded to?"
-            )
+            raise self.warehouse.holds_no_commit(task, row.location)
         marker = row.marker
         return {**{k: marker.get(k) for k in LOAD_SUMMARY}, "already_loaded": already}
 

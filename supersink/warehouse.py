@@ -35,7 +35,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from eventindex.errors import AlreadyCommittedError, ObjectExistsError, StoreError, WarehouseError
+from eventindex.errors import AlreadyCommittedError, ConfigError, ObjectExistsError, StoreError, WarehouseError
 from eventindex.warehouse import (
     AMEND_TEMPLATE,
     CLAIM,
@@ -59,7 +59,10 @@ def _claim_name(amendment: int) -> str:
 
 
 def _is_claim(name: str) -> bool:
-    return name == CLAIM or re.fullmatch(r"_CLAIM-a\d{4,}\.json", name) is not None
+    prefix, _, suffix = AMEND_CLAIM_TEMPLATE.partition("{:04d}")
+    return name == CLAIM or (
+        name.startswith(prefix) and name.endswith(suffix) and name[len(prefix) : -len(suffix)].isdigit()
+    )
 
 
 def _part_prefix(amendment: int) -> str:
@@ -134,6 +137,14 @@ class Warehouse(WarehouseReader):
                 f"task {task} is being {what} by supersink {held.get('owner', '?')} "
                 f"(claimed {held.get('claimed_at', '?')})"
             )
+
+    def holds_no_commit(self, task: str, location: str | None) -> ConfigError:
+        """The error for a task the ledger says was loaded (to `location`) that this warehouse holds no commit
+        of: the wrong --warehouse, or a marker deleted or not restored."""
+        return ConfigError(
+            f"task {task} was loaded to {location or '?'}, but {self.url.split('?', 1)[0]} holds no commit of it: "
+            "is this the warehouse it was loaded to?"
+        )
 
     def claim_path(self, dataset: str, task: str, amendment: int = 0) -> str:
         """The claim file of a task (or of an amendment), on `fs` (for operators releasing a lost supersink's claim)."""
